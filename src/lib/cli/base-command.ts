@@ -1,0 +1,107 @@
+// The one base command: global flags, output format, error rendering and exit codes.
+// Commands stay thin: parse → call one lib function → this.render(...).
+import {Command, Flags, Interfaces} from '@oclif/core'
+import chalk from 'chalk'
+
+import {ExitCode, ZtError} from '../errors.js'
+import {type Column, type OutputFormat, renderData, renderTable} from './render.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+export const outputFlag = Flags.option({
+  char: 'o',
+  description: 'output format',
+  helpGroup: 'GLOBAL',
+  options: ['table', 'json', 'yaml'] as const,
+})
+
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override baseFlags = {
+    context: Flags.string({
+      description: 'context to use (see `ztctl context list`); overrides the current context',
+      env: 'ZTCTL_CONTEXT',
+      helpGroup: 'GLOBAL',
+    }),
+    kubeconfig: Flags.string({
+      description: 'path to a kubeconfig (Kubernetes commands)',
+      env: 'KUBECONFIG',
+      helpGroup: 'GLOBAL',
+    }),
+    'log-level': Flags.option({
+      default: 'info',
+      description: 'log level of long-running commands',
+      env: 'ZTCTL_LOG_LEVEL',
+      helpGroup: 'GLOBAL',
+      options: ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const,
+    })(),
+    namespace: Flags.string({char: 'n', description: 'Kubernetes namespace', helpGroup: 'GLOBAL'}),
+    output: outputFlag(),
+  }
+
+  static override enableJsonFlag = true
+
+  protected args!: BaseArgs<T>
+  protected flags!: BaseFlags<T>
+
+  /** The output format: --json wins, then -o, else a table. */
+  protected get format(): OutputFormat {
+    if (this.jsonEnabled()) return 'json'
+    const output = (this.flags as {output?: unknown}).output
+    return output === 'json' || output === 'yaml' ? output : 'table'
+  }
+
+  override async catch(error: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    if (ZtError.is(error)) {
+      process.exitCode = error.exit
+      if (this.jsonEnabled()) {
+        this.logJson({error: error.toJSON()})
+        return
+      }
+
+      const lines = [`${chalk.red('Error')} (${error.code}): ${error.message}`]
+      if (error.suggestion) lines.push(`${chalk.yellow('Try this:')} ${error.suggestion}`)
+      this.logToStderr(lines.join('\n'))
+      return
+    }
+
+    // oclif's own parse and usage errors carry their exit code; render those the oclif way.
+    if (error.oclif?.exit !== undefined) return super.catch(error)
+    process.exitCode = ExitCode.failure
+    this.logToStderr(`${chalk.red('Internal error')} (a bug in ztctl; please report it with this output):`)
+    this.logToStderr(error.stack ?? String(error))
+  }
+
+  override async init(): Promise<void> {
+    await super.init()
+    // NO_COLOR (https://no-color.org): any non-empty value turns colour off.
+    if (process.env.NO_COLOR) chalk.level = 0
+    const {args, flags} = await this.parse({
+      args: this.ctor.args,
+      baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      flags: this.ctor.flags,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as BaseArgs<T>
+  }
+
+  /** Print data as JSON/YAML, or through `human` as a table or text. Returns the data for --json. */
+  protected async render<D>(data: D, human: () => string | undefined): Promise<D> {
+    const format = this.format
+    if (format === 'json' && this.jsonEnabled()) return data // oclif prints the returned value
+    if (format === 'table') {
+      const text = human()
+      if (text !== undefined && text !== '') this.log(text)
+    } else {
+      this.log(await renderData(data, format))
+    }
+
+    return data
+  }
+
+  protected table<Row>(rows: readonly Row[], columns: readonly Column<Row>[]): string {
+    return renderTable(rows, columns)
+  }
+}

@@ -1,0 +1,58 @@
+// Human and machine renderings of command results. Tables follow istioctl/ziti: upper-case headers,
+// no borders, two spaces between columns, so that `awk`/`grep` work on them.
+import Table from 'cli-table3'
+
+export type OutputFormat = 'json' | 'table' | 'yaml'
+
+export interface Column<Row> {
+  header: string
+  value: (row: Row) => boolean | null | number | string | undefined
+}
+
+export function renderTable<Row>(rows: readonly Row[], columns: readonly Column<Row>[]): string {
+  const table = new Table({
+    chars: {
+      bottom: '', 'bottom-left': '', 'bottom-mid': '', 'bottom-right': '', left: '', 'left-mid': '',
+      mid: '', 'mid-mid': '', middle: '  ', right: '', 'right-mid': '', top: '', 'top-left': '',
+      'top-mid': '', 'top-right': '',
+    },
+    head: columns.map((column) => column.header),
+    style: {border: [], compact: true, head: [], 'padding-left': 0, 'padding-right': 0},
+  })
+  for (const row of rows) {
+    table.push(columns.map((column) => formatCell(column.value(row))))
+  }
+
+  return table
+    .toString()
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .join('\n')
+}
+
+function formatCell(value: boolean | null | number | string | undefined): string {
+  if (value === undefined || value === null || value === '') return '-'
+  return String(value)
+}
+
+export async function renderData(data: unknown, format: Exclude<OutputFormat, 'table'>): Promise<string> {
+  if (format === 'json') return JSON.stringify(data, null, 2)
+  const {stringify} = await import('yaml')
+  return stringify(data).trimEnd()
+}
+
+/** "3h", "90m", "45s", "2d" → seconds. Returns undefined when the text is not a duration. */
+export function parseDuration(text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim())
+  if (!match) return undefined
+  const unit = {d: 86_400, h: 3600, m: 60, ms: 0.001, s: 1}[match[2] as 'd' | 'h' | 'm' | 'ms' | 's']
+  return Number(match[1]) * unit
+}
+
+export function formatAge(fromMs: number, nowMs = Date.now()): string {
+  const seconds = Math.max(0, Math.round((nowMs - fromMs) / 1000))
+  if (seconds < 120) return `${seconds}s`
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m`
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h`
+  return `${Math.round(seconds / 86_400)}d`
+}

@@ -1,0 +1,144 @@
+// The contract between the controller and the agents: the resources of the configuration stream and
+// the messages that carry them. Both sides import only this file from each other's domain.
+//
+// The stream (POST /v1/config/stream, HTTP/2, mutual TLS with the agent's identity) carries newline-
+// delimited JSON both ways. The agent sends `subscribe` first, then one `ack` (or `nack`) per version it
+// applies. The controller answers with a `snapshot` when the agent's `since` is unknown or too old, else
+// with `delta`s from `since` on, and pushes a new `delta` after every committed change. Versions are the
+// store's revision numbers: strictly increasing, never reused, so a reconnecting agent resumes from the
+// last version it acknowledged.
+
+/** `tcp/NAME` */
+export type ServiceName = string
+
+export interface Target {
+  host: string
+  port: number
+  /** relative weight for weighted-random load balancing; default 1 */
+  weight?: number
+}
+
+/** AGENT hosts SERVICE and forwards its connections to TARGETS (ZTM's outbound, OpenZiti's host.v1). */
+export interface OutboundTunnel {
+  agent: string
+  /** `@identity` or `#role`; empty: any identity of the mesh (policies still apply) */
+  allow: string[]
+  service: ServiceName
+  targets: Target[]
+}
+
+/** AGENT listens on LISTEN and carries each connection to an endpoint of SERVICE (ZTM's inbound). */
+export interface InboundTunnel {
+  agent: string
+  /** `ip:port`; the IP defaults to 127.0.0.1 */
+  listen: string
+  service: ServiceName
+}
+
+/** An L4 authorization rule with ztunnel's semantics (see src/lib/proxy/authz.ts). */
+export interface Policy {
+  action: 'ALLOW' | 'DENY'
+  /** source `@identity` / `#role`; empty: any source */
+  from: string[]
+  name: string
+  /** destination ports; empty: any */
+  ports: number[]
+  /** services the policy applies to; empty: every service */
+  services: ServiceName[]
+  /** source CIDRs (the address the hosting agent sees); empty: any */
+  sourceCidrs: string[]
+}
+
+/** What an agent needs to know about an identity: roles for policies. */
+export interface IdentitySummary {
+  name: string
+  roles: string[]
+  spiffe: string
+}
+
+/** A certificate that must no longer be accepted (a CRL entry), kept until the certificate expires. */
+export interface Revocation {
+  identity: string
+  notAfter: string
+  serial: string
+  spiffe: string
+}
+
+/** An agent as the mesh knows it: where its HBONE port is reachable. */
+export interface AgentRecord {
+  /** `host:port` of its HBONE listener as other agents should dial it */
+  hbone: string
+  name: string
+  spiffe: string
+}
+
+export interface ResourceKinds {
+  agent: AgentRecord
+  identity: IdentitySummary
+  inbound: InboundTunnel
+  outbound: OutboundTunnel
+  policy: Policy
+  revocation: Revocation
+}
+export type ResourceKind = keyof ResourceKinds
+
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['agent', 'identity', 'inbound', 'outbound', 'policy', 'revocation']
+
+/** The key of a resource within its kind. */
+export function resourceKey<K extends ResourceKind>(kind: K, value: ResourceKinds[K]): string {
+  switch (kind) {
+    case 'agent':
+    case 'identity': {
+      return (value as AgentRecord | IdentitySummary).name
+    }
+
+    case 'inbound':
+    case 'outbound': {
+      const tunnel = value as InboundTunnel | OutboundTunnel
+      return `${tunnel.service}@${tunnel.agent}`
+    }
+
+    case 'policy': {
+      return (value as Policy).name
+    }
+
+    case 'revocation': {
+      return (value as Revocation).serial
+    }
+  }
+
+  throw new Error(`unknown resource kind ${String(kind)}`)
+}
+
+/** The whole configuration: one map per kind, keyed by resourceKey. */
+export type ConfigSnapshot = {[K in ResourceKind]: Record<string, ResourceKinds[K]>}
+
+export function emptySnapshot(): ConfigSnapshot {
+  return {agent: {}, identity: {}, inbound: {}, outbound: {}, policy: {}, revocation: {}}
+}
+
+export type Change =
+  | {key: string; kind: ResourceKind; op: 'delete'}
+  | {[K in ResourceKind]: {key: string; kind: K; op: 'put'; value: ResourceKinds[K]}}[ResourceKind]
+
+export type ControllerMessage =
+  | {changes: Change[]; from: number; type: 'delta'; version: number}
+  | {resources: ConfigSnapshot; type: 'snapshot'; version: number}
+  | {error: {code: string; message: string}; type: 'error'}
+
+export type AgentMessage =
+  | {agent: string; hbone: string; since?: number; type: 'subscribe'}
+  | {error: string; type: 'nack'; version: number}
+  | {type: 'ack'; version: number}
+
+/** Apply a change list to a snapshot in place. */
+export function applyChanges(snapshot: ConfigSnapshot, changes: readonly Change[]): void {
+  for (const change of changes) {
+    const table = snapshot[change.kind] as Record<string, unknown>
+    if (change.op === 'delete') delete table[change.key]
+    else table[change.key] = change.value
+  }
+}
+
+/** Upper bound of one line on the stream; a longer line is a protocol error, not a reason to buffer. */
+export const MAX_STREAM_LINE_BYTES = 16 * 1024 * 1024
