@@ -1,11 +1,22 @@
 import {BaseCommand} from '../lib/cli/base-command.js'
 
+interface VersionData {
+  client: {node: string; version: string}
+  controller?: {caFingerprint: string; trustDomain: string; url: string; version: string}
+}
+
 export default class Version extends BaseCommand<typeof Version> {
   static override description = 'Show the client version, and the controller version when one is reachable'
   static override examples = ['<%= config.bin %> version', '<%= config.bin %> version --json']
 
-  async run(): Promise<{client: {node: string; version: string}}> {
-    const data = {client: {node: process.version, version: this.config.version}}
-    return this.render(data, () => `client version: ${data.client.version} (node ${data.client.node})`)
+  async run(): Promise<VersionData> {
+    const {probeControllerVersion} = await import('../lib/client/identities.js')
+    // Bounded at about a second: `version` must answer even when no controller does.
+    const controller = await probeControllerVersion({context: this.flags.context, home: this.home, timeoutMs: 1000})
+    const data: VersionData = {client: {node: process.version, version: this.config.version}, controller}
+    return this.render(data, () => [
+      `client version: ${data.client.version} (node ${data.client.node})`,
+      controller ? `controller version: ${controller.version} (${controller.url}, trust domain ${controller.trustDomain})` : 'controller version: not reachable',
+    ].join('\n'))
   }
 }

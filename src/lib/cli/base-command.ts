@@ -4,6 +4,8 @@ import {Command, Flags, Interfaces} from '@oclif/core'
 import chalk from 'chalk'
 
 import {ExitCode, ZtError} from '../errors.js'
+import {type Home, resolveHome} from '../home/home.js'
+import type {ControllerApi} from '../mesh/api.js'
 import {type Column, type OutputFormat, renderData, renderTable} from './render.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -99,6 +101,22 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
 
     return data
+  }
+
+  /** The ztctl home: $ZTCTL_HOME, else oclif's XDG config and data folders. */
+  protected get home(): Home {
+    return resolveHome({configDir: this.config.configDir, dataDir: this.config.dataDir})
+  }
+
+  /** Run `fn` with an authenticated controller connection from the current (or --context) context. */
+  protected async withController<R>(fn: (api: ControllerApi) => Promise<R>): Promise<R> {
+    const {openSession} = await import('../client/session.js')
+    const client = await openSession({context: this.flags.context, home: this.home})
+    try {
+      return await fn(client)
+    } finally {
+      client.close()
+    }
   }
 
   protected table<Row>(rows: readonly Row[], columns: readonly Column<Row>[]): string {

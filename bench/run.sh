@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# run.sh - what `npm run bench` runs after building. One run, so the ratios compare like with like:
+#   1. CLI cold start (bench/coldstart.sh): `ztctl --help`, `ztctl version` vs `kubectl version --client`;
+#   2. the peers' harness (../shared/bench/run-peers.sh) with our tunnel added as path `ztctl`
+#      (bench/ztctl-path.sh), next to stunnel, haproxy and the native nghttpx chain;
+#   3. each agent's idle RSS after warm-up (bench/agent-rss.sh);
+#   4. the ratio table with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
+#
+#   npm run bench                             # full: 3 reps, ~12 min on 2 cores
+#   REPS=1 TPUT_SECS=3 npm run bench          # quick
+#
+# Knobs (env, passed through to the harness): PATHS REPS TPUT_SECS LAT_N LAT_SIZE CONN_SECS CONN_THREADS
+#   HOLD_N CRYPTO (0 here) OUT (bench/results/<stamp>) PEER_BENCH (../shared/bench) COLD_RUNS IDLE_SECS
+#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PEER_BENCH=${PEER_BENCH:-$ROOT/../shared/bench}
+export OUT=${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
+export PATHS=${PATHS:-direct stunnel haproxy nghttpx-native ztctl}
+export CRYPTO=${CRYPTO:-0}
+export REPS=${REPS:-3}
+
+fail() { echo "bench: $*" >&2; exit 1; }
+
+# ---------- preflight ----------
+[[ -f $PEER_BENCH/run-peers.sh ]] || fail "peer harness not found at $PEER_BENCH (set PEER_BENCH to the shared bench folder)"
+PEER_BENCH=$(cd "$PEER_BENCH" && pwd)
+command -v node >/dev/null || fail "node not found on PATH"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+((node_major >= 22)) || fail "node $(node --version) is too old; the agent needs Node >= 22.13"
+
+declare -A PACKAGE_OF=([iperf3]=iperf3 [socat]=socat [stunnel4]=stunnel4 [nghttpx]=nghttp2-proxy [haproxy]=haproxy [gcc]=gcc [ss]=iproute2 [openssl]=openssl)
+missing=()
+for tool in "${!PACKAGE_OF[@]}"; do command -v "$tool" >/dev/null || missing+=("${PACKAGE_OF[$tool]}"); done
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "bench: installing ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y "${missing[@]}" >&2 || fail "apt-get install ${missing[*]} failed"
+  else
+    fail "missing tools; install them with: sudo apt-get install ${missing[*]}"
+  fi
+fi
+
+mkdir -p "$OUT"
+echo "bench: results -> $OUT" >&2
+
+# ---------- 1. cold start ----------
+bash "$ROOT/bench/coldstart.sh" >/dev/null || echo "bench: cold-start bench failed; continuing without it" >&2
+
+# ---------- 2. the harness, our path included ----------
+EXTRA_PATHS=$ROOT/bench/ztctl-path.sh bash "$PEER_BENCH/run-peers.sh" >"$OUT/harness.out" ||
+  fail "the peer harness failed (log: $OUT/run.log)"
+
+# ---------- 3. agent idle RSS ----------
+if [[ " $PATHS " == *" ztctl "* ]]; then
+  PEER_BENCH=$PEER_BENCH bash "$ROOT/bench/agent-rss.sh" >/dev/null || echo "bench: agent idle RSS failed (logs: $OUT/work/agent-rss)" >&2
+fi
+
+# ---------- 4. ratios ----------
+node "$ROOT/bench/ratios.js" table "$OUT" | tee "$OUT/ratios.md"
+echo "bench: full tables in $OUT/summary.md, ratios in $OUT/ratios.md" >&2

@@ -1,0 +1,52 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../lib/cli/base-command.js'
+import {parseDuration} from '../../lib/cli/render.js'
+import {ExitCode, ZtError} from '../../lib/errors.js'
+
+export default class AgentRun extends BaseCommand<typeof AgentRun> {
+  static override description = `Runs the HBONE proxy for one identity: hosts the outbound tunnels assigned to it, opens its inbound tunnel listeners, and enforces policies. Configuration comes from the controller's stream (or a static --config file); JSON log lines go to stdout. SIGTERM drains open connections up to --drain-timeout, then exits.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> -i agent-a.json',
+    '<%= config.bin %> <%= command.id %> -i agent-a.json --hbone 0.0.0.0:15008 --advertise 10.0.0.7:15008',
+    '<%= config.bin %> <%= command.id %> -i a.json --config mesh.json --hbone 127.0.0.1:0 --admin 127.0.0.1:0 --metrics 127.0.0.1:0 --readiness 127.0.0.1:0 --ready-file a.ready.json',
+  ]
+  static override flags = {
+    admin: Flags.string({default: '127.0.0.1:15000', description: 'admin listener: /config_dump, /logging, /quitquitquit'}),
+    advertise: Flags.string({description: 'HOST:PORT other agents dial [default: the HBONE address, 0.0.0.0 → 127.0.0.1]'}),
+    config: Flags.string({description: 'static configuration file (a ConfigSnapshot as JSON) instead of the controller; re-read on change'}),
+    'drain-timeout': Flags.string({default: '5s', description: 'on SIGTERM, how long open connections may finish'}),
+    hbone: Flags.string({default: '0.0.0.0:15008', description: 'HBONE (mTLS HTTP/2 CONNECT) listener'}),
+    identity: Flags.string({char: 'i', description: 'identity file written by `ztctl enroll`', required: true}),
+    metrics: Flags.string({default: '0.0.0.0:15020', description: 'Prometheus listener: /metrics, /stats/prometheus'}),
+    readiness: Flags.string({default: '0.0.0.0:15021', description: 'readiness listener: /healthz/ready'}),
+    'ready-file': Flags.string({description: 'once ready, write the bound addresses here as JSON (port 0 works everywhere)'}),
+  }
+  static override summary = 'Run the data-plane agent'
+
+  async run(): Promise<void> {
+    const drainSeconds = parseDuration(this.flags['drain-timeout'])
+    if (drainSeconds === undefined) {
+      throw new ZtError('ZT_ERR_USAGE', `--drain-timeout ${JSON.stringify(this.flags['drain-timeout'])} is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --drain-timeout 5s'})
+    }
+
+    const {launchAgent} = await import('../../lib/proxy/launch.js')
+    const agent = await launchAgent({
+      admin: this.flags.admin,
+      advertise: this.flags.advertise,
+      buildVersion: this.config.version,
+      config: this.flags.config,
+      drainTimeoutMs: drainSeconds * 1000,
+      hbone: this.flags.hbone,
+      identityFile: this.flags.identity,
+      logLevel: this.flags['log-level'],
+      metrics: this.flags.metrics,
+      readiness: this.flags.readiness,
+      readyFile: this.flags['ready-file'],
+    })
+    const stop = (signal: string) => () => void agent.shutdown(`received ${signal}`)
+    process.once('SIGTERM', stop('SIGTERM'))
+    process.once('SIGINT', stop('SIGINT'))
+    await agent.closed
+  }
+}

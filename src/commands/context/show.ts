@@ -1,0 +1,19 @@
+import {BaseCommand} from '../../lib/cli/base-command.js'
+
+export default class ContextShow extends BaseCommand<typeof ContextShow> {
+  static override description = 'Show the current context (or the one --context names) and its identity'
+  static override examples = ['<%= config.bin %> context show', '<%= config.bin %> context show --context staging -o yaml']
+
+  async run(): Promise<unknown> {
+    const {showContext} = await import('../../lib/client/contexts.js')
+    const context = await showContext(this.home, this.flags.context)
+    return this.render(context, () => [
+      `Context:     ${context.name}`,
+      `Controller:  ${context.controller}`,
+      `Identity:    ${context.identity}`,
+      `  name:      ${context.identityName ?? '-'}`,
+      `  SPIFFE ID: ${context.spiffe ?? '-'}`,
+      `  expires:   ${context.certNotAfter ?? '-'}`,
+    ].join('\n'))
+  }
+}

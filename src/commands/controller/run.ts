@@ -1,0 +1,96 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../lib/cli/base-command.js'
+import {parseDuration} from '../../lib/cli/render.js'
+import {ExitCode, ZtError} from '../../lib/errors.js'
+
+export default class ControllerRun extends BaseCommand<typeof ControllerRun> {
+  static override description = `Run the controller in the foreground: CA, enrollment, certificate signing, management API and config stream on one TLS port.
+
+The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate), writes an admin identity to <home>/identities/admin.json and a context (default "local"), so the next ztctl command just works. SIGINT/SIGTERM stop it gracefully.`
+
+  // A long-running command: the banner is printed at start (`-o json` for machines), not on return.
+  static override enableJsonFlag = false
+
+  static override examples = [
+    '<%= config.bin %> controller run',
+    '<%= config.bin %> controller run --listen 0.0.0.0:15012 --advertise https://ctrl.example:15012',
+    '<%= config.bin %> controller run --listen 127.0.0.1:0 --data-dir /tmp/ctrl --cert-ttl 30s',
+  ]
+
+  static override flags = {
+    advertise: Flags.string({description: 'URL agents and CLIs use to reach this controller (default: the bound address)'}),
+    'ca-cert': Flags.string({dependsOn: ['ca-key'], description: 'import this intermediate CA certificate (PEM, optionally followed by its chain)'}),
+    'ca-key': Flags.string({dependsOn: ['ca-cert'], description: 'the unencrypted PKCS#8 EC P-256 key of --ca-cert'}),
+    'cert-ttl': Flags.string({default: '24h', description: 'lifetime of issued certificates (e.g. 24h, 30s)'}),
+    'context-name': Flags.string({default: 'local', description: 'name of the CLI context to write'}),
+    'data-dir': Flags.string({description: 'where the store and CA live (default: <home>/controller)'}),
+    listen: Flags.string({default: '127.0.0.1:15012', description: 'HOST:PORT to listen on (port 0 = any free port)'}),
+    'trust-domain': Flags.string({description: 'SPIFFE trust domain, fixed at first start (default cluster.local)'}),
+  }
+
+  async run(): Promise<void> {
+    const ttl = parseDuration(this.flags['cert-ttl'])
+    if (ttl === undefined || ttl < 2) {
+      throw new ZtError('ZT_ERR_BAD_FLAG', `--cert-ttl "${this.flags['cert-ttl']}" is not a duration of at least 2s`, {
+        exit: ExitCode.usage,
+        suggestion: 'e.g. --cert-ttl 24h or --cert-ttl 30s',
+      })
+    }
+
+    silenceSqliteWarning()
+    const {default: pino} = await import('pino')
+    const logger = pino({level: this.flags['log-level'], name: 'ztctl-controller'}, pino.destination(2))
+    const {startController} = await import('../../lib/controller/controller.js')
+    const controller = await startController({
+      advertise: this.flags.advertise,
+      caImport: this.flags['ca-cert'] ? {certFile: this.flags['ca-cert'], keyFile: this.flags['ca-key']!} : undefined,
+      certTtlSeconds: ttl,
+      contextName: this.flags['context-name'],
+      dataDir: this.flags['data-dir'],
+      home: this.home,
+      listen: this.flags.listen,
+      logger,
+      trustDomain: this.flags['trust-domain'],
+      version: this.config.version,
+    })
+
+    const banner = {
+      adminIdentity: controller.adminIdentityPath, caFingerprint: controller.caFingerprint, context: controller.contextName,
+      dataDir: controller.dataDir, pid: process.pid, trustDomain: controller.trustDomain, url: controller.url,
+    }
+    await this.render(banner, () => [
+      `controller listening at: ${controller.url}`,
+      `  data dir             : ${controller.dataDir}`,
+      `  trust domain         : ${controller.trustDomain}`,
+      `  CA fingerprint       : ${controller.caFingerprint}${controller.caCreated ? ' (new)' : ''}`,
+      `  admin identity       : ${controller.adminIdentityPath}${controller.adminCreated ? ' (new)' : ''}`,
+      `  context              : ${controller.contextName}`,
+      `  pid                  : ${process.pid}`,
+    ].join('\n'))
+
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        process.off('SIGINT', stop)
+        process.off('SIGTERM', stop)
+        resolve()
+      }
+
+      process.on('SIGINT', stop)
+      process.on('SIGTERM', stop)
+    })
+    await controller.close()
+    logger.info({}, 'controller stopped')
+    logger.flush()
+  }
+}
+
+/** node:sqlite is stable enough for us; its ExperimentalWarning would only confuse operators. */
+function silenceSqliteWarning(): void {
+  const emitWarning = process.emitWarning.bind(process)
+  process.emitWarning = ((warning: Error | string, ...rest: unknown[]) => {
+    const text = typeof warning === 'string' ? warning : warning.message
+    if (text.includes('SQLite is an experimental feature')) return
+    return (emitWarning as (...args: unknown[]) => void)(warning, ...rest)
+  }) as typeof process.emitWarning
+}

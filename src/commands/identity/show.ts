@@ -1,0 +1,24 @@
+import {Args} from '@oclif/core'
+
+import {BaseCommand} from '../../lib/cli/base-command.js'
+
+export default class IdentityShow extends BaseCommand<typeof IdentityShow> {
+  static override args = {name: Args.string({description: 'identity name', required: true})}
+  static override description = 'Show one identity'
+  static override examples = ['<%= config.bin %> identity show web', '<%= config.bin %> identity show web -o json']
+
+  async run(): Promise<unknown> {
+    const {showIdentity} = await import('../../lib/client/identities.js')
+    const identity = await showIdentity({context: this.flags.context, home: this.home, name: this.args.name})
+    return this.render(identity, () => [
+      `Name:        ${identity.name}`,
+      `ID:          ${identity.id}`,
+      `SPIFFE ID:   ${identity.spiffe}`,
+      `Status:      ${identity.status}`,
+      `Roles:       ${identity.roles.map((role) => `#${role}`).join(', ') || '-'}`,
+      `Admin:       ${identity.admin ? 'yes' : 'no'}`,
+      `Created:     ${identity.createdAt}`,
+      identity.enrolledAt ? `Enrolled:    ${identity.enrolledAt}` : `Token until: ${identity.tokenExpiresAt}`,
+    ].join('\n'))
+  }
+}

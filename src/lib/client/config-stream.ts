@@ -1,0 +1,159 @@
+// The agent side of the config stream: subscribe, apply snapshots and deltas to a local copy, ack
+// (or nack) each version, and reconnect with bounded exponential backoff, resuming from the last
+// applied version. Garbage from the controller ends the connection, never the process.
+import type {ClientHttp2Stream} from 'node:http2'
+
+import {applyChanges, type Change, type ConfigSnapshot, type ControllerMessage, MAX_STREAM_LINE_BYTES} from '../config/types.js'
+import {LineSplitter, parseJsonObject} from '../controller/ndjson.js'
+import type {IdentityFile} from '../identity/file.js'
+import {ControllerClient} from './controller-client.js'
+
+export type StreamState = 'connected' | 'connecting' | 'disconnected' | 'closed'
+
+export interface SubscribeConfigOptions {
+  agent: string
+  /** `host:port` other agents dial for HBONE */
+  hbone: string
+  /** the identity to authenticate with; a function lets a CertificateRenewer hand over fresh certs */
+  identity: (() => IdentityFile) | IdentityFile
+  maxBackoffMs?: number
+  minBackoffMs?: number
+  /** apply a configuration; throwing nacks the version. `changes` is set for deltas. */
+  onConfig(snapshot: ConfigSnapshot, version: number, changes?: Change[]): Promise<void> | void
+  onState?(state: StreamState, error?: unknown): void
+  /** resume from this version (the last one applied before a restart) */
+  since?: number
+}
+
+export interface ConfigSubscription {
+  close(): void
+  /** the last version applied */
+  readonly version: number | undefined
+}
+
+export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscription {
+  const minBackoffMs = options.minBackoffMs ?? 500
+  const maxBackoffMs = options.maxBackoffMs ?? 30_000
+  let snapshot: ConfigSnapshot | undefined
+  let version = options.since
+  let closed = false
+  let failures = 0
+  let timer: NodeJS.Timeout | undefined
+  let client: ControllerClient | undefined
+  let stream: ClientHttp2Stream | undefined
+
+  const state = (next: StreamState, error?: unknown): void => {
+    try {
+      options.onState?.(next, error)
+    } catch {
+      // a listener's bug must not stop the stream
+    }
+  }
+
+  const connect = async (): Promise<void> => {
+    state('connecting')
+    const identity = typeof options.identity === 'function' ? options.identity() : options.identity
+    client = ControllerClient.fromIdentity(identity)
+    stream = await client.openStream('/v1/config/stream')
+    const current = stream
+    // Without a snapshot we cannot apply deltas: ask for everything.
+    const since = snapshot ? version : undefined
+    stream.write(JSON.stringify({agent: options.agent, hbone: options.hbone, since, type: 'subscribe'}) + '\n')
+    const send = (message: object): void => {
+      if (!current.destroyed) current.write(JSON.stringify(message) + '\n')
+    }
+
+    const splitter = new LineSplitter(MAX_STREAM_LINE_BYTES)
+    let status = 0
+    stream.on('response', (headers) => {
+      status = Number(headers[':status'])
+      if (status === 200) {
+        failures = 0
+        state('connected')
+      }
+    })
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (closed) break
+      if (status !== 200) throw new Error(`the controller refused the config stream (status ${status}): ${chunk.toString('utf8').slice(0, 512)}`)
+      for (const line of splitter.push(chunk)) {
+        const message = parseJsonObject(line) as ControllerMessage | undefined
+        if (!message) throw new Error('the controller sent a line that is not a JSON message')
+        await handle(message, send)
+      }
+    }
+
+    if (status !== 200 && !closed) throw new Error(`the controller refused the config stream (status ${status})`)
+  }
+
+  const handle = async (message: ControllerMessage, send: (message: object) => void): Promise<void> => {
+    switch (message.type) {
+      case 'snapshot': {
+        const next = structuredClone(message.resources)
+        await apply(send, message.version, () => options.onConfig(next, message.version), () => {
+          snapshot = next
+        })
+        return
+      }
+
+      case 'delta': {
+        if (!snapshot || message.from !== version) throw new Error(`a delta from ${message.from} does not follow version ${version}`)
+        const next = structuredClone(snapshot)
+        applyChanges(next, message.changes)
+        await apply(send, message.version, () => options.onConfig(next, message.version, message.changes), () => {
+          snapshot = next
+        })
+        return
+      }
+
+      case 'error': {
+        throw Object.assign(new Error(`controller: ${message.error?.message}`), {code: message.error?.code})
+      }
+
+      default: {
+        throw new Error('the controller sent an unknown message type')
+      }
+    }
+  }
+
+  const apply = async (send: (message: object) => void, next: number, run: () => Promise<void> | void, commit: () => void): Promise<void> => {
+    try {
+      await run()
+    } catch (error) {
+      send({error: String((error as Error)?.message ?? error).slice(0, 1024), type: 'nack', version: next})
+      return
+    }
+
+    commit()
+    version = next
+    send({type: 'ack', version: next})
+  }
+
+  const loop = (): void => {
+    if (closed) return
+    connect()
+      .then(() => state('disconnected'), (error: unknown) => state('disconnected', error))
+      .finally(() => {
+        stream?.destroy()
+        client?.close()
+        if (closed) return
+        failures++
+        const base = Math.min(maxBackoffMs, minBackoffMs * 2 ** Math.min(failures - 1, 20))
+        timer = setTimeout(loop, Math.round(base / 2 + Math.random() * (base / 2)))
+        timer.unref()
+      })
+  }
+
+  loop()
+  return {
+    close() {
+      closed = true
+      clearTimeout(timer)
+      stream?.destroy()
+      client?.close()
+      state('closed')
+    },
+    get version() {
+      return version
+    },
+  }
+}

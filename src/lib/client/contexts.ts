@@ -1,0 +1,27 @@
+// Context views for `ztctl context list|show`: the contexts file plus what the identity file says.
+import {type Context, currentContext, loadContexts} from '../home/contexts.js'
+import type {Home} from '../home/home.js'
+import {readIdentityFile} from '../identity/file.js'
+import {certInfo} from '../pki/pki.js'
+
+export interface ContextRow extends Context {
+  current: boolean
+}
+
+export interface ContextDetails extends Context {
+  certNotAfter?: string
+  identityName?: string
+  spiffe?: string
+}
+
+export async function listContexts(home: Home): Promise<ContextRow[]> {
+  const file = await loadContexts(home)
+  return file.contexts.map((context) => ({...context, current: context.name === file.current}))
+}
+
+export async function showContext(home: Home, override?: string): Promise<ContextDetails> {
+  const context = await currentContext(home, override)
+  const identity = await readIdentityFile(context.identity).catch(() => undefined)
+  if (!identity) return context
+  return {...context, certNotAfter: certInfo(identity.cert).notAfter.toISOString(), identityName: identity.name, spiffe: identity.spiffe}
+}

@@ -1,0 +1,182 @@
+// The controller API client: one HTTP/2 session over mutual TLS (the identity file's key and
+// certificate, trusting only its CA bundle), reused across calls until close(). Error bodies become
+// the controller's ZtErrors again; connection failures become ZT_ERR_CONTROLLER_UNREACHABLE naming the URL.
+import http2, {type ClientHttp2Session, type ClientHttp2Stream} from 'node:http2'
+import type {TLSSocket} from 'node:tls'
+
+import {describeSystemError, ExitCode, ZtError, ztErrorFromJson} from '../errors.js'
+import type {IdentityFile} from '../identity/file.js'
+import type {ControllerApi, Method} from '../mesh/api.js'
+
+const MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+export const DEFAULT_TIMEOUT_MS = 10_000
+
+export interface ControllerClientOptions {
+  /** PEM bundle to trust; omitted together with `insecure` only by `enroll`, which pins by fingerprint */
+  ca?: string
+  cert?: string
+  /** skip CA verification: the caller verifies the presented chain itself (enrollment) */
+  insecure?: boolean
+  key?: string
+  /** per request, and for connecting */
+  timeoutMs?: number
+  url: string
+}
+
+const TLS_TRUST_ERRORS = new Set([
+  'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_SIGNATURE_FAILURE',
+])
+
+export class ControllerClient implements ControllerApi {
+  private connecting?: Promise<ClientHttp2Session>
+  private session?: ClientHttp2Session
+  private readonly timeoutMs: number
+
+  constructor(private readonly options: ControllerClientOptions) {
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  }
+
+  static fromIdentity(identity: Pick<IdentityFile, 'ca' | 'cert' | 'controller' | 'key'>, timeoutMs?: number): ControllerClient {
+    return new ControllerClient({ca: identity.ca, cert: identity.cert, key: identity.key, timeoutMs, url: identity.controller})
+  }
+
+  get url(): string {
+    return this.options.url
+  }
+
+  async request<T>(method: Method, path: string, body?: unknown): Promise<T> {
+    const session = await this.connect()
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
+    const stream = session.request({
+      ':method': method, ':path': path, accept: 'application/json',
+      ...(payload ? {'content-length': payload.length, 'content-type': 'application/json'} : {}),
+    }, {endStream: payload === undefined})
+    if (payload) stream.end(payload)
+    const {body: text, status} = await this.readResponse(stream, method, path)
+    let parsed: unknown
+    try {
+      parsed = text === '' ? undefined : JSON.parse(text)
+    } catch {
+      throw new ZtError('ZT_ERR_BAD_RESPONSE', `the controller at ${this.url} answered ${method} ${path} with non-JSON (status ${status})`)
+    }
+
+    if (status >= 400) {
+      throw ztErrorFromJson(parsed) ?? new ZtError('ZT_ERR_BAD_RESPONSE', `the controller at ${this.url} answered ${method} ${path} with status ${status}`)
+    }
+
+    return parsed as T
+  }
+
+  /** Open a long-lived request (the config stream); the caller owns the returned stream. */
+  async openStream(path: string): Promise<ClientHttp2Stream> {
+    const session = await this.connect()
+    return session.request({':method': 'POST', ':path': path, 'content-type': 'application/x-ndjson'}, {endStream: false})
+  }
+
+  /** The certificates the server presented, leaf first, as PEM. */
+  async peerCertificateChain(): Promise<string[]> {
+    const session = await this.connect()
+    const socket = session.socket as TLSSocket
+    const chain: string[] = []
+    const seen = new Set<string>()
+    // Walk issuerCertificate links; bounded, because a self-signed root points at itself.
+    for (let cert = socket.getPeerCertificate(true); cert?.raw && chain.length < 10; cert = cert.issuerCertificate) {
+      const fingerprint = cert.fingerprint256
+      if (seen.has(fingerprint)) break
+      seen.add(fingerprint)
+      chain.push(`-----BEGIN CERTIFICATE-----\n${cert.raw.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`)
+    }
+
+    return chain
+  }
+
+  close(): void {
+    this.session?.close()
+    this.session = undefined
+    this.connecting = undefined
+  }
+
+  private connect(): Promise<ClientHttp2Session> {
+    if (this.session && !this.session.closed && !this.session.destroyed) return Promise.resolve(this.session)
+    this.connecting ??= new Promise<ClientHttp2Session>((resolve, reject) => {
+      let session: ClientHttp2Session
+      try {
+        session = http2.connect(this.url, {
+          ca: this.options.ca, cert: this.options.cert, key: this.options.key, rejectUnauthorized: !this.options.insecure,
+        })
+      } catch (error) {
+        reject(this.unreachable(error))
+        return
+      }
+
+      const timer = setTimeout(() => {
+        session.destroy()
+        reject(this.unreachable(Object.assign(new Error('timed out'), {code: 'ETIMEDOUT'})))
+      }, this.timeoutMs)
+      timer.unref()
+      session.once('connect', () => {
+        clearTimeout(timer)
+        this.session = session
+        resolve(session)
+      })
+      session.on('error', (error) => {
+        clearTimeout(timer)
+        reject(this.unreachable(error))
+      })
+      session.once('close', () => {
+        clearTimeout(timer)
+        if (this.session === session) this.session = undefined
+        this.connecting = undefined
+      })
+    }).catch((error: unknown) => {
+      this.connecting = undefined
+      throw error
+    })
+    return this.connecting
+  }
+
+  private readResponse(stream: ClientHttp2Stream, method: string, path: string): Promise<{body: string; status: number}> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      let status = 0
+      stream.setTimeout(this.timeoutMs, () => {
+        stream.close(http2.constants.NGHTTP2_CANCEL)
+        reject(this.unreachable(Object.assign(new Error(`no answer to ${method} ${path} within ${this.timeoutMs} ms`), {code: 'ETIMEDOUT'})))
+      })
+      stream.on('response', (headers) => {
+        status = Number(headers[':status'])
+      })
+      stream.on('data', (chunk: Buffer) => {
+        size += chunk.length
+        if (size > MAX_RESPONSE_BYTES) {
+          stream.close(http2.constants.NGHTTP2_CANCEL)
+          reject(new ZtError('ZT_ERR_BAD_RESPONSE', `the controller's answer to ${method} ${path} exceeds ${MAX_RESPONSE_BYTES} bytes`))
+          return
+        }
+
+        chunks.push(chunk)
+      })
+      stream.on('end', () => resolve({body: Buffer.concat(chunks).toString('utf8'), status}))
+      stream.on('error', (error) => reject(this.unreachable(error)))
+    })
+  }
+
+  private unreachable(error: unknown): ZtError {
+    const code = (error as NodeJS.ErrnoException)?.code ?? ''
+    if (TLS_TRUST_ERRORS.has(code)) {
+      return new ZtError('ZT_ERR_CONTROLLER_UNTRUSTED', `the controller at ${this.url} presented a certificate this identity does not trust (${code})`, {
+        cause: error,
+        exit: ExitCode.auth,
+        suggestion: 'the controller was probably re-created with a new CA: enroll again, or check `ztctl context show`',
+      })
+    }
+
+    return new ZtError('ZT_ERR_CONTROLLER_UNREACHABLE', `cannot reach the controller at ${this.url}: ${describeSystemError(error)}`, {
+      cause: error,
+      exit: ExitCode.unreachable,
+      suggestion: 'check that `ztctl controller run` is running there, that the address and port are right, and that no firewall is in the way',
+    })
+  }
+}

@@ -1,0 +1,140 @@
+// `ztctl enroll NAME.jwt`: trust nothing up front. The token names the controller (`iss`) and pins its
+// CA (`caf`); we reach `iss` without CA verification, find the pinned CA in the presented chain, check
+// the token's signature and the server certificate against it, and only then send a CSR. The private
+// key is generated here and never leaves the host.
+import {createPrivateKey, X509Certificate} from 'node:crypto'
+import {access, readFile, unlink} from 'node:fs/promises'
+import path from 'node:path'
+
+import {decodeEnrollmentJwt, verifyEnrollmentJwt} from '../controller/jwt.js'
+import {ExitCode, ZtError} from '../errors.js'
+import {type IdentityFile, writeIdentityFile} from '../identity/file.js'
+import {createKeyAndCsr, fingerprint} from '../pki/pki.js'
+import {ControllerClient} from './controller-client.js'
+
+export interface EnrollOptions {
+  force?: boolean
+  jwtPath: string
+  /** identity file to write; default NAME.json next to the JWT */
+  out?: string
+  timeoutMs?: number
+}
+
+export interface EnrollResult {
+  controller: string
+  identityPath: string
+  name: string
+  notAfter: string
+  spiffe: string
+}
+
+interface EnrollResponse {
+  ca: string
+  cert: string
+  controller: string
+  name: string
+  spiffe: string
+}
+
+export function defaultIdentityPath(jwtPath: string): string {
+  if (jwtPath.endsWith('.json')) {
+    throw new ZtError('ZT_ERR_BAD_REQUEST', `cannot derive the identity file name from ${jwtPath}`, {
+      exit: ExitCode.usage,
+      suggestion: 'pass -o NAME.json',
+    })
+  }
+
+  return jwtPath.endsWith('.jwt') ? jwtPath.slice(0, -4) + '.json' : jwtPath + '.json'
+}
+
+export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
+  const token = await readToken(options.jwtPath)
+  const decoded = decodeEnrollmentJwt(token)
+  const {claims} = decoded
+  // Checked before any request is sent: an expired token never reaches the network.
+  if (claims.exp * 1000 <= Date.now()) {
+    throw new ZtError('ZT_ERR_TOKEN_EXPIRED', `the enrollment token for "${claims.sub}" expired at ${new Date(claims.exp * 1000).toISOString()}`, {
+      exit: ExitCode.auth,
+      suggestion: `ask an admin for a new one (\`ztctl identity delete ${claims.sub}\` then \`ztctl identity create ${claims.sub}\`)`,
+    })
+  }
+
+  const identityPath = path.resolve(options.out ?? defaultIdentityPath(options.jwtPath))
+  if (path.resolve(options.jwtPath) === identityPath) throw new ZtError('ZT_ERR_BAD_REQUEST', 'the identity file cannot replace the token file', {exit: ExitCode.usage})
+  if (!options.force && (await exists(identityPath))) {
+    throw new ZtError('ZT_ERR_IDENTITY_EXISTS', `${identityPath} already exists`, {
+      exit: ExitCode.conflict,
+      suggestion: 'pass --force to overwrite it, or -o to write elsewhere',
+    })
+  }
+
+  const client = new ControllerClient({insecure: true, timeoutMs: options.timeoutMs, url: claims.iss})
+  try {
+    const chain = await client.peerCertificateChain()
+    const ca = chain.find((pem) => fingerprint(pem) === claims.caf)
+    if (!ca) {
+      throw new ZtError('ZT_ERR_TOKEN_WRONG_CONTROLLER', `the controller at ${claims.iss} does not hold the CA this token was issued under: the token belongs to another controller`, {
+        exit: ExitCode.auth,
+        suggestion: 'enroll with a token created on this controller (`ztctl identity create`); a re-created controller has a new CA',
+      })
+    }
+
+    if (!verifyEnrollmentJwt(decoded, ca)) {
+      throw new ZtError('ZT_ERR_TOKEN_INVALID', 'the enrollment token was altered: its signature does not match the controller\'s CA', {
+        exit: ExitCode.auth,
+        suggestion: 'use the .jwt file exactly as `ztctl identity create` wrote it, or ask an admin for a new one',
+      })
+    }
+
+    if (!issuedBy(chain[0], ca)) {
+      throw new ZtError('ZT_ERR_TOKEN_WRONG_CONTROLLER', `the server at ${claims.iss} shows the right CA but its own certificate was not issued by it`, {
+        exit: ExitCode.auth,
+        suggestion: 'something impersonates the controller at that address; check the address and the network path',
+      })
+    }
+
+    const {csrPem, keyPem} = await createKeyAndCsr(claims.sub)
+    const response = await client.request<EnrollResponse>('POST', '/v1/enroll', {csr: csrPem, token})
+    const leaf = new X509Certificate(response.cert)
+    if (!leaf.checkPrivateKey(createPrivateKey(keyPem)) || !issuedBy(response.cert, ca)) {
+      throw new ZtError('ZT_ERR_BAD_RESPONSE', 'the controller returned a certificate that does not match the request')
+    }
+
+    const identity: IdentityFile = {
+      ca: response.ca, cert: response.cert, controller: response.controller || claims.iss, key: keyPem,
+      name: response.name, spiffe: response.spiffe, version: 1,
+    }
+    await writeIdentityFile(identityPath, identity)
+    // The token is spent: remove it, only now that the identity file is safely written.
+    await unlink(options.jwtPath).catch(() => {})
+    return {controller: identity.controller, identityPath, name: identity.name, notAfter: new Date(leaf.validTo).toISOString(), spiffe: identity.spiffe}
+  } finally {
+    client.close()
+  }
+}
+
+function issuedBy(certPem: string, caPem: string): boolean {
+  try {
+    const cert = new X509Certificate(certPem)
+    const ca = new X509Certificate(caPem)
+    return cert.checkIssued(ca) && cert.verify(ca.publicKey)
+  } catch {
+    return false
+  }
+}
+
+async function readToken(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8')
+  } catch (error) {
+    throw new ZtError('ZT_ERR_NOT_FOUND', `cannot read the enrollment token ${file}: ${(error as Error).message}`, {
+      cause: error,
+      exit: ExitCode.notFound,
+      suggestion: 'pass the .jwt file that `ztctl identity create` wrote',
+    })
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return access(file).then(() => true, () => false)
+}

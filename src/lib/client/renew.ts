@@ -1,0 +1,111 @@
+// Certificate renewal by the holder: a fresh key and CSR (the key never leaves the host), POST
+// /v1/renew authenticated with the current certificate, which keeps serving until the new one arrives.
+import {EventEmitter} from 'node:events'
+
+import {type IdentityFile, writeIdentityFile} from '../identity/file.js'
+import {certInfo, createKeyAndCsr} from '../pki/pki.js'
+import {ControllerClient} from './controller-client.js'
+
+/** pki.signCsr back-dates notBefore by a minute for clock skew; that minute is not part of the TTL. */
+const BACKDATE_MS = 60_000
+
+/** Milliseconds until the certificate reaches half of its requested lifetime (negative when past it). */
+export function msUntilRenewal(identity: Pick<IdentityFile, 'cert'>, now = Date.now()): number {
+  const {notAfter, notBefore} = certInfo(identity.cert)
+  const lifetime = notAfter.getTime() - notBefore.getTime()
+  const ttl = lifetime > 2 * BACKDATE_MS ? lifetime - BACKDATE_MS : lifetime
+  return notAfter.getTime() - ttl / 2 - now
+}
+
+export async function renewIdentity(identity: IdentityFile, options: {timeoutMs?: number} = {}): Promise<IdentityFile> {
+  const {csrPem, keyPem} = await createKeyAndCsr(identity.name)
+  const client = ControllerClient.fromIdentity(identity, options.timeoutMs)
+  try {
+    const {ca, cert} = await client.request<{ca: string; cert: string}>('POST', '/v1/renew', {csr: csrPem})
+    return {...identity, ca, cert, key: keyPem}
+  } finally {
+    client.close()
+  }
+}
+
+export interface CertificateRenewerOptions {
+  /** rewrite this identity file (atomically, 0600) after each renewal */
+  file?: string
+  maxBackoffMs?: number
+  minBackoffMs?: number
+  /** the renewal itself; default renewIdentity */
+  renew?: (identity: IdentityFile) => Promise<IdentityFile>
+}
+
+/**
+ * Keeps an identity's certificate fresh: renews at half-life, retries failures with bounded
+ * exponential backoff and jitter, and keeps `identity` at the old certificate until a new one arrives.
+ * Events: 'renewed' (identity: IdentityFile), 'error' (error: unknown, retryInMs: number); an 'error'
+ * without listeners is dropped rather than thrown, because a failed renewal is retried anyway.
+ */
+export class CertificateRenewer extends EventEmitter {
+  private current: IdentityFile
+  private failures = 0
+  private stopped = true
+  private timer?: NodeJS.Timeout
+  private readonly maxBackoffMs: number
+  private readonly minBackoffMs: number
+
+  constructor(identity: IdentityFile, private readonly options: CertificateRenewerOptions = {}) {
+    super()
+    this.current = identity
+    this.minBackoffMs = options.minBackoffMs ?? 1000
+    this.maxBackoffMs = options.maxBackoffMs ?? 60_000
+  }
+
+  /** The identity to use right now. */
+  get identity(): IdentityFile {
+    return this.current
+  }
+
+  start(): this {
+    if (!this.stopped) return this
+    this.stopped = false
+    this.schedule(Math.max(0, msUntilRenewal(this.current)))
+    return this
+  }
+
+  stop(): void {
+    this.stopped = true
+    clearTimeout(this.timer)
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return
+    clearTimeout(this.timer)
+    // setTimeout holds at most ~24.8 days; a longer wait is re-armed when it fires.
+    this.timer = setTimeout(() => this.attempt(), Math.min(delayMs, 2 ** 31 - 1))
+    this.timer.unref()
+  }
+
+  private attempt(): void {
+    if (msUntilRenewal(this.current) > 1000) {
+      this.schedule(msUntilRenewal(this.current))
+      return
+    }
+
+    const renew = this.options.renew ?? renewIdentity
+    renew(this.current)
+      .then(async (next) => {
+        if (this.stopped) return
+        if (this.options.file) await writeIdentityFile(this.options.file, next)
+        this.current = next
+        this.failures = 0
+        this.emit('renewed', next)
+        this.schedule(Math.max(0, msUntilRenewal(next)))
+      })
+      .catch((error: unknown) => {
+        if (this.stopped) return
+        this.failures++
+        const base = Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** Math.min(this.failures - 1, 20))
+        const retryInMs = Math.round(base / 2 + Math.random() * (base / 2))
+        if (this.listenerCount('error') > 0) this.emit('error', error, retryInMs)
+        this.schedule(retryInMs)
+      })
+  }
+}

@@ -1,0 +1,33 @@
+// What a command needs to talk to the controller: the context (or --context), its identity file,
+// renewed first when past half-life, and a client on top of it.
+import {currentContext, type Context} from '../home/contexts.js'
+import type {Home} from '../home/home.js'
+import {type IdentityFile, readIdentityFile, writeIdentityFile} from '../identity/file.js'
+import {ControllerClient} from './controller-client.js'
+import {msUntilRenewal, renewIdentity} from './renew.js'
+
+export interface SessionOptions {
+  context?: string
+  home: Home
+  /** skip the half-life renewal (read-only probes such as `version`) */
+  noRenew?: boolean
+  timeoutMs?: number
+}
+
+export interface Session extends ControllerClient {
+  readonly context: Context
+  readonly identity: IdentityFile
+}
+
+export async function openSession(options: SessionOptions): Promise<Session> {
+  const context = await currentContext(options.home, options.context)
+  let identity = await readIdentityFile(context.identity)
+  if (!options.noRenew && msUntilRenewal(identity) <= 0) {
+    identity = await renewIdentity({...identity, controller: context.controller}, {timeoutMs: options.timeoutMs})
+    await writeIdentityFile(context.identity, identity)
+  }
+
+  // The context's URL wins over the file's: contexts are what users edit and what the controller updates.
+  const client = ControllerClient.fromIdentity({...identity, controller: context.controller}, options.timeoutMs)
+  return Object.assign(client, {context, identity}) as Session
+}

@@ -1,0 +1,56 @@
+// What every route file sees: the controller's services and a small request context.
+import type {Http2ServerRequest, Http2ServerResponse} from 'node:http2'
+
+import type {Signer} from '../../pki/pki.js'
+import type {ControllerCA} from '../ca.js'
+import type {ConfigHub} from '../config-hub.js'
+import type {Principal, Store} from '../store/store.js'
+
+/** The subset of pino the controller uses; any structured logger fits. */
+export interface Logger {
+  debug(object: object, message?: string): void
+  error(object: object, message?: string): void
+  info(object: object, message?: string): void
+  warn(object: object, message?: string): void
+}
+
+export interface ControllerServices {
+  ca: ControllerCA
+  certTtlSeconds: number
+  hub: ConfigHub
+  logger: Logger
+  signer: Signer
+  store: Store
+  trustDomain: string
+  /** the URL agents and CLIs use (JWT `iss`, identity files, contexts) */
+  url: string
+  version: string
+}
+
+/** anonymous: no client cert needed; identity: any active identity; admin: an identity with the admin flag */
+export type Access = 'admin' | 'anonymous' | 'identity'
+
+export interface RouteContext {
+  body: unknown
+  params: Record<string, string>
+  /** set for every access level but anonymous */
+  principal?: Principal
+  request: Http2ServerRequest
+  response: Http2ServerResponse
+  services: ControllerServices
+}
+
+export interface Route {
+  access: Access
+  /** handle: returns the JSON response body (status 200); throws ZtError for failures */
+  handle(context: RouteContext): Promise<unknown>
+  method: 'DELETE' | 'GET' | 'POST' | 'PUT'
+  /** `/v1/identities/:name` */
+  path: string
+  /** streaming routes own the request and response; the router neither reads the body nor answers */
+  streaming?: boolean
+}
+
+export const identitySpiffe = (trustDomain: string, name: string): string => `spiffe://${trustDomain}/identity/${name}`
+
+export const IDENTITY_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/

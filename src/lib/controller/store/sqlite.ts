@@ -1,0 +1,427 @@
+// The default Store backend: one SQLite file through node:sqlite (no native build). WAL with
+// synchronous=FULL, so a committed transaction survives kill -9 and power loss, and every mutation is
+// one transaction that also bumps the revision and appends to the change log.
+import {EventEmitter} from 'node:events'
+import {mkdir} from 'node:fs/promises'
+import path from 'node:path'
+import type {DatabaseSync} from 'node:sqlite'
+
+import {type Change, type ConfigSnapshot, emptySnapshot, type ResourceKind, type ResourceKinds} from '../../config/types.js'
+import {ExitCode, ZtError} from '../../errors.js'
+import type {
+  AgentStatusRecord, CertRecord, IdentityRecord, NewIdentity, Principal, ResourceListing, Store,
+} from './store.js'
+
+/** Ordered migrations; schema_version says how many ran. Append only, never edit a shipped one. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   CREATE TABLE identities (
+     id TEXT PRIMARY KEY, name TEXT NOT NULL, spiffe TEXT NOT NULL, roles TEXT NOT NULL,
+     admin INTEGER NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, enrolled_at TEXT, revoked_at TEXT,
+     token_id TEXT NOT NULL UNIQUE, token_expires_at TEXT NOT NULL);
+   CREATE UNIQUE INDEX identities_live_name ON identities(name) WHERE status <> 'revoked';
+   CREATE TABLE certs (
+     serial TEXT PRIMARY KEY, identity_id TEXT NOT NULL REFERENCES identities(id),
+     not_before TEXT NOT NULL, not_after TEXT NOT NULL);
+   CREATE INDEX certs_identity ON certs(identity_id);
+   CREATE TABLE resources (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, revision INTEGER NOT NULL,
+     PRIMARY KEY (kind, key));
+   CREATE TABLE changes (revision INTEGER NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,
+     op TEXT NOT NULL, value TEXT, PRIMARY KEY (revision, seq));
+   CREATE TABLE agent_status (name TEXT PRIMARY KEY, acked_version INTEGER, last_seen TEXT);`,
+]
+
+/** How many revisions of the change log to keep; an agent further behind gets a snapshot. */
+export const CHANGE_LOG_REVISIONS = 10_000
+
+interface IdentityRow {
+  admin: number
+  created_at: string
+  enrolled_at: null | string
+  id: string
+  name: string
+  revoked_at: null | string
+  roles: string
+  spiffe: string
+  status: IdentityRecord['status']
+  token_expires_at: string
+}
+
+interface CertRow {
+  identity_id: string
+  not_after: string
+  not_before: string
+  serial: string
+}
+
+export interface SqliteStoreOptions {
+  /** keep this many revisions in the change log (tests use a small number) */
+  changeLogRevisions?: number
+}
+
+/** Open (creating and migrating when needed) the store in DIR/store.db. */
+export async function openSqliteStore(dir: string, options: SqliteStoreOptions = {}): Promise<Store> {
+  const {DatabaseSync} = await import('node:sqlite')
+  await mkdir(dir, {recursive: true, mode: 0o700})
+  const file = path.join(dir, 'store.db')
+  let db: DatabaseSync
+  try {
+    db = new DatabaseSync(file, {timeout: 5000})
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;')
+    migrate(db)
+  } catch (error) {
+    throw new ZtError('ZT_ERR_STORE', `cannot open the controller store ${file}: ${(error as Error).message}`, {
+      cause: error,
+      suggestion: 'check the --data-dir permissions; `sqlite3 store.db "PRAGMA integrity_check"` tells whether the file is damaged',
+    })
+  }
+
+  return new SqliteStore(db, options.changeLogRevisions ?? CHANGE_LOG_REVISIONS)
+}
+
+function migrate(db: DatabaseSync): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)')
+  const row = db.prepare('SELECT version FROM schema_version').get() as undefined | {version: number}
+  const current = row?.version ?? 0
+  if (current > MIGRATIONS.length) {
+    throw new Error(`the store has schema version ${current}, newer than this ztctl (${MIGRATIONS.length}); upgrade ztctl`)
+  }
+
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.exec('BEGIN IMMEDIATE')
+    try {
+      db.exec(MIGRATIONS[version])
+      db.exec('DELETE FROM schema_version')
+      db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(version + 1)
+      db.exec('COMMIT')
+    } catch (error) {
+      db.exec('ROLLBACK')
+      throw error
+    }
+  }
+}
+
+const toIdentity = (row: IdentityRow): IdentityRecord => ({
+  admin: row.admin === 1,
+  createdAt: row.created_at,
+  enrolledAt: row.enrolled_at ?? undefined,
+  id: row.id,
+  name: row.name,
+  revokedAt: row.revoked_at ?? undefined,
+  roles: JSON.parse(row.roles) as string[],
+  spiffe: row.spiffe,
+  status: row.status,
+  tokenExpiresAt: row.token_expires_at,
+})
+
+const toCert = (row: CertRow): CertRecord => ({
+  identityId: row.identity_id,
+  notAfter: row.not_after,
+  notBefore: row.not_before,
+  serial: row.serial,
+})
+
+const notFound = (what: string): ZtError =>
+  new ZtError('ZT_ERR_NOT_FOUND', `${what} does not exist`, {exit: ExitCode.notFound})
+
+class SqliteStore implements Store {
+  readonly backend = 'sqlite'
+  private readonly commits = new EventEmitter()
+
+  constructor(
+    private readonly db: DatabaseSync,
+    private readonly changeLogRevisions: number,
+  ) {
+    // One listener per connected agent; the count is bounded by the server's stream limit instead.
+    this.commits.setMaxListeners(0)
+  }
+
+  async close(): Promise<void> {
+    if (this.db.isOpen) this.db.close()
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return this.meta(key)
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    this.transaction(() => this.writeMeta(key, value))
+  }
+
+  async createIdentity(identity: NewIdentity): Promise<IdentityRecord> {
+    const createdAt = new Date().toISOString()
+    const version = this.transaction(() => {
+      const taken = this.db.prepare("SELECT 1 FROM identities WHERE name = ? AND status <> 'revoked'").get(identity.name)
+      if (taken) {
+        throw new ZtError('ZT_ERR_NAME_TAKEN', `an identity named "${identity.name}" already exists`, {
+          exit: ExitCode.conflict,
+          suggestion: `pick another name, or delete the old one first with \`ztctl identity delete ${identity.name}\``,
+        })
+      }
+
+      this.db
+        .prepare(`INSERT INTO identities (id, name, spiffe, roles, admin, status, created_at, token_id, token_expires_at)
+                  VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)`)
+        .run(identity.id, identity.name, identity.spiffe, JSON.stringify(identity.roles), identity.admin ? 1 : 0,
+          createdAt, identity.tokenId, identity.tokenExpiresAt)
+      return this.commitChanges([{
+        key: identity.name, kind: 'identity', op: 'put',
+        value: {name: identity.name, roles: identity.roles, spiffe: identity.spiffe},
+      }])
+    })
+    this.notify(version)
+    return (await this.getIdentity(identity.name))!
+  }
+
+  async getIdentity(name: string): Promise<IdentityRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM identities WHERE name = ? AND status <> 'revoked'").get(name)
+    return row ? toIdentity(row as unknown as IdentityRow) : undefined
+  }
+
+  async listIdentities(): Promise<IdentityRecord[]> {
+    const rows = this.db.prepare("SELECT * FROM identities WHERE status <> 'revoked' ORDER BY name").all()
+    return rows.map((row) => toIdentity(row as unknown as IdentityRow))
+  }
+
+  async findToken(tokenId: string): Promise<{identity: IdentityRecord; used: boolean} | undefined> {
+    const row = this.db.prepare('SELECT * FROM identities WHERE token_id = ?').get(tokenId)
+    if (!row) return undefined
+    const identity = toIdentity(row as unknown as IdentityRow)
+    return {identity, used: identity.status !== 'pending'}
+  }
+
+  async completeEnrollment(tokenId: string, cert: CertRecord, now: Date): Promise<IdentityRecord> {
+    const name = this.transaction(() => {
+      const row = this.db.prepare('SELECT * FROM identities WHERE token_id = ?').get(tokenId) as IdentityRow | undefined
+      if (!row) throw new ZtError('ZT_ERR_TOKEN_INVALID', 'the enrollment token is not known to this controller', {exit: ExitCode.auth})
+      if (row.status === 'revoked') {
+        throw new ZtError('ZT_ERR_REVOKED', `identity "${row.name}" was deleted; its token can no longer be used`, {
+          exit: ExitCode.auth,
+          suggestion: 'ask an admin for a new token: `ztctl identity create NAME`',
+        })
+      }
+
+      if (row.status !== 'pending') throw tokenUsedError(row.name)
+      if (row.token_expires_at <= now.toISOString()) throw tokenExpiredError(row.token_expires_at)
+      // The conditional update is what makes the token one-time, even against a concurrent enrollment.
+      const result = this.db
+        .prepare("UPDATE identities SET status = 'active', enrolled_at = ? WHERE id = ? AND status = 'pending'")
+        .run(now.toISOString(), row.id)
+      if (result.changes !== 1) throw tokenUsedError(row.name)
+      this.insertCert({...cert, identityId: row.id})
+      return row.name
+    })
+    return (await this.getIdentity(name))!
+  }
+
+  async recordCert(cert: CertRecord): Promise<void> {
+    this.transaction(() => this.insertCert(cert))
+  }
+
+  async authenticate(serial: string, now: Date): Promise<Principal | undefined> {
+    const row = this.db
+      .prepare(`SELECT c.serial, c.identity_id, c.not_before, c.not_after, i.*
+                FROM certs c JOIN identities i ON i.id = c.identity_id
+                WHERE c.serial = ? AND i.status = 'active' AND c.not_after > ?`)
+      .get(serial.toUpperCase(), now.toISOString())
+    if (!row) return undefined
+    return {cert: toCert(row as unknown as CertRow), identity: toIdentity(row as unknown as IdentityRow)}
+  }
+
+  async revokeIdentity(name: string, now: Date): Promise<{identity: IdentityRecord; revoked: CertRecord[]; version: number}> {
+    const nowIso = now.toISOString()
+    const result = this.transaction(() => {
+      const row = this.db.prepare("SELECT * FROM identities WHERE name = ? AND status <> 'revoked'").get(name) as IdentityRow | undefined
+      if (!row) throw notFound(`identity "${name}"`)
+      this.db.prepare("UPDATE identities SET status = 'revoked', revoked_at = ? WHERE id = ?").run(nowIso, row.id)
+      const certs = (this.db.prepare('SELECT * FROM certs WHERE identity_id = ? AND not_after > ?').all(row.id, nowIso) as unknown as CertRow[])
+        .map((cert) => toCert(cert))
+      const changes: Change[] = certs.map((cert) => ({
+        key: cert.serial, kind: 'revocation', op: 'put',
+        value: {identity: name, notAfter: cert.notAfter, serial: cert.serial, spiffe: row.spiffe},
+      }))
+      // Revocations of certificates that have expired since are noise: drop them in the same revision.
+      for (const key of this.expiredRevocationKeys(nowIso)) changes.push({key, kind: 'revocation', op: 'delete'})
+      if (this.resourceExists('identity', name)) changes.push({key: name, kind: 'identity', op: 'delete'})
+      const version = this.commitChanges(changes)
+      return {identity: toIdentity({...row, revoked_at: nowIso, status: 'revoked'}), revoked: certs, version}
+    })
+    this.notify(result.version)
+    return result
+  }
+
+  async currentVersion(): Promise<number> {
+    return this.revision()
+  }
+
+  async listResources<K extends ResourceKind>(kind: K): Promise<ResourceListing<K>> {
+    return this.read(() => {
+      const rows = this.db.prepare('SELECT value FROM resources WHERE kind = ? ORDER BY key').all(kind) as {value: string}[]
+      return {items: rows.map((row) => JSON.parse(row.value) as ResourceKinds[K]), version: this.revision()}
+    })
+  }
+
+  async putResource<K extends ResourceKind>(kind: K, key: string, value: ResourceKinds[K]): Promise<number> {
+    const json = JSON.stringify(value)
+    let changed = false
+    const version = this.transaction(() => {
+      const existing = this.db.prepare('SELECT value FROM resources WHERE kind = ? AND key = ?').get(kind, key) as undefined | {value: string}
+      if (existing?.value === json) return this.revision()
+      changed = true
+      return this.commitChanges([{key, kind, op: 'put', value} as Change])
+    })
+    if (changed) this.notify(version)
+    return version
+  }
+
+  async deleteResource(kind: ResourceKind, key: string): Promise<number> {
+    const version = this.transaction(() => {
+      if (!this.resourceExists(kind, key)) throw notFound(`${kind} "${key}"`)
+      return this.commitChanges([{key, kind, op: 'delete'}])
+    })
+    this.notify(version)
+    return version
+  }
+
+  async snapshot(): Promise<{resources: ConfigSnapshot; version: number}> {
+    return this.read(() => {
+      const resources = emptySnapshot()
+      const rows = this.db.prepare('SELECT kind, key, value FROM resources').all() as {key: string; kind: ResourceKind; value: string}[]
+      for (const row of rows) {
+        const table = resources[row.kind] as Record<string, unknown> | undefined
+        if (table) table[row.key] = JSON.parse(row.value)
+      }
+
+      return {resources, version: this.revision()}
+    })
+  }
+
+  async changesSince(since: number): Promise<{changes: Change[]; version: number} | undefined> {
+    return this.read(() => {
+      const version = this.revision()
+      const floor = Number(this.meta('log_floor') ?? 0)
+      if (!Number.isSafeInteger(since) || since < floor || since > version) return undefined
+      const rows = this.db
+        .prepare('SELECT kind, key, op, value FROM changes WHERE revision > ? ORDER BY revision, seq')
+        .all(since) as {key: string; kind: ResourceKind; op: 'delete' | 'put'; value: null | string}[]
+      const changes = rows.map((row): Change => row.op === 'delete'
+        ? {key: row.key, kind: row.kind, op: 'delete'}
+        : {key: row.key, kind: row.kind, op: 'put', value: JSON.parse(row.value!)} as Change)
+      return {changes, version}
+    })
+  }
+
+  onCommit(listener: (version: number) => void): () => void {
+    this.commits.on('commit', listener)
+    return () => this.commits.off('commit', listener)
+  }
+
+  async recordAgentStatus(status: AgentStatusRecord): Promise<void> {
+    this.db
+      .prepare(`INSERT INTO agent_status (name, acked_version, last_seen) VALUES (?, ?, ?)
+                ON CONFLICT(name) DO UPDATE SET acked_version = coalesce(excluded.acked_version, acked_version),
+                                                last_seen = coalesce(excluded.last_seen, last_seen)`)
+      .run(status.name, status.ackedVersion ?? null, status.lastSeen ?? null)
+  }
+
+  async listAgentStatus(): Promise<AgentStatusRecord[]> {
+    const rows = this.db.prepare('SELECT * FROM agent_status ORDER BY name').all() as {acked_version: null | number; last_seen: null | string; name: string}[]
+    return rows.map((row) => ({ackedVersion: row.acked_version ?? undefined, lastSeen: row.last_seen ?? undefined, name: row.name}))
+  }
+
+  // ---- helpers (all run on the one connection, synchronously) ----
+
+  private meta(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as undefined | {value: string})?.value
+  }
+
+  private writeMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value)
+  }
+
+  private revision(): number {
+    return Number(this.meta('revision') ?? 0)
+  }
+
+  private resourceExists(kind: ResourceKind, key: string): boolean {
+    return this.db.prepare('SELECT 1 FROM resources WHERE kind = ? AND key = ?').get(kind, key) !== undefined
+  }
+
+  private expiredRevocationKeys(nowIso: string): string[] {
+    const rows = this.db.prepare("SELECT key, value FROM resources WHERE kind = 'revocation'").all() as {key: string; value: string}[]
+    return rows.filter((row) => (JSON.parse(row.value) as ResourceKinds['revocation']).notAfter <= nowIso).map((row) => row.key)
+  }
+
+  private insertCert(cert: CertRecord): void {
+    this.db.prepare('INSERT INTO certs (serial, identity_id, not_before, not_after) VALUES (?, ?, ?, ?)')
+      .run(cert.serial.toUpperCase(), cert.identityId, cert.notBefore, cert.notAfter)
+  }
+
+  /** Apply changes inside the current transaction as ONE new revision and log them; returns it. */
+  private commitChanges(changes: readonly Change[]): number {
+    const revision = this.revision() + 1
+    const insertChange = this.db.prepare('INSERT INTO changes (revision, seq, kind, key, op, value) VALUES (?, ?, ?, ?, ?, ?)')
+    for (const [seq, change] of changes.entries()) {
+      if (change.op === 'delete') {
+        this.db.prepare('DELETE FROM resources WHERE kind = ? AND key = ?').run(change.kind, change.key)
+        insertChange.run(revision, seq, change.kind, change.key, 'delete', null)
+      } else {
+        const value = JSON.stringify(change.value)
+        this.db
+          .prepare(`INSERT INTO resources (kind, key, value, revision) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(kind, key) DO UPDATE SET value = excluded.value, revision = excluded.revision`)
+          .run(change.kind, change.key, value, revision)
+        insertChange.run(revision, seq, change.kind, change.key, 'put', value)
+      }
+    }
+
+    this.writeMeta('revision', String(revision))
+    const floor = revision - this.changeLogRevisions
+    if (floor > 0) {
+      this.db.prepare('DELETE FROM changes WHERE revision <= ?').run(floor)
+      this.writeMeta('log_floor', String(floor))
+    }
+
+    return revision
+  }
+
+  private transaction<T>(work: () => T): T {
+    this.db.exec('BEGIN IMMEDIATE')
+    try {
+      const result = work()
+      this.db.exec('COMMIT')
+      return result
+    } catch (error) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK')
+      throw error
+    }
+  }
+
+  /** A consistent multi-statement read. */
+  private read<T>(work: () => T): T {
+    this.db.exec('BEGIN')
+    try {
+      return work()
+    } finally {
+      this.db.exec('COMMIT')
+    }
+  }
+
+  private notify(version: number): void {
+    this.commits.emit('commit', version)
+  }
+}
+
+function tokenUsedError(name: string): ZtError {
+  return new ZtError('ZT_ERR_TOKEN_USED', `the enrollment token of "${name}" was already used`, {
+    exit: ExitCode.conflict,
+    suggestion: `a token works once; ask an admin for a new identity (\`ztctl identity delete ${name}\` then \`ztctl identity create ${name}\`)`,
+  })
+}
+
+export function tokenExpiredError(expiresAt: string): ZtError {
+  return new ZtError('ZT_ERR_TOKEN_EXPIRED', `the enrollment token expired at ${expiresAt}`, {
+    exit: ExitCode.auth,
+    suggestion: 'ask an admin for a new token (`ztctl identity delete NAME` then `ztctl identity create NAME`)',
+  })
+}

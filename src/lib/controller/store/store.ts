@@ -1,0 +1,107 @@
+// The controller's state behind one backend-neutral interface. The SQLite backend (sqlite.ts) is the
+// default; a Kubernetes backend (CRDs + Secrets) can implement the same interface later, so nothing
+// here may mention SQL, rows or files. Every method is async for that reason.
+import type {Change, ConfigSnapshot, ResourceKind, ResourceKinds} from '../../config/types.js'
+
+export type IdentityStatus = 'active' | 'pending' | 'revoked'
+
+export interface IdentityRecord {
+  /** admin identities may call the management API */
+  admin: boolean
+  createdAt: string
+  enrolledAt?: string
+  /** stable id, unique forever (a name can be reused after deletion; the id cannot) */
+  id: string
+  name: string
+  revokedAt?: string
+  roles: string[]
+  spiffe: string
+  status: IdentityStatus
+  /** when the one-time enrollment token stops being valid */
+  tokenExpiresAt: string
+}
+
+export interface NewIdentity {
+  admin: boolean
+  id: string
+  name: string
+  roles: string[]
+  spiffe: string
+  /** the enrollment token's `jti` */
+  tokenId: string
+  tokenExpiresAt: string
+}
+
+export interface CertRecord {
+  identityId: string
+  notAfter: string
+  notBefore: string
+  /** upper-case hex */
+  serial: string
+}
+
+/** What a request's client certificate maps to, when it is still acceptable. */
+export interface Principal {
+  cert: CertRecord
+  identity: IdentityRecord
+}
+
+export interface AgentStatusRecord {
+  ackedVersion?: number
+  lastSeen?: string
+  name: string
+}
+
+export interface ResourceListing<K extends ResourceKind> {
+  items: ResourceKinds[K][]
+  version: number
+}
+
+export interface Store {
+  readonly backend: string
+  close(): Promise<void>
+
+  /** Small settings fixed at first start (trust domain, ...). */
+  getMeta(key: string): Promise<string | undefined>
+  setMeta(key: string, value: string): Promise<void>
+
+  /** Creates a pending identity with its enrollment token, and its `identity` resource. Throws ZT_ERR_NAME_TAKEN. */
+  createIdentity(identity: NewIdentity): Promise<IdentityRecord>
+  /** The live (not revoked) identity of that name. */
+  getIdentity(name: string): Promise<IdentityRecord | undefined>
+  listIdentities(): Promise<IdentityRecord[]>
+  /** The identity a token was issued for, with the token's state; undefined when the token is unknown. */
+  findToken(tokenId: string): Promise<{identity: IdentityRecord; used: boolean} | undefined>
+  /**
+   * Consume a one-time token and record the certificate issued for it, atomically: of two concurrent
+   * enrollments with one token exactly one succeeds. Throws ZT_ERR_TOKEN_USED / ZT_ERR_TOKEN_EXPIRED /
+   * ZT_ERR_REVOKED.
+   */
+  completeEnrollment(tokenId: string, cert: CertRecord, now: Date): Promise<IdentityRecord>
+  /** Record a renewed certificate of an active identity. */
+  recordCert(cert: CertRecord): Promise<void>
+  /** The identity and certificate behind a client certificate serial, only when both are still valid. */
+  authenticate(serial: string, now: Date): Promise<Principal | undefined>
+  /**
+   * Revoke an identity: it is refused from now on, its unexpired serials become `revocation`
+   * resources and its `identity` resource is deleted, in one revision. Throws ZT_ERR_NOT_FOUND.
+   */
+  revokeIdentity(name: string, now: Date): Promise<{identity: IdentityRecord; revoked: CertRecord[]; version: number}>
+
+  /** The revision of the configuration: bumped by every committed change, never reused. */
+  currentVersion(): Promise<number>
+  listResources<K extends ResourceKind>(kind: K): Promise<ResourceListing<K>>
+  /** Put (create or replace) a resource; returns the new version, or the current one when nothing changed. */
+  putResource<K extends ResourceKind>(kind: K, key: string, value: ResourceKinds[K]): Promise<number>
+  /** Delete a resource; throws ZT_ERR_NOT_FOUND when it does not exist. */
+  deleteResource(kind: ResourceKind, key: string): Promise<number>
+  snapshot(): Promise<{resources: ConfigSnapshot; version: number}>
+  /** Changes after `since`, or undefined when the change log no longer reaches back that far. */
+  changesSince(since: number): Promise<{changes: Change[]; version: number} | undefined>
+  /** Called after every commit that changed the configuration; returns an unsubscribe function. */
+  onCommit(listener: (version: number) => void): () => void
+
+  /** Agent bookkeeping outside the configuration (it does not bump the revision). */
+  recordAgentStatus(status: AgentStatusRecord): Promise<void>
+  listAgentStatus(): Promise<AgentStatusRecord[]>
+}

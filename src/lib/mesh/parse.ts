@@ -1,0 +1,112 @@
+// Parsing and validation of what users type for tunnels and policies. Every failure names the bad value
+// and shows the expected form.
+import {isIP} from 'node:net'
+
+import {ExitCode, ZtError} from '../errors.js'
+import type {Target} from '../config/types.js'
+
+const SERVICE = /^tcp\/[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
+const NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
+
+function usage(code: string, message: string, suggestion: string): ZtError {
+  return new ZtError(code, message, {exit: ExitCode.usage, suggestion})
+}
+
+export function parseServiceName(text: string): string {
+  if (SERVICE.test(text)) return text
+  if (!text.includes('/') && NAME.test(text)) {
+    throw usage('ZT_ERR_INVALID_SERVICE', `service "${text}" has no protocol`, `write it as tcp/${text}`)
+  }
+
+  throw usage(
+    'ZT_ERR_INVALID_SERVICE',
+    `"${text}" is not a service name`,
+    'use tcp/NAME, NAME of lower-case letters, digits, ".", "_" and "-" (only tcp is supported; UDP is out of scope)',
+  )
+}
+
+export function parseName(text: string, what = 'name'): string {
+  if (NAME.test(text)) return text
+  throw usage(
+    'ZT_ERR_INVALID_NAME',
+    `"${text}" is not a valid ${what}`,
+    'use 1–63 lower-case letters, digits, ".", "_" or "-", starting and ending with a letter or digit',
+  )
+}
+
+function parsePort(text: string, whole: string): number {
+  const port = Number(text)
+  if (!/^\d+$/.test(text) || port < 1 || port > 65_535) {
+    throw usage('ZT_ERR_INVALID_ADDRESS', `"${whole}" has no valid port (1–65535)`, 'write HOST:PORT, e.g. 127.0.0.1:8080')
+  }
+
+  return port
+}
+
+/** `host:port`, `[v6]:port`. */
+export function parseHostPort(text: string): {host: string; port: number} {
+  const match = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):([^:]+)$/.exec(text)
+  if (!match) {
+    throw usage('ZT_ERR_INVALID_ADDRESS', `"${text}" is not HOST:PORT`, 'write HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080')
+  }
+
+  const host = match[1]
+  if (match[0].startsWith('[') && isIP(host) !== 6) {
+    throw usage('ZT_ERR_INVALID_ADDRESS', `"${host}" is not an IPv6 address`, 'write [v6-address]:PORT')
+  }
+
+  return {host, port: parsePort(match[2], text)}
+}
+
+/** `HOST:PORT[@WEIGHT]` */
+export function parseTarget(text: string): Target {
+  const [address, weightText] = text.split('@')
+  const target: Target = parseHostPort(address)
+  if (weightText !== undefined) {
+    const weight = Number(weightText)
+    if (!Number.isInteger(weight) || weight < 1 || weight > 1000) {
+      throw usage('ZT_ERR_INVALID_TARGET', `"${text}" has an invalid weight`, 'a weight is an integer 1–1000: HOST:PORT@3')
+    }
+
+    target.weight = weight
+  }
+
+  return target
+}
+
+/** `[IP:]PORT` → `ip:port`; the IP defaults to 127.0.0.1, so nothing listens beyond this host unless asked. */
+export function parseListen(text: string): string {
+  if (/^\d+$/.test(text)) return `127.0.0.1:${parsePort(text, text)}`
+  const {host, port} = parseHostPort(text)
+  if (!isIP(host)) {
+    throw usage('ZT_ERR_INVALID_ADDRESS', `listen address "${host}" is not an IP address`, 'write [IP:]PORT, e.g. 127.0.0.1:8080')
+  }
+
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`
+}
+
+/** `@identity` or `#role` */
+export function parseSubject(text: string): string {
+  if (/^[@#]/.test(text)) {
+    parseName(text.slice(1), text.startsWith('@') ? 'identity name' : 'role')
+    return text
+  }
+
+  throw usage('ZT_ERR_INVALID_SUBJECT', `"${text}" names neither an identity nor a role`, `write @${text} for the identity or #${text} for the role`)
+}
+
+export function parseCidr(text: string): string {
+  const [address, bitsText, extra] = text.split('/')
+  const family = isIP(address ?? '')
+  const max = family === 6 ? 128 : 32
+  const bits = bitsText === undefined ? max : Number(bitsText)
+  if (!family || extra !== undefined || !Number.isInteger(bits) || bits < 0 || bits > max) {
+    throw usage('ZT_ERR_INVALID_CIDR', `"${text}" is not a CIDR`, 'write ADDRESS/BITS, e.g. 10.0.0.0/8 or fd00::/64')
+  }
+
+  return `${address}/${bits}`
+}
+
+export function parsePortNumber(text: string): number {
+  return parsePort(text, text)
+}

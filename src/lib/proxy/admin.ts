@@ -1,0 +1,100 @@
+// The agent's HTTP side doors, on separate listeners as in ztunnel: admin (15000, loopback by default:
+// /config_dump, /logging, /quitquitquit), readiness (15021: /healthz/ready) and metrics (15020:
+// /metrics, /stats/prometheus). Plain HTTP/1.1; every handler answers from in-memory state.
+import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import {formatHostPort, type HostPort} from './address.js'
+import {isLogLevel, LOG_LEVELS, type LogLevel} from './log.js'
+
+export interface AdminHandlers {
+  configDump: () => unknown
+  getLogLevel: () => string
+  /** pending readiness conditions; empty = ready */
+  pending: () => string[]
+  quit: () => void
+  renderMetrics: () => string
+  setLogLevel: (level: LogLevel) => void
+}
+
+type Route = (request: IncomingMessage, response: ServerResponse, url: URL) => void
+
+function send(response: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  response.writeHead(status, {'content-length': Buffer.byteLength(body), 'content-type': type})
+  response.end(body)
+}
+
+function methodNotAllowed(response: ServerResponse, allowed: string, help: string): void {
+  response.setHeader('allow', allowed)
+  send(response, 405, `${help}\n`)
+}
+
+export function adminRoutes(handlers: AdminHandlers): Record<string, Route> {
+  return {
+    '/config_dump'(request, response) {
+      if (request.method !== 'GET') return methodNotAllowed(response, 'GET', 'usage: GET /config_dump')
+      send(response, 200, JSON.stringify(handlers.configDump(), null, 2) + '\n', 'application/json')
+    },
+    '/logging'(request, response, url) {
+      const help = `usage: POST /logging?level=<${LOG_LEVELS.join('|')}>`
+      if (request.method !== 'POST') return methodNotAllowed(response, 'POST', help)
+      const level = url.searchParams.get('level')
+      if (level === null) return send(response, 200, `current log level is ${handlers.getLogLevel()}\n`)
+      const normalized = level === 'off' ? 'silent' : level
+      if (!isLogLevel(normalized)) return send(response, 400, `unknown level ${JSON.stringify(level.slice(0, 40))}; ${help}\n`)
+      handlers.setLogLevel(normalized)
+      send(response, 200, `current log level is ${handlers.getLogLevel()}\n`)
+    },
+    '/quitquitquit'(request, response) {
+      if (request.method !== 'POST') return methodNotAllowed(response, 'POST', 'usage: POST /quitquitquit')
+      send(response, 200, 'OK\n')
+      handlers.quit()
+    },
+  }
+}
+
+export function readinessRoutes(handlers: Pick<AdminHandlers, 'pending'>): Record<string, Route> {
+  return {
+    '/healthz/ready'(_request, response) {
+      const pending = handlers.pending()
+      if (pending.length === 0) send(response, 200, 'ready\n')
+      else send(response, 500, `not ready, pending: ${pending.join(', ')}\n`)
+    },
+  }
+}
+
+export function metricsRoutes(handlers: Pick<AdminHandlers, 'renderMetrics'>): Record<string, Route> {
+  const metrics: Route = (request, response) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD') return methodNotAllowed(response, 'GET', 'usage: GET /metrics')
+    send(response, 200, handlers.renderMetrics(), 'text/plain; version=0.0.4; charset=utf-8')
+  }
+
+  return {'/metrics': metrics, '/stats/prometheus': metrics}
+}
+
+/** Serve ROUTES on ADDRESS; resolves with the server and its bound address. */
+export async function serveRoutes(address: HostPort, routes: Record<string, Route>): Promise<{address: string; server: Server}> {
+  const server = createServer((request, response) => {
+    let url: URL
+    try {
+      url = new URL(request.url ?? '/', 'http://agent')
+    } catch {
+      return send(response, 400, 'bad request\n')
+    }
+
+    const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined
+    if (!route) return send(response, 404, `not found; try ${Object.keys(routes).join(', ')}\n`)
+    route(request, response, url)
+  })
+  server.headersTimeout = 10_000
+  server.requestTimeout = 30_000
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const bound = server.address() as AddressInfo
+  return {address: formatHostPort({host: bound.address, port: bound.port}), server}
+}

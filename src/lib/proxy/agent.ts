@@ -1,0 +1,334 @@
+// The agent's lifecycle: start every listener (HBONE, admin, readiness, metrics), apply each
+// configuration live (inbound listeners, policy re-checks, revocations), renew the certificate at
+// half-life, and on shutdown stop accepting, drain up to a deadline, then close everything.
+import type {Server} from 'node:http'
+
+import type {IdentitySummary, Policy, Revocation} from '../config/types.js'
+import {ExitCode, ZtError, describeSystemError} from '../errors.js'
+import {CertificateRenewer} from '../client/renew.js'
+import type {IdentityFile} from '../identity/file.js'
+import {certInfo, splitPem} from '../pki/pki.js'
+import {formatHostPort, type HostPort, parseHostPort} from './address.js'
+import {adminRoutes, metricsRoutes, readinessRoutes, serveRoutes} from './admin.js'
+import {trustDomainOf} from './authz.js'
+import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from './config-source.js'
+import {ConnectionTracker} from './connection.js'
+import {HbonePool, type PoolSessionInfo} from './hbone-pool.js'
+import {HboneServer} from './hbone-server.js'
+import {createLogger, type Logger, type LogLevel} from './log.js'
+import {Metrics} from './metrics.js'
+import {type ConnectionSnapshot, ConnectionRegistry} from './registry.js'
+import {H2_CONNECTION_WINDOW, H2_STREAM_WINDOW} from './relay.js'
+import {MeshState} from './state.js'
+import {Credentials} from './tls.js'
+import {type InboundListenerInfo, InboundTunnels} from './tunnel-inbound.js'
+
+export interface AgentOptions {
+  /** the address other agents dial; default: the bound HBONE address with 0.0.0.0/:: → 127.0.0.1 */
+  advertise?: string
+  /** admin listener (`host:port`); undefined: none */
+  admin?: string
+  buildVersion?: string
+  configSource: ConfigSource
+  drainTimeoutMs?: number
+  hbone: string
+  identity: IdentityFile
+  /** where a renewed certificate is written back (atomically, 0600) */
+  identityFile?: string
+  logDestination?: NodeJS.WritableStream
+  logLevel?: LogLevel
+  metrics?: string
+  readiness?: string
+  /** Renew the certificate at half-life with this (the controller's /v1/renew); undefined: never renew. */
+  renewIdentity?: (identity: IdentityFile) => Promise<IdentityFile>
+  /** pool and server timers; tests shorten them */
+  timing?: {idleTimeoutMs?: number; keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number}
+}
+
+export interface AgentAddresses {
+  admin?: string
+  advertise: string
+  hbone: string
+  /** inbound tunnel key (`tcp/NAME@AGENT`) → bound address */
+  inbound: Record<string, string>
+  metrics?: string
+  readiness?: string
+}
+
+export interface CertificateDump {
+  certChain: {expirationTime: string; pem: string; serialNumber: string; validFrom: string}[]
+  identity: string
+  rootCerts: {expirationTime: string; pem: string; serialNumber: string; validFrom: string}[]
+  state: 'Available' | 'Expired'
+}
+
+/** GET /config_dump (ztunnel's keys where they apply; see docs/hbone.md "Admin"). */
+export interface ConfigDump {
+  agent: {name: string; spiffe: string; trustDomain: string}
+  build: {node: string; version: string}
+  certificates: CertificateDump[]
+  config: {
+    addresses: AgentAddresses
+    drainTimeoutMs: number
+    h2: {connectionWindow: number; maxStreamsPerSession: number; streamWindow: number}
+    source: ConfigSourceStatus & {kind: string}
+  }
+  connections: ConnectionSnapshot[]
+  identities: IdentitySummary[]
+  inbound: InboundListenerInfo[]
+  policies: Policy[]
+  pool: PoolSessionInfo[]
+  ready: boolean
+  pending: string[]
+  revocations: Revocation[]
+  services: {allow?: string[]; endpoints: {agent: string; hbone: string; target: string; weight: number}[]; hostedHere: boolean; name: string}[]
+  version: number
+  workloads: {hbone: string; name: string; protocol: 'HBONE'; self: boolean; spiffe: string}[]
+}
+
+export interface Agent {
+  readonly addresses: AgentAddresses
+  applyConfig(update: ConfigUpdate): Promise<void>
+  /** resolves once the agent has stopped (shutdown, /quitquitquit) */
+  readonly closed: Promise<void>
+  configDump(): ConfigDump
+  readonly logger: Logger
+  readonly metrics: Metrics
+  /** resolves once the first configuration is applied and every listener is up */
+  readonly ready: Promise<void>
+  /** Stop accepting, drain open connections up to the deadline, close. Idempotent. */
+  shutdown(reason?: string): Promise<void>
+}
+
+const MAX_STREAMS_PER_SESSION = 100
+
+function listenAddress(text: string, what: string): HostPort {
+  const address = parseHostPort(text, '0.0.0.0')
+  if (!address) {
+    throw new ZtError('ZT_ERR_USAGE', `--${what} ${JSON.stringify(text)} is not HOST:PORT`, {exit: ExitCode.usage, suggestion: `e.g. --${what} 127.0.0.1:0`})
+  }
+
+  return address
+}
+
+async function listenOrExplain<T>(what: string, address: HostPort, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start()
+  } catch (error) {
+    throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${formatHostPort(address)} for ${what}: ${describeSystemError(error)}`, {
+      cause: error,
+      exit: ExitCode.conflict,
+      suggestion: `pick another --${what} address (port 0 picks a free one)`,
+    })
+  }
+}
+
+function certDump(pem: string): CertificateDump['certChain'][number] {
+  const info = certInfo(pem)
+  return {expirationTime: info.notAfter.toISOString(), pem: Buffer.from(pem).toString('base64'), serialNumber: info.serial, validFrom: info.notBefore.toISOString()}
+}
+
+export async function runAgent(options: AgentOptions): Promise<Agent> {
+  const logger = await createLogger({destination: options.logDestination, level: options.logLevel ?? 'info'})
+  const getLogger = (): Logger => logger
+  const credentials = new Credentials(options.identity)
+  const self = {name: options.identity.name, trustDomain: trustDomainOf(options.identity.spiffe)}
+  let state = MeshState.empty(self)
+  let configured = false
+  let draining = false
+  const drainTimeoutMs = options.drainTimeoutMs ?? 5000
+  const metrics = new Metrics({component: 'ztctl-agent', tag: options.buildVersion ?? 'unknown'})
+  const registry = new ConnectionRegistry()
+  const tracker = new ConnectionTracker(registry, metrics, getLogger)
+  const timing = options.timing ?? {}
+  const pool = new HbonePool({credentials, isRevoked: (serial) => state.isRevoked(serial), maxStreamsPerSession: MAX_STREAMS_PER_SESSION, ...timing})
+  const addresses: AgentAddresses = {advertise: '', hbone: '', inbound: {}}
+  const hboneServer = new HboneServer({advertise: () => addresses.advertise, credentials, logger: getLogger, metrics, state: () => state, tracker, ...timing})
+  const inbound = new InboundTunnels({logger: getLogger, pool, sourceSpiffe: () => credentials.identity.spiffe, state: () => state, tracker})
+  const httpServers: Server[] = []
+  let renewer: CertificateRenewer | undefined
+  let resolveClosed!: () => void
+  const closed = new Promise<void>((resolve) => {
+    resolveClosed = resolve
+  })
+  let resolveReady!: () => void
+  const ready = new Promise<void>((resolve) => {
+    resolveReady = resolve
+  })
+
+  const hboneAddress = listenAddress(options.hbone, 'hbone')
+  const bound = await listenOrExplain('hbone', hboneAddress, () => hboneServer.listen(hboneAddress))
+  addresses.hbone = formatHostPort({host: bound.address, port: bound.port})
+  addresses.advertise = options.advertise ?? formatHostPort({host: ['0.0.0.0', '::'].includes(bound.address) ? '127.0.0.1' : bound.address, port: bound.port})
+  logger.info({address: addresses.hbone, advertise: addresses.advertise, component: 'hbone'}, 'listener established')
+
+  const pending = (): string[] => {
+    if (draining) return ['draining']
+    const waiting: string[] = []
+    if (!configured) waiting.push('configuration')
+    const failed = inbound.list().filter((listener) => listener.error)
+    if (failed.length > 0) waiting.push(...failed.map((listener) => `listener ${listener.key}`))
+    return waiting
+  }
+
+  let applying = Promise.resolve()
+  const applyConfig = async (update: ConfigUpdate): Promise<void> => {
+    const run = applying.then(async () => {
+      const next = new MeshState(update.snapshot, update.version, self)
+      const previous = state
+      state = next
+      const failures = draining ? [] : await inbound.apply(next.inboundTunnels())
+      for (const listener of inbound.list()) if (listener.address) addresses.inbound[listener.key] = listener.address
+      for (const key of Object.keys(addresses.inbound)) if (!inbound.list().some((listener) => listener.key === key && listener.address)) delete addresses.inbound[key]
+      enforce(previous, next)
+      configured = true
+      logger.info({version: update.version, inbound: next.inboundTunnels().length, hosted: next.hostedTunnels().length}, 'configuration applied')
+      if (failures.length > 0) throw new ZtError('ZT_ERR_CONFIG_APPLY', failures.join('; '))
+      if (pending().length === 0) resolveReady()
+    })
+    applying = run.catch(() => {})
+    return run
+  }
+
+  /** Re-check live connections against a new configuration: revoked peers and policy changes. */
+  const enforce = (previous: MeshState, next: MeshState): void => {
+    const revoked = (serial: string | undefined): boolean => next.isRevoked(serial) && !previous.isRevoked(serial)
+    const revokedCount = registry.closeWhere((record) => revoked(record.peerSerial), {flag: 'CERT_REVOKED', message: 'connection closed: peer certificate revoked'})
+    pool.closeWhere((session) => next.isRevoked(session.peerSerial))
+    hboneServer.closeSessionsWhere((peer) => next.isRevoked(peer.serial))
+    const deniedCount = registry.closeWhere((record) => {
+      if (record.direction !== 'inbound') return false
+      const target = parseHostPort(record.hboneTarget)
+      if (!target) return false
+      const tunnel = next.hostedTunnel(target, record.service)
+      const [sourceAddress] = splitHostPort(record.sourceAddress)
+      return !next.authorize({destinationPort: target.port, service: record.service, sourceAddress, sourceSpiffe: record.sourceSpiffe}, tunnel).allowed
+    }, {flag: 'DENY', message: 'connection closed due to policy change'})
+    if (revokedCount + deniedCount > 0) logger.info({revoked: revokedCount, denied: deniedCount}, 'closed live connections after a configuration change')
+  }
+
+  const configDump = (): ConfigDump => {
+    const {snapshot} = state
+    const serviceNames = [...new Set(Object.values(snapshot.outbound).map((tunnel) => tunnel.service))].sort()
+    const identity = credentials.identity
+    const leaf = credentials.certificate
+    return {
+      agent: {name: self.name, spiffe: identity.spiffe, trustDomain: self.trustDomain},
+      build: {node: process.version, version: options.buildVersion ?? 'unknown'},
+      certificates: [{
+        certChain: splitPem(identity.cert).map((pem) => certDump(pem)),
+        identity: identity.spiffe,
+        rootCerts: splitPem(identity.ca).map((pem) => certDump(pem)),
+        state: leaf.notAfter.getTime() > Date.now() ? 'Available' : 'Expired',
+      }],
+      config: {
+        addresses: structuredClone(addresses),
+        drainTimeoutMs,
+        h2: {connectionWindow: H2_CONNECTION_WINDOW, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, streamWindow: H2_STREAM_WINDOW},
+        source: {...options.configSource.status(), kind: options.configSource.kind},
+      },
+      connections: registry.list(),
+      identities: Object.values(snapshot.identity),
+      inbound: inbound.list(),
+      pending: pending(),
+      policies: Object.values(snapshot.policy),
+      pool: pool.list(),
+      ready: pending().length === 0,
+      revocations: Object.values(snapshot.revocation),
+      services: serviceNames.map((name) => {
+        const hosted = state.hostedTunnels().find((tunnel) => tunnel.service === name)
+        return {allow: hosted?.allow, endpoints: state.endpoints(name).map(({agent, hbone, target, weight}) => ({agent, hbone, target, weight})), hostedHere: Boolean(hosted), name}
+      }),
+      version: state.version,
+      workloads: Object.values(snapshot.agent).map((agent) => ({hbone: agent.hbone, name: agent.name, protocol: 'HBONE' as const, self: agent.name === self.name, spiffe: agent.spiffe})),
+    }
+  }
+
+  let shuttingDown: Promise<void> | undefined
+  const shutdown = async (reason = 'shutdown requested'): Promise<void> => {
+    shuttingDown ??= (async () => {
+      draining = true
+      renewer?.stop()
+      logger.info({reason, connections: registry.size, deadlineMs: drainTimeoutMs}, 'draining')
+      hboneServer.drain()
+      inbound.close()
+      await options.configSource.close().catch(() => {})
+      const drained = await registry.drained(drainTimeoutMs)
+      if (!drained) {
+        logger.warn({connections: registry.size}, 'drain duration expired with pending connections, forcefully shutting down')
+        registry.closeWhere(() => true, {flag: '-', message: 'connection closed: agent shutting down (drain deadline passed)'})
+      }
+
+      pool.destroy()
+      hboneServer.destroy()
+      for (const server of httpServers) {
+        server.close()
+        server.closeAllConnections()
+      }
+
+      logger.info('agent stopped')
+      await new Promise<void>((resolve) => {
+        logger.flush(() => resolve())
+      })
+      resolveClosed()
+    })()
+    return shuttingDown
+  }
+
+  try {
+    const routeHandlers = {
+      configDump,
+      getLogLevel: () => logger.level,
+      pending,
+      quit: () => void shutdown('POST /quitquitquit'),
+      renderMetrics: () => metrics.render(),
+      setLogLevel: (level: LogLevel) => {
+        logger.level = level
+      },
+    }
+    for (const [what, text, routes] of [
+      ['admin', options.admin, adminRoutes(routeHandlers)],
+      ['metrics', options.metrics, metricsRoutes(routeHandlers)],
+      ['readiness', options.readiness, readinessRoutes(routeHandlers)],
+    ] as const) {
+      if (text === undefined) continue
+      const address = listenAddress(text, what)
+      const served = await listenOrExplain(what, address, () => serveRoutes(address, routes))
+      httpServers.push(served.server)
+      addresses[what] = served.address
+      logger.info({address: served.address, component: what}, 'listener established')
+    }
+
+    await options.configSource.start(applyConfig, {onError: (message) => logger.error({error: message}, 'configuration not applied; keeping the last one')})
+  } catch (error) {
+    hboneServer.destroy()
+    for (const server of httpServers) server.close()
+    throw error
+  }
+
+  if (options.renewIdentity) {
+    renewer = new CertificateRenewer(credentials.identity, {file: options.identityFile, maxBackoffMs: 150_000, minBackoffMs: 500, renew: options.renewIdentity})
+    renewer.on('renewed', (identity: IdentityFile) => {
+      credentials.update(identity)
+      logger.info({serial: credentials.certificate.serial, notAfter: credentials.certificate.notAfter.toISOString()}, 'certificate renewed')
+    })
+    renewer.on('error', (error: Error, retryInMs: number) => logger.warn({error: error.message, retryInMs}, 'certificate renewal failed; still serving with the current certificate'))
+    renewer.start()
+  }
+
+  return {
+    addresses,
+    applyConfig,
+    closed,
+    configDump,
+    logger,
+    metrics,
+    ready,
+    shutdown,
+  }
+}
+
+function splitHostPort(text: string): [string, number] {
+  const colon = text.lastIndexOf(':')
+  return [text.slice(0, colon).replace(/^\[|\]$/g, ''), Number(text.slice(colon + 1))]
+}

@@ -1,0 +1,92 @@
+// L4 authorization with ztunnel's semantics (see docs/hbone.md "Authorization"):
+//   1. the hosting tunnel's `allow` list, when not empty, must name the source (`@name` / `#role`);
+//   2. any matching DENY policy rejects;
+//   3. no ALLOW policy for the service → allow;
+//   4. any matching ALLOW policy → allow; else deny.
+// Pure functions: the same inputs give the same decision, so live connections can be re-checked after
+// every configuration change.
+import type {IdentitySummary, Policy, ServiceName} from '../config/types.js'
+import {cidrContains} from './address.js'
+
+/** Everything a decision looks at, known once the CONNECT arrived. */
+export interface AuthzRequest {
+  /** the destination port (the target's port) */
+  destinationPort: number
+  service: ServiceName
+  /** the address of the peer that connected to our HBONE port */
+  sourceAddress: string
+  /** the source identity name, undefined when the certificate carried no ztctl SPIFFE ID */
+  sourceIdentity?: string
+  /** roles of the source identity (from the `identity` resources) */
+  sourceRoles: readonly string[]
+  sourceSpiffe?: string
+}
+
+export type AuthzDecision =
+  | {allowed: true; policy?: string}
+  | {allowed: false; policy?: string; reason: string}
+
+/** Whether one `from` entry (`@name`, `#role`, `spiffe://…`, `*`) matches the source. */
+export function principalMatches(selector: string, request: Pick<AuthzRequest, 'sourceIdentity' | 'sourceRoles' | 'sourceSpiffe'>): boolean {
+  if (selector === '*') return request.sourceIdentity !== undefined
+  if (selector.startsWith('@')) return request.sourceIdentity !== undefined && selector.slice(1) === request.sourceIdentity
+  if (selector.startsWith('#')) return request.sourceRoles.includes(selector.slice(1))
+  if (selector.startsWith('spiffe://')) return selector === request.sourceSpiffe
+  return false
+}
+
+/** A policy matches when every non-empty field matches (AND); within a field any value may match (OR). */
+export function policyMatches(policy: Policy, request: AuthzRequest): boolean {
+  if (policy.from.length > 0 && !policy.from.some((selector) => principalMatches(selector, request))) return false
+  if (policy.sourceCidrs.length > 0 && !policy.sourceCidrs.some((cidr) => cidrContains(cidr, request.sourceAddress))) return false
+  if (policy.ports.length > 0 && !policy.ports.includes(request.destinationPort)) return false
+  return true
+}
+
+export function policyApplies(policy: Policy, service: ServiceName): boolean {
+  return policy.services.length === 0 || policy.services.includes(service)
+}
+
+/**
+ * Decide one connection. `allow` is the hosting tunnel's allow list (empty: any mesh identity).
+ * Policies are evaluated in name order so the reported policy is deterministic.
+ */
+export function authorize(request: AuthzRequest, policies: Iterable<Policy>, allow: readonly string[] = []): AuthzDecision {
+  if (request.sourceIdentity === undefined) {
+    return {allowed: false, reason: 'the peer certificate carries no identity of this mesh'}
+  }
+
+  if (allow.length > 0 && !allow.some((selector) => principalMatches(selector, request))) {
+    return {allowed: false, reason: `identity "${request.sourceIdentity}" is not in the allow list of ${request.service} (${allow.join(', ')})`}
+  }
+
+  const applicable = [...policies].filter((policy) => policyApplies(policy, request.service)).sort((a, b) => a.name.localeCompare(b.name))
+  const deny = applicable.find((policy) => policy.action === 'DENY' && policyMatches(policy, request))
+  if (deny) return {allowed: false, policy: deny.name, reason: `denied by policy "${deny.name}"`}
+  const allows = applicable.filter((policy) => policy.action === 'ALLOW')
+  if (allows.length === 0) return {allowed: true}
+  const match = allows.find((policy) => policyMatches(policy, request))
+  if (match) return {allowed: true, policy: match.name}
+  return {allowed: false, reason: `no ALLOW policy matches (checked ${allows.map((policy) => `"${policy.name}"`).join(', ')})`}
+}
+
+/** `spiffe://TD/identity/NAME` → NAME, when the ID belongs to TRUST_DOMAIN. */
+export function identityNameFromSpiffe(spiffe: string | undefined, trustDomain: string): string | undefined {
+  if (!spiffe) return undefined
+  const prefix = `spiffe://${trustDomain}/identity/`
+  if (!spiffe.startsWith(prefix)) return undefined
+  const name = spiffe.slice(prefix.length)
+  return /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/.test(name) ? name : undefined
+}
+
+export function trustDomainOf(spiffe: string): string {
+  const match = /^spiffe:\/\/([^/]+)/.exec(spiffe)
+  if (!match) throw new Error(`not a SPIFFE ID: ${spiffe}`)
+  return match[1]
+}
+
+/** Build the request fields that depend on the identity resources. */
+export function sourceOf(spiffe: string | undefined, trustDomain: string, identities: Record<string, IdentitySummary>): Pick<AuthzRequest, 'sourceIdentity' | 'sourceRoles' | 'sourceSpiffe'> {
+  const name = identityNameFromSpiffe(spiffe, trustDomain)
+  return {sourceIdentity: name, sourceRoles: name === undefined ? [] : (identities[name]?.roles ?? []), sourceSpiffe: spiffe}
+}

@@ -1,0 +1,69 @@
+// One place that turns a connection's life into registry entries, metrics and the access-log line,
+// shared by both directions so they report alike (docs/hbone.md "Observability").
+import type {Http2Stream} from 'node:http2'
+import type {Socket} from 'node:net'
+
+import {accessLogFields, type Logger} from './log.js'
+import type {Metrics, TrafficLabels} from './metrics.js'
+import type {CloseReason, ConnectionRecord, ConnectionRegistry} from './registry.js'
+import {relay} from './relay.js'
+
+
+export class ConnectionTracker {
+  constructor(
+    private readonly registry: ConnectionRegistry,
+    private readonly metrics: Metrics,
+    private readonly logger: () => Logger,
+  ) {}
+
+  newId(): number {
+    return this.registry.newId()
+  }
+
+  /**
+   * Relay SOCKET (the plain TCP side) and STREAM (the HBONE side) and account for it. Bytes come from
+   * the socket's counters at close, never from per-chunk listeners.
+   */
+  established(record: ConnectionRecord, labels: TrafficLabels, socket: Socket, stream: Http2Stream): void {
+    let closeReason: CloseReason | undefined
+    this.metrics.connectionOpened(labels)
+    this.logger().debug({...accessLogFields(record, {received: 0, sent: 0})}, 'connection opened')
+    const tunnel = relay(socket, stream, (error) => {
+      this.registry.remove(record.id)
+      // Istio's convention: "received" is the request direction (source → destination).
+      const request = record.direction === 'outbound' ? socket.bytesRead : socket.bytesWritten
+      const response = record.direction === 'outbound' ? socket.bytesWritten : socket.bytesRead
+      const finalLabels = closeReason ? {...labels, responseFlags: closeReason.flag} : labels
+      this.metrics.connectionClosed(finalLabels, {received: request, sent: response})
+      // The access log speaks from the reporter's own point of view.
+      const own = record.direction === 'outbound' ? {received: response, sent: request} : {received: request, sent: response}
+      const fields = accessLogFields(record, own)
+      const problem = closeReason?.message ?? (error && !isBenign(error) ? describeRelayError(error) : undefined)
+      if (problem) this.logger().error({...fields, error: problem}, 'connection complete')
+      else this.logger().info(fields, 'connection complete')
+    })
+    this.registry.add(record, (reason) => {
+      closeReason ??= reason
+      tunnel.abort()
+    })
+  }
+
+  /** A connection refused before it carried data: counted (opened+closed with a flag) and logged with why. */
+  refused(record: ConnectionRecord, labels: TrafficLabels, reason: CloseReason): void {
+    const flagged = {...labels, responseFlags: reason.flag}
+    this.metrics.connectionOpened(flagged)
+    this.metrics.connectionClosed(flagged, {received: 0, sent: 0})
+    this.logger().error({...accessLogFields(record, {received: 0, sent: 0}), error: reason.message}, 'connection complete')
+  }
+}
+
+/** Resets by a peer that is simply done are normal endings, not failures worth an error line. */
+function isBenign(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code
+  return code === 'ECONNRESET' || code === 'EPIPE' || error.message === 'aborted'
+}
+
+function describeRelayError(error: Error): string {
+  const code = (error as NodeJS.ErrnoException).code
+  return code ? `${code}: ${error.message}` : error.message
+}

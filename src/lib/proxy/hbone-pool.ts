@@ -1,0 +1,316 @@
+// The HBONE client pool: HTTP/2 sessions over mutual TLS, keyed by (source identity, destination
+// identity, destination address) as ztunnel keys them. At most MAX_STREAMS streams per session (a
+// new session opens when all are full), PING keepalive, idle release, GOAWAY → no new streams.
+// `open()` resolves with a CONNECT stream only once the peer answered 200. (The command imports this
+// domain lazily, so node:http2 is loaded only by `agent run`.)
+import {type ClientHttp2Session, type ClientHttp2Stream, connect, type IncomingHttpHeaders, type OutgoingHttpHeaders} from 'node:http2'
+import {connect as tlsConnect, type TLSSocket} from 'node:tls'
+
+import {formatHostPort, parseHostPort} from './address.js'
+import type {ResponseFlag} from './metrics.js'
+import {H2_MAX_SESSION_MEMORY_MB, H2_SETTINGS, keepalive, raiseConnectionWindow} from './relay.js'
+import {type Credentials, HBONE_ALPN, peerIdentity, pinServerIdentity} from './tls.js'
+
+export interface PoolOptions {
+  connectTimeoutMs?: number
+  credentials: Credentials
+  /** release a session after it carried no stream for this long (ztunnel: 5 min) */
+  idleTimeoutMs?: number
+  isRevoked: (serial: string) => boolean
+  keepaliveIntervalMs?: number
+  keepaliveTimeoutMs?: number
+  maxStreamsPerSession?: number
+  /** how long to wait for the CONNECT response (the peer dials its target first) */
+  responseTimeoutMs?: number
+}
+
+export interface HboneDestination {
+  /** `host:port` of the peer's HBONE listener */
+  address: string
+  /** the SPIFFE ID the peer must present */
+  spiffe: string
+}
+
+export interface OpenedTunnel {
+  peerSerial?: string
+  stream: ClientHttp2Stream
+}
+
+/** A failed CONNECT attempt, with the words for the access log and the metric flag. */
+export class HboneError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly flag: ResponseFlag,
+    /** another endpoint may succeed (dial/TLS/upstream failures), unlike a 400/401 refusal */
+    readonly retryable: boolean,
+    readonly status?: number,
+  ) {
+    super(message)
+  }
+}
+
+interface PooledSession {
+  active: number
+  draining: boolean
+  idleTimer?: NodeJS.Timeout
+  key: string
+  peerSerial?: string
+  ready: Promise<void>
+  session: ClientHttp2Session
+  spiffe: string
+}
+
+export interface PoolSessionInfo {
+  activeStreams: number
+  address: string
+  draining: boolean
+  peerSerial?: string
+  spiffe: string
+}
+
+const STATUS_TEXT: Record<number, string> = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 405: 'Method Not Allowed', 503: 'Service Unavailable'}
+
+export class HbonePool {
+  private readonly sessions = new Map<string, PooledSession[]>()
+  private readonly options: Required<PoolOptions>
+  private closed = false
+
+  constructor(options: PoolOptions) {
+    this.options = {
+      connectTimeoutMs: 10_000,
+      idleTimeoutMs: 300_000,
+      keepaliveIntervalMs: 10_000,
+      keepaliveTimeoutMs: 20_000,
+      maxStreamsPerSession: 100,
+      responseTimeoutMs: 15_000,
+      ...options,
+    }
+  }
+
+  /** Open a CONNECT stream to TARGET through DESTINATION; rejects with HboneError. */
+  async open(destination: HboneDestination, target: string, headers: OutgoingHttpHeaders): Promise<OpenedTunnel> {
+    if (this.closed) throw new HboneError('ZT_ERR_POOL_DRAINING', 'pool draining', 'CONNECT', false)
+    const pooled = this.checkout(destination)
+    let stream: ClientHttp2Stream | undefined
+    try {
+      await pooled.ready
+      stream = pooled.session.request({':authority': target, ':method': 'CONNECT', ...headers}, {endStream: false})
+    } catch (error) {
+      this.release(pooled)
+      throw this.describeSessionError(destination, error)
+    }
+
+    stream.once('close', () => this.release(pooled))
+    const response = await this.awaitResponse(stream, destination)
+    const status = Number(response[':status'])
+    if (status !== 200) {
+      stream.close()
+      throw new HboneError(
+        'ZT_ERR_HBONE_STATUS',
+        `http status: ${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd() + statusHint(status, destination),
+        status === 401 ? 'DENY' : 'CONNECT',
+        status === 503,
+        status,
+      )
+    }
+
+    return {peerSerial: pooled.peerSerial, stream}
+  }
+
+  /** Destroy every session whose peer matches (revoked certificate, removed agent). */
+  closeWhere(predicate: (session: {peerSerial?: string; spiffe: string}) => boolean): number {
+    let count = 0
+    for (const list of this.sessions.values()) {
+      for (const pooled of [...list]) {
+        if (predicate(pooled)) {
+          count++
+          pooled.session.destroy()
+        }
+      }
+    }
+
+    return count
+  }
+
+  list(): PoolSessionInfo[] {
+    return [...this.sessions.values()].flat().map((pooled) => ({
+      activeStreams: pooled.active,
+      address: pooled.key.split('|')[2],
+      draining: pooled.draining,
+      peerSerial: pooled.peerSerial,
+      spiffe: pooled.spiffe,
+    }))
+  }
+
+  /** Stop opening streams; sessions close (GOAWAY) once their streams finish. */
+  drain(): void {
+    this.closed = true
+    for (const pooled of [...this.sessions.values()].flat()) {
+      pooled.draining = true
+      if (!pooled.session.closed) pooled.session.close()
+    }
+  }
+
+  destroy(): void {
+    this.closed = true
+    for (const pooled of [...this.sessions.values()].flat()) pooled.session.destroy()
+    this.sessions.clear()
+  }
+
+  private checkout(destination: HboneDestination): PooledSession {
+    const key = `${this.options.credentials.identity.spiffe}|${destination.spiffe}|${destination.address}`
+    const list = this.sessions.get(key) ?? []
+    let pooled = list.find((candidate) => !candidate.draining && !candidate.session.closed && !candidate.session.destroyed && candidate.active < this.options.maxStreamsPerSession)
+    if (!pooled) {
+      pooled = this.connect(key, destination)
+      list.push(pooled)
+      this.sessions.set(key, list)
+    }
+
+    pooled.active++
+    if (pooled.idleTimer) {
+      clearTimeout(pooled.idleTimer)
+      pooled.idleTimer = undefined
+    }
+
+    return pooled
+  }
+
+  private release(pooled: PooledSession): void {
+    pooled.active--
+    if (pooled.active > 0 || pooled.session.destroyed) return
+    if (pooled.draining) {
+      pooled.session.close()
+      return
+    }
+
+    pooled.idleTimer = setTimeout(() => pooled.session.close(), this.options.idleTimeoutMs)
+    pooled.idleTimer.unref()
+  }
+
+  private forget(pooled: PooledSession): void {
+    const list = this.sessions.get(pooled.key)
+    if (!list) return
+    const index = list.indexOf(pooled)
+    if (index >= 0) list.splice(index, 1)
+    if (list.length === 0) this.sessions.delete(pooled.key)
+  }
+
+  private connect(key: string, destination: HboneDestination): PooledSession {
+    const address = parseHostPort(destination.address)
+    if (!address) throw new HboneError('ZT_ERR_HBONE_ADDRESS', `bad HBONE address ${JSON.stringify(destination.address)}`, 'CONNECT', true)
+    const {credentials, isRevoked} = this.options
+    const session = connect(`https://${formatHostPort(address)}`, {
+      createConnection: () =>
+        tlsConnect({
+          ALPNProtocols: HBONE_ALPN,
+          checkServerIdentity: pinServerIdentity(destination.spiffe, isRevoked),
+          host: address.host,
+          port: address.port,
+          rejectUnauthorized: true,
+          secureContext: credentials.secureContext,
+        }),
+      maxSessionMemory: H2_MAX_SESSION_MEMORY_MB,
+      peerMaxConcurrentStreams: this.options.maxStreamsPerSession,
+      settings: H2_SETTINGS,
+    })
+    const pooled: PooledSession = {active: 0, draining: false, key, ready: Promise.resolve(), session, spiffe: destination.spiffe}
+    pooled.ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const error = Object.assign(new Error('connect timeout'), {code: 'ETIMEDOUT'})
+        reject(error)
+        session.destroy(error)
+      }, this.options.connectTimeoutMs)
+      timer.unref()
+      session.once('connect', () => {
+        clearTimeout(timer)
+        pooled.peerSerial = peerIdentity(session.socket as TLSSocket).serial
+        raiseConnectionWindow(session)
+        keepalive(session, this.options.keepaliveIntervalMs, this.options.keepaliveTimeoutMs)
+        resolve()
+      })
+      session.once('error', (error) => {
+        clearTimeout(timer)
+        reject(error)
+      })
+      session.once('close', () => {
+        clearTimeout(timer)
+        reject(new Error('the HBONE connection closed before it was established'))
+      })
+    })
+    pooled.ready.catch(() => {}) // observed by open(); avoid an unhandled rejection when nobody waits
+    session.on('error', () => {}) // reported through the streams that fail
+    session.on('goaway', () => {
+      pooled.draining = true
+      this.forget(pooled)
+    })
+    session.once('close', () => {
+      if (pooled.idleTimer) clearTimeout(pooled.idleTimer)
+      this.forget(pooled)
+    })
+    return pooled
+  }
+
+  private async awaitResponse(stream: ClientHttp2Stream, destination: HboneDestination): Promise<IncomingHttpHeaders> {
+    return new Promise((resolve, reject) => {
+      const fail = (error: unknown): void => {
+        clearTimeout(timer)
+        reject(this.describeSessionError(destination, error))
+      }
+
+      const timer = setTimeout(() => {
+        stream.close()
+        fail(Object.assign(new Error('no CONNECT response'), {code: 'ZT_ERR_RESPONSE_TIMEOUT'}))
+      }, this.options.responseTimeoutMs)
+      timer.unref()
+      stream.once('response', (headers) => {
+        clearTimeout(timer)
+        resolve(headers)
+      })
+      stream.once('error', fail)
+      stream.once('close', () => fail(new Error(`the stream was reset (code ${stream.rstCode}) before a response`)))
+    })
+  }
+
+  private describeSessionError(destination: HboneDestination, error: unknown): HboneError {
+    if (error instanceof HboneError) return error
+    const err = error as NodeJS.ErrnoException
+    const where = `${destination.address} (${destination.spiffe})`
+    switch (err.code) {
+      case 'ETIMEDOUT': {
+        return new HboneError('ZT_ERR_HBONE_TIMEOUT', `timed out dialling ${destination.address} — is the HBONE port reachable?`, 'CONNECT', true)
+      }
+
+      case 'ECONNREFUSED': {
+        return new HboneError('ZT_ERR_HBONE_REFUSED', `connection refused dialling ${where} — is the agent running and its HBONE port right?`, 'CONNECT', true)
+      }
+
+      case 'ZT_ERR_PEER_IDENTITY':
+      case 'ZT_ERR_PEER_REVOKED': {
+        return new HboneError(err.code, `${where}: ${err.message}`, 'IDENTITY_ERROR', true)
+      }
+
+      case 'ZT_ERR_RESPONSE_TIMEOUT': {
+        return new HboneError(err.code, `${where} did not answer the CONNECT within ${this.options.responseTimeoutMs} ms`, 'CONNECT', true)
+      }
+
+      default: {
+        const tls = /SSL|TLS|certificate|alert|handshake/i.test(`${err.code ?? ''} ${err.message}`)
+        return new HboneError(
+          tls ? 'ZT_ERR_HBONE_TLS' : 'ZT_ERR_HBONE_DIAL',
+          tls ? `TLS handshake with ${where} failed: ${err.message}` : `HBONE connection to ${where} failed: ${err.message}`,
+          tls ? 'TLS_FAILURE' : 'CONNECT',
+          true,
+        )
+      }
+    }
+  }
+}
+
+function statusHint(status: number, destination: HboneDestination): string {
+  if (status === 401) return ` — ${destination.spiffe} refused this identity (policy, allow list or revoked certificate)`
+  if (status === 400) return ` — ${destination.spiffe} does not serve this target (stale configuration?)`
+  if (status === 503) return ` — ${destination.spiffe} could not reach the target`
+  return ''
+}

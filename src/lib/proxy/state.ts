@@ -1,0 +1,144 @@
+// The agent's view of the mesh, rebuilt from each configuration snapshot: which targets this agent
+// serves, where each service's endpoints are, which certificates are revoked, and the authorization
+// decision for a connection. Immutable once built, so a connection handler reads one consistent view.
+import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, RESOURCE_KINDS, type ResourceKind} from '../config/types.js'
+import {ZtError} from '../errors.js'
+import {formatHostPort, type HostPort, isValidCidr, parseHostPort, sameHostPort} from './address.js'
+import {authorize, type AuthzDecision, type AuthzRequest, sourceOf} from './authz.js'
+
+export interface Endpoint {
+  /** the hosting agent */
+  agent: string
+  /** the hosting agent's HBONE address */
+  hbone: string
+  /** the hosting agent's SPIFFE ID, pinned when dialling */
+  spiffe: string
+  /** `host:port` sent as the CONNECT :authority */
+  target: string
+  weight: number
+}
+
+export interface SelfInfo {
+  name: string
+  trustDomain: string
+}
+
+export class MeshState {
+  private readonly hosted: OutboundTunnel[]
+  private readonly revoked: Set<string>
+
+  constructor(
+    readonly snapshot: ConfigSnapshot,
+    readonly version: number,
+    readonly self: SelfInfo,
+  ) {
+    this.hosted = Object.values(snapshot.outbound).filter((tunnel) => tunnel.agent === self.name)
+    this.revoked = new Set(Object.values(snapshot.revocation).map((revocation) => revocation.serial.toUpperCase()))
+  }
+
+  static empty(self: SelfInfo): MeshState {
+    return new MeshState(emptySnapshot(), 0, self)
+  }
+
+  /** The outbound tunnel of this agent that serves TARGET (preferring SERVICE when several do): never an open relay. */
+  hostedTunnel(target: HostPort, service?: string): OutboundTunnel | undefined {
+    const serving = this.hosted.filter((tunnel) => tunnel.targets.some((candidate) => sameHostPort(candidate, target)))
+    return serving.find((tunnel) => tunnel.service === service) ?? serving[0]
+  }
+
+  hostedTunnels(): OutboundTunnel[] {
+    return this.hosted
+  }
+
+  inboundTunnels(): InboundTunnel[] {
+    return Object.values(this.snapshot.inbound).filter((tunnel) => tunnel.agent === this.self.name)
+  }
+
+  /** The (hosting agent, target) pairs of a service; agents with no known HBONE address are skipped. */
+  endpoints(service: string): Endpoint[] {
+    const endpoints: Endpoint[] = []
+    for (const tunnel of Object.values(this.snapshot.outbound)) {
+      if (tunnel.service !== service) continue
+      const agent = this.snapshot.agent[tunnel.agent]
+      if (!agent) continue
+      for (const target of tunnel.targets) {
+        endpoints.push({agent: agent.name, hbone: agent.hbone, spiffe: agent.spiffe, target: formatHostPort(target), weight: target.weight ?? 1})
+      }
+    }
+
+    return endpoints
+  }
+
+  isRevoked = (serial: string | undefined): boolean => serial !== undefined && this.revoked.has(serial.toUpperCase())
+
+  /** Authorize a connection to a service this agent hosts. */
+  authorize(request: Omit<AuthzRequest, 'sourceIdentity' | 'sourceRoles' | 'sourceSpiffe'> & {sourceSpiffe?: string}, tunnel?: OutboundTunnel): AuthzDecision {
+    const source = sourceOf(request.sourceSpiffe, this.self.trustDomain, this.snapshot.identity)
+    return authorize({...request, ...source}, Object.values(this.snapshot.policy), tunnel?.allow ?? [])
+  }
+}
+
+// ---- validation: configuration arrives from a file or the network; check its shape before use ----
+
+type Check = (value: Record<string, unknown>) => string | undefined
+
+const isString = (value: unknown): value is string => typeof value === 'string'
+const isStringArray = (value: unknown): value is string[] => Array.isArray(value) && value.every(isString)
+const isPort = (value: unknown): value is number => Number.isInteger(value) && (value as number) > 0 && (value as number) <= 65_535
+
+function checkTarget(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return 'a target is not an object'
+  const {host, port, weight} = value as Record<string, unknown>
+  if (!isString(host) || !parseHostPort(`${host.includes(':') ? `[${host}]` : host}:1`)) return `bad target host ${JSON.stringify(host)}`
+  if (!isPort(port)) return `bad target port ${JSON.stringify(port)}`
+  if (weight !== undefined && !(typeof weight === 'number' && weight > 0 && Number.isFinite(weight))) return `bad target weight ${JSON.stringify(weight)}`
+  return undefined
+}
+
+const CHECKS: Record<ResourceKind, Check> = {
+  agent: (value) => (isString(value.name) && isString(value.spiffe) && parseHostPort(value.hbone) ? undefined : 'needs name, spiffe and hbone host:port'),
+  identity: (value) => (isString(value.name) && isString(value.spiffe) && isStringArray(value.roles) ? undefined : 'needs name, spiffe and roles[]'),
+  inbound: (value) => (isString(value.agent) && isString(value.service) && parseHostPort(value.listen, '127.0.0.1') ? undefined : 'needs agent, service and listen ip:port'),
+  outbound(value) {
+    if (!isString(value.agent) || !isString(value.service) || !isStringArray(value.allow) || !Array.isArray(value.targets)) {
+      return 'needs agent, service, allow[] and targets[]'
+    }
+
+    return value.targets.map((target) => checkTarget(target)).find(Boolean)
+  },
+  policy(value) {
+    if (value.action !== 'ALLOW' && value.action !== 'DENY') return 'action must be ALLOW or DENY'
+    if (!isString(value.name) || !isStringArray(value.from) || !isStringArray(value.services) || !isStringArray(value.sourceCidrs)) {
+      return 'needs name, from[], services[] and sourceCidrs[]'
+    }
+
+    if (!Array.isArray(value.ports) || !value.ports.every((port) => isPort(port))) return 'ports must be port numbers'
+    const badCidr = value.sourceCidrs.find((cidr) => !isValidCidr(cidr))
+    return badCidr === undefined ? undefined : `bad CIDR ${JSON.stringify(badCidr)}`
+  },
+  revocation: (value) => (isString(value.serial) && isString(value.spiffe) ? undefined : 'needs serial and spiffe'),
+}
+
+/** Check a snapshot's shape; missing kinds become empty. Throws ZT_ERR_CONFIG naming the bad entry. */
+export function validateSnapshot(value: unknown): ConfigSnapshot {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ZtError('ZT_ERR_CONFIG', 'the configuration is not a JSON object with one map per resource kind')
+  }
+
+  const snapshot = emptySnapshot()
+  for (const kind of RESOURCE_KINDS) {
+    const table = (value as Record<string, unknown>)[kind]
+    if (table === undefined) continue
+    if (typeof table !== 'object' || table === null || Array.isArray(table)) {
+      throw new ZtError('ZT_ERR_CONFIG', `the configuration's "${kind}" is not a map of key → resource`)
+    }
+
+    for (const [key, resource] of Object.entries(table)) {
+      const problem = typeof resource === 'object' && resource !== null ? CHECKS[kind](resource as Record<string, unknown>) : 'not an object'
+      if (problem) throw new ZtError('ZT_ERR_CONFIG', `invalid ${kind} "${key}": ${problem}`)
+      ;(snapshot[kind] as Record<string, unknown>)[key] = resource
+    }
+  }
+
+  return snapshot
+}

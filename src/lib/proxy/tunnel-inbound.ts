@@ -1,0 +1,192 @@
+// Inbound tunnels: a local TCP listener per tunnel this agent hosts; each accepted connection goes to
+// one endpoint (hosting agent, target) of the service — weighted random, failing over to another on a
+// connect failure — as an HBONE CONNECT for that target sent to that agent (ztunnel's pod routing).
+import {randomBytes} from 'node:crypto'
+import {createServer, type AddressInfo, type Server, type Socket} from 'node:net'
+
+import type {InboundTunnel} from '../config/types.js'
+import {resourceKey} from '../config/types.js'
+import {describeSystemError} from '../errors.js'
+import {formatHostPort, normalizeIp, parseHostPort} from './address.js'
+import type {ConnectionTracker} from './connection.js'
+import {type HboneError, type HbonePool} from './hbone-pool.js'
+import type {Logger} from './log.js'
+import type {TrafficLabels} from './metrics.js'
+import type {ConnectionRecord} from './registry.js'
+import type {Endpoint, MeshState} from './state.js'
+
+/** Endpoints tried per connection before giving up. */
+export const MAX_CONNECT_ATTEMPTS = 3
+
+export interface InboundListenerInfo {
+  /** the bound address (the real port when 0 was asked for) */
+  address?: string
+  error?: string
+  key: string
+  listen: string
+  service: string
+}
+
+interface Listener {
+  info: InboundListenerInfo
+  server?: Server
+  tunnel: InboundTunnel
+}
+
+export interface InboundOptions {
+  logger: () => Logger
+  pool: HbonePool
+  sourceSpiffe: () => string
+  state: () => MeshState
+  tracker: ConnectionTracker
+}
+
+/** Endpoints in a weighted-random order without repetition (the first is the weighted pick). */
+export function weightedOrder<T extends {weight: number}>(endpoints: readonly T[], random: () => number = Math.random): T[] {
+  const remaining = [...endpoints]
+  const order: T[] = []
+  while (remaining.length > 0) {
+    const total = remaining.reduce((sum, endpoint) => sum + endpoint.weight, 0)
+    let pick = random() * total
+    let index = remaining.findIndex((endpoint) => (pick -= endpoint.weight) < 0)
+    if (index < 0) index = remaining.length - 1
+    order.push(...remaining.splice(index, 1))
+  }
+
+  return order
+}
+
+export class InboundTunnels {
+  private readonly listeners = new Map<string, Listener>()
+  private accepting = true
+
+  constructor(private readonly options: InboundOptions) {}
+
+  /** Open, re-bind or close listeners to match TUNNELS. Returns the bind failures (the rest applied). */
+  async apply(tunnels: readonly InboundTunnel[]): Promise<string[]> {
+    const wanted = new Map(tunnels.map((tunnel) => [resourceKey('inbound', tunnel), tunnel]))
+    for (const [key, listener] of this.listeners) {
+      const next = wanted.get(key)
+      if (!next || next.listen !== listener.tunnel.listen) {
+        listener.server?.close()
+        this.listeners.delete(key)
+      } else {
+        listener.tunnel = next
+      }
+    }
+
+    const failures: string[] = []
+    for (const [key, tunnel] of wanted) {
+      if (this.listeners.has(key) || !this.accepting) continue
+      const listener: Listener = {info: {key, listen: tunnel.listen, service: tunnel.service}, tunnel}
+      this.listeners.set(key, listener)
+      try {
+        await this.bind(listener)
+      } catch (error) {
+        listener.info.error = `cannot listen on ${tunnel.listen} for ${tunnel.service}: ${describeSystemError(error)}`
+        failures.push(listener.info.error)
+        this.options.logger().error({tunnel: key}, listener.info.error)
+      }
+    }
+
+    return failures
+  }
+
+  list(): InboundListenerInfo[] {
+    return [...this.listeners.values()].map((listener) => ({...listener.info}))
+  }
+
+  /** Stop accepting (drain); established connections continue. */
+  close(): void {
+    this.accepting = false
+    for (const listener of this.listeners.values()) listener.server?.close()
+    this.listeners.clear()
+  }
+
+  private async bind(listener: Listener): Promise<void> {
+    const address = parseHostPort(listener.tunnel.listen, '127.0.0.1')!
+    const server = createServer({allowHalfOpen: true, noDelay: true, pauseOnConnect: true}, (socket) => this.accept(listener, socket))
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(address.port, address.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    server.on('error', (error) => this.options.logger().error({tunnel: listener.info.key, error: error.message}, 'inbound listener error'))
+    const bound = server.address() as AddressInfo
+    listener.server = server
+    listener.info.address = formatHostPort({host: bound.address, port: bound.port})
+    this.options.logger().info({address: listener.info.address, component: 'inbound', service: listener.tunnel.service}, 'listener established')
+  }
+
+  private accept(listener: Listener, socket: Socket): void {
+    let clientGone = false
+    socket.on('error', () => {})
+    socket.once('close', () => {
+      clientGone = true
+    })
+    const {service} = listener.tunnel
+    const state = this.options.state()
+    const sourceSpiffe = this.options.sourceSpiffe()
+    const record: ConnectionRecord = {
+      destinationAddress: '',
+      direction: 'outbound',
+      hboneTarget: '',
+      id: this.options.tracker.newId(),
+      service,
+      sourceAddress: `${normalizeIp(socket.remoteAddress)}:${socket.remotePort}`,
+      sourceSpiffe,
+      startedAt: Date.now(),
+    }
+    const labels: TrafficLabels = {destinationService: service, reporter: 'source', sourcePrincipal: sourceSpiffe, sourceWorkload: state.self.name}
+    const endpoints = weightedOrder(state.endpoints(service)).slice(0, MAX_CONNECT_ATTEMPTS)
+    if (endpoints.length === 0) {
+      socket.destroy()
+      this.options.tracker.refused(record, labels, {flag: 'CONNECT', message: `no healthy upstream: ${service} has no endpoints (no agent hosts it, or its agent has not registered)`})
+      return
+    }
+
+    const attempt = async (): Promise<void> => {
+      let lastError: HboneError | undefined
+      for (const endpoint of endpoints) {
+        Object.assign(record, endpointFields(endpoint))
+        Object.assign(labels, {destinationPrincipal: endpoint.spiffe, destinationWorkload: endpoint.agent})
+        try {
+          const {peerSerial, stream} = await this.options.pool.open({address: endpoint.hbone, spiffe: endpoint.spiffe}, endpoint.target, requestHeaders(record, service))
+          if (clientGone) {
+            stream.close()
+            return
+          }
+
+          record.peerSerial = peerSerial
+          this.options.tracker.established(record, labels, socket, stream)
+          return
+        } catch (error) {
+          lastError = error as HboneError
+          this.options.logger().debug({endpoint: endpoint.target, agent: endpoint.agent, error: lastError.message}, 'endpoint failed')
+          if (!lastError.retryable || clientGone) break
+        }
+      }
+
+      socket.destroy()
+      this.options.tracker.refused(record, labels, {flag: lastError?.flag ?? 'CONNECT', message: lastError?.message ?? 'connection failed'})
+    }
+
+    void attempt()
+  }
+}
+
+function endpointFields(endpoint: Endpoint): Partial<ConnectionRecord> {
+  return {destinationAddress: endpoint.hbone, destinationAgent: endpoint.agent, destinationSpiffe: endpoint.spiffe, hboneTarget: endpoint.target}
+}
+
+/** ztunnel's CONNECT headers: who the client is, which service, and a fresh W3C trace context. */
+function requestHeaders(record: ConnectionRecord, service: string): Record<string, string> {
+  const trace = randomBytes(24).toString('hex')
+  return {
+    baggage: `service.name=${service}`,
+    forwarded: `for="${record.sourceAddress}";host="${service}"`,
+    traceparent: `00-${trace.slice(0, 32)}-${trace.slice(32, 48)}-00`,
+  }
+}

@@ -1,0 +1,205 @@
+// `ztctl quickstart`: a whole mesh on one machine, unprivileged — a controller, two enrolled agents, a demo
+// HTTP service behind an outbound tunnel on agent-b, and an inbound tunnel on agent-a to reach it.
+// The controller runs in this process; the agents are real `ztctl agent run` child processes.
+import {type ChildProcess, spawn} from 'node:child_process'
+import {once} from 'node:events'
+import {createWriteStream} from 'node:fs'
+import {mkdir, mkdtemp, readFile, rm} from 'node:fs/promises'
+import http from 'node:http'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {enroll} from '../client/enroll.js'
+import {createIdentity} from '../client/identities.js'
+import {openSession} from '../client/session.js'
+import {startController} from '../controller/controller.js'
+import {ExitCode, ZtError} from '../errors.js'
+import type {Home} from '../home/home.js'
+import {openInbound, openOutbound} from '../mesh/tunnels.js'
+import type {ReadyFile} from '../proxy/launch.js'
+
+export interface QuickstartOptions {
+  /** `node` and `bin/run.js`: how to start `ztctl agent run` */
+  cli: {entry: string; node: string}
+  /** keep everything in this folder (kept on exit); default a temporary folder, removed on exit */
+  dir?: string
+  /** local port of the inbound tunnel; default any free port */
+  port?: number
+  progress?: (step: string) => void
+  version: string
+}
+
+export interface QuickstartAgent {
+  addresses: ReadyFile['addresses']
+  identityFile: string
+  logFile: string
+  name: string
+  pid: number
+}
+
+export interface Quickstart {
+  agents: QuickstartAgent[]
+  controller: {adminIdentity: string; url: string}
+  demo: {service: string; target: string; url: string}
+  home: string
+  keep: boolean
+  /** Stop the agents (SIGTERM, by PID), the demo service and the controller; remove a temporary home. */
+  stop(): Promise<void>
+}
+
+const AGENT_NAMES = ['agent-a', 'agent-b'] as const
+const SERVICE = 'tcp/demo'
+const WAIT_MS = 15_000
+
+export async function startQuickstart(options: QuickstartOptions): Promise<Quickstart> {
+  const progress = options.progress ?? (() => {})
+  const keep = options.dir !== undefined
+  const root = keep ? path.resolve(options.dir!) : await mkdtemp(path.join(os.tmpdir(), 'ztctl-quickstart-'))
+  await mkdir(path.join(root, 'logs'), {recursive: true})
+  const home: Home = {configDir: root, dataDir: root}
+  const children: ChildProcess[] = []
+  const cleanups: (() => Promise<void>)[] = []
+  const stop = async (): Promise<void> => {
+    await Promise.allSettled(children.map((child) => stopChild(child)))
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {})
+    if (!keep) await rm(root, {force: true, recursive: true})
+  }
+
+  try {
+    progress('starting the controller')
+    const controller = await startController({contextName: 'quickstart', home, listen: '127.0.0.1:0', version: options.version})
+    cleanups.push(() => controller.close())
+
+    const demo = await startDemoService()
+    cleanups.push(() => demo.close())
+
+    const agents: QuickstartAgent[] = []
+    for (const name of AGENT_NAMES) {
+      progress(`enrolling ${name}`)
+      const jwtPath = path.join(root, 'identities', `${name}.jwt`)
+      const identityFile = path.join(root, 'identities', `${name}.json`)
+      await createIdentity({home, name, out: jwtPath, roles: ['agent', 'quickstart']})
+      await enroll({force: true, jwtPath, out: identityFile})
+      progress(`starting ${name}`)
+      const agent = await startAgent(options.cli, root, name, identityFile, children)
+      agents.push(agent)
+    }
+
+    progress('opening the tunnels')
+    const port = options.port ?? (await freePort())
+    const session = await openSession({home})
+    try {
+      await openOutbound(session, {agent: 'agent-b', service: SERVICE, targets: [demo.address]})
+      await openInbound(session, {agent: 'agent-a', listen: `127.0.0.1:${port}`, service: SERVICE})
+    } finally {
+      session.close()
+    }
+
+    const url = `http://127.0.0.1:${port}/`
+    progress(`checking ${url} end to end`)
+    await waitForDemo(url)
+    return {
+      agents,
+      controller: {adminIdentity: controller.adminIdentityPath, url: controller.url},
+      demo: {service: SERVICE, target: demo.address, url},
+      home: root,
+      keep,
+      stop,
+    }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+async function startAgent(cli: QuickstartOptions['cli'], root: string, name: string, identityFile: string, children: ChildProcess[]): Promise<QuickstartAgent> {
+  const readyFile = path.join(root, 'agents', `${name}.json`)
+  const logFile = path.join(root, 'logs', `${name}.log`)
+  await mkdir(path.dirname(readyFile), {recursive: true})
+  await rm(readyFile, {force: true})
+  const log = createWriteStream(logFile, {flags: 'a'})
+  await once(log, 'open')
+  const loopback = '127.0.0.1:0'
+  const child = spawn(
+    cli.node,
+    [cli.entry, 'agent', 'run', '-i', identityFile, '--hbone', loopback, '--admin', loopback, '--metrics', loopback, '--readiness', loopback, '--ready-file', readyFile],
+    {env: {...process.env, ZTCTL_HOME: root}, stdio: ['ignore', log, log]},
+  )
+  children.push(child)
+  const deadline = Date.now() + WAIT_MS
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) {
+      throw new ZtError('ZT_ERR_QUICKSTART', `${name} exited with code ${child.exitCode} while starting`, {suggestion: `read its log: ${logFile}`})
+    }
+
+    const ready = await readFile(readyFile, 'utf8').then((text) => JSON.parse(text) as ReadyFile, () => undefined)
+    if (ready) return {addresses: ready.addresses, identityFile, logFile, name, pid: child.pid!}
+    await sleep(50)
+  }
+
+  throw new ZtError('ZT_ERR_QUICKSTART', `${name} did not become ready within ${WAIT_MS / 1000} s`, {
+    exit: ExitCode.unreachable,
+    suggestion: `read its log: ${logFile}`,
+  })
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), 8000)
+  timer.unref()
+  await exited
+  clearTimeout(timer)
+}
+
+async function startDemoService(): Promise<{address: string; close(): Promise<void>}> {
+  const server = http.createServer((request, response) => {
+    response.setHeader('content-type', 'text/plain')
+    response.end(`hello from the ztctl quickstart demo service: you reached ${SERVICE} through agent-a → HBONE/mTLS → agent-b\n`)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const {port} = server.address() as net.AddressInfo
+  return {
+    address: `127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const {port} = server.address() as net.AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** The tunnel is open once agent-a has applied the config (within a second); poll the demo through it. */
+async function waitForDemo(url: string): Promise<void> {
+  const deadline = Date.now() + WAIT_MS
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(url, {signal: AbortSignal.timeout(2000)})
+      if (response.ok && (await response.text()).includes('quickstart demo')) return
+      last = new Error(`HTTP ${response.status}`)
+    } catch (error) {
+      last = error
+    }
+
+    await sleep(100)
+  }
+
+  throw new ZtError('ZT_ERR_QUICKSTART', `the demo service did not answer through the tunnel at ${url}: ${(last as Error)?.message}`, {
+    exit: ExitCode.unreachable,
+    suggestion: 'read the agents\' logs in the quickstart folder (run with --dir to keep it)',
+  })
+}
