@@ -8,6 +8,7 @@
 # Both agents run `bin/run.js agent run --config snapshot.json`: a static ConfigSnapshot and identity
 # files made by bench/fixture.js (no controller in the loop, so only the data plane is measured).
 # Knobs (env): ZTCTL_BENCH_LOG_LEVEL (warn: the peers log no per-connection lines either),
+#   ZTCTL_BENCH_NODE_ARGS (extra node options for both agents, e.g. "--cpu-prof --cpu-prof-dir=DIR"),
 #   ZTCTL_BENCH_STANDIN=1 runs the shared prototypes instead of the agents, to check the plumbing only.
 # Needs from the harness: spawn, wait_listen, WORK.
 
@@ -49,7 +50,8 @@ ztctl_agent() { # NAME HBONE ADMIN METRICS READINESS
   local dir
   dir=$(ztctl_fixture_dir)
   rm -f "$dir/$1.ready"
-  spawn "$1" node "$ZTCTL_ROOT/bin/run.js" agent run -i "$dir/$1.json" \
+  # shellcheck disable=SC2086 # ZTCTL_BENCH_NODE_ARGS is a list of node options, split on purpose
+  spawn "$1" node ${ZTCTL_BENCH_NODE_ARGS:-} "$ZTCTL_ROOT/bin/run.js" agent run -i "$dir/$1.json" \
     --hbone "127.0.0.1:$2" --advertise "127.0.0.1:$2" \
     --admin "127.0.0.1:$3" --metrics "127.0.0.1:$4" --readiness "127.0.0.1:$5" \
     --config "$dir/snapshot.json" --ready-file "$dir/$1.ready" --drain-timeout 1s \

@@ -13,7 +13,7 @@ const BACKDATE_MS = 60_000
 export function msUntilRenewal(identity: Pick<IdentityFile, 'cert'>, now = Date.now()): number {
   const {notAfter, notBefore} = certInfo(identity.cert)
   const lifetime = notAfter.getTime() - notBefore.getTime()
-  const ttl = lifetime > 2 * BACKDATE_MS ? lifetime - BACKDATE_MS : lifetime
+  const ttl = lifetime > BACKDATE_MS ? lifetime - BACKDATE_MS : lifetime
   return notAfter.getTime() - ttl / 2 - now
 }
 

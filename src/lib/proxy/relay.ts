@@ -89,9 +89,9 @@ export function relay(socket: Socket, stream: Http2Stream, onClose: (error?: Err
   stream.once('close', () => {
     if (!socket.destroyed) {
       const reset = stream.rstCode !== undefined && stream.rstCode !== NGHTTP2_NO_ERROR
-      // A reset stream resets the TCP side. A cleanly closed one already ended the socket's write side;
+      // A reset stream resets the TCP side (RST, as ztunnel does). A cleanly closed one already ended the socket's write side;
       // the socket closes by itself once its buffered bytes are out, unless its reader never finishes.
-      if (reset) socket.destroy()
+      if (reset) socket.resetAndDestroy()
       else if (!socket.readableEnded) startLinger(() => socket.destroy())
     }
 
@@ -102,7 +102,7 @@ export function relay(socket: Socket, stream: Http2Stream, onClose: (error?: Err
   return {
     abort() {
       firstError ??= new Error('aborted')
-      socket.destroy()
+      socket.resetAndDestroy()
       cancelStream()
     },
   }

@@ -1,0 +1,76 @@
+// Columns of each proxy-config view, following `istioctl ztunnel-config` (reference §5.3).
+import type {ConnectionRow, PolicyRow, SecretRow, ServiceRow, WorkloadRow} from '../inspect/proxy-config.js'
+import {connectionRows, policyRows, secretRows, serviceRows, workloadRows} from '../inspect/proxy-config.js'
+import type {ProxyConfigView} from './proxy-config-command.js'
+
+export const workloadsView: ProxyConfigView<WorkloadRow> = {
+  columns: [
+    {header: 'NAMESPACE', value: (r) => r.namespace},
+    {header: 'POD NAME', value: (r) => r.name},
+    {header: 'ADDRESS', value: (r) => r.address},
+    {header: 'NODE', value: (r) => r.node},
+    {header: 'WAYPOINT', value: (r) => r.waypoint},
+    {header: 'PROTOCOL', value: (r) => r.protocol},
+  ],
+  empty: 'No workloads known to this agent.',
+  rows: workloadRows,
+}
+
+export const servicesView: ProxyConfigView<ServiceRow> = {
+  columns: [
+    {header: 'NAMESPACE', value: (r) => r.namespace},
+    {header: 'SERVICE NAME', value: (r) => r.name},
+    {header: 'SERVICE VIP', value: (r) => r.vip},
+    {header: 'WAYPOINT', value: (r) => r.waypoint},
+    {header: 'ENDPOINTS', value: (r) => r.endpoints},
+  ],
+  empty: 'No services known to this agent.',
+  rows: serviceRows,
+}
+
+export const policiesView: ProxyConfigView<PolicyRow> = {
+  columns: [
+    {header: 'NAMESPACE', value: (r) => r.namespace},
+    {header: 'POLICY NAME', value: (r) => r.name},
+    {header: 'ACTION', value: (r) => r.action},
+    {header: 'SCOPE', value: (r) => r.scope},
+    {header: 'MATCH', value: (r) => r.match},
+  ],
+  empty: 'No policies: connections are allowed by default.',
+  rows: policyRows,
+}
+
+export const secretsView: ProxyConfigView<SecretRow> = {
+  columns: [
+    {header: 'NAME', value: (r) => r.name},
+    {header: 'TYPE', value: (r) => r.type},
+    {header: 'STATUS', value: (r) => r.status},
+    {header: 'VALID CERT', value: (r) => r.valid},
+    {header: 'SERIAL NUMBER', value: (r) => r.serial},
+    {header: 'NOT AFTER', value: (r) => r.notAfter},
+    {header: 'NOT BEFORE', value: (r) => r.notBefore},
+  ],
+  empty: 'No certificates.',
+  rows: (dump) => secretRows(dump),
+}
+
+export const connectionsView: ProxyConfigView<ConnectionRow> = {
+  columns: [
+    {header: 'WORKLOAD', value: (r) => r.workload},
+    {header: 'DIRECTION', value: (r) => r.direction},
+    {header: 'LOCAL', value: (r) => r.local},
+    {header: 'REMOTE', value: (r) => r.remote},
+    {header: 'REMOTE TARGET', value: (r) => r.remoteTarget},
+    {header: 'PROTOCOL', value: (r) => r.protocol},
+  ],
+  empty: 'No open connections.',
+  rows: connectionRows,
+}
+
+export const allViews = [
+  ['WORKLOAD INFO', workloadsView],
+  ['SERVICE INFO', servicesView],
+  ['POLICY INFO', policiesView],
+  ['SECRET INFO', secretsView],
+  ['CONNECTIONS INFO', connectionsView],
+] as const

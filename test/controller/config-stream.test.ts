@@ -1,0 +1,125 @@
+// The config stream against a real controller: snapshot, push on commit, resume, acks, garbage.
+import assert from 'node:assert/strict'
+import http2 from 'node:http2'
+import path from 'node:path'
+import {test} from 'node:test'
+
+import {type ConfigSnapshot} from '../../src/lib/config/types.js'
+import {subscribeConfig} from '../../src/lib/client/config-stream.js'
+import {ControllerClient} from '../../src/lib/client/controller-client.js'
+import {readIdentityFile} from '../../src/lib/identity/file.js'
+import {startTestController} from '../helpers/controller.js'
+
+interface Applied {
+  changes?: unknown[]
+  snapshot: ConfigSnapshot
+  version: number
+}
+
+/** Wait (bounded) until a predicate over the applied list holds. */
+async function waitFor<T>(items: T[], predicate: (item: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const found = items.find(predicate)
+    if (found) return found
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+
+  throw new Error('timed out waiting for a config version')
+}
+
+const policy = (name: string) => ({action: 'ALLOW', from: ['#frontend'], name, ports: [5432], services: ['tcp/db'], sourceCidrs: []})
+
+test('config stream: snapshot, delta, resume, ack, garbage', async (t) => {
+  const ctl = await startTestController(t)
+  assert.equal((await ctl.run(['identity', 'create', 'agent-a'])).code, 0)
+  assert.equal((await ctl.run(['enroll', path.join(ctl.home, 'agent-a.jwt')])).code, 0)
+  const identity = await readIdentityFile(path.join(ctl.home, 'agent-a.json'))
+  const admin = ControllerClient.fromIdentity({...(await readIdentityFile(ctl.adminIdentityPath)), controller: ctl.url})
+  t.after(() => admin.close())
+
+  const applied: Applied[] = []
+  const subscription = subscribeConfig({
+    agent: 'agent-a', hbone: '127.0.0.1:15008', identity, minBackoffMs: 100,
+    onConfig: (snapshot, version, changes) => void applied.push({changes, snapshot, version}),
+  })
+  t.after(() => subscription.close())
+
+  const first = await waitFor(applied, () => true)
+  assert.equal(first.changes, undefined, 'the first message is a snapshot')
+  assert.ok(first.snapshot.identity['agent-a'], 'identities are in the config')
+
+  // The agent's own record appears (subscribing recorded it) and a PUT arrives as a delta.
+  const {version} = await admin.request<{version: number}>('PUT', '/v1/resources/policy/allow-db', policy('allow-db'))
+  const delta = await waitFor(applied, (item) => item.version >= version, 1000)
+  assert.ok(delta.changes, 'pushed as a delta')
+  assert.deepEqual(delta.snapshot.policy['allow-db'], policy('allow-db'))
+  assert.equal(delta.snapshot.agent['agent-a']?.hbone, '127.0.0.1:15008')
+
+  // The ack is recorded (polled, bounded).
+  const agentStatus = async () =>
+    (await admin.request<{agents: {ackedVersion?: number; name: string; online: boolean}[]}>('GET', '/v1/agents')).agents.find((agent) => agent.name === 'agent-a')
+  const statuses = [] as {ackedVersion?: number; online: boolean}[]
+  for (let attempt = 0; attempt < 100 && statuses.at(-1)?.ackedVersion !== version; attempt++) {
+    statuses.push((await agentStatus())!)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+
+  assert.equal(statuses.at(-1)?.ackedVersion, version)
+  assert.equal(statuses.at(-1)?.online, true)
+
+  // Resume: a second subscriber starting from `version` gets only what came after it.
+  subscription.close()
+  await admin.request('DELETE', '/v1/resources/policy/allow-db')
+  const resumed: Applied[] = []
+  const second = subscribeConfig({
+    agent: 'agent-a', hbone: '127.0.0.1:15008', identity, minBackoffMs: 100,
+    onConfig: (snapshot, next, changes) => void resumed.push({changes, snapshot, version: next}),
+  })
+  t.after(() => second.close())
+  const firstResumed = await waitFor(resumed, () => true)
+  assert.equal(firstResumed.changes, undefined, 'without a local snapshot the client asks for one')
+  assert.equal(firstResumed.snapshot.policy['allow-db'], undefined)
+  second.close()
+
+  // Raw resume from `since` on the wire: a delta from that version.
+  const raw = await rawStream(identity, JSON.stringify({agent: 'agent-a', hbone: '127.0.0.1:15008', since: version, type: 'subscribe'}) + '\n')
+  const message = JSON.parse(raw.split('\n')[0])
+  assert.equal(message.type, 'delta')
+  assert.equal(message.from, version)
+  assert.deepEqual(message.changes, [{key: 'allow-db', kind: 'policy', op: 'delete'}])
+
+  // Garbage gets an error message and a closed stream; the controller keeps serving.
+  const garbage = await rawStream(identity, '{{{ not json\n')
+  assert.equal(JSON.parse(garbage.split('\n')[0]).type, 'error')
+  const impersonation = await rawStream(identity, JSON.stringify({agent: 'someone-else', hbone: '1.2.3.4:1', type: 'subscribe'}) + '\n')
+  assert.equal(JSON.parse(impersonation.split('\n')[0]).error.code, 'ZT_ERR_FORBIDDEN')
+  const huge = await rawStream(identity, 'x'.repeat(200 * 1024))
+  assert.equal(JSON.parse(huge.split('\n')[0]).type, 'error')
+  assert.equal((await admin.request<{version: string}>('GET', '/v1/version')).version.length > 0, true)
+})
+
+/** Send BODY on a config stream and return what comes back up to the first full line (bounded in time). */
+async function rawStream(identity: {ca: string; cert: string; controller: string; key: string}, body: string): Promise<string> {
+  const session = http2.connect(identity.controller, {ca: identity.ca, cert: identity.cert, key: identity.key})
+  try {
+    const stream = session.request({':method': 'POST', ':path': '/v1/config/stream'}, {endStream: false})
+    stream.write(body)
+    let text = ''
+    const done = new Promise<void>((resolve) => {
+      stream.on('data', (chunk: Buffer) => {
+        text += chunk.toString()
+        // The first complete line is all these checks need.
+        if (text.includes('\n')) resolve()
+      })
+      stream.on('close', () => resolve())
+      stream.on('error', () => resolve())
+      setTimeout(resolve, 5000).unref()
+    })
+    await done
+    stream.destroy()
+    return text
+  } finally {
+    session.destroy()
+  }
+}
