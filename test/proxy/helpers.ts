@@ -44,14 +44,17 @@ export async function tempDir(t: TestContext): Promise<string> {
 
 /** An echo server: writes back what it reads, half-closes when the client does. */
 export async function echoServer(t: TestContext): Promise<{port: number; server: Server}> {
+  const sockets = new Set<Socket>()
   const server = createServer({allowHalfOpen: true}, (socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
     socket.on('error', () => {})
     socket.pipe(socket)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.after(() => new Promise<void>((resolve) => {
     server.close(() => resolve())
-    server.closeAllConnections?.()
+    for (const socket of sockets) socket.destroy()
   }))
   return {port: (server.address() as AddressInfo).port, server}
 }

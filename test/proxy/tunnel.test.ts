@@ -1,14 +1,20 @@
 // Two real agents in-process, real mTLS on 127.0.0.1: the inbound → HBONE → outbound path.
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
-import {connect, createServer} from 'node:net'
-import {test} from 'node:test'
+import {connect, createServer, type Socket} from 'node:net'
+import {test, type TestContext} from 'node:test'
 
 import {
   createMesh, deadPort, dial, echoServer, httpGet, roundTrip, serialOf, sha256, startAgent, tempDir, tunnelConfig, waitFor,
 } from './helpers.js'
 
-async function twoAgents(t: Parameters<Parameters<typeof test>[1]>[0], targets?: {host: string; port: number; weight?: number}[]) {
+/** The agent closed the connection: a FIN ('end') or a reset ('close'). */
+const endedOrClosed = (socket: Socket): Promise<unknown> => new Promise((resolve) => {
+  socket.once('end', resolve)
+  socket.once('close', resolve)
+})
+
+async function twoAgents(t: TestContext, targets?: {host: string; port: number; weight?: number}[]) {
   const dir = await tempDir(t)
   const mesh = await createMesh()
   const [client, server] = await Promise.all([mesh.identity('agent-a'), mesh.identity('agent-b')])
@@ -98,7 +104,7 @@ test('a policy deny is refused with 401, a log line and response_flags="DENY"; a
   const live = await dial(listen)
   live.write('ping')
   await new Promise((resolve) => live.once('data', resolve))
-  const liveClosed = new Promise((resolve) => live.once('close', resolve))
+  const liveClosed = endedOrClosed(live)
   live.on('error', () => {})
 
   config.policy['no-a'] = {action: 'DENY', from: ['@agent-a'], name: 'no-a', ports: [], services: [], sourceCidrs: []}
@@ -111,7 +117,7 @@ test('a policy deny is refused with 401, a log line and response_flags="DENY"; a
   assert.equal(echoed.length, 0)
   const denyLine = await waitFor('the deny log line', () => serverAgent.logs.find((line) => typeof line.error === 'string' && line.error.includes('denied by policy "no-a"')))
   assert.equal(denyLine.level, 'error')
-  const clientLine = await waitFor('the source-side refusal', () => clientAgent.logs.find((line) => typeof line.error === 'string' && line.error.startsWith('http status: 401')))
+  const clientLine = await waitFor('the source-side refusal', () => clientAgent.logs.find((line) => line.message === 'connection complete' && typeof line.error === 'string' && line.error.startsWith('http status: 401')))
   assert.equal(clientLine.direction, 'outbound')
   const metrics = await httpGet(`http://${serverAgent.agent.addresses.metrics}/metrics`)
   assert.match(metrics.body, /istio_tcp_connections_failed_total\{reporter="destination",.*response_flags="DENY".*\} [12]/)
@@ -123,7 +129,7 @@ test('revoking the source identity closes its live connections within seconds an
   live.on('error', () => {})
   live.write('x')
   await new Promise((resolve) => live.once('data', resolve))
-  const closed = new Promise((resolve) => live.once('close', resolve))
+  const closed = endedOrClosed(live)
   const started = Date.now()
   config.revocation[serialOf(client)] = {identity: client.name, notAfter: new Date(Date.now() + 3_600_000).toISOString(), serial: serialOf(client), spiffe: client.spiffe}
   await serverAgent.writeConfig(config)

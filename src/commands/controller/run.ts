@@ -38,7 +38,6 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       })
     }
 
-    silenceSqliteWarning()
     const {default: pino} = await import('pino')
     const logger = pino({level: this.flags['log-level'], name: 'ztctl-controller'}, pino.destination(2))
     const {startController} = await import('../../lib/controller/controller.js')
@@ -83,14 +82,4 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     logger.info({}, 'controller stopped')
     logger.flush()
   }
-}
-
-/** node:sqlite is stable enough for us; its ExperimentalWarning would only confuse operators. */
-function silenceSqliteWarning(): void {
-  const emitWarning = process.emitWarning.bind(process)
-  process.emitWarning = ((warning: Error | string, ...rest: unknown[]) => {
-    const text = typeof warning === 'string' ? warning : warning.message
-    if (text.includes('SQLite is an experimental feature')) return
-    return (emitWarning as (...args: unknown[]) => void)(warning, ...rest)
-  }) as typeof process.emitWarning
 }

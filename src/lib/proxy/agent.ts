@@ -299,7 +299,16 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
       logger.info({address: served.address, component: what}, 'listener established')
     }
 
-    await options.configSource.start(applyConfig, {onError: (message) => logger.error({error: message}, 'configuration not applied; keeping the last one')})
+    await options.configSource.start(applyConfig, {
+      agent: self.name,
+      hbone: addresses.advertise,
+      identity: () => credentials.identity,
+      onError: (message) => logger.error({error: message}, 'configuration not applied; keeping the last one'),
+      onState(sourceState, error) {
+        if (error) logger.warn({error, state: sourceState}, 'configuration source disconnected; serving the last configuration and reconnecting')
+        else logger.info({state: sourceState}, `configuration source ${sourceState}`)
+      },
+    })
   } catch (error) {
     hboneServer.destroy()
     for (const server of httpServers) server.close()

@@ -6,6 +6,7 @@ import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import type {ConfigSnapshot} from '../config/types.js'
+import type {IdentityFile} from '../identity/file.js'
 import {ExitCode, ZtError} from '../errors.js'
 import {validateSnapshot} from './state.js'
 
@@ -33,9 +34,18 @@ export interface ConfigSource {
   status(): ConfigSourceStatus
 }
 
+/** What a source needs from the agent, and how it reports trouble. */
 export interface ConfigSourceEvents {
-  /** a configuration could not be read or applied; the agent keeps its last one */
+  /** the agent's identity name (the controller stream's `subscribe.agent`) */
+  agent: string
+  /** the HBONE address other agents should dial */
+  hbone: string
+  /** the current identity (it changes when the certificate renews) */
+  identity: () => IdentityFile
+  /** a configuration could not be read or applied, or the source lost its connection; the agent keeps its last one */
   onError: (message: string) => void
+  /** the source connected or disconnected; `error` says why it lost the connection */
+  onState?: (state: string, error?: string) => void
 }
 
 /** Parse a static configuration file: a ConfigSnapshot, or `{version, resources: ConfigSnapshot}`. */

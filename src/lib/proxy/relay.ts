@@ -91,7 +91,7 @@ export function relay(socket: Socket, stream: Http2Stream, onClose: (error?: Err
       const reset = stream.rstCode !== undefined && stream.rstCode !== NGHTTP2_NO_ERROR
       // A reset stream resets the TCP side (RST, as ztunnel does). A cleanly closed one already ended the socket's write side;
       // the socket closes by itself once its buffered bytes are out, unless its reader never finishes.
-      if (reset) socket.resetAndDestroy()
+      if (reset) resetSocket(socket)
       else if (!socket.readableEnded) startLinger(() => socket.destroy())
     }
 
@@ -102,8 +102,18 @@ export function relay(socket: Socket, stream: Http2Stream, onClose: (error?: Err
   return {
     abort() {
       firstError ??= new Error('aborted')
-      socket.resetAndDestroy()
+      resetSocket(socket)
       cancelStream()
     },
   }
+}
+
+/**
+ * Close with a TCP RST, as ztunnel does on a reset. After our FIN (shutdown) the kernel refuses the
+ * RST (EINVAL) and Node then never emits 'close'; a plain destroy is the right ending there.
+ */
+function resetSocket(socket: Socket): void {
+  if (socket.destroyed) return
+  if (socket.writableEnded || socket.connecting) socket.destroy()
+  else socket.resetAndDestroy()
 }

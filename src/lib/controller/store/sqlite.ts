@@ -59,9 +59,27 @@ export interface SqliteStoreOptions {
   changeLogRevisions?: number
 }
 
+/**
+ * node:sqlite warns once, when first loaded, that it is experimental; we pin the Node major that ships it
+ * and test it, so the warning would only confuse operators. Only that one warning is dropped.
+ */
+async function importSqlite(): Promise<typeof import('node:sqlite')> {
+  const emitWarning = process.emitWarning
+  process.emitWarning = ((warning: Error | string, ...rest: unknown[]) => {
+    const text = typeof warning === 'string' ? warning : warning.message
+    if (text.includes('SQLite is an experimental feature')) return
+    return (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest)
+  }) as typeof process.emitWarning
+  try {
+    return await import('node:sqlite')
+  } finally {
+    process.emitWarning = emitWarning
+  }
+}
+
 /** Open (creating and migrating when needed) the store in DIR/store.db. */
 export async function openSqliteStore(dir: string, options: SqliteStoreOptions = {}): Promise<Store> {
-  const {DatabaseSync} = await import('node:sqlite')
+  const {DatabaseSync} = await importSqlite()
   await mkdir(dir, {recursive: true, mode: 0o700})
   const file = path.join(dir, 'store.db')
   let db: DatabaseSync

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict'
+import {execFile} from 'node:child_process'
+import {test} from 'node:test'
+
+import {Metrics} from '../../src/lib/proxy/metrics.js'
+
+/** Feed TEXT to `promtool check metrics` (Debian's prometheus package) and return its verdict. */
+async function promtoolCheck(text: string): Promise<{code: number; output: string}> {
+  return new Promise((resolve) => {
+    const child = execFile('promtool', ['check', 'metrics'], {timeout: 20_000}, (error, stdout, stderr) => {
+      resolve({code: error ? Number((error as {code?: number}).code ?? 1) : 0, output: stdout + stderr})
+    })
+    child.stdin!.end(text)
+  })
+}
+
+test('Istio names, the full label set with unknown for missing values, and promtool accepts the output', async () => {
+  const metrics = new Metrics({component: 'ztctl-agent', tag: '0.1.0'})
+  const labels = {destinationPrincipal: 'spiffe://td/identity/b', destinationService: 'tcp/web', destinationWorkload: 'b', reporter: 'destination' as const, sourcePrincipal: 'spiffe://td/identity/a', sourceWorkload: 'a'}
+  metrics.connectionOpened(labels)
+  metrics.connectionClosed(labels, {received: 100, sent: 2000})
+  metrics.connectionOpened({...labels, responseFlags: 'DENY'})
+  metrics.connectionClosed({...labels, responseFlags: 'DENY'}, {received: 0, sent: 0})
+  metrics.connectionFailed({reporter: 'destination', responseFlags: 'TLS_FAILURE'})
+  const text = metrics.render()
+  for (const name of ['istio_tcp_connections_opened_total', 'istio_tcp_connections_closed_total', 'istio_tcp_received_bytes_total', 'istio_tcp_sent_bytes_total', 'istio_tcp_connections_failed_total']) {
+    assert.match(text, new RegExp(`^# TYPE ${name} counter$`, 'm'))
+  }
+
+  assert.match(text, /^istio_build\{component="ztctl-agent",tag="0.1.0"\} 1$/m)
+  assert.match(text, /^istio_tcp_sent_bytes_total\{reporter="destination",source_workload="a",source_canonical_service="a",source_canonical_revision="unknown",.*destination_service="tcp\/web",destination_service_namespace="unknown",destination_service_name="web",.*destination_principal="spiffe:\/\/td\/identity\/b",.*request_protocol="tcp",response_flags="-",connection_security_policy="mutual_tls"\} 2000$/m)
+  assert.match(text, /^istio_tcp_connections_failed_total\{.*response_flags="DENY".*\} 1$/m)
+  assert.equal(metrics.total('failed'), 2)
+  assert.equal(metrics.total('received', {destinationService: 'tcp/web'}), 100)
+
+  const verdict = await promtoolCheck(text)
+  assert.equal(verdict.code, 0, verdict.output)
+  assert.doesNotMatch(verdict.output, /error/i)
+})
+
+test('label values with quotes, backslashes and newlines stay valid exposition', async () => {
+  const metrics = new Metrics({component: 'x', tag: 'y'})
+  metrics.connectionOpened({destinationService: 'tcp/a"b\\c\nd', reporter: 'source'})
+  const text = metrics.render()
+  assert.match(text, /destination_service="tcp\/a\\"b\\\\c\\nd"/)
+  const verdict = await promtoolCheck(text)
+  assert.equal(verdict.code, 0, verdict.output)
+})
