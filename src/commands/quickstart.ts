@@ -17,12 +17,12 @@ export default class Quickstart extends BaseCommand<typeof Quickstart> {
 
   async run() {
     const {startQuickstart} = await import('../lib/quickstart/quickstart.js')
-    const quiet = this.format !== 'table'
     const mesh = await startQuickstart({
       cli: {entry: path.join(this.config.root, 'bin', 'run.js'), node: process.execPath},
       dir: this.flags.dir,
       port: this.flags.port,
-      progress: (step) => quiet || this.logToStderr(chalk.dim(`- ${step}`)),
+      // Progress goes to stderr, so `--json` output on stdout stays one document.
+      progress: (step) => process.stderr.write(chalk.dim(`- ${step}`) + '\n'),
       version: this.config.version,
     })
     const summary = {agents: mesh.agents, controller: mesh.controller, demo: mesh.demo, home: mesh.home}
