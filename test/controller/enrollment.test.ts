@@ -7,7 +7,7 @@ import {test} from 'node:test'
 import {ControllerClient} from '../../src/lib/client/controller-client.js'
 import {enroll} from '../../src/lib/client/enroll.js'
 import {readIdentityFile} from '../../src/lib/identity/file.js'
-import {certInfo} from '../../src/lib/pki/pki.js'
+import {certInfo} from '../../src/lib/pki/cert-info.js'
 import {startTestController} from '../helpers/controller.js'
 
 const exists = (file: string): Promise<boolean> => access(file).then(() => true, () => false)

@@ -8,7 +8,7 @@ import {test} from 'node:test'
 import {ControllerClient} from '../../src/lib/client/controller-client.js'
 import {CertificateRenewer} from '../../src/lib/client/renew.js'
 import {type IdentityFile, readIdentityFile} from '../../src/lib/identity/file.js'
-import {certInfo} from '../../src/lib/pki/pki.js'
+import {certInfo} from '../../src/lib/pki/cert-info.js'
 import {startTestController, type TestController} from '../helpers/controller.js'
 
 async function enrollVia(ctl: TestController, name: string, ...roles: string[]): Promise<IdentityFile> {

@@ -10,7 +10,8 @@ import type {TestContext} from 'node:test'
 
 import {type ConfigSnapshot, emptySnapshot} from '../../src/lib/config/types.js'
 import type {IdentityFile} from '../../src/lib/identity/file.js'
-import {certInfo, createCA, createKeyAndCsr, createSigner, type Signer} from '../../src/lib/pki/pki.js'
+import {certInfo} from '../../src/lib/pki/cert-info.js'
+import {createCA, createKeyAndCsr, createSigner, type Signer} from '../../src/lib/pki/pki.js'
 import {type Agent, type AgentOptions, runAgent} from '../../src/lib/proxy/agent.js'
 import {StaticConfigSource} from '../../src/lib/proxy/config-source.js'
 

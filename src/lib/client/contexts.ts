@@ -2,7 +2,7 @@
 import {type Context, currentContext, loadContexts} from '../home/contexts.js'
 import type {Home} from '../home/home.js'
 import {readIdentityFile} from '../identity/file.js'
-import {certInfo} from '../pki/pki.js'
+import {certInfo} from '../pki/cert-info.js'
 
 export interface ContextRow extends Context {
   current: boolean

@@ -9,7 +9,8 @@ import path from 'node:path'
 import {decodeEnrollmentJwt, verifyEnrollmentJwt} from '../controller/jwt.js'
 import {ExitCode, ZtError} from '../errors.js'
 import {type IdentityFile, writeIdentityFile} from '../identity/file.js'
-import {createKeyAndCsr, fingerprint} from '../pki/pki.js'
+import {fingerprint} from '../pki/cert-info.js'
+import {createKeyAndCsr} from '../pki/pki.js'
 import {ControllerClient} from './controller-client.js'
 
 export interface EnrollOptions {

@@ -3,7 +3,7 @@
 import {EventEmitter} from 'node:events'
 
 import {type IdentityFile, writeIdentityFile} from '../identity/file.js'
-import {certInfo, createKeyAndCsr} from '../pki/pki.js'
+import {certInfo} from '../pki/cert-info.js'
 import {ControllerClient} from './controller-client.js'
 
 /** pki.signCsr back-dates notBefore by a minute for clock skew; that minute is not part of the TTL. */
@@ -18,6 +18,8 @@ export function msUntilRenewal(identity: Pick<IdentityFile, 'cert'>, now = Date.
 }
 
 export async function renewIdentity(identity: IdentityFile, options: {timeoutMs?: number} = {}): Promise<IdentityFile> {
+  // Loaded on demand: the X.509 generator is heavy and renewal is rare.
+  const {createKeyAndCsr} = await import('../pki/pki.js')
   const {csrPem, keyPem} = await createKeyAndCsr(identity.name)
   const client = ControllerClient.fromIdentity(identity, options.timeoutMs)
   try {

@@ -6,7 +6,8 @@ import path from 'node:path'
 
 import {ZtError} from '../errors.js'
 import {writeFileAtomic} from '../home/home.js'
-import {certInfo, createCA, fingerprint, type KeyPairPem, splitPem, validateCA} from '../pki/pki.js'
+import {certInfo, fingerprint, splitPem} from '../pki/cert-info.js'
+import {createCA, type KeyPairPem, validateCA} from '../pki/pki.js'
 
 export interface ControllerCA extends KeyPairPem {
   /** PEM bundle agents and clients trust: the CA certificate, then its parents up to the root */

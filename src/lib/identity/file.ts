@@ -4,7 +4,7 @@ import {readFile} from 'node:fs/promises'
 
 import {ExitCode, ZtError} from '../errors.js'
 import {writeFileAtomic} from '../home/home.js'
-import {certInfo} from '../pki/pki.js'
+import {certInfo} from '../pki/cert-info.js'
 
 export interface IdentityFile {
   /** PEM bundle of the mesh CA (and its chain up to the root when the CA is an intermediate) */

@@ -1,11 +1,12 @@
 // The mesh PKI: an EC P-256 CA, CSRs made where the key lives, short-lived leaf certificates with a
 // SPIFFE URI SAN. Built on WebCrypto through @peculiar/x509 (no native build, no openssl binary).
-import {createHash, randomBytes, webcrypto, X509Certificate} from 'node:crypto'
+import {randomBytes, webcrypto} from 'node:crypto'
 // @peculiar/x509 resolves its ASN.1 types through tsyringe, which needs the Reflect metadata polyfill first.
 import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
 
 import {ZtError} from '../errors.js'
+import {certInfo} from './cert-info.js'
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
 
@@ -26,16 +27,6 @@ export interface IssuedCert {
   serial: string
 }
 
-export interface CertInfo {
-  fingerprint256: string
-  isCA: boolean
-  issuer: string
-  notAfter: Date
-  notBefore: Date
-  serial: string
-  spiffe?: string
-  subject: string
-}
 
 function toPem(der: ArrayBuffer, label: string): string {
   const b64 = Buffer.from(der).toString('base64')
@@ -174,40 +165,4 @@ export async function validateCA(ca: KeyPairPem): Promise<void> {
   if (!(await webcrypto.subtle.verify(SIGN, publicKey, signature, probe))) {
     throw new ZtError('ZT_ERR_BAD_CA', 'the --ca-key does not belong to the --ca-cert certificate')
   }
-}
-
-/** All certificates in a PEM bundle, in order. */
-export function splitPem(bundle: string): string[] {
-  return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((pem) => pem + '\n') ?? []
-}
-
-export function certInfo(pem: string): CertInfo {
-  const cert = new X509Certificate(pem)
-  const spiffe = cert.subjectAltName
-    ?.split(', ')
-    .find((name) => name.startsWith('URI:spiffe://'))
-    ?.slice(4)
-  return {
-    fingerprint256: fingerprint(pem),
-    isCA: cert.ca,
-    issuer: cert.issuer,
-    notAfter: new Date(cert.validTo),
-    notBefore: new Date(cert.validFrom),
-    serial: cert.serialNumber.toUpperCase(),
-    spiffe,
-    subject: cert.subject,
-  }
-}
-
-/** SHA-256 over the DER, lower-case hex without colons (what the enrollment JWT pins). */
-export function fingerprint(pem: string): string {
-  return createHash('sha256').update(new X509Certificate(pem).raw).digest('hex')
-}
-
-/** The SPIFFE ID in a peer certificate as Node's TLS layer returns it (`subjectaltname`). */
-export function spiffeFromSubjectAltName(subjectaltname: string | undefined): string | undefined {
-  return subjectaltname
-    ?.split(', ')
-    .find((name) => name.startsWith('URI:spiffe://'))
-    ?.slice(4)
 }
