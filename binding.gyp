@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "ztctl_netns",
+      "sources": ["src/lib/netns/native/netns.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

@@ -1,0 +1,34 @@
+// Build the ztctl_netns N-API addon with node-gyp, offline: headers come from the running Node's own
+// install (two levels above process.execPath), never from the network. node-gyp is npm's bundled copy
+// (npm exports its path as npm_config_node_gyp to run-scripts) or one found next to npm.
+import {execFileSync} from 'node:child_process'
+import {existsSync, statSync} from 'node:fs'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..')
+const nodeDir = path.dirname(path.dirname(process.execPath))
+
+function findNodeGyp() {
+  const candidates = [
+    process.env.npm_config_node_gyp,
+    process.env.npm_execpath && path.join(path.dirname(process.env.npm_execpath), '../node_modules/node-gyp/bin/node-gyp.js'),
+    path.join(repoRoot, 'node_modules/node-gyp/bin/node-gyp.js'),
+    '/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js',
+    '/usr/local/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js',
+  ]
+  const found = candidates.find((candidate) => candidate && existsSync(candidate))
+  if (!found) throw new Error('node-gyp not found (looked for npm\'s bundled copy); install npm or add node-gyp as a devDependency')
+  return found
+}
+
+if (!existsSync(path.join(nodeDir, 'include/node/node_api.h'))) {
+  throw new Error(`Node headers not found under ${nodeDir}/include/node; this Node install does not ship them`)
+}
+
+// Skip when the addon is newer than its sources: several builds may run at once in a shared checkout,
+// and a needless `rebuild` would delete the addon under a running test.
+const addon = path.join(repoRoot, 'build/Release/ztctl_netns.node')
+const sources = [path.join(repoRoot, 'binding.gyp'), path.join(repoRoot, 'src/lib/netns/native/netns.c')]
+const upToDate = existsSync(addon) && sources.every((source) => statSync(source).mtimeMs <= statSync(addon).mtimeMs)
+if (!upToDate) execFileSync(process.execPath, [findNodeGyp(), 'rebuild', `--nodedir=${nodeDir}`, '--loglevel=warn'], {cwd: repoRoot, stdio: 'inherit'})

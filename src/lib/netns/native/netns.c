@@ -1,0 +1,381 @@
+// ztctl_netns: the few socket operations Node cannot do itself. Create a TCP socket inside another
+// network namespace (setns on the calling thread, then always switch back), set SO_MARK / SO_REUSEPORT /
+// IP_TRANSPARENT, and read SO_ORIGINAL_DST. Plain C over N-API, so one build serves every Node version.
+// Errors are thrown as JS Errors with `code` = errno name and `syscall`; the TS wrapper turns them into
+// ZtErrors.
+#define _GNU_SOURCE
+#include <node_api.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netfilter_ipv4.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80
+#endif
+
+#define MAX_PATH_BYTES 4096
+#define LISTEN_BACKLOG 511
+
+static void throw_errno(napi_env env, const char *syscall_name, int err) {
+  char message[256];
+  snprintf(message, sizeof message, "%s: %s", syscall_name, strerror(err));
+  napi_value error, code, msg, sys;
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &error);
+  const char *name = strerrorname_np(err);
+  napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
+  napi_set_named_property(env, error, "code", code);
+  napi_create_string_utf8(env, syscall_name, NAPI_AUTO_LENGTH, &sys);
+  napi_set_named_property(env, error, "syscall", sys);
+  napi_value errnum;
+  napi_create_int32(env, err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_throw(env, error);
+}
+
+// Options shared by every socket-creating call.
+typedef struct {
+  char netns[MAX_PATH_BYTES]; // empty: the current namespace
+  int has_mark;
+  uint32_t mark;
+  int reuse_port;
+  int transparent;
+} socket_options;
+
+// The namespace switch: enter `path` on this thread, remembering where we came from.
+typedef struct {
+  int saved_fd;
+  int entered;
+} netns_guard;
+
+static int netns_enter(netns_guard *guard, const char *path, const char **failed_call) {
+  guard->saved_fd = -1;
+  guard->entered = 0;
+  if (path[0] == '\0') return 0;
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/task/%ld/ns/net", (long)syscall(SYS_gettid));
+  guard->saved_fd = open(self, O_RDONLY | O_CLOEXEC);
+  if (guard->saved_fd < 0) {
+    *failed_call = "open(current netns)";
+    return errno;
+  }
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int err = errno;
+    close(guard->saved_fd);
+    *failed_call = "open(netns)";
+    return err;
+  }
+  if (setns(target, CLONE_NEWNET) != 0) {
+    int err = errno;
+    close(target);
+    close(guard->saved_fd);
+    *failed_call = "setns";
+    return err;
+  }
+  close(target);
+  guard->entered = 1;
+  return 0;
+}
+
+static void netns_leave(netns_guard *guard) {
+  if (!guard->entered) return;
+  // Switching back must never fail: a main thread stuck in a pod's namespace would silently send every
+  // later socket of the agent through that pod. Abort rather than continue in the wrong namespace.
+  if (setns(guard->saved_fd, CLONE_NEWNET) != 0) {
+    fprintf(stderr, "ztctl_netns: cannot return to the original network namespace: %s\n", strerror(errno));
+    abort();
+  }
+  close(guard->saved_fd);
+  guard->entered = 0;
+}
+
+static int apply_socket_options(int fd, const socket_options *options, const char **failed_call) {
+  int one = 1;
+  if (options->has_mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &options->mark, sizeof options->mark) != 0) {
+    *failed_call = "setsockopt(SO_MARK)";
+    return errno;
+  }
+  if (options->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    *failed_call = "setsockopt(SO_REUSEPORT)";
+    return errno;
+  }
+  if (options->transparent) {
+    int domain = 0;
+    socklen_t len = sizeof domain;
+    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+    int rc = domain == AF_INET6 ? setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one)
+                                : setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+    if (rc != 0) {
+      *failed_call = "setsockopt(IP_TRANSPARENT)";
+      return errno;
+    }
+  }
+  return 0;
+}
+
+// ---- argument helpers -------------------------------------------------------------------------
+
+static int get_string(napi_env env, napi_value value, char *out, size_t size) {
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, value, out, size, &length) != napi_ok) return -1;
+  return length + 1 >= size ? -1 : 0;
+}
+
+static int get_bool_property(napi_env env, napi_value object, const char *key) {
+  napi_value value;
+  bool result = false;
+  if (napi_get_named_property(env, object, key, &value) != napi_ok) return 0;
+  napi_valuetype type;
+  napi_typeof(env, value, &type);
+  if (type == napi_boolean) napi_get_value_bool(env, value, &result);
+  return result ? 1 : 0;
+}
+
+// options: {netns?: string, mark?: number, reusePort?: boolean, transparent?: boolean}
+static int read_options(napi_env env, napi_value object, socket_options *options) {
+  memset(options, 0, sizeof *options);
+  napi_valuetype type;
+  napi_typeof(env, object, &type);
+  if (type != napi_object) return 0;
+  napi_value value;
+  if (napi_get_named_property(env, object, "netns", &value) == napi_ok) {
+    napi_typeof(env, value, &type);
+    if (type == napi_string && get_string(env, value, options->netns, sizeof options->netns) != 0) {
+      napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "netns path too long");
+      return -1;
+    }
+  }
+  if (napi_get_named_property(env, object, "mark", &value) == napi_ok) {
+    napi_typeof(env, value, &type);
+    if (type == napi_number) {
+      options->has_mark = 1;
+      napi_get_value_uint32(env, value, &options->mark);
+    }
+  }
+  options->reuse_port = get_bool_property(env, object, "reusePort");
+  options->transparent = get_bool_property(env, object, "transparent");
+  return 0;
+}
+
+static napi_value int_value(napi_env env, int number) {
+  napi_value value;
+  napi_create_int32(env, number, &value);
+  return value;
+}
+
+// ---- exported functions ----------------------------------------------------------------------
+
+// listenTcp(host: string, port: number, options) → fd of a non-blocking listening socket
+static napi_value listen_tcp(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char host[64];
+  uint32_t port = 0;
+  socket_options options;
+  if (argc < 2 || get_string(env, argv[0], host, sizeof host) != 0 || napi_get_value_uint32(env, argv[1], &port) != napi_ok || port > 65535) {
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "listenTcp(host, port, options): bad arguments");
+    return NULL;
+  }
+  if (read_options(env, argc > 2 ? argv[2] : NULL, &options) != 0) return NULL;
+
+  struct sockaddr_storage address;
+  memset(&address, 0, sizeof address);
+  socklen_t address_len;
+  int family;
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&address;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&address;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    family = v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    address_len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    family = v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    address_len = sizeof *v6;
+  } else {
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "listenTcp: host must be an IP address");
+    return NULL;
+  }
+
+  netns_guard guard;
+  const char *failed_call = NULL;
+  int err = netns_enter(&guard, options.netns, &failed_call);
+  if (err != 0) {
+    throw_errno(env, failed_call, err);
+    return NULL;
+  }
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    err = errno;
+    failed_call = "socket";
+  } else {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    err = apply_socket_options(fd, &options, &failed_call);
+    if (err == 0 && bind(fd, (struct sockaddr *)&address, address_len) != 0) {
+      err = errno;
+      failed_call = "bind";
+    }
+    if (err == 0 && listen(fd, LISTEN_BACKLOG) != 0) {
+      err = errno;
+      failed_call = "listen";
+    }
+    if (err != 0) close(fd);
+  }
+  netns_leave(&guard);
+  if (err != 0) {
+    throw_errno(env, failed_call, err);
+    return NULL;
+  }
+  return int_value(env, fd);
+}
+
+// tcpSocket(family: 4 | 6, options) → fd of an unconnected non-blocking TCP socket
+static napi_value tcp_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t family_number = 0;
+  socket_options options;
+  if (argc < 1 || napi_get_value_uint32(env, argv[0], &family_number) != napi_ok || (family_number != 4 && family_number != 6)) {
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "tcpSocket(family, options): family must be 4 or 6");
+    return NULL;
+  }
+  if (read_options(env, argc > 1 ? argv[1] : NULL, &options) != 0) return NULL;
+  netns_guard guard;
+  const char *failed_call = NULL;
+  int err = netns_enter(&guard, options.netns, &failed_call);
+  if (err != 0) {
+    throw_errno(env, failed_call, err);
+    return NULL;
+  }
+  int fd = socket(family_number == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    err = errno;
+    failed_call = "socket";
+  } else {
+    err = apply_socket_options(fd, &options, &failed_call);
+    if (err != 0) close(fd);
+  }
+  netns_leave(&guard);
+  if (err != 0) {
+    throw_errno(env, failed_call, err);
+    return NULL;
+  }
+  return int_value(env, fd);
+}
+
+// originalDst(fd) → {address, port, family}: the destination before a REDIRECT/DNAT rewrote it
+static napi_value original_dst(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "originalDst(fd): fd must be a non-negative integer");
+    return NULL;
+  }
+  int domain = 0;
+  socklen_t domain_len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &domain_len) != 0) {
+    throw_errno(env, "getsockopt(SO_DOMAIN)", errno);
+    return NULL;
+  }
+  struct sockaddr_storage address;
+  memset(&address, 0, sizeof address);
+  socklen_t address_len = sizeof address;
+  int rc = domain == AF_INET6 ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &address, &address_len)
+                              : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &address, &address_len);
+  if (rc != 0) {
+    throw_errno(env, "getsockopt(SO_ORIGINAL_DST)", errno);
+    return NULL;
+  }
+  char text[INET6_ADDRSTRLEN];
+  int port;
+  int family;
+  if (address.ss_family == AF_INET6) {
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&address;
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    port = ntohs(v6->sin6_port);
+    family = 6;
+  } else {
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&address;
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    port = ntohs(v4->sin_port);
+    family = 4;
+  }
+  napi_value result, address_value;
+  napi_create_object(env, &result);
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &address_value);
+  napi_set_named_property(env, result, "address", address_value);
+  napi_set_named_property(env, result, "port", int_value(env, port));
+  napi_set_named_property(env, result, "family", int_value(env, family));
+  return result;
+}
+
+// setMark(fd, mark)
+static napi_value set_mark(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  uint32_t mark = 0;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 || napi_get_value_uint32(env, argv[1], &mark) != napi_ok) {
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "setMark(fd, mark): bad arguments");
+    return NULL;
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
+    throw_errno(env, "setsockopt(SO_MARK)", errno);
+    return NULL;
+  }
+  return NULL;
+}
+
+// getMark(fd) → number (for tests and diagnostics)
+static napi_value get_mark(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "getMark(fd): fd must be a non-negative integer");
+    return NULL;
+  }
+  uint32_t mark = 0;
+  socklen_t len = sizeof mark;
+  if (getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &len) != 0) {
+    throw_errno(env, "getsockopt(SO_MARK)", errno);
+    return NULL;
+  }
+  napi_value value;
+  napi_create_uint32(env, mark, &value);
+  return value;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor properties[] = {
+      {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tcpSocket", NULL, tcp_socket, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"originalDst", NULL, original_dst, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setMark", NULL, set_mark, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"getMark", NULL, get_mark, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
