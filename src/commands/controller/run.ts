@@ -38,8 +38,9 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       })
     }
 
-    const {default: pino} = await import('pino')
-    const logger = pino({level: this.flags['log-level'], name: 'ztctl-controller'}, pino.destination(2))
+    const {createLogger} = await import('../../lib/log/logger.js')
+    // Logs go to stderr: stdout carries the banner (or its JSON form).
+    const logger = await createLogger({destination: 2, level: this.flags['log-level']})
     const {startController} = await import('../../lib/controller/controller.js')
     const controller = await startController({
       advertise: this.flags.advertise,

@@ -108,14 +108,24 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return resolveHome({configDir: this.config.configDir, dataDir: this.config.dataDir})
   }
 
-  /** Run `fn` with an authenticated controller connection from the current (or --context) context. */
+  /**
+   * Run `fn` with an authenticated controller connection from the current (or --context) context. The
+   * connection opens on the first request, so input errors are reported before any network error.
+   */
   protected async withController<R>(fn: (api: ControllerApi) => Promise<R>): Promise<R> {
-    const {openSession} = await import('../client/session.js')
-    const client = await openSession({context: this.flags.context, home: this.home})
+    let session: Promise<Awaited<ReturnType<typeof import('../client/session.js').openSession>>> | undefined
+    const open = async () => {
+      const {openSession} = await import('../client/session.js')
+      return openSession({context: this.flags.context, home: this.home})
+    }
+
+    const api: ControllerApi = {
+      request: async (method, path, body) => (await (session ??= open())).request(method, path, body),
+    }
     try {
-      return await fn(client)
+      return await fn(api)
     } finally {
-      client.close()
+      if (session) await session.then((client) => client.close(), () => {})
     }
   }
 

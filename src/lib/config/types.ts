@@ -30,7 +30,12 @@ export interface OutboundTunnel {
 /** AGENT listens on LISTEN and carries each connection to an endpoint of SERVICE (ZTM's inbound). */
 export interface InboundTunnel {
   agent: string
-  /** `ip:port`; the IP defaults to 127.0.0.1 */
+  /**
+   * Addresses a tproxy sidecar (`agent run --mode tproxy`) captures for SERVICE: `HOST|IP|CIDR[:PORT]`
+   * (IPv4; host names are answered by the sidecar's DNS from 100.64.0.0/10). Absent: no interception.
+   */
+  intercept?: string[]
+  /** `ip:port`; the IP defaults to 127.0.0.1 (`127.0.0.1:0` when only intercepts were asked for) */
   listen: string
   service: ServiceName
 }

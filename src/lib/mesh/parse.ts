@@ -4,6 +4,7 @@ import {isIP} from 'node:net'
 
 import {ExitCode, ZtError} from '../errors.js'
 import type {Target} from '../config/types.js'
+import {formatIntercept, parseIntercept as readIntercept} from '../sidecar/intercept.js'
 
 const SERVICE = /^tcp\/[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
 const NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
@@ -109,4 +110,15 @@ export function parseCidr(text: string): string {
 
 export function parsePortNumber(text: string): number {
   return parsePort(text, text)
+}
+
+/** `HOST|IP|CIDR[:PORT]` (IPv4) → its canonical spelling; what a tproxy sidecar captures for a service. */
+export function parseIntercept(text: string): string {
+  const intercept = readIntercept(text)
+  if (intercept) return formatIntercept(intercept)
+  throw usage(
+    'ZT_ERR_INVALID_INTERCEPT',
+    `"${text}" is not an intercept address`,
+    'write HOST, IP or CIDR with an optional :PORT, e.g. web.mesh:80, 10.0.0.5, 10.20.0.0/16:443 (IPv4 only)',
+  )
 }

@@ -3,7 +3,7 @@
 import {ExitCode, ZtError} from '../errors.js'
 import type {InboundTunnel, OutboundTunnel, Target} from '../config/types.js'
 import {type AgentList, type AgentStatus, type ControllerApi, type ResourceList, resourcePath} from './api.js'
-import {parseListen, parseName, parseServiceName, parseSubject, parseTarget} from './parse.js'
+import {parseIntercept, parseListen, parseName, parseServiceName, parseSubject, parseTarget} from './parse.js'
 
 export type Direction = 'inbound' | 'outbound'
 
@@ -16,9 +16,15 @@ export interface OpenOutboundInput {
 
 export interface OpenInboundInput {
   agent: string
-  listen: string
+  /** `HOST|IP|CIDR[:PORT]` a tproxy sidecar captures for the service */
+  intercept?: string[]
+  /** optional when INTERCEPT is given (then an ephemeral loopback port) */
+  listen?: string
   service: string
 }
+
+/** The listen address of an intercept-only inbound tunnel: any free loopback port, never a clash. */
+export const INTERCEPT_ONLY_LISTEN = '127.0.0.1:0'
 
 export interface TunnelChange<T> {
   tunnel: T
@@ -60,15 +66,24 @@ export async function openOutbound(api: ControllerApi, input: OpenOutboundInput)
 }
 
 export async function openInbound(api: ControllerApi, input: OpenInboundInput): Promise<TunnelChange<InboundTunnel>> {
+  const intercept = (input.intercept ?? []).map((text) => parseIntercept(text))
+  if (input.listen === undefined && intercept.length === 0) {
+    throw new ZtError('ZT_ERR_NO_LISTEN', 'an inbound tunnel needs --listen, --intercept, or both', {
+      exit: ExitCode.usage,
+      suggestion: 'add --listen [IP:]PORT for a local port, or --intercept HOST|IP|CIDR[:PORT] for a tproxy sidecar',
+    })
+  }
+
   const tunnel: InboundTunnel = {
     agent: parseName(input.agent, 'agent name'),
-    listen: parseListen(input.listen),
+    ...(intercept.length > 0 ? {intercept: [...new Set(intercept)]} : {}),
+    listen: input.listen === undefined ? INTERCEPT_ONLY_LISTEN : parseListen(input.listen),
     service: parseServiceName(input.service),
   }
   await assertIdentityExists(api, tunnel.agent)
   const inbounds = await api.request<ResourceList<InboundTunnel>>('GET', resourcePath('inbound'))
   const clash = inbounds.items.find(
-    (other) => other.agent === tunnel.agent && other.listen === tunnel.listen && other.service !== tunnel.service,
+    (other) => other.agent === tunnel.agent && other.listen === tunnel.listen && other.service !== tunnel.service && tunnel.listen !== INTERCEPT_ONLY_LISTEN,
   )
   if (clash) {
     throw new ZtError('ZT_ERR_LISTEN_TAKEN', `agent ${tunnel.agent} already listens on ${tunnel.listen} for ${clash.service}`, {

@@ -33,6 +33,8 @@ export interface AgentOptions {
   drainTimeoutMs?: number
   hbone: string
   identity: IdentityFile
+  /** in-pod data path (`--inpod-socket`): serve the CNI socket and the workloads' listeners */
+  inpod?: {socketPath: string; stateDir: string}
   /** where a renewed certificate is written back (atomically, 0600) */
   identityFile?: string
   logDestination?: NodeJS.WritableStream
@@ -147,6 +149,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
   const inbound = new InboundTunnels({logger: getLogger, pool, sourceSpiffe: () => credentials.identity.spiffe, state: () => state, tracker})
   const httpServers: Server[] = []
   let renewer: CertificateRenewer | undefined
+  let inpod: import('../inpod/runtime.js').InpodRuntime | undefined
   let resolveClosed!: () => void
   const closed = new Promise<void>((resolve) => {
     resolveClosed = resolve
@@ -252,6 +255,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
       logger.info({reason, connections: registry.size, deadlineMs: drainTimeoutMs}, 'draining')
       hboneServer.drain()
       inbound.close()
+      inpod?.close()
       await options.configSource.close().catch(() => {})
       const drained = await registry.drained(drainTimeoutMs)
       if (!drained) {
@@ -309,8 +313,13 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
         else logger.info({state: sourceState}, `configuration source ${sourceState}`)
       },
     })
+    if (options.inpod) {
+      const {startInpod} = await import('../inpod/runtime.js')
+      inpod = await startInpod(options.inpod, getLogger)
+    }
   } catch (error) {
     hboneServer.destroy()
+    inpod?.close()
     for (const server of httpServers) server.close()
     throw error
   }

@@ -3,7 +3,7 @@
 import {renewIdentity} from '../client/renew.js'
 import {writeFileAtomic} from '../home/home.js'
 import {readIdentityFile} from '../identity/file.js'
-import {type Agent, runAgent} from './agent.js'
+import {type Agent, type AgentOptions, runAgent} from './agent.js'
 import {type ConfigSource, StaticConfigSource} from './config-source.js'
 import type {LogLevel} from './log.js'
 
@@ -16,6 +16,7 @@ export interface LaunchOptions {
   drainTimeoutMs: number
   hbone: string
   identityFile: string
+  inpod?: AgentOptions['inpod']
   logLevel: LogLevel
   metrics?: string
   readiness?: string
@@ -44,6 +45,7 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
     hbone: options.hbone,
     identity,
     identityFile: options.identityFile,
+    inpod: options.inpod,
     logLevel: options.logLevel,
     metrics: options.metrics,
     readiness: options.readiness,

@@ -73,7 +73,8 @@ function readQuestionName(message: Buffer, start: number): {end: number; name: s
 
 /** Encode NAME as a question (tests and clients build queries with it). */
 export function encodeQuestion(question: DnsQuestion): Buffer {
-  const labels = question.name === '' ? [] : question.name.split('.')
+  const name = question.name.replace(/\.$/, '')
+  const labels = name === '' ? [] : name.split('.')
   const parts: Buffer[] = []
   for (const label of labels) {
     const bytes = Buffer.from(label, 'latin1')

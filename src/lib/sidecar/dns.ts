@@ -72,37 +72,22 @@ export class DnsServer {
   }
 
   async start(): Promise<HostPort> {
-    const {host, port} = this.options.listen
-    try {
-      this.udp = createSocket({type: isIP(host) === 6 ? 'udp6' : 'udp4'})
-      this.udp.on('message', (message, remote) => this.onDatagram(message, remote))
-      this.udp.on('error', (error) => this.options.logger?.warn({component: 'dns', error: error.message}, 'DNS UDP socket error'))
-      await new Promise<void>((resolve, reject) => {
-        this.udp!.once('error', reject)
-        this.udp!.bind(port, host, () => {
-          this.udp!.off('error', reject)
-          resolve()
+    // With port 0, UDP picks the port and TCP must get the same one; another process may take it in
+    // between, so a few fresh tries.
+    const attempts = this.options.listen.port === 0 ? 5 : 1
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.address = await this.bind()
+        break
+      } catch (error) {
+        this.closeListeners()
+        if (attempt < attempts && (error as NodeJS.ErrnoException).code === 'EADDRINUSE') continue
+        throw new ZtError('ZT_ERR_DNS_LISTEN', `cannot serve DNS on ${formatHostPort(this.options.listen)}: ${describeSystemError(error)}`, {
+          cause: error,
+          exit: ExitCode.conflict,
+          suggestion: 'stop whatever else answers DNS there, or pick another --dns-listen address (binding port 53 needs root or CAP_NET_BIND_SERVICE)',
         })
-      })
-      // TCP on the same port as UDP (port 0 → the port UDP got).
-      const boundPort = this.udp.address().port
-      this.tcp = createServer({noDelay: true}, (socket) => this.onTcpClient(socket))
-      this.tcp.maxConnections = MAX_TCP_CONNECTIONS
-      await new Promise<void>((resolve, reject) => {
-        this.tcp!.once('error', reject)
-        this.tcp!.listen(boundPort, host, () => {
-          this.tcp!.off('error', reject)
-          resolve()
-        })
-      })
-      this.address = {host, port: boundPort}
-    } catch (error) {
-      this.close()
-      throw new ZtError('ZT_ERR_DNS_LISTEN', `cannot serve DNS on ${formatHostPort(this.options.listen)}: ${describeSystemError(error)}`, {
-        cause: error,
-        exit: ExitCode.conflict,
-        suggestion: 'stop whatever else answers DNS there, or pick another --dns-listen address (binding port 53 needs root or CAP_NET_BIND_SERVICE)',
-      })
+      }
     }
 
     if (this.options.upstream) {
@@ -119,12 +104,43 @@ export class DnsServer {
     for (const entry of this.pending.values()) clearTimeout(entry.timer)
     this.pending.clear()
     for (const socket of this.tcpClients) socket.destroy()
+    this.closeListeners()
+    this.upstreamSocket?.close()
+    this.upstreamSocket = undefined
+  }
+
+  private async bind(): Promise<HostPort> {
+    const {host, port} = this.options.listen
+    const udp = createSocket({type: isIP(host) === 6 ? 'udp6' : 'udp4'})
+    this.udp = udp
+    udp.on('message', (message, remote) => this.onDatagram(message, remote))
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject)
+      udp.bind(port, host, () => {
+        udp.off('error', reject)
+        resolve()
+      })
+    })
+    udp.on('error', (error) => this.options.logger?.warn({component: 'dns', error: error.message}, 'DNS UDP socket error'))
+    const boundPort = udp.address().port
+    const tcp = createServer({noDelay: true}, (socket) => this.onTcpClient(socket))
+    this.tcp = tcp
+    tcp.maxConnections = MAX_TCP_CONNECTIONS
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject)
+      tcp.listen(boundPort, host, () => {
+        tcp.off('error', reject)
+        resolve()
+      })
+    })
+    return {host, port: boundPort}
+  }
+
+  private closeListeners(): void {
     this.udp?.close()
     this.tcp?.close()
-    this.upstreamSocket?.close()
     this.udp = undefined
     this.tcp = undefined
-    this.upstreamSocket = undefined
   }
 
   // ---- one query, whatever the transport ----

@@ -6,20 +6,23 @@ import {openInbound} from '../../../lib/mesh/tunnels.js'
 export default class TunnelOpenInbound extends BaseCommand<typeof TunnelOpenInbound> {
   static override args = {service: Args.string({description: 'service name, tcp/NAME', required: true})}
   static override description =
-    'AGENT binds a local port (127.0.0.1 unless an IP is given; no privileges needed for ports ≥ 1024) and carries each connection over HBONE to an endpoint of the service.'
+    'AGENT binds a local port (127.0.0.1 unless an IP is given; no privileges needed for ports ≥ 1024) and carries each connection over HBONE to an endpoint of the service. With --intercept, an agent running `agent run --mode tproxy` also captures connections to those addresses (host names are answered by its DNS on 127.0.0.1:53 with stable addresses from 100.64.0.0/10); --listen is then optional.'
   static override examples = [
     '<%= config.bin %> <%= command.id %> tcp/web --agent agent-a --listen 8080',
     '<%= config.bin %> <%= command.id %> tcp/web --agent agent-a --listen 0.0.0.0:8080',
+    '<%= config.bin %> <%= command.id %> tcp/web --agent pod-a --intercept web.mesh:80 --intercept 10.20.0.0/16',
   ]
   static override flags = {
     agent: Flags.string({description: 'identity name of the agent that listens', required: true}),
-    listen: Flags.string({description: '[IP:]PORT to listen on (IP defaults to 127.0.0.1)', required: true}),
+    intercept: Flags.string({description: 'HOST|IP|CIDR[:PORT] a tproxy sidecar captures for the service (repeatable; IPv4)', multiple: true}),
+    listen: Flags.string({description: '[IP:]PORT to listen on (IP defaults to 127.0.0.1); optional with --intercept'}),
   }
   static override summary = 'Open an inbound tunnel: where a service enters the mesh'
 
   async run() {
-    const {agent, listen} = this.flags
-    const result = await this.withController((api) => openInbound(api, {agent, listen, service: this.args.service}))
-    return this.render(result, () => `inbound ${result.tunnel.service} opened on ${agent}, listening on ${result.tunnel.listen} (config version ${result.version})`)
+    const {agent, intercept, listen} = this.flags
+    const result = await this.withController((api) => openInbound(api, {agent, intercept, listen, service: this.args.service}))
+    const intercepts = result.tunnel.intercept ? `, intercepting ${result.tunnel.intercept.join(', ')}` : ''
+    return this.render(result, () => `inbound ${result.tunnel.service} opened on ${agent}, listening on ${result.tunnel.listen}${intercepts} (config version ${result.version})`)
   }
 }

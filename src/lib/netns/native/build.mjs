@@ -4,6 +4,7 @@
 import {execFileSync} from 'node:child_process'
 import {existsSync, statSync} from 'node:fs'
 import path from 'node:path'
+import process from 'node:process'
 import {fileURLToPath} from 'node:url'
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..')

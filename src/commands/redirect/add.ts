@@ -1,0 +1,37 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../lib/cli/base-command.js'
+import {agentSocketFlag, netnsFlag, pidFlag, stateDirFlag} from '../../lib/cli/netns-flags.js'
+
+export default class RedirectAdd extends BaseCommand<typeof RedirectAdd> {
+  static override description = `Enters the namespace and installs the in-pod rules (Istio's REDIRECT mode, chains ZTCTL_PRERT/ZTCTL_OUTPUT): outbound TCP → 15001, inbound TCP → 15006, HBONE on 15008 untouched, skip mark 0x539, connmark 0x111, \`ip rule fwmark 0x111/0xfff lookup 100\` and a local route in table 100. Applied with iptables-restore --noflush (nft with --backend nft or when iptables is absent). Idempotent: running it again changes nothing. The state before the change is saved in the state cache so \`redirect remove\` restores it exactly. Then tells the node agent over its Unix socket; when no agent runs, the rules and cache are still written and the agent picks the workload up when it starts.
+
+DNS capture (UDP/TCP 53 → 15053) is off by default and only installed with --dns-capture: the in-pod DNS listener is not built yet, so captured DNS would fail.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --netns /var/run/netns/pod1 --workload default/web-1 --service-account web',
+    '<%= config.bin %> <%= command.id %> --pid 4242 --workload shop/cart-0 --service-account cart --ip 10.1.2.3',
+  ]
+  static override flags = {
+    'agent-socket': agentSocketFlag,
+    backend: Flags.option({description: 'firewall backend (default: iptables when installed, else nft)', options: ['iptables', 'nft'] as const})(),
+    'dns-capture': Flags.boolean({default: false, description: 'also redirect DNS (port 53) to 15053 (off: no in-pod DNS listener yet)'}),
+    ip: Flags.string({description: 'workload IP (repeatable; default: the namespace\'s global addresses)', multiple: true}),
+    netns: netnsFlag,
+    pid: pidFlag,
+    'service-account': Flags.string({description: 'service account: the workload\'s identity is spiffe://TD/ns/NS/sa/SA', required: true}),
+    'state-dir': stateDirFlag,
+    workload: Flags.string({description: 'NAMESPACE/NAME of the workload', required: true}),
+  }
+  static override summary = 'Redirect a network namespace\'s traffic through the node agent'
+
+  async run() {
+    const {addRedirect} = await import('../../lib/redirect/redirect.js')
+    const flags = this.flags
+    const result = await addRedirect({
+      agentSocket: flags['agent-socket'], backend: flags.backend, dnsCapture: flags['dns-capture'], ips: flags.ip, netns: flags.netns,
+      pid: flags.pid, serviceAccount: flags['service-account'], stateDir: flags['state-dir'], workload: flags.workload,
+    })
+    for (const warning of result.warnings) this.logToStderr(`Warning: ${warning}`)
+    return this.render(result, () => `workload ${result.workload.namespace}/${result.workload.name} (${result.ips.join(', ')}) ${result.changed ? 'redirected' : 'already redirected, nothing changed'} in ${result.netns} (${result.backend})${result.agent.ack ? '; agent acknowledged' : ''}`)
+  }
+}

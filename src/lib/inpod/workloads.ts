@@ -1,0 +1,232 @@
+// The workload manager: per redirected workload (a pod's network namespace) it owns the listeners
+// 15001 (outbound capture), 15006 (inbound plaintext) and 15008 (HBONE), created INSIDE the pod's netns
+// through the netns addon with SO_MARK 0x539 (the redirect rules skip our own traffic) and SO_REUSEPORT
+// (a restarted agent binds beside the old one). No process per workload: the sockets live in this
+// process. Deleting a workload closes its listeners and every connection it carries.
+import net from 'node:net'
+
+import {ZtError} from '../errors.js'
+import {INPOD_SKIP_MARK, listenTcp, originalDst, tcpSocket, type OriginalDestination} from '../netns/native.js'
+import type {InpodAdd} from './protocol.js'
+
+export const INPOD_OUTBOUND_PORT = 15001
+export const INPOD_INBOUND_PLAINTEXT_PORT = 15006
+export const INPOD_HBONE_PORT = 15008
+
+export type InpodListenerKind = 'outbound' | 'inbound' | 'hbone'
+
+const LISTENER_PORTS: Record<InpodListenerKind, number> = {
+  hbone: INPOD_HBONE_PORT,
+  inbound: INPOD_INBOUND_PLAINTEXT_PORT,
+  outbound: INPOD_OUTBOUND_PORT,
+}
+
+/** A workload as the agent holds it. */
+export interface Workload {
+  readonly add: InpodAdd
+  readonly uid: string
+  /** every live socket accepted on (or dialled for) this workload: destroyed on delete */
+  readonly sockets: Set<net.Socket>
+}
+
+export interface WorkloadHandlers {
+  /** A captured outbound connection (15001); `destination` is its SO_ORIGINAL_DST. */
+  outbound(socket: net.Socket, workload: Workload, destination: OriginalDestination): void
+  /** A plaintext inbound connection (15006), redirected from `destination` (the app's address). */
+  inbound(socket: net.Socket, workload: Workload, destination: OriginalDestination): void
+  /** A connection to the workload's 15008 (HBONE; TLS starts on it). */
+  hbone(socket: net.Socket, workload: Workload): void
+}
+
+export interface WorkloadInfo {
+  uid: string
+  namespace: string
+  name: string
+  serviceAccount: string
+  ips: string[]
+  netns: string
+  listeners: string[]
+  connections: number
+}
+
+interface ManagedWorkload extends Workload {
+  servers: net.Server[]
+}
+
+const MAX_WORKLOADS = 4096
+
+export class WorkloadManager {
+  private readonly workloads = new Map<string, ManagedWorkload>()
+
+  constructor(private readonly handlers: WorkloadHandlers, private readonly onError: (error: Error, workload: Workload) => void = () => {}) {}
+
+  /** Start serving a workload. Idempotent for the same uid + netns (ips are refreshed). */
+  async add(message: InpodAdd): Promise<Workload> {
+    const existing = this.workloads.get(message.uid)
+    if (existing && existing.add.netns === message.netns) {
+      Object.assign(existing, {add: message})
+      return existing
+    }
+
+    if (existing) this.delete(message.uid)
+    if (this.workloads.size >= MAX_WORKLOADS) throw new ZtError('ZT_ERR_INPOD_LIMIT', `this agent already serves ${MAX_WORKLOADS} workloads`)
+    const workload: ManagedWorkload = {add: message, servers: [], sockets: new Set(), uid: message.uid}
+    try {
+      for (const kind of Object.keys(LISTENER_PORTS) as InpodListenerKind[]) workload.servers.push(await this.listen(workload, kind))
+    } catch (error) {
+      for (const server of workload.servers) server.close()
+      throw error
+    }
+
+    this.workloads.set(message.uid, workload)
+    return workload
+  }
+
+  /** Stop serving a workload: listeners closed, its connections destroyed. Unknown uid: false. */
+  delete(uid: string): boolean {
+    const workload = this.workloads.get(uid)
+    if (!workload) return false
+    this.workloads.delete(uid)
+    for (const server of workload.servers) server.close()
+    for (const socket of workload.sockets) socket.destroy()
+    workload.sockets.clear()
+    return true
+  }
+
+  /** Reconcile to exactly this set: add the missing, remove the unlisted. Returns per-uid errors. */
+  async snapshot(adds: InpodAdd[]): Promise<Record<string, string>> {
+    const wanted = new Set(adds.map((add) => add.uid))
+    for (const uid of [...this.workloads.keys()]) if (!wanted.has(uid)) this.delete(uid)
+    const errors: Record<string, string> = {}
+    for (const add of adds) {
+      try {
+        await this.add(add)
+      } catch (error) {
+        errors[add.uid] = (error as Error).message
+      }
+    }
+
+    return errors
+  }
+
+  get(uid: string): Workload | undefined {
+    return this.workloads.get(uid)
+  }
+
+  /** The workload owning IP, if this agent serves it. */
+  byIp(ip: string): Workload | undefined {
+    for (const workload of this.workloads.values()) if (workload.add.ips.includes(ip)) return workload
+    return undefined
+  }
+
+  list(): WorkloadInfo[] {
+    return [...this.workloads.values()].map((workload) => ({
+      connections: workload.sockets.size,
+      ips: workload.add.ips,
+      listeners: workload.servers.map((server) => {
+        const address = server.address() as net.AddressInfo | null
+        return address ? `${address.address}:${address.port}` : 'closed'
+      }),
+      name: workload.add.workload.name,
+      namespace: workload.add.workload.namespace,
+      netns: workload.add.netns,
+      serviceAccount: workload.add.workload.serviceAccount,
+      uid: workload.uid,
+    }))
+  }
+
+  closeAll(): void {
+    for (const uid of [...this.workloads.keys()]) this.delete(uid)
+  }
+
+  /** Track a socket as belonging to the workload (destroyed with it). */
+  static track(workload: Workload, socket: net.Socket): void {
+    workload.sockets.add(socket)
+    socket.once('close', () => workload.sockets.delete(socket))
+  }
+
+  private async listen(workload: ManagedWorkload, kind: InpodListenerKind): Promise<net.Server> {
+    const fd = listenTcp('0.0.0.0', LISTENER_PORTS[kind], {mark: INPOD_SKIP_MARK, netns: workload.add.netns, reusePort: true})
+    const server = net.createServer({allowHalfOpen: true, noDelay: true}, (socket) => this.accept(workload, kind, socket))
+    server.on('error', (error) => this.onError(error, workload))
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen({fd}, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    return server
+  }
+
+  private accept(workload: ManagedWorkload, kind: InpodListenerKind, socket: net.Socket): void {
+    WorkloadManager.track(workload, socket)
+    socket.on('error', () => socket.destroy())
+    try {
+      if (kind === 'hbone') {
+        this.handlers.hbone(socket, workload)
+        return
+      }
+
+      const destination = originalDst((socket as unknown as {_handle: {fd: number}})._handle.fd)
+      this.handlers[kind](socket, workload, destination)
+    } catch (error) {
+      socket.destroy()
+      this.onError(error as Error, workload)
+    }
+  }
+}
+
+/**
+ * Connect to DESTINATION from inside the workload's netns with the skip mark (so the redirect rules
+ * let it through), tracked with the workload. Resolves with the connected socket.
+ */
+export function dialFromWorkload(workload: Workload, destination: {address: string; port: number}, timeoutMs = 10_000): Promise<net.Socket> {
+  const family = net.isIPv6(destination.address) ? 6 : 4
+  const socket = new net.Socket({allowHalfOpen: true, fd: tcpSocket(family, {mark: INPOD_SKIP_MARK, netns: workload.add.netns})})
+  WorkloadManager.track(workload, socket)
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`timed out dialling ${destination.address}:${destination.port}`), {code: 'ETIMEDOUT'})), timeoutMs)
+    timer.unref()
+    socket.once('error', (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+    socket.connect({host: destination.address, port: destination.port}, () => {
+      clearTimeout(timer)
+      socket.setNoDelay(true)
+      resolve(socket)
+    })
+  })
+}
+
+/** Join two sockets both ways (half-close preserved); destroy both on the first error. */
+export function joinSockets(a: net.Socket, b: net.Socket): void {
+  const destroyBoth = (): void => {
+    a.destroy()
+    b.destroy()
+  }
+
+  a.on('error', destroyBoth)
+  b.on('error', destroyBoth)
+  a.once('close', () => b.destroySoon())
+  b.once('close', () => a.destroySoon())
+  a.pipe(b)
+  b.pipe(a)
+}
+
+/** Plain TCP both ways from inside the pod: outbound passthrough and 15006 → the app. */
+export async function passthrough(socket: net.Socket, workload: Workload, destination: OriginalDestination): Promise<void> {
+  try {
+    const upstream = await dialFromWorkload(workload, destination)
+    if (socket.destroyed) {
+      upstream.destroy()
+      return
+    }
+
+    joinSockets(socket, upstream)
+  } catch {
+    // The app sees the same thing it would without the mesh: the connection fails.
+    socket.resetAndDestroy()
+  }
+}

@@ -1,0 +1,109 @@
+// Shared pieces of the in-pod root tests: apps listening inside pod netns, clients dialling from
+// inside a pod (unmarked, like any app), the in-pod rules in miniature, and a CNI-protocol client.
+import {once} from 'node:events'
+import net from 'node:net'
+
+import {listenTcp, tcpSocket} from '../../src/lib/netns/native.js'
+import {type InpodAck, type InpodMessage, InpodLineParser, type InpodRequest, encodeInpodMessage} from '../../src/lib/inpod/protocol.js'
+import type {Topology, TopoPod} from '../helpers/netns.js'
+
+/** An app inside POD on PORT that answers every connection with `<name> saw <remote address>` and closes. */
+export async function podApp(t: {after(fn: () => void): void}, pod: TopoPod, port: number, name = pod.name): Promise<net.Server> {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {})
+    socket.end(`${name} saw ${socket.remoteAddress}`)
+  })
+  t.after(() => server.close())
+  await new Promise<void>((resolve) => server.listen({fd: listenTcp('0.0.0.0', port, {netns: pod.netnsPath})}, resolve))
+  return server
+}
+
+/** Connect from inside POD as an ordinary app (no mark) and read until the peer closes. */
+export async function podFetch(pod: TopoPod, host: string, port: number, timeoutMs = 5000): Promise<string> {
+  const socket = new net.Socket({fd: tcpSocket(net.isIPv6(host) ? 6 : 4, {netns: pod.netnsPath})})
+  const timer = setTimeout(() => socket.destroy(new Error(`timed out reading from ${host}:${port}`)), timeoutMs)
+  try {
+    socket.connect(port, host)
+    const chunks: Buffer[] = []
+    for await (const chunk of socket) chunks.push(chunk as Buffer)
+    return Buffer.concat(chunks).toString()
+  } finally {
+    clearTimeout(timer)
+    socket.destroy()
+  }
+}
+
+/** Istio's in-pod nat rules (REDIRECT mode, no DNS), as in /tmp/inpod-ref.md §3.2, with our chain names. */
+export const INPOD_NAT_RULES = `*nat
+:ZTCTL_PRERT - [0:0]
+:ZTCTL_OUTPUT - [0:0]
+-A PREROUTING -j ZTCTL_PRERT
+-A OUTPUT -j ZTCTL_OUTPUT
+-A ZTCTL_PRERT ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15006
+-A ZTCTL_OUTPUT -p tcp -m mark --mark 0x111/0xfff -j ACCEPT
+-A ZTCTL_OUTPUT ! -d 127.0.0.1/32 -o lo -j ACCEPT
+-A ZTCTL_OUTPUT ! -d 127.0.0.1/32 -p tcp -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15001
+COMMIT
+`
+
+export async function redirectPod(topo: Topology, pod: TopoPod): Promise<void> {
+  await topo.execOk(pod.netns, 'iptables-restore', ['--noflush'], {input: INPOD_NAT_RULES})
+}
+
+/** How many packets the outbound REDIRECT rule of POD has matched. */
+export async function outboundRedirectPackets(topo: Topology, pod: TopoPod): Promise<number> {
+  const listing = await topo.execOk(pod.netns, 'iptables', ['-t', 'nat', '-L', 'ZTCTL_OUTPUT', '-v', '-x', '-n'])
+  const line = listing.split('\n').find((row) => row.includes('redir ports 15001'))
+  return Number(line?.trim().split(/\s+/)[0] ?? 0)
+}
+
+/** A CNI-protocol client: connects, checks the hello, sends requests one at a time. */
+export class CniClient {
+  private readonly parser = new InpodLineParser()
+  private readonly inbox: InpodMessage[] = []
+  private waiter?: () => void
+  readonly socket: net.Socket
+  closed = false
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket
+    socket.on('data', (chunk: Buffer) => {
+      this.inbox.push(...this.parser.push(chunk))
+      this.waiter?.()
+    })
+    socket.on('close', () => {
+      this.closed = true
+      this.waiter?.()
+    })
+    socket.on('error', () => {})
+  }
+
+  static async connect(socketPath: string): Promise<CniClient> {
+    const socket = net.connect(socketPath)
+    await once(socket, 'connect')
+    return new CniClient(socket)
+  }
+
+  async next(timeoutMs = 10_000): Promise<InpodMessage | undefined> {
+    const deadline = Date.now() + timeoutMs
+    while (this.inbox.length === 0 && !this.closed && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve
+        setTimeout(resolve, 50).unref()
+      })
+    }
+
+    return this.inbox.shift()
+  }
+
+  async request(message: InpodRequest): Promise<InpodAck> {
+    this.socket.write(encodeInpodMessage(message))
+    const reply = await this.next()
+    if (reply?.type !== 'ack') throw new Error(`expected an ack, got ${JSON.stringify(reply)}`)
+    return reply
+  }
+
+  close(): void {
+    this.socket.destroy()
+  }
+}
