@@ -101,6 +101,11 @@ export function hasRoot(): true {
   return true
 }
 
+/** RFC 5952 form ('fd7a:1:2:0::2' → 'fd7a:1:2::2'), as `ip` prints it. */
+function canonicalIpv6(address: string): string {
+  return new URL(`http://[${address}]/`).hostname.slice(1, -1)
+}
+
 let runCounter = 0
 /** Netns names created by this process and not yet deleted: the 'exit' safety net removes them. */
 const liveNetns = new Set<string>()
@@ -196,7 +201,7 @@ export async function createTopology(t: TestContextLike, spec: TopologySpec): Pr
     const bridgeIp = `${base}.${32 * i + 1}`
     const node: TopoNode = {
       bridge: 'br0', bridgeIp, cidr: `${base}.${32 * i}/27`, index: i, links: [], name, netns: name, netnsPath, pods: [],
-      ...(spec.ipv6 ? {bridgeIp6: `${base6}:${i}::1`, cidr6: `${base6}:${i}::/64`} : {}),
+      ...(spec.ipv6 ? {bridgeIp6: canonicalIpv6(`${base6}:${i}::1`), cidr6: `${canonicalIpv6(`${base6}:${i}::`)}/64`} : {}),
     }
     await runOk('ip', ['-n', name, 'link', 'add', 'br0', 'type', 'bridge'])
     await runOk('ip', ['-n', name, 'addr', 'add', `${bridgeIp}/27`, 'dev', 'br0'])
@@ -210,7 +215,7 @@ export async function createTopology(t: TestContextLike, spec: TopologySpec): Pr
       const podPath = await track(podName)
       const pod: TopoPod = {
         gateway: bridgeIp, ifname: 'eth0', index: pods.length, ip: `${base}.${32 * i + 2 + j}`, name: podName, netns: podName, netnsPath: podPath, node: i,
-        ...(spec.ipv6 ? {ip6: `${base6}:${i}::${(2 + j).toString(16)}`} : {}),
+        ...(spec.ipv6 ? {ip6: canonicalIpv6(`${base6}:${i}::${(2 + j).toString(16)}`)} : {}),
       }
       // Created inside the node netns with the peer directly in the pod: no names in the host netns.
       await runOk('ip', ['-n', name, 'link', 'add', `vp${j + 1}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', podName])

@@ -19,8 +19,13 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     hbone: Flags.string({default: '0.0.0.0:15008', description: 'HBONE (mTLS HTTP/2 CONNECT) listener'}),
     identity: Flags.string({char: 'i', description: 'identity file written by `ztctl enroll`', required: true}),
     'inpod-socket': Flags.string({description: 'serve the in-pod redirection protocol on this Unix socket (node agent; needs root) [e.g. /var/run/ztctl/inpod.sock]'}),
+    'dns-listen': Flags.string({default: '127.0.0.1:53', description: 'with --mode tproxy: the DNS server (UDP + TCP) answering intercepted host names'}),
+    'dns-resolv-conf': Flags.string({description: 'with --mode tproxy: put our DNS first in this resolv.conf (restored on exit); with `ip netns exec NAME` that is /etc/netns/NAME/resolv.conf'}),
+    'dns-upstream': Flags.string({description: 'with --mode tproxy: IP[:PORT] resolving every other name [default: first nameserver of /etc/resolv.conf]'}),
     'inpod-state-dir': Flags.string({default: '/var/run/ztctl/inpod', description: 'with --inpod-socket: the workload cache `ztctl redirect add` writes; loaded as the snapshot on start'}),
+    mode: Flags.string({description: 'sidecar mode for the services this identity may dial: proxy = bind each to 127.0.0.1:PORT (no privileges); tproxy = capture their intercept addresses in this network namespace and answer their names on --dns-listen (needs NET_ADMIN; rules removed on exit)', options: ['proxy', 'tproxy']}),
     metrics: Flags.string({default: '0.0.0.0:15020', description: 'Prometheus listener: /metrics, /stats/prometheus'}),
+    'proxy-port': Flags.string({description: 'with --mode proxy: tcp/NAME=PORT (repeatable); other services get a stable port from 20000–29999', multiple: true}),
     readiness: Flags.string({default: '0.0.0.0:15021', description: 'readiness listener: /healthz/ready'}),
     'ready-file': Flags.string({description: 'once ready, write the bound addresses here as JSON (port 0 works everywhere)'}),
   }
@@ -33,6 +38,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     }
 
     const {launchAgent} = await import('../../lib/proxy/launch.js')
+    const sidecar = this.flags.mode ? await this.sidecarOptions(this.flags.mode as 'proxy' | 'tproxy') : undefined
     const agent = await launchAgent({
       admin: this.flags.admin,
       advertise: this.flags.advertise,
@@ -46,10 +52,22 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       metrics: this.flags.metrics,
       readiness: this.flags.readiness,
       readyFile: this.flags['ready-file'],
+      sidecar,
     })
     const stop = (signal: string) => () => void agent.shutdown(`received ${signal}`)
     process.once('SIGTERM', stop('SIGTERM'))
     process.once('SIGINT', stop('SIGINT'))
     await agent.closed
+  }
+
+  private async sidecarOptions(mode: 'proxy' | 'tproxy') {
+    const {parseProxyPort} = await import('../../lib/sidecar/sidecar.js')
+    return {
+      dnsListen: this.flags['dns-listen'],
+      dnsUpstream: this.flags['dns-upstream'],
+      mode,
+      proxyPorts: Object.fromEntries((this.flags['proxy-port'] ?? []).map((text) => parseProxyPort(text))),
+      resolvConf: this.flags['dns-resolv-conf'],
+    }
   }
 }

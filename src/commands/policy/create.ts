@@ -13,7 +13,7 @@ export default class PolicyCreate extends BaseCommand<typeof PolicyCreate> {
   ]
   static override flags = {
     action: Flags.option({description: 'what a match does', options: ['ALLOW', 'DENY'] as const, required: true})(),
-    from: Flags.string({description: 'source @IDENTITY or #ROLE (repeatable; default any)', multiple: true}),
+    from: Flags.string({description: 'source @IDENTITY, #ROLE, ns:NAMESPACE, sa:NAMESPACE/ACCOUNT or spiffe://… (repeatable; default any)', multiple: true}),
     port: Flags.string({description: 'destination port (repeatable; default any)', multiple: true}),
     replace: Flags.boolean({description: 'replace a policy of the same name'}),
     service: Flags.string({description: 'tcp/NAME the policy applies to (repeatable; default every service)', multiple: true}),

@@ -77,6 +77,22 @@ export interface AgentRecord {
   spiffe: string
 }
 
+/**
+ * A redirected pod (`ztctl redirect add`) as its node agent publishes it: identity
+ * `spiffe://<td>/ns/<namespace>/sa/<serviceAccount>`, reachable as HBONE on `<ip>:15008`.
+ */
+export interface WorkloadRecord {
+  /** the node agent's HBONE address (where the node itself is dialled) */
+  hbone: string
+  ips: string[]
+  name: string
+  namespace: string
+  /** the node agent serving it (its identity name) */
+  node: string
+  serviceAccount: string
+  uid: string
+}
+
 export interface ResourceKinds {
   agent: AgentRecord
   identity: IdentitySummary
@@ -84,10 +100,11 @@ export interface ResourceKinds {
   outbound: OutboundTunnel
   policy: Policy
   revocation: Revocation
+  workload: WorkloadRecord
 }
 export type ResourceKind = keyof ResourceKinds
 
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['agent', 'identity', 'inbound', 'outbound', 'policy', 'revocation']
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['agent', 'identity', 'inbound', 'outbound', 'policy', 'revocation', 'workload']
 
 /** The key of a resource within its kind. */
 export function resourceKey<K extends ResourceKind>(kind: K, value: ResourceKinds[K]): string {
@@ -110,6 +127,10 @@ export function resourceKey<K extends ResourceKind>(kind: K, value: ResourceKind
     case 'revocation': {
       return (value as Revocation).serial
     }
+
+    case 'workload': {
+      return (value as WorkloadRecord).uid
+    }
   }
 
   throw new Error(`unknown resource kind ${String(kind)}`)
@@ -119,7 +140,7 @@ export function resourceKey<K extends ResourceKind>(kind: K, value: ResourceKind
 export type ConfigSnapshot = {[K in ResourceKind]: Record<string, ResourceKinds[K]>}
 
 export function emptySnapshot(): ConfigSnapshot {
-  return {agent: {}, identity: {}, inbound: {}, outbound: {}, policy: {}, revocation: {}}
+  return {agent: {}, identity: {}, inbound: {}, outbound: {}, policy: {}, revocation: {}, workload: {}}
 }
 
 export type Change =

@@ -11,6 +11,7 @@ import {identityRoutes} from './routes/identities.js'
 import {resourceRoutes} from './routes/resources.js'
 import type {ControllerServices, Route} from './routes/types.js'
 import {versionRoutes} from './routes/version.js'
+import {workloadRoutes} from './routes/workloads.js'
 
 const MAX_BODY_BYTES = 1024 * 1024
 const DRAIN_TIMEOUT_MS = 3000
@@ -31,7 +32,7 @@ export interface ControllerServer {
   setTls(tls: ServerTls): void
 }
 
-const ROUTES: readonly Route[] = [...versionRoutes, ...enrollmentRoutes, ...identityRoutes, ...resourceRoutes, ...configRoutes]
+const ROUTES: readonly Route[] = [...versionRoutes, ...enrollmentRoutes, ...identityRoutes, ...resourceRoutes, ...configRoutes, ...workloadRoutes]
 
 const STATUS_BY_EXIT: Record<number, number> = {
   [ExitCode.auth]: 401,

@@ -1,46 +1,98 @@
 // `agent run --inpod-socket`: the in-pod data path of a node agent, in one object. Loads the state
-// directory as the first snapshot, then serves the CNI socket. Traffic: 15001 → the original
-// destination (passthrough, from inside the pod with the skip mark), 15006 → the app. (HBONE on the
-// pod's 15008 is refused until workload certificates are wired: see the report of issue 4.)
+// directory as the first snapshot, then serves the CNI socket. Traffic: 15001 → a mesh workload over
+// HBONE (or the local fast path), anything else passed through from inside the pod with the skip mark;
+// 15006 → the app; 15008 → the pod's own HBONE server. Workloads are published to the controller and
+// each served service account gets its certificate from it (both need the controller config source).
+import type {WorkloadRecord} from '../config/types.js'
 import type {Logger} from '../proxy/log.js'
+import type {Metrics} from '../proxy/metrics.js'
+import type {ConnectionTracker} from '../proxy/connection.js'
+import type {MeshState} from '../proxy/state.js'
+import {type IssueWorkloadCert, type WorkloadCertInfo, WorkloadCertificates} from './certs.js'
+import {InpodMesh} from './mesh.js'
+import {type ControllerCall, WorkloadPublisher} from './publisher.js'
 import {InpodServer, loadStateDir} from './server.js'
-import {type WorkloadHandlers, type WorkloadInfo, WorkloadManager, passthrough} from './workloads.js'
+import {type WorkloadInfo, WorkloadManager, passthrough} from './workloads.js'
 
 export interface InpodOptions {
   socketPath: string
   stateDir: string
 }
 
+/** What the agent lends the in-pod data path. */
+export interface InpodAgentContext {
+  /** the node agent's HBONE address as other agents dial it */
+  advertise: () => string
+  /** PUT/DELETE on the controller API with the agent's identity; undefined: nothing is published */
+  controller?: ControllerCall
+  /** signs a workload CSR (the controller's POST /v1/workload-certs); undefined: no mesh identity for pods */
+  issueCert?: IssueWorkloadCert
+  logger: () => Logger
+  metrics: Metrics
+  node: string
+  state: () => MeshState
+  timing?: {idleTimeoutMs?: number; keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number}
+  tracker: ConnectionTracker
+  trustDomain: string
+}
+
 export interface InpodRuntime {
+  /** the mesh configuration changed: learn workloads, re-publish, cut revoked peers */
+  applyConfig(state: MeshState): void
+  certificates(): WorkloadCertInfo[]
   close(): void
   list(): WorkloadInfo[]
   readonly workloads: WorkloadManager
 }
 
-export async function startInpod(options: InpodOptions, logger: () => Logger, handlers: Partial<WorkloadHandlers> = {}): Promise<InpodRuntime> {
-  const workloads = new WorkloadManager(
+const noIssuer: IssueWorkloadCert = async () => {
+  throw new Error('workload certificates need the controller (agent run without --config)')
+}
+
+export async function startInpod(options: InpodOptions, context: InpodAgentContext): Promise<InpodRuntime> {
+  const log = (level: 'info' | 'warn') => (message: string, fields: Record<string, unknown> = {}) => context.logger()[level]({component: 'inpod', ...fields}, message)
+  const certs = new WorkloadCertificates(context.issueCert ?? noIssuer, log('info'))
+  let workloads!: WorkloadManager
+  const mesh = new InpodMesh({...context, certs}, () => workloads)
+  workloads = new WorkloadManager(
     {
-      hbone: handlers.hbone ?? ((socket) => socket.destroy()),
-      inbound: handlers.inbound ?? ((socket, workload, destination) => void passthrough(socket, workload, destination)),
-      outbound: handlers.outbound ?? ((socket, workload, destination) => void passthrough(socket, workload, destination)),
+      hbone: (socket, workload) => mesh.hbone(socket, workload),
+      inbound: (socket, workload, destination) => void passthrough(socket, workload, destination),
+      outbound: (socket, workload, destination) => mesh.outbound(socket, workload, destination),
     },
-    (error, workload) => logger().warn({component: 'inpod', error: error.message, uid: workload.uid}, 'workload connection failed'),
+    (error, workload) => log('warn')('workload connection failed', {error: error.message, uid: workload.uid}),
   )
+  const records = (): WorkloadRecord[] =>
+    workloads.list().map((info) => ({hbone: context.advertise(), ips: info.ips, name: info.name, namespace: info.namespace, node: context.node, serviceAccount: info.serviceAccount, uid: info.uid}))
+  const publisher = context.controller
+    ? new WorkloadPublisher(context.controller, {local: records, published: () => Object.values(context.state().snapshot.workload ?? {}).filter((record) => record.node === context.node)}, log('warn'))
+    : undefined
+  const onChange = (): void => {
+    mesh.reconcile()
+    // The first workload of a service account fetches its certificate now, not on the first connection.
+    if (context.issueCert) for (const info of workloads.list()) certs.get(info.namespace, info.serviceAccount).catch((error: unknown) => log('warn')('workload certificate not issued', {error: (error as Error).message, serviceAccount: info.serviceAccount}))
+    void publisher?.sync()
+  }
+
   const {adds, problems} = await loadStateDir(options.stateDir)
-  for (const problem of problems) logger().warn({component: 'inpod', problem, stateDir: options.stateDir}, 'skipping an unreadable workload state file')
+  for (const problem of problems) log('warn')('skipping an unreadable workload state file', {problem, stateDir: options.stateDir})
   const errors = await workloads.snapshot(adds)
-  for (const [uid, error] of Object.entries(errors)) logger().warn({component: 'inpod', error, uid}, 'workload from the state directory not started')
-  const server = new InpodServer({
-    onError: (message, fields) => logger().warn({component: 'inpod', ...fields}, message),
-    socketPath: options.socketPath,
-    workloads,
-  })
+  for (const [uid, error] of Object.entries(errors)) log('warn')('workload from the state directory not started', {error, uid})
+  const server = new InpodServer({onChange, onError: (message, fields) => log('warn')(message, fields), socketPath: options.socketPath, workloads})
   await server.listen()
-  logger().info({component: 'inpod', socket: options.socketPath, stateDir: options.stateDir, workloads: adds.length - Object.keys(errors).length}, 'listener established')
+  onChange()
+  log('info')('listener established', {socket: options.socketPath, stateDir: options.stateDir, workloads: adds.length - Object.keys(errors).length})
   return {
+    applyConfig(state) {
+      mesh.enforce(state)
+      void publisher?.sync()
+    },
+    certificates: () => certs.list(),
     close() {
+      publisher?.close()
       server.close()
       workloads.closeAll()
+      mesh.close()
     },
     list: () => workloads.list(),
     workloads,

@@ -102,7 +102,11 @@ function namespaceOf(spiffe: string | undefined): string {
 
 export function workloadRows(dump: ConfigDump): WorkloadRow[] {
   return dump.workloads
-    .map((w) => ({address: w.hbone, name: w.name, namespace: namespaceOf(w.spiffe), node: w.name, protocol: w.protocol, spiffe: w.spiffe, waypoint: 'None'}))
+    .map((w) => ({
+      // pods published by node agents carry their own namespace, IPs and node; agents are their own node
+      address: w.ips?.join(',') ?? w.hbone, name: w.name, namespace: w.namespace ?? namespaceOf(w.spiffe), node: w.node ?? w.name,
+      protocol: w.protocol, spiffe: w.spiffe, waypoint: 'None',
+    }))
     .sort((a, b) => a.name.localeCompare(b.name))
 }
 

@@ -86,14 +86,28 @@ export function parseListen(text: string): string {
   return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`
 }
 
-/** `@identity` or `#role` */
+/** Kubernetes-style namespace / service account names (DNS subdomain). */
+const K8S_NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/
+
+/** `@identity`, `#role`, `ns:NAMESPACE`, `sa:NAMESPACE/SERVICE_ACCOUNT` or a full `spiffe://…` ID */
 export function parseSubject(text: string): string {
   if (/^[@#]/.test(text)) {
     parseName(text.slice(1), text.startsWith('@') ? 'identity name' : 'role')
     return text
   }
 
-  throw usage('ZT_ERR_INVALID_SUBJECT', `"${text}" names neither an identity nor a role`, `write @${text} for the identity or #${text} for the role`)
+  if (text.startsWith('ns:') && K8S_NAME.test(text.slice(3))) return text
+  if (text.startsWith('sa:')) {
+    const [namespace, account, extra] = text.slice(3).split('/')
+    if (extra === undefined && K8S_NAME.test(namespace ?? '') && K8S_NAME.test(account ?? '')) return text
+  }
+
+  if (/^spiffe:\/\/[a-z0-9.-]+\/\S{1,1024}$/.test(text)) return text
+  throw usage(
+    'ZT_ERR_INVALID_SUBJECT',
+    `"${text}" names no identity, role, namespace, service account or SPIFFE ID`,
+    `write @${text} for the identity, #${text} for the role, ns:NS, sa:NS/SA or spiffe://TD/ns/NS/sa/SA`,
+  )
 }
 
 export function parseCidr(text: string): string {

@@ -34,7 +34,9 @@ export interface AgentOptions {
   hbone: string
   identity: IdentityFile
   /** in-pod data path (`--inpod-socket`): serve the CNI socket and the workloads' listeners */
-  inpod?: {socketPath: string; stateDir: string}
+  inpod?: {socketPath: string; stateDir: string; issueCert?: import('../inpod/certs.js').IssueWorkloadCert}
+  /** sidecar mode (`--mode proxy|tproxy`): local binds or interception for the services it may dial */
+  sidecar?: import('../sidecar/sidecar.js').SidecarOptions
   /** where a renewed certificate is written back (atomically, 0600) */
   identityFile?: string
   logDestination?: NodeJS.WritableStream
@@ -85,7 +87,8 @@ export interface ConfigDump {
   revocations: Revocation[]
   services: {allow?: string[]; endpoints: {agent: string; hbone: string; target: string; weight: number}[]; hostedHere: boolean; name: string}[]
   version: number
-  workloads: {hbone: string; name: string; protocol: 'HBONE'; self: boolean; spiffe: string}[]
+  /** agents (node-level entries) and, with namespace/ips/node, the pods node agents publish */
+  workloads: {hbone: string; ips?: string[]; name: string; namespace?: string; node?: string; protocol: 'HBONE'; self: boolean; spiffe: string}[]
 }
 
 export interface Agent {
@@ -150,6 +153,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
   const httpServers: Server[] = []
   let renewer: CertificateRenewer | undefined
   let inpod: import('../inpod/runtime.js').InpodRuntime | undefined
+  let sidecar: import('../sidecar/sidecar.js').SidecarHooks | undefined
   let resolveClosed!: () => void
   const closed = new Promise<void>((resolve) => {
     resolveClosed = resolve
@@ -180,10 +184,12 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
       const next = new MeshState(update.snapshot, update.version, self)
       const previous = state
       state = next
-      const failures = draining ? [] : await inbound.apply(next.inboundTunnels())
+      const failures = draining ? [] : await inbound.apply([...next.inboundTunnels(), ...(sidecar?.listeners(next) ?? [])])
       for (const listener of inbound.list()) if (listener.address) addresses.inbound[listener.key] = listener.address
       for (const key of Object.keys(addresses.inbound)) if (!inbound.list().some((listener) => listener.key === key && listener.address)) delete addresses.inbound[key]
+      if (!draining) await sidecar?.applied(next, addresses.inbound)
       enforce(previous, next)
+      inpod?.applyConfig(next)
       configured = true
       logger.info({version: update.version, inbound: next.inboundTunnels().length, hosted: next.hostedTunnels().length}, 'configuration applied')
       if (failures.length > 0) throw new ZtError('ZT_ERR_CONFIG_APPLY', failures.join('; '))
@@ -243,7 +249,13 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
         return {allow: hosted?.allow, endpoints: state.endpoints(name).map(({agent, hbone, target, weight}) => ({agent, hbone, target, weight})), hostedHere: Boolean(hosted), name}
       }),
       version: state.version,
-      workloads: Object.values(snapshot.agent).map((agent) => ({hbone: agent.hbone, name: agent.name, protocol: 'HBONE' as const, self: agent.name === self.name, spiffe: agent.spiffe})),
+      workloads: [
+        ...Object.values(snapshot.agent).map((agent) => ({hbone: agent.hbone, name: agent.name, protocol: 'HBONE' as const, self: agent.name === self.name, spiffe: agent.spiffe})),
+        ...Object.values(snapshot.workload ?? {}).map((pod) => ({
+          hbone: pod.hbone, ips: pod.ips, name: pod.name, namespace: pod.namespace, node: pod.node, protocol: 'HBONE' as const, self: pod.node === self.name,
+          spiffe: `spiffe://${self.trustDomain}/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
+        })),
+      ],
     }
   }
 
@@ -256,6 +268,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
       hboneServer.drain()
       inbound.close()
       inpod?.close()
+      await sidecar?.close().catch((error: Error) => logger.error({error: error.message}, 'sidecar cleanup failed'))
       await options.configSource.close().catch(() => {})
       const drained = await registry.drained(drainTimeoutMs)
       if (!drained) {
@@ -303,6 +316,11 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
       logger.info({address: served.address, component: what}, 'listener established')
     }
 
+    if (options.sidecar) {
+      const {startSidecar} = await import('../sidecar/sidecar.js')
+      sidecar = await startSidecar(options.sidecar, getLogger)
+    }
+
     await options.configSource.start(applyConfig, {
       agent: self.name,
       hbone: addresses.advertise,
@@ -315,11 +333,19 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
     })
     if (options.inpod) {
       const {startInpod} = await import('../inpod/runtime.js')
-      inpod = await startInpod(options.inpod, getLogger)
+      const {controllerCall, controllerCertIssuer} = await import('../inpod/controller-api.js')
+      const viaController = options.configSource.kind === 'controller'
+      inpod = await startInpod(options.inpod, {
+        advertise: () => addresses.advertise,
+        controller: viaController ? controllerCall(() => credentials.identity) : undefined,
+        issueCert: options.inpod.issueCert ?? (viaController ? controllerCertIssuer(() => credentials.identity) : undefined),
+        logger: getLogger, metrics, node: self.name, state: () => state, timing, tracker, trustDomain: self.trustDomain,
+      })
     }
   } catch (error) {
     hboneServer.destroy()
     inpod?.close()
+    await sidecar?.close().catch(() => {})
     for (const server of httpServers) server.close()
     throw error
   }

@@ -17,6 +17,9 @@ export interface AuthzRequest {
   sourceAddress: string
   /** the source identity name, undefined when the certificate carried no ztctl SPIFFE ID */
   sourceIdentity?: string
+  /** a workload source (`spiffe://TD/ns/NS/sa/SA`): its namespace and service account */
+  sourceNamespace?: string
+  sourceServiceAccount?: string
   /** roles of the source identity (from the `identity` resources) */
   sourceRoles: readonly string[]
   sourceSpiffe?: string
@@ -26,9 +29,18 @@ export type AuthzDecision =
   | {allowed: true; policy?: string}
   | {allowed: false; policy?: string; reason: string}
 
-/** Whether one `from` entry (`@name`, `#role`, `spiffe://…`, `*`) matches the source. */
-export function principalMatches(selector: string, request: Pick<AuthzRequest, 'sourceIdentity' | 'sourceRoles' | 'sourceSpiffe'>): boolean {
-  if (selector === '*') return request.sourceIdentity !== undefined
+type SourceFields = Pick<AuthzRequest, 'sourceIdentity' | 'sourceNamespace' | 'sourceRoles' | 'sourceServiceAccount' | 'sourceSpiffe'>
+
+/** A source of this mesh: an identity, or a workload (namespace + service account). */
+const isMeshSource = (request: SourceFields): boolean => request.sourceIdentity !== undefined || request.sourceServiceAccount !== undefined
+const describeSource = (request: SourceFields): string =>
+  request.sourceIdentity === undefined ? `workload ${request.sourceNamespace}/${request.sourceServiceAccount}` : `identity "${request.sourceIdentity}"`
+
+/** Whether one `from` entry (`@name`, `#role`, `ns:NS`, `sa:NS/SA`, `spiffe://…`, `*`) matches the source. */
+export function principalMatches(selector: string, request: SourceFields): boolean {
+  if (selector === '*') return isMeshSource(request)
+  if (selector.startsWith('ns:')) return request.sourceNamespace !== undefined && selector.slice(3) === request.sourceNamespace
+  if (selector.startsWith('sa:')) return request.sourceServiceAccount !== undefined && selector.slice(3) === `${request.sourceNamespace}/${request.sourceServiceAccount}`
   if (selector.startsWith('@')) return request.sourceIdentity !== undefined && selector.slice(1) === request.sourceIdentity
   if (selector.startsWith('#')) return request.sourceRoles.includes(selector.slice(1))
   if (selector.startsWith('spiffe://')) return selector === request.sourceSpiffe
@@ -52,12 +64,12 @@ export function policyApplies(policy: Policy, service: ServiceName): boolean {
  * Policies are evaluated in name order so the reported policy is deterministic.
  */
 export function authorize(request: AuthzRequest, policies: Iterable<Policy>, allow: readonly string[] = []): AuthzDecision {
-  if (request.sourceIdentity === undefined) {
+  if (!isMeshSource(request)) {
     return {allowed: false, reason: 'the peer certificate carries no identity of this mesh'}
   }
 
   if (allow.length > 0 && !allow.some((selector) => principalMatches(selector, request))) {
-    return {allowed: false, reason: `identity "${request.sourceIdentity}" is not in the allow list of ${request.service} (${allow.join(', ')})`}
+    return {allowed: false, reason: `${describeSource(request)} is not in the allow list of ${request.service} (${allow.join(', ')})`}
   }
 
   const applicable = [...policies].filter((policy) => policyApplies(policy, request.service)).sort((a, b) => a.name.localeCompare(b.name))
@@ -85,8 +97,22 @@ export function trustDomainOf(spiffe: string): string {
   return match[1]
 }
 
+/** `spiffe://TD/ns/NS/sa/SA` → {namespace, serviceAccount}, when the ID belongs to TRUST_DOMAIN. */
+export function workloadFromSpiffe(spiffe: string | undefined, trustDomain: string): {namespace: string; serviceAccount: string} | undefined {
+  const prefix = `spiffe://${trustDomain}/ns/`
+  if (!spiffe?.startsWith(prefix)) return undefined
+  const match = /^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?)\/sa\/([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?)$/.exec(spiffe.slice(prefix.length))
+  return match ? {namespace: match[1], serviceAccount: match[3]} : undefined
+}
+
 /** Build the request fields that depend on the identity resources. */
-export function sourceOf(spiffe: string | undefined, trustDomain: string, identities: Record<string, IdentitySummary>): Pick<AuthzRequest, 'sourceIdentity' | 'sourceRoles' | 'sourceSpiffe'> {
+export function sourceOf(spiffe: string | undefined, trustDomain: string, identities: Record<string, IdentitySummary>): SourceFields {
   const name = identityNameFromSpiffe(spiffe, trustDomain)
-  return {sourceIdentity: name, sourceRoles: name === undefined ? [] : (identities[name]?.roles ?? []), sourceSpiffe: spiffe}
+  const workload = name === undefined ? workloadFromSpiffe(spiffe, trustDomain) : undefined
+  return {
+    sourceIdentity: name,
+    sourceRoles: name === undefined ? [] : (identities[name]?.roles ?? []),
+    sourceSpiffe: spiffe,
+    ...(workload ? {sourceNamespace: workload.namespace, sourceServiceAccount: workload.serviceAccount} : {}),
+  }
 }

@@ -4,15 +4,18 @@
 // `open()` resolves with a CONNECT stream only once the peer answered 200. (The command imports this
 // domain lazily, so node:http2 is loaded only by `agent run`.)
 import {type ClientHttp2Session, type ClientHttp2Stream, connect, type IncomingHttpHeaders, type OutgoingHttpHeaders} from 'node:http2'
+import type {Socket} from 'node:net'
 import {connect as tlsConnect, type TLSSocket} from 'node:tls'
 
-import {formatHostPort, parseHostPort} from './address.js'
+import {formatHostPort, type HostPort, parseHostPort} from './address.js'
 import type {ResponseFlag} from './metrics.js'
 import {H2_MAX_SESSION_MEMORY_MB, H2_SETTINGS, keepalive, raiseConnectionWindow} from './relay.js'
 import {type Credentials, HBONE_ALPN, peerIdentity, pinServerIdentity} from './tls.js'
 
 export interface PoolOptions {
   connectTimeoutMs?: number
+  /** dial the TCP connection under TLS yourself (in-pod: from inside the source pod's netns, with the skip mark) */
+  connectSocket?: (address: HostPort) => Socket
   credentials: Credentials
   /** release a session after it carried no stream for this long (ztunnel: 5 min) */
   idleTimeoutMs?: number
@@ -73,7 +76,7 @@ const STATUS_TEXT: Record<number, string> = {400: 'Bad Request', 401: 'Unauthori
 
 export class HbonePool {
   private readonly sessions = new Map<string, PooledSession[]>()
-  private readonly options: Required<PoolOptions>
+  private readonly options: Required<Omit<PoolOptions, 'connectSocket'>> & Pick<PoolOptions, 'connectSocket'>
   private closed = false
 
   constructor(options: PoolOptions) {
@@ -208,6 +211,7 @@ export class HbonePool {
           checkServerIdentity: pinServerIdentity(destination.spiffe, isRevoked),
           host: address.host,
           port: address.port,
+          ...(this.options.connectSocket ? {socket: this.options.connectSocket(address)} : {}),
           rejectUnauthorized: true,
           secureContext: credentials.secureContext,
         }),

@@ -25,6 +25,8 @@ export interface HboneServerOptions {
   metrics: Metrics
   /** the address other agents dial (reported as dst.addr) */
   advertise: () => string
+  /** handle each stream yourself instead of the tunnel checks (in-pod: a workload's own 15008) */
+  handleStream?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: PeerIdentity) => void
   state: () => MeshState
   tracker: ConnectionTracker
 }
@@ -37,7 +39,7 @@ export class HboneServer {
   private readonly server: Http2SecureServer
   private readonly sessions = new Set<Http2Session>()
   private readonly peers = new WeakMap<Http2Session, PeerIdentity>()
-  private readonly options: Required<HboneServerOptions>
+  private readonly options: Required<Omit<HboneServerOptions, 'handleStream'>> & Pick<HboneServerOptions, 'handleStream'>
 
   constructor(options: HboneServerOptions) {
     this.options = {dialTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, keepaliveTimeoutMs: 20_000, ...options}
@@ -65,6 +67,11 @@ export class HboneServer {
       })
     })
     return this.server.address() as AddressInfo
+  }
+
+  /** Serve a TCP connection accepted elsewhere (a listener inside a pod's netns): TLS starts on it. */
+  accept(socket: Socket): void {
+    this.server.emit('connection', socket)
   }
 
   /** Stop accepting and send GOAWAY on every session; open streams continue. */
@@ -120,6 +127,11 @@ export class HboneServer {
     if (!session) return
     const socket = session.socket as TLSSocket
     const peer = this.peers.get(session) ?? {}
+    if (this.options.handleStream) {
+      this.options.handleStream(stream, headers, peer)
+      return
+    }
+
     const state = this.options.state()
     const authority = headers[':authority']
     const target = parseHostPort(authority)

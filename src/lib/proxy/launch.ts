@@ -17,6 +17,7 @@ export interface LaunchOptions {
   hbone: string
   identityFile: string
   inpod?: AgentOptions['inpod']
+  sidecar?: AgentOptions['sidecar']
   logLevel: LogLevel
   metrics?: string
   readiness?: string
@@ -46,6 +47,7 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
     identity,
     identityFile: options.identityFile,
     inpod: options.inpod,
+    sidecar: options.sidecar,
     logLevel: options.logLevel,
     metrics: options.metrics,
     readiness: options.readiness,

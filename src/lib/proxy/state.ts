@@ -117,6 +117,10 @@ const CHECKS: Record<ResourceKind, Check> = {
     return badCidr === undefined ? undefined : `bad CIDR ${JSON.stringify(badCidr)}`
   },
   revocation: (value) => (isString(value.serial) && isString(value.spiffe) ? undefined : 'needs serial and spiffe'),
+  workload: (value) =>
+    isString(value.uid) && isString(value.namespace) && isString(value.name) && isString(value.serviceAccount) && isString(value.node) && isStringArray(value.ips)
+      ? undefined
+      : 'needs uid, namespace, name, serviceAccount, node and ips[]',
 }
 
 /** Check a snapshot's shape; missing kinds become empty. Throws ZT_ERR_CONFIG naming the bad entry. */

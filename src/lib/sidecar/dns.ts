@@ -317,8 +317,11 @@ export class FrameReader {
   }
 }
 
-/** The first `nameserver` of a resolv.conf (port 53), or undefined when there is none. */
-export async function upstreamFromResolvConf(file = '/etc/resolv.conf'): Promise<HostPort | undefined> {
+/**
+ * The first `nameserver` of a resolv.conf (port 53) other than SKIP (our own address, after a rewrite),
+ * or undefined when there is none.
+ */
+export async function upstreamFromResolvConf(file = '/etc/resolv.conf', skip?: string): Promise<HostPort | undefined> {
   let text: string
   try {
     text = await readFile(file, 'utf8')
@@ -328,7 +331,8 @@ export async function upstreamFromResolvConf(file = '/etc/resolv.conf'): Promise
 
   for (const line of text.split('\n')) {
     const match = /^\s*nameserver\s+(\S+)/.exec(line)
-    if (match && isIP(match[1].replace(/%.*$/, ''))) return {host: match[1].replace(/%.*$/, ''), port: 53}
+    const host = match?.[1].replace(/%.*$/, '')
+    if (host && isIP(host) && host !== skip) return {host, port: 53}
   }
 
   return undefined
