@@ -11,7 +11,8 @@
 //   await ctl.kill9()      // SIGKILL, waits for exit
 //   await ctl.restart()    // start again on the same port, data dir and home
 //
-// Options: extraArgs (e.g. ['--cert-ttl', '4s']), port (reuse a port), dataDir, home.
+// Options: extraArgs (e.g. ['--cert-ttl', '4s']), port (reuse a port), dataDir, home; netns + listenHost run
+// the controller (and ctl.run) inside a network namespace, e.g. a test "node" (`ip netns exec`, same PID).
 // Needs a built dist/ (`npm run build`). Everything is killed by PID; nothing is left running.
 import {type ChildProcess, spawn} from 'node:child_process'
 import {mkdtemp, rm} from 'node:fs/promises'
@@ -33,6 +34,10 @@ export interface TestControllerOptions {
   dataDir?: string
   extraArgs?: string[]
   home?: string
+  /** IP to listen on (default 127.0.0.1) */
+  listenHost?: string
+  /** run inside this network namespace (by name, as `ip netns exec` takes it) */
+  netns?: string
   port?: number
 }
 
@@ -57,9 +62,10 @@ interface TestContextLike {
 }
 
 /** Run `bin/run.js ARGS` with ENV; resolves with the exit code and output (bounded by timeoutMs). */
-export function runCli(args: string[], env: NodeJS.ProcessEnv, options: {cwd?: string; timeoutMs?: number} = {}): Promise<RunResult> {
+export function runCli(args: string[], env: NodeJS.ProcessEnv, options: {cwd?: string; netns?: string; timeoutMs?: number} = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [RUN_JS, ...args], {cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe']})
+    const [file, argv] = inNetns(options.netns, [RUN_JS, ...args])
+    const child = spawn(file, argv, {cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe']})
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
@@ -73,6 +79,11 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, options: {cwd?: s
   })
 }
 
+/** `node ARGS`, or `ip netns exec NETNS node ARGS` (ip execs node: the PID stays the controller's). */
+function inNetns(netns: string | undefined, args: string[]): [string, string[]] {
+  return netns ? ['ip', ['netns', 'exec', netns, process.execPath, ...args]] : [process.execPath, args]
+}
+
 export async function startTestController(t: TestContextLike, options: TestControllerOptions = {}): Promise<TestController> {
   const home = options.home ?? (await mkdtemp(path.join(tmpdir(), 'ztctl-test-')))
   const dataDir = options.dataDir ?? path.join(home, 'controller')
@@ -84,11 +95,12 @@ export async function startTestController(t: TestContextLike, options: TestContr
   let url = ''
 
   const launch = async (): Promise<void> => {
-    const args = [RUN_JS, 'controller', 'run', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, ...(options.extraArgs ?? [])]
+    const args = [RUN_JS, 'controller', 'run', '--listen', `${options.listenHost ?? '127.0.0.1'}:${port}`, '--data-dir', dataDir, ...(options.extraArgs ?? [])]
     // A restart on the same port may race the old socket's release: retry a few times.
     for (let attempt = 0; attempt < 5; attempt++) {
       stderr = ''
-      const started = spawn(process.execPath, args, {cwd: home, env, stdio: ['ignore', 'pipe', 'pipe']})
+      const [file, argv] = inNetns(options.netns, args)
+      const started = spawn(file, argv, {cwd: home, env, stdio: ['ignore', 'pipe', 'pipe']})
       child = started
       started.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
       const outcome = await waitForBanner(started)
@@ -139,7 +151,7 @@ export async function startTestController(t: TestContextLike, options: TestContr
       await waitExit('SIGTERM')
       await launch()
     },
-    run: (args, runOptions = {}) => runCli(args, {...env, ...runOptions.env}, {cwd: runOptions.cwd ?? home, timeoutMs: runOptions.timeoutMs}),
+    run: (args, runOptions = {}) => runCli(args, {...env, ...runOptions.env}, {cwd: runOptions.cwd ?? home, netns: options.netns, timeoutMs: runOptions.timeoutMs}),
     stop: () => waitExit('SIGTERM'),
   }
   t.after(async () => {
