@@ -6,14 +6,13 @@
 // traffic with no leftover rule; restarting a node agent keeps new connections working.
 import assert from 'node:assert/strict'
 import type {ChildProcess} from 'node:child_process'
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {test, type TestContext} from 'node:test'
 
-import {startTestController, type TestController} from '../helpers/controller.js'
-import {createTopology, type Topology, type TopoNode, type TopoPod} from '../helpers/netns.js'
-import {RUN_JS, runCli} from '../helpers/controller.js'
+import {RUN_JS, runCli, startTestController, type TestController} from '../helpers/controller.js'
+import {createTopology, type TopoNode, type TopoPod} from '../helpers/netns.js'
 import {podApp, podFetch} from './fixtures.js'
 
 const NAMESPACE = 'default'
@@ -175,14 +174,4 @@ test('two nodes × two pods: HBONE between pods with no proxy setting, TLS-only 
   const recovered = Date.now()
   t.diagnostic(`node agent restart: process up and workloads re-created in ${serving - restartedAt} ms; first new connection ok ${recovered - serving} ms later`)
   assert.equal(await podFetch(n1p2, n2p2.ip, 8081), `${n2p2.name} saw ${n2p2.ip}`)
-  // The restarted agent re-created its workloads from the state directory (none lost, none added).
-  const listed = JSON.parse(await readFile(path.join(paths(node2).state, `${(await stateUid(topo, n2p1))}.json`), 'utf8')) as {add?: {uid: string}}
-  assert.ok(listed.add?.uid ?? listed, 'the state file of n2p1 is still there')
 })
-
-/** The uid `redirect add` gave a pod (its state file name). */
-async function stateUid(topo: Topology, pod: TopoPod): Promise<string> {
-  void topo
-  const {workloadUid} = await import('../../src/lib/redirect/redirect.js')
-  return workloadUid(NAMESPACE, pod.name)
-}

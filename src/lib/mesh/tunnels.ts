@@ -123,7 +123,7 @@ export interface TunnelEnd {
 }
 
 export interface TunnelSummary {
-  inbound: (TunnelEnd & {listen: string})[]
+  inbound: (TunnelEnd & {intercept?: string[]; listen: string})[]
   outbound: (TunnelEnd & {allow: string[]; targets: Target[]})[]
   service: string
 }
@@ -157,7 +157,12 @@ export async function listTunnels(api: ControllerApi): Promise<{tunnels: TunnelS
   }
 
   for (const tunnel of inbounds.items) {
-    summary(tunnel.service).inbound.push({agent: tunnel.agent, listen: tunnel.listen, online: online.get(tunnel.agent) ?? false})
+    summary(tunnel.service).inbound.push({
+      agent: tunnel.agent,
+      intercept: tunnel.intercept,
+      listen: tunnel.listen,
+      online: online.get(tunnel.agent) ?? false,
+    })
   }
 
   const tunnels = [...byService.values()].sort((a, b) => a.service.localeCompare(b.service))
