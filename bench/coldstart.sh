@@ -8,16 +8,17 @@
 # bounded loop timed with `date +%s%N`. Warm-up runs first, so the page cache and Node's compile cache
 # are warm: this is the start a user sees on the second invocation, which is the one that matters
 # for interactive use. `node -e 0` is listed as the floor Node itself imposes.
-# Knobs (env): COLD_RUNS (30) COLD_WARMUP (3) COLD_TOOL (auto|hyperfine|loop) OUT (bench/results/<stamp>).
+# Knobs (env): COLD_RUNS (30 per command) COLD_ROUNDS (3, hyperfine) COLD_WARMUP (3)
+#   COLD_TOOL (auto|hyperfine|loop) OUT (bench/results/<stamp>).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 COLD_RUNS=${COLD_RUNS:-30}
 COLD_WARMUP=${COLD_WARMUP:-3}
 COLD_TOOL=${COLD_TOOL:-auto}
+COLD_ROUNDS=${COLD_ROUNDS:-3}
 OUT=${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-RAW_TIMES=$OUT/coldstart-times.json
 RESULT=$OUT/coldstart.json
 
 if [[ ! -f $ROOT/oclif.manifest.json || ! -d $ROOT/dist/commands ]]; then
@@ -46,41 +47,55 @@ for entry in "${COMMANDS[@]}"; do
   fi
 done
 
+# The machine's load drifts within seconds, so the commands take turns: hyperfine in COLD_ROUNDS rounds
+# (order reversed every other round), the loop round-robin, one run of each command at a time.
+TIME_FILES=()
 if [[ $COLD_TOOL != loop ]] && command -v hyperfine >/dev/null; then
   TOOL=hyperfine
-  args=()
-  for entry in "${COMMANDS[@]}"; do args+=(-n "${entry%%|*}" "${entry#*|}"); done
-  timeout 600 hyperfine -N --style basic --warmup "$COLD_WARMUP" --runs "$COLD_RUNS" \
-    --export-json "$RAW_TIMES" "${args[@]}" >"$OUT/coldstart-hyperfine.txt" 2>&1 || {
-    echo "coldstart: hyperfine failed, see $OUT/coldstart-hyperfine.txt" >&2; exit 1; }
+  runs_per_round=$(((COLD_RUNS + COLD_ROUNDS - 1) / COLD_ROUNDS))
+  for ((round = 1; round <= COLD_ROUNDS; round++)); do
+    args=()
+    for entry in "${COMMANDS[@]}"; do
+      if ((round % 2)); then args+=(-n "${entry%%|*}" "${entry#*|}"); else args=(-n "${entry%%|*}" "${entry#*|}" "${args[@]}"); fi
+    done
+    file=$OUT/coldstart-times-r$round.json
+    timeout 600 hyperfine -N --style basic --warmup "$COLD_WARMUP" --runs "$runs_per_round" \
+      --export-json "$file" "${args[@]}" >>"$OUT/coldstart-hyperfine.txt" 2>&1 || {
+      echo "coldstart: hyperfine failed, see $OUT/coldstart-hyperfine.txt" >&2; exit 1; }
+    TIME_FILES+=("$file")
+  done
 else
   # Same JSON shape as hyperfine's export ({results:[{command, times:[seconds…]}]}).
   TOOL=loop
-  # `timeout` and `date` add a fixed cost per run; time an empty command the same way and subtract it.
-  loop_times() { # CMD... -> one sample in microseconds per line
-    local i t0 t1
-    for ((i = 0; i < COLD_WARMUP; i++)); do timeout 30 "$@" >/dev/null 2>&1; done
-    for ((i = 0; i < COLD_RUNS; i++)); do
-      t0=$(date +%s%N)
-      timeout 30 "$@" >/dev/null 2>&1
-      t1=$(date +%s%N)
-      echo $(((t1 - t0) / 1000))
-    done
+  time_once_us() { # CMD... -> wall time of one run in microseconds
+    local t0 t1
+    t0=$(date +%s%N)
+    timeout 30 "$@" >/dev/null 2>&1
+    t1=$(date +%s%N)
+    echo $(((t1 - t0) / 1000))
   }
-  overhead_us=$(loop_times true | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}')
+  # `timeout` and `date` add a fixed cost per run; time an empty command the same way and subtract it.
+  overhead_us=$(for ((i = 0; i < COLD_RUNS; i++)); do time_once_us true; done | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}')
+  for entry in "${COMMANDS[@]}"; do for ((i = 0; i < COLD_WARMUP; i++)); do time_once_us ${entry#*|} >/dev/null; done; done
+  declare -A samples=()
+  for ((i = 0; i < COLD_RUNS; i++)); do
+    for entry in "${COMMANDS[@]}"; do
+      us=$(time_once_us ${entry#*|})
+      samples[${entry%%|*}]+="${samples[${entry%%|*}]:+,}$((us > overhead_us ? us - overhead_us : 0))e-6"
+    done
+  done
+  file=$OUT/coldstart-times.json
   {
     printf '{"results":['
     sep=
     for entry in "${COMMANDS[@]}"; do
-      name=${entry%%|*} cmd=${entry#*|}
-      times=()
-      for us in $(loop_times $cmd); do times+=("$((us > overhead_us ? us - overhead_us : 0))e-6"); done
-      printf '%s{"command":"%s","times":[%s]}' "$sep" "$name" "$(IFS=,; echo "${times[*]}")"
+      printf '%s{"command":"%s","times":[%s]}' "$sep" "${entry%%|*}" "${samples[${entry%%|*}]}"
       sep=,
     done
     printf ']}\n'
-  } >"$RAW_TIMES"
+  } >"$file"
+  TIME_FILES+=("$file")
 fi
 
-node "$ROOT/bench/ratios.js" coldstart "$RAW_TIMES" "$TOOL" >"$RESULT" || exit 1
+node "$ROOT/bench/ratios.js" coldstart "$TOOL" "${TIME_FILES[@]}" >"$RESULT" || exit 1
 node "$ROOT/bench/ratios.js" coldstart-table "$RESULT"

@@ -1,7 +1,8 @@
+/* global console, process */
 // ratios.js - turns one benchmark run into the ratio table the issue asks for.
 //
 //   node bench/ratios.js table OUT_DIR                 # markdown: ztctl vs stunnel/haproxy/nghttpx, targets
-//   node bench/ratios.js coldstart TIMES.json TOOL      # hyperfine-shaped times -> coldstart.json (stdout)
+//   node bench/ratios.js coldstart TOOL TIMES.json...   # hyperfine-shaped times -> coldstart.json (stdout)
 //   node bench/ratios.js coldstart-table coldstart.json # markdown table of the cold-start figures
 //
 // Reads what the harness wrote into OUT_DIR (raw.jsonl, path-notes.txt; see ../shared/bench/README.md)
@@ -11,7 +12,8 @@ import {existsSync, readFileSync} from 'node:fs'
 import path from 'node:path'
 
 const OURS = process.env.OURS || 'ztctl'
-const PEERS = ['stunnel', 'haproxy', 'nghttpx-native']
+// node-h2 (the shared ~150-line prototype) shows Node's own ceiling when a run includes it
+const PEERS = ['stunnel', 'haproxy', 'nghttpx-native', 'node-h2']
 const MB = 1e6 // the issue's "60 MB" read as 10^6 bytes, the stricter reading
 
 const median = (values) => {
@@ -52,10 +54,17 @@ function loadRaw(outDir) {
 
 // ---------- cold start ----------
 
-function coldstartResult(timesFile, tool) {
-  const {results} = JSON.parse(readFileSync(timesFile, 'utf8'))
+/** Pool the runs of every times file (hyperfine's export shape) per command. */
+function coldstartResult(tool, timesFiles) {
+  const pooled = new Map()
+  for (const file of timesFiles) {
+    for (const {command, times} of JSON.parse(readFileSync(file, 'utf8')).results) {
+      pooled.set(command, [...(pooled.get(command) ?? []), ...times])
+    }
+  }
+
   const commands = {}
-  for (const {command, times} of results) {
+  for (const [command, times] of pooled) {
     const ms = times.map((seconds) => seconds * 1000)
     const mean = ms.reduce((a, b) => a + b, 0) / ms.length
     commands[command] = {
@@ -182,7 +191,7 @@ switch (command) {
   }
 
   case 'coldstart': {
-    console.log(JSON.stringify(coldstartResult(args[0], args[1] || 'unknown'), null, 2))
+    console.log(JSON.stringify(coldstartResult(args[0], args.slice(1)), null, 2))
     break
   }
 
@@ -192,7 +201,7 @@ switch (command) {
   }
 
   default: {
-    console.error('usage: node bench/ratios.js table OUT_DIR | coldstart TIMES.json TOOL | coldstart-table coldstart.json')
+    console.error('usage: node bench/ratios.js table OUT_DIR | coldstart TOOL TIMES.json... | coldstart-table coldstart.json')
     process.exitCode = 2
   }
 }

@@ -23,7 +23,10 @@ interface NodeAgent {
   output: () => string
 }
 
+const step = (what: string): void => void (process.env.ZT_STEPS && process.stderr.write(`[two-nodes] ${what}\n`))
+
 async function waitUntil<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000, intervalMs = 100): Promise<T> {
+  step(what)
   const deadline = Date.now() + timeoutMs
   let last: unknown
   while (Date.now() < deadline) {
@@ -37,10 +40,12 @@ async function waitUntil<T>(what: string, check: () => Promise<T | undefined> | 
     await new Promise((resolve) => setTimeout(resolve, intervalMs))
   }
 
+  step(`timed out: ${what}`)
   throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
 }
 
 async function ok(ctl: TestController, args: string[]): Promise<string> {
+  step(args.join(' '))
   const result = await ctl.run(args)
   assert.equal(result.code, 0, `ztctl ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`)
   return result.stdout
@@ -85,10 +90,13 @@ test('two nodes × two pods: HBONE between pods with no proxy setting, TLS-only 
   }
 
   const stopAgent = async (agent: NodeAgent): Promise<void> => {
-    if (agent.child.exitCode !== null) return
-    const exited = new Promise((resolve) => agent.child.once('exit', resolve))
-    agent.child.kill('SIGTERM')
+    const {child} = agent
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
     await exited
+    clearTimeout(timer)
   }
 
   const agents = [await startNodeAgent(node1), await startNodeAgent(node2)]
@@ -170,7 +178,9 @@ test('two nodes × two pods: HBONE between pods with no proxy setting, TLS-only 
   const restartedAt = Date.now()
   agents[1] = await startNodeAgent(node2)
   const serving = Date.now()
-  await waitUntil('new connections after the restart', async () => (await tryFetch(n1p2, n2p1.ip, 8080)) === `${n2p1.name} saw ${n2p1.ip}`, 10_000, 50)
+  await waitUntil('new connections after the restart', async () => (await tryFetch(n1p2, n2p1.ip, 8080)) === `${n2p1.name} saw ${n2p1.ip}`, 10_000, 50).catch((error: Error) => {
+    throw new Error(`${error.message}\nnode 1:\n${agents[0]!.output().slice(-3000)}\nnode 2:\n${agents[1]!.output().slice(-3000)}`)
+  })
   const recovered = Date.now()
   t.diagnostic(`node agent restart: process up and workloads re-created in ${serving - restartedAt} ms; first new connection ok ${recovered - serving} ms later`)
   assert.equal(await podFetch(n1p2, n2p2.ip, 8081), `${n2p2.name} saw ${n2p2.ip}`)

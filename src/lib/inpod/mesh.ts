@@ -273,7 +273,8 @@ export class InpodMesh {
 
 /** A TCP connection to ADDRESS dialled from inside SOURCE's pod with the skip mark (TLS goes on top). */
 function dialSocket(source: Workload, address: HostPort): net.Socket {
-  const socket = new net.Socket({allowHalfOpen: true, fd: tcpSocket(net.isIPv6(address.host) ? 6 : 4, {mark: INPOD_SKIP_MARK, netns: source.add.netns})})
+  // Not half-open: when the peer agent goes away, the session must see the end and close.
+  const socket = new net.Socket({fd: tcpSocket(net.isIPv6(address.host) ? 6 : 4, {mark: INPOD_SKIP_MARK, netns: source.add.netns})})
   socket.setNoDelay(true)
   socket.connect({host: address.host, port: address.port})
   return socket

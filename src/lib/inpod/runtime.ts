@@ -52,9 +52,9 @@ const noIssuer: IssueWorkloadCert = async () => {
 export async function startInpod(options: InpodOptions, context: InpodAgentContext): Promise<InpodRuntime> {
   const log = (level: 'info' | 'warn') => (message: string, fields: Record<string, unknown> = {}) => context.logger()[level]({component: 'inpod', ...fields}, message)
   const certs = new WorkloadCertificates(context.issueCert ?? noIssuer, log('info'))
-  let workloads!: WorkloadManager
-  const mesh = new InpodMesh({...context, certs}, () => workloads)
-  workloads = new WorkloadManager(
+  // The mesh reads the workload set lazily (it is created right below, with the mesh's handlers).
+  const mesh: InpodMesh = new InpodMesh({...context, certs}, () => workloads)
+  const workloads: WorkloadManager = new WorkloadManager(
     {
       hbone: (socket, workload) => mesh.hbone(socket, workload),
       inbound: (socket, workload, destination) => void passthrough(socket, workload, destination),
