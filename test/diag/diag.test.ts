@@ -14,9 +14,9 @@ import {runCli} from '../helpers/controller.js'
 import {createTopology, hasRoot, type Topology} from '../helpers/netns.js'
 import {startAgentServer} from '../redirect/agent-server.js'
 
-async function waitForListeners(topo: Topology, netns: string, ports: number[]): Promise<void> {
+async function waitForListeners(topo: Topology, netns: string, ports: number[], protocol: 'tcp' | 'udp' = 'tcp'): Promise<void> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const listening = await topo.execOk(netns, 'ss', ['-Hntl'])
+    const listening = await topo.execOk(netns, 'ss', [protocol === 'tcp' ? '-Hntl' : '-Hnul'])
     if (ports.every((port) => listening.includes(`:${port} `))) return
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
@@ -34,7 +34,11 @@ test('diag redirect: healthy namespace passes; each deleted rule, route or liste
   // The agent's listeners in the pod netns (the real agent is engineer B's; diag only looks at sockets).
   const listenerPorts = [PORTS.outbound, PORTS.inbound, PORTS.hbone]
   const listeners = new Map(listenerPorts.map((port) => [port, topo.spawn(pod.netns, 'socat', [`TCP-LISTEN:${port},reuseaddr,fork`, 'SYSTEM:true'])]))
-  await waitForListeners(topo, pod.netns, listenerPorts)
+  // DNS capture is on by default, so the DNS listener (UDP and TCP 15053) is expected too.
+  topo.spawn(pod.netns, 'socat', [`TCP-LISTEN:${PORTS.dns},reuseaddr,fork`, 'SYSTEM:true'])
+  topo.spawn(pod.netns, 'socat', [`UDP-LISTEN:${PORTS.dns},reuseaddr,fork`, 'SYSTEM:true'])
+  await waitForListeners(topo, pod.netns, [...listenerPorts, PORTS.dns])
+  await waitForListeners(topo, pod.netns, [PORTS.dns], 'udp')
   const addOptions = {agentSocket: agent.socketPath, netns: pod.netnsPath, serviceAccount: 'web', stateDir, workload: 'default/web-1'}
   await addRedirect(addOptions)
   const diagnose = () => diagnoseRedirect({agentSocket: agent.socketPath, netns: pod.netnsPath, stateDir})
@@ -53,7 +57,7 @@ test('diag redirect: healthy namespace passes; each deleted rule, route or liste
     assert.equal(byWorkload.code, 0, byWorkload.stderr)
   })
 
-  for (const rule of expectedRules(4, {dnsCapture: false})) {
+  for (const rule of expectedRules(4, {dnsCapture: true})) {
     await t.test(`deleting ${rule.table} ${rule.chain} \`${rule.spec}\` is flagged as ${rule.id}`, async () => {
       await topo.execOk(pod.netns, 'iptables', ['-t', rule.table, '-D', rule.chain, ...rule.spec.split(' ')])
       const problems = await failing()

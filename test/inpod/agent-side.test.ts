@@ -1,5 +1,5 @@
 // The node agent's in-pod side with real namespaces and real iptables REDIRECT rules (root): the CNI
-// socket (hello, add/delete/snapshot acks, garbage), listeners 15001/15006/15008 inside the pod,
+// socket (hello, add/delete/snapshot acks, garbage), listeners 15001/15006/15008/15053 inside the pod,
 // outbound passthrough and inbound plaintext delivered from inside the pod with the skip mark, and a
 // restarted agent re-creating its workloads from the state directory.
 import assert from 'node:assert/strict'
@@ -33,7 +33,7 @@ async function startNodeAgent(t: TestContext, dir: string, name: string) {
   return {...running, socketPath, stateDir}
 }
 
-test('CNI socket: hello, add opens 15001/15006/15008 in the pod, traffic both ways goes through the agent, delete closes', async (t) => {
+test('CNI socket: hello, add opens 15001/15006/15008/15053 in the pod, traffic both ways goes through the agent, delete closes', async (t) => {
   const topo = await createTopology(t, {nodes: 1, podsPerNode: 2})
   const [pod1, pod2] = topo.pods as [TopoPod, TopoPod]
   const dir = await tempDir(t)
@@ -45,7 +45,7 @@ test('CNI socket: hello, add opens 15001/15006/15008 in the pod, traffic both wa
   t.after(() => cni.close())
   assert.deepEqual(await cni.next(), {type: 'hello', version: 1})
   assert.deepEqual(await cni.request(addFor(pod1)), {type: 'ack', uid: `uid-${pod1.name}`})
-  assert.deepEqual(await listeningPorts(topo, pod1), [15001, 15006, 15008])
+  assert.deepEqual(await listeningPorts(topo, pod1), [15001, 15006, 15008, 15053])
   assert.deepEqual(await cni.request(addFor(pod1)), {type: 'ack', uid: `uid-${pod1.name}`}, 'add is idempotent')
   await redirectPod(topo, pod1)
 
@@ -64,7 +64,7 @@ test('CNI socket: hello, add opens 15001/15006/15008 in the pod, traffic both wa
 
   // Snapshot: adds the listed, removes the rest.
   assert.deepEqual(await cni.request({type: 'snapshot', workloads: [addFor(pod2)]}), {type: 'ack'})
-  assert.deepEqual(await listeningPorts(topo, pod2), [15001, 15006, 15008])
+  assert.deepEqual(await listeningPorts(topo, pod2), [15001, 15006, 15008, 15053])
   assert.deepEqual(await cni.request({type: 'snapshot', workloads: []}), {type: 'ack'})
   assert.deepEqual(await listeningPorts(topo, pod2), [])
   // A netns that does not exist: an ack carrying the error, the agent keeps going.
@@ -105,7 +105,7 @@ test('a restarted agent re-creates its workloads from the state directory', asyn
   await assert.rejects(podFetch(pod1, pod2.ip, 8080), /ECONNREFUSED/, 'redirected with no agent: refused')
 
   const first = await startNodeAgent(t, dir, 'node1')
-  assert.deepEqual(await listeningPorts(topo, pod1), [15001, 15006, 15008])
+  assert.deepEqual(await listeningPorts(topo, pod1), [15001, 15006, 15008, 15053])
   assert.equal(await podFetch(pod1, pod2.ip, 8080), `${pod2.name} saw ${pod1.ip}`)
   assert.ok(first.logs.some((line) => String(line.problem ?? '').startsWith('broken.json')), 'the broken state file is reported')
   await first.agent.shutdown('restart')

@@ -1,11 +1,62 @@
 // Shared pieces of the in-pod root tests: apps listening inside pod netns, clients dialling from
 // inside a pod (unmarked, like any app), the in-pod rules in miniature, and a CNI-protocol client.
+import type {ChildProcess} from 'node:child_process'
 import {once} from 'node:events'
 import net from 'node:net'
 
 import {listenTcp, tcpSocket} from '../../src/lib/netns/native.js'
 import {type InpodAck, type InpodMessage, InpodLineParser, type InpodRequest, encodeInpodMessage} from '../../src/lib/inpod/protocol.js'
-import type {Topology, TopoPod} from '../helpers/netns.js'
+import {RUN_JS} from '../helpers/controller.js'
+import type {Topology, TopoNode, TopoPod} from '../helpers/netns.js'
+
+const step = (what: string): void => void (process.env.ZT_STEPS && process.stderr.write(`[inpod] ${what}\n`))
+
+/** Poll CHECK until it returns something truthy (errors count as "not yet"); bounded by TIMEOUT_MS. */
+export async function waitUntil<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000, intervalMs = 100): Promise<T> {
+  step(what)
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await check()
+      if (value) return value
+    } catch (error) {
+      last = error
+    }
+
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+
+  step(`timed out: ${what}`)
+  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
+}
+
+export interface NodeAgent {
+  child: ChildProcess
+  output: () => string
+}
+
+/** `ztctl agent run --inpod-socket` inside NODE's netns (a controller-enrolled identity), once its CNI socket is served. */
+export async function startNodeAgent(topo: Topology, node: TopoNode, files: {identity: string; socket: string; stateDir: string}): Promise<NodeAgent> {
+  const child = topo.spawn(node.netns, process.execPath, [RUN_JS, 'agent', 'run', '-i', files.identity, '--hbone', `${node.bridgeIp}:15008`,
+    '--admin', '127.0.0.1:15000', '--metrics', '127.0.0.1:0', '--readiness', '127.0.0.1:0', '--inpod-socket', files.socket, '--inpod-state-dir', files.stateDir, '--log-level', 'info'])
+  let output = ''
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  await waitUntil(`node agent in ${node.name} serving the CNI socket`, () => output.includes('"component":"inpod"') && output.includes('listener established'), 30_000)
+  return {child, output: () => output}
+}
+
+/** SIGTERM, then SIGKILL after 15 s; resolves once the process is gone. */
+export async function stopNodeAgent(agent: NodeAgent): Promise<void> {
+  const {child} = agent
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+  await exited
+  clearTimeout(timer)
+}
 
 /** An app inside POD on PORT that answers every connection with `<name> saw <remote address>` and closes. */
 export async function podApp(t: {after(fn: () => void): void}, pod: TopoPod, port: number, name = pod.name): Promise<net.Server> {

@@ -2,12 +2,13 @@
 // namespace, SO_MARK on both, SO_REUSEPORT handoff, SO_ORIGINAL_DST after an iptables REDIRECT, and the
 // main thread always back in its own namespace.
 import assert from 'node:assert/strict'
+import {createSocket, type Socket as UdpSocket} from 'node:dgram'
 import {closeSync, readlinkSync} from 'node:fs'
 import net from 'node:net'
 import {once} from 'node:events'
 import {test} from 'node:test'
 
-import {INPOD_SKIP_MARK, getMark, listenTcp, originalDst, tcpSocket} from '../../src/lib/netns/native.js'
+import {INPOD_SKIP_MARK, bindUdp, getMark, listenTcp, originalDst, tcpSocket} from '../../src/lib/netns/native.js'
 import {ZtError} from '../../src/lib/errors.js'
 import {createTopology} from '../helpers/netns.js'
 
@@ -103,6 +104,39 @@ test('originalDst returns the destination before an iptables REDIRECT', async (t
   const plain = listenTcp('127.0.0.1', 0, {})
   t.after(() => closeSync(plain))
   assert.throws(() => originalDst(plain), (error: unknown) => ZtError.is(error) && error.code === 'ZT_ERR_NETNS')
+})
+
+/** node:dgram adopting a UDP fd from the addon. */
+function adoptUdp(t: {after(fn: () => void): void}, fd: number): Promise<UdpSocket> {
+  const socket = createSocket('udp4')
+  t.after(() => socket.close())
+  return new Promise((resolve) => socket.bind({fd}, () => resolve(socket)))
+}
+
+test('bindUdp: a UDP socket bound inside a pod netns, marked, adopted by node:dgram; SO_REUSEPORT shares the port', async (t) => {
+  const topo = await createTopology(t, {nodes: 1, podsPerNode: 2})
+  const [pod1, pod2] = topo.pods as [typeof topo.pods[0], typeof topo.pods[0]]
+  const hostNetnsBefore = readlinkSync('/proc/self/ns/net')
+  const fd = bindUdp('0.0.0.0', 0, {mark: INPOD_SKIP_MARK, netns: pod1.netnsPath, reusePort: true})
+  assert.equal(readlinkSync('/proc/self/ns/net'), hostNetnsBefore, 'the main thread is back in its own netns')
+  assert.equal(getMark(fd), INPOD_SKIP_MARK)
+  const server = await adoptUdp(t, fd)
+  const {port} = server.address()
+  server.on('message', (message, remote) => server.send(`echo ${message.toString()} from ${remote.address}`, remote.port, remote.address))
+  assert.match(await topo.execOk(pod1.netns, 'ss', ['-Hnul', `sport = :${port}`]), new RegExp(`:${port}\\b`), 'bound in the pod')
+  assert.equal((await topo.execOk(pod2.netns, 'ss', ['-Hnul', `sport = :${port}`])).trim(), '', 'not in another namespace')
+
+  // A client socket inside the neighbour pod (port 0), talking over the bridge.
+  const client = await adoptUdp(t, bindUdp('0.0.0.0', 0, {netns: pod2.netnsPath}))
+  const reply = new Promise<string>((resolve) => client.once('message', (message) => resolve(message.toString())))
+  client.send('ping', port, pod1.ip)
+  assert.equal(await reply, `echo ping from ${pod2.ip}`)
+
+  // Restart handoff as for TCP: a second socket on the same port with SO_REUSEPORT; without it, taken.
+  const second = bindUdp('0.0.0.0', port, {netns: pod1.netnsPath, reusePort: true})
+  closeSync(second)
+  assert.throws(() => bindUdp('0.0.0.0', port, {netns: pod1.netnsPath}), (error: unknown) => ZtError.is(error) && error.code === 'ZT_ERR_NETNS' && /EADDRINUSE|in use/i.test(error.message))
+  assert.throws(() => bindUdp('not-an-ip', 0), (error: unknown) => ZtError.is(error) && /IP address/.test(error.message))
 })
 
 test('a missing netns is a ZtError with the errno text and a suggestion', () => {

@@ -5,7 +5,6 @@
 // 15008 is seen; a DENY policy on the source's service account refuses; `redirect remove` restores plain
 // traffic with no leftover rule; restarting a node agent keeps new connections working.
 import assert from 'node:assert/strict'
-import type {ChildProcess} from 'node:child_process'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -13,39 +12,12 @@ import {test, type TestContext} from 'node:test'
 
 import {RUN_JS, runCli, startTestController, type TestController} from '../helpers/controller.js'
 import {createTopology, type TopoNode, type TopoPod} from '../helpers/netns.js'
-import {podApp, podFetch} from './fixtures.js'
+import {podApp, podFetch, startNodeAgent as startAgentIn, stopNodeAgent as stopAgent, waitUntil} from './fixtures.js'
 
 const NAMESPACE = 'default'
 const FETCH_TIMEOUT_MS = 3000
 
-interface NodeAgent {
-  child: ChildProcess
-  output: () => string
-}
-
-const step = (what: string): void => void (process.env.ZT_STEPS && process.stderr.write(`[two-nodes] ${what}\n`))
-
-async function waitUntil<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000, intervalMs = 100): Promise<T> {
-  step(what)
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await check()
-      if (value) return value
-    } catch (error) {
-      last = error
-    }
-
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-
-  step(`timed out: ${what}`)
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
-}
-
 async function ok(ctl: TestController, args: string[]): Promise<string> {
-  step(args.join(' '))
   const result = await ctl.run(args)
   assert.equal(result.code, 0, `ztctl ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`)
   return result.stdout
@@ -78,27 +50,7 @@ test('two nodes × two pods: HBONE between pods with no proxy setting, TLS-only 
   }
 
   const paths = (node: TopoNode) => ({socket: path.join(dir, `n${node.index + 1}.sock`), state: path.join(dir, `state${node.index + 1}`)})
-  const startNodeAgent = async (node: TopoNode): Promise<NodeAgent> => {
-    const {socket, state} = paths(node)
-    const child = topo.spawn(node.netns, process.execPath, [RUN_JS, 'agent', 'run', '-i', identityFiles[node.index]!, '--hbone', `${node.bridgeIp}:15008`,
-      '--admin', '127.0.0.1:15000', '--metrics', '127.0.0.1:0', '--readiness', '127.0.0.1:0', '--inpod-socket', socket, '--inpod-state-dir', state, '--log-level', 'info'])
-    let output = ''
-    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-    await waitUntil(`node agent ${node.index + 1} serving the CNI socket`, () => output.includes('"component":"inpod"') && output.includes('listener established'), 30_000)
-    return {child, output: () => output}
-  }
-
-  const stopAgent = async (agent: NodeAgent): Promise<void> => {
-    const {child} = agent
-    if (child.exitCode !== null || child.signalCode !== null) return
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-    await exited
-    clearTimeout(timer)
-  }
-
+  const startNodeAgent = (node: TopoNode) => startAgentIn(topo, node, {identity: identityFiles[node.index]!, socket: paths(node).socket, stateDir: paths(node).state})
   const agents = [await startNodeAgent(node1), await startNodeAgent(node2)]
   t.after(async () => {
     for (const agent of agents) await stopAgent(agent)

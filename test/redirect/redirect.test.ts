@@ -41,7 +41,7 @@ test('the rule set text matches the golden (Istio REDIRECT mode with our chain n
   assert.equal(renderRuleSet(4, {dnsCapture: true}), await GOLDEN('ruleset-v4-dns.golden'))
 })
 
-test('redirect add installs exactly the golden rules, is idempotent, and remove restores the empty state', async (t) => {
+test('redirect add installs exactly the golden rules (DNS capture by default), is idempotent, and remove restores the empty state', async (t) => {
   hasRoot()
   const topo = await createTopology(t, {nodes: 1, podsPerNode: 1})
   const pod = topo.pods[0]!
@@ -131,7 +131,7 @@ test('nft backend: inet ztctl-* tables installed, idempotent, removed without a 
   const listed = await topo.execOk(pod.netns, 'nft', ['list', 'table', 'inet', 'ztctl-nat'])
   assert.match(listed, /ip daddr != 127\.0\.0\.1 meta l4proto tcp meta mark & 0x00000fff != 0x00000539 redirect to :15001/)
   assert.match(listed, /tcp dport != 15008 meta mark & 0x00000fff != 0x00000539 redirect to :15006/)
-  assert.doesNotMatch(listed, /15053/, 'no DNS capture by default')
+  assert.match(listed, /udp dport 53 .*redirect to :15053/, 'DNS capture by default')
   assert.match(await topo.execOk(pod.netns, 'nft', ['list', 'table', 'inet', 'ztctl-mangle']), /ct mark & 0x00000fff == 0x00000111 meta mark set ct mark/)
   assert.equal((await addRedirect(options)).changed, false)
   assert.equal((await removeRedirect({agentSocket: options.agentSocket, stateDir, workload: 'default/nft-1'})).restored, true)

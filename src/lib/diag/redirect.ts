@@ -48,6 +48,7 @@ const LISTENERS: {port: number; protocol: 'tcp' | 'udp'; role: string; impact: s
   {impact: 'redirected inbound connections will be refused', port: PORTS.inbound, protocol: 'tcp', role: 'inbound'},
   {impact: 'HBONE connections from other workloads will be refused', port: PORTS.hbone, protocol: 'tcp', role: 'HBONE'},
   {dnsOnly: true, impact: 'captured DNS queries get no answer', port: PORTS.dns, protocol: 'udp', role: 'DNS'},
+  {dnsOnly: true, impact: 'captured DNS queries over TCP (large answers) are refused', port: PORTS.dns, protocol: 'tcp', role: 'DNS'},
 ]
 
 export async function diagnoseRedirect(options: DiagnoseOptions): Promise<RedirectDiagnosis> {
@@ -66,7 +67,8 @@ export async function diagnoseRedirect(options: DiagnoseOptions): Promise<Redire
     })
   }
 
-  const dnsCapture = record?.dnsCapture ?? false
+  // Without a record, judge against what `redirect add` installs by default.
+  const dnsCapture = record?.dnsCapture ?? true
   const backend: Backend = record?.backend ?? (await nftTablesPresent(netns) ? 'nft' : 'iptables')
   const families = record?.families ?? familiesOf(await readNetnsAddresses(netns))
   const fix = fixCommand(netns, record, stateDir, agentSocket)
@@ -86,7 +88,7 @@ export async function diagnoseRedirect(options: DiagnoseOptions): Promise<Redire
   for (const expected of LISTENERS.filter((listener) => dnsCapture || !listener.dnsOnly)) {
     const found = listeners.find((listener) => listener.protocol === expected.protocol && listener.port === expected.port)
     checks.push({
-      area: 'listeners', id: `listener/${expected.port}`, ok: found !== undefined,
+      area: 'listeners', id: `listener/${expected.port}${expected.protocol === 'udp' ? '/udp' : ''}`, ok: found !== undefined,
       ...(found
         ? {message: `${expected.role} listener on ${found.address}:${expected.port}/${expected.protocol}${found.process ? ` (${found.process})` : ''}`}
         : {fix: agent.ok ? fix : `ztctl agent run --inpod-socket ${agentSocket} --state-dir ${stateDir} …`, message: `no ${expected.role} listener on ${expected.port}/${expected.protocol}: ${expected.impact}`}),
@@ -201,7 +203,7 @@ function fixCommand(netns: string, record: RedirectRecord | undefined, stateDir:
   const workload = record ? `${record.add.workload.namespace}/${record.add.workload.name}` : 'NAMESPACE/NAME'
   const serviceAccount = record?.add.workload.serviceAccount ?? 'SERVICE_ACCOUNT'
   const extras = [
-    ...(record?.dnsCapture ? ['--dns-capture'] : []),
+    ...(record && !record.dnsCapture ? ['--no-dns-capture'] : []),
     ...(record?.backend === 'nft' ? ['--backend nft'] : []),
     ...(stateDir === DEFAULT_INPOD_STATE_DIR ? [] : [`--state-dir ${stateDir}`]),
     ...(agentSocket === DEFAULT_INPOD_SOCKET ? [] : [`--agent-socket ${agentSocket}`]),

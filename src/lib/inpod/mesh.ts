@@ -3,6 +3,9 @@
 //     pinned to the destination's SPIFFE ID, presenting the source pod's service-account certificate,
 //     the TCP connection dialled from inside the source pod (skip mark); the destination is served by
 //     this same agent → local fast path (authorized, then straight into the destination pod);
+//     a mesh service address (a 100.64.0.0/10 name address or an intercepted CIDR, services.ts) → an
+//     endpoint of that service over HBONE to its hosting agent, as an inbound tunnel does, presenting
+//     the pod's certificate (the hosting agent applies its policies to the pod's identity);
 //     anything else → plain passthrough;
 //   * at a pod's 15008: an HBONE server with the pod's service-account certificate that accepts only
 //     targets that are that pod's own IPs (never an open relay), authorizes the source against the
@@ -23,7 +26,9 @@ import type {Metrics, ResponseFlag, TrafficLabels} from '../proxy/metrics.js'
 import type {ConnectionRecord} from '../proxy/registry.js'
 import type {MeshState} from '../proxy/state.js'
 import type {PeerIdentity} from '../proxy/tls.js'
+import {carryToService} from '../proxy/tunnel-inbound.js'
 import {serviceAccountKey, type WorkloadCertificates} from './certs.js'
+import {meshServices} from './services.js'
 import {dialFromWorkload, joinSockets, passthrough, type Workload, type WorkloadManager, INPOD_HBONE_PORT} from './workloads.js'
 
 export interface MeshContext {
@@ -74,7 +79,9 @@ export class InpodMesh {
     const state = this.context.state()
     const target = workloadByIp(state, destination.address)
     if (!target) {
-      void passthrough(socket, workload, destination)
+      const service = meshServices(state).serviceAt(destination.address, destination.port)
+      if (service) this.toService(socket, workload, service)
+      else void passthrough(socket, workload, destination)
       return
     }
 
@@ -146,6 +153,17 @@ export class InpodMesh {
     const upstream = await dialFromWorkload(destinationWorkload, destination)
     if (socket.destroyed) upstream.destroy()
     else joinSockets(socket, upstream)
+  }
+
+  /** To a mesh service address: an endpoint of SERVICE, as an inbound tunnel would, as the pod's identity. */
+  private toService(socket: net.Socket, source: Workload, service: string): void {
+    const {logger, state, tracker} = this.context
+    this.poolFor(source)
+      .then((pool) => carryToService(socket, service, {logger, pool, sourceSpiffe: () => this.spiffeOf(source), state, tracker}, source.add.workload.name))
+      .catch((error: unknown) => {
+        logger().warn({component: 'inpod', error: (error as Error).message, service, uid: source.uid}, 'no workload certificate: refusing a mesh service connection')
+        if (!socket.destroyed) socket.resetAndDestroy()
+      })
   }
 
   private async viaHbone(socket: net.Socket, source: Workload, target: WorkloadRecord, destination: OriginalDestination): Promise<void> {

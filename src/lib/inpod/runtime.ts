@@ -1,7 +1,8 @@
 // `agent run --inpod-socket`: the in-pod data path of a node agent, in one object. Loads the state
 // directory as the first snapshot, then serves the CNI socket. Traffic: 15001 → a mesh workload over
-// HBONE (or the local fast path), anything else passed through from inside the pod with the skip mark;
-// 15006 → the app; 15008 → the pod's own HBONE server. Workloads are published to the controller and
+// HBONE (or the local fast path), a mesh service address (100.64.0.0/10 name, intercepted CIDR) to an
+// endpoint of that service, anything else passed through from inside the pod with the skip mark;
+// 15006 → the app; 15008 → the pod's own HBONE server; 15053 → the pod's DNS (mesh names, else upstream). Workloads are published to the controller and
 // each served service account gets its certificate from it (both need the controller config source).
 import type {WorkloadRecord} from '../config/types.js'
 import type {Logger} from '../proxy/log.js'
@@ -9,9 +10,11 @@ import type {Metrics} from '../proxy/metrics.js'
 import type {ConnectionTracker} from '../proxy/connection.js'
 import type {MeshState} from '../proxy/state.js'
 import {type IssueWorkloadCert, type WorkloadCertInfo, WorkloadCertificates} from './certs.js'
+import {WorkloadDnsServers} from './dns.js'
 import {InpodMesh} from './mesh.js'
 import {type ControllerCall, WorkloadPublisher} from './publisher.js'
 import {InpodServer, loadStateDir} from './server.js'
+import {meshServices} from './services.js'
 import {type WorkloadInfo, WorkloadManager, passthrough} from './workloads.js'
 
 export interface InpodOptions {
@@ -54,8 +57,10 @@ export async function startInpod(options: InpodOptions, context: InpodAgentConte
   const certs = new WorkloadCertificates(context.issueCert ?? noIssuer, log('info'))
   // The mesh reads the workload set lazily (it is created right below, with the mesh's handlers).
   const mesh: InpodMesh = new InpodMesh({...context, certs}, () => workloads)
+  const dns = new WorkloadDnsServers({logger: context.logger, records: () => meshServices(context.state()).records})
   const workloads: WorkloadManager = new WorkloadManager(
     {
+      attach: (workload) => dns.attach(workload),
       hbone: (socket, workload) => mesh.hbone(socket, workload),
       inbound: (socket, workload, destination) => void passthrough(socket, workload, destination),
       outbound: (socket, workload, destination) => mesh.outbound(socket, workload, destination),
@@ -85,6 +90,7 @@ export async function startInpod(options: InpodOptions, context: InpodAgentConte
   return {
     applyConfig(state) {
       mesh.enforce(state)
+      dns.refresh()
       void publisher?.sync()
     },
     certificates: () => certs.list(),

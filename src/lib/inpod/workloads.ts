@@ -1,5 +1,6 @@
 // The workload manager: per redirected workload (a pod's network namespace) it owns the listeners
-// 15001 (outbound capture), 15006 (inbound plaintext) and 15008 (HBONE), created INSIDE the pod's netns
+// 15001 (outbound capture), 15006 (inbound plaintext) and 15008 (HBONE) — plus what `attach` adds, the
+// DNS on 15053 (src/lib/inpod/dns.ts) — created INSIDE the pod's netns
 // through the netns addon with SO_MARK 0x539 (the redirect rules skip our own traffic) and SO_REUSEPORT
 // (a restarted agent binds beside the old one). No process per workload: the sockets live in this
 // process. Deleting a workload closes its listeners and every connection it carries.
@@ -36,6 +37,14 @@ export interface WorkloadHandlers {
   inbound(socket: net.Socket, workload: Workload, destination: OriginalDestination): void
   /** A connection to the workload's 15008 (HBONE; TLS starts on it). */
   hbone(socket: net.Socket, workload: Workload): void
+  /** More per-workload services, started after the listeners and stopped on delete (the DNS on 15053). */
+  attach?(workload: Workload): Promise<WorkloadAttachment>
+}
+
+export interface WorkloadAttachment {
+  close(): void
+  /** what it listens on, for `list()` (e.g. `127.0.0.1:15053/udp`) */
+  listeners: string[]
 }
 
 export interface WorkloadInfo {
@@ -50,6 +59,7 @@ export interface WorkloadInfo {
 }
 
 interface ManagedWorkload extends Workload {
+  attachments: WorkloadAttachment[]
   servers: net.Server[]
 }
 
@@ -70,11 +80,12 @@ export class WorkloadManager {
 
     if (existing) this.delete(message.uid)
     if (this.workloads.size >= MAX_WORKLOADS) throw new ZtError('ZT_ERR_INPOD_LIMIT', `this agent already serves ${MAX_WORKLOADS} workloads`)
-    const workload: ManagedWorkload = {add: message, servers: [], sockets: new Set(), uid: message.uid}
+    const workload: ManagedWorkload = {add: message, attachments: [], servers: [], sockets: new Set(), uid: message.uid}
     try {
       for (const kind of Object.keys(LISTENER_PORTS) as InpodListenerKind[]) workload.servers.push(await this.listen(workload, kind))
+      if (this.handlers.attach) workload.attachments.push(await this.handlers.attach(workload))
     } catch (error) {
-      for (const server of workload.servers) server.close()
+      closeWorkload(workload)
       throw error
     }
 
@@ -87,9 +98,7 @@ export class WorkloadManager {
     const workload = this.workloads.get(uid)
     if (!workload) return false
     this.workloads.delete(uid)
-    for (const server of workload.servers) server.close()
-    for (const socket of workload.sockets) socket.destroy()
-    workload.sockets.clear()
+    closeWorkload(workload)
     return true
   }
 
@@ -123,10 +132,13 @@ export class WorkloadManager {
     return [...this.workloads.values()].map((workload) => ({
       connections: workload.sockets.size,
       ips: workload.add.ips,
-      listeners: workload.servers.map((server) => {
-        const address = server.address() as net.AddressInfo | null
-        return address ? `${address.address}:${address.port}` : 'closed'
-      }),
+      listeners: [
+        ...workload.servers.map((server) => {
+          const address = server.address() as net.AddressInfo | null
+          return address ? `${address.address}:${address.port}` : 'closed'
+        }),
+        ...workload.attachments.flatMap((attachment) => attachment.listeners),
+      ],
       name: workload.add.workload.name,
       namespace: workload.add.workload.namespace,
       netns: workload.add.netns,
@@ -175,6 +187,13 @@ export class WorkloadManager {
       this.onError(error as Error, workload)
     }
   }
+}
+
+function closeWorkload(workload: ManagedWorkload): void {
+  for (const server of workload.servers) server.close()
+  for (const attachment of workload.attachments) attachment.close()
+  for (const socket of workload.sockets) socket.destroy()
+  workload.sockets.clear()
 }
 
 /**

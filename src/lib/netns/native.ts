@@ -1,7 +1,8 @@
 // Typed, lazily loaded access to the ztctl_netns N-API addon (src/lib/netns/native/netns.c): sockets
-// created inside another network namespace, SO_MARK, SO_REUSEPORT, IP_TRANSPARENT and SO_ORIGINAL_DST —
-// the things Node cannot do itself. Node adopts the returned fds with `server.listen({fd})` and
-// `new net.Socket({fd})`. Syscall failures become ZtErrors carrying the errno text.
+// (TCP listeners and clients, bound UDP sockets) created inside another network namespace, SO_MARK,
+// SO_REUSEPORT, IP_TRANSPARENT and SO_ORIGINAL_DST — the things Node cannot do itself. Node adopts the
+// returned fds with `server.listen({fd})`, `new net.Socket({fd})` and `dgram.createSocket().bind({fd})`.
+// Syscall failures become ZtErrors carrying the errno text.
 import {existsSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import path from 'node:path'
@@ -23,6 +24,10 @@ export interface ListenOptions extends NetnsSocketOptions {
   transparent?: boolean
 }
 
+export interface BindUdpOptions extends NetnsSocketOptions {
+  reusePort?: boolean
+}
+
 export interface OriginalDestination {
   address: string
   port: number
@@ -32,6 +37,7 @@ export interface OriginalDestination {
 interface NativeBinding {
   listenTcp(host: string, port: number, options: ListenOptions): number
   tcpSocket(family: 4 | 6, options: NetnsSocketOptions): number
+  bindUdp(host: string, port: number, options: BindUdpOptions): number
   originalDst(fd: number): OriginalDestination
   setMark(fd: number, mark: number): void
   getMark(fd: number): number
@@ -97,6 +103,14 @@ export function listenTcp(host: string, port: number, options: ListenOptions = {
 /** An unconnected TCP socket created inside `netns` (connect it with `new net.Socket({fd}).connect()`). */
 export function tcpSocket(family: 4 | 6, options: NetnsSocketOptions = {}): number {
   return callNative('creating a socket', options.netns, (native) => native.tcpSocket(family, options))
+}
+
+/**
+ * A UDP socket bound to HOST:PORT inside `netns` (port 0: any); returns its fd. node:dgram adopts it with
+ * `createSocket('udp4').bind({fd})`.
+ */
+export function bindUdp(host: string, port: number, options: BindUdpOptions = {}): number {
+  return callNative(`binding UDP ${host}:${port}`, options.netns, (native) => native.bindUdp(host, port, options))
 }
 
 /** The destination a connection had before REDIRECT/DNAT (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST). */

@@ -7,7 +7,7 @@ import type {TLSSocket} from 'node:tls'
 
 import {describeSystemError} from '../errors.js'
 import {formatHostPort, type HostPort, normalizeIp, parseHostPort} from './address.js'
-import {identityNameFromSpiffe} from './authz.js'
+import {identityNameFromSpiffe, workloadFromSpiffe} from './authz.js'
 import type {ConnectionTracker} from './connection.js'
 import type {Logger} from './log.js'
 import type {Metrics, ResponseFlag, TrafficLabels} from './metrics.js'
@@ -168,7 +168,9 @@ export class HboneServer {
       return
     }
 
-    const sourceIdentity = identityNameFromSpiffe(peer.spiffe, state.self.trustDomain)
+    // An identity, or a redirected pod (`ns/NS/sa/SA`) dialling a mesh service from its node agent.
+    const workload = workloadFromSpiffe(peer.spiffe, state.self.trustDomain)
+    const sourceIdentity = identityNameFromSpiffe(peer.spiffe, state.self.trustDomain) ?? (workload && `${workload.namespace}/${workload.serviceAccount}`)
     if (!sourceIdentity) return refuse(401, 'IDENTITY_ERROR', `the peer certificate carries no identity of trust domain ${state.self.trustDomain} (${peer.spiffe ?? 'no SPIFFE ID'})`)
     const tunnel = state.hostedTunnel(target, serviceHint)
     if (!tunnel) return refuse(400, 'CONNECT', `${formatHostPort(target)} is not a target of any tunnel this agent hosts (not an open relay)`)

@@ -121,60 +121,68 @@ export class InboundTunnels {
   }
 
   private accept(listener: Listener, socket: Socket): void {
-    let clientGone = false
-    socket.on('error', () => {})
-    socket.once('close', () => {
-      clientGone = true
-    })
-    const {service} = listener.tunnel
-    const state = this.options.state()
-    const sourceSpiffe = this.options.sourceSpiffe()
-    const record: ConnectionRecord = {
-      destinationAddress: '',
-      direction: 'outbound',
-      hboneTarget: '',
-      id: this.options.tracker.newId(),
-      service,
-      sourceAddress: `${normalizeIp(socket.remoteAddress)}:${socket.remotePort}`,
-      sourceSpiffe,
-      startedAt: Date.now(),
-    }
-    const labels: TrafficLabels = {destinationService: service, reporter: 'source', sourcePrincipal: sourceSpiffe, sourceWorkload: state.self.name}
-    const endpoints = weightedOrder(state.endpoints(service)).slice(0, MAX_CONNECT_ATTEMPTS)
-    if (endpoints.length === 0) {
-      socket.destroy()
-      this.options.tracker.refused(record, labels, {flag: 'CONNECT', message: `no healthy upstream: ${service} has no endpoints (no agent hosts it, or its agent has not registered)`})
-      return
-    }
-
-    const attempt = async (): Promise<void> => {
-      let lastError: HboneError | undefined
-      for (const endpoint of endpoints) {
-        Object.assign(record, endpointFields(endpoint))
-        Object.assign(labels, {destinationPrincipal: endpoint.spiffe, destinationWorkload: endpoint.agent})
-        try {
-          const {peerSerial, stream} = await this.options.pool.open({address: endpoint.hbone, spiffe: endpoint.spiffe}, endpoint.target, requestHeaders(record, service))
-          if (clientGone) {
-            stream.close()
-            return
-          }
-
-          record.peerSerial = peerSerial
-          this.options.tracker.established(record, labels, socket, stream)
-          return
-        } catch (error) {
-          lastError = error as HboneError
-          this.options.logger().debug({endpoint: endpoint.target, agent: endpoint.agent, error: lastError.message}, 'endpoint failed')
-          if (!lastError.retryable || clientGone) break
-        }
-      }
-
-      socket.destroy()
-      this.options.tracker.refused(record, labels, {flag: lastError?.flag ?? 'CONNECT', message: lastError?.message ?? 'connection failed'})
-    }
-
-    void attempt()
+    carryToService(socket, listener.tunnel.service, this.options)
   }
+}
+
+/**
+ * Carry one accepted connection to an endpoint of SERVICE over HBONE (weighted pick, failover on connect
+ * failures). Also used by the in-pod data path for connections to a mesh service address, with the
+ * pod's pool and identity (SOURCE_WORKLOAD: the pod's name in the metrics).
+ */
+export function carryToService(socket: Socket, service: string, options: InboundOptions, sourceWorkload?: string): void {
+  let clientGone = false
+  socket.on('error', () => {})
+  socket.once('close', () => {
+    clientGone = true
+  })
+  const state = options.state()
+  const sourceSpiffe = options.sourceSpiffe()
+  const record: ConnectionRecord = {
+    destinationAddress: '',
+    direction: 'outbound',
+    hboneTarget: '',
+    id: options.tracker.newId(),
+    service,
+    sourceAddress: `${normalizeIp(socket.remoteAddress)}:${socket.remotePort}`,
+    sourceSpiffe,
+    startedAt: Date.now(),
+  }
+  const labels: TrafficLabels = {destinationService: service, reporter: 'source', sourcePrincipal: sourceSpiffe, sourceWorkload: sourceWorkload ?? state.self.name}
+  const endpoints = weightedOrder(state.endpoints(service)).slice(0, MAX_CONNECT_ATTEMPTS)
+  if (endpoints.length === 0) {
+    socket.destroy()
+    options.tracker.refused(record, labels, {flag: 'CONNECT', message: `no healthy upstream: ${service} has no endpoints (no agent hosts it, or its agent has not registered)`})
+    return
+  }
+
+  const attempt = async (): Promise<void> => {
+    let lastError: HboneError | undefined
+    for (const endpoint of endpoints) {
+      Object.assign(record, endpointFields(endpoint))
+      Object.assign(labels, {destinationPrincipal: endpoint.spiffe, destinationWorkload: endpoint.agent})
+      try {
+        const {peerSerial, stream} = await options.pool.open({address: endpoint.hbone, spiffe: endpoint.spiffe}, endpoint.target, requestHeaders(record, service))
+        if (clientGone) {
+          stream.close()
+          return
+        }
+
+        record.peerSerial = peerSerial
+        options.tracker.established(record, labels, socket, stream)
+        return
+      } catch (error) {
+        lastError = error as HboneError
+        options.logger().debug({endpoint: endpoint.target, agent: endpoint.agent, error: lastError.message}, 'endpoint failed')
+        if (!lastError.retryable || clientGone) break
+      }
+    }
+
+    socket.destroy()
+    options.tracker.refused(record, labels, {flag: lastError?.flag ?? 'CONNECT', message: lastError?.message ?? 'connection failed'})
+  }
+
+  void attempt()
 }
 
 function endpointFields(endpoint: Endpoint): Partial<ConnectionRecord> {

@@ -48,7 +48,8 @@ export async function addRedirect(options: RedirectAddOptions): Promise<Redirect
   const serviceAccount = validateServiceAccount(options.serviceAccount)
   const uid = workloadUid(namespace, name)
   const netnsId = await netnsIdentity(netns)
-  const dnsCapture = options.dnsCapture ?? false
+  // On by default (as Istio since 1.25): the node agent answers the captured DNS on 15053.
+  const dnsCapture = options.dnsCapture ?? true
 
   const existing = await readRecord(stateDir, uid)
   for (const record of await listRecords(stateDir)) {

@@ -1,4 +1,5 @@
-// The sidecar's DNS server (UDP and TCP on one port, 127.0.0.1:53 in tproxy mode): intercepted service
+// The sidecar's DNS server (UDP and TCP on one port: 127.0.0.1:53 in tproxy mode, 127.0.0.1:15053 inside
+// each redirected pod, on sockets the in-pod agent creates in the pod's netns): intercepted service
 // host names get an authoritative A record with their 100.64.0.0/10 address (AAAA and other types: an
 // empty NOERROR, so clients fall back to IPv4); every other question is forwarded to the upstream
 // resolver, with a bounded in-flight table and a timeout — SERVFAIL when the upstream fails, REFUSED when
@@ -23,8 +24,23 @@ const ANSWER_TTL_SECONDS = 60
 /** A DNS message over TCP is at most 65535 bytes (2-byte length prefix), so the frame buffer is bounded. */
 const MAX_TCP_FRAME_BYTES = 65_535
 
+/** How the server reaches its upstream; the default makes plain sockets in this process's namespace. */
+export interface UpstreamSockets {
+  /** the UDP socket for queries forwarded to UPSTREAM (bound, or binding: sends queue until it is) */
+  udp(upstream: HostPort): UdpSocket
+  /** a TCP connection to UPSTREAM, connecting */
+  tcp(upstream: HostPort): Socket
+}
+
+const defaultUpstreamSockets: UpstreamSockets = {
+  tcp: (upstream) => connect({host: upstream.host, noDelay: true, port: upstream.port}),
+  udp: (upstream) => createSocket({type: isIP(upstream.host) === 6 ? 'udp6' : 'udp4'}),
+}
+
 export interface DnsServerOptions {
   listen: HostPort
+  /** adopt these bound sockets (UDP fd, listening TCP fd; e.g. made inside a pod's netns) instead of binding `listen` */
+  listenFds?: {tcp: number; udp: number}
   logger?: Pick<Logger, 'debug' | 'warn'>
   maxInFlight?: number
   /** name → IPv4 address of the intercepted names */
@@ -32,6 +48,7 @@ export interface DnsServerOptions {
   timeoutMs?: number
   /** where other names go; undefined: answer REFUSED */
   upstream?: HostPort
+  upstreamSockets?: UpstreamSockets
 }
 
 export interface DnsServerStats {
@@ -91,7 +108,7 @@ export class DnsServer {
     }
 
     if (this.options.upstream) {
-      this.upstreamSocket = createSocket({type: isIP(this.options.upstream.host) === 6 ? 'udp6' : 'udp4'})
+      this.upstreamSocket = (this.options.upstreamSockets ?? defaultUpstreamSockets).udp(this.options.upstream)
       this.upstreamSocket.on('message', (message, remote) => this.onUpstreamDatagram(message, remote))
       this.upstreamSocket.on('error', (error) => this.options.logger?.warn({component: 'dns', error: error.message}, 'DNS upstream socket error'))
     }
@@ -114,12 +131,16 @@ export class DnsServer {
     const udp = createSocket({type: isIP(host) === 6 ? 'udp6' : 'udp4'})
     this.udp = udp
     udp.on('message', (message, remote) => this.onDatagram(message, remote))
+    const fds = this.options.listenFds
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject)
-      udp.bind(port, host, () => {
+      const bound = (): void => {
         udp.off('error', reject)
         resolve()
-      })
+      }
+
+      if (fds) udp.bind({fd: fds.udp}, bound)
+      else udp.bind(port, host, bound)
     })
     udp.on('error', (error) => this.options.logger?.warn({component: 'dns', error: error.message}, 'DNS UDP socket error'))
     const boundPort = udp.address().port
@@ -128,10 +149,13 @@ export class DnsServer {
     tcp.maxConnections = MAX_TCP_CONNECTIONS
     await new Promise<void>((resolve, reject) => {
       tcp.once('error', reject)
-      tcp.listen(boundPort, host, () => {
+      const listening = (): void => {
         tcp.off('error', reject)
         resolve()
-      })
+      }
+
+      if (fds) tcp.listen({fd: fds.tcp}, listening)
+      else tcp.listen(boundPort, host, listening)
     })
     return {host, port: boundPort}
   }
@@ -273,7 +297,7 @@ export class DnsServer {
       this.settle(() => (response ? reply(withId(response, query.id)) : this.fail(query, reply)))
     }
 
-    const connection = connect({host: upstream.host, noDelay: true, port: upstream.port})
+    const connection = (this.options.upstreamSockets ?? defaultUpstreamSockets).tcp(upstream)
     connection.setTimeout(this.options.timeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS, () => finish())
     connection.on('error', () => finish())
     connection.once('close', () => finish())

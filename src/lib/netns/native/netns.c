@@ -1,4 +1,4 @@
-// ztctl_netns: the few socket operations Node cannot do itself. Create a TCP socket inside another
+// ztctl_netns: the few socket operations Node cannot do itself. Create a TCP or UDP socket inside another
 // network namespace (setns on the calling thread, then always switch back), set SO_MARK / SO_REUSEPORT /
 // IP_TRANSPARENT, and read SO_ORIGINAL_DST. Plain C over N-API, so one build serves every Node version.
 // Errors are thrown as JS Errors with `code` = errno name and `syscall`; the TS wrapper turns them into
@@ -175,6 +175,26 @@ static napi_value int_value(napi_env env, int number) {
   return value;
 }
 
+// "IP" + port → a socket address; returns the family (AF_INET/AF_INET6), or -1 when HOST is not an IP.
+static int parse_address(const char *host, uint32_t port, struct sockaddr_storage *address, socklen_t *address_len) {
+  memset(address, 0, sizeof *address);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)address;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)address;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    *address_len = sizeof *v4;
+    return AF_INET;
+  }
+  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    *address_len = sizeof *v6;
+    return AF_INET6;
+  }
+  return -1;
+}
+
 // ---- exported functions ----------------------------------------------------------------------
 
 // listenTcp(host: string, port: number, options) → fd of a non-blocking listening socket
@@ -192,20 +212,9 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
   if (read_options(env, argc > 2 ? argv[2] : NULL, &options) != 0) return NULL;
 
   struct sockaddr_storage address;
-  memset(&address, 0, sizeof address);
   socklen_t address_len;
-  int family;
-  struct sockaddr_in *v4 = (struct sockaddr_in *)&address;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&address;
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    family = v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    address_len = sizeof *v4;
-  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    family = v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    address_len = sizeof *v6;
-  } else {
+  int family = parse_address(host, port, &address, &address_len);
+  if (family < 0) {
     napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "listenTcp: host must be an IP address");
     return NULL;
   }
@@ -269,6 +278,57 @@ static napi_value tcp_socket(napi_env env, napi_callback_info info) {
     failed_call = "socket";
   } else {
     err = apply_socket_options(fd, &options, &failed_call);
+    if (err != 0) close(fd);
+  }
+  netns_leave(&guard);
+  if (err != 0) {
+    throw_errno(env, failed_call, err);
+    return NULL;
+  }
+  return int_value(env, fd);
+}
+
+// bindUdp(host: string, port: number, options) → fd of a non-blocking UDP socket bound inside the netns
+// (node:dgram adopts it with `socket.bind({fd})`). Used for the in-pod DNS listener and its upstream socket.
+static napi_value bind_udp(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char host[64];
+  uint32_t port = 0;
+  socket_options options;
+  if (argc < 2 || get_string(env, argv[0], host, sizeof host) != 0 || napi_get_value_uint32(env, argv[1], &port) != napi_ok || port > 65535) {
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "bindUdp(host, port, options): bad arguments");
+    return NULL;
+  }
+  if (read_options(env, argc > 2 ? argv[2] : NULL, &options) != 0) return NULL;
+  struct sockaddr_storage address;
+  socklen_t address_len;
+  int family = parse_address(host, port, &address, &address_len);
+  if (family < 0) {
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "bindUdp: host must be an IP address");
+    return NULL;
+  }
+
+  netns_guard guard;
+  const char *failed_call = NULL;
+  int err = netns_enter(&guard, options.netns, &failed_call);
+  if (err != 0) {
+    throw_errno(env, failed_call, err);
+    return NULL;
+  }
+  int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    err = errno;
+    failed_call = "socket";
+  } else {
+    int one = 1;
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    err = apply_socket_options(fd, &options, &failed_call);
+    if (err == 0 && bind(fd, (struct sockaddr *)&address, address_len) != 0) {
+      err = errno;
+      failed_call = "bind";
+    }
     if (err != 0) close(fd);
   }
   netns_leave(&guard);
@@ -370,6 +430,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tcpSocket", NULL, tcp_socket, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bindUdp", NULL, bind_udp, NULL, NULL, NULL, napi_enumerable, NULL},
       {"originalDst", NULL, original_dst, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setMark", NULL, set_mark, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getMark", NULL, get_mark, NULL, NULL, NULL, napi_enumerable, NULL},
