@@ -161,3 +161,20 @@ test('a redirected pod resolves mesh names via the agent\'s 15053, other names v
   await ok(ctl, ['policy', 'delete', 'deny-web-sa'])
   await waitUntil('the pod allowed again', async () => (await topo.exec(pod.netns, 'curl', ['-s', '--http0.9', '--max-time', '3', 'http://web.mesh:80/'])).stdout === 'web saw 127.0.0.1')
 })
+
+test('redirect add --no-dns-capture leaves DNS alone (no 15053 rules, no raw table), and the cache says so', async (t) => {
+  hasRoot()
+  const topo = await createTopology(t, {nodes: 1, podsPerNode: 1})
+  const [pod] = topo.pods as [TopoPod]
+  const dir = await mkdtemp(path.join(tmpdir(), 'ztctl-inpod-nodns-'))
+  t.after(() => rm(dir, {force: true, recursive: true}))
+  const added = await runCli(['redirect', 'add', '--netns', pod.netnsPath, '--workload', 'default/batch-0', '--service-account', 'batch', '--no-dns-capture',
+    '--state-dir', dir, '--agent-socket', path.join(dir, 'none.sock'), '--json'], process.env)
+  assert.equal(added.code, 0, added.stdout + added.stderr)
+  const rules = await topo.execOk(pod.netns, 'iptables-save')
+  assert.match(rules, /REDIRECT --to-ports 15001/)
+  assert.doesNotMatch(rules, /15053|\*raw/)
+  const listed = await runCli(['redirect', 'list', '--state-dir', dir, '--json'], process.env)
+  assert.equal(listed.code, 0, listed.stdout + listed.stderr)
+  assert.deepEqual((JSON.parse(listed.stdout) as {dnsCapture: boolean; name: string}[]).map((row) => [row.name, row.dnsCapture]), [['batch-0', false]])
+})

@@ -191,15 +191,19 @@ export class HboneServer {
       upstream.destroy()
     }
 
-    stream.once('close', onEarlyClose)
-    upstream.once('error', (error) => {
+    const onDialError = (error: Error): void => {
       clearTimeout(timer)
       stream.off('close', onEarlyClose)
       if (!stream.closed) refuse(503, 'CONNECT', `${describeSystemError(error)} dialling target ${formatHostPort(target)} of ${record.service}`)
-    })
+    }
+
+    stream.once('close', onEarlyClose)
+    upstream.once('error', onDialError)
     upstream.once('connect', () => {
       clearTimeout(timer)
       stream.off('close', onEarlyClose)
+      // From here on errors belong to the relay (a reset after hours of traffic is not a dial failure).
+      upstream.off('error', onDialError)
       if (stream.closed || stream.destroyed) {
         upstream.destroy()
         return

@@ -1,7 +1,7 @@
 // Inbound tunnels: a local TCP listener per tunnel this agent hosts; each accepted connection goes to
 // one endpoint (hosting agent, target) of the service — weighted random, failing over to another on a
 // connect failure — as an HBONE CONNECT for that target sent to that agent (ztunnel's pod routing).
-import {randomBytes} from 'node:crypto'
+import {randomFillSync} from 'node:crypto'
 import {createServer, type AddressInfo, type Server, type Socket} from 'node:net'
 
 import type {InboundTunnel} from '../config/types.js'
@@ -189,9 +189,23 @@ function endpointFields(endpoint: Endpoint): Partial<ConnectionRecord> {
   return {destinationAddress: endpoint.hbone, destinationAgent: endpoint.agent, destinationSpiffe: endpoint.spiffe, hboneTarget: endpoint.target}
 }
 
+// Trace ids come from a pool refilled in bulk: one getrandom call per 170 connections, not one each.
+const randomPool = Buffer.alloc(4096)
+let randomOffset = randomPool.length
+
+function randomHex(bytes: number): string {
+  if (randomOffset + bytes > randomPool.length) {
+    randomFillSync(randomPool)
+    randomOffset = 0
+  }
+
+  randomOffset += bytes
+  return randomPool.toString('hex', randomOffset - bytes, randomOffset)
+}
+
 /** ztunnel's CONNECT headers: who the client is, which service, and a fresh W3C trace context. */
 function requestHeaders(record: ConnectionRecord, service: string): Record<string, string> {
-  const trace = randomBytes(24).toString('hex')
+  const trace = randomHex(24)
   return {
     baggage: `service.name=${service}`,
     forwarded: `for="${record.sourceAddress}";host="${service}"`,
