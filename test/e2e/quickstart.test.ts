@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {once} from 'node:events'
-import {access} from 'node:fs/promises'
+import {access, mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
 import {test} from 'node:test'
 
 import {RUN_JS} from '../helpers/controller.js'
@@ -13,8 +15,9 @@ interface QuickstartJson {
   home: string
 }
 
-test('quickstart serves the demo through the tunnel, then cleans up on SIGINT', async (t) => {
-  const child = spawn(process.execPath, [RUN_JS, 'quickstart', '--json'], {env: {...process.env, NO_COLOR: '1'}, stdio: ['ignore', 'pipe', 'pipe']})
+/** Start `ztctl quickstart --json ARGS` and wait for its summary (printed once the tunnel works). */
+async function startQuickstart(t: {after(fn: () => void): void}, args: string[] = []) {
+  const child = spawn(process.execPath, [RUN_JS, 'quickstart', '--json', ...args], {env: {...process.env, NO_COLOR: '1'}, stdio: ['ignore', 'pipe', 'pipe']})
   t.after(() => {
     if (child.exitCode === null) child.kill('SIGKILL')
   })
@@ -28,9 +31,22 @@ test('quickstart serves the demo through the tunnel, then cleans up on SIGINT', 
   }
 
   assert.equal(child.exitCode, null, `quickstart exited early: ${stderr}`)
-  const mesh = JSON.parse(stdout) as QuickstartJson
+  return {child, mesh: JSON.parse(stdout) as QuickstartJson, stderr: () => stderr}
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+test('quickstart serves the demo through the tunnel, then cleans up on SIGINT', async (t) => {
+  const {child, mesh, stderr} = await startQuickstart(t)
   assert.deepEqual(mesh.agents.map((a) => a.name), ['agent-a', 'agent-b'])
-  assert.match(stderr, /opening the tunnels/, 'progress goes to stderr')
+  assert.match(stderr(), /opening the tunnels/, 'progress goes to stderr')
 
   const response = await fetch(mesh.demo.url)
   assert.equal(response.status, 200)
@@ -48,7 +64,23 @@ test('quickstart serves the demo through the tunnel, then cleans up on SIGINT', 
 
   child.kill('SIGINT')
   const [code] = await once(child, 'exit')
-  assert.equal(code, 0, stderr)
-  for (const agent of mesh.agents) assert.throws(() => process.kill(agent.pid, 0), 'agent process is gone')
+  assert.equal(code, 0, stderr())
+  for (const agent of mesh.agents) assert.equal(alive(agent.pid), false, 'agent process is gone')
   await assert.rejects(access(mesh.home), 'the temporary home is removed')
+})
+
+test('agents of a quickstart killed with SIGKILL exit by themselves', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'zt-qs-kill-'))
+  t.after(() => rm(dir, {force: true, recursive: true}))
+  const {child, mesh} = await startQuickstart(t, ['--dir', dir])
+  child.kill('SIGKILL')
+  await once(child, 'exit')
+  const deadline = Date.now() + 15_000
+  while (mesh.agents.some((agent) => alive(agent.pid)) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+
+  const survivors = mesh.agents.filter((agent) => alive(agent.pid))
+  for (const agent of survivors) process.kill(agent.pid, 'SIGKILL') // never leave one behind, even on failure
+  assert.deepEqual(survivors.map((agent) => agent.name), [], 'no orphaned agent')
 })

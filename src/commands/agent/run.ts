@@ -28,6 +28,10 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     'proxy-port': Flags.string({description: 'with --mode proxy: tcp/NAME=PORT (repeatable); other services get a stable port from 20000–29999', multiple: true}),
     readiness: Flags.string({default: '0.0.0.0:15021', description: 'readiness listener: /healthz/ready'}),
     'ready-file': Flags.string({description: 'once ready, write the bound addresses here as JSON (port 0 works everywhere)'}),
+    'stop-with-stdin': Flags.boolean({
+      description: 'drain and exit when standard input closes (a supervisor such as `ztctl quickstart` holds it open; if the supervisor dies, so does the agent)',
+      hidden: true,
+    }),
   }
   static override summary = 'Run the data-plane agent'
 
@@ -57,6 +61,11 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     const stop = (signal: string) => () => void agent.shutdown(`received ${signal}`)
     process.once('SIGTERM', stop('SIGTERM'))
     process.once('SIGINT', stop('SIGINT'))
+    if (this.flags['stop-with-stdin']) {
+      process.stdin.once('close', stop('end of standard input'))
+      process.stdin.resume()
+    }
+
     await agent.closed
   }
 

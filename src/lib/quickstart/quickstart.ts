@@ -124,8 +124,9 @@ async function startAgent(cli: QuickstartOptions['cli'], root: string, name: str
   const loopback = '127.0.0.1:0'
   const child = spawn(
     cli.node,
-    [cli.entry, 'agent', 'run', '-i', identityFile, '--hbone', loopback, '--admin', loopback, '--metrics', loopback, '--readiness', loopback, '--ready-file', readyFile],
-    {env: {...process.env, ZTCTL_HOME: root}, stdio: ['ignore', log, log]},
+    [cli.entry, 'agent', 'run', '-i', identityFile, '--hbone', loopback, '--admin', loopback, '--metrics', loopback, '--readiness', loopback, '--ready-file', readyFile, '--stop-with-stdin'],
+    // stdin is a pipe we never write to: if this process dies, even by SIGKILL, the agent sees it close and exits.
+    {env: {...process.env, ZTCTL_HOME: root}, stdio: ['pipe', log, log]},
   )
   children.push(child)
   const deadline = Date.now() + WAIT_MS
