@@ -197,16 +197,20 @@ static int parse_address(const char *host, uint32_t port, struct sockaddr_storag
 
 // ---- exported functions ----------------------------------------------------------------------
 
-// listenTcp(host: string, port: number, options) → fd of a non-blocking listening socket
-static napi_value listen_tcp(napi_env env, napi_callback_info info) {
+// The shared body of listenTcp and bindUdp: parse (host, port, options), create a socket of TYPE inside
+// the netns with the options applied, bind it, and for SOCK_STREAM listen. Returns the fd, or NULL with
+// a JS exception pending.
+static napi_value bound_socket(napi_env env, napi_callback_info info, int type, const char *name) {
   size_t argc = 3;
   napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   char host[64];
   uint32_t port = 0;
   socket_options options;
+  char message[96];
   if (argc < 2 || get_string(env, argv[0], host, sizeof host) != 0 || napi_get_value_uint32(env, argv[1], &port) != napi_ok || port > 65535) {
-    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "listenTcp(host, port, options): bad arguments");
+    snprintf(message, sizeof message, "%s(host, port, options): bad arguments", name);
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", message);
     return NULL;
   }
   if (read_options(env, argc > 2 ? argv[2] : NULL, &options) != 0) return NULL;
@@ -215,7 +219,8 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
   socklen_t address_len;
   int family = parse_address(host, port, &address, &address_len);
   if (family < 0) {
-    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "listenTcp: host must be an IP address");
+    snprintf(message, sizeof message, "%s: host must be an IP address", name);
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", message);
     return NULL;
   }
 
@@ -226,20 +231,21 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
     throw_errno(env, failed_call, err);
     return NULL;
   }
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     err = errno;
     failed_call = "socket";
   } else {
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // A restarted listener must bind while the old one's connections linger in TIME_WAIT.
+    if (type == SOCK_STREAM) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     err = apply_socket_options(fd, &options, &failed_call);
     if (err == 0 && bind(fd, (struct sockaddr *)&address, address_len) != 0) {
       err = errno;
       failed_call = "bind";
     }
-    if (err == 0 && listen(fd, LISTEN_BACKLOG) != 0) {
+    if (err == 0 && type == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) != 0) {
       err = errno;
       failed_call = "listen";
     }
@@ -251,6 +257,17 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return int_value(env, fd);
+}
+
+// listenTcp(host: string, port: number, options) → fd of a non-blocking listening socket
+static napi_value listen_tcp(napi_env env, napi_callback_info info) {
+  return bound_socket(env, info, SOCK_STREAM, "listenTcp");
+}
+
+// bindUdp(host: string, port: number, options) → fd of a non-blocking UDP socket bound inside the netns
+// (node:dgram adopts it with `socket.bind({fd})`). Used for the in-pod DNS listener and its upstream socket.
+static napi_value bind_udp(napi_env env, napi_callback_info info) {
+  return bound_socket(env, info, SOCK_DGRAM, "bindUdp");
 }
 
 // tcpSocket(family: 4 | 6, options) → fd of an unconnected non-blocking TCP socket
@@ -278,57 +295,6 @@ static napi_value tcp_socket(napi_env env, napi_callback_info info) {
     failed_call = "socket";
   } else {
     err = apply_socket_options(fd, &options, &failed_call);
-    if (err != 0) close(fd);
-  }
-  netns_leave(&guard);
-  if (err != 0) {
-    throw_errno(env, failed_call, err);
-    return NULL;
-  }
-  return int_value(env, fd);
-}
-
-// bindUdp(host: string, port: number, options) → fd of a non-blocking UDP socket bound inside the netns
-// (node:dgram adopts it with `socket.bind({fd})`). Used for the in-pod DNS listener and its upstream socket.
-static napi_value bind_udp(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  char host[64];
-  uint32_t port = 0;
-  socket_options options;
-  if (argc < 2 || get_string(env, argv[0], host, sizeof host) != 0 || napi_get_value_uint32(env, argv[1], &port) != napi_ok || port > 65535) {
-    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "bindUdp(host, port, options): bad arguments");
-    return NULL;
-  }
-  if (read_options(env, argc > 2 ? argv[2] : NULL, &options) != 0) return NULL;
-  struct sockaddr_storage address;
-  socklen_t address_len;
-  int family = parse_address(host, port, &address, &address_len);
-  if (family < 0) {
-    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "bindUdp: host must be an IP address");
-    return NULL;
-  }
-
-  netns_guard guard;
-  const char *failed_call = NULL;
-  int err = netns_enter(&guard, options.netns, &failed_call);
-  if (err != 0) {
-    throw_errno(env, failed_call, err);
-    return NULL;
-  }
-  int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    err = errno;
-    failed_call = "socket";
-  } else {
-    int one = 1;
-    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    err = apply_socket_options(fd, &options, &failed_call);
-    if (err == 0 && bind(fd, (struct sockaddr *)&address, address_len) != 0) {
-      err = errno;
-      failed_call = "bind";
-    }
     if (err != 0) close(fd);
   }
   netns_leave(&guard);
