@@ -18,29 +18,21 @@ import type {WorkloadRecord} from '../config/types.js'
 import {describeSystemError} from '../errors.js'
 import {INPOD_SKIP_MARK, tcpSocket, type OriginalDestination} from '../netns/native.js'
 import {formatHostPort, type HostPort, normalizeIp, parseHostPort} from '../proxy/address.js'
-import type {ConnectionTracker} from '../proxy/connection.js'
 import {HboneError, HbonePool} from '../proxy/hbone-pool.js'
 import {HboneServer} from '../proxy/hbone-server.js'
-import type {Logger} from '../proxy/log.js'
-import type {Metrics, ResponseFlag, TrafficLabels} from '../proxy/metrics.js'
+import type {ResponseFlag, TrafficLabels} from '../proxy/metrics.js'
 import type {ConnectionRecord} from '../proxy/registry.js'
 import type {MeshState} from '../proxy/state.js'
 import type {PeerIdentity} from '../proxy/tls.js'
 import {carryToService} from '../proxy/tunnel-inbound.js'
 import {serviceAccountKey, type WorkloadCertificates} from './certs.js'
+import type {InpodAgentContext} from './runtime.js'
 import {meshServices} from './services.js'
 import {dialFromWorkload, joinSockets, passthrough, type Workload, type WorkloadManager, INPOD_HBONE_PORT} from './workloads.js'
 
-export interface MeshContext {
+/** What the mesh router needs: the agent's context (see InpodAgentContext) plus the pods' certificates. */
+export type MeshContext = Pick<InpodAgentContext, 'logger' | 'metrics' | 'node' | 'state' | 'timing' | 'tracker' | 'trustDomain'> & {
   certs: WorkloadCertificates
-  logger: () => Logger
-  metrics: Metrics
-  /** this node agent's identity name */
-  node: string
-  state: () => MeshState
-  timing?: {idleTimeoutMs?: number; keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number}
-  tracker: ConnectionTracker
-  trustDomain: string
 }
 
 /** The policy "service" of a pod: `<namespace>/<name>` (policies without services apply to every pod). */
