@@ -27,7 +27,8 @@ export class ConnectionTracker {
   established(record: ConnectionRecord, labels: TrafficLabels, socket: Socket, stream: Http2Stream): void {
     let closeReason: CloseReason | undefined
     this.metrics.connectionOpened(labels)
-    this.logger().debug({...accessLogFields(record, {received: 0, sent: 0})}, 'connection opened')
+    const logger = this.logger()
+    if (logger.isLevelEnabled('debug')) logger.debug(accessLogFields(record, {received: 0, sent: 0}), 'connection opened')
     const tunnel = relay(socket, stream, (error) => {
       this.registry.remove(record.id)
       // Istio's convention: "received" is the request direction (source → destination).
@@ -37,10 +38,10 @@ export class ConnectionTracker {
       this.metrics.connectionClosed(finalLabels, {received: request, sent: response})
       // The access log speaks from the reporter's own point of view.
       const own = record.direction === 'outbound' ? {received: response, sent: request} : {received: request, sent: response}
-      const fields = accessLogFields(record, own)
       const problem = closeReason?.message ?? (error && !isBenign(error) ? describeRelayError(error) : undefined)
-      if (problem) this.logger().error({...fields, error: problem}, 'connection complete')
-      else this.logger().info(fields, 'connection complete')
+      const closeLogger = this.logger()
+      if (problem) closeLogger.error({...accessLogFields(record, own), error: problem}, 'connection complete')
+      else if (closeLogger.isLevelEnabled('info')) closeLogger.info(accessLogFields(record, own), 'connection complete')
     })
     this.registry.add(record, (reason) => {
       closeReason ??= reason

@@ -90,16 +90,22 @@ const FILTER_LABELS: Record<keyof TrafficLabels, (typeof LABEL_NAMES)[number]> =
   sourceWorkload: 'source_workload',
 }
 
+/** Every field of TrafficLabels (FILTER_LABELS is typed to list them all). */
+const TRAFFIC_LABEL_FIELDS = Object.keys(FILTER_LABELS) as (keyof TrafficLabels)[]
+
 export class Metrics {
   private readonly series = new Map<string, Series>()
 
   constructor(private readonly build: {component: string; tag: string}) {}
 
   private seriesFor(labels: TrafficLabels): Series {
-    const values = labelValues(labels)
-    const key = values.join('\u0000')
+    // The TrafficLabels fields determine every label value: key on them, and spell the full label set
+    // out only for a new series (this runs several times per connection).
+    let key = ''
+    for (const field of TRAFFIC_LABEL_FIELDS) key += `${labels[field]}\u0000`
     let series = this.series.get(key)
     if (!series) {
+      const values = labelValues(labels)
       const labelText = LABEL_NAMES.map((name, index) => `${name}="${escapeLabel(values[index])}"`).join(',')
       series = {labelText, values: {closed: 0, failed: 0, opened: 0, received: 0, sent: 0}}
       this.series.set(key, series)

@@ -24,6 +24,7 @@ export interface SelfInfo {
 }
 
 export class MeshState {
+  private readonly endpointCache = new Map<string, readonly Endpoint[]>()
   private readonly hosted: OutboundTunnel[]
   private readonly revoked: Set<string>
 
@@ -54,8 +55,22 @@ export class MeshState {
     return Object.values(this.snapshot.inbound).filter((tunnel) => tunnel.agent === this.self.name)
   }
 
-  /** The (hosting agent, target) pairs of a service; agents with no known HBONE address are skipped. */
-  endpoints(service: string): Endpoint[] {
+  /**
+   * The (hosting agent, target) pairs of a service; agents with no known HBONE address are skipped.
+   * A state never changes, so the list is computed once per service (every connection asks); callers
+   * must not modify it.
+   */
+  endpoints(service: string): readonly Endpoint[] {
+    let endpoints = this.endpointCache.get(service)
+    if (!endpoints) {
+      endpoints = this.computeEndpoints(service)
+      this.endpointCache.set(service, endpoints)
+    }
+
+    return endpoints
+  }
+
+  private computeEndpoints(service: string): Endpoint[] {
     const endpoints: Endpoint[] = []
     for (const tunnel of Object.values(this.snapshot.outbound)) {
       if (tunnel.service !== service) continue
