@@ -67,6 +67,8 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     }
 
     await agent.closed
+    // An open stdin pipe would keep the process alive after the agent stopped.
+    if (this.flags['stop-with-stdin']) process.stdin.destroy()
   }
 
   private async sidecarOptions(mode: 'proxy' | 'tproxy') {

@@ -189,9 +189,8 @@ async function waitForDemo(url: string): Promise<void> {
   let last: unknown
   while (Date.now() < deadline) {
     try {
-      const response = await fetch(url, {signal: AbortSignal.timeout(2000)})
-      if (response.ok && (await response.text()).includes('quickstart demo')) return
-      last = new Error(`HTTP ${response.status}`)
+      if ((await getOnce(url)).includes('quickstart demo')) return
+      last = new Error('unexpected answer')
     } catch (error) {
       last = error
     }
@@ -202,5 +201,23 @@ async function waitForDemo(url: string): Promise<void> {
   throw new ZtError('ZT_ERR_QUICKSTART', `the demo service did not answer through the tunnel at ${url}: ${(last as Error)?.message}`, {
     exit: ExitCode.unreachable,
     suggestion: 'read the agents\' logs in the quickstart folder (run with --dir to keep it)',
+  })
+}
+
+/**
+ * One GET on a connection of its own, closed after the answer: a pooled keep-alive connection (fetch's)
+ * would hold a tunnel open and make the agents wait for it when they drain on exit.
+ */
+async function getOnce(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, {agent: false, headers: {connection: 'close'}, timeout: 2000}, (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => (body += chunk.slice(0, 4096)))
+      response.on('end', () => (response.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${response.statusCode}`))))
+      response.on('error', reject)
+    })
+    request.on('timeout', () => request.destroy(new Error('timed out')))
+    request.on('error', reject)
   })
 }
