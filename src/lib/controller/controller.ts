@@ -7,6 +7,7 @@ import {isIP} from 'node:net'
 import path from 'node:path'
 
 import {ExitCode, ZtError} from '../errors.js'
+import {type HostPort, parseHostPort} from '../proxy/address.js'
 import {upsertContext} from '../home/contexts.js'
 import {defaultControllerDataDir, type Home, identitiesDir} from '../home/home.js'
 import {readIdentityFile, writeIdentityFile} from '../identity/file.js'
@@ -61,17 +62,16 @@ export interface RunningController {
 
 const silentLogger: Logger = {debug() {}, error() {}, info() {}, warn() {}}
 
-export function parseListen(text: string): {host: string; port: number} {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim())
-  const port = match ? Number(match[3]) : Number.NaN
-  if (!match || port > 65_535) {
+export function parseListen(text: string): HostPort {
+  const listen = parseHostPort(text.trim())
+  if (!listen) {
     throw new ZtError('ZT_ERR_BAD_LISTEN', `--listen "${text}" is not HOST:PORT`, {
       exit: ExitCode.usage,
       suggestion: 'e.g. --listen 127.0.0.1:15012, --listen 0.0.0.0:15012 or --listen [::1]:0 (0 = any free port)',
     })
   }
 
-  return {host: match[1] ?? match[2], port}
+  return listen
 }
 
 export async function startController(options: ControllerOptions): Promise<RunningController> {

@@ -4,6 +4,7 @@ import {isIP} from 'node:net'
 
 import {ExitCode, ZtError} from '../errors.js'
 import type {Target} from '../config/types.js'
+import {type HostPort, parseHostPort as parseAddress} from '../proxy/address.js'
 import {formatIntercept, parseIntercept as readIntercept} from '../sidecar/intercept.js'
 
 const SERVICE = /^tcp\/[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
@@ -44,19 +45,15 @@ function parsePort(text: string, whole: string): number {
   return port
 }
 
-/** `host:port`, `[v6]:port`. */
-export function parseHostPort(text: string): {host: string; port: number} {
-  const match = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):([^:]+)$/.exec(text)
-  if (!match) {
+/** `host:port`, `[v6]:port`: the data plane's parser (proxy/address.ts), with errors in words and ports from 1. */
+export function parseHostPort(text: string): HostPort {
+  const address = parseAddress(text)
+  if (!address) {
     throw usage('ZT_ERR_INVALID_ADDRESS', `"${text}" is not HOST:PORT`, 'write HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080')
   }
 
-  const host = match[1]
-  if (match[0].startsWith('[') && isIP(host) !== 6) {
-    throw usage('ZT_ERR_INVALID_ADDRESS', `"${host}" is not an IPv6 address`, 'write [v6-address]:PORT')
-  }
-
-  return {host, port: parsePort(match[2], text)}
+  if (address.port === 0) throw usage('ZT_ERR_INVALID_ADDRESS', `"${text}" has no valid port (1–65535)`, 'write HOST:PORT, e.g. 127.0.0.1:8080')
+  return address
 }
 
 /** `HOST:PORT[@WEIGHT]` */

@@ -305,16 +305,23 @@ static napi_value tcp_socket(napi_env env, napi_callback_info info) {
   return int_value(env, fd);
 }
 
+// Reads argv[0] as a file descriptor; on failure throws a TypeError naming the call and returns -1.
+static int32_t read_fd(napi_env env, size_t argc, napi_value *argv, const char *usage) {
+  int32_t fd = -1;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", usage);
+    return -1;
+  }
+  return fd;
+}
+
 // originalDst(fd) → {address, port, family}: the destination before a REDIRECT/DNAT rewrote it
 static napi_value original_dst(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t fd = -1;
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
-    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "originalDst(fd): fd must be a non-negative integer");
-    return NULL;
-  }
+  int32_t fd = read_fd(env, argc, argv, "originalDst(fd): fd must be a non-negative integer");
+  if (fd < 0) return NULL;
   int domain = 0;
   socklen_t domain_len = sizeof domain;
   if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &domain_len) != 0) {
@@ -358,9 +365,10 @@ static napi_value set_mark(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t fd = -1;
+  int32_t fd = read_fd(env, argc, argv, "setMark(fd, mark): bad arguments");
+  if (fd < 0) return NULL;
   uint32_t mark = 0;
-  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 || napi_get_value_uint32(env, argv[1], &mark) != napi_ok) {
+  if (argc < 2 || napi_get_value_uint32(env, argv[1], &mark) != napi_ok) {
     napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "setMark(fd, mark): bad arguments");
     return NULL;
   }
@@ -376,11 +384,8 @@ static napi_value get_mark(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t fd = -1;
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
-    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "getMark(fd): fd must be a non-negative integer");
-    return NULL;
-  }
+  int32_t fd = read_fd(env, argc, argv, "getMark(fd): fd must be a non-negative integer");
+  if (fd < 0) return NULL;
   uint32_t mark = 0;
   socklen_t len = sizeof mark;
   if (getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &len) != 0) {
