@@ -26,7 +26,7 @@ export class ConnectionTracker {
    */
   established(record: ConnectionRecord, labels: TrafficLabels, socket: Socket, stream: Http2Stream): void {
     let closeReason: CloseReason | undefined
-    this.metrics.connectionOpened(labels)
+    const series = this.metrics.connectionOpened(labels)
     const logger = this.logger()
     if (logger.isLevelEnabled('debug')) logger.debug(accessLogFields(record, {received: 0, sent: 0}), 'connection opened')
     const tunnel = relay(socket, stream, (error) => {
@@ -34,8 +34,8 @@ export class ConnectionTracker {
       // Istio's convention: "received" is the request direction (source → destination).
       const request = record.direction === 'outbound' ? socket.bytesRead : socket.bytesWritten
       const response = record.direction === 'outbound' ? socket.bytesWritten : socket.bytesRead
-      const finalLabels = closeReason ? {...labels, responseFlags: closeReason.flag} : labels
-      this.metrics.connectionClosed(finalLabels, {received: request, sent: response})
+      if (closeReason) this.metrics.connectionClosed({...labels, responseFlags: closeReason.flag}, {received: request, sent: response})
+      else this.metrics.connectionClosed(labels, {received: request, sent: response}, series)
       // The access log speaks from the reporter's own point of view.
       const own = record.direction === 'outbound' ? {received: response, sent: request} : {received: request, sent: response}
       const problem = closeReason?.message ?? (error && !isBenign(error) ? describeRelayError(error) : undefined)
@@ -52,8 +52,7 @@ export class ConnectionTracker {
   /** A connection refused before it carried data: counted (opened+closed with a flag) and logged with why. */
   refused(record: ConnectionRecord, labels: TrafficLabels, reason: CloseReason): void {
     const flagged = {...labels, responseFlags: reason.flag}
-    this.metrics.connectionOpened(flagged)
-    this.metrics.connectionClosed(flagged, {received: 0, sent: 0})
+    this.metrics.connectionClosed(flagged, {received: 0, sent: 0}, this.metrics.connectionOpened(flagged))
     this.logger().error({...accessLogFields(record, {received: 0, sent: 0}), error: reason.message}, 'connection complete')
   }
 }

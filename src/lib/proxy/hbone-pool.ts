@@ -104,7 +104,7 @@ export class HbonePool {
       throw this.describeSessionError(destination, error)
     }
 
-    stream.once('close', () => this.release(pooled))
+    stream.on('close', () => this.release(pooled))
     const response = await this.awaitResponse(stream, destination)
     const status = Number(response[':status'])
     if (status !== 200) {

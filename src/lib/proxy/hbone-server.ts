@@ -122,7 +122,7 @@ export class HboneServer {
   }
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
-    stream.on('error', () => {}) // the relay or the refusal path reports
+    stream.on('error', ignoreError) // the relay or the refusal path reports
     const session = stream.session
     if (!session) return
     const socket = session.socket as TLSSocket
@@ -155,11 +155,7 @@ export class HboneServer {
       reporter: 'destination',
       sourcePrincipal: peer.spiffe,
     }
-    const refuse = (status: number, flag: ResponseFlag, message: string): void => {
-      if (!stream.closed && !stream.headersSent) stream.respond({':status': status}, {endStream: true})
-      this.options.tracker.refused(record, {...labels, destinationService: record.service === 'unknown' ? undefined : record.service}, {flag, message})
-    }
-
+    const refuse = (status: number, flag: ResponseFlag, message: string): void => this.refuse(stream, record, labels, status, flag, message)
     if (headers[':method'] !== 'CONNECT') return refuse(400, 'CONNECT', `expected method CONNECT, got ${String(headers[':method']).slice(0, 20)}`)
     if (!target) return refuse(400, 'CONNECT', `bad :authority ${JSON.stringify(record.hboneTarget)}: expected host:port`)
     if (state.isRevoked(peer.serial)) {
@@ -179,10 +175,15 @@ export class HboneServer {
     labels.sourceWorkload = sourceIdentity
     const decision = state.authorize({destinationPort: target.port, service: tunnel.service, sourceAddress: normalizeIp(socket.remoteAddress), sourceSpiffe: peer.spiffe}, tunnel)
     if (!decision.allowed) return refuse(401, 'DENY', `connection closed due to policy rejection: ${decision.reason}`)
-    this.dial(stream, target, record, labels, refuse)
+    this.dial(stream, target, record, labels)
   }
 
-  private dial(stream: ServerHttp2Stream, target: HostPort, record: ConnectionRecord, labels: TrafficLabels, refuse: (status: number, flag: ResponseFlag, message: string) => void): void {
+  private refuse(stream: ServerHttp2Stream, record: ConnectionRecord, labels: TrafficLabels, status: number, flag: ResponseFlag, message: string): void {
+    if (!stream.closed && !stream.headersSent) stream.respond({':status': status}, {endStream: true})
+    this.options.tracker.refused(record, {...labels, destinationService: record.service === 'unknown' ? undefined : record.service}, {flag, message})
+  }
+
+  private dial(stream: ServerHttp2Stream, target: HostPort, record: ConnectionRecord, labels: TrafficLabels): void {
     const upstream = netConnect({allowHalfOpen: true, host: target.host, noDelay: true, port: target.port})
     const timer = setTimeout(() => upstream.destroy(Object.assign(new Error('timed out'), {code: 'ETIMEDOUT'})), this.options.dialTimeoutMs)
     timer.unref()
@@ -194,7 +195,7 @@ export class HboneServer {
     const onDialError = (error: Error): void => {
       clearTimeout(timer)
       stream.off('close', onEarlyClose)
-      if (!stream.closed) refuse(503, 'CONNECT', `${describeSystemError(error)} dialling target ${formatHostPort(target)} of ${record.service}`)
+      if (!stream.closed) this.refuse(stream, record, labels, 503, 'CONNECT', `${describeSystemError(error)} dialling target ${formatHostPort(target)} of ${record.service}`)
     }
 
     stream.once('close', onEarlyClose)
@@ -215,6 +216,8 @@ export class HboneServer {
     })
   }
 }
+
+function ignoreError(): void {}
 
 /** `for="1.2.3.4:5";host="tcp/x"` → `tcp/x`. Bounded; garbage yields undefined. */
 export function forwardedHost(value: string | string[] | undefined): string | undefined {

@@ -93,34 +93,58 @@ const FILTER_LABELS: Record<keyof TrafficLabels, (typeof LABEL_NAMES)[number]> =
 /** Every field of TrafficLabels (FILTER_LABELS is typed to list them all). */
 const TRAFFIC_LABEL_FIELDS = Object.keys(FILTER_LABELS) as (keyof TrafficLabels)[]
 
+/** One label set's counters; `connectionOpened` hands it back so the close can skip the lookup. */
+export type SeriesHandle = Series
+
+/** A trie level: one Map per TrafficLabels field, in TRAFFIC_LABEL_FIELDS order; the last level holds the series. */
+type SeriesTrie = Map<string | undefined, SeriesTrie | Series>
+
 export class Metrics {
-  private readonly series = new Map<string, Series>()
+  private readonly series: Series[] = []
+  private readonly trie: SeriesTrie = new Map()
 
   constructor(private readonly build: {component: string; tag: string}) {}
 
+  // Runs twice per connection: walking one Map per label field reuses each string's cached hash,
+  // where building a joined key string would allocate and hash ~200 characters every time.
   private seriesFor(labels: TrafficLabels): Series {
-    // The TrafficLabels fields determine every label value: key on them, and spell the full label set
-    // out only for a new series (this runs several times per connection).
-    let key = ''
-    for (const field of TRAFFIC_LABEL_FIELDS) key += `${labels[field]}\u0000`
-    let series = this.series.get(key)
+    let level = this.trie
+    const last = TRAFFIC_LABEL_FIELDS.length - 1
+    for (let index = 0; index < last; index++) {
+      const value = labels[TRAFFIC_LABEL_FIELDS[index]]
+      let next = level.get(value) as SeriesTrie | undefined
+      if (!next) {
+        next = new Map()
+        level.set(value, next)
+      }
+
+      level = next
+    }
+
+    const value = labels[TRAFFIC_LABEL_FIELDS[last]]
+    let series = level.get(value) as Series | undefined
     if (!series) {
       const values = labelValues(labels)
       const labelText = LABEL_NAMES.map((name, index) => `${name}="${escapeLabel(values[index])}"`).join(',')
       series = {labelText, values: {closed: 0, failed: 0, opened: 0, received: 0, sent: 0}}
-      this.series.set(key, series)
+      level.set(value, series)
+      this.series.push(series)
     }
 
     return series
   }
 
-  connectionOpened(labels: TrafficLabels): void {
-    this.seriesFor(labels).values.opened++
+  connectionOpened(labels: TrafficLabels): SeriesHandle {
+    const series = this.seriesFor(labels)
+    series.values.opened++
+    return series
   }
 
-  /** A connection ended: bytes in Istio's convention (received = source→destination). */
-  connectionClosed(labels: TrafficLabels, bytes: {received: number; sent: number}): void {
-    const series = this.seriesFor(labels)
+  /**
+   * A connection ended: bytes in Istio's convention (received = source→destination). SERIES: the
+   * handle `connectionOpened` returned, when the labels did not change since.
+   */
+  connectionClosed(labels: TrafficLabels, bytes: {received: number; sent: number}, series: SeriesHandle = this.seriesFor(labels)): void {
     series.values.closed++
     series.values.received += bytes.received
     series.values.sent += bytes.sent
@@ -136,7 +160,7 @@ export class Metrics {
   /** A counter's value summed over every label set matching `filter` (for tests and status output). */
   total(counter: CounterName, filter: Partial<TrafficLabels> = {}): number {
     let sum = 0
-    for (const series of this.series.values()) {
+    for (const series of this.series) {
       const matches = Object.entries(filter).every(([key, value]) =>
         series.labelText.includes(`${FILTER_LABELS[key as keyof TrafficLabels]}="${escapeLabel(String(value))}"`))
       if (matches) sum += series.values[counter]
@@ -155,7 +179,7 @@ export class Metrics {
     for (const name of COUNTER_ORDER) {
       const [metric, help] = COUNTERS[name]
       lines.push(`# HELP ${metric} ${help}`, `# TYPE ${metric} counter`)
-      for (const series of this.series.values()) {
+      for (const series of this.series) {
         if (name === 'failed' && series.values.failed === 0) continue
         lines.push(`${metric}{${series.labelText}} ${series.values[name]}`)
       }

@@ -76,7 +76,8 @@ export function relay(socket: Socket, stream: Http2Stream, onClose: (error?: Err
     firstError ??= error
     socket.destroy()
   })
-  socket.once('close', () => {
+  // 'close' fires once: `on` spares the once-wrapper each tunnel would otherwise keep alive.
+  socket.on('close', () => {
     // The socket closed cleanly (FIN both ways): once our END_STREAM is flushed the stream should
     // close by itself; if the peer never finishes, reset after a linger.
     if (!stream.closed) {
@@ -86,7 +87,7 @@ export function relay(socket: Socket, stream: Http2Stream, onClose: (error?: Err
 
     done()
   })
-  stream.once('close', () => {
+  stream.on('close', () => {
     if (!socket.destroyed) {
       const reset = stream.rstCode !== undefined && stream.rstCode !== NGHTTP2_NO_ERROR
       // A reset stream resets the TCP side (RST, as ztunnel does). A cleanly closed one already ended the socket's write side;
@@ -97,6 +98,7 @@ export function relay(socket: Socket, stream: Http2Stream, onClose: (error?: Err
 
     done()
   })
+  coalesceWrites(stream, socket)
   socket.pipe(stream)
   stream.pipe(socket)
   return {
@@ -106,6 +108,27 @@ export function relay(socket: Socket, stream: Http2Stream, onClose: (error?: Err
       cancelStream()
     },
   }
+}
+
+/**
+ * HTTP/2 hands over a TLS read as one 'data' event per DATA frame (≤ 16 KiB each); written one by one,
+ * each becomes its own syscall and TCP segment. Corking the socket at the first frame of a burst and
+ * uncorking once the burst is over (setImmediate: after this poll phase's reads) turns them into one
+ * writev. Registered before the pipe, so the cork comes before the burst's first write.
+ */
+function coalesceWrites(stream: Http2Stream, socket: Socket): void {
+  let corked = false
+  const uncork = (): void => {
+    corked = false
+    socket.uncork()
+  }
+
+  stream.on('data', () => {
+    if (corked) return
+    corked = true
+    socket.cork()
+    setImmediate(uncork)
+  })
 }
 
 /**

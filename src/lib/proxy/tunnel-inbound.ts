@@ -43,6 +43,7 @@ export interface InboundOptions {
 
 /** Endpoints in a weighted-random order without repetition (the first is the weighted pick). */
 export function weightedOrder<T extends {weight: number}>(endpoints: readonly T[], random: () => number = Math.random): T[] {
+  if (endpoints.length < 2) return [...endpoints]
   const remaining = [...endpoints]
   const order: T[] = []
   while (remaining.length > 0) {
@@ -131,11 +132,10 @@ export class InboundTunnels {
  * pod's pool and identity (SOURCE_WORKLOAD: the pod's name in the metrics).
  */
 export function carryToService(socket: Socket, service: string, options: InboundOptions, sourceWorkload?: string): void {
-  let clientGone = false
-  socket.on('error', () => {})
-  socket.once('close', () => {
-    clientGone = true
-  })
+  // Paused until established (pauseOnConnect), so the socket reports nothing but errors: `destroyed`
+  // tells whether the client went away meanwhile. The relay brings its own error listener.
+  socket.on('error', ignoreError)
+  const clientGone = (): boolean => socket.destroyed
   const state = options.state()
   const sourceSpiffe = options.sourceSpiffe()
   const record: ConnectionRecord = {
@@ -163,18 +163,19 @@ export function carryToService(socket: Socket, service: string, options: Inbound
       Object.assign(labels, {destinationPrincipal: endpoint.spiffe, destinationWorkload: endpoint.agent})
       try {
         const {peerSerial, stream} = await options.pool.open({address: endpoint.hbone, spiffe: endpoint.spiffe}, endpoint.target, requestHeaders(record, service))
-        if (clientGone) {
+        if (clientGone()) {
           stream.close()
           return
         }
 
+        socket.off('error', ignoreError)
         record.peerSerial = peerSerial
         options.tracker.established(record, labels, socket, stream)
         return
       } catch (error) {
         lastError = error as HboneError
         options.logger().debug({endpoint: endpoint.target, agent: endpoint.agent, error: lastError.message}, 'endpoint failed')
-        if (!lastError.retryable || clientGone) break
+        if (!lastError.retryable || clientGone()) break
       }
     }
 
@@ -184,6 +185,8 @@ export function carryToService(socket: Socket, service: string, options: Inbound
 
   void attempt()
 }
+
+function ignoreError(): void {}
 
 function endpointFields(endpoint: Endpoint): Partial<ConnectionRecord> {
   return {destinationAddress: endpoint.hbone, destinationAgent: endpoint.agent, destinationSpiffe: endpoint.spiffe, hboneTarget: endpoint.target}
