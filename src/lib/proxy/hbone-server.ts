@@ -38,7 +38,7 @@ const MAX_FORWARDED_LENGTH = 1024
 export class HboneServer {
   private readonly server: Http2SecureServer
   private readonly sessions = new Set<Http2Session>()
-  private readonly peers = new WeakMap<Http2Session, PeerIdentity>()
+  private readonly peers = new WeakMap<Http2Session, SessionPeer>()
   private readonly options: Required<Omit<HboneServerOptions, 'handleStream'>> & Pick<HboneServerOptions, 'handleStream'>
 
   constructor(options: HboneServerOptions) {
@@ -105,7 +105,9 @@ export class HboneServer {
 
   private onSession(session: Http2Session): void {
     this.sessions.add(session)
-    this.peers.set(session, peerIdentity(session.socket as TLSSocket))
+    const socket = session.socket as TLSSocket
+    const ip = normalizeIp(socket.remoteAddress)
+    this.peers.set(session, {...peerIdentity(socket), ip, source: `${ip}:${socket.remotePort}`})
     session.once('close', () => this.sessions.delete(session))
     session.on('error', (error) => this.options.logger().debug({error: error.message}, 'HBONE session error'))
     raiseConnectionWindow(session)
@@ -125,8 +127,7 @@ export class HboneServer {
     stream.on('error', ignoreError) // the relay or the refusal path reports
     const session = stream.session
     if (!session) return
-    const socket = session.socket as TLSSocket
-    const peer = this.peers.get(session) ?? {}
+    const peer = this.peers.get(session) ?? UNKNOWN_PEER
     if (this.options.handleStream) {
       this.options.handleStream(stream, headers, peer)
       return
@@ -145,15 +146,17 @@ export class HboneServer {
       id: this.options.tracker.newId(),
       peerSerial: peer.serial,
       service: 'unknown',
-      sourceAddress: `${normalizeIp(socket.remoteAddress)}:${socket.remotePort}`,
+      sourceAddress: peer.source,
       sourceSpiffe: peer.spiffe,
       startedAt: Date.now(),
     }
     const labels: TrafficLabels = {
       destinationPrincipal: record.destinationSpiffe,
+      destinationService: undefined,
       destinationWorkload: state.self.name,
       reporter: 'destination',
       sourcePrincipal: peer.spiffe,
+      sourceWorkload: undefined,
     }
     const refuse = (status: number, flag: ResponseFlag, message: string): void => this.refuse(stream, record, labels, status, flag, message)
     if (headers[':method'] !== 'CONNECT') return refuse(400, 'CONNECT', `expected method CONNECT, got ${String(headers[':method']).slice(0, 20)}`)
@@ -173,7 +176,7 @@ export class HboneServer {
     record.service = tunnel.service
     labels.destinationService = tunnel.service
     labels.sourceWorkload = sourceIdentity
-    const decision = state.authorize({destinationPort: target.port, service: tunnel.service, sourceAddress: normalizeIp(socket.remoteAddress), sourceSpiffe: peer.spiffe}, tunnel)
+    const decision = state.authorize({destinationPort: target.port, service: tunnel.service, sourceAddress: peer.ip, sourceSpiffe: peer.spiffe}, tunnel)
     if (!decision.allowed) return refuse(401, 'DENY', `connection closed due to policy rejection: ${decision.reason}`)
     this.dial(stream, target, record, labels)
   }
@@ -216,6 +219,15 @@ export class HboneServer {
     })
   }
 }
+
+/** A session's peer: its certificate identity and address, worked out once per session, not per stream. */
+interface SessionPeer extends PeerIdentity {
+  ip: string
+  /** `ip:port` */
+  source: string
+}
+
+const UNKNOWN_PEER: SessionPeer = {ip: '', source: ''}
 
 function ignoreError(): void {}
 

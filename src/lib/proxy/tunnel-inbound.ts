@@ -13,7 +13,7 @@ import {type HboneError, type HbonePool} from './hbone-pool.js'
 import type {Logger} from './log.js'
 import type {TrafficLabels} from './metrics.js'
 import type {ConnectionRecord} from './registry.js'
-import type {Endpoint, MeshState} from './state.js'
+import type {MeshState} from './state.js'
 
 /** Endpoints tried per connection before giving up. */
 export const MAX_CONNECT_ATTEMPTS = 3
@@ -138,17 +138,28 @@ export function carryToService(socket: Socket, service: string, options: Inbound
   const clientGone = (): boolean => socket.destroyed
   const state = options.state()
   const sourceSpiffe = options.sourceSpiffe()
+  // Every field spelled out from the start: the objects keep one shape instead of growing per endpoint.
   const record: ConnectionRecord = {
     destinationAddress: '',
+    destinationAgent: undefined,
+    destinationSpiffe: undefined,
     direction: 'outbound',
     hboneTarget: '',
     id: options.tracker.newId(),
+    peerSerial: undefined,
     service,
     sourceAddress: `${normalizeIp(socket.remoteAddress)}:${socket.remotePort}`,
     sourceSpiffe,
     startedAt: Date.now(),
   }
-  const labels: TrafficLabels = {destinationService: service, reporter: 'source', sourcePrincipal: sourceSpiffe, sourceWorkload: sourceWorkload ?? state.self.name}
+  const labels: TrafficLabels = {
+    destinationPrincipal: undefined,
+    destinationService: service,
+    destinationWorkload: undefined,
+    reporter: 'source',
+    sourcePrincipal: sourceSpiffe,
+    sourceWorkload: sourceWorkload ?? state.self.name,
+  }
   const endpoints = weightedOrder(state.endpoints(service)).slice(0, MAX_CONNECT_ATTEMPTS)
   if (endpoints.length === 0) {
     socket.destroy()
@@ -159,8 +170,12 @@ export function carryToService(socket: Socket, service: string, options: Inbound
   const attempt = async (): Promise<void> => {
     let lastError: HboneError | undefined
     for (const endpoint of endpoints) {
-      Object.assign(record, endpointFields(endpoint))
-      Object.assign(labels, {destinationPrincipal: endpoint.spiffe, destinationWorkload: endpoint.agent})
+      record.destinationAddress = endpoint.hbone
+      record.destinationAgent = endpoint.agent
+      record.destinationSpiffe = endpoint.spiffe
+      record.hboneTarget = endpoint.target
+      labels.destinationPrincipal = endpoint.spiffe
+      labels.destinationWorkload = endpoint.agent
       try {
         const {peerSerial, stream} = await options.pool.open({address: endpoint.hbone, spiffe: endpoint.spiffe}, endpoint.target, requestHeaders(record, service))
         if (clientGone()) {
@@ -187,10 +202,6 @@ export function carryToService(socket: Socket, service: string, options: Inbound
 }
 
 function ignoreError(): void {}
-
-function endpointFields(endpoint: Endpoint): Partial<ConnectionRecord> {
-  return {destinationAddress: endpoint.hbone, destinationAgent: endpoint.agent, destinationSpiffe: endpoint.spiffe, hboneTarget: endpoint.target}
-}
 
 // Trace ids come from a pool refilled in bulk: one getrandom call per 170 connections, not one each.
 const randomPool = Buffer.alloc(4096)
