@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {parseDuration} from '../../lib/cli/render.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
+import type {DaemonOptions} from '../../lib/proxy/launch.js'
 
 export default class AgentRun extends BaseCommand<typeof AgentRun> {
   static override description = `Runs the HBONE proxy for one identity: hosts the outbound tunnels assigned to it, opens its inbound tunnel listeners, and enforces policies. Configuration comes from the controller's stream (or a static --config file); JSON log lines go to stdout. SIGTERM drains open connections up to --drain-timeout, then exits.`
@@ -41,9 +42,15 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       throw new ZtError('ZT_ERR_USAGE', `--drain-timeout ${JSON.stringify(this.flags['drain-timeout'])} is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --drain-timeout 5s'})
     }
 
-    const {launchAgent} = await import('../../lib/proxy/launch.js')
+    // Undocumented knob (tests, debugging): ZTCTL_AGENT_IDLE_TRIM=DURATION, or 0 to turn the idle trim off.
+    const idleTrim = process.env.ZTCTL_AGENT_IDLE_TRIM ?? '10s'
+    const idleTrimSeconds = idleTrim === '0' ? 0 : parseDuration(idleTrim)
+    if (idleTrimSeconds === undefined) {
+      throw new ZtError('ZT_ERR_USAGE', `ZTCTL_AGENT_IDLE_TRIM=${JSON.stringify(idleTrim)} is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. ZTCTL_AGENT_IDLE_TRIM=10s, or 0 to turn the idle trim off'})
+    }
+
     const sidecar = this.flags.mode ? await this.sidecarOptions(this.flags.mode as 'proxy' | 'tproxy') : undefined
-    const agent = await launchAgent({
+    const options: DaemonOptions = {
       admin: this.flags.admin,
       advertise: this.flags.advertise,
       buildVersion: this.config.version,
@@ -51,24 +58,21 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       drainTimeoutMs: drainSeconds * 1000,
       hbone: this.flags.hbone,
       identityFile: this.flags.identity,
+      idleTrimMs: Math.round(idleTrimSeconds * 1000),
       inpod: this.flags['inpod-socket'] ? {socketPath: this.flags['inpod-socket'], stateDir: this.flags['inpod-state-dir']} : undefined,
+      json: this.jsonEnabled(),
       logLevel: this.flags['log-level'],
       metrics: this.flags.metrics,
       readiness: this.flags.readiness,
       readyFile: this.flags['ready-file'],
       sidecar,
-    })
-    const stop = (signal: string) => () => void agent.shutdown(`received ${signal}`)
-    process.once('SIGTERM', stop('SIGTERM'))
-    process.once('SIGINT', stop('SIGINT'))
-    if (this.flags['stop-with-stdin']) {
-      process.stdin.once('close', stop('end of standard input'))
-      process.stdin.resume()
+      stopWithStdin: this.flags['stop-with-stdin'],
     }
-
-    await agent.closed
-    // An open stdin pipe would keep the process alive after the agent stopped.
-    if (this.flags['stop-with-stdin']) process.stdin.destroy()
+    const {execDaemon, runDaemon} = await import('../../lib/proxy/launch.js')
+    // The lean daemon replaces this process (same PID and stdio) and never returns here; without
+    // process.execve, or with ZTCTL_AGENT_IN_PROCESS=1, the agent runs inside this process.
+    execDaemon(options)
+    await runDaemon(options)
   }
 
   private async sidecarOptions(mode: 'proxy' | 'tproxy') {

@@ -2,7 +2,8 @@
 // (TCP listeners and clients, bound UDP sockets) created inside another network namespace, SO_MARK,
 // SO_REUSEPORT, IP_TRANSPARENT and SO_ORIGINAL_DST — the things Node cannot do itself. Node adopts the
 // returned fds with `server.listen({fd})`, `new net.Socket({fd})` and `dgram.createSocket().bind({fd})`.
-// Syscall failures become ZtErrors carrying the errno text.
+// Also the idle agent's memory calls (malloc_trim, MADV_DONTNEED on read-only file pages; see
+// src/lib/proxy/idle-trim.ts). Syscall failures and refused arguments become ZtErrors.
 import {existsSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import path from 'node:path'
@@ -41,6 +42,8 @@ interface NativeBinding {
   originalDst(fd: number): OriginalDestination
   setMark(fd: number, mark: number): void
   getMark(fd: number): number
+  mallocTrim(): boolean
+  discardFilePages(start: bigint, length: bigint): void
 }
 
 // src/lib/netns and dist/lib/netns sit at the same depth below the repository root.
@@ -78,7 +81,7 @@ export function nativeAvailable(): boolean {
   }
 }
 
-function callNative<T>(what: string, netns: string | undefined, call: (native: NativeBinding) => T): T {
+function callNative<T>(what: string, netns: string | undefined, call: (native: NativeBinding) => T, code = 'ZT_ERR_NETNS'): T {
   const native = loadBinding()
   try {
     return call(native)
@@ -91,7 +94,7 @@ function callNative<T>(what: string, netns: string | undefined, call: (native: N
         : err.code === 'ENOENT'
           ? 'Check the namespace path (`ip netns list`, or /proc/PID/ns/net of a running process).'
           : undefined
-    throw new ZtError('ZT_ERR_NETNS', `${what}${where} failed: ${err.message}`, {cause: error, suggestion, details: {errno: err.code}})
+    throw new ZtError(code, `${what}${where} failed: ${err.message}`, {cause: error, suggestion, details: {errno: err.code}})
   }
 }
 
@@ -124,4 +127,21 @@ export function setMark(fd: number, mark: number): void {
 
 export function getMark(fd: number): number {
   return callNative('reading SO_MARK', undefined, (native) => native.getMark(fd))
+}
+
+/** glibc malloc_trim(0): give the free memory of every malloc arena back to the kernel. True when some was. */
+export function mallocTrim(): boolean {
+  return callNative('malloc_trim', undefined, (native) => native.mallocTrim(), 'ZT_ERR_MEMORY')
+}
+
+/**
+ * madvise(MADV_DONTNEED) on [start, start + length): drops this process's resident pages of a read-only,
+ * file-backed mapping (they stay in the page cache and fault back in on use). The addon re-checks
+ * /proc/self/smaps and refuses (ZtError ZT_ERR_MEMORY, details.errno ZT_ERR_MADVISE_ARGS or
+ * ZT_ERR_MADVISE_REFUSED) an unaligned or empty range, a gap, a writable or anonymous mapping, or one
+ * holding copy-on-write pages: nothing that could lose data.
+ */
+export function discardFilePages(start: bigint, length: bigint): void {
+  const where = typeof start === 'bigint' ? `0x${start.toString(16)}` : String(start)
+  callNative(`discarding the pages of ${where}+${String(length)}`, undefined, (native) => native.discardFilePages(start, length), 'ZT_ERR_MEMORY')
 }

@@ -15,6 +15,7 @@ import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from './config-sour
 import {ConnectionTracker} from './connection.js'
 import {HbonePool, type PoolSessionInfo} from './hbone-pool.js'
 import {HboneServer} from './hbone-server.js'
+import {startIdleTrim} from './idle-trim.js'
 import {createLogger, type Logger, type LogLevel} from './log.js'
 import {Metrics} from './metrics.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from './registry.js'
@@ -39,6 +40,8 @@ export interface AgentOptions {
   sidecar?: import('../sidecar/sidecar.js').SidecarOptions
   /** where a renewed certificate is written back (atomically, 0600) */
   identityFile?: string
+  /** after this long without a connection, trim memory once (src/lib/proxy/idle-trim.ts); undefined: never */
+  idleTrimMs?: number
   logDestination?: NodeJS.WritableStream
   logLevel?: LogLevel
   metrics?: string
@@ -360,6 +363,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
     renewer.start()
   }
 
+  if (options.idleTrimMs) startIdleTrim({closed, idleMs: options.idleTrimMs, logger, source: registry})
   return {
     addresses,
     applyConfig,

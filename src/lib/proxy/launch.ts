@@ -1,10 +1,14 @@
 // `ztctl agent run` in one call: read the identity, pick the configuration source, start the agent,
-// and write the ready file (the actual bound addresses) once it is ready.
-import {renewIdentity} from '../client/renew.js'
-import {writeFileAtomic} from '../home/home.js'
-import {readIdentityFile} from '../identity/file.js'
-import {type Agent, type AgentOptions, runAgent} from './agent.js'
-import {type ConfigSource, StaticConfigSource} from './config-source.js'
+// and write the ready file (the actual bound addresses) once it is ready. And the daemon around it:
+// once oclif has parsed the flags, the command replaces its process (execve: same PID, same stdio)
+// with `node main.js`, the agent without the CLI's modules in memory; `runDaemon` is what both run.
+// This module stays light (the agent's modules load on first use): the command imports it to exec.
+import {accessSync, constants} from 'node:fs'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import type {Agent, AgentOptions} from './agent.js'
+import type {ConfigSource} from './config-source.js'
 import type {LogLevel} from './log.js'
 
 export interface LaunchOptions {
@@ -16,6 +20,8 @@ export interface LaunchOptions {
   drainTimeoutMs: number
   hbone: string
   identityFile: string
+  /** trim memory after this long without a connection (idle-trim.ts); undefined or 0: never */
+  idleTrimMs?: number
   inpod?: AgentOptions['inpod']
   sidecar?: AgentOptions['sidecar']
   logLevel: LogLevel
@@ -33,6 +39,9 @@ export interface ReadyFile {
 }
 
 export async function launchAgent(options: LaunchOptions): Promise<Agent> {
+  const [{readIdentityFile}, {runAgent}, {StaticConfigSource}] = await Promise.all([
+    import('../identity/file.js'), import('./agent.js'), import('./config-source.js'),
+  ])
   const identity = await readIdentityFile(options.identityFile)
   const configSource: ConfigSource = options.config
     ? new StaticConfigSource(options.config)
@@ -46,15 +55,17 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
     hbone: options.hbone,
     identity,
     identityFile: options.identityFile,
+    idleTrimMs: options.idleTrimMs || undefined,
     inpod: options.inpod,
     sidecar: options.sidecar,
     logLevel: options.logLevel,
     metrics: options.metrics,
     readiness: options.readiness,
-    renewIdentity: options.config ? undefined : renewIdentity,
+    renewIdentity: options.config ? undefined : (await import('../client/renew.js')).renewIdentity,
   })
   if (options.readyFile) {
     const file = options.readyFile
+    const {writeFileAtomic} = await import('../home/home.js')
     void agent.ready.then(async () => {
       const ready: ReadyFile = {addresses: agent.addresses, identity: identity.name, pid: process.pid, spiffe: identity.spiffe}
       await writeFileAtomic(file, JSON.stringify(ready, null, 2) + '\n', 0o644)
@@ -65,7 +76,68 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
   return agent
 }
 
-async function controllerSource(identity: Awaited<ReturnType<typeof readIdentityFile>>): Promise<ConfigSource> {
+async function controllerSource(identity: import('../identity/file.js').IdentityFile): Promise<ConfigSource> {
   const {ControllerConfigSource} = await import('./config-source-controller.js')
   return new ControllerConfigSource(identity)
+}
+
+/** The daemon's options: the agent's, plus what the command did around it. Crosses execve as JSON. */
+export interface DaemonOptions extends LaunchOptions {
+  /** --json: a startup failure is printed as {"error": …} on stdout */
+  json?: boolean
+  /** drain and exit when standard input closes (--stop-with-stdin) */
+  stopWithStdin?: boolean
+}
+
+/** The environment variable carrying DaemonOptions (JSON) from the command to main.js. */
+export const DAEMON_OPTIONS_ENV = 'ZTCTL_AGENT_OPTIONS'
+/** Set to 1: run the agent inside the oclif process, as before the daemon existed (debugging). */
+export const IN_PROCESS_ENV = 'ZTCTL_AGENT_IN_PROCESS'
+/**
+ * Node options of the daemon, before any of the command's own (`node --cpu-prof bin/run.js agent run`
+ * keeps working). Measured in docs/benchmarks.md ("Agent memory"): none of the heap-size flags tried
+ * lowered idle RSS without costing throughput, so there are none.
+ */
+export const DAEMON_NODE_OPTIONS: readonly string[] = []
+
+/** bin/run.js runs dist/…/main.js; bin/dev.js (tsx) runs src/…/main.ts. */
+function daemonEntry(): string {
+  const self = fileURLToPath(import.meta.url)
+  return path.join(path.dirname(self), `main${path.extname(self)}`)
+}
+
+/**
+ * Replace this process with the daemon (`node main.js`, same PID and stdio): it never returns then.
+ * Returns false, having done nothing, when ZTCTL_AGENT_IN_PROCESS=1, when this Node has no
+ * process.execve, or when the entry or the node binary cannot be used (execve would abort, not throw).
+ */
+export function execDaemon(options: DaemonOptions): boolean {
+  if (process.env[IN_PROCESS_ENV] === '1' || typeof process.execve !== 'function') return false
+  const entry = daemonEntry()
+  try {
+    accessSync(entry, constants.R_OK)
+    accessSync(process.execPath, constants.X_OK)
+  } catch {
+    return false
+  }
+
+  const env = {...process.env, [DAEMON_OPTIONS_ENV]: JSON.stringify(options)}
+  // The command's own arguments follow, unused, so that `ps` still shows `… agent run -i NAME.json …`.
+  return process.execve(process.execPath, [process.execPath, ...DAEMON_NODE_OPTIONS, ...process.execArgv, entry, ...process.argv.slice(2)], env)
+}
+
+/** Run the agent in this process until it has stopped: SIGTERM/SIGINT drain, and so does the end of stdin with stopWithStdin. */
+export async function runDaemon(options: DaemonOptions): Promise<void> {
+  const agent = await launchAgent(options)
+  const stop = (signal: string) => () => void agent.shutdown(`received ${signal}`)
+  process.once('SIGTERM', stop('SIGTERM'))
+  process.once('SIGINT', stop('SIGINT'))
+  if (options.stopWithStdin) {
+    process.stdin.once('close', stop('end of standard input'))
+    process.stdin.resume()
+  }
+
+  await agent.closed
+  // An open stdin pipe would keep the process alive after the agent stopped.
+  if (options.stopWithStdin) process.stdin.destroy()
 }

@@ -1,6 +1,8 @@
 // ztctl_netns: the few socket operations Node cannot do itself. Create a TCP or UDP socket inside another
 // network namespace (setns on the calling thread, then always switch back), set SO_MARK / SO_REUSEPORT /
-// IP_TRANSPARENT, and read SO_ORIGINAL_DST. Plain C over N-API, so one build serves every Node version.
+// IP_TRANSPARENT, and read SO_ORIGINAL_DST. Plus two memory calls for the idle agent's trim: glibc's
+// malloc_trim, and MADV_DONTNEED on read-only, file-backed mappings that hold no private (COW) page.
+// Plain C over N-API, so one build serves every Node version.
 // Errors are thrown as JS Errors with `code` = errno name and `syscall`; the TS wrapper turns them into
 // ZtErrors.
 #define _GNU_SOURCE
@@ -9,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/netfilter_ipv4.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,9 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #ifndef IP6T_SO_ORIGINAL_DST
 #define IP6T_SO_ORIGINAL_DST 80
@@ -397,6 +404,133 @@ static napi_value get_mark(napi_env env, napi_callback_info info) {
   return value;
 }
 
+// ---- memory: the idle agent's trim ---------------------------------------------------------------
+
+// mallocTrim() → boolean: glibc returns free heap memory of every arena to the kernel (true when some
+// was released). Without glibc (musl) there is nothing to call: false.
+static napi_value malloc_trim_call(napi_env env, napi_callback_info info) {
+  (void)info;
+  int released = 0;
+#ifdef __GLIBC__
+  released = malloc_trim(0);
+#endif
+  napi_value value;
+  napi_get_boolean(env, released != 0, &value);
+  return value;
+}
+
+// An address or length argument: a BigInt (exact for any address) or a safe-integer Number.
+static int get_u64(napi_env env, napi_value value, uint64_t *out) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) return -1;
+  if (type == napi_bigint) {
+    bool lossless = false;
+    if (napi_get_value_bigint_uint64(env, value, out, &lossless) != napi_ok || !lossless) return -1;
+    return 0;
+  }
+  if (type == napi_number) {
+    double number = 0;
+    napi_get_value_double(env, value, &number);
+    if (!(number >= 0 && number <= 9007199254740991.0) || number != (double)(uint64_t)number) return -1;
+    *out = (uint64_t)number;
+    return 0;
+  }
+  return -1;
+}
+
+static void throw_coded(napi_env env, const char *code, const char *message) {
+  napi_value error, code_value, msg;
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &error);
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
+  napi_set_named_property(env, error, "code", code_value);
+  napi_throw(env, error);
+}
+
+// Checks, from /proc/self/smaps, that [start, end) is covered without gaps by mappings that are
+// read-only, backed by a file, and hold no anonymous page (resident or swapped): discarding the pages
+// of such a mapping loses nothing, they fault back in from the page cache. Returns NULL when it is
+// safe, else why not (written into `why`).
+static const char *check_discardable(uint64_t start, uint64_t end, char *why, size_t why_size) {
+  FILE *smaps = fopen("/proc/self/smaps", "re");
+  if (smaps == NULL) {
+    snprintf(why, why_size, "cannot read /proc/self/smaps: %s", strerror(errno));
+    return why;
+  }
+  char *line = NULL;
+  size_t line_size = 0;
+  uint64_t covered = start; // everything below this is checked
+  int in_range = 0;         // the current mapping overlaps [start, end)
+  const char *result = NULL;
+  while (result == NULL && getline(&line, &line_size, smaps) > 0) {
+    uint64_t lo, hi, offset, inode;
+    char perms[8];
+    unsigned dev_major, dev_minor;
+    int path_at = 0;
+    if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %x:%x %" SCNu64 " %n", &lo, &hi, perms, &offset, &dev_major, &dev_minor, &inode, &path_at) == 7) {
+      in_range = hi > start && lo < end;
+      if (!in_range) continue;
+      if (lo > covered) {
+        snprintf(why, why_size, "0x%" PRIx64 "-0x%" PRIx64 " is not mapped", covered, lo);
+        result = why;
+      } else if (perms[1] == 'w') {
+        snprintf(why, why_size, "the mapping at 0x%" PRIx64 " is writable (%s)", lo, perms);
+        result = why;
+      } else if (inode == 0 || path_at == 0 || line[path_at] != '/') {
+        snprintf(why, why_size, "the mapping at 0x%" PRIx64 " is anonymous, not backed by a file", lo);
+        result = why;
+      }
+      if (hi > covered) covered = hi;
+      continue;
+    }
+    if (!in_range) continue;
+    unsigned long kib = 0;
+    if ((sscanf(line, "Anonymous: %lu kB", &kib) == 1 || sscanf(line, "Swap: %lu kB", &kib) == 1) && kib != 0) {
+      snprintf(why, why_size, "the mapping holds %lu kB of private (copy-on-write) pages", kib);
+      result = why;
+    }
+  }
+  if (result == NULL && covered < end) {
+    snprintf(why, why_size, "0x%" PRIx64 "-0x%" PRIx64 " is not mapped", covered, end);
+    result = why;
+  }
+  free(line);
+  fclose(smaps);
+  return result;
+}
+
+// discardFilePages(start, length): madvise(MADV_DONTNEED) on a page-aligned range of read-only,
+// file-backed mappings without private pages (see check_discardable). The resident set shrinks; the
+// page cache keeps the data. Refuses anything else with code ZT_ERR_MADVISE_ARGS or ZT_ERR_MADVISE_REFUSED.
+static napi_value discard_file_pages(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint64_t start = 0, length = 0;
+  if (argc < 2 || get_u64(env, argv[0], &start) != 0 || get_u64(env, argv[1], &length) != 0) {
+    throw_coded(env, "ZT_ERR_MADVISE_ARGS", "discardFilePages(start, length): start and length must be non-negative integers (BigInt or Number)");
+    return NULL;
+  }
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  char message[192];
+  if (length == 0 || start % page != 0 || length % page != 0 || start + length < start) {
+    snprintf(message, sizeof message, "discardFilePages: 0x%" PRIx64 " + %" PRIu64 " bytes is not a non-empty range of whole %" PRIu64 "-byte pages", start, length, page);
+    throw_coded(env, "ZT_ERR_MADVISE_ARGS", message);
+    return NULL;
+  }
+  char why[160];
+  if (check_discardable(start, start + length, why, sizeof why) != NULL) {
+    snprintf(message, sizeof message, "refusing to discard 0x%" PRIx64 "-0x%" PRIx64 ": %s", start, start + length, why);
+    throw_coded(env, "ZT_ERR_MADVISE_REFUSED", message);
+    return NULL;
+  }
+  if (madvise((void *)(uintptr_t)start, length, MADV_DONTNEED) != 0) {
+    throw_errno(env, "madvise(MADV_DONTNEED)", errno);
+    return NULL;
+  }
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -405,6 +539,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"originalDst", NULL, original_dst, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setMark", NULL, set_mark, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getMark", NULL, get_mark, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mallocTrim", NULL, malloc_trim_call, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"discardFilePages", NULL, discard_file_pages, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;
