@@ -10,7 +10,9 @@ export const H2_STREAM_WINDOW = 4 * 1024 * 1024
 export const H2_CONNECTION_WINDOW = 16 * 1024 * 1024
 /** nghttp2's outstanding-data budget per session, in MB (Node's default 10 is tight for 100 busy streams). */
 export const H2_MAX_SESSION_MEMORY_MB = 64
-export const H2_SETTINGS = {enablePush: false, initialWindowSize: H2_STREAM_WINDOW}
+/** The largest DATA frame we accept (ztunnel's 1 MiB): the peer's frames then follow our TLS records instead of straddling them. */
+export const H2_MAX_FRAME_SIZE = 1024 * 1024
+export const H2_SETTINGS = {enablePush: false, initialWindowSize: H2_STREAM_WINDOW, maxFrameSize: H2_MAX_FRAME_SIZE}
 /** How long a tunnel may stay half-open after one side fully closed before we reset it. */
 export const LINGER_MS = 500
 const NGHTTP2_NO_ERROR = 0
