@@ -1,8 +1,8 @@
 // The one base command: global flags, output format, error rendering and exit codes.
 // Commands stay thin: parse → call one lib function → this.render(...).
 import {Command, Flags, Interfaces} from '@oclif/core'
-import chalk from 'chalk'
 
+import {errorText} from '../error-text.js'
 import {ExitCode, ZtError} from '../errors.js'
 import {type Home, resolveHome} from '../home/home.js'
 import type {ControllerApi} from '../mesh/api.js'
@@ -61,23 +61,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
         return
       }
 
-      const lines = [`${chalk.red('Error')} (${error.code}): ${error.message}`]
-      if (error.suggestion) lines.push(`${chalk.yellow('Try this:')} ${error.suggestion}`)
-      this.logToStderr(lines.join('\n'))
+      this.logToStderr(errorText(error))
       return
     }
 
     // oclif's own parse and usage errors carry their exit code; render those the oclif way.
     if (error.oclif?.exit !== undefined) return super.catch(error)
     process.exitCode = ExitCode.failure
-    this.logToStderr(`${chalk.red('Internal error')} (a bug in ztctl; please report it with this output):`)
-    this.logToStderr(error.stack ?? String(error))
+    this.logToStderr(errorText(error))
   }
 
   override async init(): Promise<void> {
     await super.init()
-    // NO_COLOR (https://no-color.org): any non-empty value turns colour off.
-    if (process.env.NO_COLOR) chalk.level = 0
     const {args, flags} = await this.parse({
       args: this.ctor.args,
       baseFlags: (this.ctor as typeof BaseCommand).baseFlags,

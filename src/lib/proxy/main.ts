@@ -3,9 +3,10 @@
 // ZTCTL_AGENT_OPTIONS, so the long-running agent carries neither oclif nor the CLI's other modules.
 // A startup failure is reported the way the command reports it: a ZtError as its message and
 // "Try this: …" on stderr (or {"error": …} with --json) and its exit code; anything else is a bug
-// and prints its stack. No oclif or chalk here.
+// and prints its stack (the CLI's own words: error-text.ts). No oclif here.
 import module from 'node:module'
 
+import {errorText} from '../error-text.js'
 import {ExitCode, ZtError} from '../errors.js'
 import {DAEMON_OPTIONS_ENV, type DaemonOptions, runDaemon} from './launch.js'
 
@@ -36,27 +37,10 @@ function readOptions(): DaemonOptions {
   }
 }
 
-function colour(code: number, text: string): string {
-  return process.stderr.isTTY && !process.env.NO_COLOR ? `\u001B[${code}m${text}\u001B[39m` : text
-}
-
 function report(error: unknown, json: boolean): void {
-  if (ZtError.is(error)) {
-    process.exitCode = error.exit
-    if (json) {
-      process.stdout.write(JSON.stringify({error: error.toJSON()}, null, 2) + '\n')
-      return
-    }
-
-    const lines = [`${colour(31, 'Error')} (${error.code}): ${error.message}`]
-    if (error.suggestion) lines.push(`${colour(33, 'Try this:')} ${error.suggestion}`)
-    process.stderr.write(lines.join('\n') + '\n')
-    return
-  }
-
-  process.exitCode = ExitCode.failure
-  process.stderr.write(`${colour(31, 'Internal error')} (a bug in ztctl; please report it with this output):\n`)
-  process.stderr.write(`${(error as Error)?.stack ?? String(error)}\n`)
+  process.exitCode = ZtError.is(error) ? error.exit : ExitCode.failure
+  if (json && ZtError.is(error)) process.stdout.write(JSON.stringify({error: error.toJSON()}, null, 2) + '\n')
+  else process.stderr.write(errorText(error) + '\n')
 }
 
 let json = false
