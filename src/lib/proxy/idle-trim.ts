@@ -210,13 +210,11 @@ export function startIdleTrim(options: IdleTrimOptions): IdleTrimmer {
   const {idleMs, logger, source} = options
   const binaryPath = realBinaryPath()
   let timer: NodeJS.Timeout | undefined
-  let armed = true
   let stopped = false
   const fire = async (): Promise<void> => {
     timer = undefined
     // A connection opened during the wait and is still open: its close emits 'empty' and rearms.
-    if (stopped || !armed || source.size > 0) return
-    armed = false
+    if (stopped || source.size > 0) return
     // A connection arriving mid-trim stops it: no more pages dropped under live traffic.
     const report = await trimMemory({binaryPath, proceed: () => !stopped && source.size === 0})
     const kib = (status?: MemoryStatus) => status && {anonKiB: status.anonKiB, fileKiB: status.fileKiB}
@@ -228,7 +226,6 @@ export function startIdleTrim(options: IdleTrimOptions): IdleTrimmer {
 
   const schedule = (): void => {
     if (stopped) return
-    armed = true
     if (timer) clearTimeout(timer)
     timer = setTimeout(() => void fire(), idleMs)
     timer.unref()

@@ -100,7 +100,6 @@ export function relay(socket: Socket, stream: Http2Stream, onClose: (error?: Err
 
     done()
   })
-  coalesceWrites(stream, socket)
   socket.pipe(stream)
   stream.pipe(socket)
   return {
@@ -110,27 +109,6 @@ export function relay(socket: Socket, stream: Http2Stream, onClose: (error?: Err
       cancelStream()
     },
   }
-}
-
-/**
- * HTTP/2 hands over a TLS read as one 'data' event per DATA frame (≤ 16 KiB each); written one by one,
- * each becomes its own syscall and TCP segment. Corking the socket at the first frame of a burst and
- * uncorking once the burst is over (setImmediate: after this poll phase's reads) turns them into one
- * writev. Registered before the pipe, so the cork comes before the burst's first write.
- */
-function coalesceWrites(stream: Http2Stream, socket: Socket): void {
-  let corked = false
-  const uncork = (): void => {
-    corked = false
-    socket.uncork()
-  }
-
-  stream.on('data', () => {
-    if (corked) return
-    corked = true
-    socket.cork()
-    setImmediate(uncork)
-  })
 }
 
 /**

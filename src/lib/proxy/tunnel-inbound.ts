@@ -135,7 +135,6 @@ export function carryToService(socket: Socket, service: string, options: Inbound
   // Paused until established (pauseOnConnect), so the socket reports nothing but errors: `destroyed`
   // tells whether the client went away meanwhile. The relay brings its own error listener.
   socket.on('error', ignoreError)
-  const clientGone = (): boolean => socket.destroyed
   const state = options.state()
   const sourceSpiffe = options.sourceSpiffe()
   // Every field spelled out from the start: the objects keep one shape instead of growing per endpoint.
@@ -178,7 +177,7 @@ export function carryToService(socket: Socket, service: string, options: Inbound
       labels.destinationWorkload = endpoint.agent
       try {
         const {peerSerial, stream} = await options.pool.open({address: endpoint.hbone, spiffe: endpoint.spiffe}, endpoint.target, requestHeaders(record, service))
-        if (clientGone()) {
+        if (socket.destroyed) {
           stream.close()
           return
         }
@@ -190,7 +189,7 @@ export function carryToService(socket: Socket, service: string, options: Inbound
       } catch (error) {
         lastError = error as HboneError
         options.logger().debug({endpoint: endpoint.target, agent: endpoint.agent, error: lastError.message}, 'endpoint failed')
-        if (!lastError.retryable || clientGone()) break
+        if (!lastError.retryable || socket.destroyed) break
       }
     }
 
