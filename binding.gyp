@@ -5,6 +5,12 @@
       "sources": ["src/lib/netns/native/netns.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"],
       "defines": ["NAPI_VERSION=8"]
+    },
+    {
+      "target_name": "ztctl_hbone",
+      "sources": ["src/lib/proxy/native/hbone.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "defines": ["NAPI_VERSION=8"]
     }
   ]
 }

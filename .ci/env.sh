@@ -16,7 +16,8 @@ fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   _zt_missing=()
   for _p in python3-h2:/usr/lib/python3/dist-packages/h2 prometheus:/usr/bin/promtool iptables:/usr/sbin/iptables \
-            iproute2:/usr/sbin/ip util-linux:/usr/bin/nsenter curl:/usr/bin/curl; do
+            iproute2:/usr/sbin/ip util-linux:/usr/bin/nsenter curl:/usr/bin/curl \
+            libnghttp2-dev:/usr/include/nghttp2/nghttp2.h; do
     [ -e "${_p#*:}" ] || _zt_missing+=("${_p%%:*}")
   done
   if [ ${#_zt_missing[@]} -gt 0 ]; then

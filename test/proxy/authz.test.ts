@@ -4,7 +4,7 @@ import {test} from 'node:test'
 import type {Policy} from '../../src/lib/config/types.js'
 import {cidrContains, parseHostPort} from '../../src/lib/proxy/address.js'
 import {authorize, type AuthzRequest, identityNameFromSpiffe} from '../../src/lib/proxy/authz.js'
-import {forwardedHost} from '../../src/lib/proxy/hbone-server.js'
+import {forwardedHost} from '../../src/lib/proxy/hbone-admission.js'
 import {validateSnapshot} from '../../src/lib/proxy/state.js'
 import {weightedOrder} from '../../src/lib/proxy/tunnel-inbound.js'
 

@@ -24,7 +24,7 @@ import type {ResponseFlag, TrafficLabels} from '../proxy/metrics.js'
 import type {ConnectionRecord} from '../proxy/registry.js'
 import type {MeshState} from '../proxy/state.js'
 import type {PeerIdentity} from '../proxy/tls.js'
-import {carryToService} from '../proxy/tunnel-inbound.js'
+import {carryToService, socketClient} from '../proxy/tunnel-inbound.js'
 import {serviceAccountKey, type WorkloadCertificates} from './certs.js'
 import type {InpodAgentContext} from './runtime.js'
 import {meshServices} from './services.js'
@@ -151,7 +151,7 @@ export class InpodMesh {
   private toService(socket: net.Socket, source: Workload, service: string): void {
     const {logger, state, tracker} = this.context
     this.poolFor(source)
-      .then((pool) => carryToService(socket, service, {logger, pool, sourceSpiffe: () => this.spiffeOf(source), state, tracker}, source.add.workload.name))
+      .then((pool) => carryToService(socketClient(socket, pool, tracker), service, {logger, sourceSpiffe: () => this.spiffeOf(source), state, tracker}, source.add.workload.name))
       .catch((error: unknown) => {
         logger().warn({component: 'inpod', error: (error as Error).message, service, uid: source.uid}, 'no workload certificate: refusing a mesh service connection')
         if (!socket.destroyed) socket.resetAndDestroy()

@@ -14,10 +14,14 @@ import {trustDomainOf} from './authz.js'
 import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from './config-source.js'
 import {ConnectionTracker} from './connection.js'
 import {HbonePool, type PoolSessionInfo} from './hbone-pool.js'
+import type {HboneEngine} from './hbone-engine.js'
 import {HboneServer} from './hbone-server.js'
 import {startIdleTrim} from './idle-trim.js'
 import {createLogger, type Logger, type LogLevel} from './log.js'
 import {Metrics} from './metrics.js'
+import {NativeHbonePool} from './native-pool.js'
+import {NativeHboneServer} from './native-server.js'
+import {NativeContexts} from './native-tls.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from './registry.js'
 import {H2_CONNECTION_WINDOW, H2_STREAM_WINDOW} from './relay.js'
 import {MeshState} from './state.js'
@@ -31,6 +35,11 @@ export interface AgentOptions {
   admin?: string
   buildVersion?: string
   configSource: ConfigSource
+  /**
+   * who moves the bytes: `native` (the C data path, hbone-engine.ts), `node` (node:http2 + node:net),
+   * or `auto` (native when its addon loads, else node with a warning). Default auto.
+   */
+  dataPath?: DataPathChoice
   drainTimeoutMs?: number
   hbone: string
   identity: IdentityFile
@@ -51,6 +60,8 @@ export interface AgentOptions {
   /** pool and server timers; tests shorten them */
   timing?: {idleTimeoutMs?: number; keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number}
 }
+
+export type DataPathChoice = 'auto' | 'native' | 'node'
 
 export interface AgentAddresses {
   admin?: string
@@ -76,6 +87,8 @@ export interface ConfigDump {
   certificates: CertificateDump[]
   config: {
     addresses: AgentAddresses
+    /** the data path in use */
+    dataPath: 'native' | 'node'
     drainTimeoutMs: number
     h2: {connectionWindow: number; maxStreamsPerSession: number; streamWindow: number}
     source: ConfigSourceStatus & {kind: string}
@@ -149,10 +162,28 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
   const registry = new ConnectionRegistry()
   const tracker = new ConnectionTracker(registry, metrics, getLogger)
   const timing = options.timing ?? {}
-  const pool = new HbonePool({credentials, isRevoked: (serial) => state.isRevoked(serial), maxStreamsPerSession: MAX_STREAMS_PER_SESSION, ...timing})
   const addresses: AgentAddresses = {advertise: '', hbone: '', inbound: {}}
-  const hboneServer = new HboneServer({advertise: () => addresses.advertise, credentials, logger: getLogger, metrics, state: () => state, tracker, ...timing})
-  const inbound = new InboundTunnels({logger: getLogger, pool, sourceSpiffe: () => credentials.identity.spiffe, state: () => state, tracker})
+  const engine = await loadEngine(options.dataPath ?? 'auto', logger)
+  const contexts = engine && new NativeContexts(engine, credentials)
+  const isRevoked = (serial: string): boolean => state.isRevoked(serial)
+  const common = {logger: getLogger, metrics, state: () => state, tracker, ...timing}
+  const {hboneServer, inbound, pool} = engine && contexts
+    ? (() => {
+        const nativePool = new NativeHbonePool({contexts, engine, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, sourceSpiffe: () => credentials.identity.spiffe, ...timing})
+        return {
+          hboneServer: new NativeHboneServer({...common, advertise: () => addresses.advertise, contexts, engine, selfSpiffe: () => credentials.identity.spiffe}),
+          inbound: new InboundTunnels({...common, dataPath: {engine, kind: 'native', pool: nativePool}, sourceSpiffe: () => credentials.identity.spiffe}),
+          pool: nativePool,
+        }
+      })()
+    : (() => {
+        const nodePool = new HbonePool({credentials, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, ...timing})
+        return {
+          hboneServer: new HboneServer({...common, advertise: () => addresses.advertise, credentials}),
+          inbound: new InboundTunnels({...common, dataPath: {kind: 'node', pool: nodePool}, sourceSpiffe: () => credentials.identity.spiffe}),
+          pool: nodePool,
+        }
+      })()
   const httpServers: Server[] = []
   let renewer: CertificateRenewer | undefined
   let inpod: import('../inpod/runtime.js').InpodRuntime | undefined
@@ -235,6 +266,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
       }],
       config: {
         addresses: structuredClone(addresses),
+        dataPath: engine ? 'native' : 'node',
         drainTimeoutMs,
         h2: {connectionWindow: H2_CONNECTION_WINDOW, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, streamWindow: H2_STREAM_WINDOW},
         source: {...options.configSource.status(), kind: options.configSource.kind},
@@ -281,6 +313,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
 
       pool.destroy()
       hboneServer.destroy()
+      contexts?.free()
       for (const server of httpServers) {
         server.close()
         server.closeAllConnections()
@@ -373,6 +406,19 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
     metrics,
     ready,
     shutdown,
+  }
+}
+
+/** The native engine for `native` (a ZtError when it cannot load), `auto` (undefined, with a warning), or none for `node`. */
+async function loadEngine(choice: DataPathChoice, logger: Logger): Promise<HboneEngine | undefined> {
+  if (choice === 'node') return undefined
+  const {HboneEngine} = await import('./hbone-engine.js')
+  try {
+    return HboneEngine.get()
+  } catch (error) {
+    if (choice === 'native') throw error
+    logger.warn({error: (error as Error).message}, 'native data path unavailable; using the node:http2 one')
+    return undefined
   }
 }
 

@@ -8,6 +8,11 @@ import type {Metrics, TrafficLabels} from './metrics.js'
 import type {CloseReason, ConnectionRecord, ConnectionRegistry} from './registry.js'
 import {relay} from './relay.js'
 
+/** Bytes read from and written to the plain TCP side of a tunnel. */
+export interface PlainBytes {
+  fromPlain: number
+  toPlain: number
+}
 
 export class ConnectionTracker {
   constructor(
@@ -25,28 +30,39 @@ export class ConnectionTracker {
    * the socket's counters at close, never from per-chunk listeners.
    */
   established(record: ConnectionRecord, labels: TrafficLabels, socket: Socket, stream: Http2Stream): void {
+    const finish = this.opened(record, labels, () => tunnel.abort())
+    const tunnel = relay(socket, stream, (error) =>
+      finish({fromPlain: socket.bytesRead, toPlain: socket.bytesWritten}, error && !isBenign(error) ? describeRelayError(error) : undefined),
+    )
+  }
+
+  /**
+   * A connection is established (by either data path): count it, register it (ABORT tears it down when
+   * a policy, revocation or drain closes it) and return what to call once, when it has closed.
+   */
+  opened(record: ConnectionRecord, labels: TrafficLabels, abort: () => void): (bytes: PlainBytes, problem?: string) => void {
     let closeReason: CloseReason | undefined
     const series = this.metrics.connectionOpened(labels)
     const logger = this.logger()
     if (logger.isLevelEnabled('debug')) logger.debug(accessLogFields(record, {received: 0, sent: 0}), 'connection opened')
-    const tunnel = relay(socket, stream, (error) => {
+    this.registry.add(record, (reason) => {
+      closeReason ??= reason
+      abort()
+    })
+    return ({fromPlain, toPlain}, problem) => {
       this.registry.remove(record.id)
       // Istio's convention: "received" is the request direction (source → destination).
-      const request = record.direction === 'outbound' ? socket.bytesRead : socket.bytesWritten
-      const response = record.direction === 'outbound' ? socket.bytesWritten : socket.bytesRead
+      const request = record.direction === 'outbound' ? fromPlain : toPlain
+      const response = record.direction === 'outbound' ? toPlain : fromPlain
       if (closeReason) this.metrics.connectionClosed({...labels, responseFlags: closeReason.flag}, {received: request, sent: response})
       else this.metrics.connectionClosed(labels, {received: request, sent: response}, series)
       // The access log speaks from the reporter's own point of view.
       const own = record.direction === 'outbound' ? {received: response, sent: request} : {received: request, sent: response}
-      const problem = closeReason?.message ?? (error && !isBenign(error) ? describeRelayError(error) : undefined)
+      const error = closeReason?.message ?? problem
       const closeLogger = this.logger()
-      if (problem) closeLogger.error({...accessLogFields(record, own), error: problem}, 'connection complete')
+      if (error) closeLogger.error({...accessLogFields(record, own), error}, 'connection complete')
       else if (closeLogger.isLevelEnabled('info')) closeLogger.info(accessLogFields(record, own), 'connection complete')
-    })
-    this.registry.add(record, (reason) => {
-      closeReason ??= reason
-      tunnel.abort()
-    })
+    }
   }
 
   /** A connection refused before it carried data: counted (opened+closed with a flag) and logged with why. */

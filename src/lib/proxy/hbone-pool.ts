@@ -101,7 +101,7 @@ export class HbonePool {
       stream = pooled.session.request({':authority': target, ':method': 'CONNECT', ...headers}, {endStream: false})
     } catch (error) {
       this.release(pooled)
-      throw this.describeSessionError(destination, error)
+      throw describeHboneFailure(destination, error, this.options.responseTimeoutMs)
     }
 
     stream.on('close', () => this.release(pooled))
@@ -109,13 +109,7 @@ export class HbonePool {
     const status = Number(response[':status'])
     if (status !== 200) {
       stream.close()
-      throw new HboneError(
-        'ZT_ERR_HBONE_STATUS',
-        `http status: ${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd() + statusHint(status, destination),
-        status === 401 ? 'DENY' : 'CONNECT',
-        status === 503,
-        status,
-      )
+      throw statusError(status, destination)
     }
 
     return {peerSerial: pooled.peerSerial, stream}
@@ -269,7 +263,7 @@ export class HbonePool {
 
       const fail = (error: unknown): void => {
         settle()
-        reject(this.describeSessionError(destination, error))
+        reject(describeHboneFailure(destination, error, this.options.responseTimeoutMs))
       }
 
       const onResponse = (headers: IncomingHttpHeaders): void => {
@@ -288,40 +282,17 @@ export class HbonePool {
       stream.once('close', onClose)
     })
   }
+}
 
-  private describeSessionError(destination: HboneDestination, error: unknown): HboneError {
-    if (error instanceof HboneError) return error
-    const err = error as NodeJS.ErrnoException
-    const where = `${destination.address} (${destination.spiffe})`
-    switch (err.code) {
-      case 'ETIMEDOUT': {
-        return new HboneError('ZT_ERR_HBONE_TIMEOUT', `timed out dialling ${destination.address} — is the HBONE port reachable?`, 'CONNECT', true)
-      }
-
-      case 'ECONNREFUSED': {
-        return new HboneError('ZT_ERR_HBONE_REFUSED', `connection refused dialling ${where} — is the agent running and its HBONE port right?`, 'CONNECT', true)
-      }
-
-      case 'ZT_ERR_PEER_IDENTITY':
-      case 'ZT_ERR_PEER_REVOKED': {
-        return new HboneError(err.code, `${where}: ${err.message}`, 'IDENTITY_ERROR', true)
-      }
-
-      case 'ZT_ERR_RESPONSE_TIMEOUT': {
-        return new HboneError(err.code, `${where} did not answer the CONNECT within ${this.options.responseTimeoutMs} ms`, 'CONNECT', true)
-      }
-
-      default: {
-        const tls = /SSL|TLS|certificate|alert|handshake/i.test(`${err.code ?? ''} ${err.message}`)
-        return new HboneError(
-          tls ? 'ZT_ERR_HBONE_TLS' : 'ZT_ERR_HBONE_DIAL',
-          tls ? `TLS handshake with ${where} failed: ${err.message}` : `HBONE connection to ${where} failed: ${err.message}`,
-          tls ? 'TLS_FAILURE' : 'CONNECT',
-          true,
-        )
-      }
-    }
-  }
+/** A CONNECT answered with something else than 200. */
+export function statusError(status: number, destination: HboneDestination): HboneError {
+  return new HboneError(
+    'ZT_ERR_HBONE_STATUS',
+    `http status: ${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd() + statusHint(status, destination),
+    status === 401 ? 'DENY' : 'CONNECT',
+    status === 503,
+    status,
+  )
 }
 
 function statusHint(status: number, destination: HboneDestination): string {
@@ -329,4 +300,39 @@ function statusHint(status: number, destination: HboneDestination): string {
   if (status === 400) return ` — ${destination.spiffe} does not serve this target (stale configuration?)`
   if (status === 503) return ` — ${destination.spiffe} could not reach the target`
   return ''
+}
+
+/** A failed dial, handshake, identity pin or response wait, in words for the access log. */
+export function describeHboneFailure(destination: HboneDestination, error: unknown, responseTimeoutMs: number): HboneError {
+  if (error instanceof HboneError) return error
+  const err = error as NodeJS.ErrnoException
+  const where = `${destination.address} (${destination.spiffe})`
+  switch (err.code) {
+    case 'ETIMEDOUT': {
+      return new HboneError('ZT_ERR_HBONE_TIMEOUT', `timed out dialling ${destination.address} — is the HBONE port reachable?`, 'CONNECT', true)
+    }
+
+    case 'ECONNREFUSED': {
+      return new HboneError('ZT_ERR_HBONE_REFUSED', `connection refused dialling ${where} — is the agent running and its HBONE port right?`, 'CONNECT', true)
+    }
+
+    case 'ZT_ERR_PEER_IDENTITY':
+    case 'ZT_ERR_PEER_REVOKED': {
+      return new HboneError(err.code, `${where}: ${err.message}`, 'IDENTITY_ERROR', true)
+    }
+
+    case 'ZT_ERR_RESPONSE_TIMEOUT': {
+      return new HboneError(err.code, `${where} did not answer the CONNECT within ${responseTimeoutMs} ms`, 'CONNECT', true)
+    }
+
+    default: {
+      const tls = /SSL|TLS|certificate|alert|handshake/i.test(`${err.code ?? ''} ${err.message}`)
+      return new HboneError(
+        tls ? 'ZT_ERR_HBONE_TLS' : 'ZT_ERR_HBONE_DIAL',
+        tls ? `TLS handshake with ${where} failed: ${err.message}` : `HBONE connection to ${where} failed: ${err.message}`,
+        tls ? 'TLS_FAILURE' : 'CONNECT',
+        true,
+      )
+    }
+  }
 }

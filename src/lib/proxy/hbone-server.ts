@@ -6,11 +6,11 @@ import {connect as netConnect, type AddressInfo, type Socket} from 'node:net'
 import type {TLSSocket} from 'node:tls'
 
 import {describeSystemError} from '../errors.js'
-import {formatHostPort, type HostPort, normalizeIp, parseHostPort} from './address.js'
-import {identityNameFromSpiffe, workloadFromSpiffe} from './authz.js'
+import {formatHostPort, type HostPort, normalizeIp} from './address.js'
+import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
 import type {ConnectionTracker} from './connection.js'
 import type {Logger} from './log.js'
-import type {Metrics, ResponseFlag, TrafficLabels} from './metrics.js'
+import type {Metrics, TrafficLabels} from './metrics.js'
 import type {ConnectionRecord} from './registry.js'
 import {H2_MAX_SESSION_MEMORY_MB, H2_SETTINGS, keepalive, raiseConnectionWindow} from './relay.js'
 import type {MeshState} from './state.js'
@@ -33,7 +33,6 @@ export interface HboneServerOptions {
 
 /** Streams one session may carry at once (ztunnel's server allows 200; our clients open ≤ 100). */
 const MAX_CONCURRENT_STREAMS = 200
-const MAX_FORWARDED_LENGTH = 1024
 
 export class HboneServer {
   private readonly server: Http2SecureServer
@@ -133,57 +132,23 @@ export class HboneServer {
       return
     }
 
-    const state = this.options.state()
-    const authority = headers[':authority']
-    const target = parseHostPort(authority)
-    const serviceHint = forwardedHost(headers.forwarded)
-    const record: ConnectionRecord = {
-      destinationAddress: this.options.advertise(),
-      destinationAgent: state.self.name,
-      destinationSpiffe: this.options.credentials.identity.spiffe,
-      direction: 'inbound',
-      hboneTarget: typeof authority === 'string' ? authority.slice(0, 300) : '',
-      id: this.options.tracker.newId(),
-      peerSerial: peer.serial,
-      service: 'unknown',
-      sourceAddress: peer.source,
-      sourceSpiffe: peer.spiffe,
-      startedAt: Date.now(),
-    }
-    const labels: TrafficLabels = {
-      destinationPrincipal: record.destinationSpiffe,
-      destinationService: undefined,
-      destinationWorkload: state.self.name,
-      reporter: 'destination',
-      sourcePrincipal: peer.spiffe,
-      sourceWorkload: undefined,
-    }
-    const refuse = (status: number, flag: ResponseFlag, message: string): void => this.refuse(stream, record, labels, status, flag, message)
-    if (headers[':method'] !== 'CONNECT') return refuse(400, 'CONNECT', `expected method CONNECT, got ${String(headers[':method']).slice(0, 20)}`)
-    if (!target) return refuse(400, 'CONNECT', `bad :authority ${JSON.stringify(record.hboneTarget)}: expected host:port`)
-    if (state.isRevoked(peer.serial)) {
-      refuse(401, 'CERT_REVOKED', `connection closed: peer certificate ${peer.serial} revoked`)
-      session.close()
+    const admission = admitConnect(
+      {authority: headers[':authority'], forwarded: headers.forwarded, method: headers[':method']},
+      peer,
+      {advertise: this.options.advertise(), id: this.options.tracker.newId(), selfSpiffe: this.options.credentials.identity.spiffe, state: this.options.state()},
+    )
+    if (admission.allowed) {
+      this.dial(stream, admission.target, admission.record, admission.labels)
       return
     }
 
-    // An identity, or a redirected pod (`ns/NS/sa/SA`) dialling a mesh service from its node agent.
-    const workload = workloadFromSpiffe(peer.spiffe, state.self.trustDomain)
-    const sourceIdentity = identityNameFromSpiffe(peer.spiffe, state.self.trustDomain) ?? (workload && `${workload.namespace}/${workload.serviceAccount}`)
-    if (!sourceIdentity) return refuse(401, 'IDENTITY_ERROR', `the peer certificate carries no identity of trust domain ${state.self.trustDomain} (${peer.spiffe ?? 'no SPIFFE ID'})`)
-    const tunnel = state.hostedTunnel(target, serviceHint)
-    if (!tunnel) return refuse(400, 'CONNECT', `${formatHostPort(target)} is not a target of any tunnel this agent hosts (not an open relay)`)
-    record.service = tunnel.service
-    labels.destinationService = tunnel.service
-    labels.sourceWorkload = sourceIdentity
-    const decision = state.authorize({destinationPort: target.port, service: tunnel.service, sourceAddress: peer.ip, sourceSpiffe: peer.spiffe}, tunnel)
-    if (!decision.allowed) return refuse(401, 'DENY', `connection closed due to policy rejection: ${decision.reason}`)
-    this.dial(stream, target, record, labels)
+    this.refuse(stream, admission)
+    if (admission.closeSession) session.close()
   }
 
-  private refuse(stream: ServerHttp2Stream, record: ConnectionRecord, labels: TrafficLabels, status: number, flag: ResponseFlag, message: string): void {
-    if (!stream.closed && !stream.headersSent) stream.respond({':status': status}, {endStream: true})
-    this.options.tracker.refused(record, {...labels, destinationService: record.service === 'unknown' ? undefined : record.service}, {flag, message})
+  private refuse(stream: ServerHttp2Stream, refusal: Admission & {allowed: false}): void {
+    if (!stream.closed && !stream.headersSent) stream.respond({':status': refusal.status}, {endStream: true})
+    this.options.tracker.refused(refusal.record, refusalLabels(refusal), refusal)
   }
 
   private dial(stream: ServerHttp2Stream, target: HostPort, record: ConnectionRecord, labels: TrafficLabels): void {
@@ -198,7 +163,7 @@ export class HboneServer {
     const onDialError = (error: Error): void => {
       clearTimeout(timer)
       stream.off('close', onEarlyClose)
-      if (!stream.closed) this.refuse(stream, record, labels, 503, 'CONNECT', `${describeSystemError(error)} dialling target ${formatHostPort(target)} of ${record.service}`)
+      if (!stream.closed) this.refuse(stream, {allowed: false, flag: 'CONNECT', labels, message: `${describeSystemError(error)} dialling target ${formatHostPort(target)} of ${record.service}`, record, status: 503})
     }
 
     stream.once('close', onEarlyClose)
@@ -220,19 +185,6 @@ export class HboneServer {
   }
 }
 
-/** A session's peer: its certificate identity and address, worked out once per session, not per stream. */
-interface SessionPeer extends PeerIdentity {
-  ip: string
-  /** `ip:port` */
-  source: string
-}
-
 const UNKNOWN_PEER: SessionPeer = {ip: '', source: ''}
 
 function ignoreError(): void {}
-
-/** `for="1.2.3.4:5";host="tcp/x"` → `tcp/x`. Bounded; garbage yields undefined. */
-export function forwardedHost(value: string | string[] | undefined): string | undefined {
-  if (typeof value !== 'string' || value.length > MAX_FORWARDED_LENGTH) return undefined
-  return /(?:^|;)\s*host="?([^";,]{1,256})"?/i.exec(value)?.[1]
-}

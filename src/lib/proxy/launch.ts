@@ -17,6 +17,7 @@ export interface LaunchOptions {
   buildVersion: string
   /** static configuration file; without it the agent follows the controller's stream */
   config?: string
+  dataPath?: AgentOptions['dataPath']
   drainTimeoutMs: number
   hbone: string
   identityFile: string
@@ -51,6 +52,7 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
     advertise: options.advertise,
     buildVersion: options.buildVersion,
     configSource,
+    dataPath: options.dataPath,
     drainTimeoutMs: options.drainTimeoutMs,
     hbone: options.hbone,
     identity,

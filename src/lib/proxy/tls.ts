@@ -79,16 +79,19 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity {
  * carry exactly the expected SPIFFE ID and must not be revoked.
  */
 export function pinServerIdentity(expectedSpiffe: string, isRevoked: (serial: string) => boolean) {
-  return (_host: string, cert: PeerCertificate): Error | undefined => {
-    const spiffe = spiffeFromSubjectAltName(cert.subjectaltname)
-    if (spiffe !== expectedSpiffe) {
-      return Object.assign(new Error(`the server presented identity ${spiffe ?? '(none)'}, expected ${expectedSpiffe}`), {code: 'ZT_ERR_PEER_IDENTITY'})
-    }
+  return (_host: string, cert: PeerCertificate): Error | undefined =>
+    checkPinnedPeer(expectedSpiffe, {serial: cert.serialNumber?.toUpperCase(), spiffe: spiffeFromSubjectAltName(cert.subjectaltname)}, isRevoked)
+}
 
-    if (cert.serialNumber && isRevoked(cert.serialNumber.toUpperCase())) {
-      return Object.assign(new Error(`the server certificate ${cert.serialNumber} of ${spiffe} is revoked`), {code: 'ZT_ERR_PEER_REVOKED'})
-    }
-
-    return undefined
+/** The pin itself, for either data path: an Error (code ZT_ERR_PEER_IDENTITY / _REVOKED) or undefined. */
+export function checkPinnedPeer(expectedSpiffe: string, peer: PeerIdentity, isRevoked: (serial: string) => boolean): Error | undefined {
+  if (peer.spiffe !== expectedSpiffe) {
+    return Object.assign(new Error(`the server presented identity ${peer.spiffe ?? '(none)'}, expected ${expectedSpiffe}`), {code: 'ZT_ERR_PEER_IDENTITY'})
   }
+
+  if (peer.serial && isRevoked(peer.serial)) {
+    return Object.assign(new Error(`the server certificate ${peer.serial} of ${peer.spiffe} is revoked`), {code: 'ZT_ERR_PEER_REVOKED'})
+  }
+
+  return undefined
 }

@@ -1,18 +1,21 @@
 // Inbound tunnels: a local TCP listener per tunnel this agent hosts; each accepted connection goes to
 // one endpoint (hosting agent, target) of the service — weighted random, failing over to another on a
 // connect failure — as an HBONE CONNECT for that target sent to that agent (ztunnel's pod routing).
+// Either data path: node:net + the node:http2 pool, or the native one (the addon accepts and relays).
 import {randomFillSync} from 'node:crypto'
-import {createServer, type AddressInfo, type Server, type Socket} from 'node:net'
+import {createServer, type AddressInfo, type Socket} from 'node:net'
 
 import type {InboundTunnel} from '../config/types.js'
 import {resourceKey} from '../config/types.js'
 import {describeSystemError} from '../errors.js'
-import {formatHostPort, normalizeIp, parseHostPort} from './address.js'
+import {formatHostPort, type HostPort, normalizeIp, parseHostPort} from './address.js'
 import type {ConnectionTracker} from './connection.js'
-import {type HboneError, type HbonePool} from './hbone-pool.js'
+import type {HboneEngine} from './hbone-engine.js'
+import {type HboneDestination, type HboneError, type HbonePool} from './hbone-pool.js'
 import type {Logger} from './log.js'
 import type {TrafficLabels} from './metrics.js'
 import type {ConnectionRecord} from './registry.js'
+import type {NativeHbonePool} from './native-pool.js'
 import type {MeshState} from './state.js'
 
 /** Endpoints tried per connection before giving up. */
@@ -27,18 +30,40 @@ export interface InboundListenerInfo {
   service: string
 }
 
+/** A bound listener of either data path. */
+interface BoundListener {
+  address: string
+  close(): void
+}
+
 interface Listener {
+  bound?: BoundListener
   info: InboundListenerInfo
-  server?: Server
   tunnel: InboundTunnel
 }
 
-export interface InboundOptions {
+export interface CarryOptions {
   logger: () => Logger
-  pool: HbonePool
   sourceSpiffe: () => string
   state: () => MeshState
   tracker: ConnectionTracker
+}
+
+export interface InboundOptions extends CarryOptions {
+  /** the node:http2 pool, or the native engine and its pool */
+  dataPath: {kind: 'node'; pool: HbonePool} | {engine: HboneEngine; kind: 'native'; pool: NativeHbonePool}
+}
+
+/**
+ * The application side of one tunnel, whichever data path holds its socket: `open` sends the CONNECT
+ * (resolving once answered 200, or undefined when the client already left), `track` starts the relay
+ * and its accounting, `destroy` gives up.
+ */
+export interface TunnelClient {
+  destroy(): void
+  open(destination: HboneDestination, target: string, headers: Record<string, string>): Promise<undefined | {peerSerial?: string; track(record: ConnectionRecord, labels: TrafficLabels): void}>
+  /** `ip:port` of the application */
+  readonly source: string
 }
 
 /** Endpoints in a weighted-random order without repetition (the first is the weighted pick). */
@@ -69,7 +94,7 @@ export class InboundTunnels {
     for (const [key, listener] of this.listeners) {
       const next = wanted.get(key)
       if (!next || next.listen !== listener.tunnel.listen) {
-        listener.server?.close()
+          listener.bound?.close()
         this.listeners.delete(key)
       } else {
         listener.tunnel = next
@@ -100,29 +125,79 @@ export class InboundTunnels {
   /** Stop accepting (drain); established connections continue. */
   close(): void {
     this.accepting = false
-    for (const listener of this.listeners.values()) listener.server?.close()
+    for (const listener of this.listeners.values()) listener.bound?.close()
     this.listeners.clear()
   }
 
   private async bind(listener: Listener): Promise<void> {
     const address = parseHostPort(listener.tunnel.listen, '127.0.0.1')!
-    const server = createServer({allowHalfOpen: true, noDelay: true, pauseOnConnect: true}, (socket) => this.accept(listener, socket))
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(address.port, address.host, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
-    server.on('error', (error) => this.options.logger().error({tunnel: listener.info.key, error: error.message}, 'inbound listener error'))
-    const bound = server.address() as AddressInfo
-    listener.server = server
-    listener.info.address = formatHostPort({host: bound.address, port: bound.port})
+    const {dataPath, tracker} = this.options
+    listener.bound =
+      dataPath.kind === 'native'
+        ? listenNative(dataPath.engine, address, (tunnelId, remote) => carryToService(nativeClient(dataPath.engine, dataPath.pool, tracker, tunnelId, remote), listener.tunnel.service, this.options))
+        : await listenNode(address, (socket) => carryToService(socketClient(socket, dataPath.pool, tracker), listener.tunnel.service, this.options), (error) =>
+            this.options.logger().error({tunnel: listener.info.key, error: error.message}, 'inbound listener error'),
+          )
+    listener.info.address = listener.bound.address
     this.options.logger().info({address: listener.info.address, component: 'inbound', service: listener.tunnel.service}, 'listener established')
   }
+}
 
-  private accept(listener: Listener, socket: Socket): void {
-    carryToService(socket, listener.tunnel.service, this.options)
+async function listenNode(address: HostPort, onSocket: (socket: Socket) => void, onError: (error: Error) => void): Promise<BoundListener> {
+  const server = createServer({allowHalfOpen: true, noDelay: true, pauseOnConnect: true}, onSocket)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  server.on('error', onError)
+  const bound = server.address() as AddressInfo
+  return {address: formatHostPort({host: bound.address, port: bound.port}), close: () => server.close()}
+}
+
+function listenNative(engine: HboneEngine, address: HostPort, onAccept: (tunnelId: number, remote: string) => void): BoundListener {
+  const {id, port} = engine.listenPlain(address.host, address.port, onAccept)
+  return {address: formatHostPort({host: address.host, port}), close: () => engine.closeListener(id)}
+}
+
+/** A socket accepted by node:net (paused until established), carried over the node:http2 pool. */
+export function socketClient(socket: Socket, pool: HbonePool, tracker: ConnectionTracker): TunnelClient {
+  // Paused until established (pauseOnConnect), so the socket reports nothing but errors: `destroyed`
+  // tells whether the client went away meanwhile. The relay brings its own error listener.
+  socket.on('error', ignoreError)
+  return {
+    destroy: () => socket.destroy(),
+    async open(destination, target, headers) {
+      const {peerSerial, stream} = await pool.open(destination, target, headers)
+      if (socket.destroyed) {
+        stream.close()
+        return undefined
+      }
+
+      socket.off('error', ignoreError)
+      return {peerSerial, track: (record, labels) => tracker.established(record, labels, socket, stream)}
+    },
+    source: `${normalizeIp(socket.remoteAddress)}:${socket.remotePort}`,
+  }
+}
+
+/** A socket the addon accepted (TUNNEL_ID), carried over the native pool; the addon relays it. */
+function nativeClient(engine: HboneEngine, pool: NativeHbonePool, tracker: ConnectionTracker, tunnelId: number, remote: string): TunnelClient {
+  return {
+    destroy: () => engine.native.abort(tunnelId, 'refused'),
+    async open(destination, target, headers) {
+      const opened = await pool.open(tunnelId, destination, target, Object.entries(headers).flat())
+      return {
+        peerSerial: opened.peerSerial,
+        track(record, labels) {
+          const finish = tracker.opened(record, labels, () => engine.native.abort(tunnelId, 'closed by the agent'))
+          opened.onClosed((fromPlain, toPlain, error) => finish({fromPlain, toPlain}, error))
+        },
+      }
+    },
+    source: remote,
   }
 }
 
@@ -131,10 +206,7 @@ export class InboundTunnels {
  * failures). Also used by the in-pod data path for connections to a mesh service address, with the
  * pod's pool and identity (SOURCE_WORKLOAD: the pod's name in the metrics).
  */
-export function carryToService(socket: Socket, service: string, options: InboundOptions, sourceWorkload?: string): void {
-  // Paused until established (pauseOnConnect), so the socket reports nothing but errors: `destroyed`
-  // tells whether the client went away meanwhile. The relay brings its own error listener.
-  socket.on('error', ignoreError)
+export function carryToService(client: TunnelClient, service: string, options: CarryOptions, sourceWorkload?: string): void {
   const state = options.state()
   const sourceSpiffe = options.sourceSpiffe()
   // Every field spelled out from the start: the objects keep one shape instead of growing per endpoint.
@@ -147,7 +219,7 @@ export function carryToService(socket: Socket, service: string, options: Inbound
     id: options.tracker.newId(),
     peerSerial: undefined,
     service,
-    sourceAddress: `${normalizeIp(socket.remoteAddress)}:${socket.remotePort}`,
+    sourceAddress: client.source,
     sourceSpiffe,
     startedAt: Date.now(),
   }
@@ -161,7 +233,7 @@ export function carryToService(socket: Socket, service: string, options: Inbound
   }
   const endpoints = weightedOrder(state.endpoints(service)).slice(0, MAX_CONNECT_ATTEMPTS)
   if (endpoints.length === 0) {
-    socket.destroy()
+    client.destroy()
     options.tracker.refused(record, labels, {flag: 'CONNECT', message: `no healthy upstream: ${service} has no endpoints (no agent hosts it, or its agent has not registered)`})
     return
   }
@@ -176,24 +248,19 @@ export function carryToService(socket: Socket, service: string, options: Inbound
       labels.destinationPrincipal = endpoint.spiffe
       labels.destinationWorkload = endpoint.agent
       try {
-        const {peerSerial, stream} = await options.pool.open({address: endpoint.hbone, spiffe: endpoint.spiffe}, endpoint.target, requestHeaders(record, service))
-        if (socket.destroyed) {
-          stream.close()
-          return
-        }
-
-        socket.off('error', ignoreError)
-        record.peerSerial = peerSerial
-        options.tracker.established(record, labels, socket, stream)
+        const opened = await client.open({address: endpoint.hbone, spiffe: endpoint.spiffe}, endpoint.target, requestHeaders(record, service))
+        if (!opened) return // the client left meanwhile
+        record.peerSerial = opened.peerSerial
+        opened.track(record, labels)
         return
       } catch (error) {
         lastError = error as HboneError
         options.logger().debug({endpoint: endpoint.target, agent: endpoint.agent, error: lastError.message}, 'endpoint failed')
-        if (!lastError.retryable || socket.destroyed) break
+        if (!lastError.retryable) break
       }
     }
 
-    socket.destroy()
+    client.destroy()
     options.tracker.refused(record, labels, {flag: lastError?.flag ?? 'CONNECT', message: lastError?.message ?? 'connection failed'})
   }
 

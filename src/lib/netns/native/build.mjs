@@ -1,5 +1,5 @@
-// Build the ztctl_netns N-API addon with node-gyp, offline: headers come from the running Node's own
-// install (two levels above process.execPath), never from the network. node-gyp is npm's bundled copy
+// Build the N-API addons (ztctl_netns: netns sockets; ztctl_hbone: the native HBONE data path) with node-gyp, offline: headers come from the running Node's own
+// install (two levels above process.execPath; nghttp2.h from Debian's libnghttp2-dev), never from the network. node-gyp is npm's bundled copy
 // (npm exports its path as npm_config_node_gyp to run-scripts) or one found next to npm.
 import {execFileSync} from 'node:child_process'
 import {existsSync, statSync} from 'node:fs'
@@ -29,7 +29,7 @@ if (!existsSync(path.join(nodeDir, 'include/node/node_api.h'))) {
 
 // Skip when the addon is newer than its sources: several builds may run at once in a shared checkout,
 // and a needless `rebuild` would delete the addon under a running test.
-const addon = path.join(repoRoot, 'build/Release/ztctl_netns.node')
-const sources = [path.join(repoRoot, 'binding.gyp'), path.join(repoRoot, 'src/lib/netns/native/netns.c')]
-const upToDate = existsSync(addon) && sources.every((source) => statSync(source).mtimeMs <= statSync(addon).mtimeMs)
+const addons = ['ztctl_netns', 'ztctl_hbone'].map((name) => path.join(repoRoot, `build/Release/${name}.node`))
+const sources = ['binding.gyp', 'src/lib/netns/native/netns.c', 'src/lib/proxy/native/hbone.c'].map((source) => path.join(repoRoot, source))
+const upToDate = addons.every((addon) => existsSync(addon) && sources.every((source) => statSync(source).mtimeMs <= statSync(addon).mtimeMs))
 if (!upToDate) execFileSync(process.execPath, [findNodeGyp(), 'rebuild', `--nodedir=${nodeDir}`, '--loglevel=warn'], {cwd: repoRoot, stdio: 'inherit'})

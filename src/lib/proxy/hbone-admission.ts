@@ -1,0 +1,103 @@
+// Admission of an HBONE CONNECT, shared by both data paths (node:http2 in hbone-server.ts, the native one
+// in native-server.ts): method, :authority, revocation, identity, "is this a target I serve?" (never an
+// open relay) and L4 authorization, with the connection's record and metric labels either way.
+import {formatHostPort, type HostPort, parseHostPort} from './address.js'
+import {identityNameFromSpiffe, workloadFromSpiffe} from './authz.js'
+import type {ResponseFlag, TrafficLabels} from './metrics.js'
+import type {ConnectionRecord} from './registry.js'
+import type {MeshState} from './state.js'
+
+const MAX_FORWARDED_LENGTH = 1024
+
+/** The client of a session: its certificate identity and address, worked out once per session. */
+export interface SessionPeer {
+  ip: string
+  serial?: string
+  /** `ip:port` */
+  source: string
+  spiffe?: string
+}
+
+export interface ConnectRequest {
+  authority: unknown
+  forwarded?: unknown
+  method: unknown
+}
+
+export interface AdmissionContext {
+  /** our HBONE address as peers dial it (dst.addr) */
+  advertise: string
+  id: number
+  selfSpiffe: string
+  state: MeshState
+}
+
+export type Admission =
+  | {allowed: true; labels: TrafficLabels; record: ConnectionRecord; target: HostPort}
+  | {
+      allowed: false
+      /** the peer's certificate is revoked: end its whole session after answering */
+      closeSession?: boolean
+      flag: ResponseFlag
+      labels: TrafficLabels
+      message: string
+      record: ConnectionRecord
+      status: number
+    }
+
+export function admitConnect(request: ConnectRequest, peer: SessionPeer, context: AdmissionContext): Admission {
+  const {state} = context
+  const authority = request.authority
+  const target = parseHostPort(authority)
+  const serviceHint = forwardedHost(request.forwarded)
+  // Every field spelled out from the start: the objects keep one shape.
+  const record: ConnectionRecord = {
+    destinationAddress: context.advertise,
+    destinationAgent: state.self.name,
+    destinationSpiffe: context.selfSpiffe,
+    direction: 'inbound',
+    hboneTarget: typeof authority === 'string' ? authority.slice(0, 300) : '',
+    id: context.id,
+    peerSerial: peer.serial,
+    service: 'unknown',
+    sourceAddress: peer.source,
+    sourceSpiffe: peer.spiffe,
+    startedAt: Date.now(),
+  }
+  const labels: TrafficLabels = {
+    destinationPrincipal: record.destinationSpiffe,
+    destinationService: undefined,
+    destinationWorkload: state.self.name,
+    reporter: 'destination',
+    sourcePrincipal: peer.spiffe,
+    sourceWorkload: undefined,
+  }
+  const refuse = (status: number, flag: ResponseFlag, message: string, closeSession = false): Admission => ({allowed: false, closeSession, flag, labels, message, record, status})
+  if (request.method !== 'CONNECT') return refuse(400, 'CONNECT', `expected method CONNECT, got ${String(request.method).slice(0, 20)}`)
+  if (!target) return refuse(400, 'CONNECT', `bad :authority ${JSON.stringify(record.hboneTarget)}: expected host:port`)
+  if (state.isRevoked(peer.serial)) return refuse(401, 'CERT_REVOKED', `connection closed: peer certificate ${peer.serial} revoked`, true)
+  // An identity, or a redirected pod (`ns/NS/sa/SA`) dialling a mesh service from its node agent.
+  const workload = workloadFromSpiffe(peer.spiffe, state.self.trustDomain)
+  const sourceIdentity = identityNameFromSpiffe(peer.spiffe, state.self.trustDomain) ?? (workload && `${workload.namespace}/${workload.serviceAccount}`)
+  if (!sourceIdentity) return refuse(401, 'IDENTITY_ERROR', `the peer certificate carries no identity of trust domain ${state.self.trustDomain} (${peer.spiffe ?? 'no SPIFFE ID'})`)
+  const tunnel = state.hostedTunnel(target, serviceHint)
+  if (!tunnel) return refuse(400, 'CONNECT', `${formatHostPort(target)} is not a target of any tunnel this agent hosts (not an open relay)`)
+  record.service = tunnel.service
+  labels.destinationService = tunnel.service
+  labels.sourceWorkload = sourceIdentity
+  const decision = state.authorize({destinationPort: target.port, service: tunnel.service, sourceAddress: peer.ip, sourceSpiffe: peer.spiffe}, tunnel)
+  if (!decision.allowed) return refuse(401, 'DENY', `connection closed due to policy rejection: ${decision.reason}`)
+  return {allowed: true, labels, record, target}
+}
+
+/** `for="1.2.3.4:5";host="tcp/x"` → `tcp/x`. Bounded; garbage yields undefined. */
+export function forwardedHost(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length > MAX_FORWARDED_LENGTH) return undefined
+  return /(?:^|;)\s*host="?([^";,]{1,256})"?/i.exec(value)?.[1]
+}
+
+/** The record's service for the metrics: none until the target was matched to a tunnel. */
+export function refusalLabels(admission: Admission & {allowed: false}): TrafficLabels {
+  const {labels, record} = admission
+  return {...labels, destinationService: record.service === 'unknown' ? undefined : record.service}
+}

@@ -1,0 +1,224 @@
+// The native HBONE data path (src/lib/proxy/native/hbone.c): TLS + HTTP/2 CONNECT framing and the byte
+// relay in C on Node's own event loop, with every decision left here. The addon reports events by id;
+// this module routes each to whoever owns that id (a listener, a session, a tunnel). One engine per
+// process: several agents in one process (tests) share it, each owning its own ids.
+import {existsSync} from 'node:fs'
+import {createRequire} from 'node:module'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {ZtError} from '../errors.js'
+
+/** Event codes, as hbone.c numbers them. */
+const enum EventType {
+  Accept = 1,
+  SessionReady,
+  SessionFailed,
+  SessionClosed,
+  Response,
+  Request,
+  DialResult,
+  Closed,
+  TlsError,
+  Goaway,
+}
+
+interface HboneBinding {
+  init(onEvent: (type: EventType, id: number, n1: number, n2: number, s1?: string, s2?: string, s3?: string, s4?: string) => void): void
+  contextCreate(certPem: string, keyPem: string, caPem: string, server: boolean): number
+  contextFree(id: number): boolean
+  listen(host: string, port: number, contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number): [number, number]
+  listenerSetContext(id: number, contextId: number): boolean
+  listenerClose(id: number): boolean
+  connect(contextId: number, host: string, port: number, timeoutMs: number, keepaliveMs: number, keepaliveTimeoutMs: number): number
+  sessionClose(id: number, graceful: boolean): boolean
+  open(tunnelId: number, sessionId: number, authority: string, headers: string[]): boolean
+  accept(tunnelId: number, ip: string, port: number, timeoutMs: number): boolean
+  refuse(tunnelId: number, status: number): boolean
+  abort(tunnelId: number, message: string): boolean
+  cancel(tunnelId: number): boolean
+  stats(): [number, number]
+}
+
+export interface PeerCertificateInfo {
+  serial?: string
+  spiffe?: string
+}
+
+/** A plain listener's new connection (an inbound tunnel's client). */
+export type AcceptHandler = (tunnelId: number, remote: string) => void
+
+/** What an HBONE listener hears about its sessions. */
+export interface HboneListenerHandler {
+  /** a peer completed the mutual-TLS handshake; return its session's handler */
+  sessionReady(sessionId: number, peer: PeerCertificateInfo, remote: string): ServerSessionHandler
+  tlsError(remote: string, message: string): void
+}
+
+export interface ServerSessionHandler {
+  closed(reason: string): void
+  request(tunnelId: number, method: string, authority: string, forwarded: string | undefined): void
+}
+
+export interface ClientSessionHandler {
+  closed(reason: string): void
+  failed(reason: string): void
+  goaway(): void
+  ready(peer: PeerCertificateInfo): void
+}
+
+export interface TunnelHandler {
+  /** an established tunnel ended: bytes read from / written to the plain side, and why when it failed */
+  closed?(fromPlain: number, toPlain: number, error: string | undefined): void
+  /** server: the target was dialled ('' = connected, else an errno name) */
+  dialResult?(code: string, message: string | undefined): void
+  /** client: the CONNECT's answer (0 = the stream or session failed first, with why) */
+  response?(status: number, reason: string | undefined): void
+}
+
+// src/lib/proxy and dist/lib/proxy sit at the same depth below the repository root.
+const ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/Release/ztctl_hbone.node')
+
+export class HboneEngine {
+  private static instance: HboneEngine | undefined
+  private readonly accepting = new Map<number, AcceptHandler>()
+  private readonly hboneListeners = new Map<number, HboneListenerHandler>()
+  private readonly clientSessions = new Map<number, ClientSessionHandler>()
+  private readonly serverSessions = new Map<number, ServerSessionHandler>()
+  private readonly tunnels = new Map<number, TunnelHandler>()
+
+  private constructor(readonly native: HboneBinding) {
+    native.init((type, id, n1, n2, s1, s2, s3) => this.route(type, id, n1, n2, s1, s2, s3))
+  }
+
+  /** The process's engine; a ZtError when the addon is not built or does not load. */
+  static get(): HboneEngine {
+    if (HboneEngine.instance) return HboneEngine.instance
+    if (!existsSync(ADDON_PATH)) {
+      throw new ZtError('ZT_ERR_NATIVE_MISSING', `the native HBONE data path is not built (${ADDON_PATH} does not exist)`, {
+        suggestion: 'Run `npm run build` (needs a C compiler and libnghttp2-dev), or start the agent with --data-path node.',
+      })
+    }
+
+    try {
+      HboneEngine.instance = new HboneEngine(createRequire(import.meta.url)(ADDON_PATH) as HboneBinding)
+    } catch (error) {
+      throw new ZtError('ZT_ERR_NATIVE_MISSING', `the native HBONE data path at ${ADDON_PATH} cannot be loaded: ${(error as Error).message}`, {
+        cause: error,
+        suggestion: 'Rebuild it with `npm run build`, or start the agent with --data-path node.',
+      })
+    }
+
+    return HboneEngine.instance
+  }
+
+  listenPlain(host: string, port: number, onAccept: AcceptHandler): {id: number; port: number} {
+    const [id, bound] = this.native.listen(host, port, -1, 0, 0)
+    this.accepting.set(id, onAccept)
+    return {id, port: bound}
+  }
+
+  listenHbone(host: string, port: number, contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, handler: HboneListenerHandler): {id: number; port: number} {
+    const [id, bound] = this.native.listen(host, port, contextId, keepalive.intervalMs, keepalive.timeoutMs)
+    this.hboneListeners.set(id, handler)
+    return {id, port: bound}
+  }
+
+  closeListener(id: number): void {
+    this.accepting.delete(id)
+    this.hboneListeners.delete(id)
+    this.native.listenerClose(id)
+  }
+
+  connect(contextId: number, host: string, port: number, timing: {connectTimeoutMs: number; keepaliveIntervalMs: number; keepaliveTimeoutMs: number}, handler: ClientSessionHandler): number {
+    const id = this.native.connect(contextId, host, port, timing.connectTimeoutMs, timing.keepaliveIntervalMs, timing.keepaliveTimeoutMs)
+    this.clientSessions.set(id, handler)
+    return id
+  }
+
+  watchTunnel(id: number, handler: TunnelHandler): void {
+    this.tunnels.set(id, handler)
+  }
+
+  forgetTunnel(id: number): void {
+    this.tunnels.delete(id)
+  }
+
+  /** Sessions and tunnels alive in the addon (tests check nothing leaks). */
+  stats(): {sessions: number; tunnels: number} {
+    const [sessions, tunnels] = this.native.stats()
+    return {sessions, tunnels}
+  }
+
+  private route(type: EventType, id: number, n1: number, n2: number, s1?: string, s2?: string, s3?: string): void {
+    switch (type) {
+      case EventType.Accept: {
+        const onAccept = this.accepting.get(n1)
+        if (onAccept) onAccept(id, s1 ?? '')
+        else this.native.abort(id, 'listener closed')
+        break
+      }
+
+      case EventType.SessionReady: {
+        const peer = {serial: s2, spiffe: s1}
+        if (n1 >= 0) {
+          const listener = this.hboneListeners.get(n1)
+          if (listener) this.serverSessions.set(id, listener.sessionReady(id, peer, s3 ?? ''))
+          else this.native.sessionClose(id, false)
+        } else {
+          this.clientSessions.get(id)?.ready(peer)
+        }
+
+        break
+      }
+
+      case EventType.SessionFailed: {
+        this.clientSessions.get(id)?.failed(s1 ?? 'failed')
+        this.clientSessions.delete(id)
+        break
+      }
+
+      case EventType.SessionClosed: {
+        this.clientSessions.get(id)?.closed(s1 ?? 'closed')
+        this.clientSessions.delete(id)
+        this.serverSessions.get(id)?.closed(s1 ?? 'closed')
+        this.serverSessions.delete(id)
+        break
+      }
+
+      case EventType.Goaway: {
+        this.clientSessions.get(id)?.goaway()
+        break
+      }
+
+      case EventType.Request: {
+        const session = this.serverSessions.get(n1)
+        if (session) session.request(id, s1 ?? '', s2 ?? '', s3)
+        else this.native.refuse(id, 503)
+        break
+      }
+
+      case EventType.Response: {
+        this.tunnels.get(id)?.response?.(n1, s1)
+        break
+      }
+
+      case EventType.DialResult: {
+        this.tunnels.get(id)?.dialResult?.(s1 ?? '', s2)
+        break
+      }
+
+      case EventType.Closed: {
+        const handler = this.tunnels.get(id)
+        this.tunnels.delete(id)
+        handler?.closed?.(n1, n2, s1)
+        break
+      }
+
+      case EventType.TlsError: {
+        this.hboneListeners.get(id)?.tlsError(s1 ?? '', s2 ?? 'TLS handshake failed')
+        break
+      }
+    }
+  }
+}

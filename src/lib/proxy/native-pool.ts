@@ -1,0 +1,239 @@
+// The HBONE client pool on the native data path: the addon holds the TLS + HTTP/2 sessions; this keeps
+// ztunnel's pooling policy (hbone-pool.ts): sessions keyed by (source identity, destination identity,
+// destination address), at most MAX_STREAMS streams each, the server's identity pinned, idle release,
+// GOAWAY → no new streams. `open()` resolves once the peer answered 200; the bytes then flow in C.
+import {lookup} from 'node:dns/promises'
+import {isIP} from 'node:net'
+
+import {parseHostPort} from './address.js'
+import type {HboneEngine, PeerCertificateInfo} from './hbone-engine.js'
+import {describeHboneFailure, type HboneDestination, HboneError, type PoolOptions, type PoolSessionInfo, statusError} from './hbone-pool.js'
+import type {NativeContexts} from './native-tls.js'
+import {checkPinnedPeer} from './tls.js'
+
+export type NativePoolOptions = Omit<PoolOptions, 'connectSocket' | 'credentials'> & {contexts: NativeContexts; engine: HboneEngine; sourceSpiffe: () => string}
+
+interface NativeSession {
+  active: number
+  address: string
+  draining: boolean
+  id?: number
+  idleTimer?: NodeJS.Timeout
+  key: string
+  peerSerial?: string
+  ready: Promise<number>
+  spiffe: string
+}
+
+/** An opened tunnel: who answered, and where its end is reported. */
+export interface NativeOpened {
+  peerSerial?: string
+  /** called once when the established tunnel has closed (bytes, and why when it failed) */
+  onClosed(callback: (fromPlain: number, toPlain: number, error: string | undefined) => void): void
+}
+
+export class NativeHbonePool {
+  private readonly sessions = new Map<string, NativeSession[]>()
+  private readonly options: Required<Omit<NativePoolOptions, 'connectSocket'>>
+  private closed = false
+
+  constructor(options: NativePoolOptions) {
+    this.options = {
+      connectTimeoutMs: 10_000,
+      idleTimeoutMs: 300_000,
+      keepaliveIntervalMs: 10_000,
+      keepaliveTimeoutMs: 20_000,
+      maxStreamsPerSession: 100,
+      responseTimeoutMs: 15_000,
+      ...options,
+    }
+  }
+
+  /** CONNECT to TARGET through DESTINATION for the plain socket the addon holds as TUNNEL_ID. */
+  async open(tunnelId: number, destination: HboneDestination, target: string, headers: string[]): Promise<NativeOpened> {
+    if (this.closed) throw new HboneError('ZT_ERR_POOL_DRAINING', 'pool draining', 'CONNECT', false)
+    const pooled = this.checkout(destination)
+    let released = false
+    const release = (): void => {
+      if (released) return
+      released = true
+      this.release(pooled)
+    }
+
+    let sessionId: number
+    try {
+      sessionId = await pooled.ready
+    } catch (error) {
+      release()
+      throw describeHboneFailure(destination, error, this.options.responseTimeoutMs)
+    }
+
+    const {engine} = this.options
+    if (!engine.native.open(tunnelId, sessionId, target, headers)) {
+      // The session stopped taking streams (GOAWAY) between checkout and now.
+      pooled.draining = true
+      release()
+      throw new HboneError('ZT_ERR_HBONE_DIAL', `HBONE connection to ${destination.address} (${destination.spiffe}) is closing`, 'CONNECT', true)
+    }
+
+    let onClosed: ((fromPlain: number, toPlain: number, error: string | undefined) => void) | undefined
+    const status = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        engine.native.cancel(tunnelId)
+        reject(Object.assign(new Error('no CONNECT response'), {code: 'ZT_ERR_RESPONSE_TIMEOUT'}))
+      }, this.options.responseTimeoutMs)
+      timer.unref()
+      engine.watchTunnel(tunnelId, {
+        closed(fromPlain, toPlain, error) {
+          release()
+          onClosed?.(fromPlain, toPlain, error)
+        },
+        response(code, reason) {
+          clearTimeout(timer)
+          if (code === 0) reject(new Error(reason ?? 'the stream failed before a response'))
+          else resolve(code)
+        },
+      })
+    }).catch((error: unknown) => {
+      engine.forgetTunnel(tunnelId)
+      release()
+      throw describeHboneFailure(destination, error, this.options.responseTimeoutMs)
+    })
+    if (status !== 200) {
+      engine.forgetTunnel(tunnelId)
+      release()
+      throw statusError(status, destination)
+    }
+
+    return {
+      onClosed(callback) {
+        onClosed = callback
+      },
+      peerSerial: pooled.peerSerial,
+    }
+  }
+
+  /** Close every session whose peer matches (revoked certificate, removed agent). */
+  closeWhere(predicate: (session: {peerSerial?: string; spiffe: string}) => boolean): number {
+    let count = 0
+    for (const pooled of [...this.sessions.values()].flat()) {
+      if (pooled.id !== undefined && predicate(pooled)) {
+        count++
+        this.options.engine.native.sessionClose(pooled.id, false)
+      }
+    }
+
+    return count
+  }
+
+  list(): PoolSessionInfo[] {
+    return [...this.sessions.values()].flat().map((pooled) => ({
+      activeStreams: pooled.active,
+      address: pooled.address,
+      draining: pooled.draining,
+      peerSerial: pooled.peerSerial,
+      spiffe: pooled.spiffe,
+    }))
+  }
+
+  /** Stop opening streams; sessions close (GOAWAY) once their streams finish. */
+  drain(): void {
+    this.closed = true
+    for (const pooled of [...this.sessions.values()].flat()) {
+      pooled.draining = true
+      if (pooled.active === 0 && pooled.id !== undefined) this.options.engine.native.sessionClose(pooled.id, true)
+    }
+  }
+
+  destroy(): void {
+    this.closed = true
+    for (const pooled of [...this.sessions.values()].flat()) {
+      if (pooled.idleTimer) clearTimeout(pooled.idleTimer)
+      if (pooled.id !== undefined) this.options.engine.native.sessionClose(pooled.id, false)
+    }
+
+    this.sessions.clear()
+  }
+
+  private checkout(destination: HboneDestination): NativeSession {
+    const key = `${this.options.sourceSpiffe()}|${destination.spiffe}|${destination.address}`
+    const list = this.sessions.get(key) ?? []
+    let pooled = list.find((candidate) => !candidate.draining && candidate.active < this.options.maxStreamsPerSession)
+    if (!pooled) {
+      pooled = this.connect(key, destination)
+      list.push(pooled)
+      this.sessions.set(key, list)
+    }
+
+    pooled.active++
+    if (pooled.idleTimer) {
+      clearTimeout(pooled.idleTimer)
+      pooled.idleTimer = undefined
+    }
+
+    return pooled
+  }
+
+  private release(pooled: NativeSession): void {
+    pooled.active--
+    if (pooled.active > 0 || pooled.id === undefined) return
+    const id = pooled.id
+    if (pooled.draining) {
+      this.options.engine.native.sessionClose(id, true)
+      return
+    }
+
+    pooled.idleTimer = setTimeout(() => {
+      pooled.draining = true
+      this.options.engine.native.sessionClose(id, true)
+    }, this.options.idleTimeoutMs)
+    pooled.idleTimer.unref()
+  }
+
+  private forget(pooled: NativeSession): void {
+    if (pooled.idleTimer) clearTimeout(pooled.idleTimer)
+    const list = this.sessions.get(pooled.key)
+    if (!list) return
+    const index = list.indexOf(pooled)
+    if (index >= 0) list.splice(index, 1)
+    if (list.length === 0) this.sessions.delete(pooled.key)
+  }
+
+  private connect(key: string, destination: HboneDestination): NativeSession {
+    const pooled: NativeSession = {active: 0, address: destination.address, draining: false, key, ready: Promise.resolve(0), spiffe: destination.spiffe}
+    pooled.ready = this.dial(pooled, destination)
+    pooled.ready.catch(() => this.forget(pooled)) // observed by open()
+    return pooled
+  }
+
+  private async dial(pooled: NativeSession, destination: HboneDestination): Promise<number> {
+    const address = parseHostPort(destination.address)
+    if (!address) throw new HboneError('ZT_ERR_HBONE_ADDRESS', `bad HBONE address ${JSON.stringify(destination.address)}`, 'CONNECT', true)
+    const host = isIP(address.host) ? address.host : (await lookup(address.host)).address
+    const {contexts, engine, isRevoked} = this.options
+    return new Promise<number>((resolve, reject) => {
+      const id = engine.connect(contexts.client, host, address.port, this.options, {
+        closed: () => this.forget(pooled),
+        failed(reason) {
+          reject(Object.assign(new Error(reason), {code: /^E[A-Z]+(?=:)/.exec(reason)?.[0]}))
+        },
+        goaway: () => {
+          pooled.draining = true
+          this.forget(pooled)
+        },
+        ready(peer: PeerCertificateInfo) {
+          const problem = checkPinnedPeer(destination.spiffe, peer, isRevoked)
+          if (problem) {
+            engine.native.sessionClose(id, false)
+            reject(problem)
+            return
+          }
+
+          pooled.peerSerial = peer.serial
+          resolve(id)
+        },
+      })
+      pooled.id = id
+    })
+  }
+}

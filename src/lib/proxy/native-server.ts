@@ -1,0 +1,160 @@
+// The inbound side of HBONE on the native data path: the addon runs the mutual-TLS listener and the
+// HTTP/2 sessions; each CONNECT comes here as an event and goes through the same admission as the
+// node:http2 server (hbone-admission.ts). An admitted one is dialled by the addon, which answers 200
+// only once the upstream is connected (503 if it cannot be), then relays the bytes itself.
+import {lookup} from 'node:dns/promises'
+import {isIP} from 'node:net'
+
+import {describeSystemError} from '../errors.js'
+import {formatHostPort, type HostPort} from './address.js'
+import type {ConnectionTracker} from './connection.js'
+import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
+import type {HboneEngine, ServerSessionHandler} from './hbone-engine.js'
+import type {Logger} from './log.js'
+import type {Metrics} from './metrics.js'
+import type {MeshState} from './state.js'
+import type {NativeContexts} from './native-tls.js'
+
+export interface NativeServerOptions {
+  advertise: () => string
+  contexts: NativeContexts
+  dialTimeoutMs?: number
+  engine: HboneEngine
+  keepaliveIntervalMs?: number
+  keepaliveTimeoutMs?: number
+  logger: () => Logger
+  metrics: Metrics
+  selfSpiffe: () => string
+  state: () => MeshState
+  tracker: ConnectionTracker
+}
+
+export class NativeHboneServer {
+  private listenerId: number | undefined
+  private readonly sessions = new Map<number, SessionPeer>()
+  private readonly options: Required<NativeServerOptions>
+  private draining = false
+
+  constructor(options: NativeServerOptions) {
+    this.options = {dialTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, keepaliveTimeoutMs: 20_000, ...options}
+    options.contexts.on('update', () => {
+      if (this.listenerId !== undefined) options.engine.native.listenerSetContext(this.listenerId, options.contexts.server)
+    })
+  }
+
+  async listen(address: HostPort): Promise<{address: string; port: number}> {
+    const {engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
+    const {id, port} = engine.listenHbone(address.host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, {
+      sessionReady: (sessionId, certificate, remote) => this.onSession(sessionId, certificate, remote),
+      tlsError: (remote, message) => this.onTlsError(remote, message),
+    })
+    this.listenerId = id
+    return {address: address.host, port}
+  }
+
+  /** Stop accepting and send GOAWAY on every session; open streams continue. */
+  drain(): void {
+    this.draining = true
+    this.closeListener()
+    for (const id of this.sessions.keys()) this.options.engine.native.sessionClose(id, true)
+  }
+
+  destroy(): void {
+    this.closeListener()
+    for (const id of this.sessions.keys()) this.options.engine.native.sessionClose(id, false)
+  }
+
+  /** Abruptly end the sessions of peers whose certificate is now revoked. */
+  closeSessionsWhere(predicate: (peer: SessionPeer) => boolean): number {
+    let count = 0
+    for (const [id, peer] of this.sessions) {
+      if (predicate(peer)) {
+        count++
+        this.options.engine.native.sessionClose(id, false)
+      }
+    }
+
+    return count
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size
+  }
+
+  private closeListener(): void {
+    if (this.listenerId === undefined) return
+    this.options.engine.closeListener(this.listenerId)
+    this.listenerId = undefined
+  }
+
+  private onSession(sessionId: number, certificate: {serial?: string; spiffe?: string}, remote: string): ServerSessionHandler {
+    const ip = remote.startsWith('[') ? remote.slice(1, remote.lastIndexOf(']')) : remote.slice(0, remote.lastIndexOf(':'))
+    const peer: SessionPeer = {ip, serial: certificate.serial, source: remote, spiffe: certificate.spiffe}
+    this.sessions.set(sessionId, peer)
+    if (this.draining) this.options.engine.native.sessionClose(sessionId, true)
+    return {
+      closed: () => this.sessions.delete(sessionId),
+      request: (tunnelId, method, authority, forwarded) => this.onRequest(sessionId, peer, tunnelId, {authority, forwarded, method}),
+    }
+  }
+
+  private onTlsError(remote: string, message: string): void {
+    this.options.metrics.connectionFailed({reporter: 'destination', responseFlags: 'TLS_FAILURE'})
+    this.options.logger().warn(
+      {scope: 'access', 'src.addr': remote, 'dst.addr': this.options.advertise(), direction: 'inbound', error: `TLS handshake failed: ${message}`},
+      'connection failed',
+    )
+  }
+
+  private onRequest(sessionId: number, peer: SessionPeer, tunnelId: number, request: {authority: string; forwarded?: string; method: string}): void {
+    const {engine, tracker} = this.options
+    const admission = admitConnect(request, peer, {
+      advertise: this.options.advertise(),
+      id: tracker.newId(),
+      selfSpiffe: this.options.selfSpiffe(),
+      state: this.options.state(),
+    })
+    if (!admission.allowed) {
+      engine.native.refuse(tunnelId, admission.status)
+      tracker.refused(admission.record, refusalLabels(admission), admission)
+      if (admission.closeSession) engine.native.sessionClose(sessionId, true)
+      return
+    }
+
+    void this.dial(tunnelId, admission)
+  }
+
+  private async dial(tunnelId: number, admission: Admission & {allowed: true}): Promise<void> {
+    const {engine, tracker} = this.options
+    const {labels, record, target} = admission
+    const refuseDial = (why: string): void => {
+      tracker.refused(record, labels, {flag: 'CONNECT', message: `${why} dialling target ${formatHostPort(target)} of ${record.service}`})
+    }
+
+    let ip = target.host
+    if (!isIP(ip)) {
+      try {
+        ip = (await lookup(target.host)).address
+      } catch (error) {
+        engine.native.refuse(tunnelId, 503)
+        refuseDial(describeSystemError(error))
+        return
+      }
+    }
+
+    engine.watchTunnel(tunnelId, {
+      dialResult: (code, message) => {
+        if (code === '') {
+          // Connected and answered 200: from here the addon relays; the tracker accounts.
+          const finish = tracker.opened(record, labels, () => engine.native.abort(tunnelId, 'closed by the agent'))
+          engine.watchTunnel(tunnelId, {closed: (fromPlain, toPlain, error) => finish({fromPlain, toPlain}, error)})
+          return
+        }
+
+        engine.forgetTunnel(tunnelId)
+        if (code !== 'ECANCELED') refuseDial(describeSystemError(Object.assign(new Error(`${code}: ${message ?? 'failed'}`), {code})))
+      },
+    })
+    if (!engine.native.accept(tunnelId, ip, target.port, this.options.dialTimeoutMs)) engine.forgetTunnel(tunnelId) // the client went away meanwhile
+  }
+}

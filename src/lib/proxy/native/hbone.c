@@ -1,0 +1,1774 @@
+// ztctl_hbone: the HBONE byte path in C — mutual TLS 1.3 (OpenSSL) + HTTP/2 CONNECT (nghttp2), both the
+// copies Node itself links and exports, driven by libuv polls on Node's own event loop (no thread, no
+// locks). It moves bytes and nothing else: every decision (which endpoint, is this peer pinned, revoked,
+// authorized, which target) is made in TypeScript (src/lib/proxy/native-engine.ts), which gets events
+// and answers with calls. Objects are named by ids with a generation, so a stale or garbage id from JS
+// is refused, never dereferenced.
+//
+// Objects: TLS contexts, listeners (plain TCP for inbound tunnels, TLS for HBONE), sessions (one TLS
+// connection + one nghttp2 session, client or server) and tunnels (a plain TCP socket joined to one
+// CONNECT stream). Events are queued while nghttp2 is on the stack and handed to JS only at the end of
+// each libuv callback; objects are freed at that point too, never inside a callback that may still
+// hold them.
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+// ---- tuning (docs/hbone.md "Native data path") ----------------------------------------------------
+#define STREAM_WINDOW (4 * 1024 * 1024)
+#define CONNECTION_WINDOW (16 * 1024 * 1024)
+#define MAX_FRAME_SIZE (1024 * 1024)
+#define MAX_DATA_FRAME (256 * 1024)            // the largest DATA frame we send (peer's limit permitting)
+#define SERVER_MAX_STREAMS 200
+#define READ_BUDGET (2 * 1024 * 1024)          // plaintext per readable event before yielding to the loop
+#define OUT_HIGH (2 * 1024 * 1024)             // unsent ciphertext above which we stop producing frames
+#define TX_CAP (128 * 1024)                     // plaintext gathered into one SSL_write (full TLS records)
+#define RBUF_CAP (256 * 1024)
+#define MAX_HEADER_VALUE 1024
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define LINGER_MS 500
+#define ACCEPT_BATCH 64
+
+enum kind { K_FREE = 0, K_CONTEXT, K_LISTENER, K_SESSION, K_TUNNEL };
+enum event_type {
+  EV_ACCEPT = 1, EV_SESSION_READY, EV_SESSION_FAILED, EV_SESSION_CLOSED, EV_RESPONSE, EV_REQUEST,
+  EV_DIAL_RESULT, EV_CLOSED, EV_TLS_ERROR, EV_GOAWAY,
+};
+
+// ---- ids --------------------------------------------------------------------------------------------
+typedef struct {
+  enum kind kind;
+  uint32_t gen;
+  void *ptr;
+} slot;
+
+static slot *slots;
+static uint32_t slot_count, slot_cap, free_head = UINT32_MAX;
+static uint32_t *free_next;
+
+static double id_new(enum kind kind, void *ptr) {
+  uint32_t index;
+  if (free_head != UINT32_MAX) {
+    index = free_head;
+    free_head = free_next[index];
+  } else {
+    if (slot_count == slot_cap) {
+      uint32_t cap = slot_cap ? slot_cap * 2 : 1024;
+      slots = realloc(slots, cap * sizeof *slots);
+      free_next = realloc(free_next, cap * sizeof *free_next);
+      if (!slots || !free_next) abort();
+      slot_cap = cap;
+    }
+    index = slot_count++;
+    slots[index].gen = 0;
+  }
+  slots[index].gen++;
+  slots[index].kind = kind;
+  slots[index].ptr = ptr;
+  return (double)slots[index].gen * 4294967296.0 + index;
+}
+
+static void id_free(double id) {
+  uint32_t index = (uint32_t)((uint64_t)id & 0xffffffffu);
+  slots[index].kind = K_FREE;
+  slots[index].ptr = NULL;
+  free_next[index] = free_head;
+  free_head = index;
+}
+
+static void *id_get(double id, enum kind kind) {
+  if (!(id >= 0) || id > 9007199254740991.0) return NULL;
+  uint64_t raw = (uint64_t)id;
+  uint32_t index = (uint32_t)(raw & 0xffffffffu), gen = (uint32_t)(raw >> 32);
+  if (index >= slot_count || slots[index].kind != kind || slots[index].gen != gen) return NULL;
+  return slots[index].ptr;
+}
+
+// ---- objects ----------------------------------------------------------------------------------------
+typedef struct context {
+  double id;
+  SSL_CTX *ssl;
+} context;
+
+// A byte queue with a moving start: appends at the end, sends from the start, compacts only when full.
+typedef struct bytes {
+  char *data;
+  size_t start, end, cap;
+} bytes;
+
+struct session;
+
+typedef struct tunnel {
+  double id;
+  int fd;                       // the plain TCP side; -1 once closed (or before the server dialled)
+  uv_poll_t *poll;
+  int poll_mask;
+  struct session *session;
+  int32_t stream_id;
+  int server;
+  int established;              // bytes flow (client: 200 received; server: upstream connected)
+  int dialing;
+  int deferred;                 // nghttp2 waits for the plain side to become readable
+  int plain_eof;                // the plain side sent FIN (END_STREAM follows)
+  int peer_ended;               // END_STREAM received (FIN follows once pending is written)
+  int shut_wr;
+  int h2_closed;
+  uint32_t rst_code;
+  int status;                   // client: the response :status
+  int responded;                // client: EV_RESPONSE sent for the current stream
+  int released;                 // JS gave it up: no EV_CLOSED
+  int closed_sent;
+  int dead;
+  bytes pending;                // stream bytes not yet written to the plain socket
+  uint64_t from_plain, to_plain;
+  char error[200];
+  uv_timer_t *timer;            // dial timeout, then linger
+  char method[16];
+  char authority[320];
+  char forwarded[MAX_HEADER_VALUE + 1];
+  struct tunnel *next, *prev;   // the session's tunnels
+} tunnel;
+
+typedef struct listener {
+  double id;
+  int fd;
+  uv_poll_t *poll;
+  context *ctx;                 // NULL: plain TCP (inbound tunnel); else HBONE
+  int keepalive_ms, keepalive_timeout_ms;
+} listener;
+
+enum session_state { S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSED };
+
+typedef struct session {
+  double id;
+  double listener_id;
+  int fd;
+  uv_poll_t *poll;
+  int poll_mask;
+  int server;
+  enum session_state state;
+  SSL *ssl;
+  nghttp2_session *h2;
+  bytes out;                    // ciphertext not yet written
+  tunnel *tunnels;
+  int tunnel_count;
+  int goaway;
+  int dead;
+  uv_timer_t *timer;            // connect/handshake deadline, then keepalive
+  int keepalive_ms, keepalive_timeout_ms;
+  int ping_outstanding;
+  char remote[64];
+} session;
+
+static uv_loop_t *loop;
+
+// ---- events to JS ------------------------------------------------------------------------------------
+typedef struct event {
+  int type;
+  double id, n1, n2;
+  char *s[4];
+} event;
+
+static event *events;
+static size_t event_count, event_cap;
+static napi_env engine_env;
+static napi_ref callback_ref;
+static napi_async_context async_context;
+static uv_async_t *dispatch_async;
+static int dispatching;
+
+static void emit(int type, double id, double n1, double n2, const char *s1, const char *s2, const char *s3, const char *s4) {
+  if (event_count == event_cap) {
+    event_cap = event_cap ? event_cap * 2 : 256;
+    events = realloc(events, event_cap * sizeof *events);
+    if (!events) abort();
+  }
+  event *ev = &events[event_count++];
+  *ev = (event){.type = type, .id = id, .n1 = n1, .n2 = n2};
+  const char *texts[4] = {s1, s2, s3, s4};
+  for (int i = 0; i < 4; i++) ev->s[i] = texts[i] ? strdup(texts[i]) : NULL;
+}
+
+static void dispatch(void) {
+  if (dispatching || !engine_env || event_count == 0) return;
+  dispatching = 1;
+  napi_env env = engine_env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value callback, receiver;
+  napi_get_reference_value(env, callback_ref, &callback);
+  napi_get_global(env, &receiver);
+  // JS may call in and queue more events meanwhile: they are dispatched in this same loop.
+  for (size_t i = 0; i < event_count; i++) {
+    event ev = events[i];
+    napi_handle_scope inner;
+    napi_open_handle_scope(env, &inner);
+    napi_value argv[8];
+    napi_create_int32(env, ev.type, &argv[0]);
+    napi_create_double(env, ev.id, &argv[1]);
+    napi_create_double(env, ev.n1, &argv[2]);
+    napi_create_double(env, ev.n2, &argv[3]);
+    for (int k = 0; k < 4; k++) {
+      if (ev.s[k]) napi_create_string_utf8(env, ev.s[k], NAPI_AUTO_LENGTH, &argv[4 + k]);
+      else napi_get_undefined(env, &argv[4 + k]);
+      free(ev.s[k]);
+    }
+    napi_value result;
+    if (napi_make_callback(env, async_context, receiver, callback, 8, argv, &result) == napi_pending_exception) {
+      napi_value exception;
+      napi_get_and_clear_last_exception(env, &exception);
+      napi_fatal_exception(env, exception);
+    }
+    napi_close_handle_scope(env, inner);
+  }
+  event_count = 0;
+  napi_close_handle_scope(env, scope);
+  dispatching = 0;
+}
+
+// ---- the graveyard: objects die anywhere, are freed only at the end of a loop callback ---------------
+static tunnel **dead_tunnels;
+static size_t dead_tunnel_count, dead_tunnel_cap;
+static session **dead_sessions;
+static size_t dead_session_count, dead_session_cap;
+
+static void bury(void ***list, size_t *count, size_t *cap, void *object) {
+  if (*count == *cap) {
+    *cap = *cap ? *cap * 2 : 64;
+    *list = realloc(*list, *cap * sizeof **list);
+    if (!*list) abort();
+  }
+  (*list)[(*count)++] = object;
+}
+
+static void free_handle(uv_handle_t *handle) { free(handle); }
+
+static void close_handle(uv_handle_t *handle) {
+  if (handle) uv_close(handle, free_handle);
+}
+
+static void tunnel_detach(tunnel *t, int stream_alive);
+
+static void tunnel_free(tunnel *t) {
+  tunnel_detach(t, 1);
+  close_handle((uv_handle_t *)t->poll); // before close(fd): libuv forgets the fd number first
+  t->poll = NULL;
+  if (t->fd >= 0) close(t->fd);
+  close_handle((uv_handle_t *)t->timer);
+  free(t->pending.data);
+  id_free(t->id);
+  free(t);
+}
+
+static void session_free(session *s) {
+  while (s->tunnels) tunnel_detach(s->tunnels, 0);
+  if (s->h2) nghttp2_session_del(s->h2);
+  if (s->ssl) SSL_free(s->ssl);
+  close_handle((uv_handle_t *)s->poll);
+  close_handle((uv_handle_t *)s->timer);
+  if (s->fd >= 0) close(s->fd);
+  free(s->out.data);
+  id_free(s->id);
+  free(s);
+}
+
+static void reap(void) {
+  // Tunnels first: a dead session's tunnels were detached from it when it died.
+  for (size_t i = 0; i < dead_tunnel_count; i++) tunnel_free(dead_tunnels[i]);
+  dead_tunnel_count = 0;
+  for (size_t i = 0; i < dead_session_count; i++) session_free(dead_sessions[i]);
+  dead_session_count = 0;
+}
+
+// The end of every libuv callback: tell JS what happened, then free what died.
+static void settle(void) {
+  dispatch();
+  reap();
+}
+
+// Calls from JS never call back into JS: their events go out on the next loop turn.
+static void schedule_settle(void) {
+  if ((event_count > 0 || dead_tunnel_count > 0 || dead_session_count > 0) && !dispatching) uv_async_send(dispatch_async);
+}
+
+static void on_dispatch_async(uv_async_t *handle) {
+  (void)handle;
+  settle();
+}
+
+static void tunnel_kill(tunnel *t) {
+  if (t->dead) return;
+  t->dead = 1;
+  bury((void ***)&dead_tunnels, &dead_tunnel_count, &dead_tunnel_cap, t);
+}
+
+// ---- small helpers -----------------------------------------------------------------------------------
+static void set_nodelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void format_address(const struct sockaddr_storage *address, char *out, size_t size) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (address->ss_family == AF_INET) {
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)address;
+    inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+    snprintf(out, size, "%s:%d", host, ntohs(v4->sin_port));
+  } else if (address->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)address;
+    inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+    // IPv4-mapped addresses read as plain IPv4, as normalizeIp() reports them.
+    if (strncmp(host, "::ffff:", 7) == 0 && strchr(host + 7, '.')) snprintf(out, size, "%s:%d", host + 7, ntohs(v6->sin6_port));
+    else snprintf(out, size, "[%s]:%d", host, ntohs(v6->sin6_port));
+  } else {
+    snprintf(out, size, "unknown");
+  }
+}
+
+static int parse_address(const char *host, int port, struct sockaddr_storage *out, socklen_t *length) {
+  memset(out, 0, sizeof *out);
+  if (port < 0 || port > 65535) return -1;
+  struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    *length = sizeof *v4;
+    return 0;
+  }
+  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    *length = sizeof *v6;
+    return 0;
+  }
+  return -1;
+}
+
+static const char *errno_name(int err) {
+  const char *name = strerrorname_np(err);
+  return name ? name : "EUNKNOWN";
+}
+
+static void tls_error_text(const char *prefix, char *out, size_t size) {
+  unsigned long code = ERR_get_error();
+  char reason[160] = "unknown error";
+  if (code) ERR_error_string_n(code, reason, sizeof reason);
+  snprintf(out, size, "%s%s", prefix, reason);
+  ERR_clear_error();
+}
+
+static int bytes_append(bytes *buffer, const void *data, size_t length, size_t limit) {
+  if (buffer->end + length > buffer->cap) {
+    if (buffer->start > 0) {
+      memmove(buffer->data, buffer->data + buffer->start, buffer->end - buffer->start);
+      buffer->end -= buffer->start;
+      buffer->start = 0;
+    }
+    if (buffer->end + length > buffer->cap) {
+      size_t cap = buffer->cap ? buffer->cap : 64 * 1024;
+      while (cap < buffer->end + length) cap *= 2;
+      if (cap > limit) return -1;
+      char *grown = realloc(buffer->data, cap);
+      if (!grown) return -1;
+      buffer->data = grown;
+      buffer->cap = cap;
+    }
+  }
+  memcpy(buffer->data + buffer->end, data, length);
+  buffer->end += length;
+  return 0;
+}
+
+static size_t bytes_size(const bytes *buffer) { return buffer->end - buffer->start; }
+
+static void bytes_consumed(bytes *buffer, size_t count, size_t keep_cap) {
+  buffer->start += count;
+  if (buffer->start == buffer->end) {
+    buffer->start = buffer->end = 0;
+    if (buffer->cap > keep_cap) {
+      free(buffer->data);
+      buffer->data = NULL;
+      buffer->cap = 0;
+    }
+  }
+}
+
+// Our write BIO: SSL_write appends records here, the session sends them in large writes.
+static BIO_METHOD *out_method;
+
+static int out_bio_write(BIO *bio, const char *data, size_t length, size_t *written) {
+  if (bytes_append(BIO_get_data(bio), data, length, SIZE_MAX) < 0) return 0;
+  *written = length;
+  return 1;
+}
+
+static long out_bio_ctrl(BIO *bio, int cmd, long num, void *ptr) {
+  (void)bio, (void)num, (void)ptr;
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int out_bio_create(BIO *bio) {
+  BIO_set_init(bio, 1);
+  return 1;
+}
+
+static uv_timer_t *timer_new(void *data) {
+  uv_timer_t *timer = malloc(sizeof *timer);
+  if (!timer) abort();
+  uv_timer_init(loop, timer);
+  uv_unref((uv_handle_t *)timer);
+  timer->data = data;
+  return timer;
+}
+
+static uv_poll_t *poll_new(int fd, void *data) {
+  uv_poll_t *poll = malloc(sizeof *poll);
+  if (!poll) abort();
+  if (uv_poll_init(loop, poll, fd) != 0) {
+    free(poll);
+    return NULL;
+  }
+  poll->data = data;
+  return poll;
+}
+
+// ---- tunnels -----------------------------------------------------------------------------------------
+static void session_pump(session *s);
+static void session_fail(session *s, const char *message);
+static void tunnel_check(tunnel *t);
+ssize_t read_plain(nghttp2_session *h2, int32_t stream_id, uint8_t *buffer, size_t length, uint32_t *flags, nghttp2_data_source *source, void *user);
+
+static tunnel *tunnel_new(int fd, int server) {
+  tunnel *t = calloc(1, sizeof *t);
+  if (!t) abort();
+  t->fd = fd;
+  t->server = server;
+  t->id = id_new(K_TUNNEL, t);
+  return t;
+}
+
+static void tunnel_attach(tunnel *t, session *s, int32_t stream_id) {
+  t->session = s;
+  t->stream_id = stream_id;
+  t->h2_closed = 0;
+  t->rst_code = 0;
+  t->responded = 0;
+  t->status = 0;
+  t->prev = NULL;
+  t->next = s->tunnels;
+  if (s->tunnels) s->tunnels->prev = t;
+  s->tunnels = t;
+  s->tunnel_count++;
+}
+
+// STREAM_ALIVE: the stream may still exist in nghttp2 and must stop naming this tunnel.
+static void tunnel_detach(tunnel *t, int stream_alive) {
+  session *s = t->session;
+  if (!s) return;
+  if (t->prev) t->prev->next = t->next;
+  else s->tunnels = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->next = t->prev = NULL;
+  s->tunnel_count--;
+  if (stream_alive && s->h2 && t->stream_id > 0 && !t->h2_closed) nghttp2_session_set_stream_user_data(s->h2, t->stream_id, NULL);
+  t->session = NULL;
+}
+
+static void tunnel_set_error(tunnel *t, const char *message) {
+  if (!t->error[0]) snprintf(t->error, sizeof t->error, "%s", message);
+}
+
+static void on_plain_poll(uv_poll_t *handle, int status, int events);
+
+static void tunnel_update_poll(tunnel *t) {
+  if (t->fd < 0 || t->dead) return;
+  int mask = 0;
+  if (t->dialing) mask = UV_WRITABLE;
+  else if (t->established) {
+    if (t->deferred && !t->plain_eof && t->session && !t->h2_closed) mask |= UV_READABLE;
+    if (bytes_size(&t->pending) > 0) mask |= UV_WRITABLE;
+  }
+  if (mask == t->poll_mask) return;
+  if (!t->poll && !(t->poll = poll_new(t->fd, t))) return;
+  t->poll_mask = mask;
+  if (mask) uv_poll_start(t->poll, mask, on_plain_poll);
+  else uv_poll_stop(t->poll);
+}
+
+// RST (SO_LINGER 0) when the other side was reset, as ztunnel does; a FIN otherwise.
+static void tunnel_close_plain(tunnel *t, int reset) {
+  if (t->fd < 0) return;
+  close_handle((uv_handle_t *)t->poll);
+  t->poll = NULL;
+  t->poll_mask = 0;
+  if (reset) {
+    struct linger abort_linger = {1, 0};
+    setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &abort_linger, sizeof abort_linger);
+  }
+  close(t->fd);
+  t->fd = -1;
+  // Bytes for a closed socket are never written: give their flow-control credit back.
+  size_t dropped = bytes_size(&t->pending);
+  if (dropped && t->session && !t->session->dead) {
+    if (t->stream_id > 0 && !t->h2_closed) nghttp2_session_consume(t->session->h2, t->stream_id, dropped);
+    else nghttp2_session_consume_connection(t->session->h2, dropped);
+  }
+  bytes_consumed(&t->pending, dropped, 0);
+}
+
+static void tunnel_reset_stream(tunnel *t, uint32_t code) {
+  session *s = t->session;
+  if (!s || s->dead || t->h2_closed || t->stream_id <= 0) return;
+  nghttp2_submit_rst_stream(s->h2, NGHTTP2_FLAG_NONE, t->stream_id, code);
+}
+
+static void stop_timer(uv_timer_t *timer) {
+  if (timer) uv_timer_stop(timer);
+}
+
+static void on_linger(uv_timer_t *handle) {
+  tunnel *t = handle->data;
+  if (t->dead) return;
+  session *s = t->session;
+  tunnel_reset_stream(t, NGHTTP2_CANCEL);
+  tunnel_close_plain(t, 0);
+  if (s) session_pump(s);
+  tunnel_check(t);
+  settle();
+}
+
+static void start_linger(tunnel *t) {
+  if (!t->timer) t->timer = timer_new(t);
+  if (!uv_is_active((uv_handle_t *)t->timer)) uv_timer_start(t->timer, on_linger, LINGER_MS, 0);
+}
+
+// Where the tunnel stands after anything happened to it: close what is finished, tell JS once both
+// sides are gone. FIN ↔ END_STREAM both ways; a reset on one side resets the other.
+static void tunnel_check(tunnel *t) {
+  if (t->dead) return;
+  int stream_done = t->h2_closed || !t->session;
+  if (!t->established) {
+    if (t->released && stream_done && t->fd < 0) tunnel_kill(t);
+    return;
+  }
+  if (stream_done && t->fd >= 0) {
+    if (t->rst_code != 0 || t->error[0]) tunnel_close_plain(t, 1);
+    else if (bytes_size(&t->pending) == 0) {
+      if (!t->shut_wr) {
+        shutdown(t->fd, SHUT_WR);
+        t->shut_wr = 1;
+      }
+      if (t->plain_eof) tunnel_close_plain(t, 0);
+      else start_linger(t); // the stream ended cleanly; give the plain peer a moment to finish
+    }
+  } else if (!stream_done && t->fd < 0) {
+    if (t->rst_code != 0 || t->error[0]) tunnel_reset_stream(t, NGHTTP2_CANCEL);
+    else start_linger(t); // our END_STREAM went out; the peer's should follow
+  }
+  if (stream_done && t->fd < 0) {
+    stop_timer(t->timer);
+    tunnel_detach(t, 1);
+    if (!t->released && !t->closed_sent) {
+      t->closed_sent = 1;
+      emit(EV_CLOSED, t->id, (double)t->from_plain, (double)t->to_plain, t->error[0] ? t->error : NULL, NULL, NULL, NULL);
+    }
+    tunnel_kill(t);
+  }
+}
+
+static void tunnel_fail_plain(tunnel *t, int err, const char *doing) {
+  if (err != ECONNRESET && err != EPIPE) {
+    char message[160];
+    snprintf(message, sizeof message, "%s %s the plain side: %s", errno_name(err), doing, strerror(err));
+    tunnel_set_error(t, message);
+  }
+  t->rst_code = t->rst_code ? t->rst_code : NGHTTP2_CANCEL;
+  tunnel_reset_stream(t, NGHTTP2_CANCEL);
+  tunnel_close_plain(t, 1);
+}
+
+// Write what the stream delivered to the plain socket; each written byte returns its window credit.
+static void tunnel_flush_pending(tunnel *t) {
+  session *s = t->session;
+  while (bytes_size(&t->pending) > 0 && t->fd >= 0) {
+    ssize_t written = send(t->fd, t->pending.data + t->pending.start, bytes_size(&t->pending), MSG_NOSIGNAL);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) tunnel_fail_plain(t, errno, "writing to");
+      return;
+    }
+    bytes_consumed(&t->pending, (size_t)written, 256 * 1024);
+    t->to_plain += (uint64_t)written;
+    if (s && !s->dead) {
+      if (t->stream_id > 0 && !t->h2_closed) nghttp2_session_consume(s->h2, t->stream_id, (size_t)written);
+      else nghttp2_session_consume_connection(s->h2, (size_t)written);
+    }
+  }
+  if (bytes_size(&t->pending) == 0 && t->peer_ended && t->fd >= 0 && !t->shut_wr) {
+    shutdown(t->fd, SHUT_WR);
+    t->shut_wr = 1;
+    if (t->plain_eof) tunnel_close_plain(t, 0);
+  }
+}
+
+static void tunnel_deliver(tunnel *t, const uint8_t *data, size_t length) {
+  session *s = t->session;
+  size_t offset = 0;
+  if (t->established && t->fd >= 0 && bytes_size(&t->pending) == 0) {
+    while (offset < length) {
+      ssize_t written = send(t->fd, data + offset, length - offset, MSG_NOSIGNAL);
+      if (written < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN) {
+          nghttp2_session_consume(s->h2, t->stream_id, length - offset);
+          tunnel_fail_plain(t, errno, "writing to");
+          return;
+        }
+        break;
+      }
+      offset += (size_t)written;
+    }
+    if (offset) {
+      t->to_plain += offset;
+      nghttp2_session_consume(s->h2, t->stream_id, offset);
+    }
+  }
+  if (offset == length) return;
+  if (t->fd < 0 && t->established) {
+    nghttp2_session_consume(s->h2, t->stream_id, length - offset);
+    return;
+  }
+  // The plain side is slow (or not dialled yet): hold the rest; credit returns as it is written.
+  if (bytes_append(&t->pending, data + offset, length - offset, 2 * (size_t)STREAM_WINDOW) < 0) {
+    nghttp2_session_consume(s->h2, t->stream_id, length - offset);
+    tunnel_set_error(t, "the peer sent more than its flow-control window");
+    t->rst_code = NGHTTP2_FLOW_CONTROL_ERROR;
+    tunnel_reset_stream(t, NGHTTP2_FLOW_CONTROL_ERROR);
+    tunnel_close_plain(t, 1);
+    return;
+  }
+  tunnel_update_poll(t);
+}
+
+static void submit_status(session *s, int32_t stream_id, const char *status, nghttp2_data_provider *provider) {
+  nghttp2_nv header = {(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE};
+  nghttp2_submit_response(s->h2, stream_id, &header, 1, provider);
+}
+
+static void dial_finished(tunnel *t, int err) {
+  session *s = t->session;
+  t->dialing = 0;
+  stop_timer(t->timer);
+  if (!err && (!s || s->dead || t->h2_closed)) err = ECANCELED;
+  if (err) {
+    tunnel_close_plain(t, 0);
+    if (s && !s->dead && !t->h2_closed) {
+      submit_status(s, t->stream_id, "503", NULL); // as ztunnel: the upstream is not reachable
+      session_pump(s);
+    }
+    emit(EV_DIAL_RESULT, t->id, 0, 0, errno_name(err), strerror(err), NULL, NULL);
+    t->released = 1;
+    tunnel_check(t);
+    return;
+  }
+  set_nodelay(t->fd);
+  t->established = 1;
+  emit(EV_DIAL_RESULT, t->id, 0, 0, "", NULL, NULL, NULL);
+  // Only now 200: "the upstream is connected", as in ztunnel.
+  nghttp2_data_provider provider = {.source = {.ptr = t}, .read_callback = read_plain};
+  submit_status(s, t->stream_id, "200", &provider);
+  tunnel_flush_pending(t); // bytes the client sent before our 200
+  session_pump(s);
+  tunnel_update_poll(t);
+  tunnel_check(t);
+}
+
+static void on_dial_timeout(uv_timer_t *handle) {
+  tunnel *t = handle->data;
+  if (!t->dead && t->dialing) dial_finished(t, ETIMEDOUT);
+  settle();
+}
+
+static void on_plain_poll(uv_poll_t *handle, int status, int events) {
+  tunnel *t = handle->data;
+  if (t->dead || t->fd < 0) return;
+  if (t->dialing) {
+    int err = 0;
+    socklen_t length = sizeof err;
+    if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &length) < 0) err = errno;
+    if (!err && status < 0) err = -status;
+    dial_finished(t, err);
+    settle();
+    return;
+  }
+  session *s = t->session;
+  if (status < 0) events |= UV_READABLE | UV_WRITABLE;
+  if ((events & UV_WRITABLE) && bytes_size(&t->pending) > 0) tunnel_flush_pending(t);
+  if ((events & (UV_READABLE | UV_DISCONNECT)) && t->deferred && s && !s->dead && !t->h2_closed) {
+    t->deferred = 0;
+    nghttp2_session_resume_data(s->h2, t->stream_id);
+  }
+  if (s) session_pump(s);
+  tunnel_update_poll(t);
+  tunnel_check(t);
+  settle();
+}
+
+// nghttp2 asks for the next DATA payload: read it straight from the plain socket into the frame.
+ssize_t read_plain(nghttp2_session *h2, int32_t stream_id, uint8_t *buffer, size_t length, uint32_t *flags, nghttp2_data_source *source, void *user) {
+  (void)h2, (void)stream_id, (void)user;
+  tunnel *t = source->ptr;
+  if (t->dead || t->fd < 0 || t->plain_eof) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return 0;
+  }
+  if (!t->established) {
+    t->deferred = 1;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  for (;;) {
+    ssize_t got = recv(t->fd, buffer, length, 0);
+    if (got > 0) {
+      t->from_plain += (uint64_t)got;
+      return got;
+    }
+    if (got == 0) {
+      t->plain_eof = 1;
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      t->deferred = 1;
+      tunnel_update_poll(t); // wake us when the application sends more
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    int err = errno;
+    if (err != ECONNRESET && err != EPIPE) {
+      char message[160];
+      snprintf(message, sizeof message, "%s reading from the plain side: %s", errno_name(err), strerror(err));
+      tunnel_set_error(t, message);
+    }
+    t->rst_code = NGHTTP2_CANCEL;
+    tunnel_close_plain(t, 1);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; // nghttp2 resets the stream
+  }
+}
+
+// ---- sessions: TLS + HTTP/2 ----------------------------------------------------------------------------
+static uint8_t read_buffer[RBUF_CAP];
+static uint8_t tx_buffer[TX_CAP];
+static size_t tx_length;
+static nghttp2_session_callbacks *callbacks;
+static nghttp2_option *h2_options;
+
+static int tls_write(session *s, const uint8_t *data, size_t length) {
+  while (length > 0) {
+    int n = SSL_write(s->ssl, data, length > (1 << 30) ? (1 << 30) : (int)length);
+    if (n <= 0) return -1; // our BIO never blocks: any failure is fatal
+    data += n;
+    length -= (size_t)n;
+  }
+  return 0;
+}
+
+// Small frames (headers, WINDOW_UPDATE, frame headers) are gathered so TLS records come out full.
+static int tx_commit(session *s) {
+  int result = tx_length ? tls_write(s, tx_buffer, tx_length) : 0;
+  tx_length = 0;
+  return result;
+}
+
+static int tx_queue(session *s, const uint8_t *data, size_t length) {
+  if (tx_length + length > TX_CAP && tx_commit(s) < 0) return -1;
+  if (length >= TX_CAP) return tls_write(s, data, length);
+  memcpy(tx_buffer + tx_length, data, length);
+  tx_length += length;
+  return 0;
+}
+
+static void on_session_poll(uv_poll_t *handle, int status, int events);
+
+static void session_update_poll(session *s) {
+  if (s->dead) return;
+  int mask = UV_READABLE;
+  if (s->state == S_CONNECTING || bytes_size(&s->out) > 0) mask |= UV_WRITABLE;
+  if (mask != s->poll_mask) {
+    s->poll_mask = mask;
+    uv_poll_start(s->poll, mask, on_session_poll);
+  }
+}
+
+static void session_flush(session *s) {
+  while (bytes_size(&s->out) > 0) {
+    ssize_t written = send(s->fd, s->out.data + s->out.start, bytes_size(&s->out), MSG_NOSIGNAL);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      char message[160];
+      snprintf(message, sizeof message, "%s: %s", errno_name(errno), strerror(errno));
+      session_fail(s, message);
+      return;
+    }
+    bytes_consumed(&s->out, (size_t)written, 1024 * 1024);
+  }
+}
+
+static void session_pump(session *s) {
+  if (s->dead || s->state != S_OPEN) return;
+  while (bytes_size(&s->out) < OUT_HIGH) {
+    const uint8_t *data;
+    ssize_t n = nghttp2_session_mem_send(s->h2, &data);
+    if (n < 0) {
+      tx_length = 0;
+      session_fail(s, nghttp2_strerror((int)n));
+      return;
+    }
+    if (n == 0) break;
+    if (tx_queue(s, data, (size_t)n) < 0) {
+      tx_length = 0;
+      session_fail(s, "TLS write failed");
+      return;
+    }
+  }
+  if (tx_commit(s) < 0) {
+    session_fail(s, "TLS write failed");
+    return;
+  }
+  session_flush(s);
+  if (s->dead) return;
+  if (!nghttp2_session_want_read(s->h2) && !nghttp2_session_want_write(s->h2) && bytes_size(&s->out) == 0) {
+    session_fail(s, s->goaway ? "the peer sent GOAWAY" : "closed");
+    return;
+  }
+  session_update_poll(s);
+}
+
+// The session ends: established tunnels lose their stream (reset), pending ones hear why, JS is told.
+static void session_fail(session *s, const char *message) {
+  if (s->dead) return;
+  s->dead = 1;
+  if (s->poll) uv_poll_stop(s->poll);
+  stop_timer(s->timer);
+  char text[200];
+  snprintf(text, sizeof text, "the HBONE connection closed: %s", message);
+  while (s->tunnels) {
+    tunnel *t = s->tunnels;
+    tunnel_detach(t, 0);
+    t->h2_closed = 1;
+    if (t->established) {
+      if (!(t->plain_eof && t->peer_ended)) {
+        t->rst_code = NGHTTP2_CANCEL;
+        tunnel_set_error(t, text);
+      }
+      tunnel_check(t);
+    } else if (!t->server) {
+      t->stream_id = 0;
+      if (!t->responded) {
+        t->responded = 1;
+        emit(EV_RESPONSE, t->id, 0, 0, message, NULL, NULL, NULL);
+      }
+    } else {
+      if (t->dialing) dial_finished(t, ECANCELED);
+      t->released = 1;
+      tunnel_close_plain(t, 0);
+      tunnel_check(t);
+    }
+  }
+  if (s->state == S_OPEN) emit(EV_SESSION_CLOSED, s->id, 0, 0, message, NULL, NULL, NULL);
+  else if (!s->server) emit(EV_SESSION_FAILED, s->id, 0, 0, message, NULL, NULL, NULL);
+  else emit(EV_TLS_ERROR, s->listener_id, 0, 0, s->remote, message, NULL, NULL);
+  s->state = S_CLOSED;
+  bury((void ***)&dead_sessions, &dead_session_count, &dead_session_cap, s);
+}
+
+static void on_keepalive(uv_timer_t *handle) {
+  session *s = handle->data;
+  if (s->dead) return;
+  if (s->state != S_OPEN) {
+    session_fail(s, s->server ? "TLS handshake timed out" : "ETIMEDOUT: timed out");
+  } else if (s->ping_outstanding) {
+    char message[80];
+    snprintf(message, sizeof message, "no PING answer within %d ms", s->keepalive_timeout_ms);
+    session_fail(s, message);
+  } else {
+    s->ping_outstanding = 1;
+    nghttp2_submit_ping(s->h2, NGHTTP2_FLAG_NONE, NULL);
+    session_pump(s);
+    uv_timer_start(s->timer, on_keepalive, (uint64_t)s->keepalive_timeout_ms, 0);
+    settle();
+    return;
+  }
+  settle();
+}
+
+static void arm_keepalive(session *s) {
+  if (s->keepalive_ms > 0) uv_timer_start(s->timer, on_keepalive, (uint64_t)s->keepalive_ms, 0);
+}
+
+static void peer_identity(SSL *ssl, char *spiffe, size_t spiffe_size, char *serial, size_t serial_size) {
+  spiffe[0] = serial[0] = '\0';
+  X509 *cert = SSL_get1_peer_certificate(ssl);
+  if (!cert) return;
+  GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+  for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+    const GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
+    if (name->type != GEN_URI) continue;
+    const unsigned char *uri = ASN1_STRING_get0_data(name->d.uniformResourceIdentifier);
+    int length = ASN1_STRING_length(name->d.uniformResourceIdentifier);
+    if (length > 9 && length < (int)spiffe_size && strncmp((const char *)uri, "spiffe://", 9) == 0 && !memchr(uri, 0, (size_t)length)) {
+      memcpy(spiffe, uri, (size_t)length);
+      spiffe[length] = '\0';
+      break;
+    }
+  }
+  GENERAL_NAMES_free(names);
+  BIGNUM *number = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), NULL);
+  char *hex = number ? BN_bn2hex(number) : NULL;
+  if (hex) snprintf(serial, serial_size, "%s", hex);
+  OPENSSL_free(hex);
+  BN_free(number);
+  X509_free(cert);
+}
+
+static int session_start_h2(session *s) {
+  int rv = s->server ? nghttp2_session_server_new2(&s->h2, callbacks, s, h2_options) : nghttp2_session_client_new2(&s->h2, callbacks, s, h2_options);
+  if (rv != 0) return rv;
+  nghttp2_settings_entry settings[4] = {
+    {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+    {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, MAX_FRAME_SIZE},
+    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SERVER_MAX_STREAMS},
+  };
+  rv = nghttp2_submit_settings(s->h2, NGHTTP2_FLAG_NONE, settings, s->server ? 4 : 3);
+  if (rv == 0) rv = nghttp2_session_set_local_window_size(s->h2, NGHTTP2_FLAG_NONE, 0, CONNECTION_WINDOW);
+  return rv;
+}
+
+static void session_handshake(session *s) {
+  ERR_clear_error();
+  int rv = SSL_do_handshake(s->ssl);
+  if (rv == 1) {
+    const unsigned char *alpn = NULL;
+    unsigned int alpn_length = 0;
+    SSL_get0_alpn_selected(s->ssl, &alpn, &alpn_length);
+    if (alpn_length != 2 || memcmp(alpn, "h2", 2) != 0) {
+      session_flush(s);
+      session_fail(s, "the peer did not negotiate ALPN h2");
+      return;
+    }
+    if (session_start_h2(s) != 0) {
+      session_fail(s, "cannot start the HTTP/2 session");
+      return;
+    }
+    s->state = S_OPEN;
+    char spiffe[512], serial[128];
+    peer_identity(s->ssl, spiffe, sizeof spiffe, serial, sizeof serial);
+    emit(EV_SESSION_READY, s->id, s->listener_id, 0, spiffe[0] ? spiffe : NULL, serial[0] ? serial : NULL, s->remote, NULL);
+    stop_timer(s->timer);
+    arm_keepalive(s);
+    session_pump(s);
+    return;
+  }
+  int error = SSL_get_error(s->ssl, rv);
+  session_flush(s); // handshake records (and alerts) go out
+  if (s->dead) return;
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+    session_update_poll(s);
+    return;
+  }
+  char message[200];
+  if (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) snprintf(message, sizeof message, "the peer closed the connection during the TLS handshake");
+  else {
+    long verify = SSL_get_verify_result(s->ssl);
+    if (verify != X509_V_OK) {
+      snprintf(message, sizeof message, "certificate verify failed: %s", X509_verify_cert_error_string(verify));
+      ERR_clear_error();
+    } else tls_error_text("", message, sizeof message);
+  }
+  session_fail(s, message);
+}
+
+static void session_read(session *s) {
+  size_t budget = READ_BUDGET;
+  while (!s->dead && budget > 0) {
+    ERR_clear_error();
+    int n = SSL_read(s->ssl, read_buffer, sizeof read_buffer);
+    if (n > 0) {
+      ssize_t used = nghttp2_session_mem_recv(s->h2, read_buffer, (size_t)n);
+      if (used < 0) {
+        // nghttp2 queued a GOAWAY for protocol errors: send it, then end.
+        session_pump(s);
+        session_fail(s, nghttp2_strerror((int)used));
+        return;
+      }
+      budget -= (size_t)n < budget ? (size_t)n : budget;
+      continue;
+    }
+    int error = SSL_get_error(s->ssl, n);
+    if (error == SSL_ERROR_WANT_READ) return;
+    if (error == SSL_ERROR_WANT_WRITE) return; // our BIO never blocks writes
+    char message[200];
+    if (error == SSL_ERROR_ZERO_RETURN) snprintf(message, sizeof message, "the peer closed the connection");
+    else if (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) snprintf(message, sizeof message, n == 0 ? "the peer closed the connection" : "%s", n == 0 ? "" : strerror(errno));
+    else tls_error_text("TLS: ", message, sizeof message);
+    session_fail(s, message);
+    return;
+  }
+}
+
+static void on_session_poll(uv_poll_t *handle, int status, int events) {
+  session *s = handle->data;
+  if (s->dead) return;
+  if (s->state == S_CONNECTING) {
+    int err = 0;
+    socklen_t length = sizeof err;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &length) < 0) err = errno;
+    if (!err && status < 0) err = -status;
+    if (err) {
+      char message[160];
+      snprintf(message, sizeof message, "%s: %s", errno_name(err), strerror(err));
+      session_fail(s, message);
+      settle();
+      return;
+    }
+    s->state = S_HANDSHAKE;
+    session_handshake(s);
+    settle();
+    return;
+  }
+  if (s->state == S_HANDSHAKE) {
+    session_handshake(s);
+    settle();
+    return;
+  }
+  if (status < 0) events |= UV_READABLE;
+  if (events & UV_WRITABLE) session_flush(s);
+  if (events & (UV_READABLE | UV_DISCONNECT)) session_read(s);
+  session_pump(s);
+  settle();
+}
+
+static session *session_new(int fd, int server, SSL_CTX *ctx, const char *remote) {
+  session *s = calloc(1, sizeof *s);
+  if (!s) abort();
+  s->fd = fd;
+  s->server = server;
+  s->id = id_new(K_SESSION, s);
+  snprintf(s->remote, sizeof s->remote, "%s", remote);
+  s->poll = poll_new(fd, s);
+  s->timer = timer_new(s);
+  s->ssl = SSL_new(ctx);
+  if (!s->poll || !s->ssl) abort();
+  BIO *in = BIO_new_socket(fd, BIO_NOCLOSE);
+  BIO *out = BIO_new(out_method);
+  BIO_set_data(out, &s->out);
+  SSL_set_bio(s->ssl, in, out);
+  if (server) SSL_set_accept_state(s->ssl);
+  else SSL_set_connect_state(s->ssl);
+  uv_timer_start(s->timer, on_keepalive, HANDSHAKE_TIMEOUT_MS, 0);
+  return s;
+}
+
+// ---- nghttp2 callbacks -----------------------------------------------------------------------------------
+static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, void *user) {
+  session *s = user;
+  if (!s->server || frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  tunnel *t = tunnel_new(-1, 1);
+  tunnel_attach(t, s, frame->hd.stream_id);
+  nghttp2_session_set_stream_user_data(h2, frame->hd.stream_id, t);
+  return 0;
+}
+
+static void copy_header(char *out, size_t size, const uint8_t *value, size_t length) {
+  if (length >= size) length = size - 1;
+  memcpy(out, value, length);
+  out[length] = '\0';
+  for (size_t i = 0; i < length; i++) if (out[i] == '\0') out[i] = '?';
+}
+
+static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name, size_t name_length, const uint8_t *value, size_t value_length, uint8_t flags, void *user) {
+  (void)flags, (void)user;
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  tunnel *t = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+  if (!t) return 0;
+  if (t->server) {
+    if (name_length == 7 && memcmp(name, ":method", 7) == 0) copy_header(t->method, sizeof t->method, value, value_length);
+    else if (name_length == 10 && memcmp(name, ":authority", 10) == 0) copy_header(t->authority, sizeof t->authority, value, value_length);
+    else if (name_length == 9 && memcmp(name, "forwarded", 9) == 0 && value_length <= MAX_HEADER_VALUE) copy_header(t->forwarded, sizeof t->forwarded, value, value_length);
+  } else if (name_length == 7 && memcmp(name, ":status", 7) == 0 && value_length == 3) {
+    t->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+  }
+  return 0;
+}
+
+static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user) {
+  session *s = user;
+  switch (frame->hd.type) {
+  case NGHTTP2_HEADERS: {
+    tunnel *t = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+    if (!t) return 0;
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) t->peer_ended = 1;
+    if (t->server) {
+      if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+        emit(EV_REQUEST, t->id, s->id, 0, t->method, t->authority, t->forwarded[0] ? t->forwarded : NULL, NULL);
+      return 0;
+    }
+    if (frame->headers.cat != NGHTTP2_HCAT_RESPONSE || t->responded) return 0;
+    if (t->status >= 100 && t->status < 200) return 0; // interim response
+    t->responded = 1;
+    if (t->status == 200) {
+      t->established = 1;
+      t->deferred = 0;
+      nghttp2_session_resume_data(h2, t->stream_id);
+      emit(EV_RESPONSE, t->id, 200, 0, NULL, NULL, NULL, NULL);
+    } else {
+      // Refused: the stream is done for us; the plain socket waits for JS (another endpoint, or close).
+      char status[8];
+      snprintf(status, sizeof status, "%d", t->status);
+      int status_code = t->status;
+      tunnel_reset_stream(t, NGHTTP2_CANCEL);
+      tunnel_detach(t, 1);
+      t->stream_id = 0;
+      emit(EV_RESPONSE, t->id, status_code, 0, NULL, NULL, NULL, NULL);
+      (void)status;
+    }
+    return 0;
+  }
+  case NGHTTP2_DATA: {
+    if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+    tunnel *t = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+    if (!t) return 0;
+    t->peer_ended = 1;
+    if (t->established) tunnel_flush_pending(t);
+    return 0;
+  }
+  case NGHTTP2_PING:
+    if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
+      s->ping_outstanding = 0;
+      arm_keepalive(s);
+    }
+    return 0;
+  case NGHTTP2_GOAWAY:
+    if (!s->goaway) {
+      s->goaway = 1;
+      emit(EV_GOAWAY, s->id, 0, 0, NULL, NULL, NULL, NULL);
+    }
+    return 0;
+  default:
+    return 0;
+  }
+}
+
+static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data, size_t length, void *user) {
+  (void)flags, (void)user;
+  tunnel *t = nghttp2_session_get_stream_user_data(h2, stream_id);
+  if (!t || t->dead || (!t->established && !t->server)) {
+    nghttp2_session_consume(h2, stream_id, length);
+    return 0;
+  }
+  tunnel_deliver(t, data, length);
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code, void *user) {
+  (void)user;
+  tunnel *t = nghttp2_session_get_stream_user_data(h2, stream_id);
+  if (!t) return 0;
+  tunnel_detach(t, 0);
+  t->h2_closed = 1;
+  if (error_code) t->rst_code = error_code;
+  if (!t->server && !t->established && !t->responded) {
+    char message[80];
+    snprintf(message, sizeof message, "the stream was reset (code %u) before a response", error_code);
+    t->responded = 1;
+    t->stream_id = 0;
+    t->h2_closed = 0;
+    emit(EV_RESPONSE, t->id, 0, 0, message, NULL, NULL, NULL);
+    return 0;
+  }
+  if (t->server && !t->established) {
+    if (t->dialing) dial_finished(t, ECANCELED);
+    t->released = 1;
+    tunnel_close_plain(t, 0);
+  }
+  tunnel_check(t);
+  return 0;
+}
+
+// DATA frames as large as the peer and the windows allow, up to MAX_DATA_FRAME: fewer frames, fewer reads.
+static ssize_t data_length(nghttp2_session *h2, uint8_t type, int32_t stream_id, int32_t session_window, int32_t stream_window, uint32_t peer_max_frame, void *user) {
+  (void)h2, (void)type, (void)stream_id, (void)user;
+  ssize_t length = MAX_DATA_FRAME;
+  if (session_window < length) length = session_window;
+  if (stream_window < length) length = stream_window;
+  if ((ssize_t)peer_max_frame < length) length = (ssize_t)peer_max_frame;
+  return length > 0 ? length : 1;
+}
+
+// ---- listeners ----------------------------------------------------------------------------------------
+static void on_listener_poll(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  listener *l = handle->data;
+  if (status < 0) return;
+  for (int i = 0; i < ACCEPT_BATCH; i++) {
+    struct sockaddr_storage address;
+    socklen_t length = sizeof address;
+    int fd = accept4(l->fd, (struct sockaddr *)&address, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break; // EAGAIN, or a transient error (EMFILE, ECONNABORTED): the next event retries
+    char remote[64];
+    format_address(&address, remote, sizeof remote);
+    set_nodelay(fd);
+    if (l->ctx) {
+      session *s = session_new(fd, 1, l->ctx->ssl, remote);
+      s->listener_id = l->id;
+      s->keepalive_ms = l->keepalive_ms;
+      s->keepalive_timeout_ms = l->keepalive_timeout_ms;
+      s->state = S_HANDSHAKE;
+      session_handshake(s);
+    } else {
+      tunnel *t = tunnel_new(fd, 0);
+      emit(EV_ACCEPT, t->id, l->id, 0, remote, NULL, NULL, NULL);
+    }
+  }
+  settle();
+}
+
+// ---- N-API ----------------------------------------------------------------------------------------------
+static napi_value throw_error(napi_env env, const char *code, const char *message) {
+  napi_value error, code_value, message_value;
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value);
+  napi_create_error(env, NULL, message_value, &error);
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
+  napi_set_named_property(env, error, "code", code_value);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value throw_errno(napi_env env, const char *call, int err) {
+  char message[200];
+  snprintf(message, sizeof message, "%s: %s", call, strerror(err));
+  return throw_error(env, errno_name(err), message);
+}
+
+#define ARGS(count)                                                  \
+  size_t argc = count;                                               \
+  napi_value argv[count];                                            \
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);              \
+  if (argc < count) return throw_error(env, "EINVAL", "missing arguments")
+
+static int get_double(napi_env env, napi_value value, double *out) { return napi_get_value_double(env, value, out) == napi_ok; }
+
+static int get_int(napi_env env, napi_value value, int *out) {
+  double number;
+  if (!get_double(env, value, &number) || !(number >= -2147483648.0 && number <= 2147483647.0)) return 0;
+  *out = (int)number;
+  return 1;
+}
+
+// A string argument into a fresh buffer (NULL: not a string or too long).
+static char *get_string(napi_env env, napi_value value, size_t max) {
+  size_t length;
+  if (napi_get_value_string_utf8(env, value, NULL, 0, &length) != napi_ok || length > max) return NULL;
+  char *text = malloc(length + 1);
+  if (!text) return NULL;
+  napi_get_value_string_utf8(env, value, text, length + 1, &length);
+  return text;
+}
+
+static napi_value number(napi_env env, double value) {
+  napi_value result;
+  napi_create_double(env, value, &result);
+  return result;
+}
+
+static napi_value boolean(napi_env env, int value) {
+  napi_value result;
+  napi_get_boolean(env, value != 0, &result);
+  return result;
+}
+
+// init(onEvent): the one callback every event goes to, as (type, id, n1, n2, s1, s2, s3, s4).
+static napi_value js_init(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  if (engine_env) return throw_error(env, "EALREADY", "the HBONE engine is already initialised");
+  engine_env = env;
+  napi_create_reference(env, argv[0], 1, &callback_ref);
+  napi_value resource, name;
+  napi_create_object(env, &resource);
+  napi_create_string_utf8(env, "ztctl:hbone", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, resource, name, &async_context);
+  napi_get_uv_event_loop(env, &loop);
+  dispatch_async = malloc(sizeof *dispatch_async);
+  uv_async_init(loop, dispatch_async, on_dispatch_async);
+  uv_unref((uv_handle_t *)dispatch_async);
+  return NULL;
+}
+
+static int load_pem_certs(const char *pem, STACK_OF(X509) *out) {
+  BIO *bio = BIO_new_mem_buf(pem, -1);
+  X509 *cert;
+  while ((cert = PEM_read_bio_X509(bio, NULL, NULL, NULL))) sk_X509_push(out, cert);
+  ERR_clear_error(); // the loop ends on "no start line"
+  BIO_free(bio);
+  return sk_X509_num(out);
+}
+
+static int select_h2(SSL *ssl, const unsigned char **out, unsigned char *out_length, const unsigned char *in, unsigned int in_length, void *arg) {
+  (void)ssl, (void)arg;
+  for (unsigned int i = 0; i < in_length;) {
+    unsigned int length = in[i];
+    if (i + 1 + length > in_length) break;
+    if (length == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
+      *out = in + i + 1;
+      *out_length = 2;
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + length;
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL; // HBONE is h2 only: no fallback
+}
+
+// contextCreate(certPem, keyPem, caPem, server) → id: TLS 1.3 only, AES-GCM, ALPN h2, mutual
+// authentication against the mesh CA, no tickets — ztunnel's parameters (src/lib/proxy/tls.ts).
+static napi_value js_context_create(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  char *cert_pem = get_string(env, argv[0], 1 << 20), *key_pem = get_string(env, argv[1], 1 << 20), *ca_pem = get_string(env, argv[2], 1 << 22);
+  bool server = false;
+  napi_get_value_bool(env, argv[3], &server);
+  napi_value result = NULL;
+  SSL_CTX *ctx = NULL;
+  STACK_OF(X509) *chain = sk_X509_new_null(), *cas = sk_X509_new_null();
+  EVP_PKEY *key = NULL;
+  const char *problem = NULL;
+  if (!cert_pem || !key_pem || !ca_pem) problem = "certificate, key and CA must be PEM strings";
+  else if (load_pem_certs(cert_pem, chain) == 0) problem = "no certificate in the certificate PEM";
+  else if (load_pem_certs(ca_pem, cas) == 0) problem = "no certificate in the CA PEM";
+  else {
+    BIO *bio = BIO_new_mem_buf(key_pem, -1);
+    key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (!key) problem = "no private key in the key PEM";
+  }
+  if (!problem) {
+    ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384");
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    for (int i = 0; i < sk_X509_num(cas); i++) X509_STORE_add_cert(store, sk_X509_value(cas, i));
+    if (SSL_CTX_use_certificate(ctx, sk_X509_value(chain, 0)) != 1) problem = "the certificate was refused";
+    for (int i = 1; !problem && i < sk_X509_num(chain); i++) SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i));
+    if (!problem && SSL_CTX_use_PrivateKey(ctx, key) != 1) problem = "the private key was refused";
+    if (!problem && SSL_CTX_check_private_key(ctx) != 1) problem = "the private key does not match the certificate";
+    if (server) SSL_CTX_set_alpn_select_cb(ctx, select_h2, NULL);
+    else SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3);
+  }
+  if (problem) {
+    char message[300];
+    tls_error_text(problem, message, sizeof message);
+    snprintf(message, sizeof message, "%s", problem);
+    if (ctx) SSL_CTX_free(ctx);
+    throw_error(env, "ZT_ERR_TLS_CONTEXT", message);
+  } else {
+    context *c = calloc(1, sizeof *c);
+    c->ssl = ctx;
+    c->id = id_new(K_CONTEXT, c);
+    result = number(env, c->id);
+  }
+  ERR_clear_error();
+  sk_X509_pop_free(chain, X509_free);
+  sk_X509_pop_free(cas, X509_free);
+  EVP_PKEY_free(key);
+  free(cert_pem);
+  free(key_pem);
+  free(ca_pem);
+  return result;
+}
+
+// contextFree(id): sessions keep their own reference (SSL objects hold the SSL_CTX).
+static napi_value js_context_free(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  double id;
+  context *c = get_double(env, argv[0], &id) ? id_get(id, K_CONTEXT) : NULL;
+  if (!c) return boolean(env, 0);
+  SSL_CTX_free(c->ssl);
+  id_free(c->id);
+  free(c);
+  return boolean(env, 1);
+}
+
+static int open_listener(const char *host, int port, int *bound_port, int *err) {
+  struct sockaddr_storage address;
+  socklen_t length;
+  if (parse_address(host, port, &address, &length) < 0) {
+    *err = EINVAL;
+    return -1;
+  }
+  int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = errno;
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&address, length) < 0 || listen(fd, 4096) < 0) {
+    *err = errno;
+    close(fd);
+    return -1;
+  }
+  struct sockaddr_storage actual;
+  socklen_t actual_length = sizeof actual;
+  getsockname(fd, (struct sockaddr *)&actual, &actual_length);
+  *bound_port = ntohs(actual.ss_family == AF_INET ? ((struct sockaddr_in *)&actual)->sin_port : ((struct sockaddr_in6 *)&actual)->sin6_port);
+  return fd;
+}
+
+// listen(host, port, contextId | -1, keepaliveMs, keepaliveTimeoutMs) → [id, port]. With a context it is
+// an HBONE (TLS) listener, else a plain one whose connections become tunnels (EV_ACCEPT).
+static napi_value js_listen(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  char *host = get_string(env, argv[0], 64);
+  int port, keepalive_ms, keepalive_timeout_ms;
+  double context_id;
+  if (!host || !get_int(env, argv[1], &port) || !get_double(env, argv[2], &context_id) || !get_int(env, argv[3], &keepalive_ms) || !get_int(env, argv[4], &keepalive_timeout_ms)) {
+    free(host);
+    return throw_error(env, "EINVAL", "listen(host, port, context, keepaliveMs, keepaliveTimeoutMs): bad arguments");
+  }
+  context *c = context_id >= 0 ? id_get(context_id, K_CONTEXT) : NULL;
+  if (context_id >= 0 && !c) {
+    free(host);
+    return throw_error(env, "EINVAL", "unknown TLS context");
+  }
+  int err = 0, bound_port = 0;
+  int fd = open_listener(host, port, &bound_port, &err);
+  free(host);
+  if (fd < 0) return throw_errno(env, "listen", err);
+  listener *l = calloc(1, sizeof *l);
+  l->fd = fd;
+  l->ctx = c;
+  l->keepalive_ms = keepalive_ms;
+  l->keepalive_timeout_ms = keepalive_timeout_ms;
+  l->id = id_new(K_LISTENER, l);
+  l->poll = poll_new(fd, l);
+  uv_poll_start(l->poll, UV_READABLE, on_listener_poll);
+  napi_value result;
+  napi_create_array_with_length(env, 2, &result);
+  napi_set_element(env, result, 0, number(env, l->id));
+  napi_set_element(env, result, 1, number(env, bound_port));
+  return result;
+}
+
+// listenerSetContext(id, contextId): new handshakes use the renewed certificate.
+static napi_value js_listener_set_context(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  double id, context_id;
+  listener *l = get_double(env, argv[0], &id) ? id_get(id, K_LISTENER) : NULL;
+  context *c = get_double(env, argv[1], &context_id) ? id_get(context_id, K_CONTEXT) : NULL;
+  if (!l || !c || !l->ctx) return boolean(env, 0);
+  l->ctx = c;
+  return boolean(env, 1);
+}
+
+static napi_value js_listener_close(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  double id;
+  listener *l = get_double(env, argv[0], &id) ? id_get(id, K_LISTENER) : NULL;
+  if (!l) return boolean(env, 0);
+  close_handle((uv_handle_t *)l->poll);
+  close(l->fd);
+  id_free(l->id);
+  free(l);
+  return boolean(env, 1);
+}
+
+// connect(contextId, host, port, timeoutMs, keepaliveMs, keepaliveTimeoutMs) → session id. The outcome
+// comes as EV_SESSION_READY (with the peer's SPIFFE ID and serial, for JS to pin) or EV_SESSION_FAILED.
+static napi_value js_connect(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  double context_id;
+  int port, timeout_ms, keepalive_ms, keepalive_timeout_ms;
+  char *host = get_string(env, argv[1], 64);
+  context *c = get_double(env, argv[0], &context_id) ? id_get(context_id, K_CONTEXT) : NULL;
+  if (!host || !c || !get_int(env, argv[2], &port) || !get_int(env, argv[3], &timeout_ms) || !get_int(env, argv[4], &keepalive_ms) || !get_int(env, argv[5], &keepalive_timeout_ms)) {
+    free(host);
+    return throw_error(env, "EINVAL", "connect(context, host, port, timeoutMs, keepaliveMs, keepaliveTimeoutMs): bad arguments");
+  }
+  struct sockaddr_storage address;
+  socklen_t length;
+  int parsed = parse_address(host, port, &address, &length);
+  char remote[64];
+  snprintf(remote, sizeof remote, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+  free(host);
+  if (parsed < 0) return throw_error(env, "EINVAL", "connect: the host must be an IP address");
+  int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  set_nodelay(fd);
+  session *s = session_new(fd, 0, c->ssl, remote);
+  s->listener_id = -1;
+  s->keepalive_ms = keepalive_ms;
+  s->keepalive_timeout_ms = keepalive_timeout_ms;
+  uv_timer_start(s->timer, on_keepalive, (uint64_t)(timeout_ms > 0 ? timeout_ms : HANDSHAKE_TIMEOUT_MS), 0);
+  if (connect(fd, (struct sockaddr *)&address, length) < 0 && errno != EINPROGRESS) {
+    char message[160];
+    snprintf(message, sizeof message, "%s: %s", errno_name(errno), strerror(errno));
+    session_fail(s, message);
+  } else {
+    s->state = S_CONNECTING;
+    session_update_poll(s);
+  }
+  schedule_settle();
+  return number(env, s->id);
+}
+
+// sessionClose(id, graceful): graceful sends GOAWAY and lets open streams finish; else the
+// connection ends now and its tunnels are reset.
+static napi_value js_session_close(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  double id;
+  bool graceful = false;
+  session *s = get_double(env, argv[0], &id) ? id_get(id, K_SESSION) : NULL;
+  napi_get_value_bool(env, argv[1], &graceful);
+  if (!s || s->dead) return boolean(env, 0);
+  if (graceful && s->state == S_OPEN) {
+    // GOAWAY naming the last stream we took: no new streams either way, open ones finish, then the
+    // session ends by itself (nghttp2 stops wanting to read or write).
+    nghttp2_submit_goaway(s->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s->h2), NGHTTP2_NO_ERROR, NULL, 0);
+    session_pump(s);
+  } else {
+    session_fail(s, "closed by the agent");
+  }
+  schedule_settle();
+  return boolean(env, 1);
+}
+
+// open(tunnelId, sessionId, authority, headers[]) → true: a CONNECT for the tunnel's plain socket;
+// EV_RESPONSE follows. False when the session cannot take a stream now (JS picks another).
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  double tunnel_id, session_id;
+  tunnel *t = get_double(env, argv[0], &tunnel_id) ? id_get(tunnel_id, K_TUNNEL) : NULL;
+  session *s = get_double(env, argv[1], &session_id) ? id_get(session_id, K_SESSION) : NULL;
+  if (!t || t->server || t->session || t->established || t->dead || t->fd < 0) return throw_error(env, "EINVAL", "open: the tunnel is not a waiting client tunnel");
+  if (!s || s->dead || s->state != S_OPEN || s->server || s->goaway) return boolean(env, 0);
+  char *authority = get_string(env, argv[2], 300);
+  uint32_t header_count = 0;
+  bool is_array = false;
+  napi_is_array(env, argv[3], &is_array);
+  if (is_array) napi_get_array_length(env, argv[3], &header_count);
+  if (!authority || !is_array || header_count > 32 || header_count % 2) {
+    free(authority);
+    return throw_error(env, "EINVAL", "open: bad authority or headers");
+  }
+  nghttp2_nv nva[2 + 16];
+  char *texts[32] = {0};
+  size_t nv_count = 0;
+  nva[nv_count++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, NGHTTP2_NV_FLAG_NONE};
+  nva[nv_count++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)authority, 10, strlen(authority), NGHTTP2_NV_FLAG_NONE};
+  int bad = 0;
+  for (uint32_t i = 0; i < header_count; i++) {
+    napi_value element;
+    napi_get_element(env, argv[3], i, &element);
+    texts[i] = get_string(env, element, MAX_HEADER_VALUE);
+    if (!texts[i]) bad = 1;
+  }
+  for (uint32_t i = 0; !bad && i < header_count; i += 2)
+    nva[nv_count++] = (nghttp2_nv){(uint8_t *)texts[i], (uint8_t *)texts[i + 1], strlen(texts[i]), strlen(texts[i + 1]), NGHTTP2_NV_FLAG_NONE};
+  napi_value result = NULL;
+  if (bad) throw_error(env, "EINVAL", "open: headers must be short strings");
+  else {
+    nghttp2_data_provider provider = {.source = {.ptr = t}, .read_callback = read_plain};
+    t->deferred = 1;
+    int32_t stream_id = nghttp2_submit_request(s->h2, NULL, nva, nv_count, &provider, t);
+    if (stream_id < 0) result = boolean(env, 0);
+    else {
+      tunnel_attach(t, s, stream_id);
+      session_pump(s);
+      result = boolean(env, 1);
+    }
+  }
+  for (uint32_t i = 0; i < header_count; i++) free(texts[i]);
+  free(authority);
+  schedule_settle();
+  return result;
+}
+
+// accept(tunnelId, ip, port, timeoutMs): the server side dials the target; 200 once connected, 503 if
+// not (EV_DIAL_RESULT either way).
+static napi_value js_accept(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  double tunnel_id;
+  int port, timeout_ms;
+  tunnel *t = get_double(env, argv[0], &tunnel_id) ? id_get(tunnel_id, K_TUNNEL) : NULL;
+  char *host = get_string(env, argv[1], 64);
+  if (!host || !get_int(env, argv[2], &port) || !get_int(env, argv[3], &timeout_ms)) {
+    free(host);
+    return throw_error(env, "EINVAL", "accept(tunnel, ip, port, timeoutMs): bad arguments");
+  }
+  struct sockaddr_storage address;
+  socklen_t length;
+  int parsed = parse_address(host, port, &address, &length);
+  free(host);
+  if (parsed < 0) return throw_error(env, "EINVAL", "accept: the target must be an IP address");
+  if (!t || !t->server || t->dead || t->established || t->dialing || t->released || !t->session || t->h2_closed) return boolean(env, 0);
+  int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    dial_finished(t, errno);
+    schedule_settle();
+    return boolean(env, 1);
+  }
+  t->fd = fd;
+  t->dialing = 1;
+  if (connect(fd, (struct sockaddr *)&address, length) < 0 && errno != EINPROGRESS) {
+    dial_finished(t, errno);
+  } else {
+    if (!t->timer) t->timer = timer_new(t);
+    uv_timer_start(t->timer, on_dial_timeout, (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000), 0);
+    tunnel_update_poll(t);
+  }
+  schedule_settle();
+  return boolean(env, 1);
+}
+
+// refuse(tunnelId, status): answer the CONNECT with STATUS (400/401/503) and end the stream.
+static napi_value js_refuse(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  double tunnel_id;
+  int status;
+  tunnel *t = get_double(env, argv[0], &tunnel_id) ? id_get(tunnel_id, K_TUNNEL) : NULL;
+  if (!get_int(env, argv[1], &status) || status < 400 || status > 599) return throw_error(env, "EINVAL", "refuse(tunnel, status): status must be 4xx or 5xx");
+  if (!t || !t->server || t->dead || t->established || t->dialing) return boolean(env, 0);
+  t->released = 1;
+  session *s = t->session;
+  if (s && !s->dead && !t->h2_closed) {
+    char text[8];
+    snprintf(text, sizeof text, "%d", status);
+    submit_status(s, t->stream_id, text, NULL);
+    session_pump(s);
+  }
+  tunnel_check(t);
+  schedule_settle();
+  return boolean(env, 1);
+}
+
+// abort(tunnelId, message): reset both sides now (policy change, revocation, drain deadline); an
+// established tunnel reports EV_CLOSED with MESSAGE. A waiting client tunnel is released silently.
+static napi_value js_abort(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  double tunnel_id;
+  tunnel *t = get_double(env, argv[0], &tunnel_id) ? id_get(tunnel_id, K_TUNNEL) : NULL;
+  if (!t || t->dead) return boolean(env, 0);
+  char *message = get_string(env, argv[1], 150);
+  session *s = t->session;
+  if (t->established) {
+    tunnel_set_error(t, message ? message : "aborted");
+    t->rst_code = NGHTTP2_CANCEL;
+  } else {
+    t->released = 1;
+    if (t->dialing) dial_finished(t, ECANCELED);
+  }
+  tunnel_reset_stream(t, NGHTTP2_CANCEL);
+  tunnel_close_plain(t, 1);
+  if (s && !s->dead) {
+    tunnel_detach(t, 1);
+    t->h2_closed = 1;
+    session_pump(s);
+  }
+  tunnel_check(t);
+  free(message);
+  schedule_settle();
+  return boolean(env, 1);
+}
+
+// cancel(tunnelId): give up a client tunnel's unanswered CONNECT (reset the stream) and keep its plain
+// socket for another endpoint.
+static napi_value js_cancel(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  double tunnel_id;
+  tunnel *t = get_double(env, argv[0], &tunnel_id) ? id_get(tunnel_id, K_TUNNEL) : NULL;
+  if (!t || t->server || t->dead || t->established || !t->session) return boolean(env, 0);
+  session *s = t->session;
+  tunnel_reset_stream(t, NGHTTP2_CANCEL);
+  tunnel_detach(t, 1);
+  t->stream_id = 0;
+  t->responded = 1;
+  session_pump(s);
+  schedule_settle();
+  return boolean(env, 1);
+}
+
+// stats() → [sessions, tunnels] alive, for tests and config_dump.
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  double sessions = 0, tunnels = 0;
+  for (uint32_t i = 0; i < slot_count; i++) {
+    if (slots[i].kind == K_SESSION) sessions++;
+    if (slots[i].kind == K_TUNNEL) tunnels++;
+  }
+  napi_value result;
+  napi_create_array_with_length(env, 2, &result);
+  napi_set_element(env, result, 0, number(env, sessions));
+  napi_set_element(env, result, 1, number(env, tunnels));
+  return result;
+}
+
+static napi_value module_init(napi_env env, napi_value exports) {
+  out_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ztctl-out");
+  BIO_meth_set_write_ex(out_method, out_bio_write);
+  BIO_meth_set_ctrl(out_method, out_bio_ctrl);
+  BIO_meth_set_create(out_method, out_bio_create);
+  nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+  nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, data_length);
+  nghttp2_option_new(&h2_options);
+  nghttp2_option_set_no_auto_window_update(h2_options, 1);
+  nghttp2_option_set_peer_max_concurrent_streams(h2_options, 100);
+  napi_property_descriptor properties[] = {
+    {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
+    {"contextCreate", NULL, js_context_create, NULL, NULL, NULL, napi_default, NULL},
+    {"contextFree", NULL, js_context_free, NULL, NULL, NULL, napi_default, NULL},
+    {"listen", NULL, js_listen, NULL, NULL, NULL, napi_default, NULL},
+    {"listenerSetContext", NULL, js_listener_set_context, NULL, NULL, NULL, napi_default, NULL},
+    {"listenerClose", NULL, js_listener_close, NULL, NULL, NULL, napi_default, NULL},
+    {"connect", NULL, js_connect, NULL, NULL, NULL, napi_default, NULL},
+    {"sessionClose", NULL, js_session_close, NULL, NULL, NULL, napi_default, NULL},
+    {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
+    {"accept", NULL, js_accept, NULL, NULL, NULL, napi_default, NULL},
+    {"refuse", NULL, js_refuse, NULL, NULL, NULL, napi_default, NULL},
+    {"abort", NULL, js_abort, NULL, NULL, NULL, napi_default, NULL},
+    {"cancel", NULL, js_cancel, NULL, NULL, NULL, napi_default, NULL},
+    {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
+  return exports;
+}
+
+NAPI_MODULE(ztctl_hbone, module_init)
