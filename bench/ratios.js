@@ -12,8 +12,9 @@ import {existsSync, readFileSync} from 'node:fs'
 import path from 'node:path'
 
 const OURS = process.env.OURS || 'ztctl'
-// node-h2 (the shared ~150-line prototype) shows Node's own ceiling when a run includes it
-const PEERS = ['stunnel', 'haproxy', 'nghttpx-native', 'node-h2']
+// node-h2 (the shared ~150-line prototype) shows Node's own ceiling when a run includes it; ztctl-node is
+// our agent on its node:http2 data path (--data-path node), to show what the native one changes
+const PEERS = ['stunnel', 'haproxy', 'nghttpx-native', 'node-h2', 'ztctl-node']
 const MB = 1e6 // the "60 MB" read as 10^6 bytes, the stricter reading
 
 const median = (values) => {

@@ -13,7 +13,8 @@
 # Needs from the harness: spawn, wait_listen, WORK.
 
 ZTCTL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-EXTRA_PATH_NAMES=ztctl
+# ztctl: the agents as shipped (native data path); ztctl-node: the same agents with --data-path node.
+EXTRA_PATH_NAMES="ztctl ztctl-node"
 
 # One port per role; 79xx is unused by the harness's own paths.
 ZT_ECHO_LISTEN=7901      # bench-client inbound tunnel for tcp/echo
@@ -46,7 +47,7 @@ ztctl_fixture() {
   }
 }
 
-ztctl_agent() { # NAME HBONE ADMIN METRICS READINESS
+ztctl_agent() { # NAME HBONE ADMIN METRICS READINESS [DATA_PATH]
   local dir
   dir=$(ztctl_fixture_dir)
   rm -f "$dir/$1.ready"
@@ -55,7 +56,7 @@ ztctl_agent() { # NAME HBONE ADMIN METRICS READINESS
     --hbone "127.0.0.1:$2" --advertise "127.0.0.1:$2" \
     --admin "127.0.0.1:$3" --metrics "127.0.0.1:$4" --readiness "127.0.0.1:$5" \
     --config "$dir/snapshot.json" --ready-file "$dir/$1.ready" --drain-timeout 1s \
-    --log-level "${ZTCTL_BENCH_LOG_LEVEL:-warn}"
+    --log-level "${ZTCTL_BENCH_LOG_LEVEL:-warn}" --data-path "${6:-auto}"
 }
 
 ztctl_wait_ready() { # NAME... : bounded wait for each agent's ready file
@@ -81,9 +82,18 @@ path_up_ztctl() {
     wait_listen "$ZT_ECHO_LISTEN" "$ZT_IPERF_LISTEN"
     return
   fi
+  ztctl_up native
+}
+
+path_up_ztctl-node() {
+  ECHO_PORT=$ZT_ECHO_LISTEN; IPERF_PORT=$ZT_IPERF_LISTEN
+  ztctl_up node
+}
+
+ztctl_up() { # DATA_PATH
   ztctl_fixture || return 1
-  ztctl_agent bench-server "$ZT_SERVER_HBONE" "$ZT_SERVER_ADMIN" "$ZT_SERVER_METRICS" "$ZT_SERVER_READY"
-  ztctl_agent bench-client "$ZT_CLIENT_HBONE" "$ZT_CLIENT_ADMIN" "$ZT_CLIENT_METRICS" "$ZT_CLIENT_READY"
-  PATH_NOTE="ztctl agent bench-client (inbound, TCP -> HBONE h2 CONNECT over mTLS) -> ztctl agent bench-server (outbound, dials target); static --config, log level ${ZTCTL_BENCH_LOG_LEVEL:-warn}"
+  ztctl_agent bench-server "$ZT_SERVER_HBONE" "$ZT_SERVER_ADMIN" "$ZT_SERVER_METRICS" "$ZT_SERVER_READY" "$1"
+  ztctl_agent bench-client "$ZT_CLIENT_HBONE" "$ZT_CLIENT_ADMIN" "$ZT_CLIENT_METRICS" "$ZT_CLIENT_READY" "$1"
+  PATH_NOTE="ztctl agent bench-client (inbound, TCP -> HBONE h2 CONNECT over mTLS) -> ztctl agent bench-server (outbound, dials target); --data-path $1, static --config, log level ${ZTCTL_BENCH_LOG_LEVEL:-warn}"
   ztctl_wait_ready bench-server bench-client && wait_listen "$ZT_SERVER_HBONE" "$ZT_ECHO_LISTEN" "$ZT_IPERF_LISTEN"
 }

@@ -36,7 +36,6 @@
 #define MAX_FRAME_SIZE (1024 * 1024)
 #define MAX_DATA_FRAME (256 * 1024)            // the largest DATA frame we send (peer's limit permitting)
 #define SERVER_MAX_STREAMS 200
-#define READ_BUDGET (2 * 1024 * 1024)          // plaintext per readable event before yielding to the loop
 #define OUT_HIGH (2 * 1024 * 1024)             // unsent ciphertext above which we stop producing frames
 #define TX_CAP (128 * 1024)                     // plaintext gathered into one SSL_write (full TLS records)
 #define RBUF_CAP (256 * 1024)
@@ -455,6 +454,9 @@ static void session_fail(session *s, const char *message);
 static void tunnel_check(tunnel *t);
 ssize_t read_plain(nghttp2_session *h2, int32_t stream_id, uint8_t *buffer, size_t length, uint32_t *flags, nghttp2_data_source *source, void *user);
 
+// What a DATA provider holds: the tunnel's id, never its pointer (see read_plain).
+static void *provider_ref(const tunnel *t) { return (void *)(uintptr_t)(uint64_t)t->id; }
+
 static tunnel *tunnel_new(int fd, int server) {
   tunnel *t = calloc(1, sizeof *t);
   if (!t) abort();
@@ -692,7 +694,7 @@ static void dial_finished(tunnel *t, int err) {
   t->established = 1;
   emit(EV_DIAL_RESULT, t->id, 0, 0, "", NULL, NULL, NULL);
   // Only now 200: "the upstream is connected", as in ztunnel.
-  nghttp2_data_provider provider = {.source = {.ptr = t}, .read_callback = read_plain};
+  nghttp2_data_provider provider = {.source = {.ptr = provider_ref(t)}, .read_callback = read_plain};
   submit_status(s, t->stream_id, "200", &provider);
   tunnel_flush_pending(t); // bytes the client sent before our 200
   session_pump(s);
@@ -733,9 +735,12 @@ static void on_plain_poll(uv_poll_t *handle, int status, int events) {
 
 // nghttp2 asks for the next DATA payload: read it straight from the plain socket into the frame.
 ssize_t read_plain(nghttp2_session *h2, int32_t stream_id, uint8_t *buffer, size_t length, uint32_t *flags, nghttp2_data_source *source, void *user) {
-  (void)h2, (void)stream_id, (void)user;
-  tunnel *t = source->ptr;
-  if (t->dead || t->fd < 0 || t->plain_eof) {
+  (void)user;
+  // The provider names its tunnel by id, and the tunnel must still be on this very stream: a tunnel that
+  // was freed, cancelled or moved to another stream gives nothing (its stream's RST is on its way).
+  tunnel *t = id_get((double)(uintptr_t)source->ptr, K_TUNNEL);
+  if (!t || t->dead || !t->session || t->session->h2 != h2 || t->stream_id != stream_id) return NGHTTP2_ERR_DEFERRED;
+  if (t->fd < 0 || t->plain_eof) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     return 0;
   }
@@ -1006,25 +1011,35 @@ static void session_handshake(session *s) {
   session_fail(s, message);
 }
 
+// Decrypt as many records as are there (up to the buffer) before handing them to nghttp2 in one go: a
+// DATA frame spanning many 16 KiB records then reaches the plain socket in one large write. Reads go on
+// until OpenSSL wants more from the socket: records it already holds (read-ahead) are invisible to
+// poll, so stopping early could leave them there. The peer's flow-control window bounds the loop.
 static void session_read(session *s) {
-  size_t budget = READ_BUDGET;
-  while (!s->dead && budget > 0) {
-    ERR_clear_error();
-    int n = SSL_read(s->ssl, read_buffer, sizeof read_buffer);
-    if (n > 0) {
-      ssize_t used = nghttp2_session_mem_recv(s->h2, read_buffer, (size_t)n);
+  while (!s->dead) {
+    size_t filled = 0;
+    int error = SSL_ERROR_NONE, n = 0;
+    while (filled < sizeof read_buffer) {
+      ERR_clear_error();
+      n = SSL_read(s->ssl, read_buffer + filled, (int)(sizeof read_buffer - filled));
+      if (n <= 0) {
+        error = SSL_get_error(s->ssl, n);
+        break;
+      }
+      filled += (size_t)n;
+    }
+    if (filled > 0) {
+      ssize_t used = nghttp2_session_mem_recv(s->h2, read_buffer, filled);
       if (used < 0) {
         // nghttp2 queued a GOAWAY for protocol errors: send it, then end.
         session_pump(s);
         session_fail(s, nghttp2_strerror((int)used));
         return;
       }
-      budget -= (size_t)n < budget ? (size_t)n : budget;
-      continue;
     }
-    int error = SSL_get_error(s->ssl, n);
-    if (error == SSL_ERROR_WANT_READ) return;
-    if (error == SSL_ERROR_WANT_WRITE) return; // our BIO never blocks writes
+    if (error == SSL_ERROR_NONE) continue; // the buffer filled up: more may be waiting
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return; // our BIO never blocks writes
+    if (s->dead) return;
     char message[200];
     if (error == SSL_ERROR_ZERO_RETURN) snprintf(message, sizeof message, "the peer closed the connection");
     else if (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) snprintf(message, sizeof message, n == 0 ? "the peer closed the connection" : "%s", n == 0 ? "" : strerror(errno));
@@ -1180,7 +1195,7 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
 static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data, size_t length, void *user) {
   (void)flags, (void)user;
   tunnel *t = nghttp2_session_get_stream_user_data(h2, stream_id);
-  if (!t || t->dead || (!t->established && !t->server)) {
+  if (!t || t->dead || t->released || (!t->established && !t->server)) {
     nghttp2_session_consume(h2, stream_id, length);
     return 0;
   }
@@ -1376,7 +1391,7 @@ static napi_value js_context_create(napi_env env, napi_callback_info info) {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_read_ahead(ctx, 1);
-    SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
+    SSL_CTX_set_default_read_buffer_len(ctx, 128 * 1024);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
@@ -1601,7 +1616,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   napi_value result = NULL;
   if (bad) throw_error(env, "EINVAL", "open: headers must be short strings");
   else {
-    nghttp2_data_provider provider = {.source = {.ptr = t}, .read_callback = read_plain};
+    nghttp2_data_provider provider = {.source = {.ptr = provider_ref(t)}, .read_callback = read_plain};
     t->deferred = 1;
     int32_t stream_id = nghttp2_submit_request(s->h2, NULL, nva, nv_count, &provider, t);
     if (stream_id < 0) result = boolean(env, 0);
