@@ -220,7 +220,7 @@ for (const dataPath of ['native', 'node'] as const) {
       await junk(randomBytes(4096))
       await junk(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + 'garbage'.repeat(100)))
       await junk(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))
-      // Past a valid mutual-TLS handshake: junk instead of HTTP/2, a frame claiming 16 MB, HPACK garbage.
+      // Past a valid mutual-TLS handshake: junk instead of HTTP/2, a frame claiming 16 MiB, HPACK garbage, a window overflow.
       const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
       const frame = (type: number, flags: number, stream: number, payload: Buffer, length = payload.length): Buffer => {
         const header = Buffer.alloc(9)
@@ -244,7 +244,7 @@ for (const dataPath of ['native', 'node'] as const) {
       }
 
       await tlsJunk(randomBytes(4096))
-      await tlsJunk(Buffer.concat([preface, frame(0, 0, 1, randomBytes(64), 16 * 1024 * 1024)]))
+      await tlsJunk(Buffer.concat([preface, frame(0, 0, 1, randomBytes(64), 0xff_ffff)]))
       await tlsJunk(Buffer.concat([preface, frame(4, 0, 0, Buffer.alloc(0)), frame(1, 5, 1, randomBytes(200)), frame(0, 1, 3, randomBytes(100))]))
       await tlsJunk(Buffer.concat([preface, frame(4, 0, 0, Buffer.alloc(0)), frame(8, 0, 0, Buffer.from([0x7f, 0xff, 0xff, 0xff])), frame(8, 0, 0, Buffer.from([0x7f, 0xff, 0xff, 0xff]))]))
       // Still serving.

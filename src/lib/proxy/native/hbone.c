@@ -34,9 +34,9 @@
 #define STREAM_WINDOW (4 * 1024 * 1024)
 #define CONNECTION_WINDOW (16 * 1024 * 1024)
 #define MAX_FRAME_SIZE (1024 * 1024)
-#define MAX_DATA_FRAME (256 * 1024)            // the largest DATA frame we send (peer's limit permitting)
+#define MAX_DATA_FRAME (64 * 1024)             // the largest DATA frame we send (peer's limit permitting)
 #define SERVER_MAX_STREAMS 200
-#define OUT_HIGH (2 * 1024 * 1024)             // unsent ciphertext above which we stop producing frames
+#define OUT_HIGH (256 * 1024)                // unsent ciphertext above which we stop producing frames
 #define TX_CAP (128 * 1024)                     // plaintext gathered into one SSL_write (full TLS records)
 #define RBUF_CAP (256 * 1024)
 #define MAX_HEADER_VALUE 1024
@@ -836,29 +836,39 @@ static void session_flush(session *s) {
   }
 }
 
+// Produce frames, encrypt, send; again while the socket takes everything and nghttp2 has more. It stops
+// when nghttp2 has nothing to send (or waits on a window: a WINDOW_UPDATE read later pumps again) or
+// when the socket is full (the writable poll pumps again). Never with both idle and frames pending.
 static void session_pump(session *s) {
   if (s->dead || s->state != S_OPEN) return;
-  while (bytes_size(&s->out) < OUT_HIGH) {
-    const uint8_t *data;
-    ssize_t n = nghttp2_session_mem_send(s->h2, &data);
-    if (n < 0) {
-      tx_length = 0;
-      session_fail(s, nghttp2_strerror((int)n));
-      return;
+  for (;;) {
+    int exhausted = 0;
+    while (bytes_size(&s->out) < OUT_HIGH) {
+      const uint8_t *data;
+      ssize_t n = nghttp2_session_mem_send(s->h2, &data);
+      if (n < 0) {
+        tx_length = 0;
+        session_fail(s, nghttp2_strerror((int)n));
+        return;
+      }
+      if (n == 0) {
+        exhausted = 1;
+        break;
+      }
+      if (tx_queue(s, data, (size_t)n) < 0) {
+        tx_length = 0;
+        session_fail(s, "TLS write failed");
+        return;
+      }
     }
-    if (n == 0) break;
-    if (tx_queue(s, data, (size_t)n) < 0) {
-      tx_length = 0;
+    if (tx_commit(s) < 0) {
       session_fail(s, "TLS write failed");
       return;
     }
+    session_flush(s);
+    if (s->dead) return;
+    if (exhausted || bytes_size(&s->out) > 0) break;
   }
-  if (tx_commit(s) < 0) {
-    session_fail(s, "TLS write failed");
-    return;
-  }
-  session_flush(s);
-  if (s->dead) return;
   if (!nghttp2_session_want_read(s->h2) && !nghttp2_session_want_write(s->h2) && bytes_size(&s->out) == 0) {
     session_fail(s, s->goaway ? "the peer sent GOAWAY" : "closed");
     return;
