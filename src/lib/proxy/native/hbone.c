@@ -367,9 +367,9 @@ static const char *errno_name(int err) {
 
 static void tls_error_text(const char *prefix, char *out, size_t size) {
   unsigned long code = ERR_get_error();
-  char reason[160] = "unknown error";
+  char reason[160] = "";
   if (code) ERR_error_string_n(code, reason, sizeof reason);
-  snprintf(out, size, "%s%s", prefix, reason);
+  snprintf(out, size, "%s%s%s", prefix, code && prefix[0] ? ": " : "", code ? reason : (prefix[0] ? "" : "unknown error"));
   ERR_clear_error();
 }
 
@@ -1053,7 +1053,7 @@ static void session_read(session *s) {
     char message[200];
     if (error == SSL_ERROR_ZERO_RETURN) snprintf(message, sizeof message, "the peer closed the connection");
     else if (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) snprintf(message, sizeof message, n == 0 ? "the peer closed the connection" : "%s", n == 0 ? "" : strerror(errno));
-    else tls_error_text("TLS: ", message, sizeof message);
+    else tls_error_text("TLS", message, sizeof message);
     session_fail(s, message);
     return;
   }
@@ -1166,14 +1166,11 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
       emit(EV_RESPONSE, t->id, 200, 0, NULL, NULL, NULL, NULL);
     } else {
       // Refused: the stream is done for us; the plain socket waits for JS (another endpoint, or close).
-      char status[8];
-      snprintf(status, sizeof status, "%d", t->status);
       int status_code = t->status;
       tunnel_reset_stream(t, NGHTTP2_CANCEL);
       tunnel_detach(t, 1);
       t->stream_id = 0;
       emit(EV_RESPONSE, t->id, status_code, 0, NULL, NULL, NULL, NULL);
-      (void)status;
     }
     return 0;
   }
@@ -1414,9 +1411,8 @@ static napi_value js_context_create(napi_env env, napi_callback_info info) {
     else SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3);
   }
   if (problem) {
-    char message[300];
-    tls_error_text(problem, message, sizeof message);
-    snprintf(message, sizeof message, "%s", problem);
+    char message[400];
+    tls_error_text(problem, message, sizeof message); // the problem, then OpenSSL's reason
     if (ctx) SSL_CTX_free(ctx);
     throw_error(env, "ZT_ERR_TLS_CONTEXT", message);
   } else {
