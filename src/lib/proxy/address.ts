@@ -97,3 +97,10 @@ export function isValidCidr(cidr: string): boolean {
   const length = Number(lengthText)
   return /^\d{1,3}$/.test(lengthText) && length <= net.bits
 }
+
+/** An IP for HOST: itself when it is one, else the first address the resolver gives (the addon takes IPs only). */
+export async function resolveHost(host: string): Promise<string> {
+  if (isIP(host)) return host
+  const {lookup} = await import('node:dns/promises')
+  return (await lookup(host)).address
+}

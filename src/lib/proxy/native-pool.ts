@@ -2,10 +2,7 @@
 // ztunnel's pooling policy (hbone-pool.ts): sessions keyed by (source identity, destination identity,
 // destination address), at most MAX_STREAMS streams each, the server's identity pinned, idle release,
 // GOAWAY → no new streams. `open()` resolves once the peer answered 200; the bytes then flow in C.
-import {lookup} from 'node:dns/promises'
-import {isIP} from 'node:net'
-
-import {parseHostPort} from './address.js'
+import {parseHostPort, resolveHost} from './address.js'
 import type {HboneEngine, PeerCertificateInfo} from './hbone-engine.js'
 import {describeHboneFailure, type HboneDestination, HboneError, type PoolOptions, type PoolSessionInfo, statusError} from './hbone-pool.js'
 import type {NativeContexts} from './native-tls.js'
@@ -69,7 +66,15 @@ export class NativeHbonePool {
     }
 
     const {engine} = this.options
-    if (!engine.native.open(tunnelId, sessionId, target, headers)) {
+    let opened: boolean
+    try {
+      opened = engine.native.open(tunnelId, sessionId, target, headers)
+    } catch (error) {
+      release() // the client tunnel is gone (aborted meanwhile): nothing was sent
+      throw new HboneError('ZT_ERR_HBONE_DIAL', `cannot open a CONNECT stream: ${(error as Error).message}`, 'CONNECT', false)
+    }
+
+    if (!opened) {
       // The session stopped taking streams (GOAWAY) between checkout and now.
       pooled.draining = true
       release()
@@ -209,7 +214,7 @@ export class NativeHbonePool {
   private async dial(pooled: NativeSession, destination: HboneDestination): Promise<number> {
     const address = parseHostPort(destination.address)
     if (!address) throw new HboneError('ZT_ERR_HBONE_ADDRESS', `bad HBONE address ${JSON.stringify(destination.address)}`, 'CONNECT', true)
-    const host = isIP(address.host) ? address.host : (await lookup(address.host)).address
+    const host = await resolveHost(address.host)
     const {contexts, engine, isRevoked} = this.options
     return new Promise<number>((resolve, reject) => {
       const id = engine.connect(contexts.client, host, address.port, this.options, {

@@ -2,11 +2,8 @@
 // HTTP/2 sessions; each CONNECT comes here as an event and goes through the same admission as the
 // node:http2 server (hbone-admission.ts). An admitted one is dialled by the addon, which answers 200
 // only once the upstream is connected (503 if it cannot be), then relays the bytes itself.
-import {lookup} from 'node:dns/promises'
-import {isIP} from 'node:net'
-
 import {describeSystemError} from '../errors.js'
-import {formatHostPort, type HostPort} from './address.js'
+import {formatHostPort, type HostPort, resolveHost} from './address.js'
 import type {ConnectionTracker} from './connection.js'
 import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
 import type {HboneEngine, ServerSessionHandler} from './hbone-engine.js'
@@ -44,12 +41,13 @@ export class NativeHboneServer {
 
   async listen(address: HostPort): Promise<{address: string; port: number}> {
     const {engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
-    const {id, port} = engine.listenHbone(address.host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, {
+    const host = await resolveHost(address.host)
+    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, {
       sessionReady: (sessionId, certificate, remote) => this.onSession(sessionId, certificate, remote),
       tlsError: (remote, message) => this.onTlsError(remote, message),
     })
     this.listenerId = id
-    return {address: address.host, port}
+    return {address: host, port}
   }
 
   /** Stop accepting and send GOAWAY on every session; open streams continue. */
@@ -131,15 +129,13 @@ export class NativeHboneServer {
       tracker.refused(record, labels, {flag: 'CONNECT', message: `${why} dialling target ${formatHostPort(target)} of ${record.service}`})
     }
 
-    let ip = target.host
-    if (!isIP(ip)) {
-      try {
-        ip = (await lookup(target.host)).address
-      } catch (error) {
-        engine.native.refuse(tunnelId, 503)
-        refuseDial(describeSystemError(error))
-        return
-      }
+    let ip: string
+    try {
+      ip = await resolveHost(target.host)
+    } catch (error) {
+      engine.native.refuse(tunnelId, 503)
+      refuseDial(describeSystemError(error))
+      return
     }
 
     engine.watchTunnel(tunnelId, {

@@ -8,7 +8,7 @@ import {createServer, type AddressInfo, type Socket} from 'node:net'
 import type {InboundTunnel} from '../config/types.js'
 import {resourceKey} from '../config/types.js'
 import {describeSystemError} from '../errors.js'
-import {formatHostPort, type HostPort, normalizeIp, parseHostPort} from './address.js'
+import {formatHostPort, type HostPort, normalizeIp, parseHostPort, resolveHost} from './address.js'
 import type {ConnectionTracker} from './connection.js'
 import type {HboneEngine} from './hbone-engine.js'
 import {type HboneDestination, type HboneError, type HbonePool} from './hbone-pool.js'
@@ -134,7 +134,7 @@ export class InboundTunnels {
     const {dataPath, tracker} = this.options
     listener.bound =
       dataPath.kind === 'native'
-        ? listenNative(dataPath.engine, address, (tunnelId, remote) => carryToService(nativeClient(dataPath.engine, dataPath.pool, tracker, tunnelId, remote), listener.tunnel.service, this.options))
+        ? await listenNative(dataPath.engine, address, (tunnelId, remote) => carryToService(nativeClient(dataPath.engine, dataPath.pool, tracker, tunnelId, remote), listener.tunnel.service, this.options))
         : await listenNode(address, (socket) => carryToService(socketClient(socket, dataPath.pool, tracker), listener.tunnel.service, this.options), (error) =>
             this.options.logger().error({tunnel: listener.info.key, error: error.message}, 'inbound listener error'),
           )
@@ -157,9 +157,10 @@ async function listenNode(address: HostPort, onSocket: (socket: Socket) => void,
   return {address: formatHostPort({host: bound.address, port: bound.port}), close: () => server.close()}
 }
 
-function listenNative(engine: HboneEngine, address: HostPort, onAccept: (tunnelId: number, remote: string) => void): BoundListener {
-  const {id, port} = engine.listenPlain(address.host, address.port, onAccept)
-  return {address: formatHostPort({host: address.host, port}), close: () => engine.closeListener(id)}
+async function listenNative(engine: HboneEngine, address: HostPort, onAccept: (tunnelId: number, remote: string) => void): Promise<BoundListener> {
+  const host = await resolveHost(address.host)
+  const {id, port} = engine.listenPlain(host, address.port, onAccept)
+  return {address: formatHostPort({host, port}), close: () => engine.closeListener(id)}
 }
 
 /** A socket accepted by node:net (paused until established), carried over the node:http2 pool. */
