@@ -157,7 +157,8 @@ test('a redirected pod resolves mesh names via the agent\'s 15053, other names v
   // Node 2 applies its policies to the pod's service account.
   await ok(ctl, ['policy', 'create', 'deny-web-sa', '--action', 'DENY', '--from', 'sa:default/web', '--service', 'tcp/web'])
   await waitUntil('the DENY policy refusing the pod', async () => (await topo.exec(pod.netns, 'curl', ['-s', '--http0.9', '--max-time', '3', 'http://web.mesh:80/'])).stdout === '')
-  assert.match(agents[1]!.output(), /policy rejection: denied by policy \\"deny-web-sa\\"/)
+  // The refusal's log line is written asynchronously: wait for it rather than read the output once.
+  await waitUntil('node 2 logging the policy rejection', () => /policy rejection: denied by policy \\"deny-web-sa\\"/.test(agents[1]!.output()))
   await ok(ctl, ['policy', 'delete', 'deny-web-sa'])
   await waitUntil('the pod allowed again', async () => (await topo.exec(pod.netns, 'curl', ['-s', '--http0.9', '--max-time', '3', 'http://web.mesh:80/'])).stdout === 'web saw 127.0.0.1')
 })

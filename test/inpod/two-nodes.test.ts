@@ -111,7 +111,7 @@ test('two nodes × two pods: HBONE between pods with no proxy setting, TLS-only 
   await ok(ctl, ['policy', 'create', 'deny-web', '--action', 'DENY', '--from', `sa:${NAMESPACE}/web`])
   await waitUntil('the DENY policy refusing web', async () => (await tryFetch(n1p1, n2p1.ip, 8080)) === undefined)
   assert.equal(await podFetch(n1p2, n2p1.ip, 8080), `${n2p1.name} saw ${n2p1.ip}`)
-  assert.match(agents[1]!.output(), /policy rejection: denied by policy \\"deny-web\\"/)
+  await waitUntil('node 2 logging the policy rejection', () => /policy rejection: denied by policy \\"deny-web\\"/.test(agents[1]!.output()))
   await ok(ctl, ['policy', 'delete', 'deny-web'])
   await waitUntil('web allowed again', async () => (await tryFetch(n1p1, n2p1.ip, 8080)) === `${n2p1.name} saw ${n2p1.ip}`)
 
