@@ -205,10 +205,10 @@ for (const dataPath of ['native', 'node'] as const) {
     test('garbage on the HBONE port never crashes the agent', async (t) => {
       const {client, listen, serverAgent} = await twoAgents(t, dataPath)
       const [host, port] = serverAgent.agent.addresses.hbone.split(':')
-      const junk = async (payload: Buffer): Promise<void> => {
-        const socket = connect({host, port: Number(port)})
+      // Send PAYLOAD once SOCKET is ready (EVENT), then wait (bounded) for the agent to close it.
+      const sendAndWait = async (socket: Socket, event: 'connect' | 'secureConnect', payload: Buffer): Promise<void> => {
         socket.on('error', () => {})
-        await new Promise((resolve) => socket.once('connect', resolve))
+        await new Promise((resolve) => socket.once(event, resolve))
         socket.end(payload)
         await new Promise((resolve) => {
           socket.once('close', resolve)
@@ -217,6 +217,7 @@ for (const dataPath of ['native', 'node'] as const) {
         socket.destroy()
       }
 
+      const junk = (payload: Buffer): Promise<void> => sendAndWait(connect({host, port: Number(port)}), 'connect', payload)
       await junk(randomBytes(4096))
       await junk(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + 'garbage'.repeat(100)))
       await junk(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))
@@ -231,17 +232,8 @@ for (const dataPath of ['native', 'node'] as const) {
         return Buffer.concat([header, payload])
       }
 
-      const tlsJunk = async (payload: Buffer): Promise<void> => {
-        const socket = tlsConnect({ALPNProtocols: ['h2'], ca: client.ca, cert: client.cert, checkServerIdentity: () => undefined, host, key: client.key, port: Number(port)})
-        socket.on('error', () => {})
-        await new Promise((resolve) => socket.once('secureConnect', resolve))
-        socket.end(payload)
-        await new Promise((resolve) => {
-          socket.once('close', resolve)
-          setTimeout(resolve, 2000).unref()
-        })
-        socket.destroy()
-      }
+      const tlsJunk = (payload: Buffer): Promise<void> =>
+        sendAndWait(tlsConnect({ALPNProtocols: ['h2'], ca: client.ca, cert: client.cert, checkServerIdentity: () => undefined, host, key: client.key, port: Number(port)}), 'secureConnect', payload)
 
       await tlsJunk(randomBytes(4096))
       await tlsJunk(Buffer.concat([preface, frame(0, 0, 1, randomBytes(64), 0xff_ffff)]))

@@ -26,7 +26,7 @@ import {type ConnectionSnapshot, ConnectionRegistry} from './registry.js'
 import {H2_CONNECTION_WINDOW, H2_STREAM_WINDOW} from './relay.js'
 import {MeshState} from './state.js'
 import {Credentials} from './tls.js'
-import {type InboundListenerInfo, InboundTunnels} from './tunnel-inbound.js'
+import {type InboundListenerInfo, type InboundOptions, InboundTunnels} from './tunnel-inbound.js'
 
 export interface AgentOptions {
   /** the address other agents dial; default: the bound HBONE address with 0.0.0.0/:: → 127.0.0.1 */
@@ -164,26 +164,17 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
   const timing = options.timing ?? {}
   const addresses: AgentAddresses = {advertise: '', hbone: '', inbound: {}}
   const engine = await loadEngine(options.dataPath ?? 'auto', logger)
-  const contexts = engine && new NativeContexts(engine, credentials)
+  const native = engine && {contexts: new NativeContexts(engine, credentials), engine}
   const isRevoked = (serial: string): boolean => state.isRevoked(serial)
+  const sourceSpiffe = (): string => credentials.identity.spiffe
+  const advertise = (): string => addresses.advertise
   const common = {logger: getLogger, metrics, state: () => state, tracker, ...timing}
-  const {hboneServer, inbound, pool} = engine && contexts
-    ? (() => {
-        const nativePool = new NativeHbonePool({contexts, engine, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, sourceSpiffe: () => credentials.identity.spiffe, ...timing})
-        return {
-          hboneServer: new NativeHboneServer({...common, advertise: () => addresses.advertise, contexts, engine, selfSpiffe: () => credentials.identity.spiffe}),
-          inbound: new InboundTunnels({...common, dataPath: {engine, kind: 'native', pool: nativePool}, sourceSpiffe: () => credentials.identity.spiffe}),
-          pool: nativePool,
-        }
-      })()
-    : (() => {
-        const nodePool = new HbonePool({credentials, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, ...timing})
-        return {
-          hboneServer: new HboneServer({...common, advertise: () => addresses.advertise, credentials}),
-          inbound: new InboundTunnels({...common, dataPath: {kind: 'node', pool: nodePool}, sourceSpiffe: () => credentials.identity.spiffe}),
-          pool: nodePool,
-        }
-      })()
+  const dataPath: InboundOptions['dataPath'] = native
+    ? {engine: native.engine, kind: 'native', pool: new NativeHbonePool({...native, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, sourceSpiffe, ...timing})}
+    : {kind: 'node', pool: new HbonePool({credentials, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, ...timing})}
+  const {pool} = dataPath
+  const hboneServer = native ? new NativeHboneServer({...common, ...native, advertise, selfSpiffe: sourceSpiffe}) : new HboneServer({...common, advertise, credentials})
+  const inbound = new InboundTunnels({...common, dataPath, sourceSpiffe})
   const httpServers: Server[] = []
   let renewer: CertificateRenewer | undefined
   let inpod: import('../inpod/runtime.js').InpodRuntime | undefined
@@ -266,7 +257,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
       }],
       config: {
         addresses: structuredClone(addresses),
-        dataPath: engine ? 'native' : 'node',
+        dataPath: dataPath.kind,
         drainTimeoutMs,
         h2: {connectionWindow: H2_CONNECTION_WINDOW, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, streamWindow: H2_STREAM_WINDOW},
         source: {...options.configSource.status(), kind: options.configSource.kind},
@@ -313,7 +304,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
 
       pool.destroy()
       hboneServer.destroy()
-      contexts?.free()
+      native?.contexts.free()
       for (const server of httpServers) {
         server.close()
         server.closeAllConnections()

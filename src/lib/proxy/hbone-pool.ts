@@ -9,6 +9,7 @@ import {connect as tlsConnect, type TLSSocket} from 'node:tls'
 
 import {formatHostPort, type HostPort, parseHostPort} from './address.js'
 import type {ResponseFlag} from './metrics.js'
+import {POOL_DEFAULTS, type PooledEntry, PooledSessions} from './pool-sessions.js'
 import {H2_MAX_SESSION_MEMORY_MB, H2_SETTINGS, keepalive, raiseConnectionWindow} from './relay.js'
 import {type Credentials, HBONE_ALPN, peerIdentity, pinServerIdentity} from './tls.js'
 
@@ -53,15 +54,9 @@ export class HboneError extends Error {
   }
 }
 
-interface PooledSession {
-  active: number
-  draining: boolean
-  idleTimer?: NodeJS.Timeout
-  key: string
-  peerSerial?: string
+interface PooledSession extends PooledEntry {
   ready: Promise<void>
   session: ClientHttp2Session
-  spiffe: string
 }
 
 export interface PoolSessionInfo {
@@ -75,36 +70,34 @@ export interface PoolSessionInfo {
 const STATUS_TEXT: Record<number, string> = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 405: 'Method Not Allowed', 503: 'Service Unavailable'}
 
 export class HbonePool {
-  private readonly sessions = new Map<string, PooledSession[]>()
   private readonly options: Required<Omit<PoolOptions, 'connectSocket'>> & Pick<PoolOptions, 'connectSocket'>
+  private readonly sessions: PooledSessions<PooledSession>
   private closed = false
 
   constructor(options: PoolOptions) {
-    this.options = {
-      connectTimeoutMs: 10_000,
-      idleTimeoutMs: 300_000,
-      keepaliveIntervalMs: 10_000,
-      keepaliveTimeoutMs: 20_000,
-      maxStreamsPerSession: 100,
-      responseTimeoutMs: 15_000,
-      ...options,
-    }
+    this.options = {...POOL_DEFAULTS, ...options}
+    this.sessions = new PooledSessions<PooledSession>({
+      closeGracefully: (pooled) => pooled.session.close(),
+      connect: (key, destination) => this.connect(key, destination),
+      destroy: (pooled) => pooled.session.destroy(),
+      usable: (pooled) => !pooled.session.closed && !pooled.session.destroyed,
+    }, this.options)
   }
 
   /** Open a CONNECT stream to TARGET through DESTINATION; rejects with HboneError. */
   async open(destination: HboneDestination, target: string, headers: OutgoingHttpHeaders): Promise<OpenedTunnel> {
     if (this.closed) throw new HboneError('ZT_ERR_POOL_DRAINING', 'pool draining', 'CONNECT', false)
-    const pooled = this.checkout(destination)
+    const pooled = this.sessions.checkout(this.options.credentials.identity.spiffe, destination)
     let stream: ClientHttp2Stream | undefined
     try {
       await pooled.ready
       stream = pooled.session.request({':authority': target, ':method': 'CONNECT', ...headers}, {endStream: false})
     } catch (error) {
-      this.release(pooled)
+      this.sessions.release(pooled)
       throw describeHboneFailure(destination, error, this.options.responseTimeoutMs)
     }
 
-    stream.on('close', () => this.release(pooled))
+    stream.on('close', () => this.sessions.release(pooled))
     const response = await this.awaitResponse(stream, destination)
     const status = Number(response[':status'])
     if (status !== 200) {
@@ -117,33 +110,17 @@ export class HbonePool {
 
   /** Destroy every session whose peer matches (revoked certificate, removed agent). */
   closeWhere(predicate: (session: {peerSerial?: string; spiffe: string}) => boolean): number {
-    let count = 0
-    for (const list of this.sessions.values()) {
-      for (const pooled of [...list]) {
-        if (predicate(pooled)) {
-          count++
-          pooled.session.destroy()
-        }
-      }
-    }
-
-    return count
+    return this.sessions.closeWhere(predicate)
   }
 
   list(): PoolSessionInfo[] {
-    return [...this.sessions.values()].flat().map((pooled) => ({
-      activeStreams: pooled.active,
-      address: pooled.key.split('|')[2],
-      draining: pooled.draining,
-      peerSerial: pooled.peerSerial,
-      spiffe: pooled.spiffe,
-    }))
+    return this.sessions.list()
   }
 
   /** Stop opening streams; sessions close (GOAWAY) once their streams finish. */
   drain(): void {
     this.closed = true
-    for (const pooled of [...this.sessions.values()].flat()) {
+    for (const pooled of this.sessions.all()) {
       pooled.draining = true
       if (!pooled.session.closed) pooled.session.close()
     }
@@ -151,47 +128,7 @@ export class HbonePool {
 
   destroy(): void {
     this.closed = true
-    for (const pooled of [...this.sessions.values()].flat()) pooled.session.destroy()
-    this.sessions.clear()
-  }
-
-  private checkout(destination: HboneDestination): PooledSession {
-    const key = `${this.options.credentials.identity.spiffe}|${destination.spiffe}|${destination.address}`
-    const list = this.sessions.get(key) ?? []
-    let pooled = list.find((candidate) => !candidate.draining && !candidate.session.closed && !candidate.session.destroyed && candidate.active < this.options.maxStreamsPerSession)
-    if (!pooled) {
-      pooled = this.connect(key, destination)
-      list.push(pooled)
-      this.sessions.set(key, list)
-    }
-
-    pooled.active++
-    if (pooled.idleTimer) {
-      clearTimeout(pooled.idleTimer)
-      pooled.idleTimer = undefined
-    }
-
-    return pooled
-  }
-
-  private release(pooled: PooledSession): void {
-    pooled.active--
-    if (pooled.active > 0 || pooled.session.destroyed) return
-    if (pooled.draining) {
-      pooled.session.close()
-      return
-    }
-
-    pooled.idleTimer = setTimeout(() => pooled.session.close(), this.options.idleTimeoutMs)
-    pooled.idleTimer.unref()
-  }
-
-  private forget(pooled: PooledSession): void {
-    const list = this.sessions.get(pooled.key)
-    if (!list) return
-    const index = list.indexOf(pooled)
-    if (index >= 0) list.splice(index, 1)
-    if (list.length === 0) this.sessions.delete(pooled.key)
+    this.sessions.destroyAll()
   }
 
   private connect(key: string, destination: HboneDestination): PooledSession {
@@ -213,7 +150,7 @@ export class HbonePool {
       peerMaxConcurrentStreams: this.options.maxStreamsPerSession,
       settings: H2_SETTINGS,
     })
-    const pooled: PooledSession = {active: 0, draining: false, key, ready: Promise.resolve(), session, spiffe: destination.spiffe}
+    const pooled: PooledSession = {active: 0, address: destination.address, draining: false, key, ready: Promise.resolve(), session, spiffe: destination.spiffe}
     pooled.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         const error = Object.assign(new Error('connect timeout'), {code: 'ETIMEDOUT'})
@@ -241,12 +178,9 @@ export class HbonePool {
     session.on('error', () => {}) // reported through the streams that fail
     session.on('goaway', () => {
       pooled.draining = true
-      this.forget(pooled)
+      this.sessions.forget(pooled)
     })
-    session.once('close', () => {
-      if (pooled.idleTimer) clearTimeout(pooled.idleTimer)
-      this.forget(pooled)
-    })
+    session.once('close', () => this.sessions.forget(pooled))
     return pooled
   }
 

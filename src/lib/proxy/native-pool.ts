@@ -6,20 +6,15 @@ import {parseHostPort, resolveHost} from './address.js'
 import type {HboneEngine, PeerCertificateInfo} from './hbone-engine.js'
 import {describeHboneFailure, type HboneDestination, HboneError, type PoolOptions, type PoolSessionInfo, statusError} from './hbone-pool.js'
 import type {NativeContexts} from './native-tls.js'
+import {POOL_DEFAULTS, type PooledEntry, PooledSessions} from './pool-sessions.js'
 import {checkPinnedPeer} from './tls.js'
 
 export type NativePoolOptions = Omit<PoolOptions, 'connectSocket' | 'credentials'> & {contexts: NativeContexts; engine: HboneEngine; sourceSpiffe: () => string}
 
-interface NativeSession {
-  active: number
-  address: string
-  draining: boolean
+interface NativeSession extends PooledEntry {
+  /** the addon's session id, once connecting started */
   id?: number
-  idleTimer?: NodeJS.Timeout
-  key: string
-  peerSerial?: string
   ready: Promise<number>
-  spiffe: string
 }
 
 /** An opened tunnel: who answered, and where its end is reported. */
@@ -30,31 +25,33 @@ export interface NativeOpened {
 }
 
 export class NativeHbonePool {
-  private readonly sessions = new Map<string, NativeSession[]>()
-  private readonly options: Required<Omit<NativePoolOptions, 'connectSocket'>>
+  private readonly options: Required<NativePoolOptions>
+  private readonly sessions: PooledSessions<NativeSession>
   private closed = false
 
   constructor(options: NativePoolOptions) {
-    this.options = {
-      connectTimeoutMs: 10_000,
-      idleTimeoutMs: 300_000,
-      keepaliveIntervalMs: 10_000,
-      keepaliveTimeoutMs: 20_000,
-      maxStreamsPerSession: 100,
-      responseTimeoutMs: 15_000,
-      ...options,
+    this.options = {...POOL_DEFAULTS, ...options}
+    const close = (pooled: NativeSession, graceful: boolean): void => {
+      if (pooled.id !== undefined) options.engine.native.sessionClose(pooled.id, graceful)
     }
+
+    this.sessions = new PooledSessions<NativeSession>({
+      closeGracefully: (pooled) => close(pooled, true),
+      connect: (key, destination) => this.connect(key, destination),
+      destroy: (pooled) => close(pooled, false),
+      usable: () => true, // a closed session is forgotten at once (its closed/goaway event)
+    }, this.options)
   }
 
   /** CONNECT to TARGET through DESTINATION for the plain socket the addon holds as TUNNEL_ID. */
   async open(tunnelId: number, destination: HboneDestination, target: string, headers: string[]): Promise<NativeOpened> {
     if (this.closed) throw new HboneError('ZT_ERR_POOL_DRAINING', 'pool draining', 'CONNECT', false)
-    const pooled = this.checkout(destination)
+    const pooled = this.sessions.checkout(this.options.sourceSpiffe(), destination)
     let released = false
     const release = (): void => {
       if (released) return
       released = true
-      this.release(pooled)
+      this.sessions.release(pooled)
     }
 
     let sessionId: number
@@ -120,31 +117,17 @@ export class NativeHbonePool {
 
   /** Close every session whose peer matches (revoked certificate, removed agent). */
   closeWhere(predicate: (session: {peerSerial?: string; spiffe: string}) => boolean): number {
-    let count = 0
-    for (const pooled of [...this.sessions.values()].flat()) {
-      if (pooled.id !== undefined && predicate(pooled)) {
-        count++
-        this.options.engine.native.sessionClose(pooled.id, false)
-      }
-    }
-
-    return count
+    return this.sessions.closeWhere((pooled) => pooled.id !== undefined && predicate(pooled))
   }
 
   list(): PoolSessionInfo[] {
-    return [...this.sessions.values()].flat().map((pooled) => ({
-      activeStreams: pooled.active,
-      address: pooled.address,
-      draining: pooled.draining,
-      peerSerial: pooled.peerSerial,
-      spiffe: pooled.spiffe,
-    }))
+    return this.sessions.list()
   }
 
   /** Stop opening streams; sessions close (GOAWAY) once their streams finish. */
   drain(): void {
     this.closed = true
-    for (const pooled of [...this.sessions.values()].flat()) {
+    for (const pooled of this.sessions.all()) {
       pooled.draining = true
       if (pooled.active === 0 && pooled.id !== undefined) this.options.engine.native.sessionClose(pooled.id, true)
     }
@@ -152,62 +135,13 @@ export class NativeHbonePool {
 
   destroy(): void {
     this.closed = true
-    for (const pooled of [...this.sessions.values()].flat()) {
-      if (pooled.idleTimer) clearTimeout(pooled.idleTimer)
-      if (pooled.id !== undefined) this.options.engine.native.sessionClose(pooled.id, false)
-    }
-
-    this.sessions.clear()
-  }
-
-  private checkout(destination: HboneDestination): NativeSession {
-    const key = `${this.options.sourceSpiffe()}|${destination.spiffe}|${destination.address}`
-    const list = this.sessions.get(key) ?? []
-    let pooled = list.find((candidate) => !candidate.draining && candidate.active < this.options.maxStreamsPerSession)
-    if (!pooled) {
-      pooled = this.connect(key, destination)
-      list.push(pooled)
-      this.sessions.set(key, list)
-    }
-
-    pooled.active++
-    if (pooled.idleTimer) {
-      clearTimeout(pooled.idleTimer)
-      pooled.idleTimer = undefined
-    }
-
-    return pooled
-  }
-
-  private release(pooled: NativeSession): void {
-    pooled.active--
-    if (pooled.active > 0 || pooled.id === undefined) return
-    const id = pooled.id
-    if (pooled.draining) {
-      this.options.engine.native.sessionClose(id, true)
-      return
-    }
-
-    pooled.idleTimer = setTimeout(() => {
-      pooled.draining = true
-      this.options.engine.native.sessionClose(id, true)
-    }, this.options.idleTimeoutMs)
-    pooled.idleTimer.unref()
-  }
-
-  private forget(pooled: NativeSession): void {
-    if (pooled.idleTimer) clearTimeout(pooled.idleTimer)
-    const list = this.sessions.get(pooled.key)
-    if (!list) return
-    const index = list.indexOf(pooled)
-    if (index >= 0) list.splice(index, 1)
-    if (list.length === 0) this.sessions.delete(pooled.key)
+    this.sessions.destroyAll()
   }
 
   private connect(key: string, destination: HboneDestination): NativeSession {
     const pooled: NativeSession = {active: 0, address: destination.address, draining: false, key, ready: Promise.resolve(0), spiffe: destination.spiffe}
     pooled.ready = this.dial(pooled, destination)
-    pooled.ready.catch(() => this.forget(pooled)) // observed by open()
+    pooled.ready.catch(() => this.sessions.forget(pooled)) // observed by open()
     return pooled
   }
 
@@ -218,13 +152,13 @@ export class NativeHbonePool {
     const {contexts, engine, isRevoked} = this.options
     return new Promise<number>((resolve, reject) => {
       const id = engine.connect(contexts.client, host, address.port, this.options, {
-        closed: () => this.forget(pooled),
+        closed: () => this.sessions.forget(pooled),
         failed(reason) {
           reject(Object.assign(new Error(reason), {code: /^E[A-Z]+(?=:)/.exec(reason)?.[0]}))
         },
         goaway: () => {
           pooled.draining = true
-          this.forget(pooled)
+          this.sessions.forget(pooled)
         },
         ready(peer: PeerCertificateInfo) {
           const problem = checkPinnedPeer(destination.spiffe, peer, isRevoked)

@@ -166,7 +166,6 @@ typedef struct session {
   nghttp2_session *h2;
   bytes out;                    // ciphertext not yet written
   tunnel *tunnels;
-  int tunnel_count;
   int goaway;
   int dead;
   uv_timer_t *timer;            // connect/handshake deadline, then keepalive
@@ -477,7 +476,6 @@ static void tunnel_attach(tunnel *t, session *s, int32_t stream_id) {
   t->next = s->tunnels;
   if (s->tunnels) s->tunnels->prev = t;
   s->tunnels = t;
-  s->tunnel_count++;
 }
 
 // STREAM_ALIVE: the stream may still exist in nghttp2 and must stop naming this tunnel.
@@ -488,7 +486,6 @@ static void tunnel_detach(tunnel *t, int stream_alive) {
   else s->tunnels = t->next;
   if (t->next) t->next->prev = t->prev;
   t->next = t->prev = NULL;
-  s->tunnel_count--;
   if (stream_alive && s->h2 && t->stream_id > 0 && !t->h2_closed) nghttp2_session_set_stream_user_data(s->h2, t->stream_id, NULL);
   t->session = NULL;
 }
@@ -1298,6 +1295,12 @@ static napi_value throw_errno(napi_env env, const char *call, int err) {
 
 static int get_double(napi_env env, napi_value value, double *out) { return napi_get_value_double(env, value, out) == napi_ok; }
 
+// The object an id argument names, or NULL (not a number, stale, or another kind).
+static void *arg_object(napi_env env, napi_value value, enum kind kind) {
+  double id;
+  return get_double(env, value, &id) ? id_get(id, kind) : NULL;
+}
+
 static int get_int(napi_env env, napi_value value, int *out) {
   double number;
   if (!get_double(env, value, &number) || !(number >= -2147483648.0 && number <= 2147483647.0)) return 0;
@@ -1434,8 +1437,7 @@ static napi_value js_context_create(napi_env env, napi_callback_info info) {
 // contextFree(id): sessions keep their own reference (SSL objects hold the SSL_CTX).
 static napi_value js_context_free(napi_env env, napi_callback_info info) {
   ARGS(1);
-  double id;
-  context *c = get_double(env, argv[0], &id) ? id_get(id, K_CONTEXT) : NULL;
+  context *c = arg_object(env, argv[0], K_CONTEXT);
   if (!c) return boolean(env, 0);
   SSL_CTX_free(c->ssl);
   id_free(c->id);
@@ -1507,9 +1509,8 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
 // listenerSetContext(id, contextId): new handshakes use the renewed certificate.
 static napi_value js_listener_set_context(napi_env env, napi_callback_info info) {
   ARGS(2);
-  double id, context_id;
-  listener *l = get_double(env, argv[0], &id) ? id_get(id, K_LISTENER) : NULL;
-  context *c = get_double(env, argv[1], &context_id) ? id_get(context_id, K_CONTEXT) : NULL;
+  listener *l = arg_object(env, argv[0], K_LISTENER);
+  context *c = arg_object(env, argv[1], K_CONTEXT);
   if (!l || !c || !l->ctx) return boolean(env, 0);
   l->ctx = c;
   return boolean(env, 1);
@@ -1517,8 +1518,7 @@ static napi_value js_listener_set_context(napi_env env, napi_callback_info info)
 
 static napi_value js_listener_close(napi_env env, napi_callback_info info) {
   ARGS(1);
-  double id;
-  listener *l = get_double(env, argv[0], &id) ? id_get(id, K_LISTENER) : NULL;
+  listener *l = arg_object(env, argv[0], K_LISTENER);
   if (!l) return boolean(env, 0);
   close_handle((uv_handle_t *)l->poll);
   close(l->fd);
@@ -1531,10 +1531,9 @@ static napi_value js_listener_close(napi_env env, napi_callback_info info) {
 // comes as EV_SESSION_READY (with the peer's SPIFFE ID and serial, for JS to pin) or EV_SESSION_FAILED.
 static napi_value js_connect(napi_env env, napi_callback_info info) {
   ARGS(6);
-  double context_id;
   int port, timeout_ms, keepalive_ms, keepalive_timeout_ms;
   char *host = get_string(env, argv[1], 64);
-  context *c = get_double(env, argv[0], &context_id) ? id_get(context_id, K_CONTEXT) : NULL;
+  context *c = arg_object(env, argv[0], K_CONTEXT);
   if (!host || !c || !get_int(env, argv[2], &port) || !get_int(env, argv[3], &timeout_ms) || !get_int(env, argv[4], &keepalive_ms) || !get_int(env, argv[5], &keepalive_timeout_ms)) {
     free(host);
     return throw_error(env, "EINVAL", "connect(context, host, port, timeoutMs, keepaliveMs, keepaliveTimeoutMs): bad arguments");
@@ -1570,9 +1569,8 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
 // connection ends now and its tunnels are reset.
 static napi_value js_session_close(napi_env env, napi_callback_info info) {
   ARGS(2);
-  double id;
   bool graceful = false;
-  session *s = get_double(env, argv[0], &id) ? id_get(id, K_SESSION) : NULL;
+  session *s = arg_object(env, argv[0], K_SESSION);
   napi_get_value_bool(env, argv[1], &graceful);
   if (!s || s->dead) return boolean(env, 0);
   if (graceful && s->state == S_OPEN) {
@@ -1591,9 +1589,8 @@ static napi_value js_session_close(napi_env env, napi_callback_info info) {
 // EV_RESPONSE follows. False when the session cannot take a stream now (JS picks another).
 static napi_value js_open(napi_env env, napi_callback_info info) {
   ARGS(4);
-  double tunnel_id, session_id;
-  tunnel *t = get_double(env, argv[0], &tunnel_id) ? id_get(tunnel_id, K_TUNNEL) : NULL;
-  session *s = get_double(env, argv[1], &session_id) ? id_get(session_id, K_SESSION) : NULL;
+  tunnel *t = arg_object(env, argv[0], K_TUNNEL);
+  session *s = arg_object(env, argv[1], K_SESSION);
   if (!t || t->server || t->session || t->established || t->dead || t->fd < 0) return throw_error(env, "EINVAL", "open: the tunnel is not a waiting client tunnel");
   if (!s || s->dead || s->state != S_OPEN || s->server || s->goaway) return boolean(env, 0);
   char *authority = get_string(env, argv[2], 300);
@@ -1642,9 +1639,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 // not (EV_DIAL_RESULT either way).
 static napi_value js_accept(napi_env env, napi_callback_info info) {
   ARGS(4);
-  double tunnel_id;
   int port, timeout_ms;
-  tunnel *t = get_double(env, argv[0], &tunnel_id) ? id_get(tunnel_id, K_TUNNEL) : NULL;
+  tunnel *t = arg_object(env, argv[0], K_TUNNEL);
   char *host = get_string(env, argv[1], 64);
   if (!host || !get_int(env, argv[2], &port) || !get_int(env, argv[3], &timeout_ms)) {
     free(host);
@@ -1678,9 +1674,8 @@ static napi_value js_accept(napi_env env, napi_callback_info info) {
 // refuse(tunnelId, status): answer the CONNECT with STATUS (400/401/503) and end the stream.
 static napi_value js_refuse(napi_env env, napi_callback_info info) {
   ARGS(2);
-  double tunnel_id;
   int status;
-  tunnel *t = get_double(env, argv[0], &tunnel_id) ? id_get(tunnel_id, K_TUNNEL) : NULL;
+  tunnel *t = arg_object(env, argv[0], K_TUNNEL);
   if (!get_int(env, argv[1], &status) || status < 400 || status > 599) return throw_error(env, "EINVAL", "refuse(tunnel, status): status must be 4xx or 5xx");
   if (!t || !t->server || t->dead || t->established || t->dialing) return boolean(env, 0);
   t->released = 1;
@@ -1700,8 +1695,7 @@ static napi_value js_refuse(napi_env env, napi_callback_info info) {
 // established tunnel reports EV_CLOSED with MESSAGE. A waiting client tunnel is released silently.
 static napi_value js_abort(napi_env env, napi_callback_info info) {
   ARGS(2);
-  double tunnel_id;
-  tunnel *t = get_double(env, argv[0], &tunnel_id) ? id_get(tunnel_id, K_TUNNEL) : NULL;
+  tunnel *t = arg_object(env, argv[0], K_TUNNEL);
   if (!t || t->dead) return boolean(env, 0);
   char *message = get_string(env, argv[1], 150);
   session *s = t->session;
@@ -1729,8 +1723,7 @@ static napi_value js_abort(napi_env env, napi_callback_info info) {
 // socket for another endpoint.
 static napi_value js_cancel(napi_env env, napi_callback_info info) {
   ARGS(1);
-  double tunnel_id;
-  tunnel *t = get_double(env, argv[0], &tunnel_id) ? id_get(tunnel_id, K_TUNNEL) : NULL;
+  tunnel *t = arg_object(env, argv[0], K_TUNNEL);
   if (!t || t->server || t->dead || t->established || !t->session) return boolean(env, 0);
   session *s = t->session;
   tunnel_reset_stream(t, NGHTTP2_CANCEL);
