@@ -1,0 +1,132 @@
+// The custom resources that hold the mesh's configuration when the controller runs in a cluster
+// (`controller run --store kubernetes`): one CRD per configuration kind of src/lib/config/types.ts, in the
+// group ztctl.io, namespaced (they live in the install namespace). `install` applies them first; the
+// Kubernetes store reads and writes them; users may `kubectl get policies.ztctl.io`. The CA, identities and
+// enrollment tokens are not custom resources: they live in Secrets (see store/kube.ts).
+import {createHash} from 'node:crypto'
+
+import type {ResourceKind} from '../config/types.js'
+
+export const CRD_GROUP = 'ztctl.io'
+export const CRD_VERSION = 'v1alpha1'
+export const CRD_API_VERSION = `${CRD_GROUP}/${CRD_VERSION}`
+/** The annotation that carries a resource's exact key (object names are a lossy, hashed form of it). */
+export const KEY_ANNOTATION = 'ztctl.io/key'
+
+/** The configuration kinds stored as custom resources (`identity` summaries come from the identity Secrets). */
+export type CrdKind = Exclude<ResourceKind, 'identity'>
+
+interface CrdSpec {
+  columns: {jsonPath: string; name: string; type: 'integer' | 'string'}[]
+  kind: string
+  plural: string
+  shortNames: string[]
+  /** the OpenAPI schema of `.spec` (the resource value of config/types.ts) */
+  spec: Record<string, unknown>
+}
+
+const str = {type: 'string'}
+const strList = {items: str, type: 'array'}
+const port = {maximum: 65_535, minimum: 1, type: 'integer'}
+
+export const CRD_SPECS: Record<CrdKind, CrdSpec> = {
+  agent: {
+    columns: [{jsonPath: '.spec.hbone', name: 'HBONE', type: 'string'}, {jsonPath: '.spec.spiffe', name: 'SPIFFE ID', type: 'string'}],
+    kind: 'MeshAgent',
+    plural: 'meshagents',
+    shortNames: ['ztagent'],
+    spec: {properties: {hbone: str, name: str, spiffe: str}, required: ['name', 'hbone', 'spiffe'], type: 'object'},
+  },
+  inbound: {
+    columns: [{jsonPath: '.spec.service', name: 'SERVICE', type: 'string'}, {jsonPath: '.spec.agent', name: 'AGENT', type: 'string'}, {jsonPath: '.spec.listen', name: 'LISTEN', type: 'string'}],
+    kind: 'InboundTunnel',
+    plural: 'inboundtunnels',
+    shortNames: ['ztin'],
+    spec: {properties: {agent: str, intercept: strList, listen: str, service: str}, required: ['agent', 'listen', 'service'], type: 'object'},
+  },
+  outbound: {
+    columns: [{jsonPath: '.spec.service', name: 'SERVICE', type: 'string'}, {jsonPath: '.spec.agent', name: 'AGENT', type: 'string'}],
+    kind: 'OutboundTunnel',
+    plural: 'outboundtunnels',
+    shortNames: ['ztout'],
+    spec: {
+      properties: {
+        agent: str, allow: strList, service: str,
+        targets: {items: {properties: {host: str, port, weight: {minimum: 0, type: 'integer'}}, required: ['host', 'port'], type: 'object'}, type: 'array'},
+      },
+      required: ['agent', 'service', 'targets'],
+      type: 'object',
+    },
+  },
+  policy: {
+    columns: [{jsonPath: '.spec.action', name: 'ACTION', type: 'string'}],
+    kind: 'Policy',
+    plural: 'policies',
+    shortNames: ['ztpol'],
+    spec: {
+      properties: {
+        action: {enum: ['ALLOW', 'DENY'], type: 'string'}, from: strList, name: str, ports: {items: port, type: 'array'}, services: strList, sourceCidrs: strList,
+      },
+      required: ['action', 'name'],
+      type: 'object',
+    },
+  },
+  revocation: {
+    columns: [{jsonPath: '.spec.identity', name: 'IDENTITY', type: 'string'}, {jsonPath: '.spec.notAfter', name: 'NOT AFTER', type: 'string'}],
+    kind: 'Revocation',
+    plural: 'revocations',
+    shortNames: ['ztrev'],
+    spec: {properties: {identity: str, notAfter: str, serial: str, spiffe: str}, required: ['serial', 'notAfter'], type: 'object'},
+  },
+  workload: {
+    columns: [{jsonPath: '.spec.namespace', name: 'WORKLOAD NAMESPACE', type: 'string'}, {jsonPath: '.spec.node', name: 'NODE', type: 'string'}],
+    kind: 'Workload',
+    plural: 'workloads',
+    shortNames: ['ztwl'],
+    spec: {
+      properties: {hbone: str, ips: strList, name: str, namespace: str, node: str, serviceAccount: str, uid: str},
+      required: ['uid', 'name', 'namespace', 'serviceAccount', 'node', 'hbone', 'ips'],
+      type: 'object',
+    },
+  },
+}
+
+export const CRD_KINDS = Object.keys(CRD_SPECS) as CrdKind[]
+
+/** The CustomResourceDefinition objects, in a stable order (apiextensions.k8s.io/v1). */
+export function crdObjects(labels: Record<string, string> = {}): Record<string, unknown>[] {
+  return CRD_KINDS.map((kind) => {
+    const spec = CRD_SPECS[kind]
+    return {
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: {labels, name: `${spec.plural}.${CRD_GROUP}`},
+      spec: {
+        group: CRD_GROUP,
+        names: {categories: ['ztctl'], kind: spec.kind, listKind: `${spec.kind}List`, plural: spec.plural, shortNames: spec.shortNames, singular: spec.kind.toLowerCase()},
+        scope: 'Namespaced',
+        versions: [{
+          additionalPrinterColumns: [...spec.columns, {jsonPath: '.metadata.creationTimestamp', name: 'AGE', type: 'date'}],
+          name: CRD_VERSION,
+          schema: {openAPIV3Schema: {properties: {spec: spec.spec}, required: ['spec'], type: 'object'}},
+          served: true,
+          storage: true,
+        }],
+      },
+    }
+  })
+}
+
+const DNS_LABELISH = /^[a-z0-9]([a-z0-9-]{0,51}[a-z0-9])?$/
+
+/**
+ * The object name of a resource key. Keys may hold `/`, `@`, `_` or upper case, which object names may not, so
+ * the name is a readable, lower-cased form of the key plus a hash of the exact key (the key itself is kept in
+ * the KEY_ANNOTATION). Keys that are already valid short names are used as they are.
+ */
+export function objectNameOf(key: string): string {
+  if (DNS_LABELISH.test(key)) return key
+  const readable = key.toLowerCase().replaceAll(/[^a-z0-9-]+/g, '-').replaceAll(/^-+|-+$/g, '').slice(0, 40) || 'r'
+  const hash = createHash('sha256').update(key).digest('hex').slice(0, 10)
+  return `${readable}-${hash}`
+}
