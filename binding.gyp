@@ -8,7 +8,7 @@
     },
     {
       "target_name": "ztctl_hbone",
-      "sources": ["src/lib/proxy/native/hbone.c"],
+      "sources": ["src/lib/proxy/hbone/native/hbone.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"],
       "defines": ["NAPI_VERSION=8"]
     }

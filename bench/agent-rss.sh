@@ -19,7 +19,7 @@ CERTS=${BENCH_CERTS:-/tmp/bench-certs}
 export BENCH_CERTS=$CERTS
 REPS=${REPS:-3}
 IDLE_SECS=${IDLE_SECS:-5}
-# The agents trim themselves after 10 s without a connection (src/lib/proxy/idle-trim.ts): read again after that.
+# The agents trim themselves after 10 s without a connection (src/lib/proxy/daemon/idle-trim.ts): read again after that.
 TRIM_SECS=${TRIM_SECS:-20}
 OUT=${OUT:?set OUT to the results folder}
 WORK=$OUT/work/agent-rss

@@ -1,5 +1,5 @@
 // The words a user sees for a failure, the same from the CLI (BaseCommand) and from the agent daemon
-// (proxy/main.ts, which runs without oclif): a ZtError as its message and "Try this:", anything else
+// (proxy/daemon/main.ts, which runs without oclif): a ZtError as its message and "Try this:", anything else
 // as a bug with its stack. Colour via chalk, off with NO_COLOR (https://no-color.org).
 import chalk from 'chalk'
 

@@ -13,7 +13,7 @@ import path from 'node:path'
 import {test, type TestContext} from 'node:test'
 
 import {bindUdp, listenTcp, tcpSocket} from '../../src/lib/netns/native.js'
-import {trustDomainOf} from '../../src/lib/proxy/authz.js'
+import {trustDomainOf} from '../../src/lib/proxy/state/authz.js'
 import {allocateInterceptAddresses} from '../../src/lib/sidecar/addresses.js'
 import {FrameReader, frame} from '../../src/lib/sidecar/dns.js'
 import {buildQuery, buildResponse, parseQuery, parseResponse, QCLASS_IN, QTYPE, RCODE} from '../../src/lib/sidecar/dns-wire.js'

@@ -7,7 +7,7 @@ import {test} from 'node:test'
 import {emptySnapshot} from '../../src/lib/config/types.js'
 import {resolvConfFor} from '../../src/lib/inpod/dns.js'
 import {meshServices} from '../../src/lib/inpod/services.js'
-import {MeshState} from '../../src/lib/proxy/state.js'
+import {MeshState} from '../../src/lib/proxy/state/state.js'
 import {planIntercepts} from '../../src/lib/sidecar/services.js'
 
 function stateWith(inbound: Record<string, {agent: string; intercept: string[]; service: string}>): MeshState {

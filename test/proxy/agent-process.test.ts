@@ -11,7 +11,7 @@ import path from 'node:path'
 import {test, type TestContext} from 'node:test'
 import {fileURLToPath} from 'node:url'
 
-import type {ReadyFile} from '../../src/lib/proxy/launch.js'
+import type {ReadyFile} from '../../src/lib/proxy/daemon/launch.js'
 import {createMesh, dial, echoServer, httpGet, roundTrip, sha256, tempDir, tunnelConfig, waitFor} from './helpers.js'
 
 const RUN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'run.js')
@@ -104,12 +104,12 @@ test('agent processes: a static config path works end to end; SIGTERM stops acce
 const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)
 const rssFileKiB = (pid: number): number => Number(/^RssFile:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1])
 
-test('agent processes: `agent run` replaces itself with the lean daemon (same PID, dist/lib/proxy/main.js); ZTCTL_AGENT_IN_PROCESS=1 keeps it in the CLI process', async (t) => {
+test('agent processes: `agent run` replaces itself with the lean daemon (same PID, dist/lib/proxy/daemon/main.js); ZTCTL_AGENT_IN_PROCESS=1 keeps it in the CLI process', async (t) => {
   const dir = await tempDir(t)
   const {clientAgent, listen, serverAgent} = await spawnPair(t, dir, {clientEnv: {ZTCTL_AGENT_IN_PROCESS: '1'}})
   assert.equal(serverAgent.ready.pid, serverAgent.child.pid, 'the ready file names the spawned process itself')
   const argv = cmdline(serverAgent.child.pid!)
-  assert.ok(argv.some((arg) => arg.endsWith(path.join('dist', 'lib', 'proxy', 'main.js'))), `cmdline: ${argv.join(' ')}`)
+  assert.ok(argv.some((arg) => arg.endsWith(path.join('dist', 'lib', 'proxy', 'daemon', 'main.js'))), `cmdline: ${argv.join(' ')}`)
   assert.ok(!argv.some((arg) => arg.endsWith('run.js')), `cmdline: ${argv.join(' ')}`)
   assert.deepEqual(argv.slice(argv.indexOf('agent'), argv.indexOf('agent') + 2), ['agent', 'run'], '`ps` still shows the command')
 

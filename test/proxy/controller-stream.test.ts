@@ -10,8 +10,8 @@ import {ControllerClient} from '../../src/lib/client/controller-client.js'
 import {enroll} from '../../src/lib/client/enroll.js'
 import {startController} from '../../src/lib/controller/controller.js'
 import {readIdentityFile} from '../../src/lib/identity/file.js'
-import {runAgent} from '../../src/lib/proxy/agent.js'
-import {ControllerConfigSource} from '../../src/lib/proxy/config-source-controller.js'
+import {runAgent} from '../../src/lib/proxy/daemon/agent.js'
+import {ControllerConfigSource} from '../../src/lib/proxy/state/config-source-controller.js'
 import {dial, echoServer, roundTrip, tempDir, waitFor} from './helpers.js'
 
 async function enrolledAgent(t: TestContext, admin: ControllerClient, dir: string, name: string) {

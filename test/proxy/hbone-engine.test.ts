@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import {createServer} from 'node:net'
 import {test} from 'node:test'
 
-import {HboneEngine} from '../../src/lib/proxy/hbone-engine.js'
+import {HboneEngine} from '../../src/lib/proxy/hbone/hbone-engine.js'
 import {createMesh} from './helpers.js'
 
 test('the addon refuses unknown ids, wrong types and bad input instead of crashing', async () => {

@@ -12,8 +12,8 @@ import {type ConfigSnapshot, emptySnapshot} from '../../src/lib/config/types.js'
 import type {IdentityFile} from '../../src/lib/identity/file.js'
 import {certInfo} from '../../src/lib/pki/cert-info.js'
 import {createCA, createKeyAndCsr, createSigner, type Signer} from '../../src/lib/pki/pki.js'
-import {type Agent, type AgentOptions, runAgent} from '../../src/lib/proxy/agent.js'
-import {StaticConfigSource} from '../../src/lib/proxy/config-source.js'
+import {type Agent, type AgentOptions, runAgent} from '../../src/lib/proxy/daemon/agent.js'
+import {StaticConfigSource} from '../../src/lib/proxy/state/config-source.js'
 
 export const TRUST_DOMAIN = 'test.mesh'
 

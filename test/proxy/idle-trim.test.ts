@@ -8,7 +8,7 @@ import {test} from 'node:test'
 
 import {ZtError} from '../../src/lib/errors.js'
 import {discardFilePages, mallocTrim} from '../../src/lib/netns/native.js'
-import {discardableMappings, parseSmaps, readMemoryStatus, startIdleTrim, type TrimReport, trimMemory} from '../../src/lib/proxy/idle-trim.js'
+import {discardableMappings, parseSmaps, readMemoryStatus, startIdleTrim, type TrimReport, trimMemory} from '../../src/lib/proxy/daemon/idle-trim.js'
 import {waitFor} from './helpers.js'
 
 const NODE = realpathSync(process.execPath)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
 import {test} from 'node:test'
 
-import {Metrics} from '../../src/lib/proxy/metrics.js'
+import {Metrics} from '../../src/lib/proxy/observe/metrics.js'
 
 /** Feed TEXT to `promtool check metrics` (Debian's prometheus package) and return its verdict. */
 async function promtoolCheck(text: string): Promise<{code: number; output: string}> {

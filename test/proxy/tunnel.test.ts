@@ -6,8 +6,8 @@ import {connect, createServer, type Socket} from 'node:net'
 import {connect as tlsConnect} from 'node:tls'
 import {describe, test, type TestContext} from 'node:test'
 
-import type {DataPathChoice} from '../../src/lib/proxy/agent.js'
-import {HboneEngine} from '../../src/lib/proxy/hbone-engine.js'
+import type {DataPathChoice} from '../../src/lib/proxy/daemon/agent.js'
+import {HboneEngine} from '../../src/lib/proxy/hbone/hbone-engine.js'
 
 import {
   createMesh, deadPort, dial, echoServer, httpGet, roundTrip, serialOf, sha256, startAgent, tempDir, tunnelConfig, waitFor,

@@ -5,7 +5,7 @@ import {test} from 'node:test'
 
 import {emptySnapshot} from '../../src/lib/config/types.js'
 import {parseIntercept as parseInterceptFlag} from '../../src/lib/mesh/parse.js'
-import {MeshState} from '../../src/lib/proxy/state.js'
+import {MeshState} from '../../src/lib/proxy/state/state.js'
 import {allocateInterceptAddresses} from '../../src/lib/sidecar/addresses.js'
 import {formatIntercept, parseIntercept} from '../../src/lib/sidecar/intercept.js'
 import {assertNetAdmin, sidecarRuleText} from '../../src/lib/sidecar/rules.js'

@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {parseDuration} from '../../lib/cli/render.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
-import type {DaemonOptions} from '../../lib/proxy/launch.js'
+import type {DaemonOptions} from '../../lib/proxy/daemon/launch.js'
 
 export default class AgentRun extends BaseCommand<typeof AgentRun> {
   static override description = `Runs the HBONE proxy for one identity: hosts the outbound tunnels assigned to it, opens its inbound tunnel listeners, and enforces policies. Configuration comes from the controller's stream (or a static --config file); JSON log lines go to stdout. SIGTERM drains open connections up to --drain-timeout, then exits.`
@@ -74,7 +74,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       sidecar,
       stopWithStdin: this.flags['stop-with-stdin'],
     }
-    const {execDaemon, runDaemon} = await import('../../lib/proxy/launch.js')
+    const {execDaemon, runDaemon} = await import('../../lib/proxy/daemon/launch.js')
     // The lean daemon replaces this process (same PID and stdio) and never returns here; without
     // process.execve, or with ZTCTL_AGENT_IN_PROCESS=1, the agent runs inside this process.
     execDaemon(options)

@@ -1,7 +1,7 @@
 // The shared shape of `ztctl proxy-config <view> [AGENT]`: one abstract command, one file per view.
 import {Args, Flags} from '@oclif/core'
 
-import type {ConfigDump} from '../proxy/agent.js'
+import type {ConfigDump} from '../proxy/daemon/agent.js'
 import {BaseCommand} from './base-command.js'
 import type {Column} from './render.js'
 

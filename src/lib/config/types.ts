@@ -40,7 +40,7 @@ export interface InboundTunnel {
   service: ServiceName
 }
 
-/** An L4 authorization rule with ztunnel's semantics (see src/lib/proxy/authz.ts). */
+/** An L4 authorization rule with ztunnel's semantics (see src/lib/proxy/state/authz.ts). */
 export interface Policy {
   action: 'ALLOW' | 'DENY'
   /** source `@identity` / `#role`; empty: any source */

@@ -3,7 +3,7 @@
 // goes. The key never leaves this process; the controller signs a CSR (POST /v1/workload-certs).
 import {certInfo} from '../pki/cert-info.js'
 import {createKeyAndCsr} from '../pki/pki.js'
-import {Credentials} from '../proxy/tls.js'
+import {Credentials} from '../proxy/hbone/tls.js'
 
 export interface WorkloadCertRequest {
   csr: string

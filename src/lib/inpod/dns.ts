@@ -14,7 +14,7 @@ import net from 'node:net'
 
 import {bindUdp, INPOD_SKIP_MARK, listenTcp, tcpSocket} from '../netns/native.js'
 import {formatHostPort, type HostPort} from '../proxy/address.js'
-import type {Logger} from '../proxy/log.js'
+import type {Logger} from '../proxy/observe/log.js'
 import {DnsServer, upstreamFromResolvConf, type UpstreamSockets} from '../sidecar/dns.js'
 import type {Workload, WorkloadAttachment} from './workloads.js'
 

@@ -5,10 +5,10 @@
 // 15006 → the app; 15008 → the pod's own HBONE server; 15053 → the pod's DNS (mesh names, else upstream). Workloads are published to the controller and
 // each served service account gets its certificate from it (both need the controller config source).
 import type {WorkloadRecord} from '../config/types.js'
-import type {Logger} from '../proxy/log.js'
-import type {Metrics} from '../proxy/metrics.js'
-import type {ConnectionTracker} from '../proxy/connection.js'
-import type {MeshState} from '../proxy/state.js'
+import type {Logger} from '../proxy/observe/log.js'
+import type {Metrics} from '../proxy/observe/metrics.js'
+import type {ConnectionTracker} from '../proxy/paths/connection.js'
+import type {MeshState} from '../proxy/state/state.js'
 import {type IssueWorkloadCert, type WorkloadCertInfo, WorkloadCertificates} from './certs.js'
 import {WorkloadDnsServers} from './dns.js'
 import {InpodMesh} from './mesh.js'

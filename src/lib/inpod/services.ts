@@ -4,7 +4,7 @@
 // them, and a connection captured at 15001 whose original destination is such an address (or falls in
 // an intercepted CIDR) is carried to that service. Built once per configuration version.
 import {cidrContains, normalizeIp} from '../proxy/address.js'
-import type {MeshState} from '../proxy/state.js'
+import type {MeshState} from '../proxy/state/state.js'
 import {allocateInterceptAddresses} from '../sidecar/addresses.js'
 import {parseIntercept} from '../sidecar/intercept.js'
 

@@ -6,8 +6,8 @@ import path from 'node:path'
 
 import {ExitCode, ZtError} from '../errors.js'
 import type {Home} from '../home/home.js'
-import type {ConfigDump} from '../proxy/agent.js'
-import type {ReadyFile} from '../proxy/launch.js'
+import type {ConfigDump} from '../proxy/daemon/agent.js'
+import type {ReadyFile} from '../proxy/daemon/launch.js'
 
 export const DEFAULT_ADMIN = '127.0.0.1:15000'
 

@@ -1,4 +1,4 @@
-// L4 authorization policies (ztunnel semantics, evaluated by the agents; see src/lib/proxy/authz.ts).
+// L4 authorization policies (ztunnel semantics, evaluated by the agents; see src/lib/proxy/state/authz.ts).
 import {ExitCode, ZtError} from '../errors.js'
 import type {Policy} from '../config/types.js'
 import {type ControllerApi, type ResourceList, resourcePath} from './api.js'

@@ -3,7 +3,7 @@
 // SO_REUSEPORT, IP_TRANSPARENT and SO_ORIGINAL_DST — the things Node cannot do itself. Node adopts the
 // returned fds with `server.listen({fd})`, `new net.Socket({fd})` and `dgram.createSocket().bind({fd})`.
 // Also the idle agent's memory calls (malloc_trim, MADV_DONTNEED on read-only file pages; see
-// src/lib/proxy/idle-trim.ts). Syscall failures and refused arguments become ZtErrors.
+// src/lib/proxy/daemon/idle-trim.ts). Syscall failures and refused arguments become ZtErrors.
 import {existsSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import path from 'node:path'

@@ -18,7 +18,7 @@ import {startController} from '../controller/controller.js'
 import {ExitCode, ZtError} from '../errors.js'
 import type {Home} from '../home/home.js'
 import {openInbound, openOutbound} from '../mesh/tunnels.js'
-import type {ReadyFile} from '../proxy/launch.js'
+import type {ReadyFile} from '../proxy/daemon/launch.js'
 
 export interface QuickstartOptions {
   /** `node` and `bin/run.js`: how to start `ztctl agent run` */

@@ -10,7 +10,7 @@ import {connect, createServer, isIP, type Server, type Socket} from 'node:net'
 
 import {ExitCode, ZtError, describeSystemError} from '../errors.js'
 import {formatHostPort, type HostPort, parseHostPort} from '../proxy/address.js'
-import type {Logger} from '../proxy/log.js'
+import type {Logger} from '../proxy/observe/log.js'
 import {canonicalName} from './addresses.js'
 import {buildHeaderOnlyError, buildResponse, type DnsQuery, parseQuery, QCLASS_IN, QTYPE, RCODE, withId} from './dns-wire.js'
 

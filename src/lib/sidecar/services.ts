@@ -1,10 +1,10 @@
 // "Services this identity may dial": every service some agent hosts whose hosting tunnel's `allow` list
 // and the mesh's policies let this identity in, for at least one target port — the same decision the
-// hosting agent will make (src/lib/proxy/authz.ts), taken ahead of time so a sidecar only binds or
+// hosting agent will make (src/lib/proxy/state/authz.ts), taken ahead of time so a sidecar only binds or
 // intercepts what can work. The hosting agent still decides each connection.
 import type {OutboundTunnel, Policy} from '../config/types.js'
-import {authorize} from '../proxy/authz.js'
-import type {MeshState} from '../proxy/state.js'
+import {authorize} from '../proxy/state/authz.js'
+import type {MeshState} from '../proxy/state/state.js'
 import {allocateInterceptAddresses} from './addresses.js'
 import {type Intercept, parseIntercept} from './intercept.js'
 

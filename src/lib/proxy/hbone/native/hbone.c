@@ -1372,7 +1372,7 @@ static int select_h2(SSL *ssl, const unsigned char **out, unsigned char *out_len
 }
 
 // contextCreate(certPem, keyPem, caPem, server) → id: TLS 1.3 only, AES-GCM, ALPN h2, mutual
-// authentication against the mesh CA, no tickets — ztunnel's parameters (src/lib/proxy/tls.ts).
+// authentication against the mesh CA, no tickets — ztunnel's parameters (src/lib/proxy/hbone/tls.ts).
 static napi_value js_context_create(napi_env env, napi_callback_info info) {
   ARGS(4);
   char *cert_pem = get_string(env, argv[0], 1 << 20), *key_pem = get_string(env, argv[1], 1 << 20), *ca_pem = get_string(env, argv[2], 1 << 22);

@@ -5,9 +5,9 @@ import {watch, type FSWatcher} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import type {ConfigSnapshot} from '../config/types.js'
-import type {IdentityFile} from '../identity/file.js'
-import {ExitCode, ZtError} from '../errors.js'
+import type {ConfigSnapshot} from '../../config/types.js'
+import type {IdentityFile} from '../../identity/file.js'
+import {ExitCode, ZtError} from '../../errors.js'
 import {validateSnapshot} from './state.js'
 
 export interface ConfigUpdate {

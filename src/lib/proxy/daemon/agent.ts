@@ -3,30 +3,30 @@
 // half-life, and on shutdown stop accepting, drain up to a deadline, then close everything.
 import type {Server} from 'node:http'
 
-import type {IdentitySummary, Policy, Revocation} from '../config/types.js'
-import {ExitCode, ZtError, describeSystemError} from '../errors.js'
-import {CertificateRenewer} from '../client/renew.js'
-import type {IdentityFile} from '../identity/file.js'
-import {certInfo, splitPem} from '../pki/cert-info.js'
-import {formatHostPort, type HostPort, parseHostPort} from './address.js'
-import {adminRoutes, metricsRoutes, readinessRoutes, serveRoutes} from './admin.js'
-import {trustDomainOf} from './authz.js'
-import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from './config-source.js'
-import {ConnectionTracker} from './connection.js'
-import {HbonePool, type PoolSessionInfo} from './hbone-pool.js'
-import type {HboneEngine} from './hbone-engine.js'
-import {HboneServer} from './hbone-server.js'
+import type {IdentitySummary, Policy, Revocation} from '../../config/types.js'
+import {ExitCode, ZtError, describeSystemError} from '../../errors.js'
+import {CertificateRenewer} from '../../client/renew.js'
+import type {IdentityFile} from '../../identity/file.js'
+import {certInfo, splitPem} from '../../pki/cert-info.js'
+import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
+import {adminRoutes, metricsRoutes, readinessRoutes, serveRoutes} from '../observe/admin.js'
+import {trustDomainOf} from '../state/authz.js'
+import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/config-source.js'
+import {ConnectionTracker} from '../paths/connection.js'
+import {HbonePool, type PoolSessionInfo} from '../hbone/hbone-pool.js'
+import type {HboneEngine} from '../hbone/hbone-engine.js'
+import {HboneServer} from '../paths/hbone-server.js'
 import {startIdleTrim} from './idle-trim.js'
-import {createLogger, type Logger, type LogLevel} from './log.js'
-import {Metrics} from './metrics.js'
-import {NativeHbonePool} from './native-pool.js'
-import {NativeHboneServer} from './native-server.js'
-import {NativeContexts} from './native-tls.js'
-import {type ConnectionSnapshot, ConnectionRegistry} from './registry.js'
-import {H2_CONNECTION_WINDOW, H2_STREAM_WINDOW} from './relay.js'
-import {MeshState} from './state.js'
-import {Credentials} from './tls.js'
-import {type InboundListenerInfo, type InboundOptions, InboundTunnels} from './tunnel-inbound.js'
+import {createLogger, type Logger, type LogLevel} from '../observe/log.js'
+import {Metrics} from '../observe/metrics.js'
+import {NativeHbonePool} from '../hbone/native-pool.js'
+import {NativeHboneServer} from '../paths/native-server.js'
+import {NativeContexts} from '../hbone/native-tls.js'
+import {type ConnectionSnapshot, ConnectionRegistry} from '../observe/registry.js'
+import {H2_CONNECTION_WINDOW, H2_STREAM_WINDOW} from '../hbone/relay.js'
+import {MeshState} from '../state/state.js'
+import {Credentials} from '../hbone/tls.js'
+import {type InboundListenerInfo, type InboundOptions, InboundTunnels} from '../paths/tunnel-inbound.js'
 
 export interface AgentOptions {
   /** the address other agents dial; default: the bound HBONE address with 0.0.0.0/:: → 127.0.0.1 */
@@ -44,12 +44,12 @@ export interface AgentOptions {
   hbone: string
   identity: IdentityFile
   /** in-pod data path (`--inpod-socket`): serve the CNI socket and the workloads' listeners */
-  inpod?: {socketPath: string; stateDir: string; issueCert?: import('../inpod/certs.js').IssueWorkloadCert}
+  inpod?: {socketPath: string; stateDir: string; issueCert?: import('../../inpod/certs.js').IssueWorkloadCert}
   /** sidecar mode (`--mode proxy|tproxy`): local binds or interception for the services it may dial */
-  sidecar?: import('../sidecar/sidecar.js').SidecarOptions
+  sidecar?: import('../../sidecar/sidecar.js').SidecarOptions
   /** where a renewed certificate is written back (atomically, 0600) */
   identityFile?: string
-  /** after this long without a connection, trim memory once (src/lib/proxy/idle-trim.ts); undefined: never */
+  /** after this long without a connection, trim memory once (src/lib/proxy/daemon/idle-trim.ts); undefined: never */
   idleTrimMs?: number
   logDestination?: NodeJS.WritableStream
   logLevel?: LogLevel
@@ -177,8 +177,8 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
   const inbound = new InboundTunnels({...common, dataPath, sourceSpiffe})
   const httpServers: Server[] = []
   let renewer: CertificateRenewer | undefined
-  let inpod: import('../inpod/runtime.js').InpodRuntime | undefined
-  let sidecar: import('../sidecar/sidecar.js').SidecarHooks | undefined
+  let inpod: import('../../inpod/runtime.js').InpodRuntime | undefined
+  let sidecar: import('../../sidecar/sidecar.js').SidecarHooks | undefined
   let resolveClosed!: () => void
   const closed = new Promise<void>((resolve) => {
     resolveClosed = resolve
@@ -344,7 +344,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
     }
 
     if (options.sidecar) {
-      const {startSidecar} = await import('../sidecar/sidecar.js')
+      const {startSidecar} = await import('../../sidecar/sidecar.js')
       sidecar = await startSidecar(options.sidecar, getLogger)
     }
 
@@ -359,8 +359,8 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
       },
     })
     if (options.inpod) {
-      const {startInpod} = await import('../inpod/runtime.js')
-      const {controllerCall, controllerCertIssuer} = await import('../inpod/controller-api.js')
+      const {startInpod} = await import('../../inpod/runtime.js')
+      const {controllerCall, controllerCertIssuer} = await import('../../inpod/controller-api.js')
       const viaController = options.configSource.kind === 'controller'
       inpod = await startInpod(options.inpod, {
         advertise: () => addresses.advertise,
@@ -403,7 +403,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
 /** The native engine for `native` (a ZtError when it cannot load), `auto` (undefined, with a warning), or none for `node`. */
 async function loadEngine(choice: DataPathChoice, logger: Logger): Promise<HboneEngine | undefined> {
   if (choice === 'node') return undefined
-  const {HboneEngine} = await import('./hbone-engine.js')
+  const {HboneEngine} = await import('../hbone/hbone-engine.js')
   try {
     return HboneEngine.get()
   } catch (error) {

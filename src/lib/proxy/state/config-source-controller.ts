@@ -2,8 +2,8 @@
 // via src/lib/client/config-stream.ts). Each snapshot/delta is validated, then applied; a failure nacks
 // it. While the controller is unreachable the agent keeps serving its last configuration and the
 // subscription reconnects with bounded backoff, resuming from the last applied version.
-import {subscribeConfig, type ConfigSubscription} from '../client/config-stream.js'
-import type {IdentityFile} from '../identity/file.js'
+import {subscribeConfig, type ConfigSubscription} from '../../client/config-stream.js'
+import type {IdentityFile} from '../../identity/file.js'
 import type {ApplyConfig, ConfigSource, ConfigSourceEvents, ConfigSourceStatus} from './config-source.js'
 import {validateSnapshot} from './state.js'
 

@@ -2,7 +2,7 @@
 // ztunnel's pooling policy (hbone-pool.ts): sessions keyed by (source identity, destination identity,
 // destination address), at most MAX_STREAMS streams each, the server's identity pinned, idle release,
 // GOAWAY → no new streams. `open()` resolves once the peer answered 200; the bytes then flow in C.
-import {parseHostPort, resolveHost} from './address.js'
+import {parseHostPort, resolveHost} from '../address.js'
 import type {HboneEngine, PeerCertificateInfo} from './hbone-engine.js'
 import {describeHboneFailure, type HboneDestination, HboneError, type PoolOptions, type PoolSessionInfo, statusError} from './hbone-pool.js'
 import type {NativeContexts} from './native-tls.js'

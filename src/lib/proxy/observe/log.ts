@@ -2,7 +2,7 @@
 // per connection when it closes.
 import type {ConnectionRecord} from './registry.js'
 
-export {createLogger, isLogLevel, LOG_LEVELS, type Logger, type LoggerOptions, type LogLevel} from '../log/logger.js'
+export {createLogger, isLogLevel, LOG_LEVELS, type Logger, type LoggerOptions, type LogLevel} from '../../log/logger.js'
 
 /** ztunnel's access-log fields, from the reporter's own point of view (bytes are not flipped). */
 export function accessLogFields(record: ConnectionRecord, bytes: {received: number; sent: number}, now = Date.now()): Record<string, unknown> {

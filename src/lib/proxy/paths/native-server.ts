@@ -2,15 +2,15 @@
 // HTTP/2 sessions; each CONNECT comes here as an event and goes through the same admission as the
 // node:http2 server (hbone-admission.ts). An admitted one is dialled by the addon, which answers 200
 // only once the upstream is connected (503 if it cannot be), then relays the bytes itself.
-import {describeSystemError} from '../errors.js'
-import {formatHostPort, type HostPort, resolveHost} from './address.js'
+import {describeSystemError} from '../../errors.js'
+import {formatHostPort, type HostPort, resolveHost} from '../address.js'
 import type {ConnectionTracker} from './connection.js'
 import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
-import type {HboneEngine, ServerSessionHandler} from './hbone-engine.js'
-import type {Logger} from './log.js'
-import type {Metrics} from './metrics.js'
-import type {MeshState} from './state.js'
-import type {NativeContexts} from './native-tls.js'
+import type {HboneEngine, ServerSessionHandler} from '../hbone/hbone-engine.js'
+import type {Logger} from '../observe/log.js'
+import type {Metrics} from '../observe/metrics.js'
+import type {MeshState} from '../state/state.js'
+import type {NativeContexts} from '../hbone/native-tls.js'
 
 export interface NativeServerOptions {
   advertise: () => string

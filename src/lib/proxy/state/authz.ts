@@ -5,8 +5,8 @@
 //   4. any matching ALLOW policy → allow; else deny.
 // Pure functions: the same inputs give the same decision, so live connections can be re-checked after
 // every configuration change.
-import type {IdentitySummary, Policy, ServiceName} from '../config/types.js'
-import {cidrContains} from './address.js'
+import type {IdentitySummary, Policy, ServiceName} from '../../config/types.js'
+import {cidrContains} from '../address.js'
 
 /** Everything a decision looks at, known once the CONNECT arrived. */
 export interface AuthzRequest {

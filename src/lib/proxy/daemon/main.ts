@@ -6,8 +6,8 @@
 // and prints its stack (the CLI's own words: error-text.ts). No oclif here.
 import module from 'node:module'
 
-import {errorText} from '../error-text.js'
-import {ExitCode, ZtError} from '../errors.js'
+import {errorText} from '../../error-text.js'
+import {ExitCode, ZtError} from '../../errors.js'
 import {DAEMON_OPTIONS_ENV, type DaemonOptions, runDaemon} from './launch.js'
 
 module.enableCompileCache?.()

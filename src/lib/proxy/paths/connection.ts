@@ -3,10 +3,10 @@
 import type {Http2Stream} from 'node:http2'
 import type {Socket} from 'node:net'
 
-import {accessLogFields, type Logger} from './log.js'
-import type {Metrics, TrafficLabels} from './metrics.js'
-import type {CloseReason, ConnectionRecord, ConnectionRegistry} from './registry.js'
-import {relay} from './relay.js'
+import {accessLogFields, type Logger} from '../observe/log.js'
+import type {Metrics, TrafficLabels} from '../observe/metrics.js'
+import type {CloseReason, ConnectionRecord, ConnectionRegistry} from '../observe/registry.js'
+import {relay} from '../hbone/relay.js'
 
 /** Bytes read from and written to the plain TCP side of a tunnel. */
 export interface PlainBytes {

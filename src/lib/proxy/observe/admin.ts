@@ -4,7 +4,7 @@
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
-import {formatHostPort, type HostPort} from './address.js'
+import {formatHostPort, type HostPort} from '../address.js'
 import {isLogLevel, LOG_LEVELS, type LogLevel} from './log.js'
 
 export interface AdminHandlers {

@@ -1,4 +1,4 @@
-// The native HBONE data path (src/lib/proxy/native/hbone.c): TLS + HTTP/2 CONNECT framing and the byte
+// The native HBONE data path (src/lib/proxy/hbone/native/hbone.c): TLS + HTTP/2 CONNECT framing and the byte
 // relay in C on Node's own event loop, with every decision left here. The addon reports events by id;
 // this module routes each to whoever owns that id (a listener, a session, a tunnel). One engine per
 // process: several agents in one process (tests) share it, each owning its own ids.
@@ -7,7 +7,7 @@ import {createRequire} from 'node:module'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {ZtError} from '../errors.js'
+import {ZtError} from '../../errors.js'
 
 /** Event codes, as hbone.c numbers them. */
 const enum EventType {
@@ -77,7 +77,7 @@ export interface TunnelHandler {
 }
 
 // src/lib/proxy and dist/lib/proxy sit at the same depth below the repository root.
-const ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/Release/ztctl_hbone.node')
+const ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../build/Release/ztctl_hbone.node')
 
 export class HboneEngine {
   private static instance: HboneEngine | undefined

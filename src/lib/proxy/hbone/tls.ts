@@ -5,8 +5,8 @@ import {constants as cryptoConstants} from 'node:crypto'
 import {EventEmitter} from 'node:events'
 import {createSecureContext, type PeerCertificate, type SecureContext, type SecureContextOptions, type TLSSocket} from 'node:tls'
 
-import type {IdentityFile} from '../identity/file.js'
-import {certInfo, type CertInfo, spiffeFromSubjectAltName, splitPem} from '../pki/cert-info.js'
+import type {IdentityFile} from '../../identity/file.js'
+import {certInfo, type CertInfo, spiffeFromSubjectAltName, splitPem} from '../../pki/cert-info.js'
 
 /** node:tls takes TLS 1.3 suites in `ciphers` (there is no `ciphersuites` option). */
 export const HBONE_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384'

@@ -7,8 +7,8 @@ import {type ClientHttp2Session, type ClientHttp2Stream, connect, type IncomingH
 import type {Socket} from 'node:net'
 import {connect as tlsConnect, type TLSSocket} from 'node:tls'
 
-import {formatHostPort, type HostPort, parseHostPort} from './address.js'
-import type {ResponseFlag} from './metrics.js'
+import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
+import type {ResponseFlag} from '../observe/metrics.js'
 import {POOL_DEFAULTS, type PooledEntry, PooledSessions} from './pool-sessions.js'
 import {H2_MAX_SESSION_MEMORY_MB, H2_SETTINGS, keepalive, raiseConnectionWindow} from './relay.js'
 import {type Credentials, HBONE_ALPN, peerIdentity, pinServerIdentity} from './tls.js'

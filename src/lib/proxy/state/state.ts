@@ -1,9 +1,9 @@
 // The agent's view of the mesh, rebuilt from each configuration snapshot: which targets this agent
 // serves, where each service's endpoints are, which certificates are revoked, and the authorization
 // decision for a connection. Immutable once built, so a connection handler reads one consistent view.
-import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, RESOURCE_KINDS, type ResourceKind} from '../config/types.js'
-import {ZtError} from '../errors.js'
-import {formatHostPort, type HostPort, isValidCidr, parseHostPort, sameHostPort} from './address.js'
+import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, RESOURCE_KINDS, type ResourceKind} from '../../config/types.js'
+import {ZtError} from '../../errors.js'
+import {formatHostPort, type HostPort, isValidCidr, parseHostPort, sameHostPort} from '../address.js'
 import {authorize, type AuthzDecision, type AuthzRequest, sourceOf} from './authz.js'
 
 export interface Endpoint {

@@ -1,11 +1,11 @@
 // Admission of an HBONE CONNECT, shared by both data paths (node:http2 in hbone-server.ts, the native one
 // in native-server.ts): method, :authority, revocation, identity, "is this a target I serve?" (never an
 // open relay) and L4 authorization, with the connection's record and metric labels either way.
-import {formatHostPort, type HostPort, parseHostPort} from './address.js'
-import {identityNameFromSpiffe, workloadFromSpiffe} from './authz.js'
-import type {ResponseFlag, TrafficLabels} from './metrics.js'
-import type {ConnectionRecord} from './registry.js'
-import type {MeshState} from './state.js'
+import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
+import {identityNameFromSpiffe, workloadFromSpiffe} from '../state/authz.js'
+import type {ResponseFlag, TrafficLabels} from '../observe/metrics.js'
+import type {ConnectionRecord} from '../observe/registry.js'
+import type {MeshState} from '../state/state.js'
 
 const MAX_FORWARDED_LENGTH = 1024
 

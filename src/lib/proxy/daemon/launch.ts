@@ -8,8 +8,8 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import type {Agent, AgentOptions} from './agent.js'
-import type {ConfigSource} from './config-source.js'
-import type {LogLevel} from './log.js'
+import type {ConfigSource} from '../state/config-source.js'
+import type {LogLevel} from '../observe/log.js'
 
 export interface LaunchOptions {
   admin?: string
@@ -41,7 +41,7 @@ export interface ReadyFile {
 
 export async function launchAgent(options: LaunchOptions): Promise<Agent> {
   const [{readIdentityFile}, {runAgent}, {StaticConfigSource}] = await Promise.all([
-    import('../identity/file.js'), import('./agent.js'), import('./config-source.js'),
+    import('../../identity/file.js'), import('./agent.js'), import('../state/config-source.js'),
   ])
   const identity = await readIdentityFile(options.identityFile)
   const configSource: ConfigSource = options.config
@@ -63,11 +63,11 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
     logLevel: options.logLevel,
     metrics: options.metrics,
     readiness: options.readiness,
-    renewIdentity: options.config ? undefined : (await import('../client/renew.js')).renewIdentity,
+    renewIdentity: options.config ? undefined : (await import('../../client/renew.js')).renewIdentity,
   })
   if (options.readyFile) {
     const file = options.readyFile
-    const {writeFileAtomic} = await import('../home/home.js')
+    const {writeFileAtomic} = await import('../../home/home.js')
     void agent.ready.then(async () => {
       const ready: ReadyFile = {addresses: agent.addresses, identity: identity.name, pid: process.pid, spiffe: identity.spiffe}
       await writeFileAtomic(file, JSON.stringify(ready, null, 2) + '\n', 0o644)
@@ -78,8 +78,8 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
   return agent
 }
 
-async function controllerSource(identity: import('../identity/file.js').IdentityFile): Promise<ConfigSource> {
-  const {ControllerConfigSource} = await import('./config-source-controller.js')
+async function controllerSource(identity: import('../../identity/file.js').IdentityFile): Promise<ConfigSource> {
+  const {ControllerConfigSource} = await import('../state/config-source-controller.js')
   return new ControllerConfigSource(identity)
 }
 

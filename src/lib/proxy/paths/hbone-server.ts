@@ -5,16 +5,16 @@ import {createSecureServer, type Http2SecureServer, type Http2Session, type Inco
 import {connect as netConnect, type AddressInfo, type Socket} from 'node:net'
 import type {TLSSocket} from 'node:tls'
 
-import {describeSystemError} from '../errors.js'
-import {formatHostPort, type HostPort, normalizeIp} from './address.js'
+import {describeSystemError} from '../../errors.js'
+import {formatHostPort, type HostPort, normalizeIp} from '../address.js'
 import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
 import type {ConnectionTracker} from './connection.js'
-import type {Logger} from './log.js'
-import type {Metrics, TrafficLabels} from './metrics.js'
-import type {ConnectionRecord} from './registry.js'
-import {H2_MAX_SESSION_MEMORY_MB, H2_SETTINGS, keepalive, raiseConnectionWindow} from './relay.js'
-import type {MeshState} from './state.js'
-import {type Credentials, type PeerIdentity, peerIdentity} from './tls.js'
+import type {Logger} from '../observe/log.js'
+import type {Metrics, TrafficLabels} from '../observe/metrics.js'
+import type {ConnectionRecord} from '../observe/registry.js'
+import {H2_MAX_SESSION_MEMORY_MB, H2_SETTINGS, keepalive, raiseConnectionWindow} from '../hbone/relay.js'
+import type {MeshState} from '../state/state.js'
+import {type Credentials, type PeerIdentity, peerIdentity} from '../hbone/tls.js'
 
 export interface HboneServerOptions {
   credentials: Credentials

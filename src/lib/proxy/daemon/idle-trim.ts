@@ -8,8 +8,8 @@ import {readFileSync, realpathSync} from 'node:fs'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 
-import {discardFilePages, mallocTrim} from '../netns/native.js'
-import type {Logger} from './log.js'
+import {discardFilePages, mallocTrim} from '../../netns/native.js'
+import type {Logger} from '../observe/log.js'
 
 /** Resident memory of a process, from /proc/PID/status (KiB). */
 export interface MemoryStatus {
