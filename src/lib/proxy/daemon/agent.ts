@@ -3,30 +3,30 @@
 // half-life, and on shutdown stop accepting, drain up to a deadline, then close everything.
 import type {Server} from 'node:http'
 
-import type {IdentitySummary, Policy, Revocation} from '../../config/types.js'
-import {ExitCode, ZtError, describeSystemError} from '../../errors.js'
 import {CertificateRenewer} from '../../client/renew.js'
+import type {IdentitySummary, Policy, Revocation} from '../../config/types.js'
+import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
+import type {InpodRuntime} from '../../inpod/runtime.js'
 import {certInfo, splitPem} from '../../pki/cert-info.js'
+import type {SidecarHooks} from '../../sidecar/sidecar.js'
 import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
-import {adminRoutes, metricsRoutes, readinessRoutes, serveRoutes} from '../observe/admin.js'
-import {trustDomainOf} from '../state/authz.js'
-import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/config-source.js'
-import {ConnectionTracker} from '../paths/connection.js'
-import {HbonePool, type PoolSessionInfo} from '../hbone/hbone-pool.js'
-import type {HboneEngine} from '../hbone/hbone-engine.js'
-import {HboneServer} from '../paths/hbone-server.js'
-import {startIdleTrim} from './idle-trim.js'
+import type {PoolSessionInfo} from '../hbone/hbone-pool.js'
+import {H2_CONNECTION_WINDOW, H2_STREAM_WINDOW} from '../hbone/relay.js'
+import {Credentials} from '../hbone/tls.js'
+import {type AdminHandlers, adminRoutes, metricsRoutes, readinessRoutes, serveRoutes} from '../observe/admin.js'
 import {createLogger, type Logger, type LogLevel} from '../observe/log.js'
 import {Metrics} from '../observe/metrics.js'
-import {NativeHbonePool} from '../hbone/native-pool.js'
-import {NativeHboneServer} from '../paths/native-server.js'
-import {NativeContexts} from '../hbone/native-tls.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from '../observe/registry.js'
-import {H2_CONNECTION_WINDOW, H2_STREAM_WINDOW} from '../hbone/relay.js'
-import {MeshState} from '../state/state.js'
-import {Credentials} from '../hbone/tls.js'
-import {type InboundListenerInfo, type InboundOptions, InboundTunnels} from '../paths/tunnel-inbound.js'
+import {ConnectionTracker} from '../paths/connection.js'
+import {type InboundListenerInfo, InboundTunnels} from '../paths/tunnel-inbound.js'
+import {trustDomainOf} from '../state/authz.js'
+import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/config-source.js'
+import {MeshState, type SelfInfo} from '../state/state.js'
+import {buildDataPath, type DataPath, type DataPathChoice, type DataPathTiming, MAX_STREAMS_PER_SESSION, type TrafficContext} from './data-path.js'
+import {startIdleTrim} from './idle-trim.js'
+
+export type {DataPathChoice} from './data-path.js'
 
 export interface AgentOptions {
   /** the address other agents dial; default: the bound HBONE address with 0.0.0.0/:: → 127.0.0.1 */
@@ -58,10 +58,8 @@ export interface AgentOptions {
   /** Renew the certificate at half-life with this (the controller's /v1/renew); undefined: never renew. */
   renewIdentity?: (identity: IdentityFile) => Promise<IdentityFile>
   /** pool and server timers; tests shorten them */
-  timing?: {idleTimeoutMs?: number; keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number}
+  timing?: DataPathTiming
 }
-
-export type DataPathChoice = 'auto' | 'native' | 'node'
 
 export interface AgentAddresses {
   admin?: string
@@ -121,7 +119,31 @@ export interface Agent {
   shutdown(reason?: string): Promise<void>
 }
 
-const MAX_STREAMS_PER_SESSION = 100
+/** The running agent's parts, shared by the functions below: applyConfig replaces `state`, shutdown sets `draining`, startup fills in the optional parts. */
+interface AgentCore {
+  readonly addresses: AgentAddresses
+  configured: boolean
+  readonly credentials: Credentials
+  draining: boolean
+  readonly drainTimeoutMs: number
+  readonly httpServers: Server[]
+  inpod?: InpodRuntime
+  readonly logger: Logger
+  readonly metrics: Metrics
+  readonly options: AgentOptions
+  readonly registry: ConnectionRegistry
+  renewer?: CertificateRenewer
+  readonly self: SelfInfo
+  sidecar?: SidecarHooks
+  state: MeshState
+  readonly tracker: ConnectionTracker
+}
+
+/** The core once its data path and inbound tunnels exist. */
+interface RunningAgent extends AgentCore {
+  readonly data: DataPath
+  readonly inbound: InboundTunnels
+}
 
 function listenAddress(text: string, what: string): HostPort {
   const address = parseHostPort(text, '0.0.0.0')
@@ -150,35 +172,8 @@ function certDump(pem: string): CertificateDump['certChain'][number] {
 }
 
 export async function runAgent(options: AgentOptions): Promise<Agent> {
-  const logger = await createLogger({destination: options.logDestination, level: options.logLevel ?? 'info'})
-  const getLogger = (): Logger => logger
-  const credentials = new Credentials(options.identity)
-  const self = {name: options.identity.name, trustDomain: trustDomainOf(options.identity.spiffe)}
-  let state = MeshState.empty(self)
-  let configured = false
-  let draining = false
-  const drainTimeoutMs = options.drainTimeoutMs ?? 5000
-  const metrics = new Metrics({component: 'ztctl-agent', tag: options.buildVersion ?? 'unknown'})
-  const registry = new ConnectionRegistry()
-  const tracker = new ConnectionTracker(registry, metrics, getLogger)
-  const timing = options.timing ?? {}
-  const addresses: AgentAddresses = {advertise: '', hbone: '', inbound: {}}
-  const engine = await loadEngine(options.dataPath ?? 'auto', logger)
-  const native = engine && {contexts: new NativeContexts(engine, credentials), engine}
-  const isRevoked = (serial: string): boolean => state.isRevoked(serial)
-  const sourceSpiffe = (): string => credentials.identity.spiffe
-  const advertise = (): string => addresses.advertise
-  const common = {logger: getLogger, metrics, state: () => state, tracker, ...timing}
-  const dataPath: InboundOptions['dataPath'] = native
-    ? {engine: native.engine, kind: 'native', pool: new NativeHbonePool({...native, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, sourceSpiffe, ...timing})}
-    : {kind: 'node', pool: new HbonePool({credentials, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, ...timing})}
-  const {pool} = dataPath
-  const hboneServer = native ? new NativeHboneServer({...common, ...native, advertise, selfSpiffe: sourceSpiffe}) : new HboneServer({...common, advertise, credentials})
-  const inbound = new InboundTunnels({...common, dataPath, sourceSpiffe})
-  const httpServers: Server[] = []
-  let renewer: CertificateRenewer | undefined
-  let inpod: import('../../inpod/runtime.js').InpodRuntime | undefined
-  let sidecar: import('../../sidecar/sidecar.js').SidecarHooks | undefined
+  const core = await createCore(options)
+  const agent = await withDataPath(core, options.dataPath ?? 'auto')
   let resolveClosed!: () => void
   const closed = new Promise<void>((resolve) => {
     resolveClosed = resolve
@@ -188,229 +183,320 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
     resolveReady = resolve
   })
 
-  const hboneAddress = listenAddress(options.hbone, 'hbone')
-  const bound = await listenOrExplain('hbone', hboneAddress, () => hboneServer.listen(hboneAddress))
-  addresses.hbone = formatHostPort({host: bound.address, port: bound.port})
-  addresses.advertise = options.advertise ?? formatHostPort({host: ['0.0.0.0', '::'].includes(bound.address) ? '127.0.0.1' : bound.address, port: bound.port})
-  logger.info({address: addresses.hbone, advertise: addresses.advertise, component: 'hbone'}, 'listener established')
-
-  const pending = (): string[] => {
-    if (draining) return ['draining']
-    const waiting: string[] = []
-    if (!configured) waiting.push('configuration')
-    const failed = inbound.list().filter((listener) => listener.error)
-    if (failed.length > 0) waiting.push(...failed.map((listener) => `listener ${listener.key}`))
-    return waiting
-  }
-
-  let applying = Promise.resolve()
-  const applyConfig = async (update: ConfigUpdate): Promise<void> => {
-    const run = applying.then(async () => {
-      const next = new MeshState(update.snapshot, update.version, self)
-      const previous = state
-      state = next
-      const failures = draining ? [] : await inbound.apply([...next.inboundTunnels(), ...(sidecar?.listeners(next) ?? [])])
-      for (const listener of inbound.list()) if (listener.address) addresses.inbound[listener.key] = listener.address
-      for (const key of Object.keys(addresses.inbound)) if (!inbound.list().some((listener) => listener.key === key && listener.address)) delete addresses.inbound[key]
-      if (!draining) await sidecar?.applied(next, addresses.inbound)
-      enforce(previous, next)
-      inpod?.applyConfig(next)
-      configured = true
-      logger.info({version: update.version, inbound: next.inboundTunnels().length, hosted: next.hostedTunnels().length}, 'configuration applied')
-      if (failures.length > 0) throw new ZtError('ZT_ERR_CONFIG_APPLY', failures.join('; '))
-      if (pending().length === 0) resolveReady()
-    })
-    applying = run.catch(() => {})
-    return run
-  }
-
-  /** Re-check live connections against a new configuration: revoked peers and policy changes. */
-  const enforce = (previous: MeshState, next: MeshState): void => {
-    const revoked = (serial: string | undefined): boolean => next.isRevoked(serial) && !previous.isRevoked(serial)
-    const revokedCount = registry.closeWhere((record) => revoked(record.peerSerial), {flag: 'CERT_REVOKED', message: 'connection closed: peer certificate revoked'})
-    pool.closeWhere((session) => next.isRevoked(session.peerSerial))
-    hboneServer.closeSessionsWhere((peer) => next.isRevoked(peer.serial))
-    const deniedCount = registry.closeWhere((record) => {
-      if (record.direction !== 'inbound') return false
-      const target = parseHostPort(record.hboneTarget)
-      if (!target) return false
-      const tunnel = next.hostedTunnel(target, record.service)
-      const [sourceAddress] = splitHostPort(record.sourceAddress)
-      return !next.authorize({destinationPort: target.port, service: record.service, sourceAddress, sourceSpiffe: record.sourceSpiffe}, tunnel).allowed
-    }, {flag: 'DENY', message: 'connection closed due to policy change'})
-    if (revokedCount + deniedCount > 0) logger.info({revoked: revokedCount, denied: deniedCount}, 'closed live connections after a configuration change')
-  }
-
-  const configDump = (): ConfigDump => {
-    const {snapshot} = state
-    const serviceNames = [...new Set(Object.values(snapshot.outbound).map((tunnel) => tunnel.service))].sort()
-    const identity = credentials.identity
-    const leaf = credentials.certificate
-    return {
-      agent: {name: self.name, spiffe: identity.spiffe, trustDomain: self.trustDomain},
-      build: {node: process.version, version: options.buildVersion ?? 'unknown'},
-      certificates: [{
-        certChain: splitPem(identity.cert).map((pem) => certDump(pem)),
-        identity: identity.spiffe,
-        rootCerts: splitPem(identity.ca).map((pem) => certDump(pem)),
-        state: leaf.notAfter.getTime() > Date.now() ? 'Available' : 'Expired',
-      }],
-      config: {
-        addresses: structuredClone(addresses),
-        dataPath: dataPath.kind,
-        drainTimeoutMs,
-        h2: {connectionWindow: H2_CONNECTION_WINDOW, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, streamWindow: H2_STREAM_WINDOW},
-        source: {...options.configSource.status(), kind: options.configSource.kind},
-      },
-      connections: registry.list(),
-      identities: Object.values(snapshot.identity),
-      inbound: inbound.list(),
-      pending: pending(),
-      policies: Object.values(snapshot.policy),
-      pool: pool.list(),
-      ready: pending().length === 0,
-      revocations: Object.values(snapshot.revocation),
-      services: serviceNames.map((name) => {
-        const hosted = state.hostedTunnels().find((tunnel) => tunnel.service === name)
-        return {allow: hosted?.allow, endpoints: state.endpoints(name).map(({agent, hbone, target, weight}) => ({agent, hbone, target, weight})), hostedHere: Boolean(hosted), name}
-      }),
-      version: state.version,
-      workloads: [
-        ...Object.values(snapshot.agent).map((agent) => ({hbone: agent.hbone, name: agent.name, protocol: 'HBONE' as const, self: agent.name === self.name, spiffe: agent.spiffe})),
-        ...Object.values(snapshot.workload ?? {}).map((pod) => ({
-          hbone: pod.hbone, ips: pod.ips, name: pod.name, namespace: pod.namespace, node: pod.node, protocol: 'HBONE' as const, self: pod.node === self.name,
-          spiffe: `spiffe://${self.trustDomain}/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
-        })),
-      ],
-    }
-  }
-
-  let shuttingDown: Promise<void> | undefined
-  const shutdown = async (reason = 'shutdown requested'): Promise<void> => {
-    shuttingDown ??= (async () => {
-      draining = true
-      renewer?.stop()
-      logger.info({reason, connections: registry.size, deadlineMs: drainTimeoutMs}, 'draining')
-      hboneServer.drain()
-      inbound.close()
-      inpod?.close()
-      await sidecar?.close().catch((error: Error) => logger.error({error: error.message}, 'sidecar cleanup failed'))
-      await options.configSource.close().catch(() => {})
-      const drained = await registry.drained(drainTimeoutMs)
-      if (!drained) {
-        logger.warn({connections: registry.size}, 'drain duration expired with pending connections, forcefully shutting down')
-        registry.closeWhere(() => true, {flag: '-', message: 'connection closed: agent shutting down (drain deadline passed)'})
-      }
-
-      pool.destroy()
-      hboneServer.destroy()
-      native?.contexts.free()
-      for (const server of httpServers) {
-        server.close()
-        server.closeAllConnections()
-      }
-
-      logger.info('agent stopped')
-      await new Promise<void>((resolve) => {
-        logger.flush(() => resolve())
-      })
-      resolveClosed()
-    })()
-    return shuttingDown
-  }
-
-  try {
-    const routeHandlers = {
-      configDump,
-      getLogLevel: () => logger.level,
-      pending,
-      quit: () => void shutdown('POST /quitquitquit'),
-      renderMetrics: () => metrics.render(),
-      setLogLevel: (level: LogLevel) => {
-        logger.level = level
-      },
-    }
-    for (const [what, text, routes] of [
-      ['admin', options.admin, adminRoutes(routeHandlers)],
-      ['metrics', options.metrics, metricsRoutes(routeHandlers)],
-      ['readiness', options.readiness, readinessRoutes(routeHandlers)],
-    ] as const) {
-      if (text === undefined) continue
-      const address = listenAddress(text, what)
-      const served = await listenOrExplain(what, address, () => serveRoutes(address, routes))
-      httpServers.push(served.server)
-      addresses[what] = served.address
-      logger.info({address: served.address, component: what}, 'listener established')
-    }
-
-    if (options.sidecar) {
-      const {startSidecar} = await import('../../sidecar/sidecar.js')
-      sidecar = await startSidecar(options.sidecar, getLogger)
-    }
-
-    await options.configSource.start(applyConfig, {
-      agent: self.name,
-      hbone: addresses.advertise,
-      identity: () => credentials.identity,
-      onError: (message) => logger.error({error: message}, 'configuration not applied; keeping the last one'),
-      onState(sourceState, error) {
-        if (error) logger.warn({error, state: sourceState}, 'configuration source disconnected; serving the last configuration and reconnecting')
-        else logger.info({state: sourceState}, `configuration source ${sourceState}`)
-      },
-    })
-    if (options.inpod) {
-      const {startInpod} = await import('../../inpod/runtime.js')
-      const {controllerCall, controllerCertIssuer} = await import('../../inpod/controller-api.js')
-      const viaController = options.configSource.kind === 'controller'
-      inpod = await startInpod(options.inpod, {
-        advertise: () => addresses.advertise,
-        controller: viaController ? controllerCall(() => credentials.identity) : undefined,
-        issueCert: options.inpod.issueCert ?? (viaController ? controllerCertIssuer(() => credentials.identity) : undefined),
-        logger: getLogger, metrics, node: self.name, state: () => state, timing, tracker, trustDomain: self.trustDomain,
-      })
-    }
-  } catch (error) {
-    hboneServer.destroy()
-    inpod?.close()
-    await sidecar?.close().catch(() => {})
-    for (const server of httpServers) server.close()
-    throw error
-  }
-
-  if (options.renewIdentity) {
-    renewer = new CertificateRenewer(credentials.identity, {file: options.identityFile, maxBackoffMs: 150_000, minBackoffMs: 500, renew: options.renewIdentity})
-    renewer.on('renewed', (identity: IdentityFile) => {
-      credentials.update(identity)
-      logger.info({serial: credentials.certificate.serial, notAfter: credentials.certificate.notAfter.toISOString()}, 'certificate renewed')
-    })
-    renewer.on('error', (error: Error, retryInMs: number) => logger.warn({error: error.message, retryInMs}, 'certificate renewal failed; still serving with the current certificate'))
-    renewer.start()
-  }
-
-  if (options.idleTrimMs) startIdleTrim({closed, idleMs: options.idleTrimMs, logger, source: registry})
+  await listenHbone(agent)
+  const applyConfig = configApplier(agent, resolveReady)
+  const configDump = (): ConfigDump => dumpConfig(agent)
+  const shutdown = shutdownOnce(agent, resolveClosed)
+  await startServices(agent, {applyConfig, configDump, shutdown})
+  startRenewal(agent)
+  if (options.idleTrimMs) startIdleTrim({closed, idleMs: options.idleTrimMs, logger: agent.logger, source: agent.registry})
   return {
-    addresses,
+    addresses: agent.addresses,
     applyConfig,
     closed,
     configDump,
-    logger,
-    metrics,
+    logger: agent.logger,
+    metrics: agent.metrics,
     ready,
     shutdown,
   }
 }
 
-/** The native engine for `native` (a ZtError when it cannot load), `auto` (undefined, with a warning), or none for `node`. */
-async function loadEngine(choice: DataPathChoice, logger: Logger): Promise<HboneEngine | undefined> {
-  if (choice === 'node') return undefined
-  const {HboneEngine} = await import('../hbone/hbone-engine.js')
-  try {
-    return HboneEngine.get()
-  } catch (error) {
-    if (choice === 'native') throw error
-    logger.warn({error: (error as Error).message}, 'native data path unavailable; using the node:http2 one')
-    return undefined
+async function createCore(options: AgentOptions): Promise<AgentCore> {
+  const logger = await createLogger({destination: options.logDestination, level: options.logLevel ?? 'info'})
+  const credentials = new Credentials(options.identity)
+  const self = {name: options.identity.name, trustDomain: trustDomainOf(options.identity.spiffe)}
+  const state = MeshState.empty(self)
+  const metrics = new Metrics({component: 'ztctl-agent', tag: options.buildVersion ?? 'unknown'})
+  const registry = new ConnectionRegistry()
+  const tracker = new ConnectionTracker(registry, metrics, () => logger)
+  return {
+    addresses: {advertise: '', hbone: '', inbound: {}},
+    configured: false,
+    credentials,
+    draining: false,
+    drainTimeoutMs: options.drainTimeoutMs ?? 5000,
+    httpServers: [],
+    logger,
+    metrics,
+    options,
+    registry,
+    self,
+    state,
+    tracker,
   }
+}
+
+/** Choose the engine, build the HBONE pool and server on it, and the inbound tunnels that dial through the pool. */
+async function withDataPath(core: AgentCore, choice: DataPathChoice): Promise<RunningAgent> {
+  const timing = core.options.timing ?? {}
+  const sourceSpiffe = (): string => core.credentials.identity.spiffe
+  const common: TrafficContext = {logger: () => core.logger, metrics: core.metrics, state: () => core.state, tracker: core.tracker, ...timing}
+  const data = await buildDataPath(choice, {
+    advertise: () => core.addresses.advertise,
+    common,
+    credentials: core.credentials,
+    isRevoked: (serial) => core.state.isRevoked(serial),
+    logger: core.logger,
+    sourceSpiffe,
+    timing,
+  })
+  // Object.assign keeps one object: the closures above read the state applyConfig replaces.
+  return Object.assign(core, {data, inbound: new InboundTunnels({...common, dataPath: data.client, sourceSpiffe})})
+}
+
+async function listenHbone(agent: RunningAgent): Promise<void> {
+  const {addresses, options} = agent
+  const hboneAddress = listenAddress(options.hbone, 'hbone')
+  const bound = await listenOrExplain('hbone', hboneAddress, () => agent.data.server.listen(hboneAddress))
+  addresses.hbone = formatHostPort({host: bound.address, port: bound.port})
+  addresses.advertise = options.advertise ?? formatHostPort({host: ['0.0.0.0', '::'].includes(bound.address) ? '127.0.0.1' : bound.address, port: bound.port})
+  agent.logger.info({address: addresses.hbone, advertise: addresses.advertise, component: 'hbone'}, 'listener established')
+}
+
+/** What readiness still waits for; empty once ready. */
+function pending(agent: RunningAgent): string[] {
+  if (agent.draining) return ['draining']
+  const waiting: string[] = []
+  if (!agent.configured) waiting.push('configuration')
+  const failed = agent.inbound.list().filter((listener) => listener.error)
+  if (failed.length > 0) waiting.push(...failed.map((listener) => `listener ${listener.key}`))
+  return waiting
+}
+
+/** Configurations apply one at a time, in the order they arrive. */
+function configApplier(agent: RunningAgent, resolveReady: () => void): (update: ConfigUpdate) => Promise<void> {
+  let applying = Promise.resolve()
+  return async (update) => {
+    const run = applying.then(() => applyOne(agent, update, resolveReady))
+    applying = run.catch(() => {})
+    return run
+  }
+}
+
+/** The new mesh view, the inbound listeners (with the sidecar's), re-checks of live connections, then the in-pod workloads. */
+async function applyOne(agent: RunningAgent, update: ConfigUpdate, resolveReady: () => void): Promise<void> {
+  const {addresses, inbound} = agent
+  const next = new MeshState(update.snapshot, update.version, agent.self)
+  const previous = agent.state
+  agent.state = next
+  const failures = agent.draining ? [] : await inbound.apply([...next.inboundTunnels(), ...(agent.sidecar?.listeners(next) ?? [])])
+  for (const listener of inbound.list()) if (listener.address) addresses.inbound[listener.key] = listener.address
+  for (const key of Object.keys(addresses.inbound)) if (!inbound.list().some((listener) => listener.key === key && listener.address)) delete addresses.inbound[key]
+  if (!agent.draining) await agent.sidecar?.applied(next, addresses.inbound)
+  enforce(agent, previous, next)
+  agent.inpod?.applyConfig(next)
+  agent.configured = true
+  agent.logger.info({version: update.version, inbound: next.inboundTunnels().length, hosted: next.hostedTunnels().length}, 'configuration applied')
+  if (failures.length > 0) throw new ZtError('ZT_ERR_CONFIG_APPLY', failures.join('; '))
+  if (pending(agent).length === 0) resolveReady()
+}
+
+/** Re-check live connections against a new configuration: revoked peers and policy changes. */
+function enforce(agent: RunningAgent, previous: MeshState, next: MeshState): void {
+  const {registry} = agent
+  const revoked = (serial: string | undefined): boolean => next.isRevoked(serial) && !previous.isRevoked(serial)
+  const revokedCount = registry.closeWhere((record) => revoked(record.peerSerial), {flag: 'CERT_REVOKED', message: 'connection closed: peer certificate revoked'})
+  agent.data.client.pool.closeWhere((session) => next.isRevoked(session.peerSerial))
+  agent.data.server.closeSessionsWhere((peer) => next.isRevoked(peer.serial))
+  const deniedCount = registry.closeWhere((record) => {
+    if (record.direction !== 'inbound') return false
+    const target = parseHostPort(record.hboneTarget)
+    if (!target) return false
+    const tunnel = next.hostedTunnel(target, record.service)
+    const [sourceAddress] = splitHostPort(record.sourceAddress)
+    return !next.authorize({destinationPort: target.port, service: record.service, sourceAddress, sourceSpiffe: record.sourceSpiffe}, tunnel).allowed
+  }, {flag: 'DENY', message: 'connection closed due to policy change'})
+  if (revokedCount + deniedCount > 0) agent.logger.info({revoked: revokedCount, denied: deniedCount}, 'closed live connections after a configuration change')
+}
+
+function dumpConfig(agent: RunningAgent): ConfigDump {
+  const {credentials, options, self, state} = agent
+  const {snapshot} = state
+  const identity = credentials.identity
+  const leaf = credentials.certificate
+  return {
+    agent: {name: self.name, spiffe: identity.spiffe, trustDomain: self.trustDomain},
+    build: {node: process.version, version: options.buildVersion ?? 'unknown'},
+    certificates: [{
+      certChain: splitPem(identity.cert).map((pem) => certDump(pem)),
+      identity: identity.spiffe,
+      rootCerts: splitPem(identity.ca).map((pem) => certDump(pem)),
+      state: leaf.notAfter.getTime() > Date.now() ? 'Available' : 'Expired',
+    }],
+    config: {
+      addresses: structuredClone(agent.addresses),
+      dataPath: agent.data.client.kind,
+      drainTimeoutMs: agent.drainTimeoutMs,
+      h2: {connectionWindow: H2_CONNECTION_WINDOW, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, streamWindow: H2_STREAM_WINDOW},
+      source: {...options.configSource.status(), kind: options.configSource.kind},
+    },
+    connections: agent.registry.list(),
+    identities: Object.values(snapshot.identity),
+    inbound: agent.inbound.list(),
+    pending: pending(agent),
+    policies: Object.values(snapshot.policy),
+    pool: agent.data.client.pool.list(),
+    ready: pending(agent).length === 0,
+    revocations: Object.values(snapshot.revocation),
+    services: servicesDump(state),
+    version: state.version,
+    workloads: workloadsDump(state, self),
+  }
+}
+
+function servicesDump(state: MeshState): ConfigDump['services'] {
+  const serviceNames = [...new Set(Object.values(state.snapshot.outbound).map((tunnel) => tunnel.service))].sort()
+  return serviceNames.map((name) => {
+    const hosted = state.hostedTunnels().find((tunnel) => tunnel.service === name)
+    return {allow: hosted?.allow, endpoints: state.endpoints(name).map(({agent, hbone, target, weight}) => ({agent, hbone, target, weight})), hostedHere: Boolean(hosted), name}
+  })
+}
+
+function workloadsDump(state: MeshState, self: SelfInfo): ConfigDump['workloads'] {
+  const {snapshot} = state
+  return [
+    ...Object.values(snapshot.agent).map((agent) => ({hbone: agent.hbone, name: agent.name, protocol: 'HBONE' as const, self: agent.name === self.name, spiffe: agent.spiffe})),
+    ...Object.values(snapshot.workload ?? {}).map((pod) => ({
+      hbone: pod.hbone, ips: pod.ips, name: pod.name, namespace: pod.namespace, node: pod.node, protocol: 'HBONE' as const, self: pod.node === self.name,
+      spiffe: `spiffe://${self.trustDomain}/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
+    })),
+  ]
+}
+
+/** Shutdown runs once; every later call returns the same promise. */
+function shutdownOnce(agent: RunningAgent, resolveClosed: () => void): (reason?: string) => Promise<void> {
+  let shuttingDown: Promise<void> | undefined
+  return async (reason = 'shutdown requested') => {
+    shuttingDown ??= drainAndClose(agent, reason).then(resolveClosed)
+    return shuttingDown
+  }
+}
+
+/** Stop accepting, drain open connections up to the deadline (then close the rest), close every transport, flush the log. */
+async function drainAndClose(agent: RunningAgent, reason: string): Promise<void> {
+  const {logger, registry} = agent
+  await stopAccepting(agent, reason)
+  const drained = await registry.drained(agent.drainTimeoutMs)
+  if (!drained) {
+    logger.warn({connections: registry.size}, 'drain duration expired with pending connections, forcefully shutting down')
+    registry.closeWhere(() => true, {flag: '-', message: 'connection closed: agent shutting down (drain deadline passed)'})
+  }
+
+  agent.data.client.pool.destroy()
+  agent.data.server.destroy()
+  agent.data.contexts?.free()
+  for (const server of agent.httpServers) {
+    server.close()
+    server.closeAllConnections()
+  }
+
+  logger.info('agent stopped')
+  await new Promise<void>((resolve) => {
+    logger.flush(() => resolve())
+  })
+}
+
+async function stopAccepting(agent: RunningAgent, reason: string): Promise<void> {
+  const {logger} = agent
+  agent.draining = true
+  agent.renewer?.stop()
+  logger.info({reason, connections: agent.registry.size, deadlineMs: agent.drainTimeoutMs}, 'draining')
+  agent.data.server.drain()
+  agent.inbound.close()
+  agent.inpod?.close()
+  await agent.sidecar?.close().catch((error: Error) => logger.error({error: error.message}, 'sidecar cleanup failed'))
+  await agent.options.configSource.close().catch(() => {})
+}
+
+/**
+ * Start, in order, the admin/metrics/readiness listeners, the sidecar, the configuration source and the
+ * in-pod runtime; when one fails, close what started (the HBONE listener included) and rethrow.
+ */
+async function startServices(agent: RunningAgent, api: Pick<Agent, 'applyConfig' | 'configDump' | 'shutdown'>): Promise<void> {
+  const {options} = agent
+  try {
+    await serveHttp(agent, {
+      configDump: api.configDump,
+      getLogLevel: () => agent.logger.level,
+      pending: () => pending(agent),
+      quit: () => void api.shutdown('POST /quitquitquit'),
+      renderMetrics: () => agent.metrics.render(),
+      setLogLevel: (level: LogLevel) => {
+        agent.logger.level = level
+      },
+    })
+    if (options.sidecar) {
+      const {startSidecar} = await import('../../sidecar/sidecar.js')
+      agent.sidecar = await startSidecar(options.sidecar, () => agent.logger)
+    }
+
+    await startConfigSource(agent, api.applyConfig)
+    if (options.inpod) await startInpodRuntime(agent, options.inpod)
+  } catch (error) {
+    agent.data.server.destroy()
+    agent.inpod?.close()
+    await agent.sidecar?.close().catch(() => {})
+    for (const server of agent.httpServers) server.close()
+    throw error
+  }
+}
+
+async function serveHttp(agent: RunningAgent, handlers: AdminHandlers): Promise<void> {
+  const {addresses, options} = agent
+  for (const [what, text, routes] of [
+    ['admin', options.admin, adminRoutes(handlers)],
+    ['metrics', options.metrics, metricsRoutes(handlers)],
+    ['readiness', options.readiness, readinessRoutes(handlers)],
+  ] as const) {
+    if (text === undefined) continue
+    const address = listenAddress(text, what)
+    const served = await listenOrExplain(what, address, () => serveRoutes(address, routes))
+    agent.httpServers.push(served.server)
+    addresses[what] = served.address
+    agent.logger.info({address: served.address, component: what}, 'listener established')
+  }
+}
+
+async function startConfigSource(agent: RunningAgent, applyConfig: Agent['applyConfig']): Promise<void> {
+  const {credentials, logger} = agent
+  await agent.options.configSource.start(applyConfig, {
+    agent: agent.self.name,
+    hbone: agent.addresses.advertise,
+    identity: () => credentials.identity,
+    onError: (message) => logger.error({error: message}, 'configuration not applied; keeping the last one'),
+    onState(sourceState, error) {
+      if (error) logger.warn({error, state: sourceState}, 'configuration source disconnected; serving the last configuration and reconnecting')
+      else logger.info({state: sourceState}, `configuration source ${sourceState}`)
+    },
+  })
+}
+
+async function startInpodRuntime(agent: RunningAgent, inpodOptions: NonNullable<AgentOptions['inpod']>): Promise<void> {
+  const {credentials, self} = agent
+  const {startInpod} = await import('../../inpod/runtime.js')
+  const {controllerCall, controllerCertIssuer} = await import('../../inpod/controller-api.js')
+  const viaController = agent.options.configSource.kind === 'controller'
+  agent.inpod = await startInpod(inpodOptions, {
+    advertise: () => agent.addresses.advertise,
+    controller: viaController ? controllerCall(() => credentials.identity) : undefined,
+    issueCert: inpodOptions.issueCert ?? (viaController ? controllerCertIssuer(() => credentials.identity) : undefined),
+    logger: () => agent.logger, metrics: agent.metrics, node: self.name, state: () => agent.state, timing: agent.options.timing ?? {}, tracker: agent.tracker, trustDomain: self.trustDomain,
+  })
+}
+
+/** Renew the certificate at half-life (when a renewer is given), hot-swapping it into every TLS context. */
+function startRenewal(agent: RunningAgent): void {
+  const {credentials, logger, options} = agent
+  if (!options.renewIdentity) return
+  const renewer = new CertificateRenewer(credentials.identity, {file: options.identityFile, maxBackoffMs: 150_000, minBackoffMs: 500, renew: options.renewIdentity})
+  agent.renewer = renewer
+  renewer.on('renewed', (identity: IdentityFile) => {
+    credentials.update(identity)
+    logger.info({serial: credentials.certificate.serial, notAfter: credentials.certificate.notAfter.toISOString()}, 'certificate renewed')
+  })
+  renewer.on('error', (error: Error, retryInMs: number) => logger.warn({error: error.message, retryInMs}, 'certificate renewal failed; still serving with the current certificate'))
+  renewer.start()
 }
 
 function splitHostPort(text: string): [string, number] {
