@@ -3,8 +3,8 @@
 // then pushes a delta after every commit, in order, and records acks. Garbage from the agent gets one
 // `error` message and the stream is closed; it never takes the controller down.
 import type {AgentMessage, ControllerMessage} from '../config/types.js'
+import type {Logger} from './logger.js'
 import {LineSplitter, parseJsonObject} from './ndjson.js'
-import type {Logger} from './routes/types.js'
 import type {Principal, Store} from './store/store.js'
 
 /** Agent → controller messages are tiny; anything bigger is garbage. */

@@ -26,12 +26,25 @@ import type {MeshState} from '../proxy/state/state.js'
 import type {PeerIdentity} from '../proxy/hbone/tls.js'
 import {carryToService, socketClient} from '../proxy/paths/tunnel-inbound.js'
 import {serviceAccountKey, type WorkloadCertificates} from './certs.js'
-import type {InpodAgentContext} from './runtime.js'
+import type {Logger} from '../proxy/observe/log.js'
+import type {ConnectionTracker} from '../proxy/paths/connection.js'
+import type {Metrics} from '../proxy/observe/metrics.js'
 import {meshServices} from './services.js'
 import {dialFromWorkload, joinSockets, passthrough, type Workload, type WorkloadManager, INPOD_HBONE_PORT} from './workloads.js'
 
-/** What the mesh router needs: the agent's context (see InpodAgentContext) plus the pods' certificates. */
-export type MeshContext = Pick<InpodAgentContext, 'logger' | 'metrics' | 'node' | 'state' | 'timing' | 'tracker' | 'trustDomain'> & {
+/** What the agent lends the mesh router (part of the runtime's InpodAgentContext). */
+export interface MeshAgentContext {
+  logger: () => Logger
+  metrics: Metrics
+  node: string
+  state: () => MeshState
+  timing?: {idleTimeoutMs?: number; keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number}
+  tracker: ConnectionTracker
+  trustDomain: string
+}
+
+/** What the mesh router needs: the agent's context plus the pods' certificates. */
+export type MeshContext = MeshAgentContext & {
   certs: WorkloadCertificates
 }
 

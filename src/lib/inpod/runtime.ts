@@ -5,13 +5,10 @@
 // 15006 → the app; 15008 → the pod's own HBONE server; 15053 → the pod's DNS (mesh names, else upstream). Workloads are published to the controller and
 // each served service account gets its certificate from it (both need the controller config source).
 import type {WorkloadRecord} from '../config/types.js'
-import type {Logger} from '../proxy/observe/log.js'
-import type {Metrics} from '../proxy/observe/metrics.js'
-import type {ConnectionTracker} from '../proxy/paths/connection.js'
 import type {MeshState} from '../proxy/state/state.js'
 import {type IssueWorkloadCert, type WorkloadCertInfo, WorkloadCertificates} from './certs.js'
 import {WorkloadDnsServers} from './dns.js'
-import {InpodMesh} from './mesh.js'
+import {InpodMesh, type MeshAgentContext} from './mesh.js'
 import {type ControllerCall, WorkloadPublisher} from './publisher.js'
 import {InpodServer, loadStateDir} from './server.js'
 import {meshServices} from './services.js'
@@ -22,21 +19,14 @@ export interface InpodOptions {
   stateDir: string
 }
 
-/** What the agent lends the in-pod data path. */
-export interface InpodAgentContext {
+/** What the agent lends the in-pod data path: what the mesh router uses, and the publishing side's. */
+export interface InpodAgentContext extends MeshAgentContext {
   /** the node agent's HBONE address as other agents dial it */
   advertise: () => string
   /** PUT/DELETE on the controller API with the agent's identity; undefined: nothing is published */
   controller?: ControllerCall
   /** signs a workload CSR (the controller's POST /v1/workload-certs); undefined: no mesh identity for pods */
   issueCert?: IssueWorkloadCert
-  logger: () => Logger
-  metrics: Metrics
-  node: string
-  state: () => MeshState
-  timing?: {idleTimeoutMs?: number; keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number}
-  tracker: ConnectionTracker
-  trustDomain: string
 }
 
 export interface InpodRuntime {

@@ -4,15 +4,8 @@ import type {Http2ServerRequest, Http2ServerResponse} from 'node:http2'
 import type {Signer} from '../../pki/pki.js'
 import type {ControllerCA} from '../ca.js'
 import type {ConfigHub} from '../config-hub.js'
+import type {Logger} from '../logger.js'
 import type {Principal, Store} from '../store/store.js'
-
-/** The subset of pino the controller uses; any structured logger fits. */
-export interface Logger {
-  debug(object: object, message?: string): void
-  error(object: object, message?: string): void
-  info(object: object, message?: string): void
-  warn(object: object, message?: string): void
-}
 
 export interface ControllerServices {
   ca: ControllerCA

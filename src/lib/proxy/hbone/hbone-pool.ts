@@ -9,7 +9,7 @@ import {connect as tlsConnect, type TLSSocket} from 'node:tls'
 
 import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
 import type {ResponseFlag} from '../observe/metrics.js'
-import {POOL_DEFAULTS, type PooledEntry, PooledSessions} from './pool-sessions.js'
+import {type HboneDestination, POOL_DEFAULTS, type PooledEntry, PooledSessions, type PoolSessionInfo} from './pool-sessions.js'
 import {H2_MAX_SESSION_MEMORY_MB, H2_SETTINGS, keepalive, raiseConnectionWindow} from './relay.js'
 import {type Credentials, HBONE_ALPN, peerIdentity, pinServerIdentity} from './tls.js'
 
@@ -26,13 +26,6 @@ export interface PoolOptions {
   maxStreamsPerSession?: number
   /** how long to wait for the CONNECT response (the peer dials its target first) */
   responseTimeoutMs?: number
-}
-
-export interface HboneDestination {
-  /** `host:port` of the peer's HBONE listener */
-  address: string
-  /** the SPIFFE ID the peer must present */
-  spiffe: string
 }
 
 export interface OpenedTunnel {
@@ -57,14 +50,6 @@ export class HboneError extends Error {
 interface PooledSession extends PooledEntry {
   ready: Promise<void>
   session: ClientHttp2Session
-}
-
-export interface PoolSessionInfo {
-  activeStreams: number
-  address: string
-  draining: boolean
-  peerSerial?: string
-  spiffe: string
 }
 
 const STATUS_TEXT: Record<number, string> = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 405: 'Method Not Allowed', 503: 'Service Unavailable'}

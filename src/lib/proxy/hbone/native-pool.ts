@@ -4,9 +4,9 @@
 // GOAWAY → no new streams. `open()` resolves once the peer answered 200; the bytes then flow in C.
 import {parseHostPort, resolveHost} from '../address.js'
 import type {HboneEngine, PeerCertificateInfo} from './hbone-engine.js'
-import {describeHboneFailure, type HboneDestination, HboneError, type PoolOptions, type PoolSessionInfo, statusError} from './hbone-pool.js'
+import {describeHboneFailure, HboneError, type PoolOptions, statusError} from './hbone-pool.js'
 import type {NativeContexts} from './native-tls.js'
-import {POOL_DEFAULTS, type PooledEntry, PooledSessions} from './pool-sessions.js'
+import {type HboneDestination, POOL_DEFAULTS, type PooledEntry, PooledSessions, type PoolSessionInfo} from './pool-sessions.js'
 import {checkPinnedPeer} from './tls.js'
 
 export type NativePoolOptions = Omit<PoolOptions, 'connectSocket' | 'credentials'> & {contexts: NativeContexts; engine: HboneEngine; sourceSpiffe: () => string}

@@ -3,7 +3,23 @@
 // at most maxStreamsPerSession streams each (a new session opens when all are full), release after
 // idleTimeoutMs without a stream, draining sessions take no new stream. Each pool says how its sessions
 // are opened and closed.
-import type {HboneDestination, PoolSessionInfo} from './hbone-pool.js'
+
+/** Where a tunnel goes: the peer agent's HBONE listener and the identity it must prove. */
+export interface HboneDestination {
+  /** `host:port` of the peer's HBONE listener */
+  address: string
+  /** the SPIFFE ID the peer must present */
+  spiffe: string
+}
+
+/** One pooled session as /config_dump lists it. */
+export interface PoolSessionInfo {
+  activeStreams: number
+  address: string
+  draining: boolean
+  peerSerial?: string
+  spiffe: string
+}
 
 /** The pools' timers and limits when not given (ztunnel's, where it has them). */
 export const POOL_DEFAULTS = {
