@@ -3,7 +3,7 @@
 // applied version. Garbage from the controller ends the connection, never the process.
 import type {ClientHttp2Stream} from 'node:http2'
 
-import {applyChanges, type Change, type ConfigSnapshot, type ControllerMessage, MAX_STREAM_LINE_BYTES} from '../config/types.js'
+import {type AgentMessage, applyChanges, type Change, type ConfigSnapshot, type ControllerMessage, MAX_STREAM_LINE_BYTES} from '../config/types.js'
 import {LineSplitter, parseJsonObject} from '../controller/ndjson.js'
 import type {IdentityFile} from '../identity/file.js'
 import {ControllerClient} from './controller-client.js'
@@ -27,6 +27,8 @@ export interface SubscribeConfigOptions {
 
 export interface ConfigSubscription {
   close(): void
+  /** one more message to the controller (hub attachments); dropped when not connected, resent by the caller on change */
+  send(message: AgentMessage): void
   /** the last version applied */
   readonly version: number | undefined
 }
@@ -41,6 +43,8 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
   let timer: NodeJS.Timeout | undefined
   let client: ControllerClient | undefined
   let stream: ClientHttp2Stream | undefined
+  /** the last report, sent again on every (re)connect */
+  let lastReport: AgentMessage | undefined
 
   const state = (next: StreamState, error?: unknown): void => {
     try {
@@ -59,6 +63,7 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
     // Without a snapshot we cannot apply deltas: ask for everything.
     const since = snapshot ? version : undefined
     stream.write(JSON.stringify({agent: options.agent, hbone: options.hbone, since, type: 'subscribe'}) + '\n')
+    if (lastReport) stream.write(JSON.stringify(lastReport) + '\n')
     const send = (message: object): void => {
       if (!current.destroyed) current.write(JSON.stringify(message) + '\n')
     }
@@ -151,6 +156,10 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
       stream?.destroy()
       client?.close()
       state('closed')
+    },
+    send(message) {
+      lastReport = message
+      if (stream && !stream.destroyed) stream.write(JSON.stringify(message) + '\n')
     },
     get version() {
       return version

@@ -101,6 +101,7 @@ export const resourceRoutes: Route[] = [
         ackedVersion: statusByName.get(agent.name)?.ackedVersion,
         hbone: agent.hbone,
         lastSeen: services.hub.isOnline(agent.name) ? new Date().toISOString() : statusByName.get(agent.name)?.lastSeen,
+        hubs: services.hub.hubsOf(agent.name),
         name: agent.name,
         online: services.hub.isOnline(agent.name),
         spiffe: agent.spiffe,

@@ -1,10 +1,12 @@
 // The agent's lifecycle: start every listener (HBONE, admin, readiness, metrics), apply each
-// configuration live (inbound listeners, policy re-checks, revocations), renew the certificate at
-// half-life, and on shutdown stop accepting, drain up to a deadline, then close everything.
+// configuration live (inbound listeners, policy re-checks, revocations), attach to its hubs once the
+// first configuration says who they are, renew the certificate at half-life, and on shutdown stop
+// accepting, drain up to a deadline, then close everything. With noListen it opens no TCP listener at
+// all: it is reached through its hubs, its admin side door is a Unix socket.
 import type {Server} from 'node:http'
 
 import {CertificateRenewer} from '../../client/renew.js'
-import type {IdentitySummary, Policy, Revocation} from '../../config/types.js'
+import type {HubAttachment, IdentitySummary, Policy, Revocation} from '../../config/types.js'
 import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
 import type {InpodRuntime} from '../../inpod/runtime.js'
@@ -20,7 +22,9 @@ import {Metrics} from '../observe/metrics.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from '../observe/registry.js'
 import {ConnectionTracker} from '../paths/connection.js'
 import {type InboundListenerInfo, InboundTunnels} from '../paths/tunnel-inbound.js'
-import {trustDomainOf} from '../state/authz.js'
+import type {PeerCertificateInfo} from '../hbone/hbone-engine.js'
+import {HUB_ROLE} from '../hbone/hub-links.js'
+import {identityNameFromSpiffe, trustDomainOf} from '../state/authz.js'
 import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/config-source.js'
 import {MeshState, type SelfInfo} from '../state/state.js'
 import {buildDataPath, type DataPath, type DataPathChoice, type DataPathTiming, MAX_STREAMS_PER_SESSION, type TrafficContext} from './data-path.js'
@@ -42,6 +46,8 @@ export interface AgentOptions {
   dataPath?: DataPathChoice
   drainTimeoutMs?: number
   hbone: string
+  /** `[NAME@]HOST:PORT` of hubs to attach to (native data path) */
+  hubs?: string[]
   identity: IdentityFile
   /** in-pod data path (`--inpod-socket`): serve the CNI socket and the workloads' listeners */
   inpod?: {socketPath: string; stateDir: string; issueCert?: import('../../inpod/certs.js').IssueWorkloadCert}
@@ -54,6 +60,11 @@ export interface AgentOptions {
   logDestination?: NodeJS.WritableStream
   logLevel?: LogLevel
   metrics?: string
+  /**
+   * open no TCP listener: no HBONE port (the agent is reached through its hubs and advertises no
+   * address), no metrics or readiness port; admin (`unix:PATH`) serves /metrics and /healthz/ready too
+   */
+  noListen?: boolean
   readiness?: string
   /** Renew the certificate at half-life with this (the controller's /v1/renew); undefined: never renew. */
   renewIdentity?: (identity: IdentityFile) => Promise<IdentityFile>
@@ -92,6 +103,8 @@ export interface ConfigDump {
     source: ConfigSourceStatus & {kind: string}
   }
   connections: ConnectionSnapshot[]
+  /** this agent's hub attachments (`--hub`) */
+  hubs: HubAttachment[]
   identities: IdentitySummary[]
   inbound: InboundListenerInfo[]
   policies: Policy[]
@@ -154,11 +167,11 @@ function listenAddress(text: string, what: string): HostPort {
   return address
 }
 
-async function listenOrExplain<T>(what: string, address: HostPort, start: () => Promise<T>): Promise<T> {
+async function listenOrExplain<T>(what: string, address: HostPort | {path: string}, start: () => Promise<T>): Promise<T> {
   try {
     return await start()
   } catch (error) {
-    throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${formatHostPort(address)} for ${what}: ${describeSystemError(error)}`, {
+    throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${'path' in address ? address.path : formatHostPort(address)} for ${what}: ${describeSystemError(error)}`, {
       cause: error,
       exit: ExitCode.conflict,
       suggestion: `pick another --${what} address (port 0 picks a free one)`,
@@ -236,17 +249,36 @@ async function withDataPath(core: AgentCore, choice: DataPathChoice): Promise<Ru
     advertise: () => core.addresses.advertise,
     common,
     credentials: core.credentials,
+    hubs: core.options.hubs && {
+      addresses: core.options.hubs,
+      isHub: (peer, pinnedName) => hubIdentity(core.state, peer, pinnedName),
+      onChange: (hubs) => core.options.configSource.report?.({hubs, type: 'hubs'}),
+      selfName: core.self.name,
+    },
     isRevoked: (serial) => core.state.isRevoked(serial),
     logger: core.logger,
     sourceSpiffe,
     timing,
   })
+  const hubConnected = (): boolean => data.hubs?.anyConnected() ?? false
   // Object.assign keeps one object: the closures above read the state applyConfig replaces.
-  return Object.assign(core, {data, inbound: new InboundTunnels({...common, dataPath: data.client, sourceSpiffe})})
+  return Object.assign(core, {data, inbound: new InboundTunnels({...common, dataPath: data.client, hubConnected, sourceSpiffe})})
+}
+
+/** The hub's identity name when PEER is an unrevoked identity with role `hub` (and named PINNED, if given). */
+function hubIdentity(state: MeshState, peer: PeerCertificateInfo, pinned?: string): string | undefined {
+  const name = identityNameFromSpiffe(peer.spiffe, state.self.trustDomain)
+  if (!name || state.isRevoked(peer.serial) || (pinned && pinned !== name)) return undefined
+  return state.snapshot.identity[name]?.roles.includes(HUB_ROLE) ? name : undefined
 }
 
 async function listenHbone(agent: RunningAgent): Promise<void> {
   const {addresses, options} = agent
+  if (options.noListen) {
+    agent.logger.info({component: 'hbone', hubs: options.hubs ?? []}, 'no HBONE listener (--no-listen): reached through hubs only')
+    return
+  }
+
   const hboneAddress = listenAddress(options.hbone, 'hbone')
   const bound = await listenOrExplain('hbone', hboneAddress, () => agent.data.server.listen(hboneAddress))
   addresses.hbone = formatHostPort({host: bound.address, port: bound.port})
@@ -287,6 +319,8 @@ async function applyOne(agent: RunningAgent, update: ConfigUpdate, resolveReady:
   enforce(agent, previous, next)
   agent.inpod?.applyConfig(next)
   agent.configured = true
+  // Hubs are pinned by their role in the configuration: attach once there is one.
+  if (!agent.draining) agent.data.hubs?.start()
   agent.logger.info({version: update.version, inbound: next.inboundTunnels().length, hosted: next.hostedTunnels().length}, 'configuration applied')
   if (failures.length > 0) throw new ZtError('ZT_ERR_CONFIG_APPLY', failures.join('; '))
   if (pending(agent).length === 0) resolveReady()
@@ -332,6 +366,7 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
       source: {...options.configSource.status(), kind: options.configSource.kind},
     },
     connections: agent.registry.list(),
+    hubs: agent.data.hubs?.attachments() ?? [],
     identities: Object.values(snapshot.identity),
     inbound: agent.inbound.list(),
     pending: pending(agent),
@@ -383,6 +418,7 @@ async function drainAndClose(agent: RunningAgent, reason: string): Promise<void>
     registry.closeWhere(() => true, {flag: '-', message: 'connection closed: agent shutting down (drain deadline passed)'})
   }
 
+  agent.data.hubs?.close()
   agent.data.client.pool.destroy()
   agent.data.server.destroy()
   agent.data.contexts?.free()
@@ -444,13 +480,19 @@ async function startServices(agent: RunningAgent, api: Pick<Agent, 'applyConfig'
 
 async function serveHttp(agent: RunningAgent, handlers: AdminHandlers): Promise<void> {
   const {addresses, options} = agent
+  // No TCP port with noListen: metrics and readiness are served on the admin socket instead.
+  const admin = options.noListen ? {...adminRoutes(handlers), ...metricsRoutes(handlers), ...readinessRoutes(handlers)} : adminRoutes(handlers)
   for (const [what, text, routes] of [
-    ['admin', options.admin, adminRoutes(handlers)],
-    ['metrics', options.metrics, metricsRoutes(handlers)],
-    ['readiness', options.readiness, readinessRoutes(handlers)],
+    ['admin', options.admin, admin],
+    ['metrics', options.noListen ? undefined : options.metrics, metricsRoutes(handlers)],
+    ['readiness', options.noListen ? undefined : options.readiness, readinessRoutes(handlers)],
   ] as const) {
     if (text === undefined) continue
-    const address = listenAddress(text, what)
+    const address = text.startsWith('unix:') ? {path: text.slice(5)} : listenAddress(text, what)
+    if (options.noListen && !('path' in address)) {
+      throw new ZtError('ZT_ERR_USAGE', `--no-listen opens no TCP port, but --admin is ${text}`, {exit: ExitCode.usage, suggestion: 'use --admin unix:PATH (ztctl finds it by the agent\'s name), or drop --no-listen'})
+    }
+
     const served = await listenOrExplain(what, address, () => serveRoutes(address, routes))
     agent.httpServers.push(served.server)
     addresses[what] = served.address

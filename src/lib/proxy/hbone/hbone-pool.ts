@@ -71,6 +71,7 @@ export class HbonePool {
 
   /** Open a CONNECT stream to TARGET through DESTINATION; rejects with HboneError. */
   async open(destination: HboneDestination, target: string, headers: OutgoingHttpHeaders): Promise<OpenedTunnel> {
+    if (destination.via === 'hub') throw new HboneError('ZT_ERR_NO_HUB', `${destination.spiffe} is reached only through a hub, and hubs need the native data path (--data-path native)`, 'CONNECT', false)
     if (this.closed) throw new HboneError('ZT_ERR_POOL_DRAINING', 'pool draining', 'CONNECT', false)
     const pooled = this.sessions.checkout(this.options.credentials.identity.spiffe, destination)
     let stream: ClientHttp2Stream | undefined

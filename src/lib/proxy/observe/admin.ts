@@ -1,8 +1,10 @@
 // The agent's HTTP side doors, on separate listeners as in ztunnel: admin (15000, loopback by default:
 // /config_dump, /logging, /quitquitquit), readiness (15021: /healthz/ready) and metrics (15020:
-// /metrics, /stats/prometheus). Plain HTTP/1.1; every handler answers from in-memory state.
+// /metrics, /stats/prometheus). Plain HTTP/1.1; every handler answers from in-memory state. A side door
+// may be a Unix socket instead of a port (an agent with --no-listen): only its owner can use it.
+import {chmod, rm} from 'node:fs/promises'
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
-import type {AddressInfo} from 'node:net'
+import {type AddressInfo, createConnection} from 'node:net'
 
 import {formatHostPort, type HostPort} from '../address.js'
 import {isLogLevel, LOG_LEVELS, type LogLevel} from './log.js'
@@ -72,8 +74,21 @@ export function metricsRoutes(handlers: Pick<AdminHandlers, 'renderMetrics'>): R
   return {'/metrics': metrics, '/stats/prometheus': metrics}
 }
 
-/** Serve ROUTES on ADDRESS; resolves with the server and its bound address. */
-export async function serveRoutes(address: HostPort, routes: Record<string, Route>): Promise<{address: string; server: Server}> {
+/** A socket path left by a process that died: removed when nothing answers on it (never a live one). */
+async function removeStaleSocket(path: string): Promise<void> {
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = createConnection(path)
+    probe.once('connect', () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.once('error', () => resolve(false))
+  })
+  if (!alive) await rm(path, {force: true})
+}
+
+/** Serve ROUTES on ADDRESS (`host:port`, or a Unix socket path); resolves with the server and its bound address (`unix:PATH` for a socket). */
+export async function serveRoutes(address: HostPort | {path: string}, routes: Record<string, Route>): Promise<{address: string; server: Server}> {
   const server = createServer((request, response) => {
     let url: URL
     try {
@@ -88,13 +103,22 @@ export async function serveRoutes(address: HostPort, routes: Record<string, Rout
   })
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
+  if ('path' in address) await removeStaleSocket(address.path)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(address.port, address.host, () => {
+    const listening = (): void => {
       server.off('error', reject)
       resolve()
-    })
+    }
+
+    if ('path' in address) server.listen(address.path, listening)
+    else server.listen(address.port, address.host, listening)
   })
+  if ('path' in address) {
+    await chmod(address.path, 0o600)
+    return {address: `unix:${address.path}`, server}
+  }
+
   const bound = server.address() as AddressInfo
   return {address: formatHostPort({host: bound.address, port: bound.port}), server}
 }

@@ -1,12 +1,14 @@
 // The inbound side of HBONE on the native data path: the addon runs the mutual-TLS listener and the
 // HTTP/2 sessions; each CONNECT comes here as an event and goes through the same admission as the
 // node:http2 server (hbone-admission.ts). An admitted one is dialled by the addon, which answers 200
-// only once the upstream is connected (503 if it cannot be), then relays the bytes itself.
+// only once the upstream is connected (503 if it cannot be), then relays the bytes itself. Sessions that
+// come through a hub (an inner HBONE session over a standby stream) land on a virtual listener and are
+// served exactly the same way; their source address is the one the hub saw.
 import {describeSystemError} from '../../errors.js'
 import {formatHostPort, type HostPort, resolveHost} from '../address.js'
 import type {ConnectionTracker} from './connection.js'
 import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
-import type {HboneEngine, ServerSessionHandler} from '../hbone/hbone-engine.js'
+import type {HboneEngine, HboneListenerHandler, ServerSessionHandler} from '../hbone/hbone-engine.js'
 import type {Logger} from '../observe/log.js'
 import type {Metrics} from '../observe/metrics.js'
 import type {MeshState} from '../state/state.js'
@@ -28,6 +30,7 @@ export interface NativeServerOptions {
 
 export class NativeHboneServer {
   private listenerId: number | undefined
+  private virtualId: number | undefined
   private readonly sessions = new Map<number, SessionPeer>()
   private readonly options: Required<NativeServerOptions>
   private draining = false
@@ -35,19 +38,30 @@ export class NativeHboneServer {
   constructor(options: NativeServerOptions) {
     this.options = {dialTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, keepaliveTimeoutMs: 20_000, ...options}
     options.contexts.on('update', () => {
-      if (this.listenerId !== undefined) options.engine.native.listenerSetContext(this.listenerId, options.contexts.server)
+      for (const id of [this.listenerId, this.virtualId]) if (id !== undefined) options.engine.native.listenerSetContext(id, options.contexts.server)
     })
+  }
+
+  /** The listener inner sessions over hub streams belong to (hub-links.ts opens them), made on first use. */
+  virtualListener(): number {
+    const {contexts, engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
+    this.virtualId ??= engine.listenVirtual(contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, this.listenerHandler())
+    return this.virtualId
   }
 
   async listen(address: HostPort): Promise<{address: string; port: number}> {
     const {engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
     const host = await resolveHost(address.host)
-    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, {
-      sessionReady: (sessionId, certificate, remote) => this.onSession(sessionId, certificate, remote),
-      tlsError: (remote, message) => this.onTlsError(remote, message),
-    })
+    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, this.listenerHandler())
     this.listenerId = id
     return {address: host, port}
+  }
+
+  private listenerHandler(): HboneListenerHandler {
+    return {
+      sessionReady: (sessionId, certificate, remote) => this.onSession(sessionId, certificate, remote),
+      tlsError: (remote, message) => this.onTlsError(remote || 'a hub stream', message),
+    }
   }
 
   /** Stop accepting and send GOAWAY on every session; open streams continue. */
@@ -59,6 +73,8 @@ export class NativeHboneServer {
 
   destroy(): void {
     this.closeListener()
+    if (this.virtualId !== undefined) this.options.engine.closeListener(this.virtualId)
+    this.virtualId = undefined
     for (const id of this.sessions.keys()) this.options.engine.native.sessionClose(id, false)
   }
 

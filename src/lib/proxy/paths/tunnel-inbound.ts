@@ -1,7 +1,9 @@
 // Inbound tunnels: a local TCP listener per tunnel this agent hosts; each accepted connection goes to
 // one endpoint (hosting agent, target) of the service — weighted random, failing over to another on a
-// connect failure — as an HBONE CONNECT for that target sent to that agent (ztunnel's pod routing).
-// Either data path: node:net + the node:http2 pool, or the native one (the addon accepts and relays).
+// connect failure — as an HBONE CONNECT for that target sent to that agent (ztunnel's pod routing). An
+// agent with no HBONE address is reached through a hub; one with an address is tried directly first,
+// then through a hub when the direct dial fails. Either data path: node:net + the node:http2 pool, or
+// the native one (the addon accepts and relays; hubs need it).
 import {randomFillSync} from 'node:crypto'
 import {createServer, type AddressInfo, type Socket} from 'node:net'
 
@@ -12,7 +14,7 @@ import {formatHostPort, type HostPort, normalizeIp, parseHostPort, resolveHost} 
 import type {ConnectionTracker} from './connection.js'
 import type {HboneEngine} from '../hbone/hbone-engine.js'
 import type {HboneError, HbonePool} from '../hbone/hbone-pool.js'
-import type {HboneDestination} from '../hbone/pool-sessions.js'
+import {type HboneDestination, VIA_HUB} from '../hbone/pool-sessions.js'
 import type {Logger} from '../observe/log.js'
 import type {TrafficLabels} from '../observe/metrics.js'
 import type {ConnectionRecord} from '../observe/registry.js'
@@ -44,6 +46,8 @@ interface Listener {
 }
 
 export interface CarryOptions {
+  /** whether a hub is connected now (a failed direct dial may then go through one) */
+  hubConnected?: () => boolean
   logger: () => Logger
   sourceSpiffe: () => string
   state: () => MeshState
@@ -243,23 +247,27 @@ export function carryToService(client: TunnelClient, service: string, options: C
   const attempt = async (): Promise<void> => {
     let lastError: HboneError | undefined
     for (const endpoint of endpoints) {
-      record.destinationAddress = endpoint.hbone
       record.destinationAgent = endpoint.agent
       record.destinationSpiffe = endpoint.spiffe
       record.hboneTarget = endpoint.target
       labels.destinationPrincipal = endpoint.spiffe
       labels.destinationWorkload = endpoint.agent
-      try {
-        const opened = await client.open({address: endpoint.hbone, spiffe: endpoint.spiffe}, endpoint.target, requestHeaders(record, service))
-        if (!opened) return // the client left meanwhile
-        record.peerSerial = opened.peerSerial
-        opened.track(record, labels)
-        return
-      } catch (error) {
-        lastError = error as HboneError
-        options.logger().debug({endpoint: endpoint.target, agent: endpoint.agent, error: lastError.message}, 'endpoint failed')
-        if (!lastError.retryable) break
+      for (const destination of routesTo(endpoint, options.hubConnected?.() ?? false)) {
+        record.destinationAddress = destination.address
+        try {
+          const opened = await client.open(destination, endpoint.target, requestHeaders(record, service))
+          if (!opened) return // the client left meanwhile
+          record.peerSerial = opened.peerSerial
+          opened.track(record, labels)
+          return
+        } catch (error) {
+          lastError = error as HboneError
+          options.logger().debug({endpoint: endpoint.target, agent: endpoint.agent, via: destination.via, error: lastError.message}, 'endpoint failed')
+          if (!lastError.retryable) break
+        }
       }
+
+      if (lastError && !lastError.retryable) break
     }
 
     client.destroy()
@@ -267,6 +275,14 @@ export function carryToService(client: TunnelClient, service: string, options: C
   }
 
   void attempt()
+}
+
+/** How to reach ENDPOINT's agent: its HBONE address, then (or only, without one) through a hub. */
+export function routesTo(endpoint: {agent: string; hbone: string; spiffe: string}, hubConnected: boolean): HboneDestination[] {
+  const viaHub: HboneDestination = {address: VIA_HUB, agent: endpoint.agent, spiffe: endpoint.spiffe, via: 'hub'}
+  if (!endpoint.hbone) return [viaHub]
+  const direct: HboneDestination = {address: endpoint.hbone, agent: endpoint.agent, spiffe: endpoint.spiffe}
+  return hubConnected ? [direct, viaHub] : [direct]
 }
 
 function ignoreError(): void {}

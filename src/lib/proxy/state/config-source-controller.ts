@@ -3,6 +3,7 @@
 // it. While the controller is unreachable the agent keeps serving its last configuration and the
 // subscription reconnects with bounded backoff, resuming from the last applied version.
 import {subscribeConfig, type ConfigSubscription} from '../../client/config-stream.js'
+import type {AgentMessage} from '../../config/types.js'
 import type {IdentityFile} from '../../identity/file.js'
 import type {ApplyConfig, ConfigSource, ConfigSourceEvents, ConfigSourceStatus} from './config-source.js'
 import {validateSnapshot} from './state.js'
@@ -41,6 +42,10 @@ export class ControllerConfigSource implements ConfigSource {
         }
       },
     })
+  }
+
+  report(message: AgentMessage): void {
+    this.subscription?.send(message)
   }
 
   status(): ConfigSourceStatus {

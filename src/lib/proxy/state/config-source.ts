@@ -5,7 +5,7 @@ import {watch, type FSWatcher} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import type {ConfigSnapshot} from '../../config/types.js'
+import type {AgentMessage, ConfigSnapshot} from '../../config/types.js'
 import type {IdentityFile} from '../../identity/file.js'
 import {ExitCode, ZtError} from '../../errors.js'
 import {validateSnapshot} from './state.js'
@@ -27,8 +27,10 @@ export interface ConfigSourceStatus {
 }
 
 export interface ConfigSource {
-  readonly kind: 'controller' | 'static'
+  readonly kind: 'controller' | 'static' | 'store'
   close(): Promise<void>
+  /** tell the controller something about this agent (its hub attachments); dropped while disconnected */
+  report?(message: AgentMessage): void
   /** Start delivering configurations; resolves once started (not necessarily after the first one). */
   start(apply: ApplyConfig, events: ConfigSourceEvents): Promise<void>
   status(): ConfigSourceStatus
