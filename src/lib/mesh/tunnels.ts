@@ -31,7 +31,7 @@ export interface TunnelChange<T> {
   version: number
 }
 
-async function assertIdentityExists(api: ControllerApi, agent: string): Promise<void> {
+export async function assertIdentityExists(api: ControllerApi, agent: string): Promise<void> {
   try {
     await api.request('GET', `/v1/identities/${encodeURIComponent(agent)}`)
   } catch (error) {

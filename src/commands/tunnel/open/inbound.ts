@@ -4,7 +4,7 @@ import {BaseCommand} from '../../../lib/cli/base-command.js'
 import {openInbound} from '../../../lib/mesh/tunnels.js'
 
 export default class TunnelOpenInbound extends BaseCommand<typeof TunnelOpenInbound> {
-  static override args = {service: Args.string({description: 'service name, tcp/NAME', required: true})}
+  static override args = {service: Args.string({description: 'service name, tcp/NAME or udp/NAME', required: true})}
   static override description =
     'AGENT binds a local port (127.0.0.1 unless an IP is given; no privileges needed for ports ≥ 1024) and carries each connection over HBONE to an endpoint of the service. With --intercept, an agent running `agent run --mode tproxy` also captures connections to those addresses (host names are answered by its DNS on 127.0.0.1:53 with stable addresses from 100.64.0.0/10); --listen is then optional.'
   static override examples = [

@@ -21,6 +21,7 @@ import {createLogger, type Logger, type LogLevel} from '../observe/log.js'
 import {Metrics} from '../observe/metrics.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from '../observe/registry.js'
 import {ConnectionTracker} from '../paths/connection.js'
+import {ProxyEntry, type ProxyListenerInfo} from '../paths/proxy-entry.js'
 import {type InboundListenerInfo, InboundTunnels} from '../paths/tunnel-inbound.js'
 import type {PeerCertificateInfo} from '../hbone/hbone-engine.js'
 import {HUB_ROLE} from '../hbone/hub-links.js'
@@ -109,6 +110,8 @@ export interface ConfigDump {
   inbound: InboundListenerInfo[]
   policies: Policy[]
   pool: PoolSessionInfo[]
+  /** the proxy listener (`ztctl proxy open`), when this agent has one */
+  proxy?: ProxyListenerInfo
   ready: boolean
   pending: string[]
   revocations: Revocation[]
@@ -156,6 +159,8 @@ interface AgentCore {
 interface RunningAgent extends AgentCore {
   readonly data: DataPath
   readonly inbound: InboundTunnels
+  /** the SOCKS5/HTTP proxy listener (native data path) */
+  readonly proxy?: ProxyEntry
 }
 
 function listenAddress(text: string, what: string): HostPort {
@@ -261,8 +266,9 @@ async function withDataPath(core: AgentCore, choice: DataPathChoice): Promise<Ru
     timing,
   })
   const hubConnected = (): boolean => data.hubs?.anyConnected() ?? false
+  const proxy = data.client.kind === 'native' ? new ProxyEntry({...common, engine: data.client.engine, hubConnected, pool: data.client.pool, sourceSpiffe}) : undefined
   // Object.assign keeps one object: the closures above read the state applyConfig replaces.
-  return Object.assign(core, {data, inbound: new InboundTunnels({...common, dataPath: data.client, hubConnected, sourceSpiffe})})
+  return Object.assign(core, {data, inbound: new InboundTunnels({...common, dataPath: data.client, hubConnected, sourceSpiffe}), proxy})
 }
 
 /** The hub's identity name when PEER is an unrevoked identity with role `hub` (and named PINNED, if given). */
@@ -293,6 +299,7 @@ function pending(agent: RunningAgent): string[] {
   if (!agent.configured) waiting.push('configuration')
   const failed = agent.inbound.list().filter((listener) => listener.error)
   if (failed.length > 0) waiting.push(...failed.map((listener) => `listener ${listener.key}`))
+  if (agent.proxy?.status()?.error) waiting.push('proxy listener')
   return waiting
 }
 
@@ -313,6 +320,11 @@ async function applyOne(agent: RunningAgent, update: ConfigUpdate, resolveReady:
   const previous = agent.state
   agent.state = next
   const failures = agent.draining ? [] : await inbound.apply([...next.inboundTunnels(), ...(agent.sidecar?.listeners(next) ?? [])])
+  if (!agent.draining) {
+    const proxyFailure = agent.proxy ? await agent.proxy.apply(next.proxyListener()) : next.proxyListener() && 'the proxy listener needs the native data path (--data-path native)'
+    if (proxyFailure) failures.push(proxyFailure)
+  }
+
   for (const listener of inbound.list()) if (listener.address) addresses.inbound[listener.key] = listener.address
   for (const key of Object.keys(addresses.inbound)) if (!inbound.list().some((listener) => listener.key === key && listener.address)) delete addresses.inbound[key]
   if (!agent.draining) await agent.sidecar?.applied(next, addresses.inbound)
@@ -372,6 +384,7 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
     pending: pending(agent),
     policies: Object.values(snapshot.policy),
     pool: agent.data.client.pool.list(),
+    proxy: agent.proxy?.status(),
     ready: pending(agent).length === 0,
     revocations: Object.values(snapshot.revocation),
     services: servicesDump(state),
@@ -440,6 +453,7 @@ async function stopAccepting(agent: RunningAgent, reason: string): Promise<void>
   logger.info({reason, connections: agent.registry.size, deadlineMs: agent.drainTimeoutMs}, 'draining')
   agent.data.server.drain()
   agent.inbound.close()
+  agent.proxy?.close()
   agent.inpod?.close()
   await agent.sidecar?.close().catch((error: Error) => logger.error({error: error.message}, 'sidecar cleanup failed'))
   await agent.options.configSource.close().catch(() => {})

@@ -88,7 +88,7 @@ export class HbonePool {
     const status = Number(response[':status'])
     if (status !== 200) {
       stream.close()
-      throw statusError(status, destination)
+      throw statusError(status, destination, typeof response['ztctl-reason'] === 'string' ? response['ztctl-reason'] : undefined)
     }
 
     return {peerSerial: pooled.peerSerial, stream}
@@ -205,10 +205,10 @@ export class HbonePool {
 }
 
 /** A CONNECT answered with something else than 200. */
-export function statusError(status: number, destination: HboneDestination): HboneError {
+export function statusError(status: number, destination: HboneDestination, reason?: string): HboneError {
   return new HboneError(
     'ZT_ERR_HBONE_STATUS',
-    `http status: ${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd() + statusHint(status, destination),
+    `http status: ${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd() + (reason ? ` — ${destination.spiffe}: ${reason}` : statusHint(status, destination)),
     status === 401 ? 'DENY' : 'CONNECT',
     status === 503,
     status,

@@ -52,8 +52,11 @@ export class NativeHbonePool {
     }, this.options)
   }
 
-  /** CONNECT to TARGET through DESTINATION for the plain socket the addon holds as TUNNEL_ID. */
-  async open(tunnelId: number, destination: HboneDestination, target: string, headers: string[]): Promise<NativeOpened> {
+  /**
+   * CONNECT to TARGET through DESTINATION for the plain socket the addon holds as TUNNEL_ID. A proxy's
+   * handshake leftovers (PROXY.prefix) go on the stream first; PROXY.reply reaches the client at 200.
+   */
+  async open(tunnelId: number, destination: HboneDestination, target: string, headers: string[], proxy?: {prefix?: Buffer; reply?: Buffer}): Promise<NativeOpened> {
     if (this.closed) throw new HboneError('ZT_ERR_POOL_DRAINING', 'pool draining', 'CONNECT', false)
     const pooled = this.sessions.checkout(this.options.sourceSpiffe(), destination)
     let released = false
@@ -74,7 +77,7 @@ export class NativeHbonePool {
     const {engine} = this.options
     let opened: boolean
     try {
-      opened = engine.native.open(tunnelId, sessionId, target, headers)
+      opened = engine.native.open(tunnelId, sessionId, target, headers, proxy?.prefix, proxy?.reply)
     } catch (error) {
       release() // the client tunnel is gone (aborted meanwhile): nothing was sent
       throw new HboneError('ZT_ERR_HBONE_DIAL', `cannot open a CONNECT stream: ${(error as Error).message}`, 'CONNECT', false)
@@ -88,6 +91,7 @@ export class NativeHbonePool {
     }
 
     let onClosed: ((fromPlain: number, toPlain: number, error: string | undefined) => void) | undefined
+    let refusal: string | undefined
     const status = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         engine.native.cancel(tunnelId)
@@ -102,7 +106,10 @@ export class NativeHbonePool {
         response(code, reason) {
           clearTimeout(timer)
           if (code === 0) reject(new Error(reason ?? 'the stream failed before a response'))
-          else resolve(code)
+          else {
+            refusal = reason
+            resolve(code)
+          }
         },
       })
     }).catch((error: unknown) => {
@@ -113,7 +120,7 @@ export class NativeHbonePool {
     if (status !== 200) {
       engine.forgetTunnel(tunnelId)
       release()
-      throw statusError(status, destination)
+      throw statusError(status, destination, refusal)
     }
 
     return {

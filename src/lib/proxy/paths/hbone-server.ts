@@ -6,8 +6,8 @@ import {connect as netConnect, type AddressInfo, type Socket} from 'node:net'
 import type {TLSSocket} from 'node:tls'
 
 import {describeSystemError} from '../../errors.js'
-import {formatHostPort, type HostPort, normalizeIp} from '../address.js'
-import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
+import {formatHostPort, type HostPort, normalizeIp, resolveHost} from '../address.js'
+import {type Admission, admitConnect, checkResolved, refusalLabels, type SessionPeer} from './hbone-admission.js'
 import type {ConnectionTracker} from './connection.js'
 import type {Logger} from '../observe/log.js'
 import type {Metrics, TrafficLabels} from '../observe/metrics.js'
@@ -137,6 +137,11 @@ export class HboneServer {
       peer,
       {advertise: this.options.advertise(), id: this.options.tracker.newId(), selfSpiffe: this.options.credentials.identity.spiffe, state: this.options.state()},
     )
+    if (admission.allowed && admission.exit) {
+      void this.dialExit(stream, admission)
+      return
+    }
+
     if (admission.allowed) {
       this.dial(stream, admission.target, admission.record, admission.labels)
       return
@@ -147,8 +152,28 @@ export class HboneServer {
   }
 
   private refuse(stream: ServerHttp2Stream, refusal: Admission & {allowed: false}): void {
-    if (!stream.closed && !stream.headersSent) stream.respond({':status': refusal.status}, {endStream: true})
+    if (!stream.closed && !stream.headersSent) stream.respond({':status': refusal.status, 'ztctl-reason': reasonHeader(refusal.message)}, {endStream: true})
     this.options.tracker.refused(refusal.record, refusalLabels(refusal), refusal)
+  }
+
+  /** A proxy exit: the name is resolved here, and the address must not be in an excluded CIDR. */
+  private async dialExit(stream: ServerHttp2Stream, admission: Admission & {allowed: true}): Promise<void> {
+    const {labels, record, target} = admission
+    const refuse = (status: number, message: string): void => {
+      if (!stream.closed) this.refuse(stream, {allowed: false, flag: 'CONNECT', labels, message, record, status})
+    }
+
+    let ip: string
+    try {
+      ip = await resolveHost(target.host)
+    } catch (error) {
+      refuse(503, `cannot resolve ${target.host}: ${describeSystemError(error)}`)
+      return
+    }
+
+    const excluded = checkResolved(admission, ip)
+    if (excluded) refuse(400, excluded)
+    else this.dial(stream, {host: ip, port: target.port}, record, labels)
   }
 
   private dial(stream: ServerHttp2Stream, target: HostPort, record: ConnectionRecord, labels: TrafficLabels): void {
@@ -186,5 +211,10 @@ export class HboneServer {
 }
 
 const UNKNOWN_PEER: SessionPeer = {ip: '', source: ''}
+
+/** A refusal's words as a header value: printable, bounded (as the native path sends them). */
+function reasonHeader(message: string): string {
+  return message.replaceAll(/[^\x20-\x7e]/g, ' ').slice(0, 190)
+}
 
 function ignoreError(): void {}

@@ -7,7 +7,7 @@
 import {describeSystemError} from '../../errors.js'
 import {formatHostPort, type HostPort, resolveHost} from '../address.js'
 import type {ConnectionTracker} from './connection.js'
-import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
+import {type Admission, admitConnect, checkResolved, refusalLabels, type SessionPeer} from './hbone-admission.js'
 import type {HboneEngine, HboneListenerHandler, ServerSessionHandler} from '../hbone/hbone-engine.js'
 import type {Logger} from '../observe/log.js'
 import type {Metrics} from '../observe/metrics.js'
@@ -129,7 +129,7 @@ export class NativeHboneServer {
       state: this.options.state(),
     })
     if (!admission.allowed) {
-      engine.native.refuse(tunnelId, admission.status)
+      engine.native.refuse(tunnelId, admission.status, admission.message)
       tracker.refused(admission.record, refusalLabels(admission), admission)
       if (admission.closeSession) engine.native.sessionClose(sessionId, true)
       return
@@ -149,8 +149,15 @@ export class NativeHboneServer {
     try {
       ip = await resolveHost(target.host)
     } catch (error) {
-      engine.native.refuse(tunnelId, 503)
+      engine.native.refuse(tunnelId, 503, `cannot resolve ${target.host}: ${describeSystemError(error)}`)
       refuseDial(describeSystemError(error))
+      return
+    }
+
+    const excluded = checkResolved(admission, ip)
+    if (excluded) {
+      engine.native.refuse(tunnelId, 400, excluded)
+      tracker.refused(record, labels, {flag: 'CONNECT', message: excluded})
       return
     }
 

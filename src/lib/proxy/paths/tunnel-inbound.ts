@@ -19,7 +19,7 @@ import type {Logger} from '../observe/log.js'
 import type {TrafficLabels} from '../observe/metrics.js'
 import type {ConnectionRecord} from '../observe/registry.js'
 import type {NativeHbonePool} from '../hbone/native-pool.js'
-import type {MeshState} from '../state/state.js'
+import type {Endpoint, MeshState} from '../state/state.js'
 
 /** Endpoints tried per connection before giving up. */
 export const MAX_CONNECT_ATTEMPTS = 3
@@ -62,10 +62,10 @@ export interface InboundOptions extends CarryOptions {
 /**
  * The application side of one tunnel, whichever data path holds its socket: `open` sends the CONNECT
  * (resolving once answered 200, or undefined when the client already left), `track` starts the relay
- * and its accounting, `destroy` gives up.
+ * and its accounting, `destroy` gives up (FAILURE: the last attempt's error, or why there was none).
  */
 export interface TunnelClient {
-  destroy(): void
+  destroy(failure?: HboneError | {message: string; noEndpoints: true}): void
   open(destination: HboneDestination, target: string, headers: Record<string, string>): Promise<undefined | {peerSerial?: string; track(record: ConnectionRecord, labels: TrafficLabels): void}>
   /** `ip:port` of the application */
   readonly source: string
@@ -213,6 +213,13 @@ function nativeClient(engine: HboneEngine, pool: NativeHbonePool, tracker: Conne
  * pod's pool and identity (SOURCE_WORKLOAD: the pod's name in the metrics).
  */
 export function carryToService(client: TunnelClient, service: string, options: CarryOptions, sourceWorkload?: string): void {
+  const endpoints = weightedOrder(options.state().endpoints(service)).slice(0, MAX_CONNECT_ATTEMPTS)
+  carryToEndpoints(client, service, endpoints, options, {noEndpoints: `no healthy upstream: ${service} has no endpoints (no agent hosts it, or its agent has not registered)`, sourceWorkload})
+}
+
+/** Carry one connection to the first of ENDPOINTS that answers 200 (the proxy: its exits for one target). */
+export function carryToEndpoints(client: TunnelClient, service: string, endpoints: readonly Endpoint[], options: CarryOptions, context: {noEndpoints: string; sourceWorkload?: string}): void {
+  const {sourceWorkload} = context
   const state = options.state()
   const sourceSpiffe = options.sourceSpiffe()
   // Every field spelled out from the start: the objects keep one shape instead of growing per endpoint.
@@ -237,10 +244,9 @@ export function carryToService(client: TunnelClient, service: string, options: C
     sourcePrincipal: sourceSpiffe,
     sourceWorkload: sourceWorkload ?? state.self.name,
   }
-  const endpoints = weightedOrder(state.endpoints(service)).slice(0, MAX_CONNECT_ATTEMPTS)
   if (endpoints.length === 0) {
-    client.destroy()
-    options.tracker.refused(record, labels, {flag: 'CONNECT', message: `no healthy upstream: ${service} has no endpoints (no agent hosts it, or its agent has not registered)`})
+    client.destroy({message: context.noEndpoints, noEndpoints: true})
+    options.tracker.refused(record, labels, {flag: 'CONNECT', message: context.noEndpoints})
     return
   }
 
@@ -270,7 +276,7 @@ export function carryToService(client: TunnelClient, service: string, options: C
       if (lastError && !lastError.retryable) break
     }
 
-    client.destroy()
+    client.destroy(lastError)
     options.tracker.refused(record, labels, {flag: lastError?.flag ?? 'CONNECT', message: lastError?.message ?? 'connection failed'})
   }
 

@@ -1,10 +1,11 @@
 // The agent's view of the mesh, rebuilt from each configuration snapshot: which targets this agent
 // serves, where each service's endpoints are, which certificates are revoked, and the authorization
 // decision for a connection. Immutable once built, so a connection handler reads one consistent view.
-import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, type ProxyUser, RESOURCE_KINDS, type ResourceKind} from '../../config/types.js'
+import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, type ProxyExit, type ProxyListener, type ProxyUser, RESOURCE_KINDS, type ResourceKind} from '../../config/types.js'
 import {ZtError} from '../../errors.js'
 import {formatHostPort, type HostPort, isValidCidr, parseHostPort, sameHostPort} from '../address.js'
 import {authorize, type AuthzDecision, type AuthzRequest, sourceOf} from './authz.js'
+import {bestExits, exitScore} from './exits.js'
 
 export interface Endpoint {
   /** the hosting agent */
@@ -53,6 +54,25 @@ export class MeshState {
 
   inboundTunnels(): InboundTunnel[] {
     return Object.values(this.snapshot.inbound).filter((tunnel) => tunnel.agent === this.self.name)
+  }
+
+  /** This agent's proxy listener (`ztctl proxy open`), if it has one. */
+  proxyListener(): ProxyListener | undefined {
+    return this.snapshot.proxy?.[this.self.name]
+  }
+
+  /** This agent's exit configuration when it serves HOST (never an open relay: only its own targets). */
+  hostedExit(host: string): ProxyExit | undefined {
+    const exit = this.snapshot.exit?.[this.self.name]
+    return exit && exitScore(exit, host) > 0 ? exit : undefined
+  }
+
+  /** The exits that serve HOST most specifically, as endpoints for TARGET (`host:port`). */
+  exitEndpoints(host: string, target: string): Endpoint[] {
+    return bestExits(Object.values(this.snapshot.exit ?? {}), host).flatMap((exit) => {
+      const agent = this.snapshot.agent[exit.agent]
+      return agent ? [{agent: agent.name, hbone: agent.hbone, spiffe: agent.spiffe, target, weight: 1}] : []
+    })
   }
 
   /**
