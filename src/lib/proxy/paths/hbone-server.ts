@@ -137,6 +137,11 @@ export class HboneServer {
       peer,
       {advertise: this.options.advertise(), id: this.options.tracker.newId(), selfSpiffe: this.options.credentials.identity.spiffe, state: this.options.state()},
     )
+    if (admission.allowed && admission.record.service.startsWith('udp/')) {
+      this.refuse(stream, {...admission, allowed: false, flag: 'CONNECT', message: `${admission.record.service} needs the native data path on the hosting agent (--data-path native)`, status: 503})
+      return
+    }
+
     if (admission.allowed && admission.exit) {
       void this.dialExit(stream, admission)
       return

@@ -4,6 +4,8 @@
 // only once the upstream is connected (503 if it cannot be), then relays the bytes itself. Sessions that
 // come through a hub (an inner HBONE session over a standby stream) land on a virtual listener and are
 // served exactly the same way; their source address is the one the hub saw.
+import {Socket} from 'node:net'
+
 import {describeSystemError} from '../../errors.js'
 import {formatHostPort, type HostPort, resolveHost} from '../address.js'
 import type {ConnectionTracker} from './connection.js'
@@ -13,6 +15,7 @@ import type {Logger} from '../observe/log.js'
 import type {Metrics} from '../observe/metrics.js'
 import type {MeshState} from '../state/state.js'
 import type {NativeContexts} from '../hbone/native-tls.js'
+import {serveUdpExit} from './tunnel-udp.js'
 
 export interface NativeServerOptions {
   advertise: () => string
@@ -135,7 +138,36 @@ export class NativeHboneServer {
       return
     }
 
-    void this.dial(tunnelId, admission)
+    if (admission.record.service.startsWith('udp/')) void this.serveUdp(tunnelId, admission)
+    else void this.dial(tunnelId, admission)
+  }
+
+  /** A `udp/` tunnel's stream: 200 over a socketpair, datagrams to one connected UDP socket (tunnel-udp.ts). */
+  private async serveUdp(tunnelId: number, admission: Admission & {allowed: true}): Promise<void> {
+    const {engine, logger, tracker} = this.options
+    const {labels, record, target} = admission
+    let ip: string
+    try {
+      ip = await resolveHost(target.host)
+    } catch (error) {
+      engine.native.refuse(tunnelId, 503, `cannot resolve ${target.host}: ${describeSystemError(error)}`)
+      tracker.refused(record, labels, {flag: 'CONNECT', message: `${describeSystemError(error)} resolving ${target.host}`})
+      return
+    }
+
+    const fd = engine.native.acceptPair(tunnelId)
+    if (fd < 0) return // the client went away meanwhile
+    const stop = serveUdpExit(new Socket({allowHalfOpen: true, fd, readable: true, writable: true}), {host: ip, port: target.port}, logger)
+    const finish = tracker.opened(record, labels, () => {
+      stop()
+      engine.native.abort(tunnelId, 'closed by the agent')
+    })
+    engine.watchTunnel(tunnelId, {
+      closed(fromPlain, toPlain, error) {
+        stop()
+        finish({fromPlain, toPlain}, error)
+      },
+    })
   }
 
   private async dial(tunnelId: number, admission: Admission & {allowed: true}): Promise<void> {

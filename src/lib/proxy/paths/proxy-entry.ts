@@ -13,7 +13,7 @@ import type {HboneEngine} from '../hbone/hbone-engine.js'
 import type {NativeHbonePool} from '../hbone/native-pool.js'
 import {PROXY_SERVICE} from '../state/state.js'
 import {type HandshakeStep, httpReply, MAX_HANDSHAKE_BYTES, ProxyHandshake, type ProxyProtocol, SOCKS_REPLY, socksReply} from './proxy-handshake.js'
-import {type CarryOptions, carryToEndpoints, type TunnelClient} from './tunnel-inbound.js'
+import {type CarryOptions, carryToEndpoints, type TunnelClient} from './carry.js'
 
 /** Handshakes in progress at once; more connections are closed at once. */
 export const MAX_HANDSHAKES = 1024
