@@ -26,5 +26,21 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       || echo "ztctl: apt-get failed; tests that need ${_zt_missing[*]} will fail with a clear message" >&2
   fi
 fi
+# Hubs, proxy and UDP tunnels (issue 15): dig and dnsmasq (a DNS server the UDP tests run, no upstream),
+# tshark (TLS only at the hub), the SOCKS peers of the bench (microsocks, dante-server). Non-interactive;
+# tshark's debconf question answered "no"; dante's and dnsmasq's services are never started by us.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  _zt_missing=()
+  for _p in bind9-dnsutils:/usr/bin/dig dnsmasq-base:/usr/sbin/dnsmasq tshark:/usr/bin/tshark \
+            microsocks:/usr/bin/microsocks dante-server:/usr/sbin/danted iperf3:/usr/bin/iperf3; do
+    [ -e "${_p#*:}" ] || _zt_missing+=("${_p%%:*}")
+  done
+  if [ ${#_zt_missing[@]} -gt 0 ]; then
+    echo "ztctl: installing ${_zt_missing[*]} (apt-get)" >&2
+    echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections 2>/dev/null || true
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${_zt_missing[@]}" </dev/null) >&2 \
+      || echo "ztctl: apt-get failed; tests that need ${_zt_missing[*]} will fail with a clear message" >&2
+  fi
+fi
 (cd "$_zt_root" && { [ -d node_modules/@oclif/core ] || npm ci --loglevel=error >&2; } && npm run --silent build >&2)
 unset _zt_root _zt_missing _p

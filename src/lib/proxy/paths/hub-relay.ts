@@ -79,7 +79,7 @@ export class HubServer {
   private draining = false
 
   constructor(options: HubServerOptions) {
-    this.options = {keepaliveIntervalMs: 5000, keepaliveTimeoutMs: 10_000, ...options}
+    this.options = {...options, keepaliveIntervalMs: options.keepaliveIntervalMs ?? 5000, keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? 10_000}
     this.limits = {...HUB_LIMITS, ...options.limits}
     options.contexts.on('update', () => {
       if (this.listenerId !== undefined) options.engine.native.listenerSetContext(this.listenerId, options.contexts.server)
