@@ -1,6 +1,5 @@
 // `ztctl controller run` in one function: lock the data dir, open the store, load the CA, serve, and
 // make sure an admin identity and a CLI context exist so the next ztctl command just works.
-import {randomUUID} from 'node:crypto'
 import {mkdir} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {isIP} from 'node:net'
@@ -10,15 +9,13 @@ import {ExitCode, ZtError} from '../errors.js'
 import {type HostPort, parseHostPort} from '../proxy/address.js'
 import {upsertContext} from '../home/contexts.js'
 import {defaultControllerDataDir, type Home, identitiesDir} from '../home/home.js'
-import {readIdentityFile, writeIdentityFile} from '../identity/file.js'
-import {certInfo} from '../pki/cert-info.js'
 import {createKeyAndCsr, createSigner} from '../pki/pki.js'
 import {type ControllerCA, loadOrCreateCA} from './ca.js'
 import {ConfigHub} from './config-hub.js'
-import {issueIdentityCert} from './issue.js'
+import {ensureLocalIdentity} from './local-identity.js'
 import {lockDataDir} from './lock.js'
 import type {Logger} from './logger.js'
-import {identitySpiffe, type ControllerServices} from './routes/types.js'
+import type {ControllerServices} from './routes/types.js'
 import {type ServerTls, startServer} from './server.js'
 import {openSqliteStore} from './store/sqlite.js'
 import type {Store} from './store/store.js'
@@ -38,6 +35,8 @@ export interface ControllerOptions {
   contextName?: string
   dataDir?: string
   home: Home
+  /** embed a hub (`controller run --hub`): where agents attach, and its identity name (role hub) */
+  hub?: {listen: string; logLevel?: import('../proxy/observe/log.js').LogLevel; name: string}
   /** host:port; port 0 = any free port */
   listen?: string
   logger?: Logger
@@ -55,6 +54,8 @@ export interface RunningController {
   caFingerprint: string
   contextName: string
   dataDir: string
+  /** the embedded hub's address (--hub) */
+  hub?: string
   listen: {host: string; port: number}
   trustDomain: string
   url: string
@@ -104,14 +105,22 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const renewal = scheduleServerCertRenewal(services, listen.host, options.advertise, server.setTls, logger)
     cleanups.push(async () => clearTimeout(renewal.timer))
 
+    let hubAddress: string | undefined
+    if (options.hub) {
+      const {startEmbeddedHub} = await import('./embedded-hub.js')
+      const hub = await startEmbeddedHub(services, {dataDir, ...options.hub})
+      cleanups.push(() => hub.shutdown('controller stopping'))
+      hubAddress = hub.addresses.listen
+    }
+
     const adminIdentityPath = path.join(identitiesDir(options.home), `${ADMIN_NAME}.json`)
-    const adminCreated = await ensureAdminIdentity(services, adminIdentityPath)
+    const adminCreated = await ensureLocalIdentity(services, adminIdentityPath, {admin: true, name: ADMIN_NAME, roles: []})
     const contextName = options.contextName ?? 'local'
     await upsertContext(options.home, {controller: services.url, identity: adminIdentityPath, name: contextName}, adminCreated)
     logger.info({dataDir, trustDomain, url: services.url}, 'controller started')
 
     return {
-      adminCreated, adminIdentityPath, caCreated: ca.created, caFingerprint: ca.fingerprint, contextName, dataDir,
+      adminCreated, adminIdentityPath, caCreated: ca.created, caFingerprint: ca.fingerprint, contextName, dataDir, hub: hubAddress,
       listen: server.address, trustDomain, url: services.url, close: cleanup,
     }
   } catch (error) {
@@ -196,39 +205,6 @@ function scheduleServerCertRenewal(
 
   arm()
   return handle
-}
-
-/** Write the admin identity when it is missing, expired, or unknown to this store. Returns true when written. */
-async function ensureAdminIdentity(services: ControllerServices, file: string): Promise<boolean> {
-  const existing = await readIdentityFile(file).catch(() => undefined)
-  if (existing) {
-    const serial = certInfo(existing.cert).serial
-    const principal = await services.store.authenticate(serial, new Date())
-    if (principal?.identity.admin && existing.controller === services.url) return false
-    if (principal?.identity.admin) {
-      // Same identity, new address (port 0 or --advertise changed): only the URL needs updating.
-      await writeIdentityFile(file, {...existing, controller: services.url})
-      return false
-    }
-  }
-
-  const current = await services.store.getIdentity(ADMIN_NAME)
-  if (current) await services.store.revokeIdentity(ADMIN_NAME, new Date())
-  await writeIdentityFile(file, await enrollLocally(services, ADMIN_NAME, true))
-  return true
-}
-
-/** Create and enroll an identity inside the controller (no token leaves the process). */
-async function enrollLocally(services: ControllerServices, name: string, admin: boolean) {
-  const tokenId = randomUUID()
-  const identity = await services.store.createIdentity({
-    admin, id: randomUUID(), name, roles: [], spiffe: identitySpiffe(services.trustDomain, name),
-    tokenExpiresAt: new Date(Date.now() + 60_000).toISOString(), tokenId,
-  })
-  const {csrPem, keyPem} = await createKeyAndCsr(name)
-  const issued = await issueIdentityCert(services, identity, csrPem)
-  await services.store.completeEnrollment(tokenId, issued.record, new Date())
-  return {ca: services.ca.bundle, cert: issued.cert, controller: services.url, key: keyPem, name, spiffe: identity.spiffe, version: 1 as const}
 }
 
 export type {ControllerCA}
