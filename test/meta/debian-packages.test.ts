@@ -10,6 +10,7 @@ import {test} from 'node:test'
 import {fileURLToPath} from 'node:url'
 
 import {debianPackageOf} from '../../src/lib/exec/tools.js'
+import {IPTABLES_VARIANTS, iptablesToolName} from '../../src/lib/redirect/backend.js'
 import {debianPackages, packageOfTool, toolProblem} from '../helpers/tools.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -40,7 +41,9 @@ test('every line names a package, the absolute path of a file it installs, and w
 test('every tool the CLI runs and every tool the tests require comes from a listed package', async () => {
   const cliTools = new Set(['nsenter'])
   for (const text of await sources('src')) for (const match of text.matchAll(/\b(?:runTool|toolOutput|findTool|hasTool)\('([^']+)'/g)) cliTools.add(match[1]!)
-  for (const tool of ['iptables', 'ip6tables-save', 'iptables-legacy-restore', 'ip6tables-nft']) cliTools.add(tool)
+  for (const variant of [...IPTABLES_VARIANTS, undefined]) {
+    for (const family of [4, 6] as const) for (const command of ['iptables', 'save', 'restore'] as const) cliTools.add(iptablesToolName(variant, family, command))
+  }
 
   const listed = new Set(debianPackages().map((pkg) => pkg.name))
   for (const tool of cliTools) assert.ok(listed.has(debianPackageOf(tool) ?? ''), `${tool} (package ${debianPackageOf(tool)}) is in .ci/debian-packages.txt`)
