@@ -4,7 +4,7 @@
 import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, RESOURCE_KINDS, type ResourceKind} from '../../config/types.js'
 import {ZtError} from '../../errors.js'
 import {formatHostPort, type HostPort, isValidCidr, parseHostPort, sameHostPort} from '../address.js'
-import {authorize, type AuthzDecision, type AuthzRequest, sourceOf} from './authz.js'
+import {type AuthzDecision, authorizeConnection, type ConnectionFacts} from './authz.js'
 
 export interface Endpoint {
   /** the hosting agent */
@@ -87,9 +87,8 @@ export class MeshState {
   isRevoked = (serial: string | undefined): boolean => serial !== undefined && this.revoked.has(serial.toUpperCase())
 
   /** Authorize a connection to a service this agent hosts. */
-  authorize(request: Omit<AuthzRequest, 'sourceIdentity' | 'sourceRoles' | 'sourceSpiffe'> & {sourceSpiffe?: string}, tunnel?: OutboundTunnel): AuthzDecision {
-    const source = sourceOf(request.sourceSpiffe, this.self.trustDomain, this.snapshot.identity)
-    return authorize({...request, ...source}, Object.values(this.snapshot.policy), tunnel?.allow ?? [])
+  authorize(request: ConnectionFacts, tunnel?: OutboundTunnel): AuthzDecision {
+    return authorizeConnection(request, this.snapshot, this.self.trustDomain, tunnel?.allow ?? [])
   }
 }
 
