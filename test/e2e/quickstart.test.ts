@@ -8,31 +8,7 @@ import path from 'node:path'
 import {test} from 'node:test'
 
 import {RUN_JS} from '../helpers/controller.js'
-
-interface QuickstartJson {
-  agents: {addresses: {admin: string; metrics: string}; name: string; pid: number}[]
-  demo: {service: string; url: string}
-  home: string
-}
-
-/** Start `ztctl quickstart --json ARGS` and wait for its summary (printed once the tunnel works). */
-async function startQuickstart(t: {after(fn: () => void): void}, args: string[] = []) {
-  const child = spawn(process.execPath, [RUN_JS, 'quickstart', '--json', ...args], {env: {...process.env, NO_COLOR: '1'}, stdio: ['ignore', 'pipe', 'pipe']})
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk))
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
-  const deadline = Date.now() + 30_000
-  while (!stdout.trim().endsWith('}') && Date.now() < deadline && child.exitCode === null) {
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-
-  assert.equal(child.exitCode, null, `quickstart exited early: ${stderr}`)
-  return {child, mesh: JSON.parse(stdout) as QuickstartJson, stderr: () => stderr}
-}
+import {startQuickstart} from '../helpers/quickstart.js'
 
 const alive = (pid: number): boolean => {
   try {

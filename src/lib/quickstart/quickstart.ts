@@ -23,6 +23,8 @@ import type {ReadyFile} from '../proxy/daemon/launch.js'
 export interface QuickstartOptions {
   /** `node` and `bin/run.js`: how to start `ztctl agent run` */
   cli: {entry: string; node: string}
+  /** serve the dashboard (`ztctl dashboard`) on a free loopback port too; default true */
+  dashboard?: boolean
   /** keep everything in this folder (kept on exit); default a temporary folder, removed on exit */
   dir?: string
   /** local port of the inbound tunnel; default any free port */
@@ -42,6 +44,8 @@ export interface QuickstartAgent {
 export interface Quickstart {
   agents: QuickstartAgent[]
   controller: {adminIdentity: string; url: string}
+  /** the dashboard's URL, with its one-run token */
+  dashboard?: {url: string}
   demo: {service: string; target: string; url: string}
   home: string
   keep: boolean
@@ -100,9 +104,11 @@ export async function startQuickstart(options: QuickstartOptions): Promise<Quick
     const url = `http://127.0.0.1:${port}/`
     progress(`checking ${url} end to end`)
     await waitForDemo(url)
+    const dashboard = options.dashboard === false ? undefined : await startQuickstartDashboard(home, cleanups, progress)
     return {
       agents,
       controller: {adminIdentity: controller.adminIdentityPath, url: controller.url},
+      dashboard,
       demo: {service: SERVICE, target: demo.address, url},
       home: root,
       keep,
@@ -112,6 +118,17 @@ export async function startQuickstart(options: QuickstartOptions): Promise<Quick
     await stop()
     throw error
   }
+}
+
+/** The dashboard on a free loopback port, with its own controller session; both closed by stop(). */
+async function startQuickstartDashboard(home: Home, cleanups: (() => Promise<void>)[], progress: (step: string) => void): Promise<{url: string}> {
+  progress('starting the dashboard')
+  const {startDashboardForContext} = await import('../dashboard/start.js')
+  const session = await openSession({home})
+  cleanups.push(async () => session.close())
+  const dashboard = await startDashboardForContext({api: session, home, listen: '127.0.0.1:0'})
+  cleanups.push(() => dashboard.close())
+  return {url: dashboard.url}
 }
 
 async function startAgent(cli: QuickstartOptions['cli'], root: string, name: string, identityFile: string, children: ChildProcess[]): Promise<QuickstartAgent> {
