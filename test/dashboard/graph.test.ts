@@ -8,19 +8,10 @@ import type {AgentReading} from '../../src/lib/dashboard/agents.js'
 import {readAgent} from '../../src/lib/dashboard/agents.js'
 import {buildGraph, EdgeRates, meshEdgeId} from '../../src/lib/dashboard/graph.js'
 import type {ConfigSnapshot} from '../../src/lib/config/types.js'
-import {createMesh, deadPort, dial, echoServer, roundTrip, startAgent, tempDir, tunnelConfig, waitFor} from '../proxy/helpers.js'
+import {deadPort, dial, echoTunnel, roundTrip, waitFor} from '../proxy/helpers.js'
 
 test('edges carry the agents\' own figures: hosting agent first, the source when the host is out of reach', async (t) => {
-  const dir = await tempDir(t)
-  const mesh = await createMesh()
-  const [client, server] = await Promise.all([mesh.identity('agent-a'), mesh.identity('agent-b')])
-  const echo = await echoServer(t)
-  const targets = [{host: '127.0.0.1', port: echo.port}]
-  const serverAgent = await startAgent(t, dir, server, tunnelConfig({client, server, serverHbone: '127.0.0.1:1', targets}))
-  const config = tunnelConfig({client, server, serverHbone: serverAgent.agent.addresses.hbone, targets})
-  const clientAgent = await startAgent(t, dir, client, config)
-  await clientAgent.agent.ready
-  const listen = clientAgent.agent.addresses.inbound['tcp/echo@agent-a']
+  const {client, clientAgent, config, echo, listen, server, serverAgent} = await echoTunnel(t)
   const admin = {a: clientAgent.agent.addresses.admin!, b: serverAgent.agent.addresses.admin!}
 
   assert.equal((await roundTrip(listen, Buffer.from('x'.repeat(1000)))).length, 1000)

@@ -7,7 +7,7 @@ import {test} from 'node:test'
 import type {ConfigSnapshot, Policy} from '../../src/lib/config/types.js'
 import {explain} from '../../src/lib/mesh/explain.js'
 import {startTestController} from '../helpers/controller.js'
-import {createMesh, echoServer, roundTrip, startAgent, tempDir, TRUST_DOMAIN, tunnelConfig, waitFor} from '../proxy/helpers.js'
+import {echoTunnel, roundTrip, TRUST_DOMAIN, tunnelConfig, waitFor} from '../proxy/helpers.js'
 
 const policy = (name: string, action: Policy['action'], fields: Partial<Policy> = {}): Policy => ({action, from: [], name, ports: [], services: [], sourceCidrs: [], ...fields})
 
@@ -22,15 +22,7 @@ async function observe(listen: string, logs: Record<string, unknown>[]): Promise
 }
 
 test('explain and a real hosting agent decide alike: DENY first, then ALLOW, then the default', async (t) => {
-  const dir = await tempDir(t)
-  const mesh = await createMesh()
-  const [client, server] = await Promise.all([mesh.identity('agent-a'), mesh.identity('agent-b')])
-  const echo = await echoServer(t)
-  const targets = [{host: '127.0.0.1', port: echo.port}]
-  const serverAgent = await startAgent(t, dir, server, tunnelConfig({client, server, serverHbone: '127.0.0.1:1', targets}))
-  const clientAgent = await startAgent(t, dir, client, tunnelConfig({client, server, serverHbone: serverAgent.agent.addresses.hbone, targets}))
-  await clientAgent.agent.ready
-  const listen = clientAgent.agent.addresses.inbound['tcp/echo@agent-a']
+  const {client, clientAgent, echo, listen, server, serverAgent, targets} = await echoTunnel(t)
   const base = tunnelConfig({client, clientHbone: clientAgent.agent.addresses.hbone, server, serverHbone: serverAgent.agent.addresses.hbone, targets})
   base.identity['agent-a'].roles = ['frontend']
   const otherPort = echo.port === 65_535 ? 1 : echo.port + 1
