@@ -1,4 +1,5 @@
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {controllerFlags} from '../lib/cli/flag-groups.js'
 import {formatAge} from '../lib/cli/render.js'
 import {proxyStatus} from '../lib/mesh/status.js'
 
@@ -6,6 +7,7 @@ export default class ProxyStatus extends BaseCommand<typeof ProxyStatus> {
   static override description =
     "Every agent the controller knows, whether it is connected, and whether it has acknowledged the controller's latest configuration version (SYNCED) or not (STALE)."
   static override examples = ['<%= config.bin %> <%= command.id %>']
+  static override flags = {...controllerFlags}
   static override summary = 'Configuration sync status of every agent'
 
   async run() {

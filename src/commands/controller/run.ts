@@ -1,13 +1,15 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {logFlags} from '../../lib/cli/flag-groups.js'
 import {parseDuration} from '../../lib/cli/render.js'
+import {untilStopped} from '../../lib/cli/signals.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
 
 export default class ControllerRun extends BaseCommand<typeof ControllerRun> {
   static override description = `Run the controller in the foreground: CA, enrollment, certificate signing, management API and config stream on one TLS port.
 
-The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate), writes an admin identity to <home>/identities/admin.json and a context (default "local"), so the next ztctl command just works. SIGINT/SIGTERM stop it gracefully.`
+The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate), writes an admin identity to <home>/identities/admin.json and a context (default "local"), so the next ztctl command just works. SIGINT/SIGTERM stop it gracefully (exit 130 after Ctrl-C, 0 after SIGTERM).`
 
   // A long-running command: the banner is printed at start (`-o json` for machines), not on return.
   static override enableJsonFlag = false
@@ -19,6 +21,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
   ]
 
   static override flags = {
+    ...logFlags,
     advertise: Flags.string({description: 'URL agents and CLIs use to reach this controller (default: the bound address)'}),
     'ca-cert': Flags.string({dependsOn: ['ca-key'], description: 'import this intermediate CA certificate (PEM, optionally followed by its chain)'}),
     'ca-key': Flags.string({dependsOn: ['ca-cert'], description: 'the unencrypted PKCS#8 EC P-256 key of --ca-cert'}),
@@ -69,18 +72,9 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       `  pid                  : ${process.pid}`,
     ].join('\n'))
 
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop)
-        process.off('SIGTERM', stop)
-        resolve()
-      }
-
-      process.on('SIGINT', stop)
-      process.on('SIGTERM', stop)
-    })
+    const signal = await untilStopped()
     await controller.close()
-    logger.info({}, 'controller stopped')
+    logger.info({signal}, 'controller stopped')
     logger.flush()
   }
 }

@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags} from '../../lib/cli/flag-groups.js'
 import {createPolicy} from '../../lib/mesh/policies.js'
 
 export default class PolicyCreate extends BaseCommand<typeof PolicyCreate> {
@@ -12,6 +13,7 @@ export default class PolicyCreate extends BaseCommand<typeof PolicyCreate> {
     '<%= config.bin %> <%= command.id %> lan-only --action ALLOW --source-cidr 10.0.0.0/8',
   ]
   static override flags = {
+    ...controllerFlags,
     action: Flags.option({description: 'what a match does', options: ['ALLOW', 'DENY'] as const, required: true})(),
     from: Flags.string({description: 'source @IDENTITY, #ROLE, ns:NAMESPACE, sa:NAMESPACE/ACCOUNT or spiffe://… (repeatable; default any)', multiple: true}),
     port: Flags.string({description: 'destination port (repeatable; default any)', multiple: true}),

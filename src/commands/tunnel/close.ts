@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags} from '../../lib/cli/flag-groups.js'
 import {closeTunnel} from '../../lib/mesh/tunnels.js'
 
 export default class TunnelClose extends BaseCommand<typeof TunnelClose> {
@@ -10,7 +11,7 @@ export default class TunnelClose extends BaseCommand<typeof TunnelClose> {
   }
   static override description = 'Close one end of a tunnel on one agent; its listeners close and its connections end within a second.'
   static override examples = ['<%= config.bin %> <%= command.id %> inbound tcp/web --agent agent-a']
-  static override flags = {agent: Flags.string({description: 'identity name of the agent', required: true})}
+  static override flags = {...controllerFlags, agent: Flags.string({description: 'identity name of the agent', required: true})}
   static override summary = 'Close an inbound or outbound tunnel'
 
   async run() {

@@ -1,4 +1,5 @@
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags} from '../../lib/cli/flag-groups.js'
 import {formatTarget, listTunnels, type TunnelEnd, type TunnelSummary} from '../../lib/mesh/tunnels.js'
 
 const end = (tunnel: TunnelEnd, detail: string): string => `${tunnel.agent}${tunnel.online ? '' : ' (offline)'} ${detail}`
@@ -6,8 +7,10 @@ const entry = (tunnel: TunnelSummary['inbound'][number]): string =>
   tunnel.intercept?.length ? `intercept ${tunnel.intercept.join(' ')}` : `listen ${tunnel.listen}`
 
 export default class TunnelList extends BaseCommand<typeof TunnelList> {
+  static override hiddenAliases = ['tunnel:ls']
   static override description = 'Every service with the agents where it enters the mesh (INBOUND) and leaves it (OUTBOUND), and whether they are online.'
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> -o json']
+  static override flags = {...controllerFlags}
   static override summary = 'List tunnels'
 
   async run() {

@@ -1,7 +1,6 @@
 // `ztctl controller run` in one function: lock the data dir, open the store, load the CA, serve, and
 // make sure an admin identity and a CLI context exist so the next ztctl command just works.
 import {randomUUID} from 'node:crypto'
-import {mkdir} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {isIP} from 'node:net'
 import path from 'node:path'
@@ -9,7 +8,7 @@ import path from 'node:path'
 import {ExitCode, ZtError} from '../errors.js'
 import {type HostPort, parseHostPort} from '../proxy/address.js'
 import {upsertContext} from '../home/contexts.js'
-import {defaultControllerDataDir, type Home, identitiesDir} from '../home/home.js'
+import {defaultControllerDataDir, type Home, identitiesDir, makeDir} from '../home/home.js'
 import {readIdentityFile, writeIdentityFile} from '../identity/file.js'
 import {certInfo} from '../pki/cert-info.js'
 import {createKeyAndCsr, createSigner} from '../pki/pki.js'
@@ -79,7 +78,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const logger = options.logger ?? silentLogger
   const listen = parseListen(options.listen ?? DEFAULT_LISTEN)
   const dataDir = path.resolve(options.dataDir ?? defaultControllerDataDir(options.home))
-  await mkdir(dataDir, {mode: 0o700, recursive: true})
+  await makeDir(dataDir, 0o700)
   const lock = await lockDataDir(dataDir)
   const cleanups: (() => Promise<void>)[] = [() => lock.release()]
   const cleanup = async (): Promise<void> => {

@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../../lib/cli/base-command.js'
+import {controllerFlags} from '../../../lib/cli/flag-groups.js'
 import {openInbound} from '../../../lib/mesh/tunnels.js'
 
 export default class TunnelOpenInbound extends BaseCommand<typeof TunnelOpenInbound> {
@@ -13,6 +14,7 @@ export default class TunnelOpenInbound extends BaseCommand<typeof TunnelOpenInbo
     '<%= config.bin %> <%= command.id %> tcp/web --agent pod-a --intercept web.mesh:80 --intercept 10.20.0.0/16',
   ]
   static override flags = {
+    ...controllerFlags,
     agent: Flags.string({description: 'identity name of the agent that listens', required: true}),
     intercept: Flags.string({description: 'HOST|IP|CIDR[:PORT] a tproxy sidecar captures for the service (repeatable; IPv4)', multiple: true}),
     listen: Flags.string({description: '[IP:]PORT to listen on (IP defaults to 127.0.0.1); optional with --intercept'}),

@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../../lib/cli/base-command.js'
+import {controllerFlags} from '../../../lib/cli/flag-groups.js'
 import {formatTarget, openOutbound} from '../../../lib/mesh/tunnels.js'
 
 export default class TunnelOpenOutbound extends BaseCommand<typeof TunnelOpenOutbound> {
@@ -12,6 +13,7 @@ export default class TunnelOpenOutbound extends BaseCommand<typeof TunnelOpenOut
     '<%= config.bin %> <%= command.id %> tcp/db --agent agent-b --target 10.0.0.5:5432@3 --target 10.0.0.6:5432 --allow #backend',
   ]
   static override flags = {
+    ...controllerFlags,
     agent: Flags.string({description: 'identity name of the agent that hosts the service', required: true}),
     allow: Flags.string({description: 'only these may connect: @IDENTITY or #ROLE (repeatable; default: any mesh identity, policies still apply)', multiple: true}),
     target: Flags.string({description: 'HOST:PORT[@WEIGHT] the agent forwards to (repeatable)', multiple: true, required: true}),
