@@ -94,7 +94,7 @@ test('config stream: snapshot, delta, resume, ack, garbage', async (t) => {
   assert.equal(JSON.parse(garbage.split('\n')[0]).type, 'error')
   const impersonation = await rawStream(identity, JSON.stringify({agent: 'someone-else', hbone: '1.2.3.4:1', type: 'subscribe'}) + '\n')
   assert.equal(JSON.parse(impersonation.split('\n')[0]).error.code, 'ZT_ERR_FORBIDDEN')
-  const huge = await rawStream(identity, 'x'.repeat(200 * 1024))
+  const huge = await rawStream(identity, 'x'.repeat(5 * 1024 * 1024))
   assert.equal(JSON.parse(huge.split('\n')[0]).type, 'error')
   assert.equal((await admin.request<{version: string}>('GET', '/v1/version')).version.length > 0, true)
 })

@@ -22,10 +22,11 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
 
   static override flags = {
     ...logFlags,
+    'admin-cert-ttl': Flags.string({default: '720h', description: 'lifetime of admin certificates; the CLI renews them on use past half-life'}),
     advertise: Flags.string({description: 'URL agents and CLIs use to reach this controller (default: the bound address)'}),
     'ca-cert': Flags.string({dependsOn: ['ca-key'], description: 'import this intermediate CA certificate (PEM, optionally followed by its chain)'}),
     'ca-key': Flags.string({dependsOn: ['ca-cert'], description: 'the unencrypted PKCS#8 EC P-256 key of --ca-cert'}),
-    'cert-ttl': Flags.string({default: '24h', description: 'lifetime of issued certificates (e.g. 24h, 30s)'}),
+    'cert-ttl': Flags.string({default: '24h', description: 'lifetime of issued certificates of agents and workloads (e.g. 24h, 30s)'}),
     'context-name': Flags.string({default: 'local', description: 'name of the CLI context to write'}),
     'data-dir': Flags.string({description: 'where the store and CA live (default: <home>/controller)'}),
     listen: Flags.string({default: '127.0.0.1:15012', description: 'HOST:PORT to listen on (port 0 = any free port)'}),
@@ -41,11 +42,17 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       })
     }
 
+    const adminTtl = parseDuration(this.flags['admin-cert-ttl'])
+    if (adminTtl === undefined || adminTtl < 2) {
+      throw new ZtError('ZT_ERR_BAD_FLAG', `--admin-cert-ttl "${this.flags['admin-cert-ttl']}" is not a duration of at least 2s`, {exit: ExitCode.usage, suggestion: 'e.g. --admin-cert-ttl 720h'})
+    }
+
     const {createLogger} = await import('../../lib/log/logger.js')
     // Logs go to stderr: stdout carries the banner (or its JSON form).
     const logger = await createLogger({destination: 2, level: this.flags['log-level']})
     const {startController} = await import('../../lib/controller/controller.js')
     const controller = await startController({
+      adminCertTtlSeconds: adminTtl,
       advertise: this.flags.advertise,
       caImport: this.flags['ca-cert'] ? {certFile: this.flags['ca-cert'], keyFile: this.flags['ca-key']!} : undefined,
       certTtlSeconds: ttl,

@@ -19,9 +19,11 @@ export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args
 interface GroupFlags {
   context?: string
   'dry-run'?: boolean
+  interval?: string
   output?: string
   timeout?: string
   wait?: boolean
+  watch?: boolean
 }
 
 export abstract class BaseCommand<T extends typeof Command> extends Command {
@@ -44,16 +46,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return resolveHome({configDir: this.config.configDir, dataDir: this.config.dataDir})
   }
 
-  /** How long a mesh change may wait for the agents (waitFlags); undefined with --no-wait or --dry-run. */
-  protected get rolloutTimeoutMs(): number | undefined {
+  /** --dry-run, and how long a mesh change waits for the agents (waitFlags; none with --no-wait). */
+  protected get changeOptions(): {dryRun: boolean; waitMs?: number} {
     const flags = this.flags as GroupFlags
-    if (flags.wait === false || flags['dry-run']) return undefined
+    const dryRun = flags['dry-run'] === true
+    if (flags.wait === false || dryRun) return {dryRun}
     const seconds = parseDuration(flags.timeout ?? '30s')
     if (seconds === undefined || seconds <= 0) {
       throw new ZtError('ZT_ERR_USAGE', `--timeout ${JSON.stringify(flags.timeout)} is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --timeout 30s or --timeout 2m'})
     }
 
-    return seconds * 1000
+    return {dryRun, waitMs: seconds * 1000}
   }
 
   override async catch(error: Error & {code?: string}): Promise<unknown> {
@@ -103,6 +106,46 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
 
     return data
+  }
+
+  /**
+   * Render LOAD's data once, or with --watch (watchFlags) again every --interval until Ctrl-C (exit 130):
+   * a refreshed screen on a terminal, one document per refresh otherwise. A user error while watching
+   * (the controller restarting) is shown in place of the data, and the watch goes on.
+   */
+  protected async watch<D>(load: () => Promise<D>, human: (data: D) => string): Promise<D | undefined> {
+    const flags = this.flags as GroupFlags
+    if (!flags.watch) {
+      const data = await load()
+      return this.render(data, () => human(data))
+    }
+
+    const seconds = parseDuration(flags.interval ?? '2s')
+    if (seconds === undefined || seconds < 0.1) {
+      throw new ZtError('ZT_ERR_USAGE', `--interval ${JSON.stringify(flags.interval)} is not a duration of at least 100ms`, {exit: ExitCode.usage, suggestion: 'e.g. --interval 2s'})
+    }
+
+    const [{untilStopped}, {setTimeout: sleep}] = await Promise.all([import('./signals.js'), import('node:timers/promises')])
+    const stop = new AbortController()
+    void untilStopped().then(() => stop.abort())
+    const format = this.format
+    const screen = format === 'table' && process.stdout.isTTY === true
+    while (!stop.signal.aborted) {
+      let text: string
+      try {
+        const data = await load()
+        text = format === 'table' ? human(data) : format === 'json' ? JSON.stringify(data) : `---\n${await renderData(data, 'yaml')}`
+      } catch (error) {
+        if (!ZtError.is(error)) throw error
+        text = format === 'table' ? errorText(error) : JSON.stringify({error: error.toJSON()})
+      }
+
+      const header = screen ? `\u001B[2J\u001B[HEvery ${flags.interval}: ztctl ${this.id?.replaceAll(':', ' ')}    ${new Date().toLocaleTimeString()}\n\n` : ''
+      process.stdout.write(header + text + (format === 'table' && !screen ? '\n\n' : '\n'))
+      await sleep(seconds * 1000, undefined, {signal: stop.signal}).catch(() => {})
+    }
+
+    return undefined
   }
 
   protected table<Row>(rows: readonly Row[], columns: readonly Column<Row>[]): string {

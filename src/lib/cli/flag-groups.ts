@@ -7,6 +7,7 @@
 //   logFlags         --log-level        long-running commands that write logs
 //   waitFlags        --wait/--no-wait, --timeout   commands that change the mesh (wait for the agents)
 //   dryRunFlags      --dry-run          commands that can show a change without making it
+//   watchFlags       -w/--watch, --interval   views that can refresh until Ctrl-C
 import {Flags} from '@oclif/core'
 
 export const outputFlag = Flags.option({
@@ -47,4 +48,9 @@ export const waitFlags = {
 
 export const dryRunFlags = {
   'dry-run': Flags.boolean({description: 'check the input and print what would change; change nothing', helpGroup: 'ROLLOUT'}),
+}
+
+export const watchFlags = {
+  interval: Flags.string({default: '2s', description: 'with --watch: time between refreshes (e.g. 2s, 500ms)', helpGroup: 'WATCH'}),
+  watch: Flags.boolean({char: 'w', description: 'refresh until Ctrl-C (a screen on a terminal; one document per refresh otherwise)', helpGroup: 'WATCH'}),
 }
