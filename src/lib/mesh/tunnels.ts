@@ -1,7 +1,7 @@
 // Tunnels in ZTM's words: an outbound is where a service leaves the mesh (an agent forwards to targets),
 // an inbound is where it enters (an agent listens on a local port).
 import {ExitCode, ZtError} from '../errors.js'
-import type {InboundTunnel, OutboundTunnel, ResourceKind, Target} from '../config/types.js'
+import type {InboundTunnel, OutboundTunnel, Policy, ResourceKind, Target} from '../config/types.js'
 import {type AgentList, type AgentStatus, type ControllerApi, type ResourceList, resourcePath} from './api.js'
 import {parseIntercept, parseListen, parseName, parseServiceName, parseSubject, parseTarget} from './parse.js'
 import {type ChangeOptions, type ChangeResult, commitChange} from './rollout.js'
@@ -192,4 +192,23 @@ export async function listTunnels(api: ControllerApi): Promise<{tunnels: TunnelS
 export function formatTarget(target: Target): string {
   const host = target.host.includes(':') ? `[${target.host}]` : target.host
   return `${host}:${target.port}${target.weight && target.weight !== 1 ? `@${target.weight}` : ''}`
+}
+
+export interface TunnelDescription extends TunnelSummary {
+  /** the policies that apply to the service (those naming it, and those naming no service) */
+  policies: Policy[]
+  version: number
+}
+
+/** `tunnel describe`: one service's ends, each agent's state, and the policies that decide who may use it. */
+export async function describeTunnel(api: ControllerApi, service: string): Promise<TunnelDescription> {
+  const name = parseServiceName(service)
+  const [{tunnels, version}, policies] = await Promise.all([listTunnels(api), api.request<ResourceList<Policy>>('GET', resourcePath('policy'))])
+  const tunnel = tunnels.find((item) => item.service === name)
+  if (!tunnel) {
+    throw new ZtError('ZT_ERR_NOT_FOUND', `no tunnel serves ${name}`, {exit: ExitCode.notFound, suggestion: 'see the open ones with `ztctl tunnel list`'})
+  }
+
+  const applying = policies.items.filter((policy) => policy.services.length === 0 || policy.services.includes(name)).sort((a, b) => a.name.localeCompare(b.name))
+  return {...tunnel, policies: applying, version}
 }
