@@ -16,6 +16,8 @@ import {H2_CONNECTION_WINDOW, H2_STREAM_WINDOW} from '../hbone/relay.js'
 import {Credentials} from '../hbone/tls.js'
 import {type AdminHandlers, adminRoutes, metricsRoutes, readinessRoutes, serveRoutes} from '../observe/admin.js'
 import {createLogger, type Logger, type LogLevel} from '../observe/log.js'
+import {LogRing} from '../observe/log-ring.js'
+import {processMetrics} from '../observe/process-metrics.js'
 import {Metrics} from '../observe/metrics.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from '../observe/registry.js'
 import {ConnectionTracker} from '../paths/connection.js'
@@ -130,6 +132,8 @@ interface AgentCore {
   readonly httpServers: Server[]
   inpod?: InpodRuntime
   readonly logger: Logger
+  /** the recent log lines, for GET /logs */
+  readonly logRing: LogRing
   readonly metrics: Metrics
   readonly options: AgentOptions
   readonly registry: ConnectionRegistry
@@ -204,7 +208,8 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
 }
 
 async function createCore(options: AgentOptions): Promise<AgentCore> {
-  const logger = await createLogger({destination: options.logDestination, level: options.logLevel ?? 'info'})
+  const logRing = new LogRing()
+  const logger = await createLogger({destination: options.logDestination, level: options.logLevel ?? 'info', tee: (destination) => logRing.tee(destination)})
   const credentials = new Credentials(options.identity)
   const self = {name: options.identity.name, trustDomain: trustDomainOf(options.identity.spiffe)}
   const state = MeshState.empty(self)
@@ -219,6 +224,7 @@ async function createCore(options: AgentOptions): Promise<AgentCore> {
     drainTimeoutMs: options.drainTimeoutMs ?? 5000,
     httpServers: [],
     logger,
+    logRing,
     metrics,
     options,
     registry,
@@ -467,9 +473,10 @@ async function startServices(agent: RunningAgent, api: Pick<Agent, 'applyConfig'
     await serveHttp(agent, {
       configDump: api.configDump,
       getLogLevel: () => agent.logger.level,
+      logs: agent.logRing,
       pending: () => pending(agent),
       quit: () => void api.shutdown('POST /quitquitquit'),
-      renderMetrics: () => agent.metrics.render(),
+      renderMetrics: () => agent.metrics.render() + processMetrics().render(),
       setLogLevel: (level: LogLevel) => {
         agent.logger.level = level
       },
@@ -491,6 +498,8 @@ async function startServices(agent: RunningAgent, api: Pick<Agent, 'applyConfig'
 }
 
 async function serveHttp(agent: RunningAgent, handlers: AdminHandlers): Promise<void> {
+  // The event-loop lag is measured from now on, not from the first scrape.
+  if (agent.options.metrics !== undefined) processMetrics()
   const {addresses, options} = agent
   for (const [what, text, routes] of [
     ['admin', options.admin, adminRoutes(handlers)],
