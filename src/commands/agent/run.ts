@@ -80,7 +80,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     // The lean daemon replaces this process (same PID and stdio) and never returns here; without
     // process.execve, or with ZTCTL_AGENT_IN_PROCESS=1, the agent runs inside this process.
     execDaemon(options)
-    await runDaemon(options)
+    if ((await runDaemon(options)) === 'SIGINT') process.exitCode = ExitCode.interrupted
   }
 
   private async sidecarOptions(mode: 'proxy' | 'tproxy') {

@@ -5,7 +5,7 @@
 import {chmod, mkdir, readFile, rename, stat, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import {ExitCode, ZtError} from '../errors.js'
+import {ZtError} from '../errors.js'
 
 export interface Home {
   /** contexts.json lives here */
