@@ -11,7 +11,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {certInfo} from '../../src/lib/pki/cert-info.js'
 import {RUN_JS, startTestController} from '../helpers/controller.js'
 
-const ADMIN_TTL_SECONDS = 8
+const ADMIN_TTL_SECONDS = 16
 
 async function adminCert(file: string): Promise<{notAfter: Date; serial: string}> {
   const identity = JSON.parse(await readFile(file, 'utf8')) as {cert: string}
