@@ -3,7 +3,7 @@ import {controllerFlags, watchFlags} from '../../lib/cli/flag-groups.js'
 import {formatTarget, listTunnels, type TunnelEnd, type TunnelSummary} from '../../lib/mesh/tunnels.js'
 
 /** `agent-a (applied)`, `agent-a (error: cannot listen on …: address already in use)`. */
-export const tunnelEndText = (tunnel: TunnelEnd, detail: string): string =>
+const tunnelEndText = (tunnel: TunnelEnd, detail: string): string =>
   `${tunnel.agent} ${detail} (${tunnel.state}${tunnel.reason ? `: ${tunnel.reason}` : ''})`
 const entry = (tunnel: TunnelSummary['inbound'][number]): string =>
   tunnel.intercept?.length ? `intercept ${tunnel.intercept.join(' ')}` : `listen ${tunnel.listen}`
