@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import http2 from 'node:http2'
 import path from 'node:path'
-import {test} from 'node:test'
+import {test, type TestContext} from 'node:test'
 
 import {type ConfigSnapshot} from '../../src/lib/config/types.js'
 import {subscribeConfig} from '../../src/lib/client/config-stream.js'
@@ -28,15 +28,21 @@ async function waitFor<T>(items: T[], predicate: (item: T) => boolean, timeoutMs
   throw new Error('timed out waiting for a config version')
 }
 
-const policy = (name: string) => ({action: 'ALLOW', from: ['#frontend'], name, ports: [5432], services: ['tcp/db'], sourceCidrs: []})
-
-test('config stream: snapshot, delta, resume, ack, garbage', async (t) => {
+/** A real controller, the enrolled identity agent-a, and an admin client. */
+async function controllerWithAgent(t: TestContext) {
   const ctl = await startTestController(t)
   assert.equal((await ctl.run(['identity', 'create', 'agent-a'])).code, 0)
   assert.equal((await ctl.run(['enroll', path.join(ctl.home, 'agent-a.jwt')])).code, 0)
   const identity = await readIdentityFile(path.join(ctl.home, 'agent-a.json'))
   const admin = ControllerClient.fromIdentity({...(await readIdentityFile(ctl.adminIdentityPath)), controller: ctl.url})
   t.after(() => admin.close())
+  return {admin, ctl, identity}
+}
+
+const policy = (name: string) => ({action: 'ALLOW', from: ['#frontend'], name, ports: [5432], services: ['tcp/db'], sourceCidrs: []})
+
+test('config stream: snapshot, delta, resume, ack, garbage', async (t) => {
+  const {admin, identity} = await controllerWithAgent(t)
 
   const applied: Applied[] = []
   const subscription = subscribeConfig({
@@ -131,12 +137,7 @@ async function rawStream(identity: {ca: string; cert: string; controller: string
 }
 
 test('acks carry per-resource status and the agent\'s version; a re-ack replaces them', async (t) => {
-  const ctl = await startTestController(t)
-  assert.equal((await ctl.run(['identity', 'create', 'agent-a'])).code, 0)
-  assert.equal((await ctl.run(['enroll', path.join(ctl.home, 'agent-a.jwt')])).code, 0)
-  const identity = await readIdentityFile(path.join(ctl.home, 'agent-a.json'))
-  const admin = ControllerClient.fromIdentity({...(await readIdentityFile(ctl.adminIdentityPath)), controller: ctl.url})
-  t.after(() => admin.close())
+  const {admin, identity} = await controllerWithAgent(t)
   const failing = {code: 'EADDRINUSE', key: 'tcp/web@agent-a', kind: 'inbound' as const, reason: 'x'.repeat(2000), state: 'error' as const}
   const subscription = subscribeConfig({agent: 'agent-a', hbone: '127.0.0.1:15008', identity, minBackoffMs: 100, onConfig: () => [failing], software: '9.9.9'})
   t.after(() => subscription.close())
