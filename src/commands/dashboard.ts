@@ -1,9 +1,9 @@
-import {once} from 'node:events'
-
 import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {controllerFlags} from '../lib/cli/flag-groups.js'
+import {untilStopped} from '../lib/cli/signals.js'
 import {ExitCode, ZtError} from '../lib/errors.js'
 
 export default class Dashboard extends BaseCommand<typeof Dashboard> {
@@ -14,6 +14,7 @@ export default class Dashboard extends BaseCommand<typeof Dashboard> {
     '<%= config.bin %> <%= command.id %> --agent-admin edge-1=127.0.0.1:25000',
   ]
   static override flags = {
+    ...controllerFlags,
     'agent-admin': Flags.string({description: 'NAME=HOST:PORT of an agent admin port to read beyond the local ones (repeatable)', multiple: true}),
     'allow-remote': Flags.boolean({description: 'allow a --listen address that is not loopback (whoever gets the URL acts as admin)'}),
     listen: Flags.string({default: '127.0.0.1:15080', description: '[IP:]PORT to serve on; port 0 for any free one'}),
@@ -37,7 +38,7 @@ export default class Dashboard extends BaseCommand<typeof Dashboard> {
       if (this.jsonEnabled()) this.logJson({address: dashboard.address, url: dashboard.url})
       else this.log(`${chalk.green('✔')} ztctl dashboard: ${chalk.bold(dashboard.url)}\n  Open it in a browser on this machine (the token is for this run only). Ctrl-C to stop.`)
       if (this.flags.open) await openInBrowser(dashboard.url).catch((error: Error) => this.logToStderr(chalk.yellow(`could not open a browser (${error.message}): open the URL yourself`)))
-      await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')])
+      await untilStopped()
       await dashboard.close()
     })
   }

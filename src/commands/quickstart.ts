@@ -1,13 +1,13 @@
-import {once} from 'node:events'
 import path from 'node:path'
 
 import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {untilStopped} from '../lib/cli/signals.js'
 
 export default class Quickstart extends BaseCommand<typeof Quickstart> {
-  static override description = `Starts a controller and two agents on free loopback ports in a temporary home (or --dir), enrolls the agents, puts a small demo HTTP service behind an outbound tunnel on agent-b, opens an inbound tunnel to it on agent-a, checks it end to end, prints what to curl and what to try next, and runs until Ctrl-C. Needs no privileges.`
+  static override description = `Starts a controller and two agents on free loopback ports in a temporary home (or --dir), enrolls the agents, puts a small demo HTTP service behind an outbound tunnel on agent-b, opens an inbound tunnel to it on agent-a, checks it end to end, prints what to curl and what to try next, and runs until Ctrl-C (exit 130). Needs no privileges.`
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --dir ./mesh --port 8080']
   static override flags = {
     dashboard: Flags.boolean({allowNo: true, default: true, description: 'serve the dashboard (`ztctl dashboard`) on a free loopback port too'}),
@@ -53,8 +53,8 @@ export default class Quickstart extends BaseCommand<typeof Quickstart> {
         '  Press Ctrl-C to stop.',
       ].join('\n'),
     )
-    await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')])
-    this.logToStderr(chalk.dim('- stopping'))
+    await untilStopped()
+    process.stderr.write(chalk.dim('- stopping') + '\n')
     await mesh.stop()
   }
 }

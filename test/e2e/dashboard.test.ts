@@ -213,7 +213,7 @@ test('the dashboard shows the quickstart mesh live, refuses what lacks its token
   assert.equal(await curl(mesh.demo.url), 0)
 
   // Identities: expiry and online state; revoke with a confirmation; the dashboard's own identity cannot be.
-  const created = await runCli(['identity', 'create', 'guest', '-a', 'guest', '-o', '-'], env)
+  const created = await runCli(['identity', 'create', 'guest', '-a', 'guest', '--out', '-'], env)
   assert.equal(created.code, 0, created.stderr)
   await page.goto(`${origin}/#identities`)
   await page.locator('#identities-table tr[data-identity="guest"]').waitFor()
@@ -236,8 +236,9 @@ test('the dashboard shows the quickstart mesh live, refuses what lacks its token
   assert.deepEqual(problems, [], 'no script error and no CSP violation')
 
   await browser.close()
+  // Ctrl-C ends both with the README's 130.
   dashboard.kill('SIGINT')
-  assert.equal((await once(dashboard, 'exit'))[0], 0)
+  assert.equal((await once(dashboard, 'exit'))[0], 130)
   quickstart.kill('SIGINT')
-  assert.equal((await once(quickstart, 'exit'))[0], 0)
+  assert.equal((await once(quickstart, 'exit'))[0], 130)
 })

@@ -108,9 +108,9 @@ test('`ztctl policy explain` on a real controller: the deciding policy, JSON, an
     return result.stdout
   }
 
-  await ok(['identity', 'create', 'web', '-a', 'server', '-o', '-'])
-  await ok(['identity', 'create', 'client', '-a', 'frontend', '-o', '-'])
-  await ok(['tunnel', 'open', 'outbound', 'tcp/web', '--agent', 'web', '--target', '127.0.0.1:8080'])
+  await ok(['identity', 'create', 'web', '-a', 'server', '--out', '-'])
+  await ok(['identity', 'create', 'client', '-a', 'frontend', '--out', '-'])
+  await ok(['tunnel', 'open', 'outbound', 'tcp/web', '--agent', 'web', '--target', '127.0.0.1:8080', '--no-wait'])
   await ok(['policy', 'create', 'no-frontend', '--action', 'DENY', '--from', '#frontend', '--service', 'tcp/web'])
   const text = await ok(['policy', 'explain', '--from', '@client', '--to', 'tcp/web:8080'])
   assert.match(text, /web, port 8080: DENIED by policy "no-frontend"/)

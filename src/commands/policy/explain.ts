@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags} from '../../lib/cli/flag-groups.js'
 import type {Explanation} from '../../lib/mesh/explain.js'
 
 const MARK = {allow: chalk.green('✔'), deny: chalk.red('✘'), pass: chalk.dim('·')} as const
@@ -14,6 +15,7 @@ export default class PolicyExplain extends BaseCommand<typeof PolicyExplain> {
     '<%= config.bin %> <%= command.id %> --from sa:default/web --to tcp/db -o json',
   ]
   static override flags = {
+    ...controllerFlags,
     from: Flags.string({description: 'the source: @IDENTITY, sa:NAMESPACE/ACCOUNT or spiffe://…', required: true}),
     'source-ip': Flags.string({description: "the source address the hosting agent sees (for source-CIDR policies); default the source agent's HBONE address"}),
     to: Flags.string({description: 'the destination: tcp/NAME, or tcp/NAME:PORT for one target port (default every target port)', required: true}),

@@ -3,10 +3,10 @@
 // validation and the same words in errors.
 import {ExitCode, ZtError} from '../errors.js'
 import type {ControllerApi} from '../mesh/api.js'
-import {waitForApplied} from '../mesh/applied.js'
 import {explainPolicy, type Explanation} from '../mesh/explain.js'
 import {parseName} from '../mesh/parse.js'
 import {createPolicy, deletePolicy} from '../mesh/policies.js'
+import {type ChangeResult as Change, waitForRollout} from '../mesh/rollout.js'
 import type {ChangeResult} from './model.js'
 
 const MAX_LIST = 64
@@ -35,23 +35,28 @@ function list(body: Record<string, unknown>, field: string): string[] {
   }).filter((item) => item !== '')
 }
 
-async function applied(api: ControllerApi, version: number, message: string): Promise<ChangeResult> {
-  return {...(await waitForApplied(api, version)), message, version}
+/** How long a change may take to reach the online agents before the page is told it did not. */
+const APPLY_TIMEOUT_MS = 10_000
+
+/** The page's view of a change the CLI's rollout wait saw applied (it throws, naming the agent, otherwise). */
+function applied(change: Change, message: string): ChangeResult {
+  const agents = change.rollout?.agents ?? []
+  const names = (pending: boolean) => agents.filter((agent) => (agent.state !== 'applied') === pending).map((agent) => agent.agent)
+  return {applied: names(false), message, pending: names(true), version: change.version ?? 0}
 }
 
 export async function createPolicyAction(api: ControllerApi, body: unknown): Promise<ChangeResult> {
   const input = asObject(body)
-  const {policy, version} = await createPolicy(api, {
+  const change = await createPolicy(api, {
     action: text(input, 'action')!, from: list(input, 'from'), name: text(input, 'name')!,
     ports: list(input, 'ports'), services: list(input, 'services'), sourceCidrs: list(input, 'sourceCidrs'),
-  }, input.replace === true)
-  return applied(api, version, `policy ${policy.name} (${policy.action}) created`)
+  }, input.replace === true, {waitMs: APPLY_TIMEOUT_MS})
+  return applied(change, `policy ${change.policy.name} (${change.policy.action}) created`)
 }
 
 export async function deletePolicyAction(api: ControllerApi, body: unknown): Promise<ChangeResult> {
   const name = text(asObject(body), 'name')!
-  const {version} = await deletePolicy(api, name)
-  return applied(api, version, `policy ${name} deleted`)
+  return applied(await deletePolicy(api, name, {waitMs: APPLY_TIMEOUT_MS}), `policy ${name} deleted`)
 }
 
 export async function revokeIdentityAction(api: ControllerApi, body: unknown, self: string): Promise<ChangeResult> {
@@ -64,7 +69,8 @@ export async function revokeIdentityAction(api: ControllerApi, body: unknown, se
   }
 
   const {version} = await api.request<{version: number}>('DELETE', `/v1/identities/${encodeURIComponent(name)}`)
-  return applied(api, version, `identity ${name} revoked: its certificates are refused and its connections closed`)
+  const rollout = await waitForRollout(api, version, {owners: [], watchers: 'all'}, APPLY_TIMEOUT_MS)
+  return applied({rollout, version}, `identity ${name} revoked: its certificates are refused and its connections closed`)
 }
 
 export async function explainAction(api: ControllerApi, body: unknown): Promise<Explanation> {
