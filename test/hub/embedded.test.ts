@@ -23,8 +23,8 @@ test('controller run --hub: agents with no listener reach each other through the
   }
 
   for (const name of ['agent-a', 'agent-b']) {
-    await run(['identity', 'create', name, '-a', 'agent', '--output', path.join(ctl.home, `${name}.jwt`)])
-    await run(['enroll', path.join(ctl.home, `${name}.jwt`), '--output', path.join(ctl.home, `${name}.json`)])
+    await run(['identity', 'create', name, '-a', 'agent', '--out', path.join(ctl.home, `${name}.jwt`)])
+    await run(['enroll', path.join(ctl.home, `${name}.jwt`), '--out', path.join(ctl.home, `${name}.json`)])
   }
 
   const identities = JSON.parse(await run(['identity', 'list', '-o', 'json'])) as {name: string; roles: string[]}[] | {items: {name: string; roles: string[]}[]}
@@ -41,6 +41,10 @@ test('controller run --hub: agents with no listener reach each other through the
     })
     return {child, output: () => output}
   })
+  await waitFor('both agents are connected to the controller', async () => {
+    const status = JSON.parse(await run(['proxy-status', '-o', 'json'])) as {agents: {name: string; online: boolean}[]}
+    return status.agents.filter((agent) => agent.online).length === 2
+  }, 20_000)
   await run(['tunnel', 'open', 'outbound', 'tcp/echo', '--agent', 'agent-b', '--target', `127.0.0.1:${(echo.address() as {port: number}).port}`])
   const listenPort = await deadPort()
   await run(['tunnel', 'open', 'inbound', 'tcp/echo', '--agent', 'agent-a', '--listen', `127.0.0.1:${listenPort}`])

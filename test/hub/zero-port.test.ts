@@ -124,8 +124,8 @@ test('zero-port agents behind a closed firewall serve and reach services through
 
   const ctl = await startTestController(t, {listenHost: node1.bridgeIp, netns: node1.netns})
   for (const [name, role] of [['hub-1', 'hub'], ['hub-2', 'hub'], ['agent-a', 'agent'], ['agent-b', 'agent']]) {
-    await ok(ctl, ['identity', 'create', name!, '-a', role!, '--output', path.join(dir, `${name}.jwt`)])
-    await ok(ctl, ['enroll', path.join(dir, `${name}.jwt`), '--output', path.join(dir, `${name}.json`)])
+    await ok(ctl, ['identity', 'create', name!, '-a', role!, '--out', path.join(dir, `${name}.jwt`)])
+    await ok(ctl, ['enroll', path.join(dir, `${name}.jwt`), '--out', path.join(dir, `${name}.json`)])
   }
 
   // Two hubs on node 1; the agents dial them over their links.

@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import path from 'node:path'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {logFlags} from '../../lib/cli/flag-groups.js'
 import {parseDuration} from '../../lib/cli/render.js'
 import {MAX_HUBS} from '../../lib/config/types.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
@@ -16,6 +17,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     '<%= config.bin %> <%= command.id %> -i agent-b.json --no-listen --hub hub-1.example:15009 --hub hub-2.example:15009',
   ]
   static override flags = {
+    ...logFlags,
     admin: Flags.string({default: '127.0.0.1:15000', description: 'admin listener: /config_dump, /logging, /quitquitquit'}),
     advertise: Flags.string({description: 'HOST:PORT other agents dial [default: the HBONE address, 0.0.0.0 → 127.0.0.1]'}),
     config: Flags.string({description: 'static configuration file (a ConfigSnapshot as JSON) instead of the controller; re-read on change'}),
@@ -96,7 +98,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     // The lean daemon replaces this process (same PID and stdio) and never returns here; without
     // process.execve, or with ZTCTL_AGENT_IN_PROCESS=1, the agent runs inside this process.
     execDaemon(options)
-    await runDaemon(options)
+    if ((await runDaemon(options)) === 'SIGINT') process.exitCode = ExitCode.interrupted
   }
 
   private async sidecarOptions(mode: 'proxy' | 'tproxy') {

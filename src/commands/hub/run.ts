@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {logFlags} from '../../lib/cli/flag-groups.js'
 import {parseDuration} from '../../lib/cli/render.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
 
@@ -13,6 +14,7 @@ export default class HubRun extends BaseCommand<typeof HubRun> {
     'ZTCTL_HUB_IDENTITY=/etc/ztctl/hub.json ZTCTL_HUB_LISTEN=0.0.0.0:15009 <%= config.bin %> <%= command.id %>',
   ]
   static override flags = {
+    ...logFlags,
     admin: Flags.string({default: '127.0.0.1:15010', description: 'admin listener: /hub_status, /metrics, /healthz/ready, /logging, /quitquitquit (HOST:PORT or unix:PATH)', env: 'ZTCTL_HUB_ADMIN'}),
     advertise: Flags.string({description: 'HOST:PORT agents dial, for logs [default: the bound --listen address]', env: 'ZTCTL_HUB_ADVERTISE'}),
     config: Flags.string({description: 'static configuration file (a ConfigSnapshot as JSON) instead of the controller; re-read on change', env: 'ZTCTL_HUB_CONFIG'}),

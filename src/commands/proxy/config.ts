@@ -1,6 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags, dryRunFlags, waitFlags} from '../../lib/cli/flag-groups.js'
+import {dryRunText} from '../../lib/cli/render.js'
+import {describeOutcome} from '../../lib/mesh/rollout.js'
 import {configureExit} from '../../lib/mesh/proxy.js'
 
 export default class ProxyConfig extends BaseCommand<typeof ProxyConfig> {
@@ -11,6 +14,9 @@ export default class ProxyConfig extends BaseCommand<typeof ProxyConfig> {
     "<%= config.bin %> <%= command.id %> --agent office --add-target 192.168.0.0/16 --allow '#staff'",
   ]
   static override flags = {
+    ...controllerFlags,
+    ...waitFlags,
+    ...dryRunFlags,
     'add-target': Flags.string({description: 'a target pattern this exit serves (repeatable)', multiple: true}),
     agent: Flags.string({description: 'identity name of the exit agent', required: true}),
     allow: Flags.string({description: 'only these may use this exit: @IDENTITY or #ROLE (repeatable; replaces the list; default any mesh identity, policies still apply)', multiple: true}),
@@ -26,12 +32,13 @@ export default class ProxyConfig extends BaseCommand<typeof ProxyConfig> {
     const result = await this.withController((api) => configureExit(api, {
       addExclusions: this.flags.exclude, addTargets: this.flags['add-target'], agent, allow: this.flags.allow, clear: this.flags.clear,
       removeExclusions: this.flags['remove-exclusion'], removeTargets: this.flags['remove-target'],
-    }))
+    }, this.changeOptions))
     return this.render(result, () => {
-      if (result.removed) return `${agent} is no proxy exit any more (config version ${result.version})`
+      if (result.dryRun) return dryRunText(result.dryRun)
+      if (result.removed) return `${agent} is no proxy exit any more (${describeOutcome(result)})`
       const exit = result.exit!
       return [
-        `exit ${agent} (config version ${result.version})`,
+        `exit ${agent} (${describeOutcome(result)})`,
         `Targets:\n${exit.targets.map((target) => `  ${target}`).join('\n')}`,
         `Exclusions:\n${exit.exclusions.map((target) => `  ${target}`).join('\n') || '  (none)'}`,
         `Allow:\n${exit.allow.map((subject) => `  ${subject}`).join('\n') || '  (any identity of the mesh; policies apply)'}`,

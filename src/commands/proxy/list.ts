@@ -1,9 +1,11 @@
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags} from '../../lib/cli/flag-groups.js'
 import {listProxies} from '../../lib/mesh/proxy.js'
 
 export default class ProxyList extends BaseCommand<typeof ProxyList> {
   static override description = 'Every proxy listener (where clients connect) and every exit (which targets it dials, which it never dials, who may use it).'
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> -o json']
+  static override flags = {...controllerFlags}
   static override summary = 'List proxy listeners and exits'
 
   async run() {

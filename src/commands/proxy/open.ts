@@ -2,6 +2,9 @@ import {Flags} from '@oclif/core'
 import {readFile} from 'node:fs/promises'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags, dryRunFlags, waitFlags} from '../../lib/cli/flag-groups.js'
+import {dryRunText} from '../../lib/cli/render.js'
+import {describeOutcome} from '../../lib/mesh/rollout.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
 import {openProxy} from '../../lib/mesh/proxy.js'
 
@@ -14,6 +17,9 @@ export default class ProxyOpen extends BaseCommand<typeof ProxyOpen> {
     'printf s3cret | <%= config.bin %> <%= command.id %> --agent laptop --listen 1080 --user alice --password-file -',
   ]
   static override flags = {
+    ...controllerFlags,
+    ...waitFlags,
+    ...dryRunFlags,
     agent: Flags.string({description: 'identity name of the agent that listens', required: true}),
     listen: Flags.string({description: '[IP:]PORT to listen on (IP defaults to 127.0.0.1)', required: true}),
     'password-file': Flags.string({dependsOn: ['user'], description: 'file holding the password of --user (- for standard input); only a salted scrypt hash leaves this machine', env: 'ZTCTL_PROXY_PASSWORD_FILE'}),
@@ -24,8 +30,8 @@ export default class ProxyOpen extends BaseCommand<typeof ProxyOpen> {
   async run() {
     const {agent, listen, user} = this.flags
     const users = user ? [{name: user, password: await this.password()}] : []
-    const result = await this.withController((api) => openProxy(api, {agent, listen, users}))
-    return this.render(result, () => `proxy listener opened on ${agent} at ${result.listener.listen} (SOCKS5 and HTTP${users.length > 0 ? `, user ${user}` : ''}; config version ${result.version})`)
+    const result = await this.withController((api) => openProxy(api, {agent, listen, users}, this.changeOptions))
+    return this.render(result, () => result.dryRun ? dryRunText(result.dryRun) : `proxy listener opened on ${agent} at ${result.listener.listen} (SOCKS5 and HTTP${users.length > 0 ? `, user ${user}` : ''}; ${describeOutcome(result)})`)
   }
 
   private async password(): Promise<string> {

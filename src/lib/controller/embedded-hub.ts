@@ -43,6 +43,9 @@ export class StoreConfigSource implements ConfigSource {
     await applying
   }
 
+  /** A hub acts on no resource of its own: it has no statuses to report. */
+  report(): void {}
+
   status(): ConfigSourceStatus {
     return {connected: true, lastError: this.lastError, source: 'store', version: this.version}
   }
@@ -54,7 +57,7 @@ export class StoreConfigSource implements ConfigSource {
 
 export async function startEmbeddedHub(services: ControllerServices, options: {dataDir: string; listen: string; logLevel?: import('../proxy/observe/log.js').LogLevel; name: string}): Promise<Hub> {
   const file = path.join(options.dataDir, `${options.name}.identity.json`)
-  await ensureLocalIdentity(services, file, {admin: false, name: options.name, roles: ['hub']})
+  await ensureLocalIdentity(services, file, {name: options.name, roles: ['hub']})
   const identity = await readIdentityFile(file)
   const {runHub} = await import('../proxy/daemon/hub.js')
   return runHub({

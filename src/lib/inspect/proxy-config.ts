@@ -77,6 +77,32 @@ export async function fetchConfigDump(source: DumpSource): Promise<ConfigDump> {
   return parseDump(await fetchAdmin(admin, '/config_dump'), adminUrl(admin, '/config_dump'))
 }
 
+/** One request to the agent's admin port (found by name, --admin or the default), errors in words. */
+export async function adminRequest(source: DumpSource, pathAndQuery: string, init: RequestInit = {}): Promise<{response: Response; url: string}> {
+  const admin = await resolveAdminAddress(source)
+  const url = `http://${admin}${pathAndQuery}`
+  let response: Response
+  try {
+    response = await fetch(url, init)
+  } catch (error) {
+    throw new ZtError('ZT_ERR_AGENT_UNREACHABLE', `cannot reach the agent's admin endpoint at ${url}: ${(error as Error & {cause?: Error}).cause?.message ?? (error as Error).message}`, {
+      cause: error,
+      exit: ExitCode.unreachable,
+      suggestion: 'check that `ztctl agent run` is running and pass its admin address with --admin HOST:PORT (default 127.0.0.1:15000)',
+    })
+  }
+
+  if (!response.ok) {
+    const text = (await response.text().catch(() => '')).trim().slice(0, 300)
+    throw new ZtError('ZT_ERR_AGENT_UNREACHABLE', `${url} answered HTTP ${response.status}${text ? `: ${text}` : ''}`, {
+      exit: response.status === 400 ? ExitCode.usage : ExitCode.unreachable,
+      suggestion: 'is that address an agent admin port (15000), not its metrics or HBONE port?',
+    })
+  }
+
+  return {response, url}
+}
+
 async function readDumpFile(file: string): Promise<string> {
   try {
     return file === '-' ? await readStdin() : await readFile(file, 'utf8')

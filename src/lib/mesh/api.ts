@@ -1,7 +1,7 @@
 // What mesh operations need from the controller: one authenticated JSON request at a time.
 // src/lib/client's ControllerClient satisfies it; keeping the interface here keeps this domain testable
 // against any real controller connection.
-import type {HubAttachment} from '../config/types.js'
+import type {HubAttachment, ResourceStatus} from '../config/types.js'
 
 export type Method = 'DELETE' | 'GET' | 'POST' | 'PUT'
 
@@ -21,6 +21,10 @@ export interface AgentStatus {
   lastSeen?: string
   name: string
   online: boolean
+  /** per-resource status of ackedVersion (the agent's own tunnels, and whatever it could not apply) */
+  resources?: ResourceStatus[]
+  /** the agent's software version */
+  software?: string
   spiffe?: string
 }
 

@@ -7,7 +7,11 @@ import {hashPassword} from '../pki/password.js'
 import {parseExitPattern} from '../proxy/state/exits.js'
 import {type ControllerApi, type ResourceList, resourcePath} from './api.js'
 import {parseListen, parseName, parseSubject} from './parse.js'
+import {type ChangeOptions, type ChangeResult, commitChange, type RolloutTarget} from './rollout.js'
 import {assertIdentityExists} from './tunnels.js'
+
+/** Every agent routes proxy targets to the exits: a change of one must reach them all. */
+const EVERY_AGENT = 'all' as const
 
 export interface OpenProxyInput {
   agent: string
@@ -35,20 +39,21 @@ export function parseExitTarget(text: string, what = 'target'): string {
   })
 }
 
-export async function openProxy(api: ControllerApi, input: OpenProxyInput): Promise<{listener: ProxyListener; version: number}> {
+export async function openProxy(api: ControllerApi, input: OpenProxyInput, options: ChangeOptions = {}): Promise<ChangeResult & {listener: ProxyListener}> {
   const users = await Promise.all((input.users ?? []).map(async (user) => {
     if (user.password === '') throw new ZtError('ZT_ERR_USAGE', `the password of proxy user "${user.name}" is empty`, {exit: ExitCode.usage, suggestion: 'give a non-empty password (--password-file)'})
     return {name: parseName(user.name, 'user name'), passwordHash: await hashPassword(user.password)}
   }))
   const listener: ProxyListener = {agent: parseName(input.agent, 'agent name'), listen: parseListen(input.listen), users}
   await assertIdentityExists(api, listener.agent)
-  const {version} = await api.request<{version: number}>('PUT', resourcePath('proxy', listener.agent), listener)
-  return {listener, version}
+  const target: RolloutTarget = {owners: [listener.agent], resource: {key: listener.agent, kind: 'proxy'}, watchers: []}
+  return {...await commitChange(api, options, {body: listener, method: 'PUT', path: resourcePath('proxy', listener.agent)}, () => target), listener}
 }
 
-export async function closeProxy(api: ControllerApi, agent: string): Promise<{version: number}> {
+export async function closeProxy(api: ControllerApi, agent: string, options: ChangeOptions = {}): Promise<ChangeResult> {
+  const name = parseName(agent, 'agent name')
   try {
-    return await api.request<{version: number}>('DELETE', resourcePath('proxy', parseName(agent, 'agent name')))
+    return await commitChange(api, options, {method: 'DELETE', path: resourcePath('proxy', name)}, () => ({owners: [name], watchers: []}))
   } catch (error) {
     if (ZtError.is(error) && error.code === 'ZT_ERR_NOT_FOUND') {
       throw new ZtError('ZT_ERR_NOT_FOUND', `agent ${agent} has no proxy listener`, {exit: ExitCode.notFound, suggestion: 'see them with `ztctl proxy list`'})
@@ -59,7 +64,7 @@ export async function closeProxy(api: ControllerApi, agent: string): Promise<{ve
 }
 
 /** Change AGENT's exit: add/remove targets and exclusions; an exit left with no target is removed. */
-export async function configureExit(api: ControllerApi, change: ExitChange): Promise<{exit?: ProxyExit; removed: boolean; version: number}> {
+export async function configureExit(api: ControllerApi, change: ExitChange, options: ChangeOptions = {}): Promise<ChangeResult & {exit?: ProxyExit; removed: boolean}> {
   const agent = parseName(change.agent, 'agent name')
   const edits = {
     addExclusions: (change.addExclusions ?? []).map((text) => parseExitTarget(text, 'exclusion')),
@@ -88,12 +93,12 @@ export async function configureExit(api: ControllerApi, change: ExitChange): Pro
       throw new ZtError('ZT_ERR_NO_TARGET', `agent ${agent} is no exit yet: give it a target`, {exit: ExitCode.usage, suggestion: 'add --add-target CIDR|HOST|*.SUFFIX'})
     }
 
-    const {version} = current || items.some((item) => item.agent === agent) ? await api.request<{version: number}>('DELETE', resourcePath('exit', agent)) : {version: 0}
-    return {removed: true, version}
+    if (!current && !items.some((item) => item.agent === agent)) return {removed: true}
+    return {...await commitChange(api, options, {method: 'DELETE', path: resourcePath('exit', agent)}, () => ({owners: [agent], watchers: EVERY_AGENT})), removed: true}
   }
 
-  const {version} = await api.request<{version: number}>('PUT', resourcePath('exit', agent), exit)
-  return {exit, removed: false, version}
+  const target: RolloutTarget = {owners: [agent], resource: {key: agent, kind: 'exit'}, watchers: EVERY_AGENT}
+  return {...await commitChange(api, options, {body: exit, method: 'PUT', path: resourcePath('exit', agent)}, () => target), exit, removed: false}
 }
 
 export async function listProxies(api: ControllerApi): Promise<{exits: ProxyExit[]; listeners: ProxyListener[]; version: number}> {

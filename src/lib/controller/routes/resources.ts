@@ -115,6 +115,8 @@ export const resourceRoutes: Route[] = [
         hubs: services.hub.hubsOf(agent.name),
         name: agent.name,
         online: services.hub.isOnline(agent.name),
+        resources: statusByName.get(agent.name)?.resources ?? [],
+        software: statusByName.get(agent.name)?.software,
         spiffe: agent.spiffe,
       }))
       return {agents, version}

@@ -5,6 +5,7 @@
 import type {Server} from 'node:http'
 
 import {CertificateRenewer} from '../../client/renew.js'
+import type {ResourceStatus} from '../../config/types.js'
 import {ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
 import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
@@ -107,7 +108,7 @@ export async function runHub(options: HubOptions): Promise<Hub> {
   logger.info({address: addresses.listen, component: 'hub', hub: name}, 'listener established')
 
   const status = (): HubDump => ({...server.status(), address: addresses.listen, hub: {name, spiffe: credentials.identity.spiffe}, ready: configured && !draining, version: state.version})
-  const apply = async (update: ConfigUpdate): Promise<void> => {
+  const apply = async (update: ConfigUpdate): Promise<ResourceStatus[]> => {
     state = new MeshState(update.snapshot, update.version, {name, trustDomain})
     if (!state.snapshot.identity[name]?.roles.includes(HUB_ROLE) && state.snapshot.identity[name]) {
       logger.warn({hub: name}, `this identity has no role "${HUB_ROLE}": agents will refuse to attach`)
@@ -117,6 +118,7 @@ export async function runHub(options: HubOptions): Promise<Hub> {
     configured = true
     logger.info({version: update.version}, 'configuration applied')
     resolveReady()
+    return [] // a hub hosts no resource: nothing to report per resource
   }
 
   let shuttingDown: Promise<void> | undefined
