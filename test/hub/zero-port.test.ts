@@ -19,6 +19,7 @@ import {test, type TestContext} from 'node:test'
 import {fileURLToPath} from 'node:url'
 
 import {listenTcp} from '../../src/lib/netns/native.js'
+import {startCapture} from '../helpers/capture.js'
 import {RUN_JS, startTestController, type TestController} from '../helpers/controller.js'
 import {createTopology, type Topology, type TopoNode, type TopoPod} from '../helpers/netns.js'
 import {waitUntil} from '../inpod/fixtures.js'
@@ -186,23 +187,15 @@ test('zero-port agents behind a closed firewall serve and reach services through
   assert.deepEqual((await listening(node2)).map((line) => line.split(/\s+/)[3]), ['127.0.0.1:27007'])
 
   // A capture at the hubs' host: TLS on the hub ports only, no plaintext; b's peer is a's own certificate.
-  const capture = topo.spawn(node1.netns, 'tshark', ['-i', 'any', '-n', '-l', '-f', `tcp and not port ${ctl.port}`, '-a', 'duration:8', '-c', '600',
-    '-T', 'fields', '-E', 'separator=,', '-e', 'tcp.srcport', '-e', 'tcp.dstport', '-e', '_ws.col.Protocol', '-e', 'tcp.payload'])
-  let captured = ''
-  let captureLog = ''
-  capture.stdout!.on('data', (chunk: Buffer) => (captured += chunk.toString()))
-  capture.stderr!.on('data', (chunk: Buffer) => (captureLog += chunk.toString()))
-  const captureDone = new Promise((resolve) => capture.once('exit', resolve))
-  await waitUntil('tshark capturing', () => captureLog.includes('Capturing on'), 10_000)
+  const capture = await startCapture(topo, node1.netns, {filter: `tcp and not port ${ctl.port}`, iface: 'any', seconds: 8})
   const marked = await echoThrough(topo, node3.netns, 17_007, 256 * 1024, MARKER)
   assert.equal(marked.same, true, JSON.stringify(marked))
-  await captureDone
-  const packets = captured.trim().split('\n').filter(Boolean).map((line) => line.split(','))
-  assert.ok(packets.length > 10, `tshark saw ${packets.length} packets: ${captureLog}`)
-  const hubPort = (port: string | undefined) => HUB_PORTS.map(String).includes(port ?? '')
-  for (const [source, destination] of packets) assert.ok(hubPort(source) || hubPort(destination), `a packet outside the hub ports: ${source} → ${destination}`)
-  assert.ok(packets.some(([, , protocol]) => /TLS/.test(protocol ?? '')), 'TLS records on the hub ports')
-  const wire = Buffer.from(packets.map((packet) => packet[3] ?? '').join(''), 'hex').toString('latin1')
+  const packets = await capture.packets()
+  assert.ok(packets.length > 10, `tshark saw ${packets.length} packets: ${capture.log()}`)
+  const hubPort = (port: string) => HUB_PORTS.map(String).includes(port)
+  for (const {destination, source} of packets) assert.ok(hubPort(source) || hubPort(destination), `a packet outside the hub ports: ${source} → ${destination}`)
+  assert.ok(packets.some(({protocol}) => /TLS/.test(protocol)), 'TLS records on the hub ports')
+  const wire = Buffer.concat(packets.map((packet) => packet.payload)).toString('latin1')
   assert.ok(!wire.includes(MARKER.slice(0, 12)), 'the payload never appears in clear at the hub')
   const inbound = await waitUntil('b logs the connection', () => agentB.lines().find((line) => line.message === 'connection complete' && line.direction === 'inbound' && line['dst.service'] === 'tcp/echo'))
   assert.equal(inbound['src.identity'], `spiffe://${TRUST_DOMAIN}/identity/agent-a`, 'the destination\'s TLS peer is the source agent, not a hub')

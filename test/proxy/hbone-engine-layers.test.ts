@@ -8,7 +8,7 @@ import {connect, Socket} from 'node:net'
 import {test, type TestContext} from 'node:test'
 
 import {type ClientSessionHandler, HboneEngine, type PeerCertificateInfo} from '../../src/lib/proxy/hbone/hbone-engine.js'
-import {createMesh, echoServer, sha256, waitFor} from './helpers.js'
+import {createMesh, echoServer, roundTripOn, sha256, waitFor} from './helpers.js'
 
 const TIMING = {connectTimeoutMs: 5000, keepaliveIntervalMs: 500, keepaliveTimeoutMs: 2000}
 
@@ -111,13 +111,7 @@ test('a spliced relay carries an inner mutual-TLS session end to end; the relay 
   })
   assert.equal(status, 200)
   const data = randomBytes(2 * 1024 * 1024)
-  const chunks: Buffer[] = []
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-  const ended = new Promise((resolve) => socket.once('end', resolve))
-  socket.end(data)
-  await ended
-  socket.destroy()
-  assert.equal(sha256(Buffer.concat(chunks)), sha256(data))
+  assert.equal(sha256(await roundTripOn(socket, data)), sha256(data))
 
   // The relay ends with the inner session; both spliced streams report their bytes (ciphertext ≥ payload).
   engine.native.sessionClose(innerA.id, false)

@@ -4,7 +4,6 @@
 // agent level, and a second hub takes over when the first one stops.
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
-import {PassThrough} from 'node:stream'
 import {test, type TestContext} from 'node:test'
 import {writeFile} from 'node:fs/promises'
 import path from 'node:path'
@@ -13,7 +12,7 @@ import {type ConfigSnapshot, emptySnapshot} from '../../src/lib/config/types.js'
 import type {IdentityFile} from '../../src/lib/identity/file.js'
 import {type Hub, runHub} from '../../src/lib/proxy/daemon/hub.js'
 import {StaticConfigSource} from '../../src/lib/proxy/state/config-source.js'
-import {createMesh, echoServer, httpGet, roundTrip, sha256, startAgent, tempDir, waitFor} from './helpers.js'
+import {createMesh, echoServer, httpGet, jsonLogSink, roundTrip, sha256, startAgent, tempDir, waitFor} from './helpers.js'
 
 interface RunningHub {
   hub: Hub
@@ -23,15 +22,7 @@ interface RunningHub {
 async function startHub(t: TestContext, dir: string, identity: IdentityFile, snapshot: ConfigSnapshot): Promise<RunningHub> {
   const configFile = path.join(dir, `${identity.name}.config.json`)
   await writeFile(configFile, JSON.stringify(snapshot))
-  const logs: Record<string, unknown>[] = []
-  const destination = new PassThrough()
-  let buffered = ''
-  destination.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString()
-    const lines = buffered.split('\n')
-    buffered = lines.pop()!
-    for (const line of lines) if (line) logs.push(JSON.parse(line) as Record<string, unknown>)
-  })
+  const {destination, logs} = jsonLogSink()
   const hub = await runHub({
     admin: '127.0.0.1:0', configSource: new StaticConfigSource(configFile), drainTimeoutMs: 500, identity, keepaliveIntervalMs: 500, keepaliveTimeoutMs: 1000,
     listen: '127.0.0.1:0', logDestination: destination, logLevel: 'debug',

@@ -11,7 +11,7 @@ import {test, type TestContext} from 'node:test'
 
 import {emptySnapshot, type ProxyExit} from '../../src/lib/config/types.js'
 import {hashPassword} from '../../src/lib/pki/password.js'
-import {createMesh, echoServer, sha256, startAgent, tempDir, waitFor} from './helpers.js'
+import {createMesh, echoServer, roundTripOn, sha256, startAgent, tempDir, waitFor} from './helpers.js'
 
 function curl(args: string[]): Promise<{code: number; stderr: string; stdout: string}> {
   return new Promise((resolve) => {
@@ -103,13 +103,7 @@ test('bulk data through SOCKS5 arrives byte-identical', async (t) => {
   const {code, socket} = await socks5(proxy, '127.0.0.1', echo.port)
   assert.equal(code, 0)
   const data = randomBytes(2 * 1024 * 1024)
-  const chunks: Buffer[] = []
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-  const ended = new Promise((resolve) => socket.once('end', resolve))
-  socket.end(data)
-  await ended
-  socket.destroy()
-  assert.equal(sha256(Buffer.concat(chunks)), sha256(data))
+  assert.equal(sha256(await roundTripOn(socket, data)), sha256(data))
 })
 
 test('the most specific exit wins; an excluded or unlisted target is refused in the protocol, with a reason', async (t) => {
