@@ -20,7 +20,8 @@ export default class ProxyStatus extends BaseCommand<typeof ProxyStatus> {
             {header: 'CONFIG', value: (a) => `${a.ackedVersion ?? '-'}/${a.controllerVersion}`},
             {header: 'ONLINE', value: (a) => (a.online ? 'yes' : 'no')},
             {header: 'HBONE', value: (a) => a.hbone || '(hubs only)'},
-            {header: 'HUBS', value: (a) => describeHubs(a.hubs)},
+            // only in a mesh with hubs: one without keeps its narrower table
+            ...(result.agents.some((a) => a.hubs?.length) ? [{header: 'HUBS', value: (a: (typeof result.agents)[number]) => describeHubs(a.hubs)}] : []),
             {header: 'LAST SEEN', value: (a) => (a.lastSeen ? formatAge(Date.parse(a.lastSeen)) + ' ago' : undefined)},
             {header: 'VERSION', value: (a) => a.software},
             {header: 'REASON', value: (a) => a.reason},
