@@ -48,17 +48,24 @@ export class ControllerClient implements ControllerApi {
   async request<T>(method: Method, path: string, body?: unknown): Promise<T> {
     const session = await this.connect()
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
-    const stream = session.request({
-      ':method': method, ':path': path, accept: 'application/json',
-      ...(payload ? {'content-length': payload.length, 'content-type': 'application/json'} : {}),
-    }, {endStream: payload === undefined})
+    let stream: ClientHttp2Stream
+    try {
+      stream = session.request({
+        ':method': method, ':path': path, accept: 'application/json',
+        ...(payload ? {'content-length': payload.length, 'content-type': 'application/json'} : {}),
+      }, {endStream: payload === undefined})
+    } catch (error) {
+      // The session went away between connect() and now (GOAWAY, reset): the controller is not there.
+      throw this.unreachable(error)
+    }
+
     if (payload) stream.end(payload)
     const {body: text, status} = await this.readResponse(stream, method, path)
     let parsed: unknown
     try {
-      parsed = text === '' ? undefined : JSON.parse(text)
+      parsed = JSON.parse(text)
     } catch {
-      throw new ZtError('ZT_ERR_BAD_RESPONSE', `the controller at ${this.url} answered ${method} ${path} with non-JSON (status ${status})`)
+      throw new ZtError('ZT_ERR_BAD_RESPONSE', `the controller at ${this.url} answered ${method} ${path} with ${text === '' ? 'an empty body' : 'non-JSON'} (status ${status})`)
     }
 
     if (status >= 400) {
@@ -136,30 +143,50 @@ export class ControllerClient implements ControllerApi {
     return this.connecting
   }
 
+  /**
+   * The status and the whole body, or a rejection: a connection that ends before the answer is complete
+   * (no :status, a body shorter than its content-length, a reset) is an unreachable controller, never an
+   * empty success.
+   */
   private readResponse(stream: ClientHttp2Stream, method: string, path: string): Promise<{body: string; status: number}> {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = []
       let size = 0
       let status = 0
-      stream.setTimeout(this.timeoutMs, () => {
-        stream.close(http2.constants.NGHTTP2_CANCEL)
-        reject(this.unreachable(Object.assign(new Error(`no answer to ${method} ${path} within ${this.timeoutMs} ms`), {code: 'ETIMEDOUT'})))
-      })
+      let expectedLength: number | undefined
+      let settled = false
+      const fail = (error: Error): void => {
+        if (settled) return
+        settled = true
+        if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL)
+        reject(error)
+      }
+
+      const cutOff = (what: string): void =>
+        fail(this.unreachable(Object.assign(new Error(`the connection closed ${what} ${method} ${path}`), {code: 'ECONNRESET'})))
+      stream.setTimeout(this.timeoutMs, () => fail(this.unreachable(Object.assign(new Error(`no answer to ${method} ${path} within ${this.timeoutMs} ms`), {code: 'ETIMEDOUT'}))))
       stream.on('response', (headers) => {
         status = Number(headers[':status'])
+        const length = headers['content-length']
+        if (typeof length === 'string' && /^\d+$/.test(length)) expectedLength = Number(length)
       })
       stream.on('data', (chunk: Buffer) => {
         size += chunk.length
         if (size > MAX_RESPONSE_BYTES) {
-          stream.close(http2.constants.NGHTTP2_CANCEL)
-          reject(new ZtError('ZT_ERR_BAD_RESPONSE', `the controller's answer to ${method} ${path} exceeds ${MAX_RESPONSE_BYTES} bytes`))
+          fail(new ZtError('ZT_ERR_BAD_RESPONSE', `the controller's answer to ${method} ${path} exceeds ${MAX_RESPONSE_BYTES} bytes`))
           return
         }
 
         chunks.push(chunk)
       })
-      stream.on('end', () => resolve({body: Buffer.concat(chunks).toString('utf8'), status}))
-      stream.on('error', (error) => reject(this.unreachable(error)))
+      stream.on('end', () => {
+        if (status === 0) return cutOff('before the controller answered')
+        if (expectedLength !== undefined && size !== expectedLength) return cutOff(`after ${size} of ${expectedLength} bytes of the answer to`)
+        settled = true
+        resolve({body: Buffer.concat(chunks).toString('utf8'), status})
+      })
+      stream.on('error', (error) => fail(this.unreachable(error)))
+      stream.on('close', () => cutOff(status === 0 ? 'before the controller answered' : 'in the middle of the answer to'))
     })
   }
 
