@@ -14,7 +14,7 @@ import {ConfigHub} from './config-hub.js'
 import {ADMIN_NAME, ensureAdminIdentity} from './admin.js'
 import {lockDataDir} from './lock.js'
 import type {Logger} from './logger.js'
-import type {ControllerServices} from './routes/types.js'
+import {controllerSpiffe, type ControllerServices} from './routes/types.js'
 import {type ServerTls, startServer} from './server.js'
 import {openSqliteStore} from './store/sqlite.js'
 import type {Store} from './store/store.js'
@@ -172,7 +172,7 @@ async function issueServerTls(services: Pick<ControllerServices, 'ca' | 'signer'
 
   const {csrPem, keyPem} = await createKeyAndCsr('ztctl-controller')
   const issued = await services.signer.signCsr(csrPem, {
-    dnsNames: [...dnsNames], ipAddresses: [...ipAddresses], spiffe: `spiffe://${services.trustDomain}/controller`, ttlSeconds: SERVER_CERT_TTL_SECONDS,
+    dnsNames: [...dnsNames], ipAddresses: [...ipAddresses], spiffe: controllerSpiffe(services.trustDomain), ttlSeconds: SERVER_CERT_TTL_SECONDS,
   })
   // The chain includes the CA itself, so `enroll` can find the CA the token pins in the handshake.
   return {ca: services.ca.bundle, cert: issued.certPem + services.ca.bundle, key: keyPem}

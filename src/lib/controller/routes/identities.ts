@@ -4,7 +4,7 @@ import {randomUUID} from 'node:crypto'
 import {ExitCode, ZtError} from '../../errors.js'
 import {signEnrollmentJwt} from '../jwt.js'
 import type {IdentityRecord} from '../store/store.js'
-import {IDENTITY_NAME, identitySpiffe, type Route} from './types.js'
+import {controllerSpiffe, IDENTITY_NAME, identitySpiffe, type Route} from './types.js'
 import {asObject, badRequest, optionalStringList} from './validate.js'
 
 const ROLE = /^[A-Za-z0-9][\w.-]{0,63}$/
@@ -63,7 +63,7 @@ export const identityRoutes: Route[] = [
         admin, id: randomUUID(), name, roles, spiffe: identitySpiffe(services.trustDomain, name), tokenExpiresAt: expiresAt, tokenId: jti,
       })
       const jwt = signEnrollmentJwt(
-        {caf: services.ca.fingerprint, em: 'ott', exp, iat: now, iss: services.url, jti, roles, sub: name},
+        {caf: services.ca.fingerprint, ctl: controllerSpiffe(services.trustDomain), em: 'ott', exp, iat: now, iss: services.url, jti, roles, sub: name},
         services.ca.keyPem,
       )
       services.logger.info({identity: name, roles}, 'identity created')

@@ -48,4 +48,7 @@ export interface Route {
 
 export const identitySpiffe = (trustDomain: string, name: string): string => `spiffe://${trustDomain}/identity/${name}`
 
+/** The controller's own SPIFFE ID: clients pin it in the TLS handshake (no identity or workload can hold it). */
+export const controllerSpiffe = (trustDomain: string): string => `spiffe://${trustDomain}/controller`
+
 export const IDENTITY_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
