@@ -13,6 +13,7 @@ import {type ControllerCA, loadOrCreateCA} from './ca.js'
 import {ConfigHub} from './config-hub.js'
 import {ADMIN_NAME, ensureAdminIdentity} from './admin.js'
 import {lockDataDir} from './lock.js'
+import {type NodeAuthority, scopedNodeAuthority} from './node-authority.js'
 import type {Logger} from './logger.js'
 import {controllerSpiffe, type ControllerServices} from './routes/types.js'
 import {type ServerTls, startServer} from './server.js'
@@ -36,6 +37,8 @@ export interface ControllerOptions {
   contextName?: string
   dataDir?: string
   home: Home
+  /** decides for node identities bound to a Kubernetes node (scope.node): the pods on that node */
+  kubernetesNodes?: NodeAuthority
   /** host:port; port 0 = any free port */
   listen?: string
   logger?: Logger
@@ -94,7 +97,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const hub = new ConfigHub(store, logger)
     const services: ControllerServices = {
       adminCertTtlSeconds: options.adminCertTtlSeconds ?? DEFAULT_ADMIN_CERT_TTL_SECONDS, ca, certTtlSeconds: options.certTtlSeconds ?? 86_400, hub, logger,
-      signer, store, trustDomain, url: '', version: options.version,
+      nodeAuthority: scopedNodeAuthority(options.kubernetesNodes), signer, store, trustDomain, url: '', version: options.version,
     }
     const tls = await issueServerTls(services, listen.host, options.advertise)
     const server = await startServer(services, listen, tls)

@@ -4,6 +4,7 @@ import type {Http2ServerRequest, Http2ServerResponse} from 'node:http2'
 import type {Signer} from '../../pki/pki.js'
 import type {ControllerCA} from '../ca.js'
 import type {ConfigHub} from '../config-hub.js'
+import type {NodeAuthority} from '../node-authority.js'
 import type {Logger} from '../logger.js'
 import type {Principal, Store} from '../store/store.js'
 
@@ -14,6 +15,8 @@ export interface ControllerServices {
   certTtlSeconds: number
   hub: ConfigHub
   logger: Logger
+  /** what node identities may serve (workload certificates, published workloads) */
+  nodeAuthority: NodeAuthority
   signer: Signer
   store: Store
   trustDomain: string
