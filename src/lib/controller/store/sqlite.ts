@@ -2,7 +2,7 @@
 // synchronous=FULL, so a committed transaction survives kill -9 and power loss, and every mutation is
 // one transaction that also bumps the revision and appends to the change log.
 import {EventEmitter} from 'node:events'
-import {mkdir} from 'node:fs/promises'
+import {chmod, mkdir, open} from 'node:fs/promises'
 import path from 'node:path'
 import type {DatabaseSync} from 'node:sqlite'
 
@@ -95,6 +95,7 @@ export async function openSqliteStore(dir: string, options: SqliteStoreOptions =
   const file = path.join(dir, 'store.db')
   let db: DatabaseSync
   try {
+    await makePrivate(file)
     db = new DatabaseSync(file, {timeout: 5000})
     db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;')
     migrate(db)
@@ -106,6 +107,20 @@ export async function openSqliteStore(dir: string, options: SqliteStoreOptions =
   }
 
   return new SqliteStore(db, options.changeLogRevisions ?? CHANGE_LOG_REVISIONS)
+}
+
+/**
+ * The store holds every identity and token: 0600 whatever the folder's mode (an existing --data-dir may be
+ * 0755) or the umask. SQLite creates its -wal and -shm files with the database file's mode; older stores
+ * are tightened too.
+ */
+async function makePrivate(file: string): Promise<void> {
+  await (await open(file, 'a', 0o600)).close()
+  for (const name of [file, `${file}-wal`, `${file}-shm`]) {
+    await chmod(name, 0o600).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error
+    })
+  }
 }
 
 function migrate(db: DatabaseSync): void {
