@@ -509,7 +509,7 @@ async function serveHttp(agent: RunningAgent, handlers: AdminHandlers): Promise<
   ] as const) {
     if (text === undefined) continue
     const address = listenAddress(text, what)
-    const served = await listenOrExplain(what, address, () => serveRoutes(address, routes))
+    const served = await listenOrExplain(what, address, () => serveRoutes(address, routes, {localOnly: what === 'admin'}))
     agent.httpServers.push(served.server)
     addresses[what] = served.address
     agent.logger.info({address: served.address, component: what}, 'listener established')
