@@ -13,7 +13,7 @@ import {test} from 'node:test'
 import {ControllerClient} from '../../src/lib/client/controller-client.js'
 import {readIdentityFile} from '../../src/lib/identity/file.js'
 import {startTestController, type TestController} from '../helpers/controller.js'
-import {footprint, sampleFootprint} from '../helpers/footprint.js'
+import {footprint, sampleFootprint, waitForFootprint} from '../helpers/footprint.js'
 import {h2Connect, malformedFlood, parseFrames, postRequestHeaders, rapidResetFlood} from '../helpers/hostile-h2.js'
 
 const NOFILE = 1024
@@ -56,18 +56,6 @@ function probeController(ctl: TestController, intervalMs = 200): {stop(): Promis
   }
 }
 
-async function settled<T>(what: string, read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let value = await read()
-  while (!ok(value)) {
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(value)} after ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-    value = await read()
-  }
-
-  return value
-}
-
 test('hostile unauthenticated clients cannot exhaust the controller', async (t) => {
   const ctl = await startTestController(t, {nofile: NOFILE})
   const port = ctl.port
@@ -91,7 +79,7 @@ test('hostile unauthenticated clients cannot exhaust the controller', async (t) 
     const flood = await malformedFlood(2000, {concurrency: 32, port})
     const peak = await sampler.stop()
     const probed = await probe.stop()
-    const after = await settled('fds after the flood', () => footprint(ctl.pid), (now) => now.fds <= baseline.fds + 10, 15_000)
+    const after = await waitForFootprint(ctl.pid, (now) => now.fds <= baseline.fds + 10, 15_000)
     t.diagnostic(`malformed flood: ${flood.connected} connections in ${flood.ms} ms (${flood.failed} failed); fds ${baseline.fds} → peak ${peak.fds} → ${after.fds}; RSS ${baseline.rssMb} → peak ${peak.rssMb} → ${after.rssMb} MB; probes ${probed.answered} answered, slowest ${probed.slowestMs} ms`)
     assert.equal(flood.failed, 0, 'every hostile connection got through the handshake (the controller never ran out of fds)')
     assert.ok(peak.fds <= baseline.fds + 400, `peak fds ${peak.fds} within baseline ${baseline.fds} + 400`)
@@ -107,7 +95,7 @@ test('hostile unauthenticated clients cannot exhaust the controller', async (t) 
     const peak = await sampler.stop()
     const probed = await probe.stop()
     await new Promise((resolve) => setTimeout(resolve, 10_000))
-    const after = await settled('fds after the flood', () => footprint(ctl.pid), (now) => now.fds <= baseline.fds + 10, 15_000)
+    const after = await waitForFootprint(ctl.pid, (now) => now.fds <= baseline.fds + 10, 15_000)
     t.diagnostic(`rapid reset: ${flood.streams} streams on ${flood.connected} connections in ${flood.ms} ms, closed by the server: ${JSON.stringify(flood.closedBy)} (GOAWAY code: count); RSS ${before.rssMb} → peak ${peak.rssMb} → ${after.rssMb} MB; fds ${before.fds} → peak ${peak.fds} → ${after.fds}; probes ${probed.answered} answered, slowest ${probed.slowestMs} ms`)
     assert.ok(flood.streams >= 10_000, `${flood.streams} streams processed`)
     assert.ok((flood.closedBy[11] ?? 0) >= 1, 'the controller ended flooding sessions with GOAWAY(ENHANCE_YOUR_CALM)')

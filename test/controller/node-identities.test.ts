@@ -5,7 +5,6 @@
 // - every certificate a node minted is recorded as its own: deleting the node revokes it, and a real agent
 //   process (following the controller) cuts a live tunnel made with it and refuses new ones, within seconds.
 import assert from 'node:assert/strict'
-import http2, {type ClientHttp2Session, type ClientHttp2Stream} from 'node:http2'
 import path from 'node:path'
 import {test} from 'node:test'
 
@@ -15,6 +14,7 @@ import {certInfo} from '../../src/lib/pki/cert-info.js'
 import {createKeyAndCsr} from '../../src/lib/pki/pki.js'
 import {spawnAgentProcess} from '../helpers/agent-process.js'
 import {startTestController, type TestController} from '../helpers/controller.js'
+import {hboneConnect} from '../helpers/hbone-client.js'
 import {echoServer, waitFor} from '../proxy/helpers.js'
 
 async function createEnrolled(ctl: TestController, name: string, flags: string[]): Promise<{client: ControllerClient; file: string; identity: IdentityFile}> {
@@ -24,19 +24,6 @@ async function createEnrolled(ctl: TestController, name: string, flags: string[]
   assert.equal((await ctl.run(['enroll', path.join(ctl.home, `${name}.jwt`)])).code, 0)
   const identity = await readIdentityFile(file)
   return {client: ControllerClient.fromIdentity(identity), file, identity}
-}
-
-/** A CONNECT over HBONE with a given certificate (node:http2 as the peer; the agent's host name is not checked). */
-async function hboneConnect(address: string, tls: {ca: string; cert: string; key: string}, target: string): Promise<{session: ClientHttp2Session; status: number; stream: ClientHttp2Stream}> {
-  const session = http2.connect(`https://${address}`, {...tls, checkServerIdentity: () => undefined, minVersion: 'TLSv1.3'})
-  session.on('error', () => {})
-  const stream = session.request({':authority': target, ':method': 'CONNECT'})
-  stream.on('error', () => {})
-  const status = await new Promise<number>((resolve) => {
-    stream.once('response', (headers) => resolve(Number(headers[':status'])))
-    stream.once('close', () => resolve(0))
-  })
-  return {session, status, stream}
 }
 
 test('node identities: scoped at creation, enforced by the controller, and revoked with every certificate they minted', async (t) => {

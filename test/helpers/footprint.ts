@@ -43,3 +43,14 @@ export function sampleFootprint(pid: number, intervalMs = 100): FootprintSampler
     },
   }
 }
+
+/** Poll PID's footprint until OK holds (recovery after an attack); the last one, or an error after timeoutMs. */
+export async function waitForFootprint(pid: number, ok: (now: Footprint) => boolean, timeoutMs: number): Promise<Footprint> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const now = await footprint(pid)
+    if (ok(now)) return now
+    if (Date.now() > deadline) throw new Error(`process ${pid} still holds ${JSON.stringify(now)} after ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}

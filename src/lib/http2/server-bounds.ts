@@ -24,6 +24,12 @@ export interface Http2ServerBounds {
   handshakeTimeoutMs: number
   /** a session silent this long (no frame either way) is probed with a PING */
   silenceMs: number
+  /**
+   * ... this long before its first stream, with twice this to answer: clients open a stream right after
+   * connecting, so a fresh session that goes silent is one that connected for nothing, or that a malformed
+   * frame already ended
+   */
+  firstStreamSilenceMs: number
   /** ... and destroyed when the PING is not answered in this time (dead peer, or a session nghttp2 ended) */
   pingTimeoutMs: number
   /** a session with no open stream for this long is closed */
@@ -38,6 +44,7 @@ export interface Http2ServerBounds {
 
 /** The controller: anyone may connect (enrollment is anonymous); callers make a few short requests. */
 export const CONTROLLER_BOUNDS: Readonly<Http2ServerBounds> = {
+  firstStreamSilenceMs: 1000,
   handshakeTimeoutMs: 10_000,
   idleSessionMs: 30_000,
   maxConcurrentStreams: 128,
@@ -56,6 +63,7 @@ export const CONTROLLER_BOUNDS: Readonly<Http2ServerBounds> = {
  * 100 streams each (docs/hbone.md §6). Clients reset streams only on errors, never in bulk.
  */
 export const HBONE_BOUNDS: Readonly<Http2ServerBounds> = {
+  firstStreamSilenceMs: 1000,
   handshakeTimeoutMs: 10_000,
   idleSessionMs: 6 * 60_000,
   maxConcurrentStreams: 200,
@@ -64,8 +72,8 @@ export const HBONE_BOUNDS: Readonly<Http2ServerBounds> = {
   maxIdleSessions: 1024,
   maxSessionMemoryMb: 64,
   pingTimeoutMs: 20_000,
-  resetBurst: 1000,
-  resetRatePerSecond: 100,
+  resetBurst: 200,
+  resetRatePerSecond: 50,
   silenceMs: 10_000,
 }
 
@@ -109,6 +117,8 @@ export interface Http2Guard {
 }
 
 interface Guarded {
+  /** no stream yet */
+  fresh: boolean
   idleSince: number
   idleTimer?: NodeJS.Timeout
   openStreams: number
@@ -145,15 +155,16 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
     }
   }
 
+  const silence = (state: Guarded): number => (state.fresh ? bounds.firstStreamSilenceMs : bounds.silenceMs)
   const probe = (session: Http2Session, state: Guarded): void => {
     if (state.probing || session.destroyed) return
     state.probing = true
-    const deadline = setTimeout(() => end(session, 'no-ping-answer'), bounds.pingTimeoutMs)
+    const deadline = setTimeout(() => end(session, 'no-ping-answer'), state.fresh ? 2 * bounds.firstStreamSilenceMs : bounds.pingTimeoutMs)
     deadline.unref()
     const answered = (): void => {
       clearTimeout(deadline)
       state.probing = false
-      if (!session.destroyed) session.setTimeout(bounds.silenceMs) // the timeout fires once per silence: re-arm
+      if (!session.destroyed) session.setTimeout(silence(state)) // the timeout fires once per silence: re-arm
     }
 
     try {
@@ -165,6 +176,11 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
   }
 
   const onStream = (session: Http2Session, state: Guarded, stream: ServerHttp2Stream): void => {
+    if (state.fresh) {
+      state.fresh = false
+      session.setTimeout(bounds.silenceMs)
+    }
+
     if (state.openStreams++ === 0) {
       idle.delete(session)
       clearTimeout(state.idleTimer)
@@ -185,12 +201,13 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
   server.on('session', (session: Http2Session) => {
     const socket = session.socket as Socket | undefined
     const state: Guarded = {
+      fresh: true,
       idleSince: Date.now(), openStreams: 0, probing: false, remote: `${socket?.remoteAddress ?? '?'}:${socket?.remotePort ?? '?'}`,
       resetRefilledAt: Date.now(), resetTokens: bounds.resetBurst,
     }
     sessions.set(session, state)
     session.on('timeout', () => probe(session, state))
-    session.setTimeout(bounds.silenceMs)
+    session.setTimeout(bounds.firstStreamSilenceMs)
     session.on('stream', (stream: ServerHttp2Stream) => onStream(session, state, stream))
     // A session error (protocol error Node did notice, socket error) ends the session, never the server.
     session.on('error', () => session.destroy())
