@@ -17,6 +17,7 @@ import {promisify} from 'node:util'
 import {readIdentityFile} from '../../src/lib/identity/file.js'
 import {startTestController} from '../helpers/controller.js'
 import {hasRoot} from '../helpers/netns.js'
+import {requireTools} from '../helpers/tools.js'
 
 const run = promisify(execFile)
 
@@ -64,6 +65,7 @@ const publicKeyOf = (pem: string): string => createPublicKey(createPrivateKey(pe
 
 test('durability: keys and identities survive a power cut right after they are written; the store is private', async (t) => {
   hasRoot()
+  requireTools('losetup', 'mkfs.ext4')
 
   await t.test('kill -9 right after the controller wrote its CA key and admin identity, then a power cut', async (tt) => {
     const fs = await loopFs(tt)
