@@ -13,6 +13,8 @@ export interface AgentProcess {
   child: ChildProcess
   exited: Promise<number | null>
   ready: ReadyFile
+  /** what it wrote to stderr (a sanitizer's reports land here) */
+  stderr: () => string
   stdout: () => string
 }
 
@@ -38,7 +40,7 @@ export async function spawnAgentProcess(t: {after(fn: () => void): void}, option
   const deadline = Date.now() + 20_000
   for (;;) {
     const ready = await readFile(options.readyFile, 'utf8').then((text) => JSON.parse(text) as ReadyFile, () => undefined)
-    if (ready) return {child, exited, ready, stdout: () => stdout}
+    if (ready) return {child, exited, ready, stderr: () => stderr, stdout: () => stdout}
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`agent ${options.identityFile} did not get ready (exit ${child.exitCode}): ${stderr}${stdout}`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }

@@ -186,8 +186,10 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
       clearTimeout(state.idleTimer)
     }
 
-    // 'aborted': the peer reset the stream before we finished answering it.
+    // 'aborted' also follows our own resets; a peer's reset before any answer is what a flood is made of
+    // (our own resets come after the answer: a tunnel's relay, a handler cut short).
     stream.once('aborted', () => {
+      if (stream.headersSent) return
       const now = Date.now()
       state.resetTokens = Math.min(bounds.resetBurst, state.resetTokens + ((now - state.resetRefilledAt) / 1000) * bounds.resetRatePerSecond)
       state.resetRefilledAt = now
@@ -211,7 +213,6 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
     session.on('stream', (stream: ServerHttp2Stream) => onStream(session, state, stream))
     // A session error (protocol error Node did notice, socket error) ends the session, never the server.
     session.on('error', () => session.destroy())
-    session.on('frameError', () => session.destroy())
     session.once('close', () => {
       clearTimeout(state.idleTimer)
       sessions.delete(session)
