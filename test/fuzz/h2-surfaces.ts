@@ -40,6 +40,8 @@ const FD_MARGIN = 600
 /** How long a case waits for the server's reaction (an answer, a GOAWAY, the close) before it hangs up. */
 const REACTION_MS = 30
 const CASES_PER_CONNECTION = 8
+/** Descriptors must be back at baseline + 20 this soon after the last case: CONTROLLER_BOUNDS.idleSessionMs + margin. */
+const RECOVERY_MS = 35_000
 /** What must never appear in a process's output. */
 const FINDING_PATTERNS = [
   /ERROR: AddressSanitizer/, /ERROR: LeakSanitizer/, /runtime error:/, /SUMMARY: \w+Sanitizer/, // the sanitized C engine
@@ -240,8 +242,15 @@ async function main(): Promise<void> {
   }
 
   const seconds = (Date.now() - started) / 1000
-  // Recovery: every surface serves, and holds its baseline descriptors again, once the attack stops.
-  await new Promise((resolve) => setTimeout(resolve, options.only ? 500 : 10_000))
+  // Recovery: once the attack stops, every surface serves and is back at its baseline descriptors within the
+  // longest bound that applies (a session idle for 30 s is closed), or that is a finding.
+  const recovered = Date.now() + RECOVERY_MS
+  while (Date.now() < recovered) {
+    const counts = await Promise.all(surfaces.map(async (surface) => (await footprint(surface.pid()).catch(() => ({fds: -1}))).fds - baseline.get(surface.pid())!))
+    if (counts.every((extra) => extra <= 20)) break
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+
   await checkAll(surfaces, stats, baseline, 20)
 
   const report = {
