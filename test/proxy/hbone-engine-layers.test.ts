@@ -7,6 +7,7 @@ import {randomBytes} from 'node:crypto'
 import {connect, Socket} from 'node:net'
 import {test, type TestContext} from 'node:test'
 
+import {HBONE_BOUNDS} from '../../src/lib/http2/server-bounds.js'
 import {type ClientSessionHandler, HboneEngine, type PeerCertificateInfo} from '../../src/lib/proxy/hbone/hbone-engine.js'
 import {createMesh, echoServer, roundTripOn, sha256, waitFor} from './helpers.js'
 
@@ -45,7 +46,7 @@ test('a spliced relay carries an inner mutual-TLS session end to end; the relay 
   // The "hub": holds `accept` streams, splices a `relay` stream to one.
   const held: number[] = []
   const relayed: {bytes: number[]}[] = []
-  const hub = engine.listenHbone('127.0.0.1', 0, ids.hub!.server, {intervalMs: 500, timeoutMs: 2000}, {
+  const hub = engine.listenHbone('127.0.0.1', 0, ids.hub!.server, {intervalMs: 500, timeoutMs: 2000}, HBONE_BOUNDS, {
     sessionReady: () => ({
       closed() {},
       request(tunnelId, method, authority, _forwarded, role) {
@@ -72,7 +73,7 @@ test('a spliced relay carries an inner mutual-TLS session end to end; the relay 
   const sessionB = await connectSession(engine, ids.b!.client, hub.port)
   assert.equal(sessionB.peer.spiffe, ids.hub!.spiffe)
   const innerPeers: {remote: string; spiffe?: string}[] = []
-  const virtual = engine.listenVirtual(ids.b!.server, {intervalMs: 0, timeoutMs: 0}, {
+  const virtual = engine.listenVirtual(ids.b!.server, {intervalMs: 0, timeoutMs: 0}, HBONE_BOUNDS, {
     sessionReady(_id, peer, remote) {
       innerPeers.push({remote, spiffe: peer.spiffe})
       return {
@@ -162,7 +163,7 @@ test('the layering calls refuse stale ids and bad arguments', () => {
   }
 
   assert.throws(() => native.peek(1, 0), {code: 'EINVAL'})
-  assert.throws(() => native.listenVirtual(-5, 0, 0), {code: 'EINVAL'})
+  assert.throws(() => native.listenVirtual(-5, 0, 0, undefined), {code: 'EINVAL'})
   const [tunnelId, fd] = native.pair()
   assert.throws(() => native.open(tunnelId, 1, 'x:1', [], 'not a buffer' as unknown as Buffer), {code: 'EINVAL'})
   assert.equal(native.abort(tunnelId, 'test over'), true)
@@ -173,7 +174,7 @@ test('a relay whose one side resets ends the other side too', async (t) => {
   const {engine, ids} = await contexts(t, ['hub2', 'x'])
   const held: number[] = []
   const closed: string[] = []
-  const hub = engine.listenHbone('127.0.0.1', 0, ids.hub2!.server, {intervalMs: 0, timeoutMs: 0}, {
+  const hub = engine.listenHbone('127.0.0.1', 0, ids.hub2!.server, {intervalMs: 0, timeoutMs: 0}, HBONE_BOUNDS, {
     sessionReady: () => ({
       closed() {},
       request(tunnelId, _method, _authority, _forwarded, role) {

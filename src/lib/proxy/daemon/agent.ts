@@ -10,7 +10,7 @@ import {type HubAttachment, type IdentitySummary, MAX_STATUS_REASON, type Policy
 import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
 import type {InpodRuntime} from '../../inpod/runtime.js'
-import {certInfo, splitPem} from '../../pki/cert-info.js'
+import {certInfo, splitPem, trustDomainOf} from '../../pki/cert-info.js'
 import type {SidecarHooks} from '../../sidecar/sidecar.js'
 import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
 import type {PoolSessionInfo} from '../hbone/pool-sessions.js'
@@ -27,7 +27,7 @@ import {ProxyEntry, type ProxyListenerInfo} from '../paths/proxy-entry.js'
 import {type InboundListenerInfo, InboundTunnels} from '../paths/tunnel-inbound.js'
 import type {PeerCertificateInfo} from '../hbone/hbone-engine.js'
 import {HUB_ROLE} from '../hbone/hub-links.js'
-import {identityNameFromSpiffe, trustDomainOf} from '../state/authz.js'
+import {identityNameFromSpiffe} from '../state/authz.js'
 import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/config-source.js'
 import {MeshState, type SelfInfo} from '../state/state.js'
 import {buildDataPath, type DataPath, type DataPathChoice, type DataPathTiming, MAX_STREAMS_PER_SESSION, type TrafficContext} from './data-path.js'
@@ -229,7 +229,9 @@ async function createCore(options: AgentOptions): Promise<AgentCore> {
   const logRing = new LogRing()
   const logger = await createLogger({destination: options.logDestination, level: options.logLevel ?? 'info', tee: (destination) => logRing.tee(destination)})
   const credentials = new Credentials(options.identity)
-  const self = {name: options.identity.name, trustDomain: trustDomainOf(options.identity.spiffe)}
+  const trustDomain = trustDomainOf(options.identity.spiffe)
+  if (!trustDomain) throw new Error(`the identity's SPIFFE ID ${options.identity.spiffe} is not a SPIFFE ID`)
+  const self = {name: options.identity.name, trustDomain}
   const state = MeshState.empty(self)
   const metrics = new Metrics({component: 'ztctl-agent', tag: options.buildVersion ?? 'unknown'})
   const registry = new ConnectionRegistry()
@@ -573,7 +575,7 @@ async function serveHttp(agent: RunningAgent, handlers: AdminHandlers): Promise<
       throw new ZtError('ZT_ERR_USAGE', `--no-listen opens no TCP port, but --admin is ${text}`, {exit: ExitCode.usage, suggestion: 'use --admin unix:PATH (ztctl finds it by the agent\'s name), or drop --no-listen'})
     }
 
-    const served = await listenOrExplain(what, address, () => serveRoutes(address, routes))
+    const served = await listenOrExplain(what, address, () => serveRoutes(address, routes, {localOnly: what === 'admin'}))
     agent.httpServers.push(served.server)
     addresses[what] = served.address
     agent.logger.info({address: served.address, component: what}, 'listener established')

@@ -8,6 +8,7 @@ import {CertificateRenewer} from '../../client/renew.js'
 import type {ResourceStatus} from '../../config/types.js'
 import {ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
+import {trustDomainOf} from '../../pki/cert-info.js'
 import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
 import {HboneEngine} from '../hbone/hbone-engine.js'
 import {HUB_ROLE} from '../hbone/hub-links.js'
@@ -19,7 +20,7 @@ import {Metrics} from '../observe/metrics.js'
 import {ConnectionRegistry} from '../observe/registry.js'
 import {ConnectionTracker} from '../paths/connection.js'
 import {HubServer, type HubStatus} from '../paths/hub-relay.js'
-import {identityNameFromSpiffe, trustDomainOf} from '../state/authz.js'
+import {identityNameFromSpiffe} from '../state/authz.js'
 import type {ConfigSource, ConfigUpdate} from '../state/config-source.js'
 import {MeshState} from '../state/state.js'
 
@@ -74,6 +75,7 @@ function address(text: string, what: string): HostPort {
 export async function runHub(options: HubOptions): Promise<Hub> {
   const {identity} = options
   const trustDomain = trustDomainOf(identity.spiffe)
+  if (!trustDomain) throw new Error(`the identity's SPIFFE ID ${identity.spiffe} is not a SPIFFE ID`)
   const name = identityNameFromSpiffe(identity.spiffe, trustDomain) ?? identity.name
   const logger = await createLogger({destination: options.logDestination, level: options.logLevel ?? 'info'})
   const engine = HboneEngine.get()

@@ -8,6 +8,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {ZtError} from '../../errors.js'
+import type {Http2ServerBounds} from '../../http2/server-bounds.js'
 
 /** Event codes, as hbone.c numbers them. */
 const enum EventType {
@@ -28,7 +29,7 @@ interface HboneBinding {
   init(onEvent: (type: EventType, id: number, n1: number, n2: number, s1?: string, s2?: string, s3?: string, s4?: string, data?: Buffer) => void): void
   contextCreate(certPem: string, keyPem: string, caPem: string, server: boolean): number
   contextFree(id: number): boolean
-  listen(host: string, port: number, contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number): [number, number]
+  listen(host: string, port: number, contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number, limits: NativeListenerLimits | undefined): [number, number]
   listenerSetContext(id: number, contextId: number): boolean
   listenerClose(id: number): boolean
   connect(contextId: number, host: string, port: number, timeoutMs: number, keepaliveMs: number, keepaliveTimeoutMs: number): number
@@ -56,10 +57,13 @@ interface HboneBinding {
   /** a CONNECT whose stream carries a TLS + HTTP/2 session: [carrier tunnel, inner session], false when the session takes no stream */
   carrier(sessionId: number, authority: string, headers: string[], server: boolean, contextOrListener: number, keepaliveMs: number, keepaliveTimeoutMs: number, timeoutMs: number): [number, number] | false
   /** an HBONE listener without a socket: its sessions come over carriers */
-  listenVirtual(contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number): number
+  listenVirtual(contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number, limits?: NativeListenerLimits): number
   /** [round trip µs (-1: none yet), open streams], null once gone */
   sessionInfo(sessionId: number): [number, number] | null
 }
+
+/** What the addon bounds per HBONE session (the subset of Http2ServerBounds it enforces itself). */
+export type NativeListenerLimits = Pick<Http2ServerBounds, 'handshakeTimeoutMs' | 'idleSessionMs' | 'maxConcurrentStreams' | 'maxHeaderListBytes' | 'maxHeaderPairs' | 'resetBurst' | 'resetRatePerSecond'>
 
 export interface PeerCertificateInfo {
   serial?: string
@@ -140,13 +144,13 @@ export class HboneEngine {
   }
 
   listenPlain(host: string, port: number, onAccept: AcceptHandler): {id: number; port: number} {
-    const [id, bound] = this.native.listen(host, port, -1, 0, 0)
+    const [id, bound] = this.native.listen(host, port, -1, 0, 0, undefined)
     this.accepting.set(id, onAccept)
     return {id, port: bound}
   }
 
-  listenHbone(host: string, port: number, contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, handler: HboneListenerHandler): {id: number; port: number} {
-    const [id, bound] = this.native.listen(host, port, contextId, keepalive.intervalMs, keepalive.timeoutMs)
+  listenHbone(host: string, port: number, contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, limits: NativeListenerLimits, handler: HboneListenerHandler): {id: number; port: number} {
+    const [id, bound] = this.native.listen(host, port, contextId, keepalive.intervalMs, keepalive.timeoutMs, limits)
     this.hboneListeners.set(id, handler)
     return {id, port: bound}
   }
@@ -179,9 +183,9 @@ export class HboneEngine {
     return {carrierId, innerId}
   }
 
-  /** An HBONE listener without a socket (sessions over hub streams), with HANDLER like listenHbone's. */
-  listenVirtual(contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, handler: HboneListenerHandler): number {
-    const id = this.native.listenVirtual(contextId, keepalive.intervalMs, keepalive.timeoutMs)
+  /** An HBONE listener without a socket (sessions over hub streams), with LIMITS and HANDLER like listenHbone's. */
+  listenVirtual(contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, limits: NativeListenerLimits, handler: HboneListenerHandler): number {
+    const id = this.native.listenVirtual(contextId, keepalive.intervalMs, keepalive.timeoutMs, limits)
     this.hboneListeners.set(id, handler)
     return id
   }

@@ -6,6 +6,7 @@
 // the inner HBONE session between the two agents: TLS the hub cannot read, of which it counts bytes.
 // Every queue is bounded: standby streams per agent, relays waiting for a standby (and how long),
 // sessions. Wire format: docs/hbone.md "Hubs".
+import {HBONE_BOUNDS} from '../../http2/server-bounds.js'
 import {type HostPort, parseHostPort, resolveHost} from '../address.js'
 import type {HboneEngine, PeerCertificateInfo, ServerSessionHandler} from '../hbone/hbone-engine.js'
 import type {NativeContexts} from '../hbone/native-tls.js'
@@ -89,7 +90,7 @@ export class HubServer {
   async listen(address: HostPort): Promise<{address: string; port: number}> {
     const {contexts, engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
     const host = await resolveHost(address.host)
-    const {id, port} = engine.listenHbone(host, address.port, contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, {
+    const {id, port} = engine.listenHbone(host, address.port, contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, HBONE_BOUNDS, {
       sessionReady: (sessionId, peer, remote) => this.onSession(sessionId, peer, remote),
       tlsError: (remote, message) => {
         this.options.metrics.connectionFailed({reporter: 'hub', responseFlags: 'TLS_FAILURE'})

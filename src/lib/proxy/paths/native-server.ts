@@ -7,6 +7,7 @@
 import {Socket} from 'node:net'
 
 import {describeSystemError} from '../../errors.js'
+import {HBONE_BOUNDS} from '../../http2/server-bounds.js'
 import {formatHostPort, type HostPort, resolveHost} from '../address.js'
 import type {ConnectionTracker} from './connection.js'
 import {type Admission, admitConnect, checkResolved, refusalLabels, type SessionPeer} from './hbone-admission.js'
@@ -48,14 +49,14 @@ export class NativeHboneServer {
   /** The listener inner sessions over hub streams belong to (hub-links.ts opens them), made on first use. */
   virtualListener(): number {
     const {contexts, engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
-    this.virtualId ??= engine.listenVirtual(contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, this.listenerHandler())
+    this.virtualId ??= engine.listenVirtual(contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, HBONE_BOUNDS, this.listenerHandler())
     return this.virtualId
   }
 
   async listen(address: HostPort): Promise<{address: string; port: number}> {
     const {engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
     const host = await resolveHost(address.host)
-    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, this.listenerHandler())
+    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, HBONE_BOUNDS, this.listenerHandler())
     this.listenerId = id
     return {address: host, port}
   }
