@@ -58,6 +58,8 @@ async function socks5(proxy: string, host: string, port: number): Promise<{code:
   return {code: reply[3]!, socket}
 }
 
+const port16 = (port: number): Buffer => Buffer.from([port >> 8, port & 0xff])
+
 async function proxyMesh(t: TestContext, exits: Record<string, Omit<ProxyExit, 'agent'>>, users: {name: string; password: string}[] = []) {
   const dir = await tempDir(t)
   const mesh = await createMesh()
@@ -104,6 +106,40 @@ test('bulk data through SOCKS5 arrives byte-identical', async (t) => {
   assert.equal(code, 0)
   const data = randomBytes(2 * 1024 * 1024)
   assert.equal(sha256(await roundTripOn(socket, data)), sha256(data))
+})
+
+test('a client that does not wait for the reply loses nothing: pipelined SOCKS5 and HTTP CONNECT data arrive whole', async (t) => {
+  const echo = await echoServer(t)
+  const {proxy} = await proxyMesh(t, {'agent-b': {allow: [], exclusions: [], targets: ['127.0.0.1/32']}})
+  const port = Number(proxy.slice(proxy.lastIndexOf(':') + 1))
+  const target = port16(echo.port)
+  const openings = [
+    Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1]), target]),
+    Buffer.from(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\n\r\n`),
+  ]
+  for (const opening of openings) {
+    // Each opening goes out, then the data in writes of its own while the exit's stream is still
+    // being opened (the first one also waits for a new HBONE session).
+    const socket = connect({host: '127.0.0.1', port})
+    await new Promise((resolve) => socket.once('connect', resolve))
+    const data = randomBytes(12 * 1024)
+    const received: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => received.push(chunk))
+    const ended = new Promise((resolve) => socket.once('end', resolve))
+    socket.write(opening)
+    for (let offset = 0; offset < data.length; offset += 3000) {
+      await new Promise((resolve) => setImmediate(resolve))
+      socket.write(data.subarray(offset, offset + 3000))
+    }
+
+    await waitFor('the echo came back', () => Buffer.concat(received).length >= data.length + (opening[0] === 5 ? 12 : 0), 10_000).catch(() => undefined)
+    socket.end()
+    await ended
+    const all = Buffer.concat(received)
+    const reply = opening[0] === 5 ? 12 : all.indexOf('\r\n\r\n') + 4
+    assert.ok(reply > 3, `a success reply first: ${all.subarray(0, 40).toString('latin1')}`)
+    assert.equal(sha256(all.subarray(reply)), sha256(data), `${opening[0] === 5 ? 'SOCKS5' : 'HTTP CONNECT'}: ${all.length - reply} of ${data.length} bytes echoed`)
+  }
 })
 
 test('the most specific exit wins; an excluded or unlisted target is refused in the protocol, with a reason', async (t) => {

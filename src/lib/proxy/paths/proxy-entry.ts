@@ -90,6 +90,8 @@ export class ProxyEntry {
     this.handshakes++
     const handshake = new ProxyHandshake({auth: listener.users.length > 0})
     let done = false
+    /** the request once parsed: what the client sends before its stream opens joins its prefix */
+    let connecting: Extract<HandshakeStep, {kind: 'connect'}> | undefined
     const finish = (): void => {
       if (done) return
       done = true
@@ -123,6 +125,7 @@ export class ProxyEntry {
         void (user ? verifyPassword(user.passwordHash, step.password) : Promise.resolve(false)).then((ok) => act(handshake.authenticated(ok)))
       } else if (step.kind === 'connect') {
         finish()
+        connecting = step
         this.connect(tunnelId, remote, step)
       }
     }
@@ -132,6 +135,10 @@ export class ProxyEntry {
         if (count < 0) {
           finish()
           engine.native.abort(tunnelId, 'the client left during its handshake')
+        } else if (connecting && bytes) {
+          // A client that did not wait for the reply (pipelined data, a request body): the addon reads
+          // until open() (at most the peek budget); those bytes go on the stream after the prefix.
+          connecting.prefix = Buffer.concat([connecting.prefix, bytes])
         } else if (bytes) {
           act(handshake.push(bytes))
         }

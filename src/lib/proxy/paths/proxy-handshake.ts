@@ -97,8 +97,12 @@ export class ProxyHandshake {
 
     if (this.state === State.HttpAuthPending && this.pending) {
       if (!ok) return this.fail('wrong username or password', httpReply(407, 'Proxy Authentication Required', 'wrong username or password', {'Proxy-Authenticate': 'Basic realm="ztctl"'}))
+      // What the client sent while its password was checked follows the request.
+      const step = {...this.pending, prefix: Buffer.concat([this.pending.prefix, this.buffer])}
       this.state = State.Done
-      return this.pending
+      this.buffer = Buffer.alloc(0)
+      this.pending = undefined
+      return step
     }
 
     return {kind: 'fail', reason: 'no password check was asked for'}

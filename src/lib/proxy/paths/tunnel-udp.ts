@@ -3,8 +3,9 @@
 // client address) and ends it after `idleTimeout` seconds without a datagram either way; the exit holds
 // one connected UDP socket per stream. Nothing waits unbounded: a flow's datagrams queue while its
 // stream opens (16 of them, 64 KiB) and are dropped past that, a stream whose socket already holds
-// 256 KiB unsent drops the datagram too (UDP semantics: late is as good as lost), flows per listener are
-// capped. The framing is read with a state machine over a buffer one frame deep.
+// 256 KiB unsent drops the datagram too (UDP semantics: late is as good as lost), so does a UDP socket
+// whose send queue holds 256 KiB, flows per listener are capped. The framing is read with a state
+// machine over a buffer one frame deep.
 import {createSocket, type RemoteInfo, type Socket as UdpSocket} from 'node:dgram'
 import {isIP, Socket} from 'node:net'
 
@@ -29,6 +30,9 @@ export const UDP_LIMITS = {
   maxQueuedBytes: 64 * 1024,
   /** bytes written to a stream and not yet taken by the engine; more datagrams are dropped */
   maxUnsent: 256 * 1024,
+  /** bytes a UDP socket may queue in Node when the kernel's buffer is full (a peer sending faster than
+   *  the target or the client reads); more datagrams are dropped */
+  maxSendQueue: 256 * 1024,
 }
 
 /**
@@ -49,7 +53,7 @@ export class DatagramReader {
     if (this.held > 0) {
       this.parts.push(chunk)
       this.held += chunk.length
-      if (this.frame === 0 && this.held >= 2) this.frame = 2 + Buffer.concat(this.parts.slice(0, 2)).readUInt16BE(0)
+      if (this.frame === 0 && this.held >= 2) this.frame = 2 + Buffer.concat(this.parts, 2).readUInt16BE(0)
       if (this.frame === 0 || this.held < this.frame) return datagrams
       data = Buffer.concat(this.parts)
       this.parts = []
@@ -214,8 +218,13 @@ export class UdpInbound {
     const reader = new DatagramReader()
     socket.on('data', (chunk: Buffer) => {
       for (const datagram of reader.push(chunk)) {
-        this.counters.datagramsOut++
         this.touch(flow)
+        if (this.socket.getSendQueueSize() + datagram.length > UDP_LIMITS.maxSendQueue) {
+          this.counters.dropped++
+          continue
+        }
+
+        this.counters.datagramsOut++
         this.socket.send(datagram, remote.port, remote.address)
       }
     })
@@ -289,7 +298,7 @@ export function serveUdpExit(socket: Socket, target: HostPort, logger: () => Log
     socket.on('data', (chunk: Buffer) => {
       for (const datagram of reader.push(chunk)) {
         idle.refresh()
-        udp.send(datagram)
+        if (udp.getSendQueueSize() + datagram.length <= UDP_LIMITS.maxSendQueue) udp.send(datagram)
       }
     })
   })
