@@ -25,7 +25,7 @@ import {type ConfigSnapshot, emptySnapshot} from '../../src/lib/config/types.js'
 import type {IdentityFile} from '../../src/lib/identity/file.js'
 import {MAX_HANDSHAKES} from '../../src/lib/proxy/paths/proxy-entry.js'
 import {RUN_JS} from '../helpers/controller.js'
-import {footprint, sampleFootprint, waitForFootprint} from '../helpers/footprint.js'
+import {footprint, probeLoop, sampleFootprint, waitForFootprint} from '../helpers/footprint.js'
 import {FLAG, FRAME, h2Connect, headersFrame, malformedFlood, parseFrames, rapidResetFlood} from '../helpers/hostile-h2.js'
 import {createMesh, echoServer, httpGet, roundTrip, startAgent, tempDir, waitFor} from './helpers.js'
 
@@ -57,28 +57,12 @@ async function spawnHub(t: TestContext, dir: string, identity: IdentityFile, sna
   return {admin, child, output: () => output, pid: child.pid!, port: Number(listen.slice(listen.lastIndexOf(':') + 1))}
 }
 
-/** A round trip from LISTEN every INTERVAL until stopped; what failed. */
-function probe(listen: string, intervalMs = 200) {
-  const failures: string[] = []
-  let answered = 0
-  let running = true
-  const loop = (async () => {
-    while (running) {
-      const data = randomBytes(2048)
-      const echoed = await roundTrip(listen, data).catch((error: Error) => Buffer.from(error.message))
-      if (echoed.equals(data)) answered++
-      else failures.push(echoed.subarray(0, 100).toString('latin1') || '(nothing came back)')
-      await new Promise((resolve) => setTimeout(resolve, intervalMs))
-    }
-  })()
-  return {
-    async stop() {
-      running = false
-      await loop
-      return {answered, failures}
-    },
-  }
-}
+/** A round trip from LISTEN every INTERVAL until stopped. */
+const probe = (listen: string, intervalMs = 200) => probeLoop(async () => {
+  const data = randomBytes(2048)
+  const echoed = await roundTrip(listen, data).catch((error: Error) => Buffer.from(error.message))
+  return echoed.equals(data) ? undefined : echoed.subarray(0, 100).toString('latin1') || '(nothing came back)'
+}, intervalMs)
 
 /**
  * COUNT connections in waves of CONCURRENCY, each made by OPEN with the PAYLOAD it sends (hex, for the
