@@ -118,13 +118,13 @@ class AgentStream {
     switch (message.type) {
       case 'ack': {
         if (!isVersion(message.version) || message.version > this.sentVersion) throw protocolError('ack of a version that was never sent')
-        await this.store.recordAgentStatus({ackedVersion: message.version, lastSeen: new Date().toISOString(), name: this.agent})
+        await this.store.recordAgentStatus({ackedVersion: message.version, connected: true, lastSeen: new Date().toISOString(), name: this.agent})
         return
       }
 
       case 'nack': {
         this.logger.warn({agent: this.agent, error: String(message.error).slice(0, 1024), version: message.version}, 'agent rejected a config version')
-        await this.store.recordAgentStatus({lastSeen: new Date().toISOString(), name: this.agent})
+        await this.store.recordAgentStatus({connected: true, lastSeen: new Date().toISOString(), name: this.agent})
         return
       }
 
@@ -145,7 +145,7 @@ class AgentStream {
     this.agent = agent
     // Other agents learn where to dial this one through its `agent` resource.
     await this.store.putResource('agent', agent, {hbone, name: agent, spiffe: this.principal.identity.spiffe})
-    await this.store.recordAgentStatus({lastSeen: new Date().toISOString(), name: agent})
+    await this.store.recordAgentStatus({connected: true, lastSeen: new Date().toISOString(), name: agent})
     this.logger.info({agent, hbone, since}, 'agent subscribed')
     this.unsubscribe = this.store.onCommit(() => this.schedulePush())
     await this.sendFrom(since)
@@ -206,7 +206,7 @@ class AgentStream {
     this.closed = true
     this.unsubscribe?.()
     if (this.agent) {
-      this.store.recordAgentStatus({lastSeen: new Date().toISOString(), name: this.agent}).catch(() => {})
+      this.store.recordAgentStatus({connected: false, lastSeen: new Date().toISOString(), name: this.agent}).catch(() => {})
     }
 
     this.output.end()

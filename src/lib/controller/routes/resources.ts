@@ -97,14 +97,18 @@ export const resourceRoutes: Route[] = [
     async handle({services}) {
       const [{items, version}, statuses] = await Promise.all([services.store.listResources('agent'), services.store.listAgentStatus()])
       const statusByName = new Map(statuses.map((status) => [status.name, status]))
-      const agents = items.map((agent) => ({
-        ackedVersion: statusByName.get(agent.name)?.ackedVersion,
-        hbone: agent.hbone,
-        lastSeen: services.hub.isOnline(agent.name) ? new Date().toISOString() : statusByName.get(agent.name)?.lastSeen,
-        name: agent.name,
-        online: services.hub.isOnline(agent.name),
-        spiffe: agent.spiffe,
-      }))
+      const agents = items.map((agent) => {
+        // Connected here, or (with several replicas) to another replica that keeps its record fresh.
+        const online = services.hub.isOnline(agent.name) || statusByName.get(agent.name)?.connected === true
+        return {
+          ackedVersion: statusByName.get(agent.name)?.ackedVersion,
+          hbone: agent.hbone,
+          lastSeen: services.hub.isOnline(agent.name) ? new Date().toISOString() : statusByName.get(agent.name)?.lastSeen,
+          name: agent.name,
+          online,
+          spiffe: agent.spiffe,
+        }
+      })
       return {agents, version}
     },
     method: 'GET',

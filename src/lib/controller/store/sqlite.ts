@@ -8,6 +8,7 @@ import type {DatabaseSync} from 'node:sqlite'
 
 import {type Change, type ConfigSnapshot, emptySnapshot, type ResourceKind, type ResourceKinds} from '../../config/types.js'
 import {ExitCode, ZtError} from '../../errors.js'
+import {tokenExpiredError, tokenUsedError} from './errors.js'
 import type {
   AgentStatusRecord, CertRecord, IdentityRecord, NewIdentity, Principal, ResourceListing, Store,
 } from './store.js'
@@ -29,6 +30,8 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE changes (revision INTEGER NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,
      op TEXT NOT NULL, value TEXT, PRIMARY KEY (revision, seq));
    CREATE TABLE agent_status (name TEXT PRIMARY KEY, acked_version INTEGER, last_seen TEXT);`,
+  // What an identity may act for (IdentityScope as JSON), e.g. the node a Kubernetes node agent is bound to.
+  'ALTER TABLE identities ADD COLUMN scope TEXT;',
 ]
 
 /** How many revisions of the change log to keep; an agent further behind gets a snapshot. */
@@ -42,6 +45,7 @@ interface IdentityRow {
   name: string
   revoked_at: null | string
   roles: string
+  scope: null | string
   spiffe: string
   status: IdentityRecord['status']
   token_expires_at: string
@@ -127,6 +131,7 @@ const toIdentity = (row: IdentityRow): IdentityRecord => ({
   name: row.name,
   revokedAt: row.revoked_at ?? undefined,
   roles: JSON.parse(row.roles) as string[],
+  ...(row.scope ? {scope: JSON.parse(row.scope) as IdentityRecord['scope']} : {}),
   spiffe: row.spiffe,
   status: row.status,
   tokenExpiresAt: row.token_expires_at,
@@ -178,10 +183,10 @@ class SqliteStore implements Store {
       }
 
       this.db
-        .prepare(`INSERT INTO identities (id, name, spiffe, roles, admin, status, created_at, token_id, token_expires_at)
-                  VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)`)
+        .prepare(`INSERT INTO identities (id, name, spiffe, roles, admin, status, created_at, token_id, token_expires_at, scope)
+                  VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`)
         .run(identity.id, identity.name, identity.spiffe, JSON.stringify(identity.roles), identity.admin ? 1 : 0,
-          createdAt, identity.tokenId, identity.tokenExpiresAt)
+          createdAt, identity.tokenId, identity.tokenExpiresAt, identity.scope ? JSON.stringify(identity.scope) : null)
       return this.commitChanges([{
         key: identity.name, kind: 'identity', op: 'put',
         value: {name: identity.name, roles: identity.roles, spiffe: identity.spiffe},
@@ -334,6 +339,18 @@ class SqliteStore implements Store {
     return () => this.commits.off('commit', listener)
   }
 
+  async sweepExpired(now: Date): Promise<number> {
+    let changed = false
+    const version = this.transaction(() => {
+      const keys = this.expiredRevocationKeys(now.toISOString())
+      if (keys.length === 0) return this.revision()
+      changed = true
+      return this.commitChanges(keys.map((key) => ({key, kind: 'revocation', op: 'delete'})))
+    })
+    if (changed) this.notify(version)
+    return version
+  }
+
   async recordAgentStatus(status: AgentStatusRecord): Promise<void> {
     this.db
       .prepare(`INSERT INTO agent_status (name, acked_version, last_seen) VALUES (?, ?, ?)
@@ -428,18 +445,4 @@ class SqliteStore implements Store {
   private notify(version: number): void {
     this.commits.emit('commit', version)
   }
-}
-
-function tokenUsedError(name: string): ZtError {
-  return new ZtError('ZT_ERR_TOKEN_USED', `the enrollment token of "${name}" was already used`, {
-    exit: ExitCode.conflict,
-    suggestion: `a token works once; ask an admin for a new identity (\`ztctl identity delete ${name}\` then \`ztctl identity create ${name}\`)`,
-  })
-}
-
-export function tokenExpiredError(expiresAt: string): ZtError {
-  return new ZtError('ZT_ERR_TOKEN_EXPIRED', `the enrollment token expired at ${expiresAt}`, {
-    exit: ExitCode.auth,
-    suggestion: 'ask an admin for a new token (`ztctl identity delete NAME` then `ztctl identity create NAME`)',
-  })
 }

@@ -1,9 +1,20 @@
-// The controller's state behind one backend-neutral interface. The SQLite backend (sqlite.ts) is the
-// default; a Kubernetes backend (CRDs + Secrets) can implement the same interface later, so nothing
-// here may mention SQL, rows or files. Every method is async for that reason.
+// The controller's state behind one backend-neutral interface: SQLite (sqlite.ts, the default) and the
+// Kubernetes API (kube.ts: custom resources + Secrets) implement it with the same behaviour, checked by one
+// contract suite against both (test/controller/store-contract.ts). Nothing here may mention SQL, rows,
+// files or API objects; every method is async for that reason.
 import type {Change, ConfigSnapshot, ResourceKind, ResourceKinds} from '../../config/types.js'
 
 export type IdentityStatus = 'active' | 'pending' | 'revoked'
+
+/**
+ * What an identity may act for, fixed when it is created. Today: the Kubernetes node a node agent's
+ * identity is bound to (enrolled with its ServiceAccount token). Room for scoped node identities
+ * (namespaces / service accounts served, pod CIDRs) without a new record shape.
+ */
+export interface IdentityScope {
+  /** the Kubernetes node this identity runs on */
+  node?: string
+}
 
 export interface IdentityRecord {
   /** admin identities may call the management API */
@@ -15,6 +26,7 @@ export interface IdentityRecord {
   name: string
   revokedAt?: string
   roles: string[]
+  scope?: IdentityScope
   spiffe: string
   status: IdentityStatus
   /** when the one-time enrollment token stops being valid */
@@ -26,6 +38,7 @@ export interface NewIdentity {
   id: string
   name: string
   roles: string[]
+  scope?: IdentityScope
   spiffe: string
   /** the enrollment token's `jti` */
   tokenId: string
@@ -48,6 +61,11 @@ export interface Principal {
 
 export interface AgentStatusRecord {
   ackedVersion?: number
+  /**
+   * whether its config stream is open on some controller replica (backends with several replicas
+   * record it; a single controller knows it from its own streams)
+   */
+  connected?: boolean
   lastSeen?: string
   name: string
 }
@@ -98,8 +116,17 @@ export interface Store {
   snapshot(): Promise<{resources: ConfigSnapshot; version: number}>
   /** Changes after `since`, or undefined when the change log no longer reaches back that far. */
   changesSince(since: number): Promise<{changes: Change[]; version: number} | undefined>
-  /** Called after every commit that changed the configuration; returns an unsubscribe function. */
+  /**
+   * Called after every commit that changed the configuration, including changes other writers made
+   * (kubectl on the Kubernetes backend); returns an unsubscribe function.
+   */
   onCommit(listener: (version: number) => void): () => void
+  /**
+   * Drop what expiry made noise: revocations of certificates past their notAfter, and (where the backend
+   * keeps them) records of deleted identities with nothing left to revoke. Run by the leader. Returns the
+   * version after it.
+   */
+  sweepExpired(now: Date): Promise<number>
 
   /** Agent bookkeeping outside the configuration (it does not bump the revision). */
   recordAgentStatus(status: AgentStatusRecord): Promise<void>
