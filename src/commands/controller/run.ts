@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {parseDuration} from '../../lib/cli/render.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
+import {DEFAULT_NAMESPACE} from '../../lib/kube/objects.js'
 
 export default class ControllerRun extends BaseCommand<typeof ControllerRun> {
   static override description = `Run the controller in the foreground: CA, enrollment, certificate signing, management API and config stream on one TLS port.
@@ -16,6 +17,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     '<%= config.bin %> controller run',
     '<%= config.bin %> controller run --listen 0.0.0.0:15012 --advertise https://ctrl.example:15012',
     '<%= config.bin %> controller run --listen 127.0.0.1:0 --data-dir /tmp/ctrl --cert-ttl 30s',
+    '<%= config.bin %> controller run --store kubernetes --listen 0.0.0.0:15012 --health 0.0.0.0:15014 --advertise https://ztctl-controller.ztctl-system.svc:15012',
   ]
 
   static override flags = {
@@ -25,7 +27,13 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     'cert-ttl': Flags.string({default: '24h', description: 'lifetime of issued certificates (e.g. 24h, 30s)'}),
     'context-name': Flags.string({default: 'local', description: 'name of the CLI context to write'}),
     'data-dir': Flags.string({description: 'where the store and CA live (default: <home>/controller)'}),
+    health: Flags.string({description: 'HOST:PORT of a plain-HTTP listener for probes: GET /ready, GET /healthz'}),
     listen: Flags.string({default: '127.0.0.1:15012', description: 'HOST:PORT to listen on (port 0 = any free port)'}),
+    store: Flags.string({
+      default: 'sqlite',
+      description: 'where the state lives: sqlite = a file in --data-dir; kubernetes = custom resources and Secrets in the namespace (-n, else $POD_NAMESPACE, else ztctl-system), every replica serving, a Lease electing the leader',
+      options: ['sqlite', 'kubernetes'],
+    }),
     'trust-domain': Flags.string({description: 'SPIFFE trust domain, fixed at first start (default cluster.local)'}),
   }
 
@@ -48,25 +56,32 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       certTtlSeconds: ttl,
       contextName: this.flags['context-name'],
       dataDir: this.flags['data-dir'],
+      health: this.flags.health,
       home: this.home,
+      kube: {kubeconfig: this.flags.kubeconfig, namespace: this.flags.namespace ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE, podName: process.env.POD_NAME},
       listen: this.flags.listen,
       logger,
+      store: this.flags.store as 'kubernetes' | 'sqlite',
       trustDomain: this.flags['trust-domain'],
       version: this.config.version,
     })
 
     const banner = {
-      adminIdentity: controller.adminIdentityPath, caFingerprint: controller.caFingerprint, context: controller.contextName,
-      dataDir: controller.dataDir, pid: process.pid, trustDomain: controller.trustDomain, url: controller.url,
+      adminIdentity: controller.adminIdentityPath, caFingerprint: controller.caFingerprint, context: controller.contextName, ...controller.describe,
+      health: controller.health && `http://${controller.health.host}:${controller.health.port}`, pid: process.pid, store: controller.store,
+      trustDomain: controller.trustDomain, url: controller.url,
     }
+    const line = (label: string, value: string | undefined): string[] => (value === undefined ? [] : [`  ${label.padEnd(21)}: ${value}`])
     await this.render(banner, () => [
       `controller listening at: ${controller.url}`,
-      `  data dir             : ${controller.dataDir}`,
-      `  trust domain         : ${controller.trustDomain}`,
-      `  CA fingerprint       : ${controller.caFingerprint}${controller.caCreated ? ' (new)' : ''}`,
-      `  admin identity       : ${controller.adminIdentityPath}${controller.adminCreated ? ' (new)' : ''}`,
-      `  context              : ${controller.contextName}`,
-      `  pid                  : ${process.pid}`,
+      ...line('store', controller.store),
+      ...Object.entries(controller.describe).map(([label, value]) => line(label, value)).flat(),
+      ...line('trust domain', controller.trustDomain),
+      ...line('CA fingerprint', `${controller.caFingerprint}${controller.caCreated ? ' (new)' : ''}`),
+      ...line('admin identity', `${controller.adminIdentityPath}${controller.adminCreated ? ' (new)' : ''}`),
+      ...line('context', controller.contextName),
+      ...line('health', banner.health),
+      ...line('pid', String(process.pid)),
     ].join('\n'))
 
     await new Promise<void>((resolve) => {

@@ -2,7 +2,7 @@
 // certificate, trusting only its CA bundle), reused across calls until close(). Error bodies become
 // the controller's ZtErrors again; connection failures become ZT_ERR_CONTROLLER_UNREACHABLE naming the URL.
 import http2, {type ClientHttp2Session, type ClientHttp2Stream} from 'node:http2'
-import type {TLSSocket} from 'node:tls'
+import type {PeerCertificate, TLSSocket} from 'node:tls'
 
 import {describeSystemError, ExitCode, ZtError, ztErrorFromJson} from '../errors.js'
 import type {IdentityFile} from '../identity/file.js'
@@ -18,6 +18,8 @@ export interface ControllerClientOptions {
   /** skip CA verification: the caller verifies the presented chain itself (enrollment) */
   insecure?: boolean
   key?: string
+  /** the server certificate must carry this SPIFFE ID (checked in the handshake, instead of the host name) */
+  serverSpiffe?: string
   /** per request, and for connecting */
   timeoutMs?: number
   url: string
@@ -37,8 +39,8 @@ export class ControllerClient implements ControllerApi {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
   }
 
-  static fromIdentity(identity: Pick<IdentityFile, 'ca' | 'cert' | 'controller' | 'key'>, timeoutMs?: number): ControllerClient {
-    return new ControllerClient({ca: identity.ca, cert: identity.cert, key: identity.key, timeoutMs, url: identity.controller})
+  static fromIdentity(identity: Pick<IdentityFile, 'ca' | 'cert' | 'controller' | 'controllerSpiffe' | 'key'>, timeoutMs?: number): ControllerClient {
+    return new ControllerClient({ca: identity.ca, cert: identity.cert, key: identity.key, serverSpiffe: identity.controllerSpiffe, timeoutMs, url: identity.controller})
   }
 
   get url(): string {
@@ -102,8 +104,10 @@ export class ControllerClient implements ControllerApi {
     this.connecting ??= new Promise<ClientHttp2Session>((resolve, reject) => {
       let session: ClientHttp2Session
       try {
+        const {serverSpiffe} = this.options
         session = http2.connect(this.url, {
           ca: this.options.ca, cert: this.options.cert, key: this.options.key, rejectUnauthorized: !this.options.insecure,
+          ...(serverSpiffe ? {checkServerIdentity: (_host: string, cert: PeerCertificate) => checkSpiffe(cert, serverSpiffe)} : {}),
         })
       } catch (error) {
         reject(this.unreachable(error))
@@ -165,6 +169,14 @@ export class ControllerClient implements ControllerApi {
 
   private unreachable(error: unknown): ZtError {
     const code = (error as NodeJS.ErrnoException)?.code ?? ''
+    if (code === 'ZT_ERR_CONTROLLER_SPIFFE') {
+      return new ZtError('ZT_ERR_CONTROLLER_IMPOSTOR', `refused ${this.url} before sending anything: ${(error as Error).message}`, {
+        cause: error,
+        exit: ExitCode.auth,
+        suggestion: 'something other than the controller answers at that address: check the address (and the Service) it points at',
+      })
+    }
+
     if (TLS_TRUST_ERRORS.has(code)) {
       return new ZtError('ZT_ERR_CONTROLLER_UNTRUSTED', `the controller at ${this.url} presented a certificate this identity does not trust (${code})`, {
         cause: error,
@@ -179,4 +191,12 @@ export class ControllerClient implements ControllerApi {
       suggestion: 'check that `ztctl controller run` is running there, that the address and port are right, and that no firewall is in the way',
     })
   }
+}
+
+/** checkServerIdentity for a pinned SPIFFE ID: an Error (the handshake fails) unless the certificate carries it. */
+function checkSpiffe(cert: PeerCertificate, expected: string): Error | undefined {
+  const names = (cert.subjectaltname ?? '').split(', ')
+  if (names.includes(`URI:${expected}`)) return undefined
+  const shown = names.find((name) => name.startsWith('URI:'))?.slice(4) ?? 'no SPIFFE ID'
+  return Object.assign(new Error(`the server is not the controller: its certificate says ${shown}, not ${expected}`), {code: 'ZT_ERR_CONTROLLER_SPIFFE'})
 }

@@ -8,6 +8,7 @@ import {ExitCode, ZtError} from '../errors.js'
 import {configRoutes} from './routes/config.js'
 import {enrollmentRoutes} from './routes/enrollment.js'
 import {identityRoutes} from './routes/identities.js'
+import {kubeRoutes} from './routes/kube.js'
 import {resourceRoutes} from './routes/resources.js'
 import type {ControllerServices, Route} from './routes/types.js'
 import {versionRoutes} from './routes/version.js'
@@ -32,7 +33,7 @@ export interface ControllerServer {
   setTls(tls: ServerTls): void
 }
 
-const ROUTES: readonly Route[] = [...versionRoutes, ...enrollmentRoutes, ...identityRoutes, ...resourceRoutes, ...configRoutes, ...workloadRoutes]
+const ROUTES: readonly Route[] = [...versionRoutes, ...enrollmentRoutes, ...kubeRoutes, ...identityRoutes, ...resourceRoutes, ...configRoutes, ...workloadRoutes]
 
 const STATUS_BY_EXIT: Record<number, number> = {
   [ExitCode.auth]: 401,

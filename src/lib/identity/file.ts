@@ -13,6 +13,13 @@ export interface IdentityFile {
   cert: string
   /** https://host:port of the controller */
   controller: string
+  /**
+   * The controller's own SPIFFE ID (`spiffe://<td>/controller`): when set, clients check that the server
+   * certificate carries it, in the TLS handshake, instead of checking the host name (agents in a cluster
+   * dial a Service IP no certificate names; and an enrolled agent's certificate from the same CA is not
+   * the controller).
+   */
+  controllerSpiffe?: string
   /** PEM PKCS#8 private key, generated on this host */
   key: string
   name: string
@@ -32,18 +39,23 @@ export async function readIdentityFile(file: string): Promise<IdentityFile> {
     })
   }
 
+  return parseIdentityFile(text, file)
+}
+
+/** An identity file's text, checked; `where` names it in errors (a path, `secret/ztctl-admin`). */
+export function parseIdentityFile(text: string, where: string): IdentityFile {
   let parsed: Partial<IdentityFile>
   try {
     parsed = JSON.parse(text) as Partial<IdentityFile>
   } catch {
-    throw new ZtError('ZT_ERR_IDENTITY_FILE', `${file} is not an identity file (invalid JSON)`, {
+    throw new ZtError('ZT_ERR_IDENTITY_FILE', `${where} is not an identity file (invalid JSON)`, {
       suggestion: 'pass the .json file that `ztctl enroll` wrote, not the .jwt token',
     })
   }
 
   for (const field of ['ca', 'cert', 'controller', 'key', 'name', 'spiffe'] as const) {
     if (typeof parsed[field] !== 'string' || parsed[field] === '') {
-      throw new ZtError('ZT_ERR_IDENTITY_FILE', `${file} is not an identity file (missing "${field}")`, {
+      throw new ZtError('ZT_ERR_IDENTITY_FILE', `${where} is not an identity file (missing "${field}")`, {
         suggestion: 'pass the .json file that `ztctl enroll` wrote',
       })
     }

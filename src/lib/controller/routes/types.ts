@@ -5,6 +5,7 @@ import type {Signer} from '../../pki/pki.js'
 import type {ControllerCA} from '../ca.js'
 import type {ConfigHub} from '../config-hub.js'
 import type {Logger} from '../logger.js'
+import type {NodeAgentAuthority} from '../node-enroll.js'
 import type {Principal, Store} from '../store/store.js'
 
 export interface ControllerServices {
@@ -12,6 +13,8 @@ export interface ControllerServices {
   certTtlSeconds: number
   hub: ConfigHub
   logger: Logger
+  /** who may enroll as a node agent with a ServiceAccount token (Kubernetes only) */
+  nodeAgents?: NodeAgentAuthority
   signer: Signer
   store: Store
   trustDomain: string
