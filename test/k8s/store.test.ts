@@ -7,17 +7,23 @@ import {after, before, test} from 'node:test'
 import {openKubeStore} from '../../src/lib/controller/store/kube.js'
 import type {KubeClients} from '../../src/lib/kube/client.js'
 import {eventually, storeContract} from '../controller/store-contract.js'
-import {type Cluster, startCluster} from '../helpers/k8s.js'
+import {type Cluster, K8S_TEST_TIMEOUT_MS, startCluster} from '../helpers/k8s.js'
 import {applyCrds, clientsFor, freshNamespace} from './fixtures.js'
 
 let cluster: Cluster
 let clients: KubeClients
 
+// One control plane for the file (no node needed: the store only talks to the API server), torn down
+// after the last test.
+const teardown: (() => Promise<void> | void)[] = []
+after(async () => {
+  for (const step of teardown.reverse()) await step()
+})
 before(async () => {
-  cluster = await startCluster({after: (fn) => after(fn)}, {nodes: 0})
+  cluster = await startCluster({after: (fn) => teardown.push(fn)}, {nodes: 0})
   await applyCrds(cluster)
   clients = await clientsFor(cluster)
-})
+}, {timeout: K8S_TEST_TIMEOUT_MS})
 
 storeContract('kubernetes', async (t) => {
   const namespace = await freshNamespace(t, cluster, 'store')
