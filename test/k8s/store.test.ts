@@ -30,7 +30,7 @@ storeContract('kubernetes', async (t) => {
   return {open: () => openKubeStore({clients, namespace, statusFlushMs: 20})}
 }, {replicas: true})
 
-const policySpec = (name: string, port: number) => ({action: 'DENY', from: ['@mallory'], name, ports: [port], services: ['tcp/db'], sourceCidrs: []})
+const policySpec = (name: string, port: number) => ({action: 'DENY' as const, from: ['@mallory'], name, ports: [port], services: ['tcp/db'], sourceCidrs: []})
 const POLICIES = {group: 'ztctl.io', plural: 'policies', version: 'v1alpha1'}
 
 test('kubernetes store: changes other writers make (kubectl) are revisions too, invalid objects are ignored', async (t) => {

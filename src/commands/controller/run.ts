@@ -28,6 +28,12 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     'context-name': Flags.string({default: 'local', description: 'name of the CLI context to write'}),
     'data-dir': Flags.string({description: 'where the store and CA live (default: <home>/controller)'}),
     health: Flags.string({description: 'HOST:PORT of a plain-HTTP listener for probes: GET /ready, GET /healthz'}),
+    'housekeeping-interval': Flags.string({default: '60s', description: 'how often the leader sweeps expired revocations and checks the admin identity', hidden: true}),
+    'leader-election': Flags.string({
+      default: '15s,10s,2s',
+      description: 'with --store kubernetes: Lease duration, renew deadline and retry period (a successor takes over at most a duration after the leader died)',
+      hidden: true,
+    }),
     listen: Flags.string({default: '127.0.0.1:15012', description: 'HOST:PORT to listen on (port 0 = any free port)'}),
     store: Flags.string({
       default: 'sqlite',
@@ -46,6 +52,14 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       })
     }
 
+    const housekeeping = this.duration('housekeeping-interval', this.flags['housekeeping-interval'])
+    const [leaseDuration, renewDeadline, retryPeriod] = this.flags['leader-election'].split(',').map((text) => this.duration('leader-election', text))
+    if (retryPeriod === undefined || !(retryPeriod < renewDeadline && renewDeadline < leaseDuration)) {
+      throw new ZtError('ZT_ERR_BAD_FLAG', `--leader-election "${this.flags['leader-election']}" is not DURATION,RENEW-DEADLINE,RETRY-PERIOD, each shorter than the one before`, {
+        exit: ExitCode.usage, suggestion: 'e.g. --leader-election 15s,10s,2s',
+      })
+    }
+
     const {createLogger} = await import('../../lib/log/logger.js')
     // Logs go to stderr: stdout carries the banner (or its JSON form).
     const logger = await createLogger({destination: 2, level: this.flags['log-level']})
@@ -58,7 +72,13 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       dataDir: this.flags['data-dir'],
       health: this.flags.health,
       home: this.home,
-      kube: {kubeconfig: this.flags.kubeconfig, namespace: this.flags.namespace ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE, podName: process.env.POD_NAME},
+      housekeepingMs: housekeeping,
+      kube: {
+        kubeconfig: this.flags.kubeconfig,
+        lease: {durationMs: leaseDuration, renewDeadlineMs: renewDeadline, retryPeriodMs: retryPeriod},
+        namespace: this.flags.namespace ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
+        podName: process.env.POD_NAME,
+      },
       listen: this.flags.listen,
       logger,
       store: this.flags.store as 'kubernetes' | 'sqlite',
@@ -97,5 +117,15 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     await controller.close()
     logger.info({}, 'controller stopped')
     logger.flush()
+  }
+
+  /** A duration flag in milliseconds (at least 1 ms). */
+  private duration(flag: string, text: string): number {
+    const seconds = parseDuration(text)
+    if (seconds === undefined || seconds < 0.001) {
+      throw new ZtError('ZT_ERR_BAD_FLAG', `--${flag}: "${text}" is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. 500ms, 10s, 1m'})
+    }
+
+    return Math.round(seconds * 1000)
   }
 }
