@@ -33,6 +33,8 @@ const POD_UID_EXTRA = 'authentication.kubernetes.io/pod-uid'
 const MAX_CONCURRENT_REVIEWS = 16
 const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/
 const MAX_TOKEN_LENGTH = 16 * 1024
+/** A node's first enrollment (create, sign, complete) that takes longer than this stopped half-way. */
+const FIRST_ENROLLMENT_MS = 30_000
 
 const refused = (code: string, message: string, suggestion: string): ZtError => new ZtError(code, message, {exit: ExitCode.auth, suggestion})
 
@@ -136,7 +138,7 @@ export async function enrollNodeAgent(services: ControllerServices, review: Node
   }
 
   const {store} = services
-  for (let attempt = 0; attempt < 4; attempt++) {
+  for (let attempt = 0; attempt < 50; attempt++) {
     const existing = await store.getIdentity(name)
     if (!existing) {
       const tokenId = randomUUID()
@@ -144,7 +146,7 @@ export async function enrollNodeAgent(services: ControllerServices, review: Node
       try {
         created = await store.createIdentity({
           admin: false, id: randomUUID(), name, roles: [NODE_ROLE], scope: {node: review.node}, spiffe: identitySpiffe(services.trustDomain, name),
-          tokenExpiresAt: new Date(Date.now() + 60_000).toISOString(), tokenId,
+          tokenExpiresAt: new Date(Date.now() + FIRST_ENROLLMENT_MS).toISOString(), tokenId,
         })
       } catch (error) {
         if (ZtError.is(error) && error.code === 'ZT_ERR_NAME_TAKEN') continue // another replica made it first
@@ -162,8 +164,10 @@ export async function enrollNodeAgent(services: ControllerServices, review: Node
     }
 
     if (existing.status === 'pending') {
-      // A first enrollment that stopped half-way: start over.
-      await store.revokeIdentity(name, new Date()).catch(() => {})
+      // Another request of this node is enrolling it right now: wait for it. One that stopped half-way
+      // (its internal token expired): start over.
+      if (existing.tokenExpiresAt <= new Date().toISOString()) await store.revokeIdentity(name, new Date()).catch(() => {})
+      else await new Promise((resolve) => setTimeout(resolve, 100))
       continue
     }
 
