@@ -16,7 +16,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
   ]
   static override flags = {
     admin: Flags.string({default: '127.0.0.1:15000', description: 'admin listener: /config_dump, /logging, /quitquitquit'}),
-    advertise: Flags.string({description: 'HOST:PORT other agents dial [default: the HBONE address, 0.0.0.0 → 127.0.0.1]'}),
+    advertise: Flags.string({description: 'HOST:PORT other agents dial [default: the HBONE address, 0.0.0.0 → 127.0.0.1; with --kubernetes $POD_IP and the HBONE port]'}),
     config: Flags.string({description: 'static configuration file (a ConfigSnapshot as JSON) instead of the controller; re-read on change'}),
     controller: Flags.string({dependsOn: ['kubernetes'], description: 'with --kubernetes: the controller\'s URL, https://IP:PORT of its Service', env: 'ZTCTL_CONTROLLER_URL'}),
     'data-path': Flags.string({
@@ -67,7 +67,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     const sidecar = this.flags.mode ? await this.sidecarOptions(this.flags.mode as 'proxy' | 'tproxy') : undefined
     const options: DaemonOptions = {
       admin: this.flags.admin,
-      advertise: this.flags.advertise,
+      advertise: this.flags.advertise ?? (this.flags.kubernetes ? podAdvertise(this.flags.hbone) : undefined),
       buildVersion: this.config.version,
       config: this.flags.config,
       dataPath: this.flags['data-path'] as DaemonOptions['dataPath'],
@@ -114,4 +114,12 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       resolvConf: this.flags['dns-resolv-conf'],
     }
   }
+}
+
+/** In a pod, other agents dial the pod's IP (POD_IP, from the downward API) on the HBONE port. */
+function podAdvertise(hbone: string): string | undefined {
+  const ip = process.env.POD_IP
+  const port = /:(\d+)$/.exec(hbone)?.[1]
+  if (!ip || !port) return undefined
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
 }

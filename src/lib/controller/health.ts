@@ -4,8 +4,8 @@
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 
-import {ExitCode, ZtError} from '../errors.js'
 import type {HostPort} from '../proxy/address.js'
+import {listenOn} from './server.js'
 
 export interface HealthServer {
   readonly address: {host: string; port: number}
@@ -40,17 +40,7 @@ export async function startHealthServer(listen: HostPort, state: HealthState): P
   server.keepAliveTimeout = 5000
   server.maxHeadersCount = 32
   server.maxConnections = 256
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  }).catch((error: NodeJS.ErrnoException) => {
-    throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${listen.host}:${listen.port} for --health: ${error.code ?? error.message}`, {
-      cause: error, exit: ExitCode.conflict, suggestion: 'pick another --health HOST:PORT (port 0 = any free port)',
-    })
-  })
+  await listenOn(server, listen, '--health')
   const bound = server.address() as AddressInfo
   return {
     address: {host: bound.address, port: bound.port},

@@ -48,7 +48,7 @@ export async function loadKubeConfig(target: KubeTarget = {}, env: NodeJS.Proces
   const {KubeConfig} = await kubeModule()
   const kc = new KubeConfig()
   const files = (target.kubeconfig ?? '').split(path.delimiter).filter((file) => file !== '')
-  const defaultFile = path.join(homedir(), '.kube', 'config')
+  const defaultFile = path.join(homeOf(env), '.kube', 'config')
   try {
     if (files.length > 0) {
       for (const [index, file] of files.entries()) {
@@ -92,6 +92,16 @@ export async function loadKubeConfig(target: KubeTarget = {}, env: NodeJS.Proces
   if (kc.getContexts().length === 0 || !kc.getCurrentContext()) throw noKubeconfigError('the kubeconfig defines no current context')
   if (!kc.getCurrentCluster()) throw noKubeconfigError(`context "${kc.getCurrentContext()}" names no cluster`)
   return kc
+}
+
+/** $HOME, else the passwd entry; a container user without one (runAsUser 65532) has neither: then '/'. */
+function homeOf(env: NodeJS.ProcessEnv): string {
+  if (env.HOME) return env.HOME
+  try {
+    return homedir()
+  } catch {
+    return '/'
+  }
 }
 
 export async function kubeClients(target: KubeTarget = {}): Promise<KubeClients> {

@@ -79,8 +79,13 @@ export async function connectToClusterController(target: KubeContextTarget, time
   const sockets = new Set<net.Socket>()
   const server = net.createServer((socket) => {
     sockets.add(socket)
+    // Each connection is one WebSocket to the API server: it must close with the socket, or it keeps the process alive.
+    forward.portForward(target.namespace, endpoint.pod, [endpoint.port], socket, null, socket).then((ws) => {
+      const close = (): void => (typeof ws === 'function' ? ws() : ws)?.terminate()
+      if (socket.destroyed) close()
+      else socket.once('close', close)
+    }, () => socket.destroy())
     socket.once('close', () => sockets.delete(socket))
-    forward.portForward(target.namespace, endpoint.pod, [endpoint.port], socket, null, socket).catch(() => socket.destroy())
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

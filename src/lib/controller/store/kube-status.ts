@@ -16,12 +16,8 @@ import type {AgentStatusRecord} from './store.js'
 const HEARTBEAT_MS = 15_000
 const STALE_MS = 45_000
 
-interface StatusValue {
-  ackedVersion?: number
-  connected?: boolean
-  lastSeen?: string
-  replica?: string
-}
+/** What is kept per agent: the record's fields (any the Store adds: an undefined field keeps the stored value) and the replica. */
+type StatusValue = Omit<AgentStatusRecord, 'name'> & {replica?: string}
 
 export interface KubeAgentStatusOptions {
   core: CoreV1Api
@@ -56,8 +52,7 @@ export class KubeAgentStatus {
   record(status: AgentStatusRecord): void {
     const {name, ...fields} = status
     const next: StatusValue = {...this.known.get(name)}
-    if (fields.ackedVersion !== undefined) next.ackedVersion = fields.ackedVersion
-    if (fields.lastSeen !== undefined) next.lastSeen = fields.lastSeen
+    for (const [field, value] of Object.entries(fields)) if (value !== undefined) (next as Record<string, unknown>)[field] = value
     if (fields.connected !== undefined) {
       next.connected = fields.connected
       next.replica = fields.connected ? this.options.replica : undefined
@@ -83,10 +78,9 @@ export class KubeAgentStatus {
     const now = Date.now()
     return [...values.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([name, value]) => ({
-        ackedVersion: value.ackedVersion,
+      .map(([name, {replica: _replica, ...value}]) => ({
+        ...value,
         connected: value.connected === true && value.lastSeen !== undefined && now - Date.parse(value.lastSeen) < STALE_MS,
-        lastSeen: value.lastSeen,
         name,
       }))
   }

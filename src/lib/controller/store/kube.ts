@@ -18,7 +18,7 @@ import {type KubeClients, isConflict, isNotFound, kubeError} from '../../kube/cl
 import {CRD_GROUP, CRD_KINDS, CRD_SPECS, CRD_VERSION, CRD_API_VERSION, type CrdKind, KEY_ANNOTATION, objectNameOf} from '../../kube/crds.js'
 import {DEFAULT_INSTALL, RUNTIME_OBJECTS, ztctlLabels} from '../../kube/objects.js'
 import type {Logger} from '../logger.js'
-import {tokenExpiredError, tokenUsedError} from './errors.js'
+import {checkTokenUsable} from './errors.js'
 import {ConfigFollower, type ObjectSource} from './kube-follower.js'
 import {
   IDENTITY_ID_LABEL, IDENTITY_SELECTOR, type IdentityDoc, identitySecret, liveSecretName, parseIdentitySecret, recordOf, retiredSecretName,
@@ -185,15 +185,7 @@ class KubeStore implements Store {
       const stored = await this.identityByToken(tokenId)
       if (!stored) throw new ZtError('ZT_ERR_TOKEN_INVALID', 'the enrollment token is not known to this controller', {exit: ExitCode.auth})
       const {doc} = stored
-      if (doc.status === 'revoked') {
-        throw new ZtError('ZT_ERR_REVOKED', `identity "${doc.name}" was deleted; its token can no longer be used`, {
-          exit: ExitCode.auth,
-          suggestion: 'ask an admin for a new token: `ztctl identity create NAME`',
-        })
-      }
-
-      if (doc.status !== 'pending') throw tokenUsedError(doc.name)
-      if (doc.tokenExpiresAt <= now.toISOString()) throw tokenExpiredError(doc.tokenExpiresAt)
+      checkTokenUsable(doc, now)
       const next: IdentityDoc = {...doc, certs: [...unexpired(doc.certs, now), issued(cert)], enrolledAt: now.toISOString(), status: 'active'}
       // The resourceVersion precondition is what makes the token one-time: a concurrent enrollment
       // conflicts, reads again, and finds the token used.

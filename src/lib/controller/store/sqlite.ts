@@ -8,7 +8,7 @@ import type {DatabaseSync} from 'node:sqlite'
 
 import {type Change, type ConfigSnapshot, emptySnapshot, type ResourceKind, type ResourceKinds} from '../../config/types.js'
 import {ExitCode, ZtError} from '../../errors.js'
-import {tokenExpiredError, tokenUsedError} from './errors.js'
+import {checkTokenUsable, tokenUsedError} from './errors.js'
 import type {
   AgentStatusRecord, CertRecord, IdentityRecord, NewIdentity, Principal, ResourceListing, Store,
 } from './store.js'
@@ -217,15 +217,7 @@ class SqliteStore implements Store {
     const name = this.transaction(() => {
       const row = this.db.prepare('SELECT * FROM identities WHERE token_id = ?').get(tokenId) as IdentityRow | undefined
       if (!row) throw new ZtError('ZT_ERR_TOKEN_INVALID', 'the enrollment token is not known to this controller', {exit: ExitCode.auth})
-      if (row.status === 'revoked') {
-        throw new ZtError('ZT_ERR_REVOKED', `identity "${row.name}" was deleted; its token can no longer be used`, {
-          exit: ExitCode.auth,
-          suggestion: 'ask an admin for a new token: `ztctl identity create NAME`',
-        })
-      }
-
-      if (row.status !== 'pending') throw tokenUsedError(row.name)
-      if (row.token_expires_at <= now.toISOString()) throw tokenExpiredError(row.token_expires_at)
+      checkTokenUsable({name: row.name, status: row.status, tokenExpiresAt: row.token_expires_at}, now)
       // The conditional update is what makes the token one-time, even against a concurrent enrollment.
       const result = this.db
         .prepare("UPDATE identities SET status = 'active', enrolled_at = ? WHERE id = ? AND status = 'pending'")
