@@ -24,6 +24,7 @@ import {execFile, execFileSync, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, readFileSync, readdirSync} from 'node:fs'
 import net from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 import {PassThrough} from 'node:stream'
 import {fileURLToPath} from 'node:url'
@@ -101,6 +102,8 @@ export interface Cluster {
   serviceCidr: string
   stateDir: string
   timingsMs: Record<string, number>
+  /** a namespace whose default ServiceAccount can already admit pods (its token exists) */
+  createNamespace(name: string): Promise<void>
   /** a command in a running container (client-node Exec, as kubectl exec); never throws on a non-zero exit */
   exec(namespace: string, pod: string, command: string[], options?: {container?: string; timeoutMs?: number}): Promise<ExecResult>
   importImage(tar: string): Promise<void>
@@ -202,7 +205,8 @@ function installSafetyNet(): void {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(signal, () => {
       downAllSync()
-      process.kill(process.pid, signal)
+      process.kill(process.pid, signal) // the default action, now that this handler is gone
+      process.exit(128 + os.constants.signals[signal])
     })
   }
 }
@@ -284,7 +288,7 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
     installSafetyNet()
     liveClusters.set(stateDir, {lock, stateDir})
     try {
-      await runScript('up.sh', [], {ZTK8S_NODES: String(nodes), ZTK8S_STATE: stateDir})
+      await runScript('up.sh', [], {ZTK8S_NODES: String(nodes), ZTK8S_OWNER_PID: String(process.pid), ZTK8S_STATE: stateDir})
     } catch (error) {
       const logs = tails(path.join(stateDir, 'logs'), LOG_TAIL_LINES)
       await runScript('down.sh', [stateDir]).catch(() => undefined)
@@ -322,6 +326,13 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
     apps: kc.makeApiClient(AppsV1Api),
     clusterCidr: info.clusterCidr,
     core: kc.makeApiClient(CoreV1Api),
+    async createNamespace(name) {
+      await cluster.core.createNamespace({body: {metadata: {name}}})
+      await waitFor(`the default ServiceAccount token of namespace ${name}`, async () => {
+        const account = await cluster.core.readNamespacedServiceAccount({name: 'default', namespace: name})
+        return (account.secrets?.length ?? 0) > 0
+      })
+    },
     exec: (namespace, pod, command, execOptions) => execInPod(kc, namespace, pod, command, execOptions),
     id: info.id,
     async importImage(tar) {

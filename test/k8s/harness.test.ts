@@ -37,8 +37,7 @@ test('the Kubernetes harness: our image in real pods, Services, in-cluster API, 
   const [node1, node2] = cluster.nodes
   await cluster.importImage(image.tar)
   const {core} = cluster
-  await core.createNamespace({body: {metadata: {name: NS}}})
-  await waitFor('the default ServiceAccount of the namespace', () => core.readNamespacedServiceAccount({name: 'default', namespace: NS}).then((sa) => (sa.secrets?.length ? sa : undefined)))
+  await cluster.createNamespace(NS)
   const web = await core.createNamespacedService({body: {metadata: {name: 'web'}, spec: {ports: [{port: 80, targetPort: WEB_PORT}], selector: {app: 'web'}}}, namespace: NS})
   const webUrl = `http://${web.spec!.clusterIP}:80/`
   await core.createNamespacedPod({body: pod('web', image.ref, {

@@ -29,8 +29,8 @@ need_cmds() {
   ((${#missing[@]} == 0)) || die "missing Debian packages: ${missing[*]} (apt-get install ${missing[*]}; .ci/env.sh installs them)"
 }
 
-# pid_alive PIDFILE
-pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# proc_start PID: the process's start time (field 22 of /proc/PID/stat; its name may hold spaces)
+proc_start() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
 
 # stop_pids PIDFILE... : TERM every live PID at once, KILL what is left after 10 s, remove the files
 stop_pids() {
