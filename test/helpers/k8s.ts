@@ -7,6 +7,7 @@
 //     const cluster = await startCluster(t, {nodes: 1})   // waits its turn for the machine-wide lock
 //     const image = await ztctlImage()                     // npm run image's archive, rebuilt when stale
 //     await cluster.importImage(image.tar)                 // into every node's containerd
+//     await cluster.createNamespace('demo')                // returns once its default ServiceAccount can admit pods
 //     await cluster.core.createNamespacedPod({namespace: 'default', body: {...image: image.ref...}})
 //     await cluster.waitForPodReady('default', 'web')
 //     await cluster.exec('default', 'web', ['iptables-nft', '-V'])          // → {code, stdout, stderr}
@@ -30,6 +31,7 @@ import {PassThrough} from 'node:stream'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
+import {waitUntil} from './wait.js'
 import {AppsV1Api, CoreV1Api, Exec, KubeConfig, KubernetesObjectApi, PortForward, type V1Pod, type V1Status} from '@kubernetes/client-node'
 
 const execFileAsync = promisify(execFile)
@@ -43,6 +45,7 @@ const LOCK_WAIT_S = Number(process.env.ZTCTL_K8S_LOCK_TIMEOUT ?? 1200)
 /** A test that starts a cluster may first queue behind other files' clusters: give it this timeout. */
 export const K8S_TEST_TIMEOUT_MS = (LOCK_WAIT_S + 600) * 1000
 const LOG_TAIL_LINES = 30
+const WAIT_MS = 60_000
 
 export interface ClusterNode {
   bridge: string
@@ -125,24 +128,6 @@ export interface StartClusterOptions {
 interface TestContextLike {
   after(fn: () => Promise<void> | void): void
   readonly passed?: boolean
-}
-
-/** Poll CHECK until it returns something truthy (a throw counts as "not yet"); the error names WHAT and the last failure. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000, intervalMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await check()
-      if (value) return value
-    } catch (error) {
-      last = error
-    }
-
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
 }
 
 // ---- the machine-wide lock: a `flock` child holds it while this process lives (its stdin is our pipe) ----
@@ -328,10 +313,10 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
     core: kc.makeApiClient(CoreV1Api),
     async createNamespace(name) {
       await cluster.core.createNamespace({body: {metadata: {name}}})
-      await waitFor(`the default ServiceAccount token of namespace ${name}`, async () => {
+      await waitUntil(`the default ServiceAccount token of namespace ${name}`, async () => {
         const account = await cluster.core.readNamespacedServiceAccount({name: 'default', namespace: name})
         return (account.secrets?.length ?? 0) > 0
-      })
+      }, WAIT_MS)
     },
     exec: (namespace, pod, command, execOptions) => execInPod(kc, namespace, pod, command, execOptions),
     id: info.id,
@@ -371,10 +356,10 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
 
 async function waitForPodReady(core: CoreV1Api, namespace: string, name: string, timeoutMs = 120_000): Promise<V1Pod> {
   try {
-    return await waitFor(`pod ${namespace}/${name} Ready`, async () => {
+    return await waitUntil(`pod ${namespace}/${name} Ready`, async () => {
       const pod = await core.readNamespacedPod({name, namespace})
       return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? pod : undefined
-    }, timeoutMs)
+    }, timeoutMs, 200)
   } catch (error) {
     throw new Error(`${(error as Error).message}\n${await describePod(core, namespace, name)}`, {cause: error})
   }

@@ -8,7 +8,8 @@ import {test} from 'node:test'
 
 import type {V1Pod} from '@kubernetes/client-node'
 
-import {K8S_TEST_TIMEOUT_MS, startCluster, waitFor, ztctlImage} from '../helpers/k8s.js'
+import {K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
+import {waitUntil} from '../helpers/wait.js'
 
 const NS = 'harness'
 const WEB_PORT = 8080
@@ -101,7 +102,7 @@ test('the Kubernetes harness: our image in real pods, Services, in-cluster API, 
     await cluster.objects.create({...rbac, kind: 'ClusterRole', rules: [{apiGroups: [''], resources: ['namespaces'], verbs: ['list']}]})
     await cluster.objects.create({...rbac, kind: 'ClusterRoleBinding', roleRef: {apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'harness-lister'},
       subjects: [{kind: 'ServiceAccount', name: 'lister', namespace: NS}]})
-    await waitFor('the lister token', () => core.readNamespacedServiceAccount({name: 'lister', namespace: NS}).then((sa) => (sa.secrets?.length ? sa : undefined)))
+    await waitUntil('the lister token', () => core.readNamespacedServiceAccount({name: 'lister', namespace: NS}).then((sa) => (sa.secrets?.length ? sa : undefined)))
     await core.createNamespacedPod({body: pod('lister', image.ref, {containers: [{command: ['sleep', '3600'], name: 'lister'}], serviceAccountName: 'lister'}), namespace: NS})
     await cluster.waitForPodReady(NS, 'lister')
     const result = await cluster.exec(NS, 'lister', ['/usr/local/bin/node', '-e', LIST_NAMESPACES])
