@@ -43,9 +43,13 @@ const LOCK = process.env.ZTCTL_K8S_LOCK ?? '/run/ztctl-k8s.lock'
 const KEPT_LOGS = '/tmp/ztctl-k8s-logs'
 const LOCK_WAIT_S = Number(process.env.ZTCTL_K8S_LOCK_TIMEOUT ?? 1200)
 /** A test that starts a cluster may first queue behind other files' clusters: give it this timeout. */
-export const K8S_TEST_TIMEOUT_MS = (LOCK_WAIT_S + 600) * 1000
+export const K8S_TEST_TIMEOUT_MS = (LOCK_WAIT_S + 900) * 1000
 const LOG_TAIL_LINES = 30
 const WAIT_MS = 60_000
+// down.sh takes seconds on a quiet machine and over a minute on one running six engineers' tests
+const DOWN_TIMEOUT_MS = 300_000
+// up.sh waits at most 90 s for each component (ZTK8S_TIMEOUT); ~20 s quiet, over a minute busy
+const UP_TIMEOUT_MS = 400_000
 
 export interface ClusterNode {
   bridge: string
@@ -176,7 +180,7 @@ function installSafetyNet(): void {
   const downAllSync = (): void => {
     for (const [id, {lock, stateDir}] of liveClusters) {
       try {
-        execFileSync('bash', [path.join(SCRIPTS, 'down.sh'), stateDir], {stdio: 'ignore', timeout: 60_000})
+        execFileSync('bash', [path.join(SCRIPTS, 'down.sh'), stateDir], {stdio: 'ignore', timeout: DOWN_TIMEOUT_MS})
       } catch {
         // the next start's sweep finishes the job
       }
@@ -273,7 +277,7 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
     installSafetyNet()
     liveClusters.set(stateDir, {lock, stateDir})
     try {
-      await runScript('up.sh', [], {ZTK8S_NODES: String(nodes), ZTK8S_OWNER_PID: String(process.pid), ZTK8S_STATE: stateDir})
+      await runScript('up.sh', [], {ZTK8S_NODES: String(nodes), ZTK8S_OWNER_PID: String(process.pid), ZTK8S_STATE: stateDir}, UP_TIMEOUT_MS)
     } catch (error) {
       const logs = tails(path.join(stateDir, 'logs'), LOG_TAIL_LINES)
       await runScript('down.sh', [stateDir]).catch(() => undefined)
@@ -295,7 +299,7 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
     torndown ??= (async () => {
       const pids = clusterPids(info)
       try {
-        await runScript('down.sh', [info.stateDir], keep ? {ZTK8S_KEEP_LOGS: keep} : {}, 120_000)
+        await runScript('down.sh', [info.stateDir], keep ? {ZTK8S_KEEP_LOGS: keep} : {}, DOWN_TIMEOUT_MS)
       } finally {
         liveClusters.delete(stateDir)
         lock.release()

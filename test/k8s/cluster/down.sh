@@ -43,9 +43,11 @@ stray=()
 if [[ -f $C/cgroups ]]; then
   while read -r cg; do [[ -d $cg ]] && stray+=($(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null)); done < "$C/cgroups"
 fi
-for p in /proc/[0-9]*; do
-  [[ ${p#/proc/} == "$$" ]] && continue
-  tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF -- "$S/" && stray+=("${p#/proc/}")
+# one grep over every command line (a loop of forks per process takes seconds on a busy machine)
+# (the pattern comes from a file: in grep's own argv it would match grep itself)
+for f in $(grep -lsF -f <(printf '%s/\n' "$S") /proc/[0-9]*/cmdline); do
+  p=${f#/proc/}; p=${p%/cmdline}
+  [[ $p == "$$" || $p == "$BASHPID" ]] || stray+=("$p")
 done
 if ((${#stray[@]})); then
   log "killing ${#stray[@]} stray process(es) of this run: ${stray[*]}"

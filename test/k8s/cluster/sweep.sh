@@ -15,7 +15,7 @@ for s in "$K8S_STATE_ROOT"/*/; do
     log "$s: its owner (pid $pid) is alive though it lost the lock: left alone, and no orphan sweep"; live=1; continue
   fi
   log "stale cluster state $s: down.sh"
-  "$HERE/down.sh" "$s" || log "down.sh $s failed"
+  "$HERE/down.sh" "${s%/}" || log "down.sh $s failed"
 done
 ((live)) && exit 0
 for br in $(ip -o link show type bridge | awk -F': ' '{print $2}' | grep -E '^zk[a-z0-9]{6}n[0-9]$'); do
