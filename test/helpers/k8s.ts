@@ -31,6 +31,7 @@ import {PassThrough} from 'node:stream'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
+import {requirePackages} from './tools.js'
 import {waitUntil} from './wait.js'
 import {AppsV1Api, CoreV1Api, Exec, KubeConfig, KubernetesObjectApi, PortForward, type V1Pod, type V1Status} from '@kubernetes/client-node'
 
@@ -268,6 +269,8 @@ function clusterPids(info: ClusterInfo): number[] {
 export async function startCluster(t: TestContextLike, options: StartClusterOptions = {}): Promise<Cluster> {
   const nodes = options.nodes ?? 1
   assert.equal(process.getuid?.(), 0, 'a Kubernetes cluster needs root (bridges, cgroups, mounts, iptables)')
+  requirePackages('util-linux', 'etcd-server', 'openssl', 'curl', 'iproute2')
+  if (nodes > 0) requirePackages('containerd', 'runc', 'containernetworking-plugins', 'conntrack', 'iptables', 'busybox-static', 'umoci', 'skopeo')
   requireBinaries(nodes)
   const stateDir = path.join(STATE_ROOT, `t-${randomBytes(3).toString('hex')}`)
   const lock = await takeMachineLock(stateDir)
@@ -445,6 +448,7 @@ export interface ZtctlImage {
 
 /** The archive `npm run image` writes, (re)built when missing or older than the build output; needs a built dist/. */
 export async function ztctlImage(): Promise<ZtctlImage> {
+  requirePackages('umoci', 'skopeo', 'busybox-static', 'iptables', 'nftables', 'iproute2')
   const builder = path.join(REPO, 'src/lib/kube/image/build.mjs')
   // two test files may ask at once: the builder runs under a lock and skips when its archive is up to date
   mkdirSync(path.join(REPO, 'build'), {recursive: true})

@@ -44,9 +44,9 @@ echo "$ID" > "$S/id"
 owner=${ZTK8S_OWNER_PID:-$PPID}
 echo "$owner $(proc_start "$owner")" > "$S/owner"
 
-# ---- addresses and ports: free on this machine -------------------------------------------------------
+# ---- addresses and ports: free on this machine (ports below the NodePort range and the ephemeral ports) ---
 port_free() { [[ -z $(ss -Htan "( sport = :$1 )" 2>/dev/null) ]]; }
-pick_port() { local p; for _ in $(seq 50); do p=$((20000 + RANDOM % 12000)); port_free "$p" && port_free $((p + 1)) && { echo "$p"; return; }; done; die "no free port"; }
+pick_port() { local p; for _ in $(seq 50); do p=$((20000 + RANDOM % 10000)); port_free "$p" && port_free $((p + 1)) && { echo "$p"; return; }; done; die "no free port"; }
 net_free() { ! ip -4 route show table all | grep -qE "(^|[^0-9.])10\.$1\." && ! ip -4 -o addr | grep -q " 10\.$1\."; }
 if [[ -z ${ZTK8S_NET:-} ]]; then
   for _ in $(seq 100); do b=$((100 + RANDOM % 140)); [[ $b == 244 ]] && continue; net_free "$b" && { ZTK8S_NET=$b; break; }; done
