@@ -17,7 +17,7 @@
 // cluster.kc is a client-node KubeConfig (admin), cluster.kubeconfigPath its file; cluster.nodes[i] has the
 // node name, IP (its bridge), pod CIDR, containerd socket and CNI dirs; cluster.kubernetesServiceIp is what
 // pods see as KUBERNETES_SERVICE_HOST. No cluster DNS: pods find Services through <NAME>_SERVICE_HOST/_PORT.
-// Pods reach 127.0.0.0/8-free addresses of this cluster only (no default route); nothing leaves the machine.
+// Pods reach only this cluster's addresses (they have no default route); nothing leaves the machine.
 // On failure, every component's log tail is printed and the logs are kept in /tmp/ztctl-k8s-logs/<id>.
 // If the test process dies, the 'exit'/signal handlers run down.sh; if it is SIGKILLed, the next start's sweep does.
 import assert from 'node:assert/strict'
@@ -31,9 +31,10 @@ import {PassThrough} from 'node:stream'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
+import {AppsV1Api, CoreV1Api, Exec, KubeConfig, KubernetesObjectApi, PortForward, type V1Pod, type V1Status} from '@kubernetes/client-node'
+
 import {requirePackages} from './tools.js'
 import {waitUntil} from './wait.js'
-import {AppsV1Api, CoreV1Api, Exec, KubeConfig, KubernetesObjectApi, PortForward, type V1Pod, type V1Status} from '@kubernetes/client-node'
 
 const execFileAsync = promisify(execFile)
 const REPO = fileURLToPath(new URL('../..', import.meta.url))
@@ -226,10 +227,60 @@ function tails(logsDir: string, lines: number): string {
   }).join('\n')
 }
 
-/** What of this cluster is still on the host: processes, mounts, bridges, cgroups, routes, kube-proxy chains. */
-async function leftovers(info: ClusterInfo, pids: number[]): Promise<string[]> {
+/** What a cluster has on the host besides its recorded names: its processes (PID → start time), pod UIDs, and the sysctls as they were before it. */
+interface Footprint {
+  podUids: string[]
+  processes: Map<number, string>
+  sysctls: Map<string, string>
+}
+
+/** a running process's start time (field 22 of /proc/PID/stat), so that a reused PID is not taken for ours; undefined for a zombie */
+function startTime(pid: number): string | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')
+    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19]
+  } catch {
+    return undefined
+  }
+}
+
+/** the recorded daemons, whatever runs in the nodes' cgroups (containers) or names the state dir (shims), the pods kubelet ran */
+function footprintOf(info: ClusterInfo): Footprint {
+  const pids = new Set<number>()
+  const pidDir = path.join(info.stateDir, 'pids')
+  for (const file of existsSync(pidDir) ? readdirSync(pidDir) : []) pids.add(Number(readFileSync(path.join(pidDir, file), 'utf8')))
+  for (const node of info.nodes) {
+    const output = execFileSync('sh', ['-c', `find /sys/fs/cgroup/pids${node.cgroupRoot} -name cgroup.procs -exec cat {} + 2>/dev/null || true`]).toString()
+    for (const pid of output.split('\n').filter(Boolean)) pids.add(Number(pid))
+  }
+
+  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(`${info.stateDir}/`)) pids.add(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+
+  const processes = new Map<number, string>()
+  for (const pid of pids) {
+    const started = startTime(pid)
+    if (started && pid !== process.pid) processes.set(pid, started)
+  }
+
+  const podUids = info.nodes.flatMap((node, index) => {
+    const podsDir = path.join(info.stateDir, `n${index + 1}`, 'kubelet/root/pods')
+    return existsSync(podsDir) ? readdirSync(podsDir) : []
+  })
+  const saved = path.join(info.stateDir, 'created/sysctl.saved')
+  const sysctls = new Map(existsSync(saved) ? readFileSync(saved, 'utf8').split('\n').filter(Boolean).map((line) => line.split('=', 2) as [string, string]) : [])
+  return {podUids, processes, sysctls}
+}
+
+/** What of this cluster is still on the host: processes, mounts, bridges, cgroups, routes, kube-proxy chains, pod logs, changed sysctls. */
+async function leftovers(info: ClusterInfo, footprint: Footprint): Promise<string[]> {
   const found: string[] = []
-  for (const pid of pids) if (existsSync(`/proc/${pid}`)) found.push(`process ${pid}`)
+  for (const [pid, started] of footprint.processes) if (startTime(pid) === started) found.push(`process ${pid}`)
   const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((line) => line.includes(` ${info.stateDir}/`))
   found.push(...mounts.map((line) => `mount ${line.split(' ')[1]}`))
   if (existsSync(info.stateDir)) found.push(`state dir ${info.stateDir}`)
@@ -240,6 +291,13 @@ async function leftovers(info: ClusterInfo, pids: number[]): Promise<string[]> {
     }
   }
 
+  for (const [key, before] of footprint.sysctls) {
+    const now = readFileSync(`/proc/sys/${key.replaceAll('.', '/')}`, 'utf8').trim()
+    if (now !== before) found.push(`sysctl ${key} = ${now} (was ${before})`)
+  }
+
+  const podLogs = existsSync('/var/log/pods') ? readdirSync('/var/log/pods') : []
+  found.push(...podLogs.filter((dir) => footprint.podUids.some((uid) => dir.endsWith(`_${uid}`))).map((dir) => `pod logs /var/log/pods/${dir}`))
   const {stdout: routes} = await execFileAsync('ip', ['-4', 'route', 'show', 'table', 'all'])
   const prefix = info.clusterCidr.split('.').slice(0, 2).join('.') + '.'
   found.push(...routes.split('\n').filter((line) => line.includes(prefix)).map((line) => `route ${line}`))
@@ -251,19 +309,6 @@ async function leftovers(info: ClusterInfo, pids: number[]): Promise<string[]> {
   }
 
   return found
-}
-
-/** Every PID of the cluster: the recorded daemons and whatever runs in its nodes' cgroups (shims, containers). */
-function clusterPids(info: ClusterInfo): number[] {
-  const pids = new Set<number>()
-  const pidDir = path.join(info.stateDir, 'pids')
-  for (const file of existsSync(pidDir) ? readdirSync(pidDir) : []) pids.add(Number(readFileSync(path.join(pidDir, file), 'utf8')))
-  for (const node of info.nodes) {
-    const output = execFileSync('sh', ['-c', `find /sys/fs/cgroup/pids${node.cgroupRoot} -name cgroup.procs -exec cat {} + 2>/dev/null || true`]).toString()
-    for (const pid of output.split('\n').filter(Boolean)) pids.add(Number(pid))
-  }
-
-  return [...pids]
 }
 
 export async function startCluster(t: TestContextLike, options: StartClusterOptions = {}): Promise<Cluster> {
@@ -300,7 +345,7 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
   /** down.sh once (KEEP: copy the logs there first), release the lock, then list what is left */
   const down = (keep?: string): Promise<string[]> => {
     torndown ??= (async () => {
-      const pids = clusterPids(info)
+      const footprint = footprintOf(info)
       try {
         await runScript('down.sh', [info.stateDir], keep ? {ZTK8S_KEEP_LOGS: keep} : {}, DOWN_TIMEOUT_MS)
       } finally {
@@ -308,7 +353,7 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
         lock.release()
       }
 
-      return leftovers(info, pids)
+      return leftovers(info, footprint)
     })()
     return torndown
   }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # sweep.sh — remove what earlier cluster runs left behind (their owner was killed, or the machine rebooted).
 # Run it holding the machine-wide lock ($ZTCTL_K8S_LOCK): every harness cluster runs under that lock, so a
-# state dir found then has no live owner (one whose owner is alive after all is left alone). down.sh for each state dir below $ZTCTL_K8S_STATE_ROOT, then what
-# no state dir explains any more: zk*n* bridges, ztk8s-* cgroup roots, routes of protocol 211, kube-proxy chains.
+# state dir found then has no live owner (a run whose recorded owner is alive after all is left alone).
+# down.sh for each state dir below $ZTCTL_K8S_STATE_ROOT, then what no state dir explains any more: zk*n*
+# bridges, ztk8s-* cgroup roots, routes of protocol 211, KUBE-* chains.
 set -uo pipefail
 LOG_TAG=sweep
 HERE=$(cd "$(dirname "$0")" && pwd)
