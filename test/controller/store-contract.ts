@@ -9,6 +9,7 @@ import {test} from 'node:test'
 import type {Change, Policy} from '../../src/lib/config/types.js'
 import {ZtError} from '../../src/lib/errors.js'
 import type {CertRecord, IdentityRecord, NewIdentity, Store} from '../../src/lib/controller/store/store.js'
+import {waitUntil} from '../helpers/wait.js'
 
 export interface StoreBacking {
   /** open a store on this backing state; call again for a second replica (or a reopen after close) */
@@ -43,17 +44,6 @@ export function certFor(identity: Pick<IdentityRecord, 'id'>, ttlMs = HOUR): Cer
   serialCounter++
   const serial = `${randomUUID().replaceAll('-', '').slice(0, 24)}${serialCounter.toString(16).padStart(8, '0')}`.toUpperCase()
   return {identityId: identity.id, notAfter: later(ttlMs), notBefore: new Date(Date.now() - 60_000).toISOString(), serial}
-}
-
-/** Poll (bounded) until `check` returns a value. */
-export async function eventually<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: string): Promise<void> {
@@ -203,7 +193,7 @@ export function storeContract(backend: string, makeBacking: MakeBacking, options
       }))
     })
     const result = await store.revokeIdentity('victim', new Date())
-    await eventually(async () => (seen.some((entry) => entry.version >= result.version) ? true : undefined), 'the commit of the revocation')
+    await waitUntil('the commit of the revocation', async () => (seen.some((entry) => entry.version >= result.version) ? true : undefined))
     unsubscribe()
     await Promise.all(observing)
     for (const entry of seen) assert.ok(entry.hasIdentity === (entry.revoked === 0), `version ${entry.version} shows half a revocation`)
@@ -300,7 +290,7 @@ export function storeContract(backend: string, makeBacking: MakeBacking, options
     const {input} = await enrolled(store, 'listener')
     assert.ok(input)
     const v3 = await store.deleteResource('policy', 'p')
-    await eventually(async () => (heard.includes(v3) ? true : undefined), 'the delete to be heard')
+    await waitUntil('the delete to be heard', async () => (heard.includes(v3) ? true : undefined))
     assert.ok(heard.includes(v1))
     assert.deepEqual([...heard].sort((a, b) => a - b), heard, 'in order')
     unsubscribe()
@@ -365,7 +355,7 @@ export function storeContract(backend: string, makeBacking: MakeBacking, options
       replica.onCommit((version) => heard.push(version))
       const since = await replica.currentVersion()
       const version = await store.putResource('policy', 'shared', policy('shared'))
-      await eventually(async () => (heard.some((v) => v >= version) ? true : undefined), 'the replica to hear the commit')
+      await waitUntil('the replica to hear the commit', async () => (heard.some((v) => v >= version) ? true : undefined))
       assert.deepEqual((await replica.listResources('policy')).items, [policy('shared')])
       const delta = await replica.changesSince(since)
       assert.ok(delta)

@@ -9,7 +9,8 @@ import {test} from 'node:test'
 import {ControllerClient} from '../../src/lib/client/controller-client.js'
 import type {IdentityFile} from '../../src/lib/identity/file.js'
 import {parseIdentityFile} from '../../src/lib/identity/file.js'
-import {type Cluster, K8S_TEST_TIMEOUT_MS, startCluster, waitFor} from '../helpers/k8s.js'
+import {type Cluster, K8S_TEST_TIMEOUT_MS, startCluster} from '../helpers/k8s.js'
+import {waitUntil} from '../helpers/wait.js'
 import {applyCrds, freshNamespace, type KubeController, startKubeController} from './fixtures.js'
 
 const LEASE = '3s,2s,250ms'
@@ -34,7 +35,7 @@ async function leaseHolder(cluster: Cluster, namespace: string): Promise<string 
 }
 
 async function adminIdentity(cluster: Cluster, namespace: string): Promise<IdentityFile> {
-  return waitFor('Secret ztctl-admin', async () => {
+  return waitUntil('Secret ztctl-admin', async () => {
     const secret = await cluster.core.readNamespacedSecret({name: 'ztctl-admin', namespace})
     return parseIdentityFile(Buffer.from(secret.data!['identity.json'], 'base64').toString(), 'ztctl-admin')
   }, 30_000, 100)
@@ -61,8 +62,8 @@ test('two controller replicas: one CA, both serve, one Lease holder, failover to
   assert.equal(root.data!['root-cert.pem'], identity.ca, 'ConfigMap ztctl-ca-root holds the bundle clients trust')
 
   // One holder; both ready; /ready says which one leads.
-  const holder = await waitFor('a Lease holder', () => leaseHolder(cluster, namespace), 20_000, 100)
-  const states = await waitFor('/ready to agree with the Lease', async () => {
+  const holder = await waitUntil('a Lease holder', () => leaseHolder(cluster, namespace), 20_000, 100)
+  const states = await waitUntil('/ready to agree with the Lease', async () => {
     const both = await Promise.all([ready(a), ready(b)])
     return both.filter((state) => state.leader).length === 1 && both.find((state) => state.leader)!.replica === holder ? both : undefined
   }, 20_000, 100)
@@ -80,9 +81,9 @@ test('two controller replicas: one CA, both serve, one Lease holder, failover to
   // The leader dies without a word: the standby takes the Lease once it has not been renewed for its duration.
   const killedAt = Date.now()
   await leader.kill9()
-  await waitFor('the standby to take the Lease', async () => ((await leaseHolder(cluster, namespace)) === standby.replica ? true : undefined), 30_000, 50)
+  await waitUntil('the standby to take the Lease', async () => ((await leaseHolder(cluster, namespace)) === standby.replica ? true : undefined), 30_000, 50)
   const failoverMs = Date.now() - killedAt
-  await waitFor('the standby to say it leads', async () => ((await ready(standby)).leader ? true : undefined), 10_000, 50)
+  await waitUntil('the standby to say it leads', async () => ((await ready(standby)).leader ? true : undefined), 10_000, 50)
   t.diagnostic(`failover after kill -9: ${failoverMs} ms (Lease ${LEASE})`)
   assert.ok(failoverMs < 3000 + 2000, `failover took ${failoverMs} ms`)
 
@@ -95,14 +96,14 @@ test('two controller replicas: one CA, both serve, one Lease holder, failover to
 
   // The killed replica comes back as a standby; a SIGTERMed leader hands the Lease over at once.
   const again = await startKubeController(t, cluster, namespace, leader.replica, FAST)
-  await waitFor('the restarted replica to be ready', async () => ((await ready(again)).ready ? true : undefined), 20_000, 100)
+  await waitUntil('the restarted replica to be ready', async () => ((await ready(again)).ready ? true : undefined), 20_000, 100)
   assert.equal((await ready(again)).leader, false)
   assert.equal(await leaseHolder(cluster, namespace), standby.replica)
   const stoppedAt = Date.now()
   await standby.stop()
-  await waitFor('the restarted replica to take the released Lease', async () => ((await leaseHolder(cluster, namespace)) === again.replica ? true : undefined), 10_000, 25)
+  await waitUntil('the restarted replica to take the released Lease', async () => ((await leaseHolder(cluster, namespace)) === again.replica ? true : undefined), 10_000, 25)
   const handoverMs = Date.now() - stoppedAt
   t.diagnostic(`handover after SIGTERM (Lease released): ${handoverMs} ms`)
   assert.ok(handoverMs < failoverMs, `a released Lease is taken sooner (${handoverMs} ms) than an expired one (${failoverMs} ms)`)
-  assert.ok((await ready(again)).leader || (await waitFor('leader flag', async () => ((await ready(again)).leader ? true : undefined), 5000, 50)))
+  assert.ok((await ready(again)).leader || (await waitUntil('leader flag', async () => ((await ready(again)).leader ? true : undefined), 5000, 50)))
 })

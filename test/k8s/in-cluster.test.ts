@@ -15,7 +15,8 @@ import type {V1Pod} from '@kubernetes/client-node'
 
 import {upsertKubeContext} from '../../src/lib/kube/controller-context.js'
 import {runCli} from '../helpers/controller.js'
-import {type Cluster, describePod, K8S_TEST_TIMEOUT_MS, startCluster, waitFor, ztctlImage} from '../helpers/k8s.js'
+import {type Cluster, describePod, K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
+import {waitUntil} from '../helpers/wait.js'
 import {applyCrds, freshNamespace} from './fixtures.js'
 import {controllerObjects, createObjects, nodeAgentObjects} from './manifests.js'
 
@@ -28,7 +29,7 @@ interface Dump {
 async function readyPod(cluster: Cluster, namespace: string, selector: string, not?: string): Promise<V1Pod> {
   const list = async () => (await cluster.core.listNamespacedPod({labelSelector: selector, namespace})).items
   try {
-    return await waitFor(`a Ready pod ${selector}`, async () => (await list()).find((pod) => pod.metadata?.name !== not && !pod.metadata?.deletionTimestamp
+    return await waitUntil(`a Ready pod ${selector}`, async () => (await list()).find((pod) => pod.metadata?.name !== not && !pod.metadata?.deletionTimestamp
       && pod.status?.conditions?.some((condition) => condition.type === 'Ready' && condition.status === 'True')), 180_000, 200)
   } catch (error) {
     const states = await Promise.all((await list()).map(async (pod) => `${await describePod(cluster.core, namespace, pod.metadata!.name!)}\n${await cluster.podLogs(namespace, pod.metadata!.name!).catch((logError: Error) => logError.message)}`))
@@ -65,11 +66,12 @@ test('controller and node agent in real pods: CLI through a kubernetes context, 
   const contexts = await json<{kind?: string; name: string}[]>('context', 'list')
   assert.deepEqual(contexts.map((context) => [context.name, context.kind]), [['cluster', 'kubernetes']])
   assert.match(await cli('context', 'show'), new RegExp(`Kind:\\s+kubernetes[\\s\\S]*namespace:\\s+${namespace}[\\s\\S]*name:\\s+admin`))
-  await cli('identity', 'create', 'web', '-a', 'frontend', '--output', path.join(home, 'web.jwt'))
-  await cli('identity', 'create', 'db-host', '--output', path.join(home, 'db-host.jwt'))
+  await cli('identity', 'create', 'web', '-a', 'frontend', '--out', path.join(home, 'web.jwt'))
+  await cli('identity', 'create', 'db-host', '--out', path.join(home, 'db-host.jwt'))
   await cli('policy', 'create', 'no-guests', '--action', 'DENY', '--from', '#guest', '--port', '5432')
-  await cli('tunnel', 'open', 'outbound', 'tcp/db', '--agent', 'db-host', '--target', '127.0.0.1:5432')
-  await cli('tunnel', 'open', 'inbound', 'tcp/db', '--agent', 'web', '--listen', '127.0.0.1:7000')
+  // Their agents do not run here: stored, nothing to wait for.
+  await cli('tunnel', 'open', 'outbound', 'tcp/db', '--agent', 'db-host', '--target', '127.0.0.1:5432', '--no-wait')
+  await cli('tunnel', 'open', 'inbound', 'tcp/db', '--agent', 'web', '--listen', '127.0.0.1:7000', '--no-wait')
 
   // The node agent: enrolls with its token through the Service, trusting the CA ConfigMap.
   started = Date.now()
@@ -91,7 +93,7 @@ test('controller and node agent in real pods: CLI through a kubernetes context, 
   const forward = await cluster.portForward(namespace, agentPod.metadata!.name!, 15_000)
   t.after(() => forward.close())
   const dump = async (): Promise<Dump> => (await (await fetch(`http://127.0.0.1:${forward.port}/config_dump`)).json()) as Dump
-  await waitFor('the agent to have the policy', async () => (await dump()).policies.some((policy) => policy.name === 'no-guests'), 60_000, 100)
+  await waitUntil('the agent to have the policy', async () => (await dump()).policies.some((policy) => policy.name === 'no-guests'), 60_000, 100)
   const {CustomObjectsApi, PatchStrategy, setHeaderOptions} = await import('@kubernetes/client-node')
   const custom = cluster.kc.makeApiClient(CustomObjectsApi)
   const samples: number[] = []
@@ -100,7 +102,7 @@ test('controller and node agent in real pods: CLI through a kubernetes context, 
     await custom.patchNamespacedCustomObject({
       body: {spec: {ports: [port]}}, group: 'ztctl.io', name: 'no-guests', namespace, plural: 'policies', version: 'v1alpha1',
     }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
-    await waitFor(`port ${port} at the agent`, async () => (await dump()).policies.find((policy) => policy.name === 'no-guests')?.ports[0] === port, 30_000, 10)
+    await waitUntil(`port ${port} at the agent`, async () => (await dump()).policies.find((policy) => policy.name === 'no-guests')?.ports[0] === port, 30_000, 10)
     samples.push(Date.now() - changedAt)
   }
 
@@ -126,11 +128,12 @@ test('controller and node agent in real pods: CLI through a kubernetes context, 
   assert.deepEqual(after.identities, before.identities)
   assert.deepEqual(after.policies.map((policy) => [policy.name, policy.ports]), [['no-guests', [5437]]])
   assert.deepEqual(after.tunnels, before.tunnels)
+  // `policy create` waits until the node agent has applied it (success means applied), through the new pod.
   started = Date.now()
   await cli('policy', 'create', 'after-restart', '--action', 'ALLOW', '--from', '#frontend')
-  await waitFor('the agent to apply a change made after the restart', async () => (await dump()).policies.some((policy) => policy.name === 'after-restart'), 60_000, 50)
+  await waitUntil('the agent to apply a change made after the restart', async () => (await dump()).policies.some((policy) => policy.name === 'after-restart'), 60_000, 50)
   t.diagnostic(`agent resumed: a change after the restart applied ${Date.now() - started} ms after the CLI made it`)
-  const online = await waitFor('the agent online again', async () => {
+  const online = await waitUntil('the agent online again', async () => {
     const again = await json<{agents: {name: string; online: boolean}[]}>('proxy-status')
     return again.agents.find((agent) => agent.name === nodeIdentity && agent.online)
   }, 60_000, 500)

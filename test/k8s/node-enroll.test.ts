@@ -23,7 +23,8 @@ import {ZtError} from '../../src/lib/errors.js'
 import {parseIdentityFile} from '../../src/lib/identity/file.js'
 import {certInfo} from '../../src/lib/pki/cert-info.js'
 import {RUN_JS} from '../helpers/controller.js'
-import {type Cluster, K8S_TEST_TIMEOUT_MS, startCluster, waitFor} from '../helpers/k8s.js'
+import {type Cluster, K8S_TEST_TIMEOUT_MS, startCluster} from '../helpers/k8s.js'
+import {waitUntil} from '../helpers/wait.js'
 import {applyCrds, freshNamespace, startKubeController} from './fixtures.js'
 
 const NODE_SA = 'ztctl-node'
@@ -61,7 +62,7 @@ test('node agents enroll with their ServiceAccount token; wrong tokens are refus
   const dir = await mkdtemp(path.join(tmpdir(), 'ztctl-enroll-'))
   t.after(() => rm(dir, {force: true, recursive: true}))
   const caFile = path.join(dir, 'root-cert.pem')
-  const root = await waitFor('ConfigMap ztctl-ca-root', async () => (await cluster.core.readNamespacedConfigMap({name: 'ztctl-ca-root', namespace})).data?.['root-cert.pem'], 30_000, 100)
+  const root = await waitUntil('ConfigMap ztctl-ca-root', async () => (await cluster.core.readNamespacedConfigMap({name: 'ztctl-ca-root', namespace})).data?.['root-cert.pem'], 30_000, 100)
   await writeFile(caFile, root)
   let tokens = 0
   const enrollWith = async (token: string, node: string, url = controller.url): Promise<ReturnType<typeof enrollWithServiceAccount>> => {
@@ -94,7 +95,7 @@ test('node agents enroll with their ServiceAccount token; wrong tokens are refus
   agent.stdout.on('data', (chunk: Buffer) => (agentLog += chunk.toString()))
   agent.stderr.on('data', (chunk: Buffer) => (agentLog += chunk.toString()))
   t.after(() => agent.kill('SIGKILL'))
-  const ready = await waitFor(`agent ready file\n${agentLog}`, async () => JSON.parse(await readFile(readyFile, 'utf8')) as {addresses: {readiness: string}; identity: string; spiffe: string}, 60_000, 100)
+  const ready = await waitUntil(`agent ready file\n${agentLog}`, async () => JSON.parse(await readFile(readyFile, 'utf8')) as {addresses: {readiness: string}; identity: string; spiffe: string}, 60_000, 100)
   assert.equal(ready.identity, 'node-node-a')
   assert.equal(ready.spiffe, 'spiffe://cluster.local/identity/node-node-a')
   assert.equal((await fetch(`http://${ready.addresses.readiness}/healthz/ready`)).status, 200)
@@ -104,7 +105,7 @@ test('node agents enroll with their ServiceAccount token; wrong tokens are refus
   t.after(() => admin.close())
   const nodeIdentity = await admin.request<{roles: string[]; scope?: {node?: string}; status: string}>('GET', '/v1/identities/node-node-a')
   assert.deepEqual([nodeIdentity.roles, nodeIdentity.scope, nodeIdentity.status], [['node'], {node: 'node-a'}, 'active'])
-  const agents = await waitFor('the agent online', async () => {
+  const agents = await waitUntil('the agent online', async () => {
     const list = await admin.request<{agents: {name: string; online: boolean}[]}>('GET', '/v1/agents')
     return list.agents.find((item) => item.name === 'node-node-a' && item.online)
   }, 20_000, 100)
@@ -143,7 +144,7 @@ test('node agents enroll with their ServiceAccount token; wrong tokens are refus
   const doomed = await pod(cluster, namespace, 'agent-d', NODE_SA, 'node-d')
   const doomedToken = await tokenFor(cluster, namespace, NODE_SA, {pod: doomed})
   await cluster.core.deleteNamespacedPod({gracePeriodSeconds: 0, name: 'agent-d', namespace})
-  await waitFor('agent-d gone', async () => (await cluster.core.readNamespacedPod({name: 'agent-d', namespace}).then(() => undefined, () => true)), 30_000, 100)
+  await waitUntil('agent-d gone', async () => (await cluster.core.readNamespacedPod({name: 'agent-d', namespace}).then(() => undefined, () => true)), 30_000, 100)
   await refusal(doomedToken, 'node-d', 'ZT_ERR_KUBE_TOKEN_REJECTED', /rejected the ServiceAccount token/)
   await refusal('not.a-token', 'node-a', 'ZT_ERR_KUBE_TOKEN_REJECTED', /rejected the ServiceAccount token|not a JWT/)
   const after = await admin.request<{items: {name: string}[]}>('GET', '/v1/identities')

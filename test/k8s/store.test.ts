@@ -6,7 +6,8 @@ import {after, before, test} from 'node:test'
 
 import {openKubeStore} from '../../src/lib/controller/store/kube.js'
 import type {KubeClients} from '../../src/lib/kube/client.js'
-import {eventually, storeContract} from '../controller/store-contract.js'
+import {storeContract} from '../controller/store-contract.js'
+import {waitUntil} from '../helpers/wait.js'
 import {type Cluster, K8S_TEST_TIMEOUT_MS, startCluster} from '../helpers/k8s.js'
 import {applyCrds, clientsFor, freshNamespace} from './fixtures.js'
 
@@ -45,7 +46,7 @@ test('kubernetes store: changes other writers make (kubectl) are revisions too, 
   const created = await clients.custom.createNamespacedCustomObject({
     ...POLICIES, body: {apiVersion: 'ztctl.io/v1alpha1', kind: 'Policy', metadata: {name: 'deny-mallory'}, spec: {action: 'DENY', from: ['@mallory'], name: 'deny-mallory'}}, namespace,
   }) as {metadata: {resourceVersion: string}}
-  await eventually(async () => (heard.some((v) => v >= Number(created.metadata.resourceVersion)) ? true : undefined), 'the kubectl write to be heard')
+  await waitUntil('the kubectl write to be heard', async () => (heard.some((v) => v >= Number(created.metadata.resourceVersion)) ? true : undefined))
   const delta = await store.changesSince(start)
   assert.deepEqual(delta?.changes, [{key: 'deny-mallory', kind: 'policy', op: 'put', value: {action: 'DENY', from: ['@mallory'], name: 'deny-mallory', ports: [], services: [], sourceCidrs: []}}],
     'the CRD schema defaults the lists the user left out')
@@ -66,10 +67,10 @@ test('kubernetes store: changes other writers make (kubectl) are revisions too, 
 
   // `kubectl delete` reaches the store's readers as a delete.
   await clients.custom.deleteNamespacedCustomObject({...POLICIES, name: 'deny-mallory', namespace})
-  const gone = await eventually(async () => {
+  const gone = await waitUntil('the kubectl delete to be heard', async () => {
     const changes = await store.changesSince(version)
     return changes?.changes.some((change) => change.op === 'delete' && change.key === 'deny-mallory') ? changes : undefined
-  }, 'the kubectl delete to be heard')
+  })
   assert.ok(gone.version > version)
   assert.deepEqual((await store.listResources('policy')).items, [])
 })

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {logFlags} from '../../lib/cli/flag-groups.js'
 import {parseDuration} from '../../lib/cli/render.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
 import {NODE_CA_PATH, NODE_TOKEN_PATH} from '../../lib/kube/objects.js'
@@ -15,6 +16,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     '<%= config.bin %> <%= command.id %> --kubernetes --controller https://$ZTCTL_CONTROLLER_SERVICE_HOST:$ZTCTL_CONTROLLER_SERVICE_PORT',
   ]
   static override flags = {
+    ...logFlags,
     admin: Flags.string({default: '127.0.0.1:15000', description: 'admin listener: /config_dump, /logging, /quitquitquit'}),
     advertise: Flags.string({description: 'HOST:PORT other agents dial [default: the HBONE address, 0.0.0.0 → 127.0.0.1; with --kubernetes $POD_IP and the HBONE port]'}),
     config: Flags.string({description: 'static configuration file (a ConfigSnapshot as JSON) instead of the controller; re-read on change'}),
@@ -89,7 +91,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     // The lean daemon replaces this process (same PID and stdio) and never returns here; without
     // process.execve, or with ZTCTL_AGENT_IN_PROCESS=1, the agent runs inside this process.
     execDaemon(options)
-    await runDaemon(options)
+    if ((await runDaemon(options)) === 'SIGINT') process.exitCode = ExitCode.interrupted
   }
 
   private kubernetesOptions(): NonNullable<DaemonOptions['kubernetes']> {

@@ -24,12 +24,15 @@ export const DEFAULT_TRUST_DOMAIN = 'cluster.local'
 const SERVER_CERT_TTL_SECONDS = 7 * 86_400
 /** How often the leader drops expired revocations and re-checks the admin identity. */
 const DEFAULT_HOUSEKEEPING_MS = 60_000
+export const DEFAULT_ADMIN_CERT_TTL_SECONDS = 30 * 86_400
 
 export interface ControllerOptions {
   /** URL for JWTs, identity files and the context; default https://<bound address> */
   advertise?: string
   /** import an intermediate CA instead of creating one (local store; in a cluster, fill Secret ztctl-ca) */
   caImport?: {certFile: string; keyFile: string}
+  /** lifetime of admin certificates (renewed on use past half-life); default 30 days */
+  adminCertTtlSeconds?: number
   /** leaf certificate lifetime; default 24 h */
   certTtlSeconds?: number
   contextName?: string
@@ -107,8 +110,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const signer = await createSigner(ca)
     const hub = new ConfigHub(store, logger)
     const services: ControllerServices = {
-      ca, certTtlSeconds: options.certTtlSeconds ?? 86_400, hub, logger, nodeAgents: site.nodeAgents, signer, store, trustDomain, url: '',
-      version: options.version,
+      adminCertTtlSeconds: options.adminCertTtlSeconds ?? DEFAULT_ADMIN_CERT_TTL_SECONDS, ca, certTtlSeconds: options.certTtlSeconds ?? 86_400, hub, logger,
+      nodeAgents: site.nodeAgents, signer, store, trustDomain, url: '', version: options.version,
     }
     const tls = await issueServerTls(services, listen.host, options.advertise)
     const server = await startServer(services, listen, tls)
@@ -117,6 +120,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const renewal = scheduleServerCertRenewal(services, listen.host, options.advertise, server.setTls, logger)
     cleanups.push(async () => clearTimeout(renewal.timer))
 
+    // `ztctl controller admin` finds the URL here when it re-issues an admin on this host.
+    await store.setMeta('url', services.url)
     // Locally the admin identity must exist before the banner (the next command uses it); in a cluster
     // the leader keeps it (and its replicas may start at the same moment).
     const adminCreated = site.kind === 'sqlite' && (await ensureAdminIdentity(services, site.admin)) === 'created'
@@ -171,7 +176,7 @@ function startHousekeeping(site: ControllerSite, services: ControllerServices, i
     try {
       await services.store.sweepExpired(new Date())
       if (site.kind === 'kubernetes') {
-        const done = await ensureAdminIdentity(services, site.admin)
+        const done = await ensureAdminIdentity(services, site.admin, {renewAtHalfLife: true})
         if (done !== 'kept') services.logger.info({admin: site.admin.location, done}, 'admin identity written')
       }
     } catch (error) {

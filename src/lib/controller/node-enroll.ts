@@ -10,22 +10,9 @@ import {type KubeClients, isNotFound, kubeError} from '../kube/client.js'
 import {TOKEN_AUDIENCE} from '../kube/objects.js'
 import {type IssuedIdentityCert, issueIdentityCert} from './issue.js'
 import {checkIdentityName} from './routes/identities.js'
-import {type ControllerServices, identitySpiffe} from './routes/types.js'
+import {type ControllerServices, identitySpiffe, type NodeAgentAuthority, type NodeAgentReview} from './routes/types.js'
 import {NODE_ROLE} from './routes/workloads.js'
 import type {IdentityRecord} from './store/store.js'
-
-export interface NodeAgentReview {
-  namespace: string
-  node: string
-  pod: string
-  podUid: string
-  serviceAccount: string
-}
-
-export interface NodeAgentAuthority {
-  /** Who presents this token: a node-agent pod and its node, or a ZtError saying why not. */
-  review(token: string, claimedNode?: string): Promise<NodeAgentReview>
-}
 
 const POD_NAME_EXTRA = 'authentication.kubernetes.io/pod-name'
 const POD_UID_EXTRA = 'authentication.kubernetes.io/pod-uid'

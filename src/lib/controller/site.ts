@@ -5,13 +5,12 @@
 import path from 'node:path'
 
 import {upsertContext} from '../home/contexts.js'
-import {defaultControllerDataDir, type Home, identitiesDir} from '../home/home.js'
-import {readIdentityFile, writeIdentityFile} from '../identity/file.js'
-import type {AdminHome} from './admin.js'
+import {defaultControllerDataDir, type Home, identitiesDir, makeDir} from '../home/home.js'
+import {adminFile, type AdminHome} from './admin.js'
 import {type ControllerCA, loadOrCreateCA} from './ca.js'
 import {lockDataDir} from './lock.js'
-import type {NodeAgentAuthority} from './node-enroll.js'
 import type {Logger} from './logger.js'
+import type {NodeAgentAuthority} from './routes/types.js'
 import {openSqliteStore} from './store/sqlite.js'
 import type {Store} from './store/store.js'
 
@@ -50,8 +49,7 @@ export interface LocalSiteOptions {
 /** One controller process on a data dir (locked), SQLite, CA files, admin.json and a CLI context. */
 export async function openLocalSite(options: LocalSiteOptions): Promise<ControllerSite & {dataDir: string}> {
   const dataDir = path.resolve(options.dataDir ?? defaultControllerDataDir(options.home))
-  const {mkdir} = await import('node:fs/promises')
-  await mkdir(dataDir, {mode: 0o700, recursive: true})
+  await makeDir(dataDir, 0o700)
   const lock = await lockDataDir(dataDir)
   let store: Store
   try {
@@ -61,10 +59,10 @@ export async function openLocalSite(options: LocalSiteOptions): Promise<Controll
     throw error
   }
 
-  const adminFile = path.join(identitiesDir(options.home), 'admin.json')
+  const admin: AdminHome = adminFile(path.join(identitiesDir(options.home), 'admin.json'))
   return {
-    admin: {location: adminFile, read: () => readIdentityFile(adminFile), write: (identity) => writeIdentityFile(adminFile, identity)},
-    announce: (url, adminCreated) => upsertContext(options.home, {controller: url, identity: adminFile, name: options.contextName}, adminCreated),
+    admin,
+    announce: (url, adminCreated) => upsertContext(options.home, {controller: url, controllerDataDir: dataDir, identity: admin.location, name: options.contextName}, adminCreated),
     async close() {
       await store.close().catch(() => {})
       await lock.release()

@@ -5,10 +5,11 @@ import type {Signer} from '../../pki/pki.js'
 import type {ControllerCA} from '../ca.js'
 import type {ConfigHub} from '../config-hub.js'
 import type {Logger} from '../logger.js'
-import type {NodeAgentAuthority} from '../node-enroll.js'
 import type {Principal, Store} from '../store/store.js'
 
 export interface ControllerServices {
+  /** lifetime of admin certificates; admins renew on use past half-life */
+  adminCertTtlSeconds: number
   ca: ControllerCA
   certTtlSeconds: number
   hub: ConfigHub
@@ -50,3 +51,17 @@ export interface Route {
 export const identitySpiffe = (trustDomain: string, name: string): string => `spiffe://${trustDomain}/identity/${name}`
 
 export const IDENTITY_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
+
+/** A node agent as its ServiceAccount token proves it (node-enroll.ts). */
+export interface NodeAgentReview {
+  namespace: string
+  node: string
+  pod: string
+  podUid: string
+  serviceAccount: string
+}
+
+export interface NodeAgentAuthority {
+  /** Who presents this token: a node-agent pod and its node, or a ZtError saying why not. */
+  review(token: string, claimedNode?: string): Promise<NodeAgentReview>
+}

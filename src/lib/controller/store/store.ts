@@ -2,7 +2,7 @@
 // Kubernetes API (kube.ts: custom resources + Secrets) implement it with the same behaviour, checked by one
 // contract suite against both (test/controller/store-contract.ts). Nothing here may mention SQL, rows,
 // files or API objects; every method is async for that reason.
-import type {Change, ConfigSnapshot, ResourceKind, ResourceKinds} from '../../config/types.js'
+import type {Change, ConfigSnapshot, ResourceKind, ResourceKinds, ResourceStatus} from '../../config/types.js'
 
 export type IdentityStatus = 'active' | 'pending' | 'revoked'
 
@@ -59,6 +59,7 @@ export interface Principal {
   identity: IdentityRecord
 }
 
+/** An agent's last report. recordAgentStatus merges: a field left undefined keeps its stored value. */
 export interface AgentStatusRecord {
   ackedVersion?: number
   /**
@@ -68,6 +69,10 @@ export interface AgentStatusRecord {
   connected?: boolean
   lastSeen?: string
   name: string
+  /** per-resource status of `ackedVersion`, as the agent's last ack listed it (replaced by each ack) */
+  resources?: ResourceStatus[]
+  /** the agent's software version (from its subscribe) */
+  software?: string
 }
 
 export interface ResourceListing<K extends ResourceKind> {

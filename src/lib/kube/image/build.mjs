@@ -7,8 +7,9 @@
 // The Dockerfile beside this file builds the same layout for registries.
 //
 //   node src/lib/kube/image/build.mjs [--ref ztctl.local/ztctl:VERSION] [--out FILE] [--force] [--json]
-// Prints the archive path (--json: {"ref","tar"}). Skips the build when the archive is newer than every input.
+// Prints the archive path (--json: {"ref","tar"}). Skips the build when no input changed (a content digest).
 import {execFileSync} from 'node:child_process'
+import {createHash} from 'node:crypto'
 import {chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -41,10 +42,17 @@ function fail(message) {
   process.exit(1)
 }
 
-function newestMtime(file) {
-  const stat = lstatSync(file)
-  if (!stat.isDirectory()) return stat.mtimeMs
-  return Math.max(stat.mtimeMs, ...readdirSync(file).map((entry) => newestMtime(path.join(file, entry))))
+/** a digest of every input's content: tsc rewrites dist/ on each build, so mtimes would rebuild the image needlessly */
+function inputsDigest() {
+  const hash = createHash('sha256').update(`${ref}\0${process.version}\0${process.execPath}\0`)
+  const add = (file) => {
+    const full = path.join(repoRoot, file)
+    if (lstatSync(full).isDirectory()) return readdirSync(full).sort().forEach((entry) => add(path.join(file, entry)))
+    hash.update(`${file}\0`).update(readFileSync(full))
+  }
+
+  for (const file of [...appFiles, 'package-lock.json', 'src/lib/kube/image']) add(file)
+  return hash.digest('hex')
 }
 
 /** /bin, /sbin, /lib, /lib64 live under /usr in the image, as on Debian 12 */
@@ -149,9 +157,8 @@ function report() {
 
 checkTools()
 const stampFile = `${out}.inputs`
-const stamp = `${ref} node=${process.version}`
-const inputsMtime = Math.max(...[...appFiles, 'package-lock.json', 'node_modules/.package-lock.json', 'src/lib/kube/image'].map((file) => newestMtime(path.join(repoRoot, file))))
-if (!flags.force && existsSync(out) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp && statSync(out).mtimeMs > inputsMtime) {
+const digest = inputsDigest()
+if (!flags.force && existsSync(out) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === digest) {
   report()
   process.exit(0)
 }
@@ -175,7 +182,7 @@ try {
   rmSync(`${out}.partial`, {force: true})
   execFileSync('skopeo', ['copy', '--quiet', `oci:${layout}:ztctl`, `docker-archive:${out}.partial:${ref}`], {stdio: ['ignore', 'ignore', 'inherit']})
   renameSync(`${out}.partial`, out)
-  writeFileSync(stampFile, stamp)
+  writeFileSync(stampFile, digest)
   process.stderr.write(`npm run image: ${ref} -> ${out} (${Math.round(statSync(out).size / 2 ** 20)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
 } finally {
   rmSync(work, {force: true, recursive: true})
