@@ -11,9 +11,9 @@ export default class ContextList extends BaseCommand<typeof ContextList> {
     return this.render(contexts, () => this.table(contexts, [
       {header: 'CURRENT', value: (context) => (context.current ? '*' : '')},
       {header: 'NAME', value: (context) => context.name},
-      {header: 'KIND', value: (context) => context.kind ?? 'local'},
       {header: 'CONTROLLER', value: (context) => context.controller},
       {header: 'IDENTITY', value: (context) => context.identity},
+      {header: 'KIND', value: (context) => context.kind ?? 'local'},
     ]))
   }
 }
