@@ -40,10 +40,14 @@ export function newIdentity(name: string, overrides: Partial<NewIdentity> = {}):
 }
 
 let serialCounter = 0
-export function certFor(identity: Pick<IdentityRecord, 'id'>, ttlMs = HOUR): CertRecord {
+/** A certificate record of the identity's own (or, with `workload`, one it minted for a pod as a node). */
+export function certFor(identity: Pick<IdentityRecord, 'id' | 'spiffe'>, ttlMs = HOUR, workload?: string): CertRecord {
   serialCounter++
   const serial = `${randomUUID().replaceAll('-', '').slice(0, 24)}${serialCounter.toString(16).padStart(8, '0')}`.toUpperCase()
-  return {identityId: identity.id, notAfter: later(ttlMs), notBefore: new Date(Date.now() - 60_000).toISOString(), serial}
+  return {
+    identityId: identity.id, notAfter: later(ttlMs), notBefore: new Date(Date.now() - 60_000).toISOString(), serial,
+    spiffe: workload ?? identity.spiffe, usage: workload ? 'workload' : 'identity',
+  }
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: string): Promise<void> {
@@ -170,9 +174,11 @@ export function storeContract(backend: string, makeBacking: MakeBacking, options
     assert.equal(await store.authenticate(renewed.serial, new Date(Date.now() + 5000)), undefined, 'expired')
     assert.equal(await store.authenticate('00DEADBEEF', new Date()), undefined, 'unknown serial')
     const pending = await store.createIdentity(newIdentity('pending-one'))
-    const pendingCert = certFor(pending)
-    await store.recordCert(pendingCert)
-    assert.equal(await store.authenticate(pendingCert.serial, new Date()), undefined, 'a pending identity does not authenticate')
+    await rejectsWith(store.recordCert(certFor(pending)), 'ZT_ERR_REVOKED')
+    // A workload certificate a node minted is recorded as the node's, and never authenticates to the API.
+    const minted = certFor(identity, HOUR, 'spiffe://cluster.local/ns/prod/sa/payments')
+    await store.recordCert(minted)
+    assert.equal(await store.authenticate(minted.serial, new Date()), undefined, 'a workload certificate is no API credential')
   })
 
   test(`${backend} store: revocation is one revision, refuses at once and frees the name`, async (t) => {
@@ -182,6 +188,8 @@ export function storeContract(backend: string, makeBacking: MakeBacking, options
     await store.recordCert(renewed)
     const expired = certFor(identity, -1000)
     await store.recordCert(expired)
+    const minted = certFor(identity, HOUR, 'spiffe://cluster.local/ns/prod/sa/payments')
+    await store.recordCert(minted)
     const before = await store.currentVersion()
 
     // No observer may ever see half a revocation: the identity gone but its serials not yet revoked.
@@ -200,15 +208,18 @@ export function storeContract(backend: string, makeBacking: MakeBacking, options
 
     assert.equal(result.identity.status, 'revoked')
     assert.ok(result.identity.revokedAt)
-    assert.deepEqual(result.revoked.map((c) => c.serial).sort(), [cert.serial, renewed.serial].sort(), 'the unexpired serials')
+    assert.deepEqual(result.revoked.map((c) => c.serial).sort(), [cert.serial, renewed.serial, minted.serial].sort(), 'the unexpired serials, of both usages')
     assert.ok(result.version > before)
     const delta = await store.changesSince(before)
     assert.ok(delta, 'the change log reaches back')
     assert.equal(delta.version, result.version)
     assert.deepEqual(sortChanges(delta.changes), sortChanges([
       {key: 'victim', kind: 'identity', op: 'delete'},
-      ...[cert, renewed].map((c): Change => ({key: c.serial, kind: 'revocation', op: 'put', value: {identity: 'victim', notAfter: c.notAfter, serial: c.serial, spiffe: identity.spiffe}})),
+      ...[cert, renewed, minted].map((c): Change => ({key: c.serial, kind: 'revocation', op: 'put', value: {identity: 'victim', notAfter: c.notAfter, serial: c.serial, spiffe: c.spiffe}})),
     ]))
+    assert.equal(delta.changes.find((change) => change.key === minted.serial && change.op === 'put')?.op, 'put')
+    const mintedRevocation = (await store.listResources('revocation')).items.find((item) => item.serial === minted.serial)
+    assert.equal(mintedRevocation?.spiffe, 'spiffe://cluster.local/ns/prod/sa/payments', 'a minted certificate is revoked under its own SPIFFE ID')
     const revocations = await store.listResources('revocation')
     assert.deepEqual(revocations.items.find((item) => item.serial === cert.serial), {identity: 'victim', notAfter: cert.notAfter, serial: cert.serial, spiffe: identity.spiffe})
 

@@ -17,6 +17,11 @@ export interface NodeAgent {
   output: () => string
 }
 
+/** `identity create` flags scoping a node identity to the pods of NODE: their namespace, the node's pod CIDRs. */
+export function nodeScopeFlags(node: TopoNode, namespace = 'default'): string[] {
+  return ['--serves', `${namespace}/*`, '--pod-cidr', node.cidr, ...(node.cidr6 ? ['--pod-cidr', node.cidr6] : [])]
+}
+
 /** `ztctl agent run --inpod-socket` inside NODE's netns (a controller-enrolled identity), once its CNI socket is served. */
 export async function startNodeAgent(topo: Topology, node: TopoNode, files: {identity: string; socket: string; stateDir: string}): Promise<NodeAgent> {
   const child = topo.spawn(node.netns, process.execPath, [RUN_JS, 'agent', 'run', '-i', files.identity, '--hbone', `${node.bridgeIp}:15008`,

@@ -7,6 +7,7 @@
 import {createPrivateKey, X509Certificate} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 
+import {controllerSpiffe} from '../controller/routes/types.js'
 import {ExitCode, ZtError} from '../errors.js'
 import type {IdentityFile} from '../identity/file.js'
 import {certInfo, splitPem} from '../pki/cert-info.js'
@@ -27,7 +28,6 @@ export interface KubeEnrollOptions {
 interface KubeEnrollResponse {
   ca: string
   cert: string
-  controllerSpiffe: string
   name: string
   spiffe: string
 }
@@ -43,11 +43,10 @@ export async function enrollWithServiceAccount(options: KubeEnrollOptions): Prom
   }
 
   const token = (await readInput(options.tokenFile, 'the ServiceAccount token', 'project a serviceAccountToken volume with audience ztctl')).trim()
-  const controllerSpiffe = `spiffe://${trustDomain}/controller`
   // Loaded on demand: the X.509 generator is heavy and enrollment is rare.
   const {createKeyAndCsr} = await import('../pki/pki.js')
   const {csrPem, keyPem} = await createKeyAndCsr(options.node ? `node-${options.node}` : 'node-agent')
-  const client = new ControllerClient({ca, serverSpiffe: controllerSpiffe, timeoutMs: options.timeoutMs, url: options.controller})
+  const client = new ControllerClient({ca, serverSpiffe: controllerSpiffe(trustDomain), timeoutMs: options.timeoutMs, url: options.controller})
   let response: KubeEnrollResponse
   try {
     response = await client.request<KubeEnrollResponse>('POST', '/v1/kube/enroll', {csr: csrPem, node: options.node, token})
@@ -61,7 +60,7 @@ export async function enrollWithServiceAccount(options: KubeEnrollOptions): Prom
   }
 
   // The URL we reached it at, not the one it advertises: inside the cluster that is the Service address.
-  return {ca: response.ca, cert: response.cert, controller: options.controller, controllerSpiffe, key: keyPem, name: response.name, spiffe: response.spiffe, version: 1}
+  return {ca: response.ca, cert: response.cert, controller: options.controller, key: keyPem, name: response.name, spiffe: response.spiffe, version: 1}
 }
 
 /** Errors worth retrying (the controller not up yet, the CA not published yet) as opposed to a refusal. */

@@ -21,8 +21,6 @@ import {issueIdentityCert} from './issue.js'
 import {identitySpiffe, type ControllerServices} from './routes/types.js'
 
 export const ADMIN_NAME = 'admin'
-/** The SPIFFE ID of every controller replica's server certificate: what clients pin. */
-export const controllerSpiffe = (trustDomain: string): string => `spiffe://${trustDomain}/controller`
 
 export interface AdminHome {
   /** where it lives, for humans: a path or `secret/NAME` */
@@ -50,10 +48,9 @@ export async function ensureAdminIdentity(services: AdminServices, home: AdminHo
         return 'renewed'
       }
 
-      const pinned = controllerSpiffe(services.trustDomain)
-      if (existing.controller === services.url && existing.controllerSpiffe === pinned) return 'kept'
-      // Same identity, new address (port 0 or --advertise changed): only the URL (and the pin) need updating.
-      await home.write({...existing, controller: services.url, controllerSpiffe: pinned})
+      if (existing.controller === services.url) return 'kept'
+      // Same identity, new address (port 0 or --advertise changed): only the URL needs updating.
+      await home.write({...existing, controller: services.url})
       return 'kept'
     }
   }
@@ -97,7 +94,7 @@ async function enrollLocally(services: AdminServices, name: string): Promise<Ide
 }
 
 function adminIdentityFile(services: AdminServices, parts: Pick<IdentityFile, 'cert' | 'key' | 'name' | 'spiffe'>): IdentityFile {
-  return {...parts, ca: services.ca.bundle, controller: services.url, controllerSpiffe: controllerSpiffe(services.trustDomain), version: 1}
+  return {...parts, ca: services.ca.bundle, controller: services.url, version: 1}
 }
 
 export interface RecoverAdminOptions {

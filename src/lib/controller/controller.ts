@@ -8,12 +8,13 @@ import {ExitCode, ZtError} from '../errors.js'
 import {type HostPort, parseHostPort} from '../proxy/address.js'
 import type {Home} from '../home/home.js'
 import {createKeyAndCsr, createSigner} from '../pki/pki.js'
-import {controllerSpiffe, ensureAdminIdentity} from './admin.js'
+import {ensureAdminIdentity} from './admin.js'
 import type {ControllerCA} from './ca.js'
 import {ConfigHub} from './config-hub.js'
 import {type HealthServer, startHealthServer} from './health.js'
+import {type NodeAuthority, scopedNodeAuthority} from './node-authority.js'
 import type {Logger} from './logger.js'
-import type {ControllerServices} from './routes/types.js'
+import {controllerSpiffe, type ControllerServices} from './routes/types.js'
 import {type ServerTls, startServer} from './server.js'
 import {type ControllerSite, type Leadership, openLocalSite} from './site.js'
 import type {KubeSiteOptions} from './site-kube.js'
@@ -44,6 +45,8 @@ export interface ControllerOptions {
   housekeepingMs?: number
   /** with store kubernetes: where the cluster is and which namespace holds the state */
   kube?: Omit<KubeSiteOptions, 'logger'>
+  /** decides for node identities bound to a Kubernetes node (scope.node): the pods on that node */
+  kubernetesNodes?: NodeAuthority
   /** host:port; port 0 = any free port */
   listen?: string
   logger?: Logger
@@ -111,7 +114,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const hub = new ConfigHub(store, logger)
     const services: ControllerServices = {
       adminCertTtlSeconds: options.adminCertTtlSeconds ?? DEFAULT_ADMIN_CERT_TTL_SECONDS, ca, certTtlSeconds: options.certTtlSeconds ?? 86_400, hub, logger,
-      nodeAgents: site.nodeAgents, signer, store, trustDomain, url: '', version: options.version,
+      nodeAgents: site.nodeAgents, nodeAuthority: scopedNodeAuthority(options.kubernetesNodes), signer, store, trustDomain, url: '', version: options.version,
     }
     const tls = await issueServerTls(services, listen.host, options.advertise)
     const server = await startServer(services, listen, tls)

@@ -8,7 +8,7 @@ import {randomUUID} from 'node:crypto'
 import {ExitCode, ZtError} from '../errors.js'
 import {type KubeClients, isNotFound, kubeError} from '../kube/client.js'
 import {TOKEN_AUDIENCE} from '../kube/objects.js'
-import {type IssuedIdentityCert, issueIdentityCert} from './issue.js'
+import {type IssuedCert, issueIdentityCert, renewIdentityCert} from './issue.js'
 import {checkIdentityName} from './routes/identities.js'
 import {type ControllerServices, identitySpiffe, type NodeAgentAuthority, type NodeAgentReview} from './routes/types.js'
 import {NODE_ROLE} from './routes/workloads.js'
@@ -114,7 +114,7 @@ export function kubeNodeAgentAuthority(clients: Pick<KubeClients, 'authn' | 'cor
 export const nodeIdentityName = (node: string): string => `node-${node}`
 
 /** Issue the certificate of the node's identity, creating the identity on the node's first enrollment. */
-export async function enrollNodeAgent(services: ControllerServices, review: NodeAgentReview, csrPem: string): Promise<{identity: IdentityRecord; issued: IssuedIdentityCert}> {
+export async function enrollNodeAgent(services: ControllerServices, review: NodeAgentReview, csrPem: string): Promise<{identity: IdentityRecord; issued: IssuedCert}> {
   let name: string
   try {
     name = checkIdentityName(nodeIdentityName(review.node))
@@ -158,10 +158,12 @@ export async function enrollNodeAgent(services: ControllerServices, review: Node
       continue
     }
 
-    const issued = await issueIdentityCert(services, existing, csrPem)
-    await store.recordCert(issued.record)
-    // A revocation that landed while we signed must win: the next attempt makes a new identity.
-    if (await store.authenticate(issued.record.serial, new Date())) return {identity: existing, issued}
+    try {
+      return {identity: existing, issued: await renewIdentityCert(services, existing, csrPem)}
+    } catch (error) {
+      // A revocation that landed while we signed wins: the next attempt makes a new identity.
+      if (!ZtError.is(error) || error.code !== 'ZT_ERR_REVOKED') throw error
+    }
   }
 
   throw new ZtError('ZT_ERR_CONFLICT', `identity "${name}" kept changing while node ${review.node} enrolled`, {exit: ExitCode.conflict, suggestion: 'the agent retries by itself'})

@@ -13,13 +13,6 @@ export interface IdentityFile {
   cert: string
   /** https://host:port of the controller */
   controller: string
-  /**
-   * The controller's own SPIFFE ID (`spiffe://<td>/controller`): when set, clients check that the server
-   * certificate carries it, in the TLS handshake, instead of checking the host name (agents in a cluster
-   * dial a Service IP no certificate names; and an enrolled agent's certificate from the same CA is not
-   * the controller).
-   */
-  controllerSpiffe?: string
   /** PEM PKCS#8 private key, generated on this host */
   key: string
   name: string

@@ -92,9 +92,7 @@ export async function connectToClusterController(target: KubeContextTarget, time
     server.listen(0, '127.0.0.1', () => resolve())
   })
   const {port} = server.address() as net.AddressInfo
-  const client = new ControllerClient({
-    ca: identity.ca, cert: identity.cert, key: identity.key, serverSpiffe: identity.controllerSpiffe, timeoutMs, url: `https://127.0.0.1:${port}`,
-  })
+  const client = ControllerClient.fromIdentity({...identity, controller: `https://127.0.0.1:${port}`}, timeoutMs)
   // Bound now: a session may make client.close() close the whole connection.
   const closeClient = client.close.bind(client)
   return {

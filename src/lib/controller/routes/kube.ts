@@ -1,7 +1,6 @@
 // Node-agent enrollment with a Kubernetes ServiceAccount token (`agent run --kubernetes`): the token is
 // the credential, for the first certificate and for every renewal. See node-enroll.ts.
 import {ExitCode, ZtError} from '../../errors.js'
-import {controllerSpiffe} from '../admin.js'
 import {enrollNodeAgent} from '../node-enroll.js'
 import type {Route} from './types.js'
 import {asObject, badRequest, requireString} from './validate.js'
@@ -24,8 +23,7 @@ export const kubeRoutes: Route[] = [
       const {identity, issued} = await enrollNodeAgent(services, review, csr)
       services.logger.info({identity: identity.name, node: review.node, pod: `${review.namespace}/${review.pod}`, serial: issued.record.serial}, 'node agent enrolled')
       return {
-        ca: services.ca.bundle, cert: issued.cert, controller: services.url, controllerSpiffe: controllerSpiffe(services.trustDomain),
-        name: identity.name, spiffe: identity.spiffe,
+        ca: services.ca.bundle, cert: issued.cert, controller: services.url, name: identity.name, spiffe: identity.spiffe,
       }
     },
     method: 'POST',

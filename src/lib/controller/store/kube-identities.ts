@@ -17,12 +17,12 @@ export const IDENTITY_ID_LABEL = 'ztctl.io/identity-id'
 const STATE_LABEL = 'ztctl.io/identity-state'
 const NAME_ANNOTATION = 'ztctl.io/identity'
 
-/** A certificate issued to the identity (its identityId is the record's id). */
-export type IssuedCert = Omit<CertRecord, 'identityId'>
+/** A certificate recorded for the identity: its own ('identity'), or one it minted as a node ('workload'). */
+export type StoredCert = Omit<CertRecord, 'identityId' | 'spiffe' | 'usage'> & Partial<Pick<CertRecord, 'spiffe' | 'usage'>>
 
 /** What the Secret holds: the record, its token id and its certificates. */
 export interface IdentityDoc extends IdentityRecord {
-  certs: IssuedCert[]
+  certs: StoredCert[]
   tokenId: string
 }
 
@@ -84,4 +84,8 @@ export function parseIdentitySecret(secret: V1Secret): StoredIdentity | undefine
 }
 
 /** The certificates still valid at `now` (expired ones are dropped whenever a record is written). */
-export const unexpired = (certs: readonly IssuedCert[], now: Date): IssuedCert[] => certs.filter((cert) => cert.notAfter > now.toISOString())
+export const unexpired = (certs: readonly StoredCert[], now: Date): StoredCert[] => certs.filter((cert) => cert.notAfter > now.toISOString())
+
+/** A stored certificate as the Store hands it out (records written before usage/spiffe existed: the identity's own). */
+export const certRecord = (cert: StoredCert, doc: Pick<IdentityDoc, 'id' | 'spiffe'>): CertRecord =>
+  ({...cert, identityId: doc.id, spiffe: cert.spiffe ?? doc.spiffe, usage: cert.usage ?? 'identity'})

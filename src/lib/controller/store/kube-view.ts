@@ -124,8 +124,9 @@ export function deriveView(input: DeriveInput): {rejected: Rejected[]; view: Con
     }
 
     // A deleted identity's certificates stay revoked (until the leader's sweep drops expired ones).
+    // Each carries the certificate's own SPIFFE ID: a workload's, for one a node minted.
     for (const cert of doc.certs) {
-      view.revocation.set(cert.serial, entry({identity: doc.name, notAfter: cert.notAfter, serial: cert.serial, spiffe: doc.spiffe}, resourceVersion, uid))
+      view.revocation.set(cert.serial, entry({identity: doc.name, notAfter: cert.notAfter, serial: cert.serial, spiffe: cert.spiffe ?? doc.spiffe}, resourceVersion, uid))
     }
   }
 

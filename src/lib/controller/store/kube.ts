@@ -21,7 +21,7 @@ import type {Logger} from '../logger.js'
 import {checkTokenUsable} from './errors.js'
 import {ConfigFollower, type ObjectSource} from './kube-follower.js'
 import {
-  IDENTITY_ID_LABEL, IDENTITY_SELECTOR, type IdentityDoc, identitySecret, liveSecretName, parseIdentitySecret, recordOf, retiredSecretName,
+  certRecord, IDENTITY_ID_LABEL, IDENTITY_SELECTOR, type IdentityDoc, identitySecret, liveSecretName, parseIdentitySecret, recordOf, retiredSecretName,
   type StoredIdentity, TOKEN_LABEL, unexpired,
 } from './kube-identities.js'
 import {KubeAgentStatus} from './kube-status.js'
@@ -198,7 +198,11 @@ class KubeStore implements Store {
   async recordCert(cert: CertRecord): Promise<void> {
     const name = await this.write('record a certificate', async () => {
       const stored = await this.identityById(cert.identityId)
-      if (!stored) throw notFound(`the identity of certificate ${cert.serial}`)
+      if (stored?.doc.status !== 'active') {
+        throw new ZtError('ZT_ERR_REVOKED', `identity "${stored?.doc.name ?? cert.identityId}" is not active (deleted meanwhile?); the certificate is not handed out`, {exit: ExitCode.auth})
+      }
+
+      // The precondition makes this atomic with a revocation: one that lands first makes us read again and refuse.
       const next: IdentityDoc = {...stored.doc, certs: [...unexpired(stored.doc.certs, new Date()), issued(cert)]}
       return (await this.replaceIdentity(stored, next)) && stored.objectName
     })
@@ -221,8 +225,9 @@ class KubeStore implements Store {
       const stored = await this.readIdentity(objectName)
       const cert = stored?.doc.certs.find((item) => item.serial === wanted)
       if (stored && cert) {
-        if (stored.doc.status !== 'active' || cert.notAfter <= now.toISOString()) return undefined
-        return {cert: {...cert, identityId: stored.doc.id}, identity: recordOf(stored.doc)}
+        // Workload certificates a node minted are HBONE credentials, never API ones.
+        if (stored.doc.status !== 'active' || cert.notAfter <= now.toISOString() || (cert.usage ?? 'identity') !== 'identity') return undefined
+        return {cert: certRecord(cert, stored.doc), identity: recordOf(stored.doc)}
       }
 
       this.recent.delete(wanted)
@@ -243,7 +248,7 @@ class KubeStore implements Store {
     await this.follower.reach(result.rv)
     return {
       identity: recordOf(result.next),
-      revoked: result.next.certs.map((cert) => ({...cert, identityId: result.next.id})),
+      revoked: result.next.certs.map((cert) => certRecord(cert, result.next)),
       version: this.follower.version,
     }
   }
@@ -579,7 +584,7 @@ function indexSerials(identities: readonly StoredIdentity[]): Map<string, string
 
 const atRevision = (rv?: number) => (rv === undefined ? {} : {resourceVersion: String(rv), resourceVersionMatch: 'Exact'})
 
-const issued = (cert: CertRecord) => ({notAfter: cert.notAfter, notBefore: cert.notBefore, serial: cert.serial.toUpperCase()})
+const issued = (cert: CertRecord) => ({notAfter: cert.notAfter, notBefore: cert.notBefore, serial: cert.serial.toUpperCase(), spiffe: cert.spiffe, usage: cert.usage})
 
 function keyOfObject(kind: CrdKind, object: CustomObject): string | undefined {
   const parsed = valueOfSpec(kind, object.spec)

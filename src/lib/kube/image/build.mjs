@@ -26,7 +26,11 @@ const out = path.resolve(flags.out ?? path.join(repoRoot, 'build/image', `${ref.
 const addons = ['ztctl_netns', 'ztctl_hbone'].map((name) => `build/Release/${name}.node`)
 const appFiles = ['bin', 'dist', 'package.json', 'oclif.manifest.json', ...addons]
 // what the node agent and the CNI agent run inside pods (the contract's "Image" part)
-const tools = ['/usr/sbin/xtables-legacy-multi', '/usr/sbin/xtables-nft-multi', '/usr/sbin/nft', '/usr/bin/ip', '/usr/bin/busybox']
+const imageTools = {'/usr/sbin/xtables-legacy-multi': 'iptables', '/usr/sbin/xtables-nft-multi': 'iptables', '/usr/sbin/nft': 'nftables',
+  '/usr/bin/ip': 'iproute2', '/usr/bin/busybox': 'busybox-static'}
+const tools = Object.keys(imageTools)
+// what builds the image, and the Debian package of each
+const builderTools = {'/usr/bin/umoci': 'umoci', '/usr/bin/skopeo': 'skopeo', '/usr/bin/ldd': 'libc-bin', '/usr/sbin/ldconfig': 'libc-bin'}
 const xtablesLinks = {
   'xtables-legacy-multi': ['iptables-legacy', 'iptables-legacy-save', 'iptables-legacy-restore', 'ip6tables-legacy', 'ip6tables-legacy-save', 'ip6tables-legacy-restore'],
   // the plain names are the nft variant, as on Debian 12 by default
@@ -133,22 +137,11 @@ function stageRootfs(root) {
 }
 
 function checkTools() {
-  const missing = [['umoci', 'umoci'], ['skopeo', 'skopeo'], ['ldd', 'libc-bin'], ...tools.map((tool) => [tool, {
-    '/usr/bin/busybox': 'busybox-static', '/usr/bin/ip': 'iproute2', '/usr/sbin/nft': 'nftables'}[tool] ?? 'iptables'])]
-    .filter(([command]) => (command.startsWith('/') ? !existsSync(command) : !commandExists(command)))
-  if (missing.length > 0) fail(`missing ${missing.map(([command]) => command).join(', ')}: apt-get install ${[...new Set(missing.map(([, pkgName]) => pkgName))].join(' ')}`)
+  const missing = Object.entries({...builderTools, ...imageTools}).filter(([file]) => !existsSync(file))
+  if (missing.length > 0) fail(`missing ${missing.map(([file]) => file).join(', ')}: apt-get install ${[...new Set(missing.map(([, name]) => name))].join(' ')}`)
   const missingApp = appFiles.filter((file) => !existsSync(path.join(repoRoot, file)))
   if (missingApp.length > 0) fail(`no ${missingApp.join(', ')}: run \`npm run build\` first`)
   if (sharedLibraries('/usr/bin/busybox').length > 0) fail('/usr/bin/busybox is dynamically linked: apt-get install busybox-static')
-}
-
-function commandExists(command) {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], {stdio: 'ignore'})
-    return true
-  } catch {
-    return false
-  }
 }
 
 function report() {
