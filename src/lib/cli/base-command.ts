@@ -25,8 +25,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       env: 'ZTCTL_CONTEXT',
       helpGroup: 'GLOBAL',
     }),
+    'kube-context': Flags.string({
+      description: 'kubeconfig context to use (Kubernetes commands; default: its current-context). --context is the mesh context',
+      env: 'ZTCTL_KUBE_CONTEXT',
+      helpGroup: 'GLOBAL',
+    }),
     kubeconfig: Flags.string({
-      description: 'path to a kubeconfig (Kubernetes commands)',
+      description: 'path to a kubeconfig (Kubernetes commands; default $KUBECONFIG, else ~/.kube/config)',
       env: 'KUBECONFIG',
       helpGroup: 'GLOBAL',
     }),
@@ -122,6 +127,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     } finally {
       if (session) await session.then((client) => client.close(), () => {})
     }
+  }
+
+  /** The Kubernetes cluster of --kubeconfig / --kube-context (client-node loads lazily, only here). */
+  protected async kube(): Promise<import('../kube/client.js').KubeClient> {
+    const {connectKube} = await import('../kube/client.js')
+    return connectKube({context: this.flags['kube-context'], kubeconfig: this.flags.kubeconfig})
   }
 
   protected table<Row>(rows: readonly Row[], columns: readonly Column<Row>[]): string {
