@@ -130,8 +130,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   /** The Kubernetes cluster of --kubeconfig / --kube-context (client-node loads lazily, only here). */
-  protected async kube(): Promise<import('../kube/client.js').KubeClient> {
-    const {connectKube} = await import('../kube/client.js')
+  protected async kube(): Promise<import('../kube/rest.js').KubeClient> {
+    const {connectKube} = await import('../kube/rest.js')
     return connectKube({context: this.flags['kube-context'], kubeconfig: this.flags.kubeconfig})
   }
 

@@ -1,7 +1,7 @@
 // Server-side apply with field manager `ztctl`, and the questions around it: what would change (a
 // server-side dry run compared with the live object), what install made (the install labels), and deleting
 // it again. An apply that changes nothing is not sent, so a second install writes nothing.
-import {isNotFound, type KubeClient} from '../client.js'
+import {isMissing, type KubeClient} from '../rest.js'
 import {APPLY_ORDER, INSTALLED_SELECTOR, type KubeObject, objectRef} from '../manifest/objects.js'
 import {collectionPath, KINDS, objectKey, objectPath} from './resources.js'
 
@@ -47,7 +47,7 @@ export async function readObject(kube: KubeClient, object: Pick<KubeObject, 'kin
   try {
     return await kube.request<KubeObject>('GET', objectPath(object), {what: objectRef(object)})
   } catch (error) {
-    if (isNotFound(error)) return undefined
+    if (isMissing(error)) return undefined
     throw error
   }
 }
@@ -74,7 +74,7 @@ export async function deleteObject(kube: KubeClient, object: Pick<KubeObject, 'k
     })
     return true
   } catch (error) {
-    if (isNotFound(error)) return false
+    if (isMissing(error)) return false
     throw error
   }
 }

@@ -4,7 +4,7 @@
 // dry run matches the live object are not applied, so a second install with the same values changes
 // nothing. `dryRun` stops after the plan: what would be created, changed and pruned, checked by the server.
 import {ExitCode, ZtError} from '../../errors.js'
-import type {KubeClient} from '../client.js'
+import type {KubeClient} from '../rest.js'
 import {COMPONENT_ORDER, type Component, INSTALL_LABEL, type KubeObject, objectRef, type Rendered} from '../manifest/objects.js'
 import type {Rendering} from '../manifest/render.js'
 import {applyObject, type Change, deleteObject, deleteOrder, listInstalled, planApply, readObject, sleep, waitGone} from './apply.js'

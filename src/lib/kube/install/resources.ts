@@ -16,6 +16,7 @@ export const KINDS: Record<string, KindInfo> = {
   DaemonSet: {apiVersion: 'apps/v1', namespaced: true, plural: 'daemonsets'},
   Endpoints: {apiVersion: 'v1', namespaced: true, plural: 'endpoints'},
   Deployment: {apiVersion: 'apps/v1', namespaced: true, plural: 'deployments'},
+  Lease: {apiVersion: 'coordination.k8s.io/v1', namespaced: true, plural: 'leases'},
   Namespace: {apiVersion: 'v1', namespaced: false, plural: 'namespaces'},
   Role: {apiVersion: 'rbac.authorization.k8s.io/v1', namespaced: true, plural: 'roles'},
   RoleBinding: {apiVersion: 'rbac.authorization.k8s.io/v1', namespaced: true, plural: 'rolebindings'},

@@ -2,7 +2,7 @@
 // ready and available counts), and if not, why not, from its pods: the waiting reason (ErrImageNeverPull,
 // CrashLoopBackOff …), the last termination, warning events (FailedMount, Unhealthy) and the last log lines.
 import {ExitCode, ZtError} from '../../errors.js'
-import type {KubeClient} from '../client.js'
+import type {KubeClient} from '../rest.js'
 import {type KubeObject, objectRef} from '../manifest/objects.js'
 import {readObject, sleep} from './apply.js'
 

@@ -2,9 +2,9 @@
 // namespace is run-time state that uninstall and prune must keep: the controller's CA, identities, Lease,
 // and the mesh's configuration as custom resources.
 import {ExitCode, ZtError} from '../../errors.js'
-import type {KubeClient} from '../client.js'
+import type {KubeClient} from '../rest.js'
 import {CRD_API_VERSION, CRD_KINDS, CRD_SPECS} from '../crds.js'
-import {INSTALL_LABEL, INSTALL_STATE_NAME, INSTALLED_SELECTOR, type KubeObject} from '../manifest/objects.js'
+import {INSTALL_STATE_NAME, INSTALLATION_SELECTOR, INSTALLED_SELECTOR, type KubeObject, ORIGIN_LABEL} from '../manifest/objects.js'
 import type {ResolvedValues} from '../manifest/profiles.js'
 import {checkValues} from '../manifest/values.js'
 
@@ -43,10 +43,6 @@ export function noInstallation(namespace?: string): ZtError {
   })
 }
 
-/** Names of the objects the controller makes at run time (K8S-CONTRACT.md); everything else we keep is found by label. */
-const RUNTIME_SECRETS = ['ztctl-ca', 'ztctl-admin']
-const RUNTIME_CONFIGMAPS = ['ztctl-ca-root']
-
 export interface NamespaceContents {
   /** objects that are not install's and not Kubernetes' own: reasons to keep the namespace */
   kept: string[]
@@ -55,7 +51,7 @@ export interface NamespaceContents {
 /** What in the namespace install did not make: run-time state and anything else someone put there. */
 export async function namespaceContents(kube: KubeClient, namespace: string): Promise<NamespaceContents> {
   const ns = `/api/v1/namespaces/${namespace}`
-  const notOurs = (item: KubeObject) => item.metadata.labels?.[INSTALL_LABEL] === undefined
+  const notOurs = (item: KubeObject) => item.metadata.labels?.[ORIGIN_LABEL] !== 'install'
   const list = async (kind: string, path: string) => {
     const found = await kube.request<{items: KubeObject[]}>('GET', path, {what: `listing ${path}`}).catch(() => ({items: [] as KubeObject[]}))
     return found.items.map((item) => ({...item, kind}))
@@ -77,10 +73,15 @@ export async function namespaceContents(kube: KubeClient, namespace: string): Pr
   return {kept}
 }
 
-/** The run-time objects a purge deletes in a namespace install did not create (it only deletes the namespace otherwise). */
-export function runtimeObjects(namespace: string): Pick<KubeObject, 'kind' | 'metadata'>[] {
-  return [
-    ...RUNTIME_SECRETS.map((name) => ({kind: 'Secret', metadata: {name, namespace}})),
-    ...RUNTIME_CONFIGMAPS.map((name) => ({kind: 'ConfigMap', metadata: {name, namespace}})),
-  ]
+/**
+ * The controller's run-time objects in a namespace install did not create (a purge deletes the namespace
+ * otherwise): found by the installation's labels, without install's own origin label.
+ */
+export async function runtimeObjects(kube: KubeClient, namespace: string): Promise<KubeObject[]> {
+  const kinds = [['Secret', `/api/v1/namespaces/${namespace}/secrets`], ['ConfigMap', `/api/v1/namespaces/${namespace}/configmaps`], ['Lease', `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`]]
+  const lists = await Promise.all(kinds.map(async ([kind, path]) => {
+    const list = await kube.request<{items: KubeObject[]}>('GET', path, {query: {labelSelector: INSTALLATION_SELECTOR}, what: `listing ${path}`})
+    return list.items.filter((item) => item.metadata.labels?.[ORIGIN_LABEL] !== 'install').map((item) => ({...item, kind}))
+  }))
+  return lists.flat()
 }

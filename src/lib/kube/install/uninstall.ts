@@ -2,9 +2,9 @@
 // with their pods) and nothing else. Kept unless purging: the custom resource definitions (deleting them
 // deletes the mesh's configuration) and a namespace that holds the controller's run-time state (CA,
 // identities, Lease) or objects someone else put there.
-import type {KubeClient} from '../client.js'
+import type {KubeClient} from '../rest.js'
 import {COMPONENT_LABEL, type Component, type KubeObject, objectRef} from '../manifest/objects.js'
-import {deleteObject, deleteOrder, listInstalled, readObject, waitGone} from './apply.js'
+import {deleteObject, deleteOrder, listInstalled, waitGone} from './apply.js'
 import {namespaceContents, runtimeObjects} from './state.js'
 
 export interface UninstallOptions {
@@ -48,10 +48,7 @@ export async function uninstall(options: UninstallOptions): Promise<UninstallRes
 
   if (purge && !doomed.some((object) => object.kind === 'Namespace' && object.metadata.name === options.namespace)) {
     // The namespace is not ours to delete: take the controller's run-time objects out of it one by one.
-    for (const object of runtimeObjects(options.namespace)) {
-      const live = await readObject(kube, object)
-      if (live) doomed.push({...live, kind: object.kind})
-    }
+    doomed.push(...(await runtimeObjects(kube, options.namespace)))
   }
 
   const ordered = deleteOrder(doomed)

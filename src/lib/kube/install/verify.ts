@@ -2,7 +2,7 @@
 // (istioctl's removed verify-install, and more): custom resources Established, Deployments and DaemonSets
 // rolled out, every DaemonSet ready on every node, every object as install would apply it, and the controller
 // answering its /ready through the API server's pods/proxy. A failed check says why and where to look.
-import type {KubeClient} from '../client.js'
+import type {KubeClient} from '../rest.js'
 import {CONTROLLER_NAME, HEALTH_PORT} from '../manifest/controller.js'
 import {type KubeObject, objectRef} from '../manifest/objects.js'
 import type {Rendering} from '../manifest/render.js'

@@ -7,8 +7,15 @@ export const COMPONENT_LABEL = 'app.kubernetes.io/component'
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
 export const PART_OF_LABEL = 'app.kubernetes.io/part-of'
 export const NAME_LABEL = 'app.kubernetes.io/name'
-/** Selects exactly the objects an install made (run-time objects of the controller carry neither label). */
-export const INSTALLED_SELECTOR = `${INSTALL_LABEL}=${INSTALL_NAME},${MANAGED_BY_LABEL}=ztctl`
+/**
+ * Marks what `install` rendered. The controller's run-time objects (CA, identities, Lease, status) carry the
+ * same part-of/managed-by/install labels (so a purge finds them) but not this one, and uninstall keeps them.
+ */
+export const ORIGIN_LABEL = 'ztctl.io/origin'
+/** Selects exactly the objects an install made. */
+export const INSTALLED_SELECTOR = `${INSTALL_LABEL}=${INSTALL_NAME},${ORIGIN_LABEL}=install`
+/** Everything of the installation: install's objects and the controller's run-time ones. */
+export const INSTALLATION_SELECTOR = `${INSTALL_LABEL}=${INSTALL_NAME},${MANAGED_BY_LABEL}=ztctl`
 /** The ConfigMap that records what was installed: profile, values, ztctl version. */
 export const INSTALL_STATE_NAME = 'ztctl-install'
 
@@ -51,6 +58,7 @@ export function installLabels(component: Component, extra: Record<string, string
     [MANAGED_BY_LABEL]: 'ztctl',
     [PART_OF_LABEL]: 'ztctl',
     [INSTALL_LABEL]: INSTALL_NAME,
+    [ORIGIN_LABEL]: 'install',
     ...extra,
   }
 }
