@@ -26,5 +26,21 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       || echo "ztctl: apt-get failed; tests that need ${_zt_missing[*]} will fail with a clear message" >&2
   fi
 fi
+# Kubernetes harness (test/k8s/cluster): build.sh compiles Kubernetes 1.20 from Debian's source package with
+# Debian's Go; up.sh runs etcd, containerd, runc, the CNI plugins, kube-proxy (conntrack); npm run image packs
+# with umoci + skopeo and copies nft and busybox-static into the image. The build itself runs in `npm test`.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  _zt_missing=()
+  for _p in golang-go:/usr/bin/go dpkg-dev:/usr/bin/dpkg-source golang-github-modern-go-reflect2-dev:/usr/share/gocode/src/github.com/modern-go/reflect2 \
+            etcd-server:/usr/bin/etcd containerd:/usr/bin/containerd runc:/usr/sbin/runc containernetworking-plugins:/usr/lib/cni/bridge \
+            conntrack:/usr/sbin/conntrack busybox-static:/usr/bin/busybox umoci:/usr/bin/umoci skopeo:/usr/bin/skopeo nftables:/usr/sbin/nft; do
+    [ -e "${_p#*:}" ] || _zt_missing+=("${_p%%:*}")
+  done
+  if [ ${#_zt_missing[@]} -gt 0 ]; then
+    echo "ztctl: installing ${_zt_missing[*]} for the Kubernetes harness (apt-get)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${_zt_missing[@]}") >&2 \
+      || echo "ztctl: apt-get failed; the Kubernetes tests need ${_zt_missing[*]}" >&2
+  fi
+fi
 (cd "$_zt_root" && { [ -d node_modules/@oclif/core ] || npm ci --loglevel=error >&2; } && npm run --silent build >&2)
 unset _zt_root _zt_missing _p
