@@ -22,7 +22,7 @@ Run it again to upgrade: only what changed is applied, and what the new values n
   static override flags = {
     ...valuesFlags,
     'dry-run': Flags.boolean({description: 'show what would change (a diff against the live cluster, checked by a server-side dry run) and change nothing'}),
-    'readiness-timeout': Flags.string({default: '5m', description: 'how long to wait for each component to be ready'}),
+    'readiness-timeout': Flags.string({default: '5m', description: 'how long to wait for each component to be ready', env: 'ZTCTL_READINESS_TIMEOUT'}),
     'skip-confirmation': Flags.boolean({char: 'y', description: 'do not ask for confirmation (needed without a terminal)'}),
   }
   static override summary = 'Install or upgrade ztctl in a Kubernetes cluster'
@@ -123,17 +123,18 @@ Run it again to upgrade: only what changed is applied, and what the new values n
 }
 
 function summarize(changes: readonly Change[]): string {
-  const counts = new Map<string, number>()
-  for (const change of changes) counts.set(change.action, (counts.get(change.action) ?? 0) + 1)
-  if (counts.size === 1 && counts.has('unchanged')) return 'unchanged'
-  return [...counts].map(([action, count]) => `${count} ${action}`).join(', ')
+  const counts = (['created', 'configured', 'deleted', 'unchanged'] as const)
+    .map((action) => [action, changes.filter((change) => change.action === action).length] as const)
+    .filter(([, count]) => count > 0)
+  if (counts.length === 1 && counts[0][0] === 'unchanged') return 'unchanged'
+  return counts.map(([action, count]) => `${count} ${action}`).join(', ')
 }
 
-/** The pod problems a readiness error carries: why, where to look, the last log lines. */
-export function problemLines(error: ZtError): string[] {
+/** What a readiness error carries beyond its first line: the other pods' problems and the last log lines. */
+function problemLines(error: ZtError): string[] {
   const problems = (error.details?.problems ?? []) as {logTail?: string[]; message: string; node?: string; pod: string}[]
-  return problems.flatMap((problem) => [
-    `    pod ${problem.pod}${problem.node ? ` (node ${problem.node})` : ''}: ${problem.message}`,
-    ...(problem.logTail ? ['      last log lines:', ...problem.logTail.map((line) => `        ${line}`)] : []),
+  return problems.flatMap((problem, index) => [
+    ...(index > 0 ? [`    pod ${problem.pod}${problem.node ? ` (node ${problem.node})` : ''}: ${problem.message}`] : []),
+    ...(problem.logTail ? [`    last log lines of ${problem.pod}:`, ...problem.logTail.map((line) => `      ${line}`)] : []),
   ])
 }
