@@ -35,7 +35,7 @@ COMMANDS=(
 if command -v kubectl >/dev/null; then
   COMMANDS+=("kubectl version --client|kubectl version --client")
 else
-  echo "coldstart: kubectl not installed (Debian: apt-get install kubectl); the ratio will be missing" >&2
+  echo "coldstart: kubectl not installed (Debian: apt-get install kubernetes-client); the ratio will be missing" >&2
 fi
 
 # Fail early with the command's own error instead of timing a crash.

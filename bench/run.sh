@@ -30,17 +30,9 @@ command -v node >/dev/null || fail "node not found on PATH"
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 ((node_major >= 22)) || fail "node $(node --version) is too old; the agent needs Node >= 22.13"
 
-declare -A PACKAGE_OF=([iperf3]=iperf3 [socat]=socat [stunnel4]=stunnel4 [nghttpx]=nghttp2-proxy [haproxy]=haproxy [gcc]=gcc [ss]=iproute2 [openssl]=openssl)
-missing=()
-for tool in "${!PACKAGE_OF[@]}"; do command -v "$tool" >/dev/null || missing+=("${PACKAGE_OF[$tool]}"); done
-if ((${#missing[@]})); then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    echo "bench: installing ${missing[*]}" >&2
-    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y "${missing[@]}" >&2 || fail "apt-get install ${missing[*]} failed"
-  else
-    fail "missing tools; install them with: sudo apt-get install ${missing[*]}"
-  fi
-fi
+# The Debian packages of the peers and the harness (iperf3, socat, stunnel4, nghttp2-proxy, haproxy, gcc, ...) are
+# in the one list, .ci/debian-packages.txt: installed here when root, named when missing otherwise.
+bash "$ROOT/.ci/install-packages.sh" || fail "Debian packages are missing (named above); run as root to install them, or: sudo bash .ci/install-packages.sh"
 
 mkdir -p "$OUT"
 echo "bench: results -> $OUT" >&2

@@ -10,9 +10,10 @@
 //   topo.nodes[0].links[0]   // {ifname: 't1', peer: 1, ip, peerIp} — the node↔node veth (capture here:
 //                            //   `topo.exec(node.netns, 'tshark', ['-i', link.ifname, ...])`)
 //   topo.pods[0]             // {name, node: 0, netns, netnsPath, ifname: 'eth0', ip, ip6?, gateway}
-//   await topo.exec(pod.netns, 'curl', ['-s', 'http://10.1.2.3/'])   // → {code, stdout, stderr}, never throws
+//   await topo.exec(pod.netns, 'curl', ['-s', 'http://10.1.2.3/'])   // → {code, stdout, stderr}; throws only when curl is not installed
 //   await topo.execOk(pod.netns, 'ip', ['addr'])                      // throws when the exit code is not 0
 //   const child = topo.spawn(pod.netns, 'socat', [...])               // ChildProcess, SIGKILLed at teardown
+//   (exec, execOk and spawn throw at once, naming the Debian package, when the command is not installed)
 //   const extra = await topo.addNetns('extra')                        // a bare netns (lo up) torn down with the rest
 //   await topo.teardown()                                            // idempotent; t.after calls it for you
 //
@@ -25,6 +26,8 @@
 import assert from 'node:assert/strict'
 import {type ChildProcess, execFile, execFileSync, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
+
+import {requireTools} from './tools.js'
 
 const NETNS_DIR = '/var/run/netns'
 const EXEC_TIMEOUT_MS = 30_000
@@ -135,6 +138,8 @@ export function run(cmd: string, args: string[], options: {input?: string; netns
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0
       resolve({code, stderr: stderr + (error && typeof error.code !== 'number' ? `\n${error.message}` : ''), stdout})
     })
+    // A command that exits before reading its input (e.g. a refused connection) makes the write fail with EPIPE: its exit code says what happened.
+    child.stdin!.on('error', () => {})
     if (options.input !== undefined) child.stdin!.end(options.input)
   })
 }
@@ -164,6 +169,7 @@ async function deleteNetns(name: string): Promise<void> {
 
 export async function createTopology(t: TestContextLike, spec: TopologySpec): Promise<Topology> {
   hasRoot()
+  requireTools('ip', 'sysctl')
   assert.ok(spec.nodes >= 1 && spec.nodes <= 4, 'createTopology: 1 to 4 nodes')
   assert.ok(spec.podsPerNode >= 1 && spec.podsPerNode <= 29, 'createTopology: 1 to 29 pods per node')
   const id = `zt${process.pid.toString(36)}${(runCounter++).toString(36)}${randomBytes(2).toString('hex')}`
@@ -273,12 +279,19 @@ export async function createTopology(t: TestContextLike, spec: TopologySpec): Pr
       const name = `${id}-${label}`
       return {name, netnsPath: await track(name)}
     },
-    exec: (netns, cmd, args = [], options = {}) => run(cmd, args, {...options, netns}),
-    execOk: (netns, cmd, args = [], options = {}) => runOk(cmd, args, {...options, netns}),
+    exec: async (netns, cmd, args = [], options = {}) => {
+      requireTools(cmd)
+      return run(cmd, args, {...options, netns})
+    },
+    execOk: async (netns, cmd, args = [], options = {}) => {
+      requireTools(cmd)
+      return runOk(cmd, args, {...options, netns})
+    },
     id,
     nodes,
     pods,
     spawn(netns, cmd, args = []) {
+      requireTools(cmd)
       const child = spawn('ip', ['netns', 'exec', netns, cmd, ...args], {stdio: ['ignore', 'pipe', 'pipe']})
       children.add(child)
       liveChildren.add(child)

@@ -19,6 +19,7 @@ import {FrameReader, frame} from '../../src/lib/sidecar/dns.js'
 import {buildQuery, buildResponse, parseQuery, parseResponse, QCLASS_IN, QTYPE, RCODE} from '../../src/lib/sidecar/dns-wire.js'
 import {runCli, startTestController, type TestController} from '../helpers/controller.js'
 import {createTopology, hasRoot, type TopoNode, type TopoPod} from '../helpers/netns.js'
+import {requireTools} from '../helpers/tools.js'
 import {type NodeAgent, startNodeAgent, stopNodeAgent, waitUntil} from './fixtures.js'
 
 const UPSTREAM_ANSWER = '192.0.2.7'
@@ -85,6 +86,7 @@ async function ok(ctl: TestController, args: string[]): Promise<string> {
 
 test('a redirected pod resolves mesh names via the agent\'s 15053, other names via its own resolver, and reaches the service over HBONE', async (t) => {
   hasRoot()
+  requireTools('curl')
   const topo = await createTopology(t, {nodes: 2, podsPerNode: 1})
   const [node1, node2] = topo.nodes as [TopoNode, TopoNode]
   const [pod] = topo.pods as [TopoPod]

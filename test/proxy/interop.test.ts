@@ -8,12 +8,14 @@ import {test, type TestContext} from 'node:test'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
+import {requirePackages} from '../helpers/tools.js'
 import {createMesh, echoServer, roundTrip, startAgent, tempDir, tunnelConfig, waitFor} from './helpers.js'
 
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'hbone_client.py')
 const run = promisify(execFile)
 
 async function hostedEcho(t: TestContext) {
+  requirePackages('python3', 'python3-h2')
   const dir = await tempDir(t)
   const mesh = await createMesh()
   const [client, server] = await Promise.all([mesh.identity('python-client'), mesh.identity('agent-b')])

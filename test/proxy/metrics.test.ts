@@ -3,9 +3,11 @@ import {execFile} from 'node:child_process'
 import {test} from 'node:test'
 
 import {Metrics} from '../../src/lib/proxy/observe/metrics.js'
+import {requireTools} from '../helpers/tools.js'
 
 /** Feed TEXT to `promtool check metrics` (Debian's prometheus package) and return its verdict. */
 async function promtoolCheck(text: string): Promise<{code: number; output: string}> {
+  requireTools('promtool')
   return new Promise((resolve) => {
     const child = execFile('promtool', ['check', 'metrics'], {timeout: 20_000}, (error, stdout, stderr) => {
       resolve({code: error ? Number((error as {code?: number}).code ?? 1) : 0, output: stdout + stderr})

@@ -1,18 +1,22 @@
-// `redirect add/remove` in real network namespaces: the exact rules (golden), idempotence, exact
-// restore (also over pre-existing rules, and IPv6), the nft backend, the agent socket protocol against
-// a real Unix socket server (including garbage), and the missing-tool error of the CLI.
+// `redirect add/remove` in real network namespaces, on each back end named explicitly (iptables-legacy,
+// iptables-nft with and without the `nft` binary, --backend nft): the exact rules (golden), idempotence,
+// restore of an empty namespace and of one with rules in every table (IPv4 and IPv6), hand-made changes
+// reported, the back end a namespace already uses, the agent socket protocol against a real Unix socket
+// server (including garbage), and the missing-tool error of the CLI.
 import assert from 'node:assert/strict'
 import {mkdtemp, readFile, rm, symlink} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {test} from 'node:test'
+import {test, type TestContext} from 'node:test'
 
 import {ZtError} from '../../src/lib/errors.js'
 import {InpodClient} from '../../src/lib/redirect/agent-client.js'
 import {addRedirect, listRedirects, removeRedirect} from '../../src/lib/redirect/redirect.js'
-import {normalizeIptablesSave, renderRuleSet} from '../../src/lib/redirect/rules.js'
+import {renderRuleSet} from '../../src/lib/redirect/rules.js'
 import {RUN_JS, runCli} from '../helpers/controller.js'
+import {IPTABLES_VARIANTS, iptablesOf, type IptablesVariant, otherVariant, savedText, tablesOf} from '../helpers/iptables.js'
 import {createTopology, hasRoot, type Topology, type TopoPod} from '../helpers/netns.js'
+import {pathWithout, requireTools} from '../helpers/tools.js'
 import {startAgentServer} from './agent-server.js'
 
 const GOLDEN = (name: string): Promise<string> => readFile(new URL(`testdata/${name}`, import.meta.url), 'utf8')
@@ -21,10 +25,6 @@ async function tempDir(t: {after(fn: () => Promise<void>): void}, prefix: string
   const dir = await mkdtemp(path.join(tmpdir(), prefix))
   t.after(() => rm(dir, {force: true, recursive: true}))
   return dir
-}
-
-async function firewallText(topo: Topology, pod: TopoPod, family: 4 | 6 = 4): Promise<string> {
-  return normalizeIptablesSave(await topo.execOk(pod.netns, family === 6 ? 'ip6tables-save' : 'iptables-save'))
 }
 
 /** ip rules and routes of both families; link-local lines are left out (they appear asynchronously after DAD). */
@@ -41,87 +41,206 @@ test('the rule set text matches the golden (Istio REDIRECT mode with our chain n
   assert.equal(renderRuleSet(4, {dnsCapture: true}), await GOLDEN('ruleset-v4-dns.golden'))
 })
 
-test('redirect add installs exactly the golden rules (DNS capture by default), is idempotent, and remove restores the empty state', async (t) => {
+for (const variant of IPTABLES_VARIANTS) {
+  test(`iptables-${variant}: redirect add installs exactly the golden rules (DNS capture by default), is idempotent, and remove takes them all away`, async (t) => {
+    hasRoot()
+    const topo = await createTopology(t, {nodes: 1, podsPerNode: 1})
+    const pod = topo.pods[0]!
+    const stateDir = await tempDir(t, 'ztctl-state-')
+    const before = await savedText(topo, pod.netns, variant)
+    const routingBefore = await routingText(topo, pod)
+    const options = {agentSocket: path.join(stateDir, 'no-agent.sock'), backend: `iptables-${variant}` as const, netns: pod.netnsPath, serviceAccount: 'web', stateDir, workload: 'default/web-1'}
+
+    const first = await addRedirect(options)
+    assert.equal(first.changed, true)
+    assert.equal(first.backend, `iptables-${variant}`)
+    assert.deepEqual(first.ips, [pod.ip], 'IPs default to the namespace\'s global addresses')
+    assert.equal(first.agent.reachable, false)
+    assert.match(first.warnings[0]!, /not reachable.*pick the workload up/)
+    const installed = await savedText(topo, pod.netns, variant)
+    assert.deepEqual(tablesOf(installed), tablesOf(await GOLDEN('iptables-save-v4.golden')))
+    assert.doesNotMatch(await savedText(topo, pod.netns, otherVariant(variant)), /ZTCTL/, 'nothing written with the other iptables')
+    assert.match(await topo.execOk(pod.netns, 'ip', ['rule']), /32764:\s+from all fwmark 0x111\/0xfff lookup 100/)
+    assert.match(await topo.execOk(pod.netns, 'ip', ['route', 'show', 'table', '100']), /local default dev lo/)
+
+    const second = await addRedirect({...options, backend: undefined})
+    assert.equal(second.changed, false, 'a second add changes nothing (and keeps to the back end of the first)')
+    assert.equal(second.backend, `iptables-${variant}`)
+    assert.equal(await savedText(topo, pod.netns, variant), installed)
+
+    const rows = await listRedirects({stateDir})
+    assert.deepEqual(rows.map((row) => [row.namespace, row.name, row.serviceAccount, row.backend, row.present]), [['default', 'web-1', 'web', `iptables-${variant}`, true]])
+    const cached = JSON.parse(await readFile(path.join(stateDir, 'default_web-1.json'), 'utf8')) as {add: {type: string}; before: {firewall: {iptables4: string}}}
+    assert.equal(cached.add.type, 'add')
+    assert.equal(cached.before.firewall.iptables4, before)
+
+    const removed = await removeRedirect({agentSocket: options.agentSocket, stateDir, workload: 'default/web-1'})
+    assert.equal(removed.restored, true)
+    assert.doesNotMatch(await savedText(topo, pod.netns, variant), /ZTCTL|0x539|0x111/)
+    assert.equal(await routingText(topo, pod), routingBefore)
+    assert.deepEqual(await listRedirects({stateDir}), [])
+  })
+}
+
+interface BackendCase {
+  label: string
+  backend: 'iptables-legacy' | 'iptables-nft' | 'nft'
+  /** the iptables variant (none: our own nft tables) */
+  variant?: IptablesVariant
+  /** run the CLI with a PATH on which `nft` is not found */
+  withoutNft?: boolean
+}
+
+const CASES: BackendCase[] = [
+  {backend: 'iptables-legacy', label: 'iptables-legacy', variant: 'legacy'},
+  {backend: 'iptables-nft', label: 'iptables-nft', variant: 'nft'},
+  {backend: 'iptables-nft', label: 'iptables-nft without the nft binary', variant: 'nft', withoutNft: true},
+  {backend: 'nft', label: '--backend nft'},
+]
+
+/** A dual-stack pod and `ztctl redirect add|remove --json` on it with the case's back end (and PATH). */
+async function redirectHarness(t: TestContext, c: BackendCase) {
   hasRoot()
-  const topo = await createTopology(t, {nodes: 1, podsPerNode: 1})
-  const pod = topo.pods[0]!
-  const stateDir = await tempDir(t, 'ztctl-state-')
-  const before = await firewallText(topo, pod)
-  const routingBefore = await routingText(topo, pod)
-  const options = {agentSocket: path.join(stateDir, 'no-agent.sock'), netns: pod.netnsPath, serviceAccount: 'web', stateDir, workload: 'default/web-1'}
-
-  const first = await addRedirect(options)
-  assert.equal(first.changed, true)
-  assert.deepEqual(first.ips, [pod.ip], 'IPs default to the namespace\'s global addresses')
-  assert.equal(first.agent.reachable, false)
-  assert.match(first.warnings[0]!, /not reachable.*pick the workload up/)
-  const installed = await firewallText(topo, pod)
-  assert.equal(installed, await GOLDEN('iptables-save-v4.golden'))
-  assert.match(await topo.execOk(pod.netns, 'ip', ['rule']), /32764:\s+from all fwmark 0x111\/0xfff lookup 100/)
-  assert.match(await topo.execOk(pod.netns, 'ip', ['route', 'show', 'table', '100']), /local default dev lo/)
-
-  const second = await addRedirect(options)
-  assert.equal(second.changed, false, 'a second add changes nothing')
-  assert.equal(await firewallText(topo, pod), installed)
-
-  const rows = await listRedirects({stateDir})
-  assert.deepEqual(rows.map((row) => [row.namespace, row.name, row.serviceAccount, row.present]), [['default', 'web-1', 'web', true]])
-  const cached = JSON.parse(await readFile(path.join(stateDir, 'default_web-1.json'), 'utf8')) as {add: {type: string}; before: {firewall: {iptables4: string}}}
-  assert.equal(cached.add.type, 'add')
-  assert.equal(cached.before.firewall.iptables4, before)
-
-  const removed = await removeRedirect({agentSocket: options.agentSocket, stateDir, workload: 'default/web-1'})
-  assert.equal(removed.restored, true)
-  assert.equal(await firewallText(topo, pod), before, 'byte-for-byte the state before add')
-  assert.equal(await routingText(topo, pod), routingBefore)
-  assert.deepEqual(await listRedirects({stateDir}), [])
-})
-
-test('with DNS capture the raw and DNS rules are added; remove restores the namespace\'s own rules exactly', async (t) => {
-  hasRoot()
-  const topo = await createTopology(t, {nodes: 1, podsPerNode: 1})
-  const pod = topo.pods[0]!
-  const stateDir = await tempDir(t, 'ztctl-state-')
-  // The namespace's own rules in every table we touch, a user chain, and a filter rule.
-  await topo.execOk(pod.netns, 'iptables', ['-t', 'nat', '-A', 'OUTPUT', '-d', '10.99.0.0/16', '-j', 'ACCEPT'])
-  await topo.execOk(pod.netns, 'iptables', ['-t', 'mangle', '-N', 'MINE'])
-  await topo.execOk(pod.netns, 'iptables', ['-t', 'mangle', '-A', 'PREROUTING', '-j', 'MINE'])
-  await topo.execOk(pod.netns, 'iptables', ['-A', 'INPUT', '-p', 'tcp', '--dport', '9', '-j', 'DROP'])
-  const before = await firewallText(topo, pod)
-  const routingBefore = await routingText(topo, pod)
-  const options = {agentSocket: path.join(stateDir, 'none.sock'), dnsCapture: true, pid: undefined, netns: pod.netnsPath, serviceAccount: 'api', stateDir, workload: 'shop/api-0'}
-  await addRedirect(options)
-  const installed = await firewallText(topo, pod)
-  assert.match(installed, /-A ZTCTL_OUTPUT ! -o lo -p udp -m mark ! --mark 0x539\/0xfff -m udp --dport 53 -j REDIRECT --to-ports 15053/)
-  assert.match(installed, /\*raw[\s\S]*-A ZTCTL_PRERT -p udp -m mark ! --mark 0x539\/0xfff -m udp --sport 53 -j CT --zone 1/)
-  assert.match(installed, /-A OUTPUT -d 10\.99\.0\.0\/16 -j ACCEPT\n-A OUTPUT -j ZTCTL_OUTPUT/, 'our jump goes after the namespace\'s own rule')
-  assert.equal((await addRedirect(options)).changed, false)
-
-  const removed = await removeRedirect({agentSocket: options.agentSocket, netns: pod.netnsPath, stateDir})
-  assert.equal(removed.restored, true)
-  assert.equal(await firewallText(topo, pod), before)
-  assert.equal(await routingText(topo, pod), routingBefore)
-})
-
-test('an IPv6 pod gets ip6tables rules and the ::/0 local route; remove restores both families', async (t) => {
-  hasRoot()
+  requireTools('nft', ...(c.variant ? [iptablesOf(c.variant, 4), iptablesOf(c.variant, 6)] : []))
   const topo = await createTopology(t, {ipv6: true, nodes: 1, podsPerNode: 1})
   const pod = topo.pods[0]!
   const stateDir = await tempDir(t, 'ztctl-state-')
-  const before = [await firewallText(topo, pod, 4), await firewallText(topo, pod, 6)]
-  const routingBefore = await routingText(topo, pod)
-  const result = await addRedirect({agentSocket: path.join(stateDir, 'none.sock'), netns: pod.netnsPath, serviceAccount: 'web', stateDir, workload: 'default/v6'})
-  assert.deepEqual(result.ips, [pod.ip, pod.ip6])
-  const v6 = await firewallText(topo, pod, 6)
-  assert.match(v6, /-A ZTCTL_OUTPUT ! -d ::1\/128 -p tcp -m mark ! --mark 0x539\/0xfff -j REDIRECT --to-ports 15001/)
-  assert.match(await topo.execOk(pod.netns, 'ip', ['-6', 'route', 'show', 'table', '100']), /local default dev lo/)
-  await removeRedirect({agentSocket: path.join(stateDir, 'none.sock'), stateDir, workload: 'default/v6'})
-  assert.deepEqual([await firewallText(topo, pod, 4), await firewallText(topo, pod, 6)], before)
-  assert.equal(await routingText(topo, pod), routingBefore)
+  const env = {...process.env, NO_COLOR: '1', PATH: c.withoutNft ? pathWithout(t, 'nft') : process.env.PATH}
+  const cli = async (args: string[]) => {
+    const agent = args[0] === 'list' ? [] : ['--agent-socket', path.join(stateDir, 'none.sock')]
+    const result = await runCli(['redirect', ...args, '--state-dir', stateDir, ...agent, '--json'], env)
+    return {...result, body: JSON.parse(result.stdout || '{}') as Record<string, unknown> & {error?: {code: string; details?: {differences?: string[]}; message: string}}}
+  }
+
+  /** What the back end shows: the variant's save of both families, or `nft list ruleset` (counters aside: traffic moves them). */
+  const views = async (): Promise<Record<string, string>> => c.variant
+    ? {IPv4: await savedText(topo, pod.netns, c.variant, 4), IPv6: await savedText(topo, pod.netns, c.variant, 6)}
+    : {nft: await topo.execOk(pod.netns, 'nft', ['-s', 'list', 'ruleset'])}
+  const ours = async (): Promise<string> => [...Object.values(await views()), ...(await Promise.all(IPTABLES_VARIANTS.map((variant) => savedText(topo, pod.netns, variant))))].join('\n')
+  const add = async () => {
+    const result = await cli(['add', '--netns', pod.netnsPath, '--workload', 'default/web', '--service-account', 'web', '--backend', c.backend])
+    assert.equal(result.code, 0, result.stdout + result.stderr)
+    assert.equal(result.body.backend, c.backend)
+    assert.match(await ours(), /ZTCTL_OUTPUT|ztctl-nat/, 'our rules are in')
+  }
+
+  return {add, cli, ours, pod, remove: () => cli(['remove', '--netns', pod.netnsPath]), topo, views}
+}
+
+/** The namespace's own rules in every table, both families (for nft: iptables-nft's tables plus a table of its own). */
+async function addOwnRules(topo: Topology, netns: string, c: BackendCase): Promise<void> {
+  const variant = c.variant ?? 'nft'
+  for (const family of [4, 6] as const) {
+    const iptables = (...args: string[]) => topo.execOk(netns, iptablesOf(variant, family), args)
+    await iptables('-A', 'INPUT', '-p', 'tcp', '--dport', '9', '-j', 'DROP')
+    await iptables('-P', 'FORWARD', 'DROP')
+    await iptables('-t', 'nat', '-A', 'OUTPUT', '-d', family === 6 ? 'fd99::/16' : '10.99.0.0/16', '-j', 'ACCEPT')
+    await iptables('-t', 'mangle', '-N', 'MINE')
+    await iptables('-t', 'mangle', '-A', 'MINE', '-j', 'MARK', '--set-mark', '7')
+    await iptables('-t', 'mangle', '-A', 'PREROUTING', '-j', 'MINE')
+    await iptables('-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', '5353', '-j', 'ACCEPT')
+    await iptables('-t', 'security', '-A', 'OUTPUT', '-p', 'tcp', '--dport', '25', '-j', 'ACCEPT')
+  }
+
+  if (!c.variant) await topo.execOk(netns, 'nft', ['-f', '-'], {input: 'table inet mine {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 9 drop\n\t}\n}\n'})
+}
+
+for (const c of CASES) {
+  test(`${c.label}: add → remove on an empty namespace (IPv4 and IPv6) restores it; only tables the back end cannot delete stay, empty`, async (t) => {
+    const h = await redirectHarness(t, c)
+    const before = await h.views()
+    const others = await Promise.all(IPTABLES_VARIANTS.filter((variant) => variant !== c.variant).map((variant) => savedText(h.topo, h.pod.netns, variant)))
+    await h.add()
+    const removed = await h.remove()
+    assert.equal(removed.code, 0, removed.stdout + removed.stderr)
+    assert.equal(removed.body.restored, true)
+    const after = await h.views()
+    const kept = removed.body.kept as string[]
+    if (c.variant === 'legacy' || c.withoutNft) {
+      const why = c.variant === 'legacy' ? 'iptables-legacy cannot delete a table' : 'deleting it needs `nft` (Debian package nftables)'
+      for (const family of ['IPv4', 'IPv6']) {
+        const [was, is] = [tablesOf(before[family]!), tablesOf(after[family]!)]
+        for (const [table, text] of was) assert.equal(is.get(table), text, `${family} ${table} as before`)
+        const extra = [...is.keys()].filter((table) => !was.has(table))
+        for (const table of extra) assert.match(is.get(table)!, /^\*\w+(\n:[A-Z]+ ACCEPT \[0:0\])+\nCOMMIT$/, `${family} ${table}: only empty built-in chains`)
+        assert.deepEqual(extra.sort(), ['mangle', 'nat', 'raw'], `${family}: the tables add brought into being stay, empty`)
+        assert.deepEqual(kept.filter((note) => note.includes(`(${family})`)).sort(), extra.map((table) => `the empty ${table} table (${family}) stays: ${why}; it changes nothing`))
+      }
+    } else {
+      assert.deepEqual(after, before, 'exactly the text of before')
+      assert.deepEqual(kept, [])
+    }
+
+    assert.deepEqual(await Promise.all(IPTABLES_VARIANTS.filter((variant) => variant !== c.variant).map((variant) => savedText(h.topo, h.pod.netns, variant))), others, 'the other iptables untouched')
+  })
+
+  test(`${c.label}: add → remove over the namespace's own rules in every table (IPv4 and IPv6) restores them exactly`, async (t) => {
+    const h = await redirectHarness(t, c)
+    await addOwnRules(h.topo, h.pod.netns, c)
+    const before = await h.views()
+    await h.add()
+    const installed = await h.views()
+    if (c.variant) assert.match(installed.IPv4!, /-A OUTPUT -d 10\.99\.0\.0\/16 -j ACCEPT\n-A OUTPUT -j ZTCTL_OUTPUT/, 'our jump goes after the namespace\'s own rule')
+    const removed = await h.remove()
+    assert.equal(removed.code, 0, removed.stdout + removed.stderr)
+    assert.deepEqual(removed.body.kept, [])
+    assert.deepEqual(await h.views(), before)
+  })
+
+  test(`${c.label}: rules changed by hand while redirected are reported by remove, ours are gone anyway`, async (t) => {
+    const h = await redirectHarness(t, c)
+    await addOwnRules(h.topo, h.pod.netns, c)
+    await h.add()
+    const tool = iptablesOf(c.variant ?? 'nft', 4)
+    await h.topo.execOk(h.pod.netns, tool, ['-D', 'INPUT', '-p', 'tcp', '--dport', '9', '-j', 'DROP'])
+    if (c.variant) await h.topo.execOk(h.pod.netns, iptablesOf(c.variant, 6), ['-A', 'INPUT', '-p', 'tcp', '--dport', '7', '-j', 'DROP'])
+    else await h.topo.execOk(h.pod.netns, 'nft', ['add', 'rule', 'inet', 'mine', 'input', 'tcp', 'dport', '7', 'drop'])
+    const removed = await h.remove()
+    assert.equal(removed.code, 1, removed.stdout + removed.stderr)
+    assert.equal(removed.body.error?.code, 'ZT_ERR_RESTORE_MISMATCH')
+    const differences = removed.body.error?.details?.differences ?? []
+    if (c.variant) {
+      assert.deepEqual(differences, [
+        `iptables-${c.variant} IPv4: gone since add: -t filter -A INPUT -p tcp -m tcp --dport 9 -j DROP`,
+        `iptables-${c.variant} IPv6: new since add: -t filter -A INPUT -p tcp -m tcp --dport 7 -j DROP`,
+      ])
+    } else {
+      assert.equal(differences.length, 2, differences.join('\n'))
+      assert.match(differences[0]!, /^nft: gone since add: table ip filter chain INPUT: .*tcp dport 9 .*drop$/)
+      assert.equal(differences[1], 'nft: new since add: table inet mine chain input: tcp dport 7 drop')
+    }
+
+    assert.match(removed.body.error!.message, /firewall differs from before `redirect add`/)
+    assert.doesNotMatch(await h.ours(), /ZTCTL|ztctl-/, 'our rules are removed all the same')
+    assert.deepEqual((await h.cli(['list'])).body, [], 'and the record')
+  })
+}
+
+test('without --backend: the iptables the namespace\'s rules are written with, whatever the machine\'s `iptables` is; another back end on a redirected namespace is a conflict', async (t) => {
+  hasRoot()
+  const topo = await createTopology(t, {nodes: 1, podsPerNode: 2})
+  const stateDir = await tempDir(t, 'ztctl-state-')
+  const options = {agentSocket: path.join(stateDir, 'none.sock'), serviceAccount: 'web', stateDir}
+  for (const [index, variant] of IPTABLES_VARIANTS.entries()) {
+    const pod = topo.pods[index]!
+    await topo.execOk(pod.netns, iptablesOf(variant), ['-A', 'INPUT', '-p', 'tcp', '--dport', '9', '-j', 'DROP'])
+    const added = await addRedirect({...options, netns: pod.netnsPath, workload: `default/p${index}`})
+    assert.equal(added.backend, `iptables-${variant}`)
+    assert.match(await savedText(topo, pod.netns, variant), /ZTCTL_OUTPUT/)
+    await assert.rejects(addRedirect({...options, backend: `iptables-${otherVariant(variant)}`, netns: pod.netnsPath, workload: `default/p${index}`}), (error: unknown) => {
+      assert.ok(ZtError.is(error))
+      assert.equal(error.code, 'ZT_ERR_CONFLICT')
+      assert.equal(error.exit, 6)
+      assert.match(error.message, new RegExp(`redirected with iptables-${variant}; rules of a second back end \\(iptables-${otherVariant(variant)}\\)`))
+      return true
+    })
+    assert.equal((await removeRedirect({...options, workload: `default/p${index}`})).restored, true)
+  }
 })
 
 test('nft backend: inet ztctl-* tables installed, idempotent, removed without a trace', async (t) => {
   hasRoot()
+  requireTools('nft')
   const topo = await createTopology(t, {nodes: 1, podsPerNode: 1})
   const pod = topo.pods[0]!
   const stateDir = await tempDir(t, 'ztctl-state-')
@@ -212,6 +331,6 @@ test('a missing tool gives ZT_ERR_TOOL_MISSING naming the tool and its Debian pa
   assert.equal(body.error.code, 'ZT_ERR_TOOL_MISSING')
   assert.match(body.error.message, /iptables-restore/)
   assert.equal(body.error.suggestion, 'install it: apt-get install iptables')
-  assert.equal(await topo.execOk(pod.netns, 'iptables-save'), '', 'nothing was changed')
+  for (const variant of IPTABLES_VARIANTS) assert.equal(await savedText(topo, pod.netns, variant), '', `nothing was changed (iptables-${variant})`)
   assert.ok(RUN_JS)
 })

@@ -5,6 +5,7 @@ import {existsSync} from 'node:fs'
 import {test} from 'node:test'
 
 import {createTopology, hasRoot, type Topology} from '../helpers/netns.js'
+import {requireTools} from '../helpers/tools.js'
 
 /** The server may not listen yet: a few bounded attempts. */
 async function connectWithRetry(topo: Topology, netns: string, address: string): Promise<string> {
@@ -21,6 +22,7 @@ async function connectWithRetry(topo: Topology, netns: string, address: string):
 
 test('createTopology: pods reach pods on the other node, teardown removes every netns', async (t) => {
   hasRoot()
+  requireTools('socat')
   const topo = await createTopology(t, {ipv6: true, nodes: 2, podsPerNode: 2})
   assert.equal(topo.pods.length, 4)
   assert.equal(new Set(topo.pods.map((pod) => pod.ip)).size, 4)

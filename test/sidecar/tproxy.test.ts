@@ -12,6 +12,7 @@ import {emptySnapshot} from '../../src/lib/config/types.js'
 import {allocateInterceptAddresses} from '../../src/lib/sidecar/addresses.js'
 import {RUN_JS} from '../helpers/controller.js'
 import {createTopology, hasRoot} from '../helpers/netns.js'
+import {requireTools} from '../helpers/tools.js'
 import {createMesh, tempDir, waitFor} from '../proxy/helpers.js'
 
 const TD = 'test.mesh'
@@ -30,6 +31,7 @@ async function readyFile(file: string): Promise<{addresses: {hbone: string; inbo
 
 test('tproxy sidecar: a pod resolves web.mesh via 127.0.0.1:53 and connects through HBONE; cleanup on exit', {timeout: 90_000}, async (t) => {
   hasRoot()
+  requireTools('socat')
   const dir = await tempDir(t)
   const topo = await createTopology(t, {nodes: 1, podsPerNode: 1})
   const [node] = topo.nodes

@@ -5,7 +5,7 @@ import {agentSocketFlag, netnsFlag, pidFlag, stateDirFlag} from '../../lib/cli/n
 
 export default class DiagRedirect extends BaseCommand<typeof DiagRedirect> {
   static override args = {workload: Args.string({description: 'NAMESPACE/NAME of a redirected workload (from the state cache)'})}
-  static override description = 'Enters the network namespace (nsenter) and checks the agent\'s socket, the listeners on 15001/15006/15008 (as `ss -ntlp` shows them), each redirect rule (iptables or nft) against the expected set, the ip rule and the table-100 route. Every problem is a sentence saying what breaks, with the command that fixes it. Exits 0 when healthy, 1 otherwise.'
+  static override description = 'Enters the network namespace (nsenter) and checks the agent\'s socket, the listeners on 15001/15006/15008 (as `ss -ntlp` shows them), each redirect rule against the expected set on the namespace\'s back end (iptables-legacy, iptables-nft or nft: the one `redirect add` recorded, else the one its rules are written with), rules written with the other iptables variant (they run too, but the namespace\'s own tool does not list them), the ip rule and the table-100 route. Every problem is a sentence saying what breaks, with the command that fixes it. Exits 0 when healthy, 1 otherwise.'
   static override examples = [
     '<%= config.bin %> <%= command.id %> --netns /var/run/netns/pod1',
     '<%= config.bin %> <%= command.id %> default/web-1 --json',

@@ -2,9 +2,10 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {agentSocketFlag, netnsFlag, pidFlag, stateDirFlag} from '../../lib/cli/netns-flags.js'
+import {BACKEND_REQUESTS} from '../../lib/redirect/backend.js'
 
 export default class RedirectAdd extends BaseCommand<typeof RedirectAdd> {
-  static override description = `Enters the namespace and installs the in-pod rules (Istio's REDIRECT mode, chains ZTCTL_PRERT/ZTCTL_OUTPUT): outbound TCP → 15001, inbound TCP → 15006, HBONE on 15008 untouched, skip mark 0x539, connmark 0x111, \`ip rule fwmark 0x111/0xfff lookup 100\` and a local route in table 100. Applied with iptables-restore --noflush (nft with --backend nft or when iptables is absent). Idempotent: running it again changes nothing. The state before the change is saved in the state cache so \`redirect remove\` restores it exactly. Then tells the node agent over its Unix socket; when no agent runs, the rules and cache are still written and the agent picks the workload up when it starts.
+  static override description = `Enters the namespace and installs the in-pod rules (Istio's REDIRECT mode, chains ZTCTL_PRERT/ZTCTL_OUTPUT): outbound TCP → 15001, inbound TCP → 15006, HBONE on 15008 untouched, skip mark 0x539, connmark 0x111, \`ip rule fwmark 0x111/0xfff lookup 100\` and a local route in table 100. Applied with iptables-restore --noflush of the iptables variant the namespace already uses (iptables-legacy or iptables-nft; else the machine's \`iptables\`), or nft with --backend nft (or when iptables is absent). Idempotent: running it again changes nothing. The state before the change is saved in the state cache so \`redirect remove\` restores it exactly. Then tells the node agent over its Unix socket; when no agent runs, the rules and cache are still written and the agent picks the workload up when it starts.
 
 DNS capture (UDP/TCP 53 → 15053, plus the raw-table conntrack zone rules) is on by default: the node agent answers mesh service names (intercept host names) with their 100.64.0.0/10 addresses and forwards every other question to the pod's own resolver. Turn it off with --no-dns-capture.`
   static override examples = [
@@ -14,7 +15,10 @@ DNS capture (UDP/TCP 53 → 15053, plus the raw-table conntrack zone rules) is o
   ]
   static override flags = {
     'agent-socket': agentSocketFlag,
-    backend: Flags.option({description: 'firewall backend (default: iptables when installed, else nft)', options: ['iptables', 'nft'] as const})(),
+    backend: Flags.option({
+      description: 'firewall back end: iptables-legacy, iptables-nft, nft (our own inet tables), or iptables (default: the iptables variant the namespace\'s rules use, else the machine\'s `iptables`; nft when no iptables is installed)',
+      options: BACKEND_REQUESTS,
+    })(),
     'dns-capture': Flags.boolean({allowNo: true, default: true, description: 'redirect the pod\'s DNS (port 53) to the agent on 15053 (--no-dns-capture: leave DNS alone)'}),
     ip: Flags.string({description: 'workload IP (repeatable; default: the namespace\'s global addresses)', multiple: true}),
     netns: netnsFlag,

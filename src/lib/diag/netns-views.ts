@@ -1,6 +1,8 @@
 // Raw views of a network namespace for `ztctl diag iptables|listeners|routes`: what `ss -ntlp`,
-// `iptables-save` and `ip rule`/`ip route` show inside it, entered with nsenter.
+// each iptables variant's `iptables-save`, `nft list ruleset` and `ip rule`/`ip route` show inside it, entered with nsenter.
 import {hasTool, runTool, toolOutput} from '../exec/tools.js'
+import {type IptablesVariant, IPTABLES_VARIANTS, iptablesTool} from '../redirect/backend.js'
+import type {Family} from '../redirect/rules.js'
 import {type NetnsTarget, resolveNetnsPath} from '../redirect/target.js'
 
 export interface Listener {
@@ -40,23 +42,32 @@ export async function listenersView(target: NetnsTarget): Promise<{netns: string
 
 export interface IptablesView {
   netns: string
-  iptables4?: string
-  iptables6?: string
+  /** `iptables-save`/`ip6tables-save` of each iptables variant with tables in the namespace (legacy and nft rules can sit side by side) */
+  iptables: {tool: string; variant: IptablesVariant; family: Family; text: string}[]
   /** `nft list ruleset`, when nft is installed and the namespace has nft tables */
   nft?: string
 }
 
 export async function iptablesView(target: NetnsTarget): Promise<IptablesView> {
   const netns = await resolveNetnsPath(target)
-  const view: IptablesView = {netns}
-  if (await hasTool('iptables-save')) view.iptables4 = await toolOutput('iptables-save', [], {netns})
-  if (await hasTool('ip6tables-save')) view.iptables6 = await toolOutput('ip6tables-save', [], {netns})
+  const view: IptablesView = {iptables: [], netns}
+  const installed: IptablesVariant[] = []
+  for (const variant of IPTABLES_VARIANTS) {
+    for (const family of [4, 6] as const) {
+      const tool = await iptablesTool(variant, family, 'save').catch(() => undefined)
+      if (!tool) continue
+      if (!installed.includes(variant)) installed.push(variant)
+      const text = await toolOutput(tool, [], {netns})
+      if (/^\*/m.test(text)) view.iptables.push({family, text, tool, variant})
+    }
+  }
+
   if (await hasTool('nft')) {
     const ruleset = await runTool('nft', ['list', 'ruleset'], {allowFailure: true, netns})
     if (ruleset.exitCode === 0 && ruleset.stdout.trim() !== '') view.nft = ruleset.stdout
   }
 
-  if (view.iptables4 === undefined && view.nft === undefined) await toolOutput('iptables-save', [], {netns}) // the missing-tool error
+  if (installed.length === 0 && !(await hasTool('nft'))) await toolOutput('iptables-save', [], {netns}) // the missing-tool error
   return view
 }
 

@@ -1,10 +1,11 @@
 // `ztctl diag redirect`: enter a namespace and check everything the redirect needs — the agent's
-// socket, its listeners, each rule, the ip rule and the table-100 route — saying in words what is
-// missing or wrong, what breaks because of it, and the command that fixes it.
+// socket, its listeners, each rule on the namespace's back end (and rules of the other iptables), the ip
+// rule and the table-100 route — saying in words what is missing or wrong, what breaks because of it, and
+// the command that fixes it.
 import {ZtError} from '../errors.js'
 import {DEFAULT_INPOD_SOCKET, DEFAULT_INPOD_STATE_DIR} from '../inpod/protocol.js'
 import {probeAgent} from '../redirect/agent-client.js'
-import {type Backend, readIptables} from '../redirect/firewall.js'
+import {type Backend, chooseBackend, type IptablesVariant, readIptables, recordedBackend, variantInUse, variantOf} from '../redirect/backend.js'
 import {findRecord} from '../redirect/redirect.js'
 import {readRouting, routeArgs, ruleArgs} from '../redirect/routing.js'
 import {
@@ -13,18 +14,11 @@ import {
 import type {RedirectRecord} from '../redirect/state.js'
 import {familiesOf, type NetnsTarget, readNetnsAddresses, resolveNetnsPath} from '../redirect/target.js'
 import {runTool} from '../exec/tools.js'
+import {checkOtherBackends, iptablesCommand} from './backends.js'
+import type {DiagCheck} from './check.js'
 import {readListeners} from './netns-views.js'
 
-export interface DiagCheck {
-  /** stable key, e.g. 'iptables4/nat/outbound-redirect', 'listener/15001', 'routing4/rule' */
-  id: string
-  area: 'agent' | 'firewall' | 'listeners' | 'routing'
-  ok: boolean
-  /** a sentence: what is fine, or what is missing/wrong and what that breaks */
-  message: string
-  /** the command that fixes it */
-  fix?: string
-}
+export type {DiagCheck} from './check.js'
 
 export interface RedirectDiagnosis {
   netns: string
@@ -69,8 +63,8 @@ export async function diagnoseRedirect(options: DiagnoseOptions): Promise<Redire
 
   // Without a record, judge against what `redirect add` installs by default.
   const dnsCapture = record?.dnsCapture ?? true
-  const backend: Backend = record?.backend ?? (await nftTablesPresent(netns) ? 'nft' : 'iptables')
   const families = record?.families ?? familiesOf(await readNetnsAddresses(netns))
+  const {backend, how} = await backendOf(netns, families, record)
   const fix = fixCommand(netns, record, stateDir, agentSocket)
   const options_: RuleSetOptions = {dnsCapture}
 
@@ -95,8 +89,11 @@ export async function diagnoseRedirect(options: DiagnoseOptions): Promise<Redire
     })
   }
 
-  if (backend === 'nft') checks.push(...(await checkNft(netns, options_, fix)))
-  else for (const family of families) checks.push(...(await checkIptables(netns, family, options_, fix)))
+  checks.push({area: 'firewall', id: 'firewall/backend', message: `the redirect rules are written with ${backend} (${how})`, ok: true})
+  const variant = variantOf(backend)
+  if (variant) for (const family of families) checks.push(...(await checkIptables(netns, variant, family, options_, fix)))
+  else checks.push(...(await checkNft(netns, options_, fix)))
+  checks.push(...(await checkOtherBackends(netns, backend, families)))
 
   for (const family of families) {
     const routing = await readRouting(netns, family)
@@ -118,10 +115,10 @@ export async function diagnoseRedirect(options: DiagnoseOptions): Promise<Redire
 }
 
 /** Rule-by-rule comparison of our chains (and the jumps into them) with the expected set. */
-export async function checkIptables(netns: string, family: Family, options: RuleSetOptions, fix: string): Promise<DiagCheck[]> {
-  const saved = parseIptablesSave(await readIptables(netns, family))
+export async function checkIptables(netns: string, variant: IptablesVariant, family: Family, options: RuleSetOptions, fix: string): Promise<DiagCheck[]> {
+  const saved = parseIptablesSave(await readIptables(netns, variant, family))
   const expected = expectedRules(family, options)
-  const tool = family === 6 ? 'ip6tables' : 'iptables'
+  const tool = await iptablesCommand(variant, family)
   const checks: DiagCheck[] = []
   for (const rule of expected) {
     const present = saved.get(rule.table)?.rules.get(rule.chain)?.includes(rule.spec) ?? false
@@ -191,6 +188,16 @@ function nftImpact(id: string): string {
   const base = id.replace(/-v6$/, '')
   const spec = expectedRules(4, {dnsCapture: true}).find((rule) => rule.id === base)
   return spec ? `${spec.what}: ${spec.impact}` : 'part of the ztctl rule set'
+}
+
+/** The back end to check against, and how that is known: the record's, else what the namespace's rules say. */
+async function backendOf(netns: string, families: readonly Family[], record: RedirectRecord | undefined): Promise<{backend: Backend; how: string}> {
+  if (record) return {backend: await recordedBackend(record.backend), how: 'recorded by `redirect add`'}
+  if (await nftTablesPresent(netns)) return {backend: 'nft', how: 'the namespace has the ztctl-* inet tables'}
+  const backend = await chooseBackend(netns, families)
+  const variant = variantOf(backend)
+  if (!variant) return {backend, how: 'no iptables is installed'}
+  return {backend, how: (await variantInUse(netns, variant, families)) ? 'the namespace\'s rules are written with it' : 'the namespace has no rules yet: the machine\'s `iptables`'}
 }
 
 async function nftTablesPresent(netns: string): Promise<boolean> {

@@ -7,18 +7,20 @@ import path from 'node:path'
 
 import {ExitCode, ZtError} from '../errors.js'
 
-/** Debian package of every tool we run, for the "install it" suggestion. */
-export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
+/** Debian package of every tool we run, for the "install it" suggestion (iptables: see debianPackageOf). */
+const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   ip: 'iproute2',
-  ip6tables: 'iptables',
-  'ip6tables-restore': 'iptables',
-  'ip6tables-save': 'iptables',
-  iptables: 'iptables',
-  'iptables-restore': 'iptables',
-  'iptables-save': 'iptables',
   nft: 'nftables',
   nsenter: 'util-linux',
   ss: 'iproute2',
+}
+
+/** iptables, ip6tables, their -legacy and -nft variants and each one's -save/-restore: Debian's iptables package ships them all. */
+const IPTABLES_TOOL = /^ip6?tables(-legacy|-nft)?(-save|-restore)?$/
+
+/** The Debian package that provides `tool`, when it is one we run. */
+export function debianPackageOf(tool: string): string | undefined {
+  return IPTABLES_TOOL.test(tool) ? 'iptables' : TOOL_PACKAGES[tool]
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000
@@ -53,7 +55,7 @@ export async function findTool(tool: string): Promise<string> {
     }
   }
 
-  const pkg = TOOL_PACKAGES[tool]
+  const pkg = debianPackageOf(tool)
   throw new ZtError('ZT_ERR_TOOL_MISSING', `the tool \`${tool}\` is not installed (not found on PATH)`, {
     details: {package: pkg, tool},
     suggestion: pkg ? `install it: apt-get install ${pkg}` : `install ${tool} and make sure it is on PATH`,

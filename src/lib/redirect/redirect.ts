@@ -6,7 +6,8 @@ import {isIP} from 'node:net'
 import {ExitCode, ZtError} from '../errors.js'
 import {DEFAULT_INPOD_SOCKET, type InpodAdd} from '../inpod/protocol.js'
 import {type AgentNotice, notifyAgent} from './agent-client.js'
-import {applyFirewall, type Backend, chooseBackend, removeFirewall, snapshotFirewall} from './firewall.js'
+import {type Backend, type BackendRequest, chooseBackend, recordedBackend} from './backend.js'
+import {applyFirewall, type FirewallRemoval, removeFirewall, snapshotFirewall} from './firewall.js'
 import {ensureRouting, readRouting, removeRouting} from './routing.js'
 import type {Family} from './rules.js'
 import {
@@ -24,7 +25,7 @@ export interface RedirectAddOptions extends NetnsTarget {
   dnsCapture?: boolean
   agentSocket?: string
   stateDir?: string
-  backend?: Backend
+  backend?: BackendRequest
   agentTimeoutMs?: number
 }
 
@@ -72,7 +73,7 @@ export async function addRedirect(options: RedirectAddOptions): Promise<Redirect
   }
 
   const families = familiesOf(ips)
-  const backend = await chooseBackend(options.backend ?? (existing?.netnsId === netnsId ? existing.backend : undefined))
+  const backend = await addBackend(netns, families, options.backend, existing?.netnsId === netnsId ? existing : undefined)
   const add: InpodAdd = {ips, netns, type: 'add', uid, workload: {name, namespace, serviceAccount}}
   // The record (with the pre-add state) is written before any change, so an interrupted add can
   // still be removed exactly. A repeated add keeps the original pre-add state.
@@ -115,9 +116,12 @@ export interface RedirectRemoveOptions extends Partial<NetnsTarget> {
 export interface RedirectRemoveResult {
   uid: string
   netns: string
-  /** true when the namespace's firewall is byte-identical (counters aside) to before `add` */
+  backend: Backend
+  /** true when the namespace's firewall does what it did before `add`: the same rules, policies and non-empty chains */
   restored: boolean
   differences: string[]
+  /** empty tables that stay because this back end cannot delete them (they change nothing), in words */
+  kept: string[]
   agent: AgentNotice
   warnings: string[]
 }
@@ -127,9 +131,10 @@ export async function removeRedirect(options: RedirectRemoveOptions): Promise<Re
   const record = await findRecord(options, stateDir)
   const {add} = record
   const warnings: string[] = []
-  let differences: string[] = []
+  const backend = await recordedBackend(record.backend)
+  let firewall: FirewallRemoval = {differences: [], kept: []}
   if (await stillSameNetns(record)) {
-    differences = await removeFirewall(add.netns, record.backend, record.families, record.before.firewall)
+    firewall = await removeFirewall(add.netns, backend, record.families, record.before.firewall)
     for (const family of record.families) await removeRouting(add.netns, family, record.before.routing[`${family}`] ?? {route: false, rule: false})
   } else {
     warnings.push(`${add.netns} no longer exists (the pod is gone): nothing to undo in it`)
@@ -140,14 +145,15 @@ export async function removeRedirect(options: RedirectRemoveOptions): Promise<Re
   else if (agent.problem) warnings.push(`telling the agent failed: ${agent.problem.message}`)
   else if (agent.ack?.error) warnings.push(`the agent reported: ${agent.ack.error}`)
   await deleteRecord(stateDir, add.uid)
+  const {differences, kept} = firewall
   if (differences.length > 0) {
-    throw new ZtError('ZT_ERR_RESTORE_MISMATCH', `our rules are removed from ${add.netns}, but its firewall differs from before \`redirect add\`:\n  ${differences.join('\n  ')}`, {
-      details: {differences, uid: add.uid},
-      suggestion: 'someone changed the namespace\'s rules while it was redirected; check them with `ztctl diag iptables --netns PATH`',
+    throw new ZtError('ZT_ERR_RESTORE_MISMATCH', `our rules are removed from ${add.netns}, but its firewall differs from before \`redirect add\` (${backend}):\n  ${differences.join('\n  ')}`, {
+      details: {backend, differences, uid: add.uid},
+      suggestion: `these were changed in the namespace while it was redirected (not by ztctl): keep them, or undo each one ${undoHint(backend)}; \`ztctl diag iptables --netns ${add.netns}\` shows the firewall`,
     })
   }
 
-  return {agent, differences, netns: add.netns, restored: true, uid: add.uid, warnings}
+  return {agent, backend, differences, kept, netns: add.netns, restored: true, uid: add.uid, warnings}
 }
 
 export interface RedirectListRow {
@@ -157,7 +163,7 @@ export interface RedirectListRow {
   serviceAccount: string
   netns: string
   ips: string[]
-  backend: Backend
+  backend: Backend | 'iptables'
   dnsCapture: boolean
   createdAt: string
   /** the namespace file still exists and is the one redirected */
@@ -199,6 +205,26 @@ async function stillSameNetns(record: RedirectRecord): Promise<boolean> {
   } catch {
     return false
   }
+}
+
+function undoHint(backend: Backend): string {
+  return backend === 'nft'
+    ? 'with `nft delete rule … handle N` (`nft -a list ruleset` shows the handles)'
+    : `with ${backend} (a "new since add" line is the command that made it: run it with -D instead of -A)`
+}
+
+/** The back end of an add: the one asked for, else a repeated add's, else the namespace's own (backend.ts). */
+async function addBackend(netns: string, families: readonly Family[], requested: BackendRequest | undefined, existing: RedirectRecord | undefined): Promise<Backend> {
+  const previous = existing ? await recordedBackend(existing.backend) : undefined
+  const backend = requested || !previous ? await chooseBackend(netns, families, requested) : previous
+  if (previous && backend !== previous) {
+    const workload = `${existing!.add.workload.namespace}/${existing!.add.workload.name}`
+    throw new ZtError('ZT_ERR_CONFLICT', `${netns} is redirected with ${previous}; rules of a second back end (${backend}) would run beside them`, {
+      exit: ExitCode.conflict, suggestion: `remove it first (ztctl redirect remove --workload ${workload}), then add it with --backend ${backend}`,
+    })
+  }
+
+  return backend
 }
 
 async function readRoutingAll(netns: string, families: readonly Family[]): Promise<RedirectRecord['before']['routing']> {

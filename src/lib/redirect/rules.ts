@@ -82,20 +82,26 @@ export function tablesUsed(options: RuleSetOptions): Table[] {
   return options.dnsCapture ? ['mangle', 'nat', 'raw'] : ['mangle', 'nat']
 }
 
-/** A parsed `iptables-save`: per table, its chains (in order) and each chain's rules (the text after `-A CHAIN `). */
-export type SavedTables = Map<string, {chains: string[]; rules: Map<string, string[]>}>
+/** A parsed `iptables-save`: per table, its chains (in order), each one's policy (`-` for a user chain) and rules (the text after `-A CHAIN `). */
+export type SavedTables = Map<string, SavedTable>
+export interface SavedTable {
+  chains: string[]
+  policies: Map<string, string>
+  rules: Map<string, string[]>
+}
 
 export function parseIptablesSave(text: string): SavedTables {
   const tables: SavedTables = new Map()
-  let current: {chains: string[]; rules: Map<string, string[]>} | undefined
+  let current: SavedTable | undefined
   for (const raw of text.split('\n')) {
     const line = raw.trim()
     if (line.startsWith('*')) {
-      current = {chains: [], rules: new Map()}
+      current = {chains: [], policies: new Map(), rules: new Map()}
       tables.set(line.slice(1), current)
     } else if (current && line.startsWith(':')) {
-      const chain = line.slice(1).split(' ')[0]!
+      const [chain, policy] = line.slice(1).split(' ') as [string, string | undefined]
       current.chains.push(chain)
+      current.policies.set(chain, policy ?? '-')
       current.rules.set(chain, current.rules.get(chain) ?? [])
     } else if (current && line.startsWith('-A ')) {
       const [, chain, ...rest] = line.split(' ')

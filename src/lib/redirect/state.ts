@@ -7,7 +7,8 @@ import path from 'node:path'
 import {ExitCode, ZtError} from '../errors.js'
 import {readJsonFile, writeFileAtomic} from '../home/home.js'
 import {DEFAULT_INPOD_STATE_DIR, type InpodAdd, parseInpodMessage} from '../inpod/protocol.js'
-import type {Backend, FirewallSnapshot} from './firewall.js'
+import type {Backend} from './backend.js'
+import type {FirewallSnapshot} from './compare.js'
 import type {Family} from './rules.js'
 import type {RoutingState} from './routing.js'
 
@@ -16,7 +17,8 @@ export {DEFAULT_INPOD_STATE_DIR}
 export interface RedirectRecord {
   /** the add message, as sent to the agent */
   add: InpodAdd
-  backend: Backend
+  /** `iptables` in records written before the iptables variants were told apart (the machine's variant) */
+  backend: Backend | 'iptables'
   dnsCapture: boolean
   families: Family[]
   /** `dev:ino` of the netns file when it was added */
