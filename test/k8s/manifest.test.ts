@@ -161,5 +161,5 @@ test('no kubeconfig: a clear error and exit code 2, never a silent localhost:808
   assert.match(context.stderr, /did you mean --kube-context one\?/)
   const refused = await cli(['verify-install', '--kubeconfig', kubeconfig], bare)
   assert.equal(refused.code, 5, 'an API server that does not answer: unreachable')
-  assert.match(refused.stderr, /https:\/\/127\.0\.0\.1:1.*cannot be reached: connection refused/)
+  assert.match(refused.stderr, /cannot reach the Kubernetes API server https:\/\/127\.0\.0\.1:1 .*connection refused/)
 })

@@ -93,65 +93,59 @@ function readKubeConfig(kubeConfig: k8s.KubeConfig, paths: string | undefined, e
   return files.join(path.delimiter)
 }
 
-/** An API failure (client-node's ApiException, or a Status the server answered with) as a user error in words. */
-export function kubeError(error: unknown, what: string, context = 'current'): ZtError {
+/** An API failure (client-node's ApiException, or {code, body} of a response) as a user error: `what` is what was being done ("apply DaemonSet ztctl-system/ztctl-node"). */
+export function kubeError(error: unknown, what: string): ZtError {
   if (ZtError.is(error)) return error
-  const exception = error as {body?: unknown; code?: unknown}
-  if (typeof exception?.code === 'number' && exception.code >= 100) {
-    const body = typeof exception.body === 'string' ? exception.body : JSON.stringify(exception.body ?? '')
-    return statusError(exception.code, body, what, context)
+  const status = (error as {code?: unknown})?.code
+  if (typeof status !== 'number') {
+    return new ZtError('ZT_ERR_KUBE_UNREACHABLE', `cannot ${what}: the API server is unreachable (${describeSystemError((error as {cause?: unknown})?.cause ?? error)})`, {
+      cause: error, exit: ExitCode.unreachable, suggestion: 'check that the cluster is up and the kubeconfig points at it (`kubectl get ns`)',
+    })
   }
 
-  return new ZtError('ZT_ERR_KUBE_UNREACHABLE', `${what}: the API server cannot be reached: ${describeSystemError(error)}`, {
-    cause: error, exit: ExitCode.unreachable, suggestion: 'is the cluster up? `kubectl get --raw /version` should answer',
-  })
+  const message = statusMessage((error as {body?: unknown}).body)
+  const said = message ? ` (${message})` : ''
+  switch (status) {
+    case 401: {
+      return new ZtError('ZT_ERR_KUBE_UNAUTHORIZED', `cannot ${what}: the API server did not accept our credentials${said}`, {
+        cause: error, exit: ExitCode.auth, suggestion: 'refresh the kubeconfig credentials (`kubectl get ns` should work)',
+      })
+    }
+
+    case 403: {
+      return new ZtError('ZT_ERR_KUBE_FORBIDDEN', `cannot ${what}: forbidden by RBAC${said}`, {
+        cause: error, exit: ExitCode.auth, suggestion: 'check the permissions with `kubectl auth can-i`, or use a cluster-admin context',
+      })
+    }
+
+    case 404: {
+      return new ZtError('ZT_ERR_NOT_FOUND', `cannot ${what}: not found${said}`, {cause: error, exit: ExitCode.notFound})
+    }
+
+    case 409: {
+      return new ZtError('ZT_ERR_CONFLICT', `cannot ${what}: conflict${said}`, {cause: error, exit: ExitCode.conflict, suggestion: 'retry: another writer changed it meanwhile'})
+    }
+
+    default: {
+      return new ZtError('ZT_ERR_KUBE_API', `cannot ${what}: the API server answered ${status}${said}`, {cause: error})
+    }
+  }
 }
 
 /** True when the API server said 404 (client-node's ApiException). */
 export const isNotFound = (error: unknown): boolean => (error as {code?: unknown})?.code === 404
 
-/** An HTTP error status and its body (a Kubernetes Status, or any text) as a ZtError with the server's own words and what to do. */
-export function statusError(status: number, text: string, what: string, context: string): ZtError {
-  let message = text.trim().slice(0, 500)
-  try {
-    const parsed = JSON.parse(text) as {message?: string}
-    if (parsed.message) message = parsed.message
-  } catch {
-    // not JSON: keep the text
-  }
-
-  const said = message ? `: ${message}` : ''
-  switch (status) {
-    case 401: {
-      return new ZtError('ZT_ERR_KUBE_UNAUTHORIZED', `${what}: the API server did not accept the credentials of context ${context}${said}`, {
-        exit: ExitCode.auth, suggestion: 'refresh the kubeconfig credentials (expired token or certificate?)',
-      })
-    }
-
-    case 403: {
-      return new ZtError('ZT_ERR_KUBE_FORBIDDEN', `${what}: forbidden${said}`, {
-        exit: ExitCode.auth, suggestion: 'this needs more RBAC rights: check with `kubectl auth can-i`, or use a cluster-admin context',
-      })
-    }
-
-    case 404: {
-      return new ZtError('ZT_ERR_KUBE_NOT_FOUND', `${what}: not found${said}`, {exit: ExitCode.notFound})
-    }
-
-    case 409: {
-      return new ZtError('ZT_ERR_KUBE_CONFLICT', `${what}: conflict${said}`, {
-        exit: ExitCode.conflict, suggestion: 'another client changed it at the same time: run the command again',
-      })
-    }
-
-    case 422:
-    case 400: {
-      return new ZtError('ZT_ERR_KUBE_INVALID', `${what}: rejected by the API server${said}`, {exit: ExitCode.failure})
-    }
-
-    default: {
-      return new ZtError('ZT_ERR_KUBE_API', `${what}: the API server answered HTTP ${status}${said}`, {exit: ExitCode.failure})
+/** The `message` of a Status body, not the whole body. */
+function statusMessage(body: unknown): string {
+  let parsed = body
+  if (typeof body === 'string') {
+    try {
+      parsed = JSON.parse(body)
+    } catch {
+      return body.trim().slice(0, 500)
     }
   }
+
+  const message = (parsed as {message?: unknown} | undefined)?.message
+  return typeof message === 'string' ? message : ''
 }
-

@@ -8,7 +8,7 @@ import https from 'node:https'
 import type * as k8s from '@kubernetes/client-node'
 
 import {ExitCode, ZtError} from '../errors.js'
-import {kubeError, type KubeTarget, loadKubeConfig, statusError} from './client.js'
+import {kubeError, type KubeTarget, loadKubeConfig} from './client.js'
 
 export interface RequestOptions {
   body?: unknown
@@ -81,7 +81,7 @@ class Client implements KubeClient {
       return (text === '' ? undefined : JSON.parse(text)) as T
     }
 
-    const failure = statusError(status, text, options.what ?? `${method} ${apiPath}`, this.context)
+    const failure = kubeError({body: text, code: status}, options.what ?? `${method} ${apiPath}`)
     throw new KubeApiError(status, failure.code, failure.message, {exit: failure.exit, suggestion: failure.suggestion})
   }
 
@@ -96,7 +96,7 @@ class Client implements KubeClient {
   }
 
   private unreachable(error: unknown): KubeApiError {
-    const failure = kubeError(error, `the Kubernetes API server ${this.server} (context ${this.context})`)
+    const failure = kubeError(error, `reach the Kubernetes API server ${this.server} (context ${this.context})`)
     return new KubeApiError(0, failure.code, failure.message, {cause: error, exit: ExitCode.unreachable, suggestion: failure.suggestion})
   }
 }

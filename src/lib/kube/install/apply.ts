@@ -39,13 +39,13 @@ async function ssa(kube: KubeClient, object: KubeObject, dryRun: boolean): Promi
     body: object,
     contentType: 'application/apply-patch+yaml',
     query: {dryRun: dryRun ? 'All' : undefined, fieldManager: FIELD_MANAGER, force: true},
-    what: `${dryRun ? 'server-side dry run of' : 'applying'} ${objectRef(object)}`,
+    what: `${dryRun ? 'dry-run' : 'apply'} ${objectRef(object)}`,
   })
 }
 
 export async function readObject(kube: KubeClient, object: Pick<KubeObject, 'kind' | 'metadata'>): Promise<KubeObject | undefined> {
   try {
-    return await kube.request<KubeObject>('GET', objectPath(object), {what: objectRef(object)})
+    return await kube.request<KubeObject>('GET', objectPath(object), {what: `read ${objectRef(object)}`})
   } catch (error) {
     if (isMissing(error)) return undefined
     throw error
@@ -55,7 +55,7 @@ export async function readObject(kube: KubeClient, object: Pick<KubeObject, 'kin
 /** Every object an install made, of every kind install renders, in apply order. */
 export async function listInstalled(kube: KubeClient): Promise<KubeObject[]> {
   const lists = await Promise.all(APPLY_ORDER.map(async (kind) => {
-    const list = await kube.request<{items: KubeObject[]}>('GET', collectionPath(kind), {query: {labelSelector: INSTALLED_SELECTOR}, what: `listing ${KINDS[kind].plural}`})
+    const list = await kube.request<{items: KubeObject[]}>('GET', collectionPath(kind), {query: {labelSelector: INSTALLED_SELECTOR}, what: `list ${KINDS[kind].plural}`})
     return list.items.map((item) => ({...item, apiVersion: KINDS[kind].apiVersion, kind}))
   }))
   return lists.flat()
@@ -70,7 +70,7 @@ export async function deleteObject(kube: KubeClient, object: Pick<KubeObject, 'k
   try {
     await kube.request('DELETE', objectPath(object), {
       body: {apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: foreground ? 'Foreground' : 'Background'},
-      what: `deleting ${objectRef(object)}`,
+      what: `delete ${objectRef(object)}`,
     })
     return true
   } catch (error) {

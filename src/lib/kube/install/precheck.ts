@@ -25,7 +25,7 @@ export async function precheck(kube: KubeClient, rendering: Rendering): Promise<
 }
 
 async function checkVersion(kube: KubeClient): Promise<Finding> {
-  const version = await kube.request<{gitVersion: string; major: string; minor: string}>('GET', '/version', {what: 'reading the server version'})
+  const version = await kube.request<{gitVersion: string; major: string; minor: string}>('GET', '/version', {what: 'read the server version'})
   const [major, minor] = [Number.parseInt(version.major, 10), Number.parseInt(version.minor, 10)]
   const ok = major > MINIMUM.major || (major === MINIMUM.major && minor >= MINIMUM.minor)
   return ok
@@ -45,7 +45,7 @@ async function checkPermissions(kube: KubeClient, rendering: Rendering): Promise
   await Promise.all([...wanted.values()].flatMap((target) => ['create', 'patch', 'delete'].map(async (verb) => {
     const review = await kube.request<{status: {allowed: boolean}}>('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
       body: {apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: {resourceAttributes: {...target, verb}}},
-      what: 'asking the API server what this user may do',
+      what: 'ask the API server what this user may do',
     })
     if (!review.status.allowed) denied.push(`${verb} ${target.resource}${target.namespace ? ` in ${target.namespace}` : ''}`)
   })))
@@ -90,7 +90,7 @@ async function checkExisting(kube: KubeClient, rendering: Rendering): Promise<Fi
 }
 
 async function checkNodes(kube: KubeClient, rendering: Rendering, values: InstallValues): Promise<Finding[]> {
-  const nodes = (await kube.request<{items: KubeObject[]}>('GET', '/api/v1/nodes', {what: 'listing nodes'})).items
+  const nodes = (await kube.request<{items: KubeObject[]}>('GET', '/api/v1/nodes', {what: 'list the nodes'})).items
   const ready = nodes.filter((node) => ((node.status as {conditions?: {status: string; type: string}[]}).conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'))
   if (ready.length === 0) return [{fix: 'add nodes, or wait until they are Ready (kubectl get nodes)', level: 'error', message: `No Ready node (of ${nodes.length}): no controller or node agent could run`}]
   const findings: Finding[] = [{level: 'ok', message: `${ready.length} Ready node${ready.length > 1 ? 's' : ''}: ${ready.map((node) => node.metadata.name).join(', ')}`}]

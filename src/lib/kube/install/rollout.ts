@@ -81,7 +81,7 @@ export async function podProblems(kube: KubeClient, workload: KubeObject, option
   const ns = workload.metadata.namespace!
   const matchLabels = ((workload.spec as {selector?: {matchLabels?: Record<string, string>}}).selector?.matchLabels) ?? {}
   const selector = Object.entries(matchLabels).map(([key, value]) => `${key}=${value}`).join(',')
-  const pods = await kube.request<{items: KubeObject[]}>('GET', `/api/v1/namespaces/${ns}/pods`, {query: {labelSelector: selector}, what: `pods of ${objectRef(workload)}`})
+  const pods = await kube.request<{items: KubeObject[]}>('GET', `/api/v1/namespaces/${ns}/pods`, {query: {labelSelector: selector}, what: `list the pods of ${objectRef(workload)}`})
   const problems: PodProblem[] = []
   for (const pod of pods.items) {
     if (pod.metadata.deletionTimestamp) continue
@@ -133,7 +133,7 @@ async function describePod(kube: KubeClient, pod: KubeObject, logLines: number):
 async function logTail(kube: KubeClient, pod: KubeObject, container: string, lines: number, previous: boolean): Promise<string[] | undefined> {
   try {
     const text = await kube.request<string>('GET', `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}/log`, {
-      query: {container, previous: previous || undefined, tailLines: lines}, text: true, timeoutMs: 5000, what: `logs of pod ${pod.metadata.name}`,
+      query: {container, previous: previous || undefined, tailLines: lines}, text: true, timeoutMs: 5000, what: `read the logs of pod ${pod.metadata.name}`,
     })
     const out = text.split('\n').filter((line) => line.trim() !== '')
     return out.length > 0 ? out : undefined
@@ -144,7 +144,7 @@ async function logTail(kube: KubeClient, pod: KubeObject, container: string, lin
 
 async function warningEvents(kube: KubeClient, pod: KubeObject): Promise<{message: string; reason: string}[]> {
   const list = await kube.request<{items: {lastTimestamp?: string; message?: string; reason?: string; type?: string}[]}>('GET', `/api/v1/namespaces/${pod.metadata.namespace}/events`, {
-    query: {fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${pod.metadata.name}`}, what: `events of pod ${pod.metadata.name}`,
+    query: {fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${pod.metadata.name}`}, what: `list the events of pod ${pod.metadata.name}`,
   })
   return list.items
     .filter((event) => event.type === 'Warning')

@@ -17,7 +17,7 @@ export interface Installation extends ResolvedValues {
 export async function findInstallation(kube: KubeClient, namespace?: string): Promise<Installation | undefined> {
   const list = await kube.request<{items: KubeObject[]}>('GET', namespace ? `/api/v1/namespaces/${namespace}/configmaps` : '/api/v1/configmaps', {
     query: {fieldSelector: `metadata.name=${INSTALL_STATE_NAME}`, labelSelector: INSTALLED_SELECTOR},
-    what: 'looking for a ztctl installation',
+    what: 'look for a ztctl installation',
   })
   const [state, ...others] = list.items
   if (!state) return undefined
@@ -53,7 +53,7 @@ export async function namespaceContents(kube: KubeClient, namespace: string): Pr
   const ns = `/api/v1/namespaces/${namespace}`
   const notOurs = (item: KubeObject) => item.metadata.labels?.[ORIGIN_LABEL] !== 'install'
   const list = async (kind: string, path: string) => {
-    const found = await kube.request<{items: KubeObject[]}>('GET', path, {what: `listing ${path}`}).catch(() => ({items: [] as KubeObject[]}))
+    const found = await kube.request<{items: KubeObject[]}>('GET', path, {what: `list ${path}`}).catch(() => ({items: [] as KubeObject[]}))
     return found.items.map((item) => ({...item, kind}))
   }
 
@@ -80,7 +80,7 @@ export async function namespaceContents(kube: KubeClient, namespace: string): Pr
 export async function runtimeObjects(kube: KubeClient, namespace: string): Promise<KubeObject[]> {
   const kinds = [['Secret', `/api/v1/namespaces/${namespace}/secrets`], ['ConfigMap', `/api/v1/namespaces/${namespace}/configmaps`], ['Lease', `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`]]
   const lists = await Promise.all(kinds.map(async ([kind, path]) => {
-    const list = await kube.request<{items: KubeObject[]}>('GET', path, {query: {labelSelector: INSTALLATION_SELECTOR}, what: `listing ${path}`})
+    const list = await kube.request<{items: KubeObject[]}>('GET', path, {query: {labelSelector: INSTALLATION_SELECTOR}, what: `list ${path}`})
     return list.items.filter((item) => item.metadata.labels?.[ORIGIN_LABEL] !== 'install').map((item) => ({...item, kind}))
   }))
   return lists.flat()

@@ -44,7 +44,7 @@ interface NodeInfo {
 }
 
 async function readyNodes(kube: KubeClient): Promise<NodeInfo[]> {
-  const list = await kube.request<{items: KubeObject[]}>('GET', '/api/v1/nodes', {what: 'listing nodes'})
+  const list = await kube.request<{items: KubeObject[]}>('GET', '/api/v1/nodes', {what: 'list the nodes'})
   return list.items
     .filter((node) => ((node.status as {conditions?: {status: string; type: string}[]}).conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'))
     .map((node) => ({labels: node.metadata.labels ?? {}, name: node.metadata.name}))
@@ -103,7 +103,7 @@ async function nodesWithoutReadyPod(kube: KubeClient, daemonSet: KubeObject, nod
   const nodeSelector = spec.template.spec.nodeSelector ?? {}
   const selected = nodes.filter((node) => Object.entries(nodeSelector).every(([key, value]) => node.labels[key] === value))
   const selector = Object.entries(spec.selector.matchLabels).map(([key, value]) => `${key}=${value}`).join(',')
-  const pods = await kube.request<{items: KubeObject[]}>('GET', `/api/v1/namespaces/${daemonSet.metadata.namespace}/pods`, {query: {labelSelector: selector}, what: `pods of ${objectRef(daemonSet)}`})
+  const pods = await kube.request<{items: KubeObject[]}>('GET', `/api/v1/namespaces/${daemonSet.metadata.namespace}/pods`, {query: {labelSelector: selector}, what: `list the pods of ${objectRef(daemonSet)}`})
   const readyOn = new Set(pods.items
     .filter((pod) => ((pod.status as {conditions?: {status: string; type: string}[]}).conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'))
     .map((pod) => (pod.spec as {nodeName?: string}).nodeName))
@@ -113,7 +113,7 @@ async function nodesWithoutReadyPod(kube: KubeClient, daemonSet: KubeObject, nod
 /** The controller serves: each Ready replica answers GET /ready (through pods/proxy), and its Service has endpoints. */
 async function checkControllerAnswers(kube: KubeClient, namespace: string): Promise<Check[]> {
   const pods = await kube.request<{items: KubeObject[]}>('GET', `/api/v1/namespaces/${namespace}/pods`, {
-    query: {labelSelector: `app.kubernetes.io/name=${CONTROLLER_NAME}`}, what: 'controller pods',
+    query: {labelSelector: `app.kubernetes.io/name=${CONTROLLER_NAME}`}, what: 'list the controller pods',
   })
   const running = pods.items.filter((pod) => (pod.status as {phase?: string}).phase === 'Running' && !pod.metadata.deletionTimestamp)
   const checks: Check[] = []
