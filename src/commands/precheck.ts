@@ -7,7 +7,7 @@ import type {Finding} from '../lib/kube/install/precheck.js'
 const MARK: Record<Finding['level'], string> = {error: chalk.red('✘'), info: chalk.cyan('i'), ok: chalk.green('✔'), warning: chalk.yellow('!')}
 
 export default class Precheck extends BaseCommand<typeof Precheck> {
-  static override description = `Check whether ztctl can be installed (or upgraded) in the cluster, as \`istioctl x precheck\` does: the Kubernetes version, the rights to create what install renders, an installation or same-named objects already there, a namespace still terminating, Ready nodes and the image on them. Each finding says what to do; exit code 1 when one would make install fail.`
+  static override description = `Check whether ztctl can be installed (or upgraded) in the cluster, as \`istioctl x precheck\` does: the Kubernetes version, the rights to create what install renders, an installation or same-named objects already there, a namespace still terminating, Ready nodes and the image on them, and the CNI directories on each node (asked by a short-lived pod in a namespace of its own, deleted afterwards). Each finding says what to do; exit code 1 when one would make install fail.`
   static override examples = ['<%= config.bin %> precheck', '<%= config.bin %> precheck --profile demo --set image.pullPolicy=Never']
   static override flags = {...valuesFlags}
   static override summary = 'Check that ztctl can be installed in a Kubernetes cluster'

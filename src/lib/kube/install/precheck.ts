@@ -1,11 +1,13 @@
 // `ztctl precheck` (istioctl x precheck): can this installation go into this cluster? The API server's
 // version, the rights to create what install renders, an installation already there (an upgrade) or objects
 // of the same names that install did not make (it would take them over), a namespace still terminating,
-// Ready nodes, and the image on them when it is never pulled. Each finding says what to do.
+// Ready nodes, the image on them when it is never pulled, and (asked on each node by a short-lived pod) the
+// CNI directories the CNI agent needs. Each finding says what to do.
 import type {KubeClient} from '../rest.js'
-import {type InstallValues, type KubeObject, objectRef, ORIGIN_LABEL} from '../manifest/objects.js'
+import {imageOf, type InstallValues, type KubeObject, objectRef, ORIGIN_LABEL} from '../manifest/objects.js'
 import type {Rendering} from '../manifest/render.js'
 import {readObject} from './apply.js'
+import {probeNodeCni} from './node-probe.js'
 import {KINDS} from './resources.js'
 import {findInstallation} from './state.js'
 
@@ -96,19 +98,35 @@ async function checkNodes(kube: KubeClient, rendering: Rendering, values: Instal
   const findings: Finding[] = [{level: 'ok', message: `${ready.length} Ready node${ready.length > 1 ? 's' : ''}: ${ready.map((node) => node.metadata.name).join(', ')}`}]
   const images = [...new Set(rendering.objects.flatMap(({object}) => workloadImages(object)))]
   for (const image of images) {
-    const without = ready.filter((node) => !((node.status as {images?: {names?: string[]}[]}).images ?? []).some((entry) => entry.names?.some((name) => sameImage(name, image))))
+    const without = ready.filter((node) => !hasImage(node, image))
     if (without.length === 0) findings.push({level: 'ok', message: `Image ${image} is on every Ready node`})
     else if (values.image.pullPolicy === 'Never') {
       findings.push({fix: 'import it (`npm run image`, then `ctr -n k8s.io images import` on each node), or set image.pullPolicy=IfNotPresent', level: 'error', message: `Image ${image} is not on ${without.map((node) => node.metadata.name).join(', ')} and image.pullPolicy is Never`})
     } else findings.push({level: 'warning', message: `Image ${image} is not on ${without.map((node) => node.metadata.name).join(', ')} yet: the nodes will pull it`})
   }
 
-  if (values.cni.enabled) {
-    findings.push({level: 'info', message: `The CNI agents need ${values.cni.confDir} and ${values.cni.binDir} on every node (cni.confDir, cni.binDir): a node without them shows a FailedMount in verify-install`})
+  if (values.cni.enabled) findings.push(...(await checkCniDirs(kube, values, ready)))
+  return findings
+}
+
+/** Ask each node (a short-lived pod with the directories mounted) whether it has what the CNI agent needs. */
+async function checkCniDirs(kube: KubeClient, values: InstallValues, nodes: KubeObject[]): Promise<Finding[]> {
+  const image = imageOf(values, values.cni.image)
+  const withImage = values.image.pullPolicy === 'Never' ? nodes.filter((node) => hasImage(node, image)) : nodes
+  const skipped = nodes.filter((node) => !withImage.includes(node)).map((node) => node.metadata.name)
+  const findings: Finding[] = skipped.length > 0 ? [{level: 'warning', message: `CNI directories not checked on ${skipped.join(', ')}: the image is not there to check with`}] : []
+  const dirs = `cni.confDir ${values.cni.confDir}, cni.binDir ${values.cni.binDir}`
+  for (const result of await probeNodeCni(kube, values, withImage.map((node) => node.metadata.name))) {
+    if (result.unknown) findings.push({level: 'warning', message: `CNI directories of node ${result.node} could not be checked: ${result.unknown}`})
+    else if (result.problems.length > 0) {
+      findings.push({fix: `set cni.confDir / cni.binDir to where this node's container runtime keeps them (${dirs}), or disable the CNI agent (--set cni.enabled=false)`, level: 'error', message: `Node ${result.node}: ${result.problems.join('; ')}`})
+    } else findings.push({level: 'ok', message: `Node ${result.node}: CNI configuration ${result.primary} in ${values.cni.confDir}, plugins in ${values.cni.binDir}`})
   }
 
   return findings
 }
+
+const hasImage = (node: KubeObject, image: string) => ((node.status as {images?: {names?: string[]}[]}).images ?? []).some((entry) => entry.names?.some((name) => sameImage(name, image)))
 
 function workloadImages(object: KubeObject): string[] {
   if (object.kind !== 'Deployment' && object.kind !== 'DaemonSet') return []

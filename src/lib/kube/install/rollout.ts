@@ -92,7 +92,8 @@ export async function podProblems(kube: KubeClient, workload: KubeObject, option
   return problems
 }
 
-async function describePod(kube: KubeClient, pod: KubeObject, logLines: number): Promise<PodProblem | undefined> {
+/** Why a pod is not Ready, in words (undefined when it is). */
+export async function describePod(kube: KubeClient, pod: KubeObject, logLines: number): Promise<PodProblem | undefined> {
   const status = (pod.status ?? {}) as PodStatus
   const name = pod.metadata.name
   const node = (pod.spec as {nodeName?: string}).nodeName
@@ -112,7 +113,9 @@ async function describePod(kube: KubeClient, pod: KubeObject, logLines: number):
       : ''
     const at = {...base, container: container.name, logTail: tail}
     if (waiting?.reason) {
-      const why = waiting.message ? `: ${waiting.message}` : ''
+      // ContainerCreating hides the real cause (FailedMount, FailedCreatePodSandBox…) in the pod's events.
+      const stuck = waiting.reason === 'ContainerCreating' ? (await warningEvents(kube, pod)).at(-1) : undefined
+      const why = stuck ? `; ${stuck.reason}: ${stuck.message}` : waiting.message ? `: ${waiting.message}` : ''
       return {...at, message: `container ${container.name} is waiting: ${waiting.reason}${why}${lastRun}`, terminal: TERMINAL_REASONS.has(waiting.reason)}
     }
 

@@ -109,7 +109,9 @@ function controllerDeployment(values: InstallValues): KubeObject {
 export const ZTCTL_HOME = '/var/lib/ztctl'
 
 export function commonEnv(values: InstallValues): {name: string; value: string}[] {
-  return [{name: 'ZTCTL_HOME', value: ZTCTL_HOME}, {name: 'ZTCTL_LOG_LEVEL', value: values.logLevel}, {name: 'NO_COLOR', value: '1'}]
+  // HOME and SHELL: the containers run as a uid without a passwd entry, where os.homedir() and oclif's
+  // os.userInfo() (for the shell) would fail.
+  return [{name: 'HOME', value: ZTCTL_HOME}, {name: 'SHELL', value: '/bin/sh'}, {name: 'ZTCTL_HOME', value: ZTCTL_HOME}, {name: 'ZTCTL_LOG_LEVEL', value: values.logLevel}, {name: 'NO_COLOR', value: '1'}]
 }
 
 export const restrictedPod = () => ({fsGroup: 65_532, runAsGroup: 65_532, runAsNonRoot: true, runAsUser: 65_532, seccompProfile: {type: 'RuntimeDefault'}})

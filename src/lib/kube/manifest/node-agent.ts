@@ -1,7 +1,7 @@
 // The node agent: one pod per node (DaemonSet ztctl-node) carrying HBONE on 15008. It has no identity file:
 // it enrolls with its projected ServiceAccount token (audience ztctl) and the controller learns its node
 // from a TokenReview (K8S-CONTRACT.md fixes the args, ports and volumes).
-import {commonEnv, nodeSelector, pullSecrets, restrictedContainer, restrictedPod} from './controller.js'
+import {commonEnv, nodeSelector, pullSecrets, restrictedContainer, restrictedPod, ZTCTL_HOME} from './controller.js'
 import {type Component, fieldRef, imageOf, type InstallValues, installLabels, podLabels, type Rendered, resourcesOf} from './objects.js'
 
 export const NODE_AGENT_NAME = 'ztctl-node'
@@ -34,6 +34,7 @@ export function renderNodeAgent(values: InstallValues): Rendered[] {
         {mountPath: '/var/run/secrets/ztctl', name: 'ztctl-token', readOnly: true},
         {mountPath: '/var/run/ztctl/ca', name: 'ca-root', readOnly: true},
         {mountPath: '/tmp', name: 'tmp'},
+        {mountPath: ZTCTL_HOME, name: 'home'},
       ],
     }],
     securityContext: restrictedPod(),
@@ -42,6 +43,7 @@ export function renderNodeAgent(values: InstallValues): Rendered[] {
       {name: 'ztctl-token', projected: {sources: [{serviceAccountToken: {audience: 'ztctl', expirationSeconds: 3600, path: 'token'}}]}},
       {configMap: {name: CA_ROOT_CONFIGMAP, optional: true}, name: 'ca-root'},
       {emptyDir: {}, name: 'tmp'},
+      {emptyDir: {}, name: 'home'},
     ],
   })
 }
