@@ -9,6 +9,7 @@ import {test} from 'node:test'
 
 import {parseAllDocuments} from 'yaml'
 
+import {CRD_KINDS} from '../../src/lib/kube/crds.js'
 import {runCli} from '../helpers/controller.js'
 
 const env = {...process.env, NO_COLOR: '1'}
@@ -40,7 +41,7 @@ test('manifest generate: deterministic, in dependency order, with the names, lab
   const kinds = objects.map((object) => object.kind)
   // CRDs → namespace → RBAC → config → controller → CNI → node agents
   assert.deepEqual([...new Set(kinds)], ['CustomResourceDefinition', 'Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'ConfigMap', 'Service', 'Deployment', 'DaemonSet'])
-  assert.equal(kinds.filter((kind) => kind === 'CustomResourceDefinition').length, 6)
+  assert.equal(kinds.filter((kind) => kind === 'CustomResourceDefinition').length, CRD_KINDS.length)
   assert.deepEqual(objects.filter((object) => object.kind === 'DaemonSet').map((object) => object.metadata.name), ['ztctl-cni', 'ztctl-node'])
   for (const object of objects) {
     assert.equal(object.metadata.labels?.['app.kubernetes.io/part-of'], 'ztctl', `${object.kind} ${object.metadata.name}`)
