@@ -12,7 +12,28 @@ export interface Progress {
   update(text: string): void
 }
 
+/** Each ✔/✘ line ends with how long its step took, since its start(). */
 export async function createProgress(stream: NodeJS.WriteStream): Promise<Progress> {
+  const inner = await rawProgress(stream)
+  let started: number | undefined
+  const took = (text: string) => {
+    const suffix = started === undefined ? '' : ` ${chalk.dim(`[${((Date.now() - started) / 1000).toFixed(1)}s]`)}`
+    started = undefined
+    return text + suffix
+  }
+
+  return {
+    ...inner,
+    fail: (text) => inner.fail(took(text)),
+    start(text) {
+      started = Date.now()
+      inner.start(text)
+    },
+    succeed: (text) => inner.succeed(took(text)),
+  }
+}
+
+async function rawProgress(stream: NodeJS.WriteStream): Promise<Progress> {
   if (stream.isTTY && !process.env.CI) {
     const {default: ora} = await import('ora')
     const spinner = ora({stream})
