@@ -28,8 +28,8 @@ export async function loadKubeConfig(target: KubeTarget = {}, env: NodeJS.Proces
     if (!kubeConfig.getContextObject(target.context)) {
       const names = kubeConfig.getContexts().map((context) => context.name)
       const near = closest(target.context, names)
-      throw new ZtError('ZT_ERR_KUBE_CONTEXT_NOT_FOUND', `kubeconfig ${source} has no context "${target.context}"`, {
-        exit: ExitCode.notFound,
+      throw new ZtError('ZT_ERR_KUBE_CONTEXT', `kubeconfig ${source} has no context "${target.context}" (known: ${names.join(', ') || 'none'})`, {
+        exit: ExitCode.usage,
         suggestion: near ? `did you mean --kube-context ${near}?` : names.length > 0 ? `its contexts: ${names.join(', ')}` : 'add a context to the kubeconfig',
       })
     }
