@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {kubernetesFlags} from '../lib/cli/flag-groups.js'
 import {confirmOrRefuse} from '../lib/cli/confirm.js'
 import {colorDiff} from '../lib/cli/diff-text.js'
 import {createProgress} from '../lib/cli/progress.js'
@@ -20,6 +21,7 @@ Run it again to upgrade: only what changed is applied, and what the new values n
     '<%= config.bin %> install -f values.yaml --kubeconfig ~/.kube/prod --kube-context prod --readiness-timeout 10m',
   ]
   static override flags = {
+    ...kubernetesFlags,
     ...valuesFlags,
     'dry-run': Flags.boolean({description: 'show what would change (a diff against the live cluster, checked by a server-side dry run) and change nothing'}),
     'readiness-timeout': Flags.string({default: '5m', description: 'how long to wait for each component to be ready', env: 'ZTCTL_READINESS_TIMEOUT'}),

@@ -1,6 +1,7 @@
 import chalk from 'chalk'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {kubernetesFlags} from '../lib/cli/flag-groups.js'
 import {valuesFlags, valuesFromFlags} from '../lib/cli/values-flags.js'
 import type {Finding} from '../lib/kube/install/precheck.js'
 
@@ -9,7 +10,7 @@ const MARK: Record<Finding['level'], string> = {error: chalk.red('✘'), info: c
 export default class Precheck extends BaseCommand<typeof Precheck> {
   static override description = `Check whether ztctl can be installed (or upgraded) in the cluster, as \`istioctl x precheck\` does: the Kubernetes version, the rights to create what install renders, an installation or same-named objects already there, a namespace still terminating, Ready nodes and the image on them, and the CNI directories on each node (asked by a short-lived pod in a namespace of its own, deleted afterwards). Each finding says what to do; exit code 1 when one would make install fail.`
   static override examples = ['<%= config.bin %> precheck', '<%= config.bin %> precheck --profile demo --set image.pullPolicy=Never']
-  static override flags = {...valuesFlags}
+  static override flags = {...kubernetesFlags, ...valuesFlags}
   static override summary = 'Check that ztctl can be installed in a Kubernetes cluster'
 
   async run(): Promise<unknown> {

@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {kubernetesFlags} from '../lib/cli/flag-groups.js'
 import {confirmOrRefuse} from '../lib/cli/confirm.js'
 import {createProgress} from '../lib/cli/progress.js'
 import {parseDuration} from '../lib/cli/render.js'
@@ -13,6 +14,7 @@ export default class Uninstall extends BaseCommand<typeof Uninstall> {
 Kept unless --purge: the custom resource definitions (with them the mesh's configuration), and the install namespace while it holds the controller's run-time state (CA, identities, Lease) or objects of others. --purge removes those too.`
   static override examples = ['<%= config.bin %> uninstall -y', '<%= config.bin %> uninstall --purge -y']
   static override flags = {
+    ...kubernetesFlags,
     purge: Flags.boolean({description: 'also delete the custom resource definitions (and every policy, tunnel … in them) and the controller\'s CA and identities'}),
     'skip-confirmation': Flags.boolean({char: 'y', description: 'do not ask for confirmation (needed without a terminal)'}),
     timeout: Flags.string({default: '5m', description: 'how long to wait for the deleted objects (and their pods) to go away'}),

@@ -1,6 +1,7 @@
 import chalk from 'chalk'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {kubernetesFlags} from '../lib/cli/flag-groups.js'
 import {valuesFlags, valuesFromFlags} from '../lib/cli/values-flags.js'
 import type {Verification} from '../lib/kube/install/verify.js'
 
@@ -9,7 +10,7 @@ export default class VerifyInstall extends BaseCommand<typeof VerifyInstall> {
 
 It checks the profile and values recorded by the last install; --profile, --set and -f check against other values instead.`
   static override examples = ['<%= config.bin %> verify-install', '<%= config.bin %> verify-install -o json', '<%= config.bin %> verify-install -n ztctl-system --set controller.replicas=2']
-  static override flags = {...valuesFlags}
+  static override flags = {...kubernetesFlags, ...valuesFlags}
   static override summary = 'Verify that ztctl is installed and working in a Kubernetes cluster'
 
   async run(): Promise<unknown> {

@@ -1,4 +1,5 @@
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {controllerFlags} from '../lib/cli/flag-groups.js'
 
 interface VersionData {
   client: {node: string; version: string}
@@ -8,6 +9,7 @@ interface VersionData {
 export default class Version extends BaseCommand<typeof Version> {
   static override description = 'Show the client version, and the controller version when one is reachable'
   static override examples = ['<%= config.bin %> version', '<%= config.bin %> version --json']
+  static override flags = {...controllerFlags}
 
   async run(): Promise<VersionData> {
     const {probeControllerVersion} = await import('../lib/client/identities.js')

@@ -17,13 +17,16 @@ export function editDistance(a: string, b: string): number {
   return row[b.length]
 }
 
-/** The closest candidate, or undefined when even the best one is further than a typo (a third of the length, at least 2). */
-export function closest(typed: string, candidates: Iterable<string>): string | undefined {
+/**
+ * The closest candidate, or undefined when even the best one is further than a typo: by default a third of
+ * the length, at least 2 (value keys, profiles); command words pass a stricter limit.
+ */
+export function closest(typed: string, candidates: Iterable<string>, limit = Math.max(2, Math.floor(typed.length / 3))): string | undefined {
   let best: {distance: number; value: string} | undefined
   for (const value of candidates) {
     const distance = editDistance(typed.toLowerCase(), value.toLowerCase())
-    if (!best || distance < best.distance) best = {distance, value}
+    if (distance <= limit && (!best || distance < best.distance)) best = {distance, value}
   }
 
-  return best && best.distance <= Math.max(2, Math.floor(typed.length / 3)) ? best.value : undefined
+  return best?.value
 }

@@ -17,3 +17,8 @@ export function errorText(error: unknown): string {
 
   return `${chalk.red('Internal error')} (a bug in ztctl; please report it with this output):\n${(error as Error | undefined)?.stack ?? String(error)}`
 }
+
+/** A warning line: the change went through, but something deserves a look. */
+export function warningText(message: string): string {
+  return `${chalk.yellow('Warning:')} ${message}`
+}

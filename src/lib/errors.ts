@@ -11,6 +11,7 @@ export const ExitCode = {
   auth: 4,
   unreachable: 5,
   conflict: 6,
+  unknownCommand: 127,
   interrupted: 130,
 } as const
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode]
@@ -45,8 +46,8 @@ export class ZtError extends Error {
     return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true
   }
 
-  toJSON(): {code: string; message: string; suggestion?: string; details?: Record<string, unknown>} {
-    return {code: this.code, message: this.message, suggestion: this.suggestion, details: this.details}
+  toJSON(): {code: string; details?: Record<string, unknown>; exit: ExitCodeValue; message: string; suggestion?: string} {
+    return {code: this.code, details: this.details, exit: this.exit, message: this.message, suggestion: this.suggestion}
   }
 }
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import http2 from 'node:http2'
 import path from 'node:path'
-import {test} from 'node:test'
+import {test, type TestContext} from 'node:test'
 
 import {type ConfigSnapshot} from '../../src/lib/config/types.js'
 import {subscribeConfig} from '../../src/lib/client/config-stream.js'
@@ -28,15 +28,21 @@ async function waitFor<T>(items: T[], predicate: (item: T) => boolean, timeoutMs
   throw new Error('timed out waiting for a config version')
 }
 
-const policy = (name: string) => ({action: 'ALLOW', from: ['#frontend'], name, ports: [5432], services: ['tcp/db'], sourceCidrs: []})
-
-test('config stream: snapshot, delta, resume, ack, garbage', async (t) => {
+/** A real controller, the enrolled identity agent-a, and an admin client. */
+async function controllerWithAgent(t: TestContext) {
   const ctl = await startTestController(t)
   assert.equal((await ctl.run(['identity', 'create', 'agent-a'])).code, 0)
   assert.equal((await ctl.run(['enroll', path.join(ctl.home, 'agent-a.jwt')])).code, 0)
   const identity = await readIdentityFile(path.join(ctl.home, 'agent-a.json'))
   const admin = ControllerClient.fromIdentity({...(await readIdentityFile(ctl.adminIdentityPath)), controller: ctl.url})
   t.after(() => admin.close())
+  return {admin, ctl, identity}
+}
+
+const policy = (name: string) => ({action: 'ALLOW', from: ['#frontend'], name, ports: [5432], services: ['tcp/db'], sourceCidrs: []})
+
+test('config stream: snapshot, delta, resume, ack, garbage', async (t) => {
+  const {admin, identity} = await controllerWithAgent(t)
 
   const applied: Applied[] = []
   const subscription = subscribeConfig({
@@ -94,13 +100,20 @@ test('config stream: snapshot, delta, resume, ack, garbage', async (t) => {
   assert.equal(JSON.parse(garbage.split('\n')[0]).type, 'error')
   const impersonation = await rawStream(identity, JSON.stringify({agent: 'someone-else', hbone: '1.2.3.4:1', type: 'subscribe'}) + '\n')
   assert.equal(JSON.parse(impersonation.split('\n')[0]).error.code, 'ZT_ERR_FORBIDDEN')
-  const huge = await rawStream(identity, 'x'.repeat(200 * 1024))
+  // An ack whose statuses are not statuses is garbage too.
+  const subscribe = JSON.stringify({agent: 'agent-a', hbone: '127.0.0.1:15008', type: 'subscribe'}) + '\n'
+  for (const resources of [[{kind: 'bogus', key: 'x', state: 'applied'}], [{kind: 'inbound', key: 'x', state: 'maybe'}], 'all fine', Array.from({length: 5000}, () => ({kind: 'policy', key: 'p', state: 'applied'}))]) {
+    const reply = await rawStream(identity, subscribe + JSON.stringify({resources, type: 'ack', version: 1}) + '\n', 2)
+    assert.equal(JSON.parse(reply.split('\n')[1]).type, 'error', JSON.stringify(resources).slice(0, 80))
+  }
+
+  const huge = await rawStream(identity, 'x'.repeat(5 * 1024 * 1024))
   assert.equal(JSON.parse(huge.split('\n')[0]).type, 'error')
   assert.equal((await admin.request<{version: string}>('GET', '/v1/version')).version.length > 0, true)
 })
 
-/** Send BODY on a config stream and return what comes back up to the first full line (bounded in time). */
-async function rawStream(identity: {ca: string; cert: string; controller: string; key: string}, body: string): Promise<string> {
+/** Send BODY on a config stream and return what comes back up to the LINES-th full line (bounded in time). */
+async function rawStream(identity: {ca: string; cert: string; controller: string; key: string}, body: string, lines = 1): Promise<string> {
   const session = http2.connect(identity.controller, {ca: identity.ca, cert: identity.cert, key: identity.key})
   try {
     const stream = session.request({':method': 'POST', ':path': '/v1/config/stream'}, {endStream: false})
@@ -109,8 +122,7 @@ async function rawStream(identity: {ca: string; cert: string; controller: string
     const done = new Promise<void>((resolve) => {
       stream.on('data', (chunk: Buffer) => {
         text += chunk.toString()
-        // The first complete line is all these checks need.
-        if (text.includes('\n')) resolve()
+        if (text.split('\n').length > lines) resolve()
       })
       stream.on('close', () => resolve())
       stream.on('error', () => resolve())
@@ -123,3 +135,23 @@ async function rawStream(identity: {ca: string; cert: string; controller: string
     session.destroy()
   }
 }
+
+test('acks carry per-resource status and the agent\'s version; a re-ack replaces them', async (t) => {
+  const {admin, identity} = await controllerWithAgent(t)
+  const failing = {code: 'EADDRINUSE', key: 'tcp/web@agent-a', kind: 'inbound' as const, reason: 'x'.repeat(2000), state: 'error' as const}
+  const subscription = subscribeConfig({agent: 'agent-a', hbone: '127.0.0.1:15008', identity, minBackoffMs: 100, onConfig: () => [failing], software: '9.9.9'})
+  t.after(() => subscription.close())
+  type Status = {agents: {name: string; resources: {code?: string; reason?: string; state: string}[]; software?: string}[]}
+  const agentA = async () => (await admin.request<Status>('GET', '/v1/agents')).agents.find((agent) => agent.name === 'agent-a')
+  const deadline = Date.now() + 5000
+  while (Date.now() < deadline && (await agentA())?.resources.length !== 1) await new Promise((resolve) => setTimeout(resolve, 50))
+  const reported = (await agentA())!
+  assert.equal(reported.software, '9.9.9')
+  assert.equal(reported.resources[0].state, 'error')
+  assert.equal(reported.resources[0].code, 'EADDRINUSE')
+  assert.equal(reported.resources[0].reason!.length, 512, 'reasons are bounded')
+
+  subscription.report([{key: 'tcp/web@agent-a', kind: 'inbound', state: 'applied'}])
+  while (Date.now() < deadline + 5000 && (await agentA())?.resources[0]?.state !== 'applied') await new Promise((resolve) => setTimeout(resolve, 50))
+  assert.deepEqual((await agentA())!.resources, [{key: 'tcp/web@agent-a', kind: 'inbound', state: 'applied'}])
+})

@@ -49,7 +49,7 @@ test('enrollment, end to end and its errors', async (t) => {
     const copy = path.join(ctl.home, 'once-copy.jwt')
     await writeFile(copy, await readFile(jwt))
     assert.equal((await ctl.run(['enroll', jwt])).code, 0)
-    const second = await ctl.run(['enroll', copy, '-o', path.join(ctl.home, 'once-2.json')])
+    const second = await ctl.run(['enroll', copy, '--out', path.join(ctl.home, 'once-2.json')])
     assert.equal(second.code, 6)
     assert.match(second.stderr, /ZT_ERR_TOKEN_USED/)
     assert.match(second.stderr, /already used/)

@@ -8,31 +8,7 @@ import path from 'node:path'
 import {test} from 'node:test'
 
 import {RUN_JS} from '../helpers/controller.js'
-
-interface QuickstartJson {
-  agents: {addresses: {admin: string; metrics: string}; name: string; pid: number}[]
-  demo: {service: string; url: string}
-  home: string
-}
-
-/** Start `ztctl quickstart --json ARGS` and wait for its summary (printed once the tunnel works). */
-async function startQuickstart(t: {after(fn: () => void): void}, args: string[] = []) {
-  const child = spawn(process.execPath, [RUN_JS, 'quickstart', '--json', ...args], {env: {...process.env, NO_COLOR: '1'}, stdio: ['ignore', 'pipe', 'pipe']})
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk))
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
-  const deadline = Date.now() + 30_000
-  while (!stdout.trim().endsWith('}') && Date.now() < deadline && child.exitCode === null) {
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-
-  assert.equal(child.exitCode, null, `quickstart exited early: ${stderr}`)
-  return {child, mesh: JSON.parse(stdout) as QuickstartJson, stderr: () => stderr}
-}
+import {startQuickstart} from '../helpers/quickstart.js'
 
 const alive = (pid: number): boolean => {
   try {
@@ -64,7 +40,7 @@ test('quickstart serves the demo through the tunnel, then cleans up on SIGINT', 
 
   child.kill('SIGINT')
   const [code] = await once(child, 'exit')
-  assert.equal(code, 0, stderr())
+  assert.equal(code, 130, `Ctrl-C exits 130 (README): ${stderr()}`)
   for (const agent of mesh.agents) assert.equal(alive(agent.pid), false, 'agent process is gone')
   await assert.rejects(access(mesh.home), 'the temporary home is removed')
 })
@@ -83,4 +59,23 @@ test('agents of a quickstart killed with SIGKILL exit by themselves', async (t) 
   const survivors = mesh.agents.filter((agent) => alive(agent.pid))
   for (const agent of survivors) process.kill(agent.pid, 'SIGKILL') // never leave one behind, even on failure
   assert.deepEqual(survivors.map((agent) => agent.name), [], 'no orphaned agent')
+})
+
+test('quickstart --port P fails with agent-a\'s reason when another process holds P', async (t) => {
+  const {createServer} = await import('node:net')
+  const held = createServer((socket) => socket.end('HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\nhello from the ztctl quickstart demo xx\n'))
+  held.listen(0, '127.0.0.1')
+  await once(held, 'listening')
+  t.after(() => held.close())
+  const port = (held.address() as {port: number}).port
+  const child = spawn(process.execPath, [RUN_JS, 'quickstart', '--port', String(port)], {env: {...process.env, NO_COLOR: '1'}, stdio: ['ignore', 'pipe', 'pipe']})
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
+  const [code] = await once(child, 'exit')
+  assert.equal(code, 6, stderr)
+  assert.match(stderr, new RegExp(`ZT_ERR_NOT_APPLIED\\): agent agent-a could not apply inbound tcp/demo@agent-a: cannot listen on 127\\.0\\.0\\.1:${port} for tcp/demo: address already in use`))
+  assert.doesNotMatch(stderr, /is running/)
 })

@@ -10,12 +10,14 @@
 //   await ctl.stop()       // SIGTERM, waits for exit
 //   await ctl.kill9()      // SIGKILL, waits for exit
 //   await ctl.restart()    // start again on the same port, data dir and home
+//   const a = await ctl.startAgent('agent-a')   // identity create + enroll + `agent run` (port 0 everywhere), ready
+//   a.ready.addresses.admin; a.logs(); await a.stop()
 //
 // Options: extraArgs (e.g. ['--cert-ttl', '4s']), port (reuse a port), dataDir, home; netns + listenHost run
 // the controller (and ctl.run) inside a network namespace, e.g. a test "node" (`ip netns exec`, same PID).
 // Needs a built dist/ (`npm run build`). Everything is killed by PID; nothing is left running.
 import {type ChildProcess, spawn} from 'node:child_process'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -41,6 +43,14 @@ export interface TestControllerOptions {
   port?: number
 }
 
+export interface TestAgent {
+  logs(): string
+  name: string
+  pid: number
+  ready: {addresses: {admin?: string; advertise: string; hbone: string; inbound: Record<string, string>; metrics?: string; readiness?: string}}
+  stop(): Promise<void>
+}
+
 export interface TestController {
   adminIdentityPath: string
   dataDir: string
@@ -54,6 +64,8 @@ export interface TestController {
   kill9(): Promise<void>
   restart(): Promise<void>
   run(args: string[], options?: {cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number}): Promise<RunResult>
+  /** Create and enroll NAME, then run it as a real agent process of this controller (ready file in $ZTCTL_HOME/agents/). */
+  startAgent(name: string, extraArgs?: string[]): Promise<TestAgent>
   stop(): Promise<void>
 }
 
@@ -152,6 +164,11 @@ export async function startTestController(t: TestContextLike, options: TestContr
       await launch()
     },
     run: (args, runOptions = {}) => runCli(args, {...env, ...runOptions.env}, {cwd: runOptions.cwd ?? home, netns: options.netns, timeoutMs: runOptions.timeoutMs}),
+    startAgent: async (name, extraArgs = []) => {
+      const agent = await spawnAgent(controller, name, extraArgs)
+      t.after(() => agent.stop())
+      return agent
+    },
     stop: () => waitExit('SIGTERM'),
   }
   t.after(async () => {
@@ -159,6 +176,41 @@ export async function startTestController(t: TestContextLike, options: TestContr
     if (!options.home) await rm(home, {force: true, recursive: true})
   })
   return controller
+}
+
+async function spawnAgent(ctl: TestController, name: string, extraArgs: string[]): Promise<TestAgent> {
+  for (const args of [['identity', 'create', name, '-a', 'agent'], ['enroll', `${name}.jwt`, '--force']]) {
+    const result = await ctl.run(args)
+    if (result.code !== 0) throw new Error(`ztctl ${args.join(' ')} failed (${result.code}): ${result.stderr}`)
+  }
+
+  const readyFile = path.join(ctl.home, 'agents', `${name}.json`)
+  await rm(readyFile, {force: true})
+  const loopback = '127.0.0.1:0'
+  const child = spawn(process.execPath, [RUN_JS, 'agent', 'run', '-i', path.join(ctl.home, `${name}.json`), '--hbone', loopback, '--admin', loopback, '--metrics', loopback,
+    '--readiness', loopback, '--ready-file', readyFile, '--drain-timeout', '1s', ...extraArgs], {cwd: ctl.home, env: ctl.env, stdio: ['ignore', 'pipe', 'pipe']})
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), EXIT_TIMEOUT_MS)
+    await exited
+    clearTimeout(timer)
+  }
+
+  const deadline = Date.now() + READY_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`agent ${name} exited (${child.exitCode}) while starting:\n${output}`)
+    const ready = await readFile(readyFile, 'utf8').then((text) => JSON.parse(text) as TestAgent['ready'], () => undefined)
+    if (ready) return {logs: () => output, name, pid: child.pid!, ready, stop}
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+
+  await stop()
+  throw new Error(`agent ${name} not ready within ${READY_TIMEOUT_MS} ms:\n${output}`)
 }
 
 /** Resolves with the URL from the banner, or with the exit code when the process dies first. */

@@ -108,8 +108,8 @@ test('a redirected pod resolves mesh names via the agent\'s 15053, other names v
   const files = (node: TopoNode) => ({identity: path.join(dir, `${node.name}.json`), socket: path.join(dir, `${node.name}.sock`), stateDir: path.join(dir, `${node.name}-state`)})
   for (const node of [node1, node2]) {
     const name = `node${node.index + 1}`
-    await ok(ctl, ['identity', 'create', name, '-a', 'node', '--output', path.join(dir, `${name}.jwt`)])
-    await ok(ctl, ['enroll', path.join(dir, `${name}.jwt`), '--output', files(node).identity])
+    await ok(ctl, ['identity', 'create', name, '-a', 'node', '--out', path.join(dir, `${name}.jwt`)])
+    await ok(ctl, ['enroll', path.join(dir, `${name}.jwt`), '--out', files(node).identity])
     agents.push(await startNodeAgent(topo, node, files(node)))
   }
 

@@ -48,8 +48,8 @@ for (const variant of IPTABLES_VARIANTS) {
     const identityFiles: string[] = []
     for (const node of [node1, node2]) {
       const name = `node${node.index + 1}`
-      await ok(ctl, ['identity', 'create', name, '-a', 'node', '--output', path.join(dir, `${name}.jwt`)])
-      await ok(ctl, ['enroll', path.join(dir, `${name}.jwt`), '--output', path.join(dir, `${name}.json`)])
+      await ok(ctl, ['identity', 'create', name, '-a', 'node', '--out', path.join(dir, `${name}.jwt`)])
+      await ok(ctl, ['enroll', path.join(dir, `${name}.jwt`), '--out', path.join(dir, `${name}.json`)])
       identityFiles.push(path.join(dir, `${name}.json`))
     }
 

@@ -14,8 +14,8 @@ import {startTestController, type TestController} from '../helpers/controller.js
 async function enrolled(t: {after(fn: () => void): void}, ctl: TestController, name: string, roles: string[]): Promise<ControllerClient> {
   const jwt = path.join(ctl.home, `${name}.jwt`)
   const file = path.join(ctl.home, `${name}.json`)
-  assert.equal((await ctl.run(['identity', 'create', name, ...roles.flatMap((role) => ['-a', role]), '--output', jwt])).code, 0)
-  assert.equal((await ctl.run(['enroll', jwt, '--output', file])).code, 0)
+  assert.equal((await ctl.run(['identity', 'create', name, ...roles.flatMap((role) => ['-a', role]), '--out', jwt])).code, 0)
+  assert.equal((await ctl.run(['enroll', jwt, '--out', file])).code, 0)
   const client = ControllerClient.fromIdentity(await readIdentityFile(file))
   t.after(() => client.close())
   return client

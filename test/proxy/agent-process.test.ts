@@ -97,8 +97,9 @@ test('agent processes: a static config path works end to end; SIGTERM stops acce
   await cut
   assert.match(otherAgent.stdout(), /drain duration expired with pending connections, forcefully shutting down/)
   stuck.destroy()
-  serverAgent.child.kill('SIGTERM')
-  assert.equal(await serverAgent.exited, 0)
+  // Ctrl-C drains the same way and exits 130 (README "Exit codes").
+  serverAgent.child.kill('SIGINT')
+  assert.equal(await serverAgent.exited, 130)
 })
 
 const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)

@@ -144,6 +144,23 @@ export function tunnelConfig(options: {
   return snapshot
 }
 
+/**
+ * Two agents in-process over real mTLS: `agent-a` with an inbound tunnel for tcp/echo (LISTEN), `agent-b`
+ * hosting it towards TARGETS (default an echo server of its own).
+ */
+export async function echoTunnel(t: TestContext, options: {extra?: Partial<AgentOptions>; targets?: {host: string; port: number; weight?: number}[]} = {}) {
+  const dir = await tempDir(t)
+  const mesh = await createMesh()
+  const [client, server] = await Promise.all([mesh.identity('agent-a'), mesh.identity('agent-b')])
+  const echo = await echoServer(t)
+  const targets = options.targets ?? [{host: '127.0.0.1', port: echo.port}]
+  const serverAgent = await startAgent(t, dir, server, tunnelConfig({client, server, serverHbone: '127.0.0.1:1', targets}), options.extra)
+  const config = tunnelConfig({client, server, serverHbone: serverAgent.agent.addresses.hbone, targets})
+  const clientAgent = await startAgent(t, dir, client, config, options.extra)
+  await clientAgent.agent.ready
+  return {client, clientAgent, config, dir, echo, listen: clientAgent.agent.addresses.inbound['tcp/echo@agent-a'], mesh, server, serverAgent, targets}
+}
+
 /** Connect to host:port and resolve once connected. */
 export async function dial(address: string): Promise<Socket> {
   const colon = address.lastIndexOf(':')

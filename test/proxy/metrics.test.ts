@@ -48,3 +48,25 @@ test('label values with quotes, backslashes and newlines stay valid exposition',
   const verdict = await promtoolCheck(text)
   assert.equal(verdict.code, 0, verdict.output)
 })
+
+test('process metrics (RSS, CPU, open fds, event-loop lag) in Prometheus text that promtool accepts', async () => {
+  const {processMetrics} = await import('../../src/lib/proxy/observe/process-metrics.js')
+  processMetrics() // starts measuring the loop, as an agent does when it opens its metrics port
+  // Block the loop for a moment so the lag has something to show.
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  const busyUntil = Date.now() + 40
+  while (Date.now() < busyUntil) Math.sqrt(Math.random())
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  const text = new Metrics({component: 'ztctl-agent', tag: 't'}).render() + processMetrics().render()
+  const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1])
+  assert.ok(value('process_resident_memory_bytes') > 10 * 1024 * 1024)
+  assert.ok(value('process_cpu_seconds_total') > 0)
+  assert.ok(value('process_open_fds') >= 3)
+  assert.ok(value('process_max_fds') >= value('process_open_fds'))
+  assert.ok(Math.abs(value('process_start_time_seconds') - (Date.now() / 1000 - process.uptime())) < 5)
+  assert.ok(value('nodejs_eventloop_lag_p99_seconds') >= 0.02, `lag after a 40 ms block: ${value('nodejs_eventloop_lag_p99_seconds')}`)
+  assert.match(text, /^# TYPE process_cpu_seconds_total counter$/m)
+  const verdict = await promtoolCheck(text)
+  assert.equal(verdict.code, 0, verdict.output)
+  assert.doesNotMatch(verdict.output, /error/i)
+})

@@ -10,7 +10,7 @@ import type {DataPathChoice} from '../../src/lib/proxy/daemon/agent.js'
 import {HboneEngine} from '../../src/lib/proxy/hbone/hbone-engine.js'
 
 import {
-  createMesh, deadPort, dial, echoServer, httpGet, roundTrip, serialOf, sha256, startAgent, tempDir, tunnelConfig, waitFor,
+  createMesh, deadPort, dial, echoServer, echoTunnel, httpGet, roundTrip, serialOf, sha256, startAgent, tempDir, tunnelConfig, waitFor,
 } from './helpers.js'
 
 /** The agent closed the connection: a FIN ('end') or a reset ('close'). */
@@ -20,19 +20,10 @@ const endedOrClosed = (socket: Socket): Promise<unknown> => new Promise((resolve
 })
 
 async function twoAgents(t: TestContext, dataPath: DataPathChoice, targets?: {host: string; port: number; weight?: number}[]) {
-  const dir = await tempDir(t)
-  const mesh = await createMesh()
-  const [client, server] = await Promise.all([mesh.identity('agent-a'), mesh.identity('agent-b')])
-  const echo = await echoServer(t)
-  const targetList = targets ?? [{host: '127.0.0.1', port: echo.port}]
-  const serverAgent = await startAgent(t, dir, server, tunnelConfig({client, server, serverHbone: '127.0.0.1:1', targets: targetList}), {dataPath})
-  const config = tunnelConfig({client, server, serverHbone: serverAgent.agent.addresses.hbone, targets: targetList})
-  const clientAgent = await startAgent(t, dir, client, config, {dataPath})
-  await clientAgent.agent.ready
-  const listen = clientAgent.agent.addresses.inbound['tcp/echo@agent-a']
-  assert.match(listen, /^127\.0\.0\.1:\d+$/)
-  assert.equal(clientAgent.agent.configDump().config.dataPath, dataPath)
-  return {client, clientAgent, config, dir, echo, listen, mesh, server, serverAgent}
+  const pair = await echoTunnel(t, {extra: {dataPath}, targets})
+  assert.match(pair.listen, /^127\.0\.0\.1:\d+$/)
+  assert.equal(pair.clientAgent.agent.configDump().config.dataPath, dataPath)
+  return pair
 }
 
 for (const dataPath of ['native', 'node'] as const) {

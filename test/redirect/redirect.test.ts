@@ -51,6 +51,16 @@ for (const variant of IPTABLES_VARIANTS) {
     const routingBefore = await routingText(topo, pod)
     const options = {agentSocket: path.join(stateDir, 'no-agent.sock'), backend: `iptables-${variant}` as const, netns: pod.netnsPath, serviceAccount: 'web', stateDir, workload: 'default/web-1'}
 
+    // --dry-run prints the rules it would install and changes nothing.
+    const dry = await runCli(['redirect', 'add', '--netns', pod.netnsPath, '--workload', 'default/web-1', '--service-account', 'web', '--state-dir', stateDir,
+      '--agent-socket', options.agentSocket, '--backend', `iptables-${variant}`, '--dry-run'], {...process.env, NO_COLOR: '1'})
+    assert.equal(dry.code, 0, dry.stderr)
+    assert.match(dry.stdout, /^dry run, nothing changed: workload default\/web-1 /)
+    assert.ok(dry.stdout.includes(`-restore --noflush\n${(await GOLDEN('ruleset-v4-dns.golden')).trimEnd()}`), dry.stdout)
+    assert.match(dry.stdout, /ip -4 rule add fwmark 0x111\/0xfff pref 32764 lookup 100/)
+    assert.equal(await savedText(topo, pod.netns, variant), before, 'the dry run changed no rule')
+    assert.deepEqual(await listRedirects({stateDir}), [], 'nor the state cache')
+
     const first = await addRedirect(options)
     assert.equal(first.changed, true)
     assert.equal(first.backend, `iptables-${variant}`)

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {logFlags} from '../../lib/cli/flag-groups.js'
 import {parseDuration} from '../../lib/cli/render.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
 import type {DaemonOptions} from '../../lib/proxy/daemon/launch.js'
@@ -13,6 +14,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     '<%= config.bin %> <%= command.id %> -i a.json --config mesh.json --hbone 127.0.0.1:0 --admin 127.0.0.1:0 --metrics 127.0.0.1:0 --readiness 127.0.0.1:0 --ready-file a.ready.json',
   ]
   static override flags = {
+    ...logFlags,
     admin: Flags.string({default: '127.0.0.1:15000', description: 'admin listener: /config_dump, /logging, /quitquitquit'}),
     advertise: Flags.string({description: 'HOST:PORT other agents dial [default: the HBONE address, 0.0.0.0 → 127.0.0.1]'}),
     config: Flags.string({description: 'static configuration file (a ConfigSnapshot as JSON) instead of the controller; re-read on change'}),
@@ -78,7 +80,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     // The lean daemon replaces this process (same PID and stdio) and never returns here; without
     // process.execve, or with ZTCTL_AGENT_IN_PROCESS=1, the agent runs inside this process.
     execDaemon(options)
-    await runDaemon(options)
+    if ((await runDaemon(options)) === 'SIGINT') process.exitCode = ExitCode.interrupted
   }
 
   private async sidecarOptions(mode: 'proxy' | 'tproxy') {

@@ -3,6 +3,7 @@ import {once} from 'node:events'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {logFlags} from '../../lib/cli/flag-groups.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
 
 export default class CniRun extends BaseCommand<typeof CniRun> {
@@ -12,6 +13,7 @@ It checks the node's CNI directories (seen through hostPath mounts) and answers 
   static override enableJsonFlag = false
   static override examples = ['<%= config.bin %> cni run --conf-dir /host/cni/net.d --bin-dir /host/cni/bin --readiness 10.0.0.5:15029']
   static override flags = {
+    ...logFlags,
     'bin-dir': Flags.string({default: '/opt/cni/bin', description: "the node's CNI plugin directory"}),
     'conf-dir': Flags.string({default: '/etc/cni/net.d', description: "the node's CNI configuration directory"}),
     readiness: Flags.string({default: '127.0.0.1:15029', description: 'readiness listener HOST:PORT: /healthz/ready'}),

@@ -1,6 +1,7 @@
 import {BaseCommand} from '../../lib/cli/base-command.js'
 
 export default class ContextList extends BaseCommand<typeof ContextList> {
+  static override hiddenAliases = ['context:ls']
   static override description = 'List the contexts (controller URL + identity); * marks the current one'
   static override examples = ['<%= config.bin %> context list', '<%= config.bin %> context list -o json']
 

@@ -1,8 +1,10 @@
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags} from '../../lib/cli/flag-groups.js'
 
 export default class ContextShow extends BaseCommand<typeof ContextShow> {
   static override description = 'Show the current context (or the one --context names) and its identity'
   static override examples = ['<%= config.bin %> context show', '<%= config.bin %> context show --context staging -o yaml']
+  static override flags = {...controllerFlags}
 
   async run(): Promise<unknown> {
     const {showContext} = await import('../../lib/client/contexts.js')

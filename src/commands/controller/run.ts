@@ -1,13 +1,15 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {logFlags} from '../../lib/cli/flag-groups.js'
 import {parseDuration} from '../../lib/cli/render.js'
+import {untilStopped} from '../../lib/cli/signals.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
 
 export default class ControllerRun extends BaseCommand<typeof ControllerRun> {
   static override description = `Run the controller in the foreground: CA, enrollment, certificate signing, management API and config stream on one TLS port.
 
-The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate), writes an admin identity to <home>/identities/admin.json and a context (default "local"), so the next ztctl command just works. SIGINT/SIGTERM stop it gracefully.`
+The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate), writes an admin identity to <home>/identities/admin.json and a context (default "local"), so the next ztctl command just works. SIGINT/SIGTERM stop it gracefully (exit 130 after Ctrl-C, 0 after SIGTERM).`
 
   // A long-running command: the banner is printed at start (`-o json` for machines), not on return.
   static override enableJsonFlag = false
@@ -19,10 +21,12 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
   ]
 
   static override flags = {
+    ...logFlags,
+    'admin-cert-ttl': Flags.string({default: '720h', description: 'lifetime of admin certificates; the CLI renews them on use past half-life'}),
     advertise: Flags.string({description: 'URL agents and CLIs use to reach this controller (default: the bound address)'}),
     'ca-cert': Flags.string({dependsOn: ['ca-key'], description: 'import this intermediate CA certificate (PEM, optionally followed by its chain)'}),
     'ca-key': Flags.string({dependsOn: ['ca-cert'], description: 'the unencrypted PKCS#8 EC P-256 key of --ca-cert'}),
-    'cert-ttl': Flags.string({default: '24h', description: 'lifetime of issued certificates (e.g. 24h, 30s)'}),
+    'cert-ttl': Flags.string({default: '24h', description: 'lifetime of issued certificates of agents and workloads (e.g. 24h, 30s)'}),
     'context-name': Flags.string({default: 'local', description: 'name of the CLI context to write'}),
     'data-dir': Flags.string({description: 'where the store and CA live (default: <home>/controller)'}),
     listen: Flags.string({default: '127.0.0.1:15012', description: 'HOST:PORT to listen on (port 0 = any free port)'}),
@@ -38,11 +42,17 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       })
     }
 
+    const adminTtl = parseDuration(this.flags['admin-cert-ttl'])
+    if (adminTtl === undefined || adminTtl < 2) {
+      throw new ZtError('ZT_ERR_BAD_FLAG', `--admin-cert-ttl "${this.flags['admin-cert-ttl']}" is not a duration of at least 2s`, {exit: ExitCode.usage, suggestion: 'e.g. --admin-cert-ttl 720h'})
+    }
+
     const {createLogger} = await import('../../lib/log/logger.js')
     // Logs go to stderr: stdout carries the banner (or its JSON form).
     const logger = await createLogger({destination: 2, level: this.flags['log-level']})
     const {startController} = await import('../../lib/controller/controller.js')
     const controller = await startController({
+      adminCertTtlSeconds: adminTtl,
       advertise: this.flags.advertise,
       caImport: this.flags['ca-cert'] ? {certFile: this.flags['ca-cert'], keyFile: this.flags['ca-key']!} : undefined,
       certTtlSeconds: ttl,
@@ -69,18 +79,9 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       `  pid                  : ${process.pid}`,
     ].join('\n'))
 
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop)
-        process.off('SIGTERM', stop)
-        resolve()
-      }
-
-      process.on('SIGINT', stop)
-      process.on('SIGTERM', stop)
-    })
+    const signal = await untilStopped()
     await controller.close()
-    logger.info({}, 'controller stopped')
+    logger.info({signal}, 'controller stopped')
     logger.flush()
   }
 }

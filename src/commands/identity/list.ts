@@ -1,9 +1,12 @@
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags} from '../../lib/cli/flag-groups.js'
 import {formatAge} from '../../lib/cli/render.js'
 
 export default class IdentityList extends BaseCommand<typeof IdentityList> {
+  static override hiddenAliases = ['identity:ls']
   static override description = 'List the identities of the mesh (revoked ones are gone)'
   static override examples = ['<%= config.bin %> identity list', '<%= config.bin %> identity list -o yaml']
+  static override flags = {...controllerFlags}
 
   async run(): Promise<unknown> {
     const {listIdentities} = await import('../../lib/client/identities.js')

@@ -1,11 +1,13 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags} from '../../lib/cli/flag-groups.js'
 
 export default class IdentityShow extends BaseCommand<typeof IdentityShow> {
   static override args = {name: Args.string({description: 'identity name', required: true})}
   static override description = 'Show one identity'
   static override examples = ['<%= config.bin %> identity show web', '<%= config.bin %> identity show web -o json']
+  static override flags = {...controllerFlags}
 
   async run(): Promise<unknown> {
     const {showIdentity} = await import('../../lib/client/identities.js')

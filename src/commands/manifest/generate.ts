@@ -1,4 +1,5 @@
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {kubernetesFlags} from '../../lib/cli/flag-groups.js'
 import {valuesFlags, valuesFromFlags} from '../../lib/cli/values-flags.js'
 
 export default class ManifestGenerate extends BaseCommand<typeof ManifestGenerate> {
@@ -9,7 +10,7 @@ The output is deterministic (the same values give the same bytes) and can be app
     '<%= config.bin %> manifest generate --profile ambient > ztctl.yaml',
     '<%= config.bin %> manifest generate --profile minimal --set controller.replicas=2 -f my-values.yaml',
   ]
-  static override flags = {...valuesFlags}
+  static override flags = {...valuesFlags, namespace: kubernetesFlags.namespace}
 
   async run(): Promise<unknown> {
     const {renderInstallation, toYaml} = await import('../../lib/kube/manifest/render.js')

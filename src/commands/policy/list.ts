@@ -1,11 +1,14 @@
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {controllerFlags} from '../../lib/cli/flag-groups.js'
 import {listPolicies} from '../../lib/mesh/policies.js'
 
 const any = (values: readonly (number | string)[]): string => (values.length === 0 ? 'any' : values.join(','))
 
 export default class PolicyList extends BaseCommand<typeof PolicyList> {
+  static override hiddenAliases = ['policy:ls']
   static override description = 'List L4 authorization policies'
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> -o yaml']
+  static override flags = {...controllerFlags}
 
   async run() {
     const result = await this.withController((api) => listPolicies(api))

@@ -1,7 +1,8 @@
-import {ProxyConfigCommand} from '../../lib/cli/proxy-config-command.js'
+import {ProxyConfigCommand, proxyConfigAliases} from '../../lib/cli/proxy-config-command.js'
 import {allViews} from '../../lib/cli/proxy-config-views.js'
 
 export default class ProxyConfigAll extends ProxyConfigCommand {
+  static override hiddenAliases = proxyConfigAliases('all')
   static override description = "Every view of the agent's state; with -o json|yaml, the raw /config_dump"
   static override examples = ['<%= config.bin %> <%= command.id %> agent-a', '<%= config.bin %> <%= command.id %> agent-a -o json > dump.json']
 

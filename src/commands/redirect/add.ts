@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {dryRunFlags} from '../../lib/cli/flag-groups.js'
 import {agentSocketFlag, netnsFlag, pidFlag, stateDirFlag} from '../../lib/cli/netns-flags.js'
 import {BACKEND_REQUESTS} from '../../lib/redirect/backend.js'
 
@@ -12,8 +13,10 @@ DNS capture (UDP/TCP 53 → 15053, plus the raw-table conntrack zone rules) is o
     '<%= config.bin %> <%= command.id %> --netns /var/run/netns/pod1 --workload default/web-1 --service-account web',
     '<%= config.bin %> <%= command.id %> --pid 4242 --workload shop/cart-0 --service-account cart --ip 10.1.2.3',
     '<%= config.bin %> <%= command.id %> --netns /var/run/netns/pod2 --workload default/batch-0 --service-account batch --no-dns-capture',
+    '<%= config.bin %> <%= command.id %> --netns /var/run/netns/pod1 --workload default/web-1 --service-account web --dry-run',
   ]
   static override flags = {
+    ...dryRunFlags,
     'agent-socket': agentSocketFlag,
     backend: Flags.option({
       description: 'firewall back end: iptables-legacy, iptables-nft, nft (our own inet tables), or iptables (default: the iptables variant the namespace\'s rules use, else the machine\'s `iptables`; nft when no iptables is installed)',
@@ -30,12 +33,22 @@ DNS capture (UDP/TCP 53 → 15053, plus the raw-table conntrack zone rules) is o
   static override summary = 'Redirect a network namespace\'s traffic through the node agent'
 
   async run() {
-    const {addRedirect} = await import('../../lib/redirect/redirect.js')
+    const {addRedirect, planRedirect} = await import('../../lib/redirect/redirect.js')
     const flags = this.flags
-    const result = await addRedirect({
+    const options = {
       agentSocket: flags['agent-socket'], backend: flags.backend, dnsCapture: flags['dns-capture'], ips: flags.ip, netns: flags.netns,
       pid: flags.pid, serviceAccount: flags['service-account'], stateDir: flags['state-dir'], workload: flags.workload,
-    })
+    }
+    if (flags['dry-run']) {
+      const plan = await planRedirect(options)
+      return this.render(plan, () => [
+        `dry run, nothing changed: workload ${plan.workload.namespace}/${plan.workload.name} (${plan.ips.join(', ')}) in ${plan.netns} would get (${plan.backend}):`,
+        ...plan.rules.map((rules) => `# ${rules.tool}\n${rules.text.trimEnd()}`),
+        `# routing\n${plan.routing.join('\n')}`,
+      ].join('\n\n'))
+    }
+
+    const result = await addRedirect(options)
     for (const warning of result.warnings) this.logToStderr(`Warning: ${warning}`)
     return this.render(result, () => `workload ${result.workload.namespace}/${result.workload.name} (${result.ips.join(', ')}) ${result.changed ? 'redirected' : 'already redirected, nothing changed'} in ${result.netns} (${result.backend})${result.agent.ack ? '; agent acknowledged' : ''}`)
   }

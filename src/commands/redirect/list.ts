@@ -2,6 +2,7 @@ import {BaseCommand} from '../../lib/cli/base-command.js'
 import {stateDirFlag} from '../../lib/cli/netns-flags.js'
 
 export default class RedirectList extends BaseCommand<typeof RedirectList> {
+  static override hiddenAliases = ['redirect:ls']
   static override description = 'Lists the workloads in the state cache (what a starting agent loads as its snapshot).'
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> -o json']
   static override flags = {'state-dir': stateDirFlag}

@@ -1,18 +1,24 @@
-// A mistyped command names the closest real one, TTY or not, and exits 127 (the shell's "not found").
+// A command oclif could not find: a topic alias alone (`ztctl pc`) shows the topic's help; a real
+// command followed by words it does not take is a usage error (exit 2); anything else names the
+// closest command or topic, TTY or not, and exits 127 (the shell's "not found").
 import type {Hook} from '@oclif/core'
 
-import {closest} from '../closest.js'
-import {ZtError} from '../errors.js'
+import {errorText} from '../error-text.js'
+import {aliasIdsOf, lookupCommand, unknownCommandError} from './command-lookup.js'
 
 const hook: Hook<'command_not_found'> = async function (options) {
-  const typed = options.id.replaceAll(':', ' ')
-  const ids = options.config.commandIDs.map((id) => id.replaceAll(':', ' '))
-  const best = closest(typed, ids)
-  const error = new ZtError('ZT_ERR_UNKNOWN_COMMAND', `"${typed}" is not a ztctl command`, {
-    suggestion: best ? `did you mean \`ztctl ${best}\`?` : 'run `ztctl --help` for the list of commands',
-  })
-  process.stderr.write(`Error (${error.code}): ${error.message}\nTry this: ${error.suggestion}\n`)
-  this.exit(127)
+  const words = [...options.id.split(':'), ...(options.argv ?? [])]
+  const lookup = lookupCommand(options.config.commandIDs, words, aliasIdsOf(options.config.commands))
+  if (lookup.kind === 'topic' && !lookup.corrected && lookup.rest.filter((word) => !word.startsWith('-')).length === 0) {
+    const {loadHelpClass} = await import('@oclif/core')
+    const Help = await loadHelpClass(options.config)
+    await new Help(options.config).showHelp([lookup.path.join(':')])
+    return
+  }
+
+  const error = unknownCommandError(lookup, words)
+  process.stderr.write(errorText(error) + '\n')
+  this.exit(error.exit)
 }
 
 export default hook

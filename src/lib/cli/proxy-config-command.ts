@@ -3,12 +3,18 @@ import {Args, Flags} from '@oclif/core'
 
 import type {ConfigDump} from '../proxy/daemon/agent.js'
 import {BaseCommand} from './base-command.js'
+import {TOPIC_ALIASES} from './command-lookup.js'
 import type {Column} from './render.js'
 
 export interface ProxyConfigView<Row> {
   columns: Column<Row>[]
   empty: string
   rows: (dump: ConfigDump) => Row[]
+}
+
+/** `proxy-config VIEW` is also `pc VIEW` and `zc VIEW` (istioctl's spellings), and each synonym under all three. */
+export function proxyConfigAliases(view: string, ...synonyms: string[]): string[] {
+  return ['proxy-config', ...Object.keys(TOPIC_ALIASES)].flatMap((topic) => [view, ...synonyms].map((name) => `${topic}:${name}`)).filter((id) => id !== `proxy-config:${view}`)
 }
 
 export abstract class ProxyConfigCommand extends BaseCommand<typeof ProxyConfigCommand> {

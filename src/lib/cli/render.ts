@@ -56,3 +56,9 @@ export function formatAge(fromMs: number, nowMs = Date.now()): string {
   if (seconds < 172_800) return `${Math.round(seconds / 3600)}h`
   return `${Math.round(seconds / 86_400)}d`
 }
+
+/** --dry-run's human output: the request that was not sent. */
+export function dryRunText(request: {body?: unknown; method: string; path: string}): string {
+  const body = request.body === undefined ? '' : `\n${JSON.stringify(request.body, null, 2)}`
+  return `dry run, nothing changed; would send ${request.method} ${decodeURIComponent(request.path)}${body}`
+}

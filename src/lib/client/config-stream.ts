@@ -1,9 +1,12 @@
-// The agent side of the config stream: subscribe, apply snapshots and deltas to a local copy, ack
-// (or nack) each version, and reconnect with bounded exponential backoff, resuming from the last
+// The agent side of the config stream: subscribe, apply snapshots and deltas to a local copy, ack each
+// version with the status of its resources (nack only a version that could not be taken at all), re-ack
+// when a status changes, and reconnect with bounded exponential backoff, resuming from the last
 // applied version. Garbage from the controller ends the connection, never the process.
 import type {ClientHttp2Stream} from 'node:http2'
 
-import {applyChanges, type Change, type ConfigSnapshot, type ControllerMessage, MAX_STREAM_LINE_BYTES} from '../config/types.js'
+import {
+  applyChanges, type Change, type ConfigSnapshot, type ControllerMessage, MAX_ACK_STATUSES, MAX_STREAM_LINE_BYTES, type ResourceStatus,
+} from '../config/types.js'
 import {LineSplitter, parseJsonObject} from '../controller/ndjson.js'
 import type {IdentityFile} from '../identity/file.js'
 import {ControllerClient} from './controller-client.js'
@@ -18,15 +21,22 @@ export interface SubscribeConfigOptions {
   identity: (() => IdentityFile) | IdentityFile
   maxBackoffMs?: number
   minBackoffMs?: number
-  /** apply a configuration; throwing nacks the version. `changes` is set for deltas. */
-  onConfig(snapshot: ConfigSnapshot, version: number, changes?: Change[]): Promise<void> | void
+  /**
+   * Apply a configuration; resolves with the status of the resources it acts on or could not apply (sent
+   * in the ack). Throwing nacks the version: it was not taken at all. `changes` is set for deltas.
+   */
+  onConfig(snapshot: ConfigSnapshot, version: number, changes?: Change[]): Promise<ResourceStatus[] | void> | ResourceStatus[] | void
   onState?(state: StreamState, error?: unknown): void
   /** resume from this version (the last one applied before a restart) */
   since?: number
+  /** the agent's software version, told to the controller when subscribing */
+  software?: string
 }
 
 export interface ConfigSubscription {
   close(): void
+  /** Statuses changed without a new version (a listener bound later): ack the current version again. */
+  report(resources: ResourceStatus[]): void
   /** the last version applied */
   readonly version: number | undefined
 }
@@ -41,6 +51,13 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
   let timer: NodeJS.Timeout | undefined
   let client: ControllerClient | undefined
   let stream: ClientHttp2Stream | undefined
+  let sendCurrent: ((message: object) => void) | undefined
+  const ack = (next: number, resources: ResourceStatus[] | void): object => ({
+    // Errors first: when an agent acts on more than an ack carries, its failures are what must get through.
+    resources: [...(resources ?? [])].sort((a, b) => Number(b.state === 'error') - Number(a.state === 'error')).slice(0, MAX_ACK_STATUSES),
+    type: 'ack',
+    version: next,
+  })
 
   const state = (next: StreamState, error?: unknown): void => {
     try {
@@ -58,10 +75,12 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
     const current = stream
     // Without a snapshot we cannot apply deltas: ask for everything.
     const since = snapshot ? version : undefined
-    stream.write(JSON.stringify({agent: options.agent, hbone: options.hbone, since, type: 'subscribe'}) + '\n')
+    stream.write(JSON.stringify({agent: options.agent, hbone: options.hbone, since, type: 'subscribe', version: options.software}) + '\n')
     const send = (message: object): void => {
       if (!current.destroyed) current.write(JSON.stringify(message) + '\n')
     }
+
+    sendCurrent = send
 
     const splitter = new LineSplitter(MAX_STREAM_LINE_BYTES)
     let status = 0
@@ -115,9 +134,10 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
     }
   }
 
-  const apply = async (send: (message: object) => void, next: number, run: () => Promise<void> | void, commit: () => void): Promise<void> => {
+  const apply = async (send: (message: object) => void, next: number, run: () => Promise<ResourceStatus[] | void> | ResourceStatus[] | void, commit: () => void): Promise<void> => {
+    let resources: ResourceStatus[] | void
     try {
-      await run()
+      resources = await run()
     } catch (error) {
       send({error: String((error as Error)?.message ?? error).slice(0, 1024), type: 'nack', version: next})
       return
@@ -125,7 +145,7 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
 
     commit()
     version = next
-    send({type: 'ack', version: next})
+    send(ack(next, resources))
   }
 
   const loop = (): void => {
@@ -145,6 +165,9 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
 
   loop()
   return {
+    report(resources) {
+      if (version !== undefined && !closed) sendCurrent?.(ack(version, resources))
+    },
     close() {
       closed = true
       clearTimeout(timer)

@@ -1,5 +1,8 @@
 // Context views for `ztctl context list|show`: the contexts file plus what the identity file says.
-import {type Context, currentContext, loadContexts} from '../home/contexts.js'
+import path from 'node:path'
+
+import {ExitCode, ZtError} from '../errors.js'
+import {addContext as saveNewContext, type Context, currentContext, loadContexts} from '../home/contexts.js'
 import type {Home} from '../home/home.js'
 import {readIdentityFile} from '../identity/file.js'
 import {certInfo} from '../pki/cert-info.js'
@@ -24,4 +27,16 @@ export async function showContext(home: Home, override?: string): Promise<Contex
   const identity = await readIdentityFile(context.identity).catch(() => undefined)
   if (!identity) return context
   return {...context, certNotAfter: certInfo(identity.cert).notAfter.toISOString(), identityName: identity.name, spiffe: identity.spiffe}
+}
+
+/** `context add`: the identity file must be readable; the controller URL defaults to the one it names. */
+export async function addContext(home: Home, input: {controller?: string; identity: string; name: string}, options: {makeCurrent?: boolean; replace?: boolean}): Promise<Context> {
+  const file = path.resolve(input.identity)
+  const identity = await readIdentityFile(file)
+  const controller = (input.controller ?? identity.controller).replace(/\/+$/, '')
+  if (!/^https:\/\/[^/\s]+$/.test(controller)) {
+    throw new ZtError('ZT_ERR_USAGE', `--controller "${controller}" is not https://HOST:PORT`, {exit: ExitCode.usage, suggestion: 'e.g. --controller https://ctrl.example:15012'})
+  }
+
+  return saveNewContext(home, {controller, identity: file, name: input.name}, options)
 }

@@ -8,20 +8,29 @@ import path from 'node:path'
 
 import {decodeEnrollmentJwt, verifyEnrollmentJwt} from '../controller/jwt.js'
 import {ExitCode, ZtError} from '../errors.js'
+import {checkContextName, upsertContext} from '../home/contexts.js'
+import type {Home} from '../home/home.js'
 import {type IdentityFile, writeIdentityFile} from '../identity/file.js'
 import {fingerprint} from '../pki/cert-info.js'
 import {createKeyAndCsr} from '../pki/pki.js'
 import {ControllerClient} from './controller-client.js'
 
 export interface EnrollOptions {
+  /** also write a CLI context of this name (controller URL + this identity file): a second admin, a remote controller */
+  context?: {home: Home; name: string}
   force?: boolean
+  /** the token file; `-` with `token` set: the token came on standard input */
   jwtPath: string
-  /** identity file to write; default NAME.json next to the JWT */
+  /** identity file to write; default NAME.json next to the JWT (in the current folder for stdin) */
   out?: string
   timeoutMs?: number
+  /** the token itself, when it was not read from jwtPath */
+  token?: string
 }
 
 export interface EnrollResult {
+  /** the context written with --context */
+  context?: string
   controller: string
   identityPath: string
   name: string
@@ -37,11 +46,12 @@ interface EnrollResponse {
   spiffe: string
 }
 
-export function defaultIdentityPath(jwtPath: string): string {
+export function defaultIdentityPath(jwtPath: string, name: string): string {
+  if (jwtPath === '-') return `${name}.json`
   if (jwtPath.endsWith('.json')) {
     throw new ZtError('ZT_ERR_BAD_REQUEST', `cannot derive the identity file name from ${jwtPath}`, {
       exit: ExitCode.usage,
-      suggestion: 'pass -o NAME.json',
+      suggestion: 'pass --out NAME.json',
     })
   }
 
@@ -49,7 +59,8 @@ export function defaultIdentityPath(jwtPath: string): string {
 }
 
 export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
-  const token = await readToken(options.jwtPath)
+  if (options.context) checkContextName(options.context.name)
+  const token = (options.token ?? (await readToken(options.jwtPath))).trim()
   const decoded = decodeEnrollmentJwt(token)
   const {claims} = decoded
   // Checked before any request is sent: an expired token never reaches the network.
@@ -60,12 +71,12 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
     })
   }
 
-  const identityPath = path.resolve(options.out ?? defaultIdentityPath(options.jwtPath))
+  const identityPath = path.resolve(options.out ?? defaultIdentityPath(options.jwtPath, claims.sub))
   if (path.resolve(options.jwtPath) === identityPath) throw new ZtError('ZT_ERR_BAD_REQUEST', 'the identity file cannot replace the token file', {exit: ExitCode.usage})
   if (!options.force && (await exists(identityPath))) {
     throw new ZtError('ZT_ERR_IDENTITY_EXISTS', `${identityPath} already exists`, {
       exit: ExitCode.conflict,
-      suggestion: 'pass --force to overwrite it, or -o to write elsewhere',
+      suggestion: 'pass --force to overwrite it, or --out to write elsewhere',
     })
   }
 
@@ -107,8 +118,15 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
     }
     await writeIdentityFile(identityPath, identity)
     // The token is spent: remove it, only now that the identity file is safely written.
-    await unlink(options.jwtPath).catch(() => {})
-    return {controller: identity.controller, identityPath, name: identity.name, notAfter: new Date(leaf.validTo).toISOString(), spiffe: identity.spiffe}
+    if (options.token === undefined) await unlink(options.jwtPath).catch(() => {})
+    if (options.context) {
+      await upsertContext(options.context.home, {controller: identity.controller, identity: identityPath, name: options.context.name}, false)
+    }
+
+    return {
+      context: options.context?.name, controller: identity.controller, identityPath, name: identity.name,
+      notAfter: new Date(leaf.validTo).toISOString(), spiffe: identity.spiffe,
+    }
   } finally {
     client.close()
   }

@@ -6,6 +6,7 @@ import type {IdentityRecord} from '../controller/store/store.js'
 import {IDENTITY_NAME} from '../controller/routes/types.js'
 import {ExitCode, ZtError} from '../errors.js'
 import {writeFileAtomic} from '../home/home.js'
+import {type Rollout, waitForRollout} from '../mesh/rollout.js'
 import {openSession, type SessionOptions} from './session.js'
 
 export type IdentityView = IdentityRecord
@@ -74,12 +75,36 @@ export async function showIdentity(options: SessionOptions & {name: string}): Pr
 export interface DeletedIdentity {
   identity: IdentityView
   revokedSerials: string[]
+  /** with waitMs: the agents that dropped it */
+  rollout?: Rollout
   version: number
 }
 
-export async function deleteIdentity(options: SessionOptions & {name: string}): Promise<DeletedIdentity> {
+export interface DeleteIdentityOptions extends SessionOptions {
+  /** asked before deleting the identity this context uses; without it (no terminal), `yes` is required */
+  confirmSelf?: () => Promise<boolean>
+  name: string
+  waitMs?: number
+  yes?: boolean
+}
+
+export async function deleteIdentity(options: DeleteIdentityOptions): Promise<DeletedIdentity> {
   checkName(options.name)
-  return withSession(options, (session) => session.request<DeletedIdentity>('DELETE', `/v1/identities/${encodeURIComponent(options.name)}`))
+  return withSession(options, async (session) => {
+    if (options.name === session.identity.name && !options.yes) {
+      const confirmed = options.confirmSelf ? await options.confirmSelf() : false
+      if (!confirmed) {
+        throw new ZtError('ZT_ERR_CONFIRMATION_REQUIRED', `"${options.name}" is the identity of context "${session.context.name}": deleting it locks this context out`, {
+          exit: options.confirmSelf ? ExitCode.failure : ExitCode.usage,
+          suggestion: options.confirmSelf ? 'nothing was deleted' : `pass --yes to delete it anyway (another admin context keeps working: \`ztctl context list\`)`,
+        })
+      }
+    }
+
+    const deleted = await session.request<DeletedIdentity>('DELETE', `/v1/identities/${encodeURIComponent(options.name)}`)
+    if (options.waitMs === undefined || options.name === session.identity.name) return deleted
+    return {...deleted, rollout: await waitForRollout(session, deleted.version, {owners: [], watchers: 'all'}, options.waitMs)}
+  })
 }
 
 /** The controller's version for `ztctl version`: undefined when no context or no answer within the timeout. */

@@ -1,8 +1,10 @@
 // What a command needs to talk to the controller: the context (or --context), its identity file,
 // renewed first when past half-life, and a client on top of it.
+import {ExitCode, ZtError} from '../errors.js'
 import {currentContext, type Context} from '../home/contexts.js'
 import type {Home} from '../home/home.js'
 import {type IdentityFile, readIdentityFile, writeIdentityFile} from '../identity/file.js'
+import {certInfo} from '../pki/cert-info.js'
 import {ControllerClient} from './controller-client.js'
 import {msUntilRenewal, renewIdentity} from './renew.js'
 
@@ -19,9 +21,23 @@ export interface Session extends ControllerClient {
   readonly identity: IdentityFile
 }
 
+/** What a locked-out admin runs: on the controller's host, with its data dir (known when this host wrote the context). */
+export function recoveryCommand(context: Context): string {
+  const dataDir = context.controllerDataDir ? ` --data-dir ${context.controllerDataDir}` : ' --data-dir DATA_DIR'
+  return `ztctl controller admin${dataDir} --context-name ${context.name}`
+}
+
 export async function openSession(options: SessionOptions): Promise<Session> {
   const context = await currentContext(options.home, options.context)
   let identity = await readIdentityFile(context.identity)
+  const notAfter = certInfo(identity.cert).notAfter
+  if (notAfter.getTime() <= Date.now()) {
+    throw new ZtError('ZT_ERR_CERT_EXPIRED', `the certificate of identity "${identity.name}" (context "${context.name}") expired at ${notAfter.toISOString()}`, {
+      exit: ExitCode.auth,
+      suggestion: `on the controller's host run \`${recoveryCommand(context)}\` (re-issues the admin identity), or ask another admin: \`ztctl identity create NAME --admin\`, then \`ztctl enroll NAME.jwt --context ${context.name}\``,
+    })
+  }
+
   if (!options.noRenew && msUntilRenewal(identity) <= 0) {
     identity = await renewIdentity({...identity, controller: context.controller}, {timeoutMs: options.timeoutMs})
     await writeIdentityFile(context.identity, identity)

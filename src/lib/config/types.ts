@@ -2,8 +2,12 @@
 // the messages that carry them. Both sides import only this file from each other's domain.
 //
 // The stream (POST /v1/config/stream, HTTP/2, mutual TLS with the agent's identity) carries newline-
-// delimited JSON both ways. The agent sends `subscribe` first, then one `ack` (or `nack`) per version it
-// applies. The controller answers with a `snapshot` when the agent's `since` is unknown or too old, else
+// delimited JSON both ways. The agent sends `subscribe` first, then one `ack` per version it applies.
+// An agent applies each resource on its own: one it cannot apply (a listener whose port is taken) is
+// reported in the ack's `resources` with its reason, and the rest of the version is applied all the
+// same. A `nack` is for a version the agent could not take at all (it keeps the previous one). When a
+// resource's status changes without a new version (a listener that later binds), the agent sends the
+// `ack` of the same version again with the new statuses. The controller answers with a `snapshot` when the agent's `since` is unknown or too old, else
 // with `delta`s from `since` on, and pushes a new `delta` after every committed change. Versions are the
 // store's revision numbers: strictly increasing, never reused, so a reconnecting agent resumes from the
 // last version it acknowledged.
@@ -152,10 +156,30 @@ export type ControllerMessage =
   | {resources: ConfigSnapshot; type: 'snapshot'; version: number}
   | {error: {code: string; message: string}; type: 'error'}
 
+/**
+ * How an agent stands with one resource of the version it acknowledges. An ack lists every resource the
+ * agent acts on itself (its inbound and outbound tunnels) and every resource it could not apply; a
+ * resource not listed was applied.
+ */
+export interface ResourceStatus {
+  /** a stable code for the failure (e.g. EADDRINUSE, ZT_ERR_CONFIG), for programs */
+  code?: string
+  key: string
+  kind: ResourceKind
+  /** why it is not applied, in the agent's words (state `error`); at most MAX_STATUS_REASON characters */
+  reason?: string
+  state: 'applied' | 'error'
+}
+
+export const MAX_STATUS_REASON = 512
+/** Statuses one ack may carry; an agent acting on more reports its errors first. */
+export const MAX_ACK_STATUSES = 4096
+
 export type AgentMessage =
-  | {agent: string; hbone: string; since?: number; type: 'subscribe'}
+  /** `version`: the agent's software version (shown by `ztctl proxy-status`) */
+  | {agent: string; hbone: string; since?: number; type: 'subscribe'; version?: string}
   | {error: string; type: 'nack'; version: number}
-  | {type: 'ack'; version: number}
+  | {resources?: ResourceStatus[]; type: 'ack'; version: number}
 
 /** Apply a change list to a snapshot in place. */
 export function applyChanges(snapshot: ConfigSnapshot, changes: readonly Change[]): void {
@@ -165,6 +189,9 @@ export function applyChanges(snapshot: ConfigSnapshot, changes: readonly Change[
     else table[change.key] = change.value
   }
 }
+
+/** Agent → controller lines (an ack with MAX_ACK_STATUSES statuses fits); anything bigger is garbage. */
+export const MAX_AGENT_LINE_BYTES = 4 * 1024 * 1024
 
 /** Upper bound of one line on the stream; a longer line is a protocol error, not a reason to buffer. */
 export const MAX_STREAM_LINE_BYTES = 16 * 1024 * 1024

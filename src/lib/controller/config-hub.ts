@@ -2,13 +2,13 @@
 // AgentStream per connection: it waits for `subscribe`, sends a snapshot or the deltas since `since`,
 // then pushes a delta after every commit, in order, and records acks. Garbage from the agent gets one
 // `error` message and the stream is closed; it never takes the controller down.
-import type {AgentMessage, ControllerMessage} from '../config/types.js'
+import {
+  type AgentMessage, type ControllerMessage, MAX_ACK_STATUSES, MAX_AGENT_LINE_BYTES, MAX_STATUS_REASON, RESOURCE_KINDS, type ResourceStatus,
+} from '../config/types.js'
 import type {Logger} from './logger.js'
 import {LineSplitter, parseJsonObject} from './ndjson.js'
 import type {Principal, Store} from './store/store.js'
 
-/** Agent → controller messages are tiny; anything bigger is garbage. */
-const MAX_AGENT_LINE_BYTES = 64 * 1024
 /** A reader this far behind is cut off; it resumes from its last ack when it reconnects. */
 const MAX_UNSENT_BYTES = 64 * 1024 * 1024
 /** The first message must come quickly, so idle half-open streams cannot pile up. */
@@ -118,7 +118,10 @@ class AgentStream {
     switch (message.type) {
       case 'ack': {
         if (!isVersion(message.version) || message.version > this.sentVersion) throw protocolError('ack of a version that was never sent')
-        await this.store.recordAgentStatus({ackedVersion: message.version, lastSeen: new Date().toISOString(), name: this.agent})
+        const resources = checkStatuses(message.resources)
+        await this.store.recordAgentStatus({ackedVersion: message.version, lastSeen: new Date().toISOString(), name: this.agent, resources})
+        const errors = resources.filter((status) => status.state === 'error')
+        if (errors.length > 0) this.logger.warn({agent: this.agent, errors: errors.slice(0, 10), version: message.version}, 'agent could not apply some resources')
         return
       }
 
@@ -135,18 +138,19 @@ class AgentStream {
   }
 
   private async subscribe(message: Extract<AgentMessage, {type: 'subscribe'}>): Promise<void> {
-    const {agent, hbone, since} = message
+    const {agent, hbone, since, version} = message
     if (agent !== this.identity) {
       throw Object.assign(protocolError(`identity "${this.identity}" cannot subscribe as agent ${JSON.stringify(String(agent).slice(0, 64))}`), {code: 'ZT_ERR_FORBIDDEN'})
     }
 
     if (typeof hbone !== 'string' || !HBONE_ADDRESS.test(hbone)) throw protocolError('"hbone" must be host:port')
     if (since !== undefined && !isVersion(since)) throw protocolError('"since" must be a version number')
+    if (version !== undefined && (typeof version !== 'string' || version.length > 64)) throw protocolError('"version" must be a short string')
     this.agent = agent
     // Other agents learn where to dial this one through its `agent` resource.
     await this.store.putResource('agent', agent, {hbone, name: agent, spiffe: this.principal.identity.spiffe})
-    await this.store.recordAgentStatus({lastSeen: new Date().toISOString(), name: agent})
-    this.logger.info({agent, hbone, since}, 'agent subscribed')
+    await this.store.recordAgentStatus({lastSeen: new Date().toISOString(), name: agent, software: version})
+    this.logger.info({agent, hbone, since, version}, 'agent subscribed')
     this.unsubscribe = this.store.onCommit(() => this.schedulePush())
     await this.sendFrom(since)
   }
@@ -213,6 +217,22 @@ class AgentStream {
     this.input.destroy()
     this.onDone()
   }
+}
+
+/** An ack's statuses, checked (the stream is authenticated, but its content is still input). */
+function checkStatuses(value: unknown): ResourceStatus[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value) || value.length > MAX_ACK_STATUSES) throw protocolError(`"resources" must be a list of at most ${MAX_ACK_STATUSES} statuses`)
+  return value.map((item: unknown) => {
+    const {code, key, kind, reason, state} = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>
+    const ok = (RESOURCE_KINDS as readonly unknown[]).includes(kind) && typeof key === 'string' && key.length <= 1024 && (state === 'applied' || state === 'error')
+      && (reason === undefined || typeof reason === 'string') && (code === undefined || (typeof code === 'string' && code.length <= 64))
+    if (!ok) throw protocolError('a resource status must be {kind, key, state: applied|error, reason?, code?}')
+    return {
+      ...(code === undefined ? {} : {code: code as string}), key: key as string, kind: kind as ResourceStatus['kind'],
+      ...(reason === undefined ? {} : {reason: (reason as string).slice(0, MAX_STATUS_REASON)}), state: state as ResourceStatus['state'],
+    }
+  })
 }
 
 const isVersion = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0

@@ -1,7 +1,5 @@
 // `ztctl controller run` in one function: lock the data dir, open the store, load the CA, serve, and
 // make sure an admin identity and a CLI context exist so the next ztctl command just works.
-import {randomUUID} from 'node:crypto'
-import {mkdir} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {isIP} from 'node:net'
 import path from 'node:path'
@@ -9,16 +7,14 @@ import path from 'node:path'
 import {ExitCode, ZtError} from '../errors.js'
 import {type HostPort, parseHostPort} from '../proxy/address.js'
 import {upsertContext} from '../home/contexts.js'
-import {defaultControllerDataDir, type Home, identitiesDir} from '../home/home.js'
-import {readIdentityFile, writeIdentityFile} from '../identity/file.js'
-import {certInfo} from '../pki/cert-info.js'
+import {defaultControllerDataDir, type Home, identitiesDir, makeDir} from '../home/home.js'
 import {createKeyAndCsr, createSigner} from '../pki/pki.js'
 import {type ControllerCA, loadOrCreateCA} from './ca.js'
 import {ConfigHub} from './config-hub.js'
-import {issueIdentityCert} from './issue.js'
+import {ADMIN_NAME, ensureAdminIdentity} from './admin.js'
 import {lockDataDir} from './lock.js'
 import type {Logger} from './logger.js'
-import {identitySpiffe, type ControllerServices} from './routes/types.js'
+import type {ControllerServices} from './routes/types.js'
 import {type ServerTls, startServer} from './server.js'
 import {openSqliteStore} from './store/sqlite.js'
 import type {Store} from './store/store.js'
@@ -26,13 +22,15 @@ import type {Store} from './store/store.js'
 export const DEFAULT_LISTEN = '127.0.0.1:15012'
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local'
 const SERVER_CERT_TTL_SECONDS = 7 * 86_400
-const ADMIN_NAME = 'admin'
+export const DEFAULT_ADMIN_CERT_TTL_SECONDS = 30 * 86_400
 
 export interface ControllerOptions {
   /** URL for JWTs, identity files and the context; default https://<bound address> */
   advertise?: string
   /** import an intermediate CA instead of creating one */
   caImport?: {certFile: string; keyFile: string}
+  /** lifetime of admin certificates (renewed on use past half-life); default 30 days */
+  adminCertTtlSeconds?: number
   /** leaf certificate lifetime; default 24 h */
   certTtlSeconds?: number
   contextName?: string
@@ -79,7 +77,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const logger = options.logger ?? silentLogger
   const listen = parseListen(options.listen ?? DEFAULT_LISTEN)
   const dataDir = path.resolve(options.dataDir ?? defaultControllerDataDir(options.home))
-  await mkdir(dataDir, {mode: 0o700, recursive: true})
+  await makeDir(dataDir, 0o700)
   const lock = await lockDataDir(dataDir)
   const cleanups: (() => Promise<void>)[] = [() => lock.release()]
   const cleanup = async (): Promise<void> => {
@@ -95,7 +93,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const signer = await createSigner(ca)
     const hub = new ConfigHub(store, logger)
     const services: ControllerServices = {
-      ca, certTtlSeconds: options.certTtlSeconds ?? 86_400, hub, logger, signer, store, trustDomain, url: '', version: options.version,
+      adminCertTtlSeconds: options.adminCertTtlSeconds ?? DEFAULT_ADMIN_CERT_TTL_SECONDS, ca, certTtlSeconds: options.certTtlSeconds ?? 86_400, hub, logger,
+      signer, store, trustDomain, url: '', version: options.version,
     }
     const tls = await issueServerTls(services, listen.host, options.advertise)
     const server = await startServer(services, listen, tls)
@@ -104,10 +103,12 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const renewal = scheduleServerCertRenewal(services, listen.host, options.advertise, server.setTls, logger)
     cleanups.push(async () => clearTimeout(renewal.timer))
 
+    // `ztctl controller admin` finds the URL here when it re-issues an admin on this host.
+    await store.setMeta('url', services.url)
     const adminIdentityPath = path.join(identitiesDir(options.home), `${ADMIN_NAME}.json`)
     const adminCreated = await ensureAdminIdentity(services, adminIdentityPath)
     const contextName = options.contextName ?? 'local'
-    await upsertContext(options.home, {controller: services.url, identity: adminIdentityPath, name: contextName}, adminCreated)
+    await upsertContext(options.home, {controller: services.url, controllerDataDir: dataDir, identity: adminIdentityPath, name: contextName}, adminCreated)
     logger.info({dataDir, trustDomain, url: services.url}, 'controller started')
 
     return {
@@ -196,39 +197,6 @@ function scheduleServerCertRenewal(
 
   arm()
   return handle
-}
-
-/** Write the admin identity when it is missing, expired, or unknown to this store. Returns true when written. */
-async function ensureAdminIdentity(services: ControllerServices, file: string): Promise<boolean> {
-  const existing = await readIdentityFile(file).catch(() => undefined)
-  if (existing) {
-    const serial = certInfo(existing.cert).serial
-    const principal = await services.store.authenticate(serial, new Date())
-    if (principal?.identity.admin && existing.controller === services.url) return false
-    if (principal?.identity.admin) {
-      // Same identity, new address (port 0 or --advertise changed): only the URL needs updating.
-      await writeIdentityFile(file, {...existing, controller: services.url})
-      return false
-    }
-  }
-
-  const current = await services.store.getIdentity(ADMIN_NAME)
-  if (current) await services.store.revokeIdentity(ADMIN_NAME, new Date())
-  await writeIdentityFile(file, await enrollLocally(services, ADMIN_NAME, true))
-  return true
-}
-
-/** Create and enroll an identity inside the controller (no token leaves the process). */
-async function enrollLocally(services: ControllerServices, name: string, admin: boolean) {
-  const tokenId = randomUUID()
-  const identity = await services.store.createIdentity({
-    admin, id: randomUUID(), name, roles: [], spiffe: identitySpiffe(services.trustDomain, name),
-    tokenExpiresAt: new Date(Date.now() + 60_000).toISOString(), tokenId,
-  })
-  const {csrPem, keyPem} = await createKeyAndCsr(name)
-  const issued = await issueIdentityCert(services, identity, csrPem)
-  await services.store.completeEnrollment(tokenId, issued.record, new Date())
-  return {ca: services.ca.bundle, cert: issued.cert, controller: services.url, key: keyPem, name, spiffe: identity.spiffe, version: 1 as const}
 }
 
 export type {ControllerCA}

@@ -1,4 +1,5 @@
-// Certificate issuance for identities: the CSR's public key, our SPIFFE ID, the configured TTL.
+// Certificate issuance for identities: the CSR's public key, our SPIFFE ID, the configured TTL (the
+// longer admin one for admins: an admin away for a weekend must not be locked out).
 import type {CertRecord, IdentityRecord} from './store/store.js'
 import type {ControllerServices} from './routes/types.js'
 
@@ -9,11 +10,12 @@ export interface IssuedIdentityCert {
 }
 
 export async function issueIdentityCert(
-  services: Pick<ControllerServices, 'ca' | 'certTtlSeconds' | 'signer'>,
-  identity: Pick<IdentityRecord, 'id' | 'spiffe'>,
+  services: Pick<ControllerServices, 'adminCertTtlSeconds' | 'ca' | 'certTtlSeconds' | 'signer'>,
+  identity: Pick<IdentityRecord, 'admin' | 'id' | 'spiffe'>,
   csrPem: string,
 ): Promise<IssuedIdentityCert> {
-  const issued = await services.signer.signCsr(csrPem, {spiffe: identity.spiffe, ttlSeconds: services.certTtlSeconds})
+  const ttlSeconds = identity.admin ? services.adminCertTtlSeconds : services.certTtlSeconds
+  const issued = await services.signer.signCsr(csrPem, {spiffe: identity.spiffe, ttlSeconds})
   const intermediate = services.ca.bundle.trim() === services.ca.certPem.trim() ? '' : services.ca.certPem
   return {
     cert: issued.certPem + intermediate,

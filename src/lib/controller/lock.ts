@@ -4,6 +4,7 @@ import {open, readFile, rm} from 'node:fs/promises'
 import path from 'node:path'
 
 import {ExitCode, ZtError} from '../errors.js'
+import {fileSystemError} from '../home/home.js'
 
 export interface DataDirLock {
   release(): Promise<void>
@@ -19,7 +20,7 @@ export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
       await handle.close()
       return {release: () => rm(file, {force: true})}
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileSystemError(error, 'create the lock file', file)
     }
 
     const owner = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10)

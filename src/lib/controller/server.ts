@@ -168,7 +168,7 @@ async function authenticate(services: ControllerServices, request: Http2ServerRe
   if (!principal) {
     throw new ZtError('ZT_ERR_UNAUTHORIZED', 'the client certificate is not valid here: unknown, expired or revoked', {
       exit: ExitCode.auth,
-      suggestion: 'enroll a new identity (`ztctl enroll NAME.jwt`); a deleted identity cannot come back',
+      suggestion: 'an expired admin: on the controller\'s host run `ztctl controller admin --data-dir DATA_DIR`; otherwise enroll a new identity (`ztctl enroll NAME.jwt`); a deleted identity cannot come back',
     })
   }
 

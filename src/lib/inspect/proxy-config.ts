@@ -37,11 +37,17 @@ export async function resolveAdminAddress(source: DumpSource): Promise<string> {
 
 export async function fetchConfigDump(source: DumpSource): Promise<ConfigDump> {
   if (source.file) return parseDump(await readDumpFile(source.file), source.file)
+  const {response, url} = await adminRequest(source, '/config_dump', {signal: AbortSignal.timeout(5000)})
+  return parseDump(await response.text(), url)
+}
+
+/** One request to the agent's admin port (found by name, --admin or the default), errors in words. */
+export async function adminRequest(source: DumpSource, pathAndQuery: string, init: RequestInit = {}): Promise<{response: Response; url: string}> {
   const admin = await resolveAdminAddress(source)
-  const url = `http://${admin}/config_dump`
+  const url = `http://${admin}${pathAndQuery}`
   let response: Response
   try {
-    response = await fetch(url, {signal: AbortSignal.timeout(5000)})
+    response = await fetch(url, init)
   } catch (error) {
     throw new ZtError('ZT_ERR_AGENT_UNREACHABLE', `cannot reach the agent's admin endpoint at ${url}: ${(error as Error & {cause?: Error}).cause?.message ?? (error as Error).message}`, {
       cause: error,
@@ -51,13 +57,14 @@ export async function fetchConfigDump(source: DumpSource): Promise<ConfigDump> {
   }
 
   if (!response.ok) {
-    throw new ZtError('ZT_ERR_AGENT_UNREACHABLE', `${url} answered HTTP ${response.status}`, {
-      exit: ExitCode.unreachable,
+    const text = (await response.text().catch(() => '')).trim().slice(0, 300)
+    throw new ZtError('ZT_ERR_AGENT_UNREACHABLE', `${url} answered HTTP ${response.status}${text ? `: ${text}` : ''}`, {
+      exit: response.status === 400 ? ExitCode.usage : ExitCode.unreachable,
       suggestion: 'is that address an agent admin port (15000), not its metrics or HBONE port?',
     })
   }
 
-  return parseDump(await response.text(), url)
+  return {response, url}
 }
 
 async function readDumpFile(file: string): Promise<string> {

@@ -10,12 +10,15 @@ export interface LoggerOptions {
   /** where JSON lines go: a stream, or a file descriptor (2 for stderr); default stdout, asynchronously buffered */
   destination?: NodeJS.WritableStream | number
   level: LogLevel
+  /** wrap the destination (the agent keeps its recent lines for /logs) */
+  tee?: (destination: {write(line: string): unknown}) => {write(line: string): unknown}
 }
 
 export async function createLogger(options: LoggerOptions): Promise<Logger> {
   const {pino} = await import('pino')
-  const destination =
+  const base =
     typeof options.destination === 'object' ? options.destination : pino.destination({dest: options.destination ?? 1, sync: false})
+  const destination = (options.tee ? options.tee(base) : base) as NodeJS.WritableStream
   return pino(
     {
       base: undefined,

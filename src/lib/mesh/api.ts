@@ -1,6 +1,8 @@
 // What mesh operations need from the controller: one authenticated JSON request at a time.
 // src/lib/client's ControllerClient satisfies it; keeping the interface here keeps this domain testable
 // against any real controller connection.
+import type {ResourceStatus} from '../config/types.js'
+
 export type Method = 'DELETE' | 'GET' | 'POST' | 'PUT'
 
 export interface ControllerApi {
@@ -18,6 +20,10 @@ export interface AgentStatus {
   lastSeen?: string
   name: string
   online: boolean
+  /** per-resource status of ackedVersion (the agent's own tunnels, and whatever it could not apply) */
+  resources?: ResourceStatus[]
+  /** the agent's software version */
+  software?: string
   spiffe?: string
 }
 

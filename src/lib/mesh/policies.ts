@@ -1,8 +1,12 @@
 // L4 authorization policies (ztunnel semantics, evaluated by the agents; see src/lib/proxy/state/authz.ts).
 import {ExitCode, ZtError} from '../errors.js'
-import type {Policy} from '../config/types.js'
+import type {OutboundTunnel, Policy} from '../config/types.js'
 import {type ControllerApi, type ResourceList, resourcePath} from './api.js'
 import {parseCidr, parseName, parsePortNumber, parseServiceName, parseSubject} from './parse.js'
+import {type ChangeOptions, type ChangeResult, commitChange, type RolloutTarget} from './rollout.js'
+
+/** A policy reaches every agent: each one that hosts a service evaluates it. */
+const EVERY_AGENT: RolloutTarget = {owners: [], watchers: 'all'}
 
 export interface PolicyInput {
   action: string
@@ -32,7 +36,27 @@ export function buildPolicy(input: PolicyInput): Policy {
   }
 }
 
-export async function createPolicy(api: ControllerApi, input: PolicyInput, replace = false): Promise<{policy: Policy; version: number}> {
+export interface PolicyChange extends ChangeResult {
+  policy: Policy
+  /** names the policy refers to that the mesh does not have (yet): likely typos */
+  warnings: string[]
+}
+
+/** References to identities and services that do not exist: the policy is valid but would match nothing there. */
+export async function unknownReferences(api: ControllerApi, policy: Pick<Policy, 'from' | 'services'>): Promise<string[]> {
+  const [identities, outbounds] = await Promise.all([
+    api.request<{items: {name: string}[]}>('GET', '/v1/identities'),
+    api.request<ResourceList<OutboundTunnel>>('GET', resourcePath('outbound')),
+  ])
+  const names = new Set(identities.items.map((identity) => identity.name))
+  const services = new Set(outbounds.items.map((tunnel) => tunnel.service))
+  return [
+    ...policy.from.filter((subject) => subject.startsWith('@') && !names.has(subject.slice(1))).map((subject) => `no identity named "${subject.slice(1)}" exists (${subject} matches nothing until one does; see \`ztctl identity list\`)`),
+    ...policy.services.filter((service) => !services.has(service)).map((service) => `no outbound tunnel serves ${service} (see \`ztctl tunnel list\`)`),
+  ]
+}
+
+export async function createPolicy(api: ControllerApi, input: PolicyInput, replace = false, options: ChangeOptions = {}): Promise<PolicyChange> {
   const policy = buildPolicy(input)
   if (!replace) {
     const existing = await listPolicies(api)
@@ -44,8 +68,22 @@ export async function createPolicy(api: ControllerApi, input: PolicyInput, repla
     }
   }
 
-  const {version} = await api.request<{version: number}>('PUT', resourcePath('policy', policy.name), policy)
-  return {policy, version}
+  const warnings = await unknownReferences(api, policy)
+  const result = await commitChange(api, options, {body: policy, method: 'PUT', path: resourcePath('policy', policy.name)}, () => ({
+    ...EVERY_AGENT, resource: {key: policy.name, kind: 'policy'},
+  }))
+  return {...result, policy, warnings}
+}
+
+export async function showPolicy(api: ControllerApi, name: string): Promise<{policy: Policy; version: number; warnings: string[]}> {
+  const list = await listPolicies(api)
+  const policy = list.items.find((item) => item.name === parseName(name, 'policy name'))
+  if (!policy) throw noPolicy(name)
+  return {policy, version: list.version, warnings: await unknownReferences(api, policy)}
+}
+
+function noPolicy(name: string): ZtError {
+  return new ZtError('ZT_ERR_NOT_FOUND', `there is no policy named "${name}"`, {exit: ExitCode.notFound, suggestion: 'see them with `ztctl policy list`'})
 }
 
 export async function listPolicies(api: ControllerApi): Promise<ResourceList<Policy>> {
@@ -53,17 +91,13 @@ export async function listPolicies(api: ControllerApi): Promise<ResourceList<Pol
   return {items: [...list.items].sort((a, b) => a.name.localeCompare(b.name)), version: list.version}
 }
 
-export async function deletePolicy(api: ControllerApi, name: string): Promise<{version: number}> {
+export async function deletePolicy(api: ControllerApi, name: string, options: ChangeOptions = {}): Promise<ChangeResult> {
+  const key = parseName(name, 'policy name')
   try {
-    return await api.request<{version: number}>('DELETE', resourcePath('policy', parseName(name, 'policy name')))
+    if (options.dryRun && !(await listPolicies(api)).items.some((policy) => policy.name === key)) throw noPolicy(name)
+    return await commitChange(api, options, {method: 'DELETE', path: resourcePath('policy', key)}, () => EVERY_AGENT)
   } catch (error) {
-    if (ZtError.is(error) && error.code === 'ZT_ERR_NOT_FOUND') {
-      throw new ZtError('ZT_ERR_NOT_FOUND', `there is no policy named "${name}"`, {
-        exit: ExitCode.notFound,
-        suggestion: 'see them with `ztctl policy list`',
-      })
-    }
-
+    if (ZtError.is(error) && error.code === 'ZT_ERR_NOT_FOUND') throw noPolicy(name)
     throw error
   }
 }

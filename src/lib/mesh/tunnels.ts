@@ -1,9 +1,10 @@
 // Tunnels in ZTM's words: an outbound is where a service leaves the mesh (an agent forwards to targets),
 // an inbound is where it enters (an agent listens on a local port).
 import {ExitCode, ZtError} from '../errors.js'
-import type {InboundTunnel, OutboundTunnel, Target} from '../config/types.js'
+import type {InboundTunnel, OutboundTunnel, Policy, ResourceKind, Target} from '../config/types.js'
 import {type AgentList, type AgentStatus, type ControllerApi, type ResourceList, resourcePath} from './api.js'
 import {parseIntercept, parseListen, parseName, parseServiceName, parseSubject, parseTarget} from './parse.js'
+import {type ChangeOptions, type ChangeResult, commitChange} from './rollout.js'
 
 export type Direction = 'inbound' | 'outbound'
 
@@ -26,9 +27,14 @@ export interface OpenInboundInput {
 /** The listen address of an intercept-only inbound tunnel: any free loopback port, never a clash. */
 export const INTERCEPT_ONLY_LISTEN = '127.0.0.1:0'
 
-export interface TunnelChange<T> {
+export interface TunnelChange<T> extends ChangeResult {
   tunnel: T
-  version: number
+}
+
+/** Agents with an inbound tunnel to SERVICE: they route to its outbound ends, so they must learn of a change. */
+async function inboundAgents(api: ControllerApi, service: string): Promise<string[]> {
+  const inbounds = await api.request<ResourceList<InboundTunnel>>('GET', resourcePath('inbound'))
+  return inbounds.items.filter((tunnel) => tunnel.service === service).map((tunnel) => tunnel.agent)
 }
 
 async function assertIdentityExists(api: ControllerApi, agent: string): Promise<void> {
@@ -46,7 +52,7 @@ async function assertIdentityExists(api: ControllerApi, agent: string): Promise<
   }
 }
 
-export async function openOutbound(api: ControllerApi, input: OpenOutboundInput): Promise<TunnelChange<OutboundTunnel>> {
+export async function openOutbound(api: ControllerApi, input: OpenOutboundInput, options: ChangeOptions = {}): Promise<TunnelChange<OutboundTunnel>> {
   const tunnel: OutboundTunnel = {
     agent: parseName(input.agent, 'agent name'),
     allow: (input.allow ?? []).map((subject) => parseSubject(subject)),
@@ -61,11 +67,14 @@ export async function openOutbound(api: ControllerApi, input: OpenOutboundInput)
   }
 
   await assertIdentityExists(api, tunnel.agent)
-  const {version} = await api.request<{version: number}>('PUT', resourcePath('outbound', `${tunnel.service}@${tunnel.agent}`), tunnel)
-  return {tunnel, version}
+  const key = `${tunnel.service}@${tunnel.agent}`
+  const result = await commitChange(api, options, {body: tunnel, method: 'PUT', path: resourcePath('outbound', key)}, async () => ({
+    owners: [tunnel.agent], resource: {key, kind: 'outbound'}, watchers: await inboundAgents(api, tunnel.service),
+  }))
+  return {...result, tunnel}
 }
 
-export async function openInbound(api: ControllerApi, input: OpenInboundInput): Promise<TunnelChange<InboundTunnel>> {
+export async function openInbound(api: ControllerApi, input: OpenInboundInput, options: ChangeOptions = {}): Promise<TunnelChange<InboundTunnel>> {
   const intercept = (input.intercept ?? []).map((text) => parseIntercept(text))
   if (input.listen === undefined && intercept.length === 0) {
     throw new ZtError('ZT_ERR_NO_LISTEN', 'an inbound tunnel needs --listen, --intercept, or both', {
@@ -92,19 +101,26 @@ export async function openInbound(api: ControllerApi, input: OpenInboundInput): 
     })
   }
 
-  const {version} = await api.request<{version: number}>('PUT', resourcePath('inbound', `${tunnel.service}@${tunnel.agent}`), tunnel)
-  return {tunnel, version}
+  const key = `${tunnel.service}@${tunnel.agent}`
+  const result = await commitChange(api, options, {body: tunnel, method: 'PUT', path: resourcePath('inbound', key)}, () => ({
+    owners: [tunnel.agent], resource: {key, kind: 'inbound'}, watchers: [],
+  }))
+  return {...result, tunnel}
 }
 
-export async function closeTunnel(
-  api: ControllerApi,
-  direction: Direction,
-  service: string,
-  agent: string,
-): Promise<{version: number}> {
-  const key = `${parseServiceName(service)}@${parseName(agent, 'agent name')}`
+export async function closeTunnel(api: ControllerApi, direction: Direction, service: string, agent: string, options: ChangeOptions = {}): Promise<ChangeResult> {
+  const name = parseServiceName(service)
+  const owner = parseName(agent, 'agent name')
+  const key = `${name}@${owner}`
   try {
-    return await api.request<{version: number}>('DELETE', resourcePath(direction, key))
+    if (options.dryRun) {
+      const list = await api.request<ResourceList<InboundTunnel | OutboundTunnel>>('GET', resourcePath(direction))
+      if (!list.items.some((tunnel) => tunnel.service === name && tunnel.agent === owner)) throw new ZtError('ZT_ERR_NOT_FOUND', `no ${direction} ${key}`)
+    }
+
+    return await commitChange(api, options, {method: 'DELETE', path: resourcePath(direction, key)}, async () => ({
+      owners: [owner], watchers: direction === 'outbound' ? await inboundAgents(api, name) : [],
+    }))
   } catch (error) {
     if (ZtError.is(error) && error.code === 'ZT_ERR_NOT_FOUND') {
       throw new ZtError('ZT_ERR_NOT_FOUND', `there is no ${direction} tunnel ${service} on agent ${agent}`, {
@@ -120,6 +136,17 @@ export async function closeTunnel(
 export interface TunnelEnd {
   agent: string
   online: boolean
+  /** the agent's own report: applied, error (with reason), pending (not acknowledged yet) or offline */
+  reason?: string
+  state: 'applied' | 'error' | 'offline' | 'pending'
+}
+
+/** How AGENT stands with the tunnel KIND KEY, from its last ack. */
+export function tunnelState(agent: AgentStatus | undefined, kind: ResourceKind, key: string): Pick<TunnelEnd, 'reason' | 'state'> {
+  const status = agent?.resources?.find((item) => item.kind === kind && item.key === key)
+  if (status?.state === 'error') return {reason: status.reason, state: 'error'}
+  if (!agent?.online) return {state: 'offline'}
+  return status ? {state: 'applied'} : {state: 'pending'}
 }
 
 export interface TunnelSummary {
@@ -135,7 +162,10 @@ export async function listTunnels(api: ControllerApi): Promise<{tunnels: TunnelS
     api.request<ResourceList<InboundTunnel>>('GET', resourcePath('inbound')),
     api.request<AgentList>('GET', '/v1/agents'),
   ])
-  const online = new Map<string, boolean>(agents.agents.map((agent: AgentStatus) => [agent.name, agent.online]))
+  const byName = new Map<string, AgentStatus>(agents.agents.map((agent) => [agent.name, agent]))
+  const end = (kind: 'inbound' | 'outbound', tunnel: InboundTunnel | OutboundTunnel): TunnelEnd => ({
+    agent: tunnel.agent, online: byName.get(tunnel.agent)?.online ?? false, ...tunnelState(byName.get(tunnel.agent), kind, `${tunnel.service}@${tunnel.agent}`),
+  })
   const byService = new Map<string, TunnelSummary>()
   const summary = (service: string): TunnelSummary => {
     let entry = byService.get(service)
@@ -148,21 +178,11 @@ export async function listTunnels(api: ControllerApi): Promise<{tunnels: TunnelS
   }
 
   for (const tunnel of outbounds.items) {
-    summary(tunnel.service).outbound.push({
-      agent: tunnel.agent,
-      allow: tunnel.allow,
-      online: online.get(tunnel.agent) ?? false,
-      targets: tunnel.targets,
-    })
+    summary(tunnel.service).outbound.push({...end('outbound', tunnel), allow: tunnel.allow, targets: tunnel.targets})
   }
 
   for (const tunnel of inbounds.items) {
-    summary(tunnel.service).inbound.push({
-      agent: tunnel.agent,
-      intercept: tunnel.intercept,
-      listen: tunnel.listen,
-      online: online.get(tunnel.agent) ?? false,
-    })
+    summary(tunnel.service).inbound.push({...end('inbound', tunnel), intercept: tunnel.intercept, listen: tunnel.listen})
   }
 
   const tunnels = [...byService.values()].sort((a, b) => a.service.localeCompare(b.service))
@@ -172,4 +192,23 @@ export async function listTunnels(api: ControllerApi): Promise<{tunnels: TunnelS
 export function formatTarget(target: Target): string {
   const host = target.host.includes(':') ? `[${target.host}]` : target.host
   return `${host}:${target.port}${target.weight && target.weight !== 1 ? `@${target.weight}` : ''}`
+}
+
+export interface TunnelDescription extends TunnelSummary {
+  /** the policies that apply to the service (those naming it, and those naming no service) */
+  policies: Policy[]
+  version: number
+}
+
+/** `tunnel describe`: one service's ends, each agent's state, and the policies that decide who may use it. */
+export async function describeTunnel(api: ControllerApi, service: string): Promise<TunnelDescription> {
+  const name = parseServiceName(service)
+  const [{tunnels, version}, policies] = await Promise.all([listTunnels(api), api.request<ResourceList<Policy>>('GET', resourcePath('policy'))])
+  const tunnel = tunnels.find((item) => item.service === name)
+  if (!tunnel) {
+    throw new ZtError('ZT_ERR_NOT_FOUND', `no tunnel serves ${name}`, {exit: ExitCode.notFound, suggestion: 'see the open ones with `ztctl tunnel list`'})
+  }
+
+  const applying = policies.items.filter((policy) => policy.services.length === 0 || policy.services.includes(name)).sort((a, b) => a.name.localeCompare(b.name))
+  return {...tunnel, policies: applying, version}
 }

@@ -2,6 +2,7 @@
 // HTTP service behind an outbound tunnel on agent-b, and an inbound tunnel on agent-a to reach it.
 // The controller runs in this process; the agents are real `ztctl agent run` child processes.
 import {type ChildProcess, spawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
 import {once} from 'node:events'
 import {createWriteStream} from 'node:fs'
 import {mkdir, mkdtemp, readFile, rm} from 'node:fs/promises'
@@ -23,6 +24,8 @@ import type {ReadyFile} from '../proxy/daemon/launch.js'
 export interface QuickstartOptions {
   /** `node` and `bin/run.js`: how to start `ztctl agent run` */
   cli: {entry: string; node: string}
+  /** serve the dashboard (`ztctl dashboard`) on a free loopback port too; default true */
+  dashboard?: boolean
   /** keep everything in this folder (kept on exit); default a temporary folder, removed on exit */
   dir?: string
   /** local port of the inbound tunnel; default any free port */
@@ -42,6 +45,8 @@ export interface QuickstartAgent {
 export interface Quickstart {
   agents: QuickstartAgent[]
   controller: {adminIdentity: string; url: string}
+  /** the dashboard's URL, with its one-run token */
+  dashboard?: {url: string}
   demo: {service: string; target: string; url: string}
   home: string
   keep: boolean
@@ -72,7 +77,10 @@ export async function startQuickstart(options: QuickstartOptions): Promise<Quick
     const controller = await startController({contextName: 'quickstart', home, listen: '127.0.0.1:0', version: options.version})
     cleanups.push(() => controller.close())
 
-    const demo = await startDemoService()
+    // The demo answers with this run's nonce: the end-to-end check then knows it reached *our* service
+    // through *our* agents, not another mesh's listener that happens to hold the port.
+    const nonce = randomBytes(12).toString('hex')
+    const demo = await startDemoService(nonce)
     cleanups.push(() => demo.close())
 
     const agents: QuickstartAgent[] = []
@@ -91,18 +99,21 @@ export async function startQuickstart(options: QuickstartOptions): Promise<Quick
     const port = options.port ?? (await freePort())
     const session = await openSession({home})
     try {
-      await openOutbound(session, {agent: 'agent-b', service: SERVICE, targets: [demo.address]})
-      await openInbound(session, {agent: 'agent-a', listen: `127.0.0.1:${port}`, service: SERVICE})
+      // Waits until the agents applied them: a port another process holds fails here, with agent-a's reason.
+      await openOutbound(session, {agent: 'agent-b', service: SERVICE, targets: [demo.address]}, {waitMs: WAIT_MS})
+      await openInbound(session, {agent: 'agent-a', listen: `127.0.0.1:${port}`, service: SERVICE}, {waitMs: WAIT_MS})
     } finally {
       session.close()
     }
 
     const url = `http://127.0.0.1:${port}/`
     progress(`checking ${url} end to end`)
-    await waitForDemo(url)
+    await waitForDemo(url, nonce)
+    const dashboard = options.dashboard === false ? undefined : await startQuickstartDashboard(home, cleanups, progress)
     return {
       agents,
       controller: {adminIdentity: controller.adminIdentityPath, url: controller.url},
+      dashboard,
       demo: {service: SERVICE, target: demo.address, url},
       home: root,
       keep,
@@ -112,6 +123,17 @@ export async function startQuickstart(options: QuickstartOptions): Promise<Quick
     await stop()
     throw error
   }
+}
+
+/** The dashboard on a free loopback port, with its own controller session; both closed by stop(). */
+async function startQuickstartDashboard(home: Home, cleanups: (() => Promise<void>)[], progress: (step: string) => void): Promise<{url: string}> {
+  progress('starting the dashboard')
+  const {startDashboardForContext} = await import('../dashboard/start.js')
+  const session = await openSession({home})
+  cleanups.push(async () => session.close())
+  const dashboard = await startDashboardForContext({api: session, home, listen: '127.0.0.1:0'})
+  cleanups.push(() => dashboard.close())
+  return {url: dashboard.url}
 }
 
 async function startAgent(cli: QuickstartOptions['cli'], root: string, name: string, identityFile: string, children: ChildProcess[]): Promise<QuickstartAgent> {
@@ -156,9 +178,10 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer)
 }
 
-async function startDemoService(): Promise<{address: string; close(): Promise<void>}> {
+async function startDemoService(nonce: string): Promise<{address: string; close(): Promise<void>}> {
   const server = http.createServer((request, response) => {
     response.setHeader('content-type', 'text/plain')
+    response.setHeader('x-ztctl-quickstart', nonce)
     response.end(`hello from the ztctl quickstart demo service: you reached ${SERVICE} through agent-a → HBONE/mTLS → agent-b\n`)
   })
   server.listen(0, '127.0.0.1')
@@ -183,14 +206,14 @@ async function freePort(): Promise<number> {
   return port
 }
 
-/** The tunnel is open once agent-a has applied the config (within a second); poll the demo through it. */
-async function waitForDemo(url: string): Promise<void> {
+/** Both agents applied the tunnels; poll the demo through them until it answers with this run's nonce. */
+async function waitForDemo(url: string, nonce: string): Promise<void> {
   const deadline = Date.now() + WAIT_MS
   let last: unknown
   while (Date.now() < deadline) {
     try {
-      if ((await getOnce(url)).includes('quickstart demo')) return
-      last = new Error('unexpected answer')
+      if ((await getOnce(url)).nonce === nonce) return
+      last = new Error('something else answers there (not this quickstart\'s demo service: another mesh or process on that port?)')
     } catch (error) {
       last = error
     }
@@ -200,7 +223,7 @@ async function waitForDemo(url: string): Promise<void> {
 
   throw new ZtError('ZT_ERR_QUICKSTART', `the demo service did not answer through the tunnel at ${url}: ${(last as Error)?.message}`, {
     exit: ExitCode.unreachable,
-    suggestion: 'read the agents\' logs in the quickstart folder (run with --dir to keep it)',
+    suggestion: 'read the agents\' logs in the quickstart folder (run with --dir to keep it), or pick another --port',
   })
 }
 
@@ -208,13 +231,14 @@ async function waitForDemo(url: string): Promise<void> {
  * One GET on a connection of its own, closed after the answer: a pooled keep-alive connection (fetch's)
  * would hold a tunnel open and make the agents wait for it when they drain on exit.
  */
-async function getOnce(url: string): Promise<string> {
+async function getOnce(url: string): Promise<{body: string; nonce?: string}> {
   return new Promise((resolve, reject) => {
     const request = http.get(url, {agent: false, headers: {connection: 'close'}, timeout: 2000}, (response) => {
       let body = ''
+      const nonce = response.headers['x-ztctl-quickstart']
       response.setEncoding('utf8')
       response.on('data', (chunk: string) => (body += chunk.slice(0, 4096)))
-      response.on('end', () => (response.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${response.statusCode}`))))
+      response.on('end', () => (response.statusCode === 200 ? resolve({body, nonce: typeof nonce === 'string' ? nonce : undefined}) : reject(new Error(`HTTP ${response.statusCode}`))))
       response.on('error', reject)
     })
     request.on('timeout', () => request.destroy(new Error('timed out')))

@@ -6,10 +6,10 @@ import {isIP} from 'node:net'
 import {ExitCode, ZtError} from '../errors.js'
 import {DEFAULT_INPOD_SOCKET, type InpodAdd} from '../inpod/protocol.js'
 import {type AgentNotice, notifyAgent} from './agent-client.js'
-import {type Backend, type BackendRequest, chooseBackend, recordedBackend} from './backend.js'
+import {type Backend, type BackendRequest, chooseBackend, iptablesToolName, recordedBackend, variantOf} from './backend.js'
 import {applyFirewall, type FirewallRemoval, removeFirewall, snapshotFirewall} from './firewall.js'
-import {ensureRouting, readRouting, removeRouting} from './routing.js'
-import type {Family} from './rules.js'
+import {ensureRouting, readRouting, removeRouting, routeArgs, ruleArgs} from './routing.js'
+import {type Family, renderNftScript, renderRuleSet} from './rules.js'
 import {
   DEFAULT_INPOD_STATE_DIR, deleteRecord, listRecords, parseWorkloadRef, readRecord, type RedirectRecord, validateServiceAccount,
   workloadUid, writeRecord,
@@ -42,7 +42,8 @@ export interface RedirectAddResult {
   warnings: string[]
 }
 
-export async function addRedirect(options: RedirectAddOptions): Promise<RedirectAddResult> {
+/** Everything add checks and reads before changing anything (shared with the dry run). */
+async function prepareAdd(options: RedirectAddOptions) {
   const stateDir = options.stateDir ?? DEFAULT_INPOD_STATE_DIR
   const netns = await resolveNetnsPath(options)
   const {name, namespace} = parseWorkloadRef(options.workload)
@@ -74,6 +75,33 @@ export async function addRedirect(options: RedirectAddOptions): Promise<Redirect
 
   const families = familiesOf(ips)
   const backend = await addBackend(netns, families, options.backend, existing?.netnsId === netnsId ? existing : undefined)
+  return {backend, dnsCapture, existing, families, ips, name, namespace, netns, netnsId, serviceAccount, stateDir, uid}
+}
+
+export interface RedirectPlan {
+  backend: Backend
+  dnsCapture: boolean
+  ips: string[]
+  netns: string
+  /** the ip rule / ip route commands it runs (those already in place are skipped) */
+  routing: string[]
+  /** the input it feeds each firewall tool */
+  rules: {text: string; tool: string}[]
+  workload: {name: string; namespace: string; serviceAccount: string}
+}
+
+/** `redirect add --dry-run`: the same checks, and the rules and routes it would install; nothing changes. */
+export async function planRedirect(options: RedirectAddOptions): Promise<RedirectPlan> {
+  const {backend, dnsCapture, families, ips, name, namespace, netns, serviceAccount} = await prepareAdd(options)
+  const rules = backend === 'nft'
+    ? [{text: renderNftScript({dnsCapture}), tool: 'nft -f -'}]
+    : families.map((family) => ({text: renderRuleSet(family, {dnsCapture}), tool: `${iptablesToolName(variantOf(backend), family, 'restore')} --noflush`}))
+  const routing = families.flatMap((family) => [['ip', ...ruleArgs(family)].join(' '), ['ip', ...routeArgs(family)].join(' ')])
+  return {backend, dnsCapture, ips, netns, routing, rules, workload: {name, namespace, serviceAccount}}
+}
+
+export async function addRedirect(options: RedirectAddOptions): Promise<RedirectAddResult> {
+  const {backend, dnsCapture, existing, families, ips, name, namespace, netns, netnsId, serviceAccount, stateDir, uid} = await prepareAdd(options)
   const add: InpodAdd = {ips, netns, type: 'add', uid, workload: {name, namespace, serviceAccount}}
   // The record (with the pre-add state) is written before any change, so an interrupted add can
   // still be removed exactly. A repeated add keeps the original pre-add state.

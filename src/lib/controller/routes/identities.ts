@@ -83,6 +83,14 @@ export const identityRoutes: Route[] = [
   {
     access: 'admin',
     async handle({params, services}) {
+      const target = await services.store.getIdentity(params.name)
+      if (target?.admin && !(await services.store.listIdentities()).some((other) => other.admin && other.status === 'active' && other.name !== target.name)) {
+        throw new ZtError('ZT_ERR_LAST_ADMIN', `"${target.name}" is the last admin identity: deleting it would leave nobody able to manage the mesh`, {
+          exit: ExitCode.conflict,
+          suggestion: 'create and enroll another admin first (`ztctl identity create NAME --admin`, then `ztctl enroll NAME.jwt --context NAME`)',
+        })
+      }
+
       const {identity, revoked, version} = await services.store.revokeIdentity(params.name, new Date()).catch(async (error: unknown) => {
         if (ZtError.is(error) && error.code === 'ZT_ERR_NOT_FOUND') await findIdentity(services.store, params.name)
         throw error

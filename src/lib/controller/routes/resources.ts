@@ -103,6 +103,8 @@ export const resourceRoutes: Route[] = [
         lastSeen: services.hub.isOnline(agent.name) ? new Date().toISOString() : statusByName.get(agent.name)?.lastSeen,
         name: agent.name,
         online: services.hub.isOnline(agent.name),
+        resources: statusByName.get(agent.name)?.resources ?? [],
+        software: statusByName.get(agent.name)?.software,
         spiffe: agent.spiffe,
       }))
       return {agents, version}

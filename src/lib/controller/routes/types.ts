@@ -8,6 +8,8 @@ import type {Logger} from '../logger.js'
 import type {Principal, Store} from '../store/store.js'
 
 export interface ControllerServices {
+  /** lifetime of admin certificates; admins renew on use past half-life */
+  adminCertTtlSeconds: number
   ca: ControllerCA
   certTtlSeconds: number
   hub: ConfigHub

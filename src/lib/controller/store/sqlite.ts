@@ -29,6 +29,8 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE changes (revision INTEGER NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,
      op TEXT NOT NULL, value TEXT, PRIMARY KEY (revision, seq));
    CREATE TABLE agent_status (name TEXT PRIMARY KEY, acked_version INTEGER, last_seen TEXT);`,
+  `ALTER TABLE agent_status ADD COLUMN resources TEXT;
+   ALTER TABLE agent_status ADD COLUMN software TEXT;`,
 ]
 
 /** How many revisions of the change log to keep; an agent further behind gets a snapshot. */
@@ -336,15 +338,22 @@ class SqliteStore implements Store {
 
   async recordAgentStatus(status: AgentStatusRecord): Promise<void> {
     this.db
-      .prepare(`INSERT INTO agent_status (name, acked_version, last_seen) VALUES (?, ?, ?)
+      .prepare(`INSERT INTO agent_status (name, acked_version, last_seen, resources, software) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT(name) DO UPDATE SET acked_version = coalesce(excluded.acked_version, acked_version),
-                                                last_seen = coalesce(excluded.last_seen, last_seen)`)
-      .run(status.name, status.ackedVersion ?? null, status.lastSeen ?? null)
+                                                last_seen = coalesce(excluded.last_seen, last_seen),
+                                                resources = coalesce(excluded.resources, resources),
+                                                software = coalesce(excluded.software, software)`)
+      .run(status.name, status.ackedVersion ?? null, status.lastSeen ?? null, status.resources ? JSON.stringify(status.resources) : null, status.software ?? null)
   }
 
   async listAgentStatus(): Promise<AgentStatusRecord[]> {
-    const rows = this.db.prepare('SELECT * FROM agent_status ORDER BY name').all() as {acked_version: null | number; last_seen: null | string; name: string}[]
-    return rows.map((row) => ({ackedVersion: row.acked_version ?? undefined, lastSeen: row.last_seen ?? undefined, name: row.name}))
+    const rows = this.db.prepare('SELECT * FROM agent_status ORDER BY name').all() as {
+      acked_version: null | number; last_seen: null | string; name: string; resources: null | string; software: null | string
+    }[]
+    return rows.map((row) => ({
+      ackedVersion: row.acked_version ?? undefined, lastSeen: row.last_seen ?? undefined, name: row.name,
+      resources: row.resources ? (JSON.parse(row.resources) as AgentStatusRecord['resources']) : undefined, software: row.software ?? undefined,
+    }))
   }
 
   // ---- helpers (all run on the one connection, synchronously) ----

@@ -1,7 +1,7 @@
 // The controller's state behind one backend-neutral interface. The SQLite backend (sqlite.ts) is the
 // default; a Kubernetes backend (CRDs + Secrets) can implement the same interface later, so nothing
 // here may mention SQL, rows or files. Every method is async for that reason.
-import type {Change, ConfigSnapshot, ResourceKind, ResourceKinds} from '../../config/types.js'
+import type {Change, ConfigSnapshot, ResourceKind, ResourceKinds, ResourceStatus} from '../../config/types.js'
 
 export type IdentityStatus = 'active' | 'pending' | 'revoked'
 
@@ -46,10 +46,15 @@ export interface Principal {
   identity: IdentityRecord
 }
 
+/** An agent's last report. recordAgentStatus merges: a field left undefined keeps its stored value. */
 export interface AgentStatusRecord {
   ackedVersion?: number
   lastSeen?: string
   name: string
+  /** per-resource status of `ackedVersion`, as the agent's last ack listed it (replaced by each ack) */
+  resources?: ResourceStatus[]
+  /** the agent's software version (from its subscribe) */
+  software?: string
 }
 
 export interface ResourceListing<K extends ResourceKind> {

@@ -4,7 +4,7 @@
 import type {Server} from 'node:http'
 
 import {CertificateRenewer} from '../../client/renew.js'
-import type {IdentitySummary, Policy, Revocation} from '../../config/types.js'
+import {type IdentitySummary, MAX_STATUS_REASON, type Policy, resourceKey, type ResourceStatus, type Revocation} from '../../config/types.js'
 import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
 import type {InpodRuntime} from '../../inpod/runtime.js'
@@ -16,6 +16,8 @@ import {H2_CONNECTION_WINDOW, H2_STREAM_WINDOW} from '../hbone/relay.js'
 import {Credentials} from '../hbone/tls.js'
 import {type AdminHandlers, adminRoutes, metricsRoutes, readinessRoutes, serveRoutes} from '../observe/admin.js'
 import {createLogger, type Logger, type LogLevel} from '../observe/log.js'
+import {LogRing} from '../observe/log-ring.js'
+import {processMetrics} from '../observe/process-metrics.js'
 import {Metrics} from '../observe/metrics.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from '../observe/registry.js'
 import {ConnectionTracker} from '../paths/connection.js'
@@ -107,7 +109,8 @@ export interface ConfigDump {
 
 export interface Agent {
   readonly addresses: AgentAddresses
-  applyConfig(update: ConfigUpdate): Promise<void>
+  /** Apply each resource on its own; resolves with the status of the ones this agent acts on or could not apply. */
+  applyConfig(update: ConfigUpdate): Promise<ResourceStatus[]>
   /** resolves once the agent has stopped (shutdown, /quitquitquit) */
   readonly closed: Promise<void>
   configDump(): ConfigDump
@@ -129,6 +132,8 @@ interface AgentCore {
   readonly httpServers: Server[]
   inpod?: InpodRuntime
   readonly logger: Logger
+  /** the recent log lines, for GET /logs */
+  readonly logRing: LogRing
   readonly metrics: Metrics
   readonly options: AgentOptions
   readonly registry: ConnectionRegistry
@@ -203,7 +208,8 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
 }
 
 async function createCore(options: AgentOptions): Promise<AgentCore> {
-  const logger = await createLogger({destination: options.logDestination, level: options.logLevel ?? 'info'})
+  const logRing = new LogRing()
+  const logger = await createLogger({destination: options.logDestination, level: options.logLevel ?? 'info', tee: (destination) => logRing.tee(destination)})
   const credentials = new Credentials(options.identity)
   const self = {name: options.identity.name, trustDomain: trustDomainOf(options.identity.spiffe)}
   const state = MeshState.empty(self)
@@ -218,6 +224,7 @@ async function createCore(options: AgentOptions): Promise<AgentCore> {
     drainTimeoutMs: options.drainTimeoutMs ?? 5000,
     httpServers: [],
     logger,
+    logRing,
     metrics,
     options,
     registry,
@@ -264,32 +271,79 @@ function pending(agent: RunningAgent): string[] {
   return waiting
 }
 
-/** Configurations apply one at a time, in the order they arrive. */
-function configApplier(agent: RunningAgent, resolveReady: () => void): (update: ConfigUpdate) => Promise<void> {
-  let applying = Promise.resolve()
-  return async (update) => {
-    const run = applying.then(() => applyOne(agent, update, resolveReady))
+/** How often listeners that could not bind (a port held by another process) are tried again. */
+const LISTENER_RETRY_MS = 2000
+
+/**
+ * Configurations apply one at a time, in the order they arrive; while a listener cannot bind, it is
+ * tried again every LISTENER_RETRY_MS, and a change of status is reported to the source (a re-ack).
+ */
+function configApplier(agent: RunningAgent, resolveReady: () => void): (update: ConfigUpdate) => Promise<ResourceStatus[]> {
+  let applying: Promise<unknown> = Promise.resolve()
+  const serial = <T>(step: () => Promise<T>): Promise<T> => {
+    const run = applying.then(step)
     applying = run.catch(() => {})
     return run
   }
+
+  let reported = ''
+  const retry = setInterval(() => {
+    if (agent.draining) clearInterval(retry)
+    if (!agent.inbound.failing || agent.draining) return
+    void serial(async () => {
+      await bindListeners(agent, agent.state)
+      const statuses = resourceStatuses(agent, agent.state)
+      if (JSON.stringify(statuses) === reported) return
+      reported = JSON.stringify(statuses)
+      agent.options.configSource.report(statuses)
+      if (pending(agent).length === 0) resolveReady()
+    })
+  }, LISTENER_RETRY_MS)
+  retry.unref()
+  return (update) => serial(async () => {
+    const statuses = await applyOne(agent, update, resolveReady)
+    reported = JSON.stringify(statuses)
+    return statuses
+  })
 }
 
-/** The new mesh view, the inbound listeners (with the sidecar's), re-checks of live connections, then the in-pod workloads. */
-async function applyOne(agent: RunningAgent, update: ConfigUpdate, resolveReady: () => void): Promise<void> {
+/** Open, re-bind or close the inbound listeners (with the sidecar's) for STATE; keep the bound addresses. */
+async function bindListeners(agent: RunningAgent, state: MeshState): Promise<void> {
   const {addresses, inbound} = agent
+  if (!agent.draining) await inbound.apply([...state.inboundTunnels(), ...(agent.sidecar?.listeners(state) ?? [])])
+  for (const listener of inbound.list()) if (listener.address) addresses.inbound[listener.key] = listener.address
+  for (const key of Object.keys(addresses.inbound)) if (!inbound.list().some((listener) => listener.key === key && listener.address)) delete addresses.inbound[key]
+}
+
+/** The status of each tunnel of this agent (inbound: is its listener bound; outbound: hosted). */
+function resourceStatuses(agent: RunningAgent, state: MeshState): ResourceStatus[] {
+  const listeners = new Map(agent.inbound.list().map((listener) => [listener.key, listener]))
+  const inbound = state.inboundTunnels().map((tunnel): ResourceStatus => {
+    const key = resourceKey('inbound', tunnel)
+    const listener = listeners.get(key)
+    return listener?.error
+      ? {code: listener.errorCode, key, kind: 'inbound', reason: listener.error.slice(0, MAX_STATUS_REASON), state: 'error'}
+      : {key, kind: 'inbound', state: 'applied'}
+  })
+  const outbound = state.hostedTunnels().map((tunnel): ResourceStatus => ({key: resourceKey('outbound', tunnel), kind: 'outbound', state: 'applied'}))
+  return [...inbound, ...outbound]
+}
+
+/** The new mesh view, the inbound listeners, re-checks of live connections, then the in-pod workloads. */
+async function applyOne(agent: RunningAgent, update: ConfigUpdate, resolveReady: () => void): Promise<ResourceStatus[]> {
   const next = new MeshState(update.snapshot, update.version, agent.self)
   const previous = agent.state
   agent.state = next
-  const failures = agent.draining ? [] : await inbound.apply([...next.inboundTunnels(), ...(agent.sidecar?.listeners(next) ?? [])])
-  for (const listener of inbound.list()) if (listener.address) addresses.inbound[listener.key] = listener.address
-  for (const key of Object.keys(addresses.inbound)) if (!inbound.list().some((listener) => listener.key === key && listener.address)) delete addresses.inbound[key]
-  if (!agent.draining) await agent.sidecar?.applied(next, addresses.inbound)
+  await bindListeners(agent, next)
+  if (!agent.draining) await agent.sidecar?.applied(next, agent.addresses.inbound)
   enforce(agent, previous, next)
   agent.inpod?.applyConfig(next)
   agent.configured = true
-  agent.logger.info({version: update.version, inbound: next.inboundTunnels().length, hosted: next.hostedTunnels().length}, 'configuration applied')
-  if (failures.length > 0) throw new ZtError('ZT_ERR_CONFIG_APPLY', failures.join('; '))
+  const statuses = resourceStatuses(agent, next)
+  const errors = statuses.filter((status) => status.state === 'error').length
+  agent.logger.info({version: update.version, inbound: next.inboundTunnels().length, hosted: next.hostedTunnels().length, errors}, 'configuration applied')
   if (pending(agent).length === 0) resolveReady()
+  return statuses
 }
 
 /** Re-check live connections against a new configuration: revoked peers and policy changes. */
@@ -419,9 +473,10 @@ async function startServices(agent: RunningAgent, api: Pick<Agent, 'applyConfig'
     await serveHttp(agent, {
       configDump: api.configDump,
       getLogLevel: () => agent.logger.level,
+      logs: agent.logRing,
       pending: () => pending(agent),
       quit: () => void api.shutdown('POST /quitquitquit'),
-      renderMetrics: () => agent.metrics.render(),
+      renderMetrics: () => agent.metrics.render() + processMetrics().render(),
       setLogLevel: (level: LogLevel) => {
         agent.logger.level = level
       },
@@ -443,6 +498,8 @@ async function startServices(agent: RunningAgent, api: Pick<Agent, 'applyConfig'
 }
 
 async function serveHttp(agent: RunningAgent, handlers: AdminHandlers): Promise<void> {
+  // The event-loop lag is measured from now on, not from the first scrape.
+  if (agent.options.metrics !== undefined) processMetrics()
   const {addresses, options} = agent
   for (const [what, text, routes] of [
     ['admin', options.admin, adminRoutes(handlers)],
@@ -465,6 +522,7 @@ async function startConfigSource(agent: RunningAgent, applyConfig: Agent['applyC
     hbone: agent.addresses.advertise,
     identity: () => credentials.identity,
     onError: (message) => logger.error({error: message}, 'configuration not applied; keeping the last one'),
+    software: agent.options.buildVersion,
     onState(sourceState, error) {
       if (error) logger.warn({error, state: sourceState}, 'configuration source disconnected; serving the last configuration and reconnecting')
       else logger.info({state: sourceState}, `configuration source ${sourceState}`)

@@ -129,10 +129,17 @@ export function execDaemon(options: DaemonOptions): boolean {
   return process.execve(process.execPath, [process.execPath, ...DAEMON_NODE_OPTIONS, ...process.execArgv, entry, ...process.argv.slice(2)], env)
 }
 
-/** Run the agent in this process until it has stopped: SIGTERM/SIGINT drain, and so does the end of stdin with stopWithStdin. */
-export async function runDaemon(options: DaemonOptions): Promise<void> {
+/**
+ * Run the agent in this process until it has stopped: SIGTERM/SIGINT drain, and so does the end of stdin
+ * with stopWithStdin. Resolves with what stopped it (the caller exits 130 after a SIGINT, as the README says).
+ */
+export async function runDaemon(options: DaemonOptions): Promise<string | undefined> {
   const agent = await launchAgent(options)
-  const stop = (signal: string) => () => void agent.shutdown(`received ${signal}`)
+  let stoppedBy: string | undefined
+  const stop = (signal: string) => () => {
+    stoppedBy ??= signal
+    void agent.shutdown(`received ${signal}`)
+  }
   process.once('SIGTERM', stop('SIGTERM'))
   process.once('SIGINT', stop('SIGINT'))
   if (options.stopWithStdin) {
@@ -143,4 +150,5 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   await agent.closed
   // An open stdin pipe would keep the process alive after the agent stopped.
   if (options.stopWithStdin) process.stdin.destroy()
+  return stoppedBy
 }

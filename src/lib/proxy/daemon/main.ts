@@ -47,7 +47,8 @@ let json = false
 try {
   const options = readOptions()
   json = options.json === true
-  await runDaemon(options)
+  // Ctrl-C: 130, as every ztctl command (README "Exit codes"); SIGTERM is an orderly stop (0).
+  if ((await runDaemon(options)) === 'SIGINT') process.exitCode = ExitCode.interrupted
 } catch (error) {
   // The agent closed what it had opened: the process ends with the exit code set here.
   report(error, json)

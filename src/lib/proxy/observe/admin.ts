@@ -1,21 +1,26 @@
 // The agent's HTTP side doors, on separate listeners as in ztunnel: admin (15000, loopback by default:
-// /config_dump, /logging, /quitquitquit), readiness (15021: /healthz/ready) and metrics (15020:
+// /config_dump, /logging, /logs, /quitquitquit), readiness (15021: /healthz/ready) and metrics (15020:
 // /metrics, /stats/prometheus). Plain HTTP/1.1; every handler answers from in-memory state.
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
 import {formatHostPort, type HostPort} from '../address.js'
 import {isLogLevel, LOG_LEVELS, type LogLevel} from './log.js'
+import type {LogRing} from './log-ring.js'
 
 export interface AdminHandlers {
   configDump: () => unknown
   getLogLevel: () => string
+  /** the recent log lines (GET /logs?tail=N&follow=1) */
+  logs?: LogRing
   /** pending readiness conditions; empty = ready */
   pending: () => string[]
   quit: () => void
   renderMetrics: () => string
   setLogLevel: (level: LogLevel) => void
 }
+
+const MAX_FOLLOWER_BACKLOG = 1024 * 1024
 
 type Route = (request: IncomingMessage, response: ServerResponse, url: URL) => void
 
@@ -44,6 +49,20 @@ export function adminRoutes(handlers: AdminHandlers): Record<string, Route> {
       if (!isLogLevel(normalized)) return send(response, 400, `unknown level ${JSON.stringify(level.slice(0, 40))}; ${help}\n`)
       handlers.setLogLevel(normalized)
       send(response, 200, `current log level is ${handlers.getLogLevel()}\n`)
+    },
+    '/logs'(request, response, url) {
+      const help = 'usage: GET /logs?tail=N&follow=1 (JSON lines)'
+      if (request.method !== 'GET' || !handlers.logs) return methodNotAllowed(response, 'GET', help)
+      const tail = Math.min(Number(url.searchParams.get('tail') ?? 100), 100_000)
+      if (!Number.isSafeInteger(tail) || tail < 0) return send(response, 400, `tail must be a count; ${help}\n`)
+      const follow = url.searchParams.get('follow') === '1'
+      // A follower that does not read is cut off rather than buffered for.
+      const stop = follow ? handlers.logs.follow((line) => (response.writableLength > MAX_FOLLOWER_BACKLOG ? response.destroy() : response.write(line))) : undefined
+      if (follow && !stop) return send(response, 503, 'too many followers of /logs; try again later\n')
+      response.writeHead(200, {'content-type': 'application/x-ndjson'})
+      for (const line of handlers.logs.tail(tail)) response.write(line)
+      if (!stop) return void response.end()
+      response.once('close', stop)
     },
     '/quitquitquit'(request, response) {
       if (request.method !== 'POST') return methodNotAllowed(response, 'POST', 'usage: POST /quitquitquit')

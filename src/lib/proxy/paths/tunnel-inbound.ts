@@ -25,7 +25,9 @@ export const MAX_CONNECT_ATTEMPTS = 3
 export interface InboundListenerInfo {
   /** the bound address (the real port when 0 was asked for) */
   address?: string
+  /** why it is not bound, and the system's code for it (EADDRINUSE, EACCES, …) */
   error?: string
+  errorCode?: string
   key: string
   listen: string
   service: string
@@ -89,34 +91,42 @@ export class InboundTunnels {
 
   constructor(private readonly options: InboundOptions) {}
 
-  /** Open, re-bind or close listeners to match TUNNELS. Returns the bind failures (the rest applied). */
-  async apply(tunnels: readonly InboundTunnel[]): Promise<string[]> {
+  /**
+   * Open, re-bind or close listeners to match TUNNELS, each on its own: one that cannot bind keeps its
+   * error (list() shows it) and is tried again by the next apply; the others are unaffected.
+   */
+  async apply(tunnels: readonly InboundTunnel[]): Promise<void> {
     const wanted = new Map(tunnels.map((tunnel) => [resourceKey('inbound', tunnel), tunnel]))
     for (const [key, listener] of this.listeners) {
       const next = wanted.get(key)
       if (!next || next.listen !== listener.tunnel.listen) {
-          listener.bound?.close()
+        listener.bound?.close()
         this.listeners.delete(key)
       } else {
         listener.tunnel = next
       }
     }
 
-    const failures: string[] = []
     for (const [key, tunnel] of wanted) {
-      if (this.listeners.has(key) || !this.accepting) continue
+      const previous = this.listeners.get(key)
+      if (previous?.bound || !this.accepting) continue
       const listener: Listener = {info: {key, listen: tunnel.listen, service: tunnel.service}, tunnel}
       this.listeners.set(key, listener)
       try {
         await this.bind(listener)
       } catch (error) {
         listener.info.error = `cannot listen on ${tunnel.listen} for ${tunnel.service}: ${describeSystemError(error)}`
-        failures.push(listener.info.error)
-        this.options.logger().error({tunnel: key}, listener.info.error)
+        listener.info.errorCode = (error as NodeJS.ErrnoException).code
+        // A retry that fails the same way says nothing new.
+        if (previous?.info.error !== listener.info.error) this.options.logger().error({tunnel: key}, listener.info.error)
       }
     }
+  }
 
-    return failures
+  /** Some listener could not bind (apply tries it again). */
+  get failing(): boolean {
+    for (const listener of this.listeners.values()) if (!listener.bound) return true
+    return false
   }
 
   list(): InboundListenerInfo[] {

@@ -4,7 +4,7 @@
 //   3. no ALLOW policy for the service → allow;
 //   4. any matching ALLOW policy → allow; else deny.
 // Pure functions: the same inputs give the same decision, so live connections can be re-checked after
-// every configuration change.
+// every configuration change. `ztctl policy explain` runs this very function with a trace attached.
 import type {IdentitySummary, Policy, ServiceName} from '../../config/types.js'
 import {cidrContains} from '../address.js'
 
@@ -29,6 +29,19 @@ export type AuthzDecision =
   | {allowed: true; policy?: string}
   | {allowed: false; policy?: string; reason: string}
 
+/** The policy field that did not match (fields AND together). */
+export type PolicyMismatch = 'from' | 'ports' | 'sourceCidrs'
+
+/** One check `authorize` made, in its order; what `policy explain` shows. */
+export type AuthzStep =
+  | {allow: readonly string[]; matched: boolean; step: 'allow-list'}
+  | {matched: boolean; step: 'mesh-source'}
+  | {action: Policy['action']; mismatch?: PolicyMismatch; policy: string; step: 'policy'}
+  | {action: Policy['action']; policy: string; services: readonly ServiceName[]; step: 'other-services'}
+
+/** Receives every step of a decision; agents pass none. */
+export type AuthzTrace = (step: AuthzStep) => void
+
 type SourceFields = Pick<AuthzRequest, 'sourceIdentity' | 'sourceNamespace' | 'sourceRoles' | 'sourceServiceAccount' | 'sourceSpiffe'>
 
 /** A source of this mesh: an identity, or a workload (namespace + service account). */
@@ -48,12 +61,14 @@ export function principalMatches(selector: string, request: SourceFields): boole
 }
 
 /** A policy matches when every non-empty field matches (AND); within a field any value may match (OR). */
-export function policyMatches(policy: Policy, request: AuthzRequest): boolean {
-  if (policy.from.length > 0 && !policy.from.some((selector) => principalMatches(selector, request))) return false
-  if (policy.sourceCidrs.length > 0 && !policy.sourceCidrs.some((cidr) => cidrContains(cidr, request.sourceAddress))) return false
-  if (policy.ports.length > 0 && !policy.ports.includes(request.destinationPort)) return false
-  return true
+export function policyMismatch(policy: Policy, request: AuthzRequest): PolicyMismatch | undefined {
+  if (policy.from.length > 0 && !policy.from.some((selector) => principalMatches(selector, request))) return 'from'
+  if (policy.sourceCidrs.length > 0 && !policy.sourceCidrs.some((cidr) => cidrContains(cidr, request.sourceAddress))) return 'sourceCidrs'
+  if (policy.ports.length > 0 && !policy.ports.includes(request.destinationPort)) return 'ports'
+  return undefined
 }
+
+export const policyMatches = (policy: Policy, request: AuthzRequest): boolean => policyMismatch(policy, request) === undefined
 
 export function policyApplies(policy: Policy, service: ServiceName): boolean {
   return policy.services.length === 0 || policy.services.includes(service)
@@ -61,25 +76,55 @@ export function policyApplies(policy: Policy, service: ServiceName): boolean {
 
 /**
  * Decide one connection. `allow` is the hosting tunnel's allow list (empty: any mesh identity).
- * Policies are evaluated in name order so the reported policy is deterministic.
+ * Policies are evaluated in name order so the reported policy is deterministic: DENY first, then ALLOW,
+ * then the default. TRACE, when given, sees every check in the order it was made.
  */
-export function authorize(request: AuthzRequest, policies: Iterable<Policy>, allow: readonly string[] = []): AuthzDecision {
-  if (!isMeshSource(request)) {
-    return {allowed: false, reason: 'the peer certificate carries no identity of this mesh'}
+export function authorize(request: AuthzRequest, policies: Iterable<Policy>, allow: readonly string[] = [], trace?: AuthzTrace): AuthzDecision {
+  const meshSource = isMeshSource(request)
+  trace?.({matched: meshSource, step: 'mesh-source'})
+  if (!meshSource) return {allowed: false, reason: 'the peer certificate carries no identity of this mesh'}
+  if (allow.length > 0) {
+    const listed = allow.some((selector) => principalMatches(selector, request))
+    trace?.({allow, matched: listed, step: 'allow-list'})
+    if (!listed) return {allowed: false, reason: `${describeSource(request)} is not in the allow list of ${request.service} (${allow.join(', ')})`}
   }
 
-  if (allow.length > 0 && !allow.some((selector) => principalMatches(selector, request))) {
-    return {allowed: false, reason: `${describeSource(request)} is not in the allow list of ${request.service} (${allow.join(', ')})`}
+  const sorted = [...policies].sort((a, b) => a.name.localeCompare(b.name))
+  const applicable = sorted.filter((policy) => {
+    const applies = policyApplies(policy, request.service)
+    if (!applies) trace?.({action: policy.action, policy: policy.name, services: policy.services, step: 'other-services'})
+    return applies
+  })
+  const evaluate = (policy: Policy): boolean => {
+    const mismatch = policyMismatch(policy, request)
+    trace?.({action: policy.action, mismatch, policy: policy.name, step: 'policy'})
+    return mismatch === undefined
   }
 
-  const applicable = [...policies].filter((policy) => policyApplies(policy, request.service)).sort((a, b) => a.name.localeCompare(b.name))
-  const deny = applicable.find((policy) => policy.action === 'DENY' && policyMatches(policy, request))
+  const deny = applicable.find((policy) => policy.action === 'DENY' && evaluate(policy))
   if (deny) return {allowed: false, policy: deny.name, reason: `denied by policy "${deny.name}"`}
   const allows = applicable.filter((policy) => policy.action === 'ALLOW')
   if (allows.length === 0) return {allowed: true}
-  const match = allows.find((policy) => policyMatches(policy, request))
+  const match = allows.find((policy) => evaluate(policy))
   if (match) return {allowed: true, policy: match.name}
   return {allowed: false, reason: `no ALLOW policy matches (checked ${allows.map((policy) => `"${policy.name}"`).join(', ')})`}
+}
+
+/** What a hosting agent knows of a connection before it decides: its SPIFFE ID, address, service and port. */
+export type ConnectionFacts = Omit<AuthzRequest, 'sourceIdentity' | 'sourceNamespace' | 'sourceRoles' | 'sourceServiceAccount' | 'sourceSpiffe'> & {sourceSpiffe?: string}
+
+/**
+ * The decision an agent makes for one connection: the source's roles from the `identity` resources,
+ * then `authorize` with every policy. Agents and `policy explain` both call this.
+ */
+export function authorizeConnection(
+  facts: ConnectionFacts,
+  config: {identity: Record<string, IdentitySummary>; policy: Record<string, Policy>},
+  trustDomain: string,
+  allow: readonly string[] = [],
+  trace?: AuthzTrace,
+): AuthzDecision {
+  return authorize({...facts, ...sourceOf(facts.sourceSpiffe, trustDomain, config.identity)}, Object.values(config.policy), allow, trace)
 }
 
 /** `spiffe://TD/identity/NAME` → NAME, when the ID belongs to TRUST_DOMAIN. */

@@ -1,11 +1,12 @@
 // The controller's configuration stream as a ConfigSource: POST /v1/config/stream (NDJSON both ways,
-// via src/lib/client/config-stream.ts). Each snapshot/delta is validated, then applied; a failure nacks
-// it. While the controller is unreachable the agent keeps serving its last configuration and the
+// via src/lib/client/config-stream.ts). Each snapshot/delta is checked resource by resource and applied;
+// its ack carries the status of every resource the agent acts on or dropped as invalid. While the controller is unreachable the agent keeps serving its last configuration and the
 // subscription reconnects with bounded backoff, resuming from the last applied version.
 import {subscribeConfig, type ConfigSubscription} from '../../client/config-stream.js'
+import type {ResourceStatus} from '../../config/types.js'
 import type {IdentityFile} from '../../identity/file.js'
 import type {ApplyConfig, ConfigSource, ConfigSourceEvents, ConfigSourceStatus} from './config-source.js'
-import {validateSnapshot} from './state.js'
+import {checkSnapshot} from './state.js'
 
 export class ControllerConfigSource implements ConfigSource {
   readonly kind = 'controller'
@@ -22,10 +23,14 @@ export class ControllerConfigSource implements ConfigSource {
       identity: events.identity,
       maxBackoffMs: 15_000,
       minBackoffMs: 250,
+      software: events.software,
       onConfig: async (snapshot, version) => {
         try {
-          await apply({snapshot: validateSnapshot(snapshot), version})
-          this.lastError = undefined
+          const {invalid, snapshot: valid} = checkSnapshot(snapshot)
+          const statuses = [...invalid, ...(await apply({snapshot: valid, version}))]
+          const failed = statuses.filter((status) => status.state === 'error')
+          this.lastError = failed.length === 0 ? undefined : failed.map((status) => `${status.kind} ${status.key}: ${status.reason}`).join('; ')
+          return statuses
         } catch (error) {
           this.lastError = (error as Error).message
           events.onError(this.lastError)
@@ -41,6 +46,10 @@ export class ControllerConfigSource implements ConfigSource {
         }
       },
     })
+  }
+
+  report(resources: ResourceStatus[]): void {
+    this.subscription?.report(resources)
   }
 
   status(): ConfigSourceStatus {

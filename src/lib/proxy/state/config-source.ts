@@ -5,7 +5,7 @@ import {watch, type FSWatcher} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import type {ConfigSnapshot} from '../../config/types.js'
+import type {ConfigSnapshot, ResourceStatus} from '../../config/types.js'
 import type {IdentityFile} from '../../identity/file.js'
 import {ExitCode, ZtError} from '../../errors.js'
 import {validateSnapshot} from './state.js'
@@ -15,8 +15,11 @@ export interface ConfigUpdate {
   version: number
 }
 
-/** Apply a configuration; a rejection means "not applied" (the controller source nacks it). */
-export type ApplyConfig = (update: ConfigUpdate) => Promise<void>
+/**
+ * Apply a configuration resource by resource; resolves with the status of each resource the agent acts
+ * on or could not apply. A rejection means the version was not taken at all (the controller source nacks it).
+ */
+export type ApplyConfig = (update: ConfigUpdate) => Promise<ResourceStatus[]>
 
 export interface ConfigSourceStatus {
   connected: boolean
@@ -29,6 +32,8 @@ export interface ConfigSourceStatus {
 export interface ConfigSource {
   readonly kind: 'controller' | 'static'
   close(): Promise<void>
+  /** Statuses changed without a new version (a listener bound on retry): tell the source's peer. */
+  report(resources: ResourceStatus[]): void
   /** Start delivering configurations; resolves once started (not necessarily after the first one). */
   start(apply: ApplyConfig, events: ConfigSourceEvents): Promise<void>
   status(): ConfigSourceStatus
@@ -46,6 +51,8 @@ export interface ConfigSourceEvents {
   onError: (message: string) => void
   /** the source connected or disconnected; `error` says why it lost the connection */
   onState?: (state: string, error?: string) => void
+  /** the agent's software version, told to the controller */
+  software?: string
 }
 
 /** Parse a static configuration file: a ConfigSnapshot, or `{version, resources: ConfigSnapshot}`. */
@@ -97,6 +104,9 @@ export class StaticConfigSource implements ConfigSource {
   status(): ConfigSourceStatus {
     return {connected: true, lastError: this.lastError, source: `file:${this.file}`, version: this.lastVersion}
   }
+
+  /** A file has no one to tell: the agent's log and /config_dump carry the statuses. */
+  report(): void {}
 
   async close(): Promise<void> {
     if (this.debounce) clearTimeout(this.debounce)

@@ -1,10 +1,10 @@
 // The agent's view of the mesh, rebuilt from each configuration snapshot: which targets this agent
 // serves, where each service's endpoints are, which certificates are revoked, and the authorization
 // decision for a connection. Immutable once built, so a connection handler reads one consistent view.
-import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, RESOURCE_KINDS, type ResourceKind} from '../../config/types.js'
+import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, RESOURCE_KINDS, type ResourceKind, type ResourceStatus} from '../../config/types.js'
 import {ZtError} from '../../errors.js'
 import {formatHostPort, type HostPort, isValidCidr, parseHostPort, sameHostPort} from '../address.js'
-import {authorize, type AuthzDecision, type AuthzRequest, sourceOf} from './authz.js'
+import {type AuthzDecision, authorizeConnection, type ConnectionFacts} from './authz.js'
 
 export interface Endpoint {
   /** the hosting agent */
@@ -87,9 +87,8 @@ export class MeshState {
   isRevoked = (serial: string | undefined): boolean => serial !== undefined && this.revoked.has(serial.toUpperCase())
 
   /** Authorize a connection to a service this agent hosts. */
-  authorize(request: Omit<AuthzRequest, 'sourceIdentity' | 'sourceRoles' | 'sourceSpiffe'> & {sourceSpiffe?: string}, tunnel?: OutboundTunnel): AuthzDecision {
-    const source = sourceOf(request.sourceSpiffe, this.self.trustDomain, this.snapshot.identity)
-    return authorize({...request, ...source}, Object.values(this.snapshot.policy), tunnel?.allow ?? [])
+  authorize(request: ConnectionFacts, tunnel?: OutboundTunnel): AuthzDecision {
+    return authorizeConnection(request, this.snapshot, this.self.trustDomain, tunnel?.allow ?? [])
   }
 }
 
@@ -138,13 +137,17 @@ const CHECKS: Record<ResourceKind, Check> = {
       : 'needs uid, namespace, name, serviceAccount, node and ips[]',
 }
 
-/** Check a snapshot's shape; missing kinds become empty. Throws ZT_ERR_CONFIG naming the bad entry. */
-export function validateSnapshot(value: unknown): ConfigSnapshot {
+/**
+ * Check a snapshot resource by resource: the valid ones, and a status for each one dropped (missing kinds
+ * become empty). Throws ZT_ERR_CONFIG only when the whole is not a snapshot.
+ */
+export function checkSnapshot(value: unknown): {invalid: ResourceStatus[]; snapshot: ConfigSnapshot} {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ZtError('ZT_ERR_CONFIG', 'the configuration is not a JSON object with one map per resource kind')
   }
 
   const snapshot = emptySnapshot()
+  const invalid: ResourceStatus[] = []
   for (const kind of RESOURCE_KINDS) {
     const table = (value as Record<string, unknown>)[kind]
     if (table === undefined) continue
@@ -154,10 +157,18 @@ export function validateSnapshot(value: unknown): ConfigSnapshot {
 
     for (const [key, resource] of Object.entries(table)) {
       const problem = typeof resource === 'object' && resource !== null ? CHECKS[kind](resource as Record<string, unknown>) : 'not an object'
-      if (problem) throw new ZtError('ZT_ERR_CONFIG', `invalid ${kind} "${key}": ${problem}`)
-      ;(snapshot[kind] as Record<string, unknown>)[key] = resource
+      if (problem) invalid.push({code: 'ZT_ERR_CONFIG', key, kind, reason: `invalid ${kind}: ${problem}`, state: 'error'})
+      else (snapshot[kind] as Record<string, unknown>)[key] = resource
     }
   }
 
+  return {invalid, snapshot}
+}
+
+/** Check a snapshot's shape, all or nothing (a static file): throws ZT_ERR_CONFIG naming the first bad entry. */
+export function validateSnapshot(value: unknown): ConfigSnapshot {
+  const {invalid, snapshot} = checkSnapshot(value)
+  const [first] = invalid
+  if (first) throw new ZtError('ZT_ERR_CONFIG', `invalid ${first.kind} "${first.key}": ${first.reason?.replace(/^invalid \w+: /, '')}`)
   return snapshot
 }

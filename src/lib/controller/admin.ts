@@ -1,0 +1,132 @@
+// The admin identity: written by `controller run` when missing, and re-issued by `ztctl controller admin`
+// on the controller's host — the way back for an admin whose certificate expired (nobody else can help:
+// the API needs an admin). Both sign with the CA in the data dir and record the certificate in the
+// store, so a running controller accepts it at once; an existing admin identity keeps its id.
+import {randomUUID} from 'node:crypto'
+import {access} from 'node:fs/promises'
+import path from 'node:path'
+
+import {ExitCode, ZtError} from '../errors.js'
+import {loadContexts, upsertContext} from '../home/contexts.js'
+import {type Home, identitiesDir} from '../home/home.js'
+import {type IdentityFile, readIdentityFile, writeIdentityFile} from '../identity/file.js'
+import {certInfo} from '../pki/cert-info.js'
+import {createKeyAndCsr, createSigner} from '../pki/pki.js'
+import {loadOrCreateCA} from './ca.js'
+import {issueIdentityCert} from './issue.js'
+import {identitySpiffe, type ControllerServices} from './routes/types.js'
+
+export const ADMIN_NAME = 'admin'
+
+type AdminServices = Pick<ControllerServices, 'adminCertTtlSeconds' | 'ca' | 'certTtlSeconds' | 'signer' | 'store' | 'trustDomain' | 'url'>
+
+/** Write the admin identity when it is missing, expired, or unknown to this store. Returns true when written. */
+export async function ensureAdminIdentity(services: AdminServices, file: string): Promise<boolean> {
+  const existing = await readIdentityFile(file).catch(() => undefined)
+  if (existing) {
+    const serial = certInfo(existing.cert).serial
+    const principal = await services.store.authenticate(serial, new Date())
+    if (principal?.identity.admin && existing.controller === services.url) return false
+    if (principal?.identity.admin) {
+      // Same identity, new address (port 0 or --advertise changed): only the URL needs updating.
+      await writeIdentityFile(file, {...existing, controller: services.url})
+      return false
+    }
+  }
+
+  await writeIdentityFile(file, await issueAdmin(services, ADMIN_NAME))
+  return true
+}
+
+/** A fresh key and certificate for the live admin identity NAME, or a new admin identity when there is none. */
+async function issueAdmin(services: AdminServices, name: string): Promise<IdentityFile> {
+  const current = await services.store.getIdentity(name)
+  if (current && current.status === 'active' && current.admin) {
+    const {csrPem, keyPem} = await createKeyAndCsr(name)
+    const issued = await issueIdentityCert(services, current, csrPem)
+    await services.store.recordCert(issued.record)
+    return {ca: services.ca.bundle, cert: issued.cert, controller: services.url, key: keyPem, name, spiffe: current.spiffe, version: 1}
+  }
+
+  if (current && current.status === 'active') {
+    throw new ZtError('ZT_ERR_NOT_ADMIN', `identity "${name}" exists and is not an admin`, {
+      exit: ExitCode.conflict,
+      suggestion: 'pass --name with another name for the admin identity',
+    })
+  }
+
+  // Pending (never enrolled) or absent: a new admin identity, enrolled here (no token leaves the process).
+  if (current) await services.store.revokeIdentity(name, new Date())
+  return enrollLocally(services, name)
+}
+
+async function enrollLocally(services: AdminServices, name: string): Promise<IdentityFile> {
+  const tokenId = randomUUID()
+  const identity = await services.store.createIdentity({
+    admin: true, id: randomUUID(), name, roles: [], spiffe: identitySpiffe(services.trustDomain, name),
+    tokenExpiresAt: new Date(Date.now() + 60_000).toISOString(), tokenId,
+  })
+  const {csrPem, keyPem} = await createKeyAndCsr(name)
+  const issued = await issueIdentityCert(services, identity, csrPem)
+  await services.store.completeEnrollment(tokenId, issued.record, new Date())
+  return {ca: services.ca.bundle, cert: issued.cert, controller: services.url, key: keyPem, name, spiffe: identity.spiffe, version: 1}
+}
+
+export interface RecoverAdminOptions {
+  adminCertTtlSeconds: number
+  /** the context to (re)write and make current */
+  contextName: string
+  dataDir: string
+  home: Home
+  /** the admin identity's name */
+  name?: string
+  /** the controller's URL; default the one the controller recorded at its last start */
+  url?: string
+}
+
+export interface RecoveredAdmin {
+  context: string
+  controller: string
+  identityFile: string
+  name: string
+  notAfter: string
+}
+
+/**
+ * `ztctl controller admin`: re-issue the admin identity from the data dir, running controller or not
+ * (SQLite takes the second writer; the controller reads certificates from the store on every request).
+ */
+export async function recoverAdmin(options: RecoverAdminOptions): Promise<RecoveredAdmin> {
+  const dataDir = path.resolve(options.dataDir)
+  await access(path.join(dataDir, 'ca.key')).catch((error: unknown) => {
+    throw new ZtError('ZT_ERR_NOT_FOUND', `${dataDir} is not a controller data dir (it holds no ca.key)`, {
+      cause: error,
+      exit: ExitCode.notFound,
+      suggestion: 'pass the --data-dir the controller runs with (default <home>/controller, e.g. ~/.local/share/ztctl/controller)',
+    })
+  })
+  const {openSqliteStore} = await import('./store/sqlite.js')
+  const store = await openSqliteStore(dataDir)
+  try {
+    const [trustDomain, recordedUrl] = await Promise.all([store.getMeta('trust_domain'), store.getMeta('url')])
+    const url = options.url?.replace(/\/+$/, '') ?? recordedUrl
+    if (!trustDomain || !url) {
+      throw new ZtError('ZT_ERR_NOT_FOUND', `the store in ${dataDir} does not say where the controller listens`, {
+        exit: ExitCode.notFound,
+        suggestion: 'pass --url https://HOST:PORT (the controller\'s --advertise or listen address)',
+      })
+    }
+
+    const ca = await loadOrCreateCA({dataDir, trustDomain})
+    const services: AdminServices = {adminCertTtlSeconds: options.adminCertTtlSeconds, ca, certTtlSeconds: options.adminCertTtlSeconds, signer: await createSigner(ca), store, trustDomain, url}
+    const name = options.name ?? ADMIN_NAME
+    const identity = await issueAdmin(services, name)
+    const known = (await loadContexts(options.home)).contexts.find((context) => context.name === options.contextName)
+    const identityFile = known?.identity ?? path.join(identitiesDir(options.home), `${name}.json`)
+    await writeIdentityFile(identityFile, identity)
+    await upsertContext(options.home, {controller: url, controllerDataDir: dataDir, identity: identityFile, name: options.contextName}, true)
+    return {context: options.contextName, controller: url, identityFile, name, notAfter: certInfo(identity.cert).notAfter.toISOString()}
+  } finally {
+    await store.close()
+  }
+}
