@@ -26,7 +26,7 @@ export default class Precheck extends BaseCommand<typeof Precheck> {
         ...findings.flatMap((finding) => [`${MARK[finding.level]} ${finding.message}`, ...(finding.fix ? [`    fix: ${finding.fix}`] : [])]),
         errors === 0
           ? `${chalk.green('✔')} No issues found when checking the cluster. ztctl is safe to install or upgrade!`
-          : `${chalk.red('✘')} ${errors} issue${errors > 1 ? 's' : ''} found: installing now would fail or take over objects that are not ztctl's`,
+          : `${chalk.red('✘')} ${errors} issue${errors > 1 ? 's' : ''} found: fix them before installing (each says how)`,
       ].join('\n'))
     } finally {
       kube.close()
