@@ -8,6 +8,7 @@ import type {DatabaseSync} from 'node:sqlite'
 
 import {type Change, type ConfigSnapshot, emptySnapshot, type ResourceKind, type ResourceKinds} from '../../config/types.js'
 import {ExitCode, ZtError} from '../../errors.js'
+import {checkTokenUsable, tokenUsedError} from './errors.js'
 import type {
   AgentStatusRecord, CertRecord, IdentityRecord, NewIdentity, Principal, ResourceListing, Store,
 } from './store.js'
@@ -244,15 +245,7 @@ class SqliteStore implements Store {
     const name = this.transaction(() => {
       const row = this.db.prepare('SELECT * FROM identities WHERE token_id = ?').get(tokenId) as IdentityRow | undefined
       if (!row) throw new ZtError('ZT_ERR_TOKEN_INVALID', 'the enrollment token is not known to this controller', {exit: ExitCode.auth})
-      if (row.status === 'revoked') {
-        throw new ZtError('ZT_ERR_REVOKED', `identity "${row.name}" was deleted; its token can no longer be used`, {
-          exit: ExitCode.auth,
-          suggestion: 'ask an admin for a new token: `ztctl identity create NAME`',
-        })
-      }
-
-      if (row.status !== 'pending') throw tokenUsedError(row.name)
-      if (row.token_expires_at <= now.toISOString()) throw tokenExpiredError(row.token_expires_at)
+      checkTokenUsable({name: row.name, status: row.status, tokenExpiresAt: row.token_expires_at}, now)
       // The conditional update is what makes the token one-time, even against a concurrent enrollment.
       const result = this.db
         .prepare("UPDATE identities SET status = 'active', enrolled_at = ? WHERE id = ? AND status = 'pending'")
@@ -373,6 +366,18 @@ class SqliteStore implements Store {
     return () => this.commits.off('commit', listener)
   }
 
+  async sweepExpired(now: Date): Promise<number> {
+    let changed = false
+    const version = this.transaction(() => {
+      const keys = this.expiredRevocationKeys(now.toISOString())
+      if (keys.length === 0) return this.revision()
+      changed = true
+      return this.commitChanges(keys.map((key) => ({key, kind: 'revocation', op: 'delete'})))
+    })
+    if (changed) this.notify(version)
+    return version
+  }
+
   async recordAgentStatus(status: AgentStatusRecord): Promise<void> {
     this.db
       .prepare(`INSERT INTO agent_status (name, acked_version, last_seen, resources, software) VALUES (?, ?, ?, ?, ?)
@@ -474,18 +479,4 @@ class SqliteStore implements Store {
   private notify(version: number): void {
     this.commits.emit('commit', version)
   }
-}
-
-function tokenUsedError(name: string): ZtError {
-  return new ZtError('ZT_ERR_TOKEN_USED', `the enrollment token of "${name}" was already used`, {
-    exit: ExitCode.conflict,
-    suggestion: `a token works once; ask an admin for a new identity (\`ztctl identity delete ${name}\` then \`ztctl identity create ${name}\`)`,
-  })
-}
-
-export function tokenExpiredError(expiresAt: string): ZtError {
-  return new ZtError('ZT_ERR_TOKEN_EXPIRED', `the enrollment token expired at ${expiresAt}`, {
-    exit: ExitCode.auth,
-    suggestion: 'ask an admin for a new token (`ztctl identity delete NAME` then `ztctl identity create NAME`)',
-  })
 }
