@@ -41,6 +41,8 @@ const OUT = path.resolve(process.env.OUT ?? path.join(ROOT, 'bench/results', `co
 const SUBSCRIBE_TIMEOUT_MS = 600_000
 const ACK_TIMEOUT_MS = 120_000
 const NODE = 'bench-node'
+/** the node publishes every bench workload: any namespace/service account, IPs in 10/8 */
+const NODE_SCOPE = {podCidrs: ['10.0.0.0/8'], serves: ['*/*']}
 
 const log = (message) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${message}\n`)
 const quantile = (values, q) => {
@@ -83,8 +85,8 @@ class Clients {
 }
 
 /** Create and enroll NAME through the API (admin), in memory: the identity file's content. */
-async function enrollIdentity(admin, adminIdentity, name, roles) {
-  const {jwt} = await admin.request('POST', '/v1/identities', {expiresInSeconds: 3600, name, roles})
+async function enrollIdentity(admin, adminIdentity, name, roles, scope) {
+  const {jwt} = await admin.request('POST', '/v1/identities', {expiresInSeconds: 3600, name, roles, ...(scope ? {scope} : {})})
   const {csrPem, keyPem} = await createKeyAndCsr(name)
   const anonymous = new ControllerClient({ca: adminIdentity.ca, url: adminIdentity.controller})
   try {
@@ -95,12 +97,12 @@ async function enrollIdentity(admin, adminIdentity, name, roles) {
   }
 }
 
-async function enrollAll(adminIdentity, names, roles) {
+async function enrollAll(adminIdentity, names, roles, scope) {
   const admin = ControllerClient.fromIdentity(adminIdentity, 30_000)
   const identities = []
   try {
     for (let i = 0; i < names.length; i += 16) {
-      identities.push(...(await Promise.all(names.slice(i, i + 16).map((name) => enrollIdentity(admin, adminIdentity, name, roles)))))
+      identities.push(...(await Promise.all(names.slice(i, i + 16).map((name) => enrollIdentity(admin, adminIdentity, name, roles, scope)))))
     }
   } finally {
     admin.close()
@@ -244,7 +246,7 @@ async function main() {
     const adminIdentity = await readIdentityFile(ctl.adminIdentityPath)
     const maxN = Math.max(...N_LIST)
     log(`enrolling ${maxN} agent identities and the node identity`)
-    const [nodeIdentity] = await enrollAll(adminIdentity, [NODE], ['node'])
+    const [nodeIdentity] = await enrollAll(adminIdentity, [NODE], ['node'], NODE_SCOPE)
     const identities = await enrollAll(adminIdentity, Array.from({length: maxN}, (_, i) => `agent-${String(i + 1).padStart(4, '0')}`), ['agent'])
     const clients = new Clients(adminIdentity, nodeIdentity)
     let workloads = 0

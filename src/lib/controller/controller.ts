@@ -13,8 +13,9 @@ import {type ControllerCA, loadOrCreateCA} from './ca.js'
 import {ConfigHub} from './config-hub.js'
 import {ADMIN_NAME, ensureAdminIdentity} from './admin.js'
 import {lockDataDir} from './lock.js'
+import {type NodeAuthority, scopedNodeAuthority} from './node-authority.js'
 import type {Logger} from './logger.js'
-import type {ControllerServices} from './routes/types.js'
+import {controllerSpiffe, type ControllerServices} from './routes/types.js'
 import {type ServerTls, startServer} from './server.js'
 import {openSqliteStore} from './store/sqlite.js'
 import type {Store} from './store/store.js'
@@ -36,6 +37,8 @@ export interface ControllerOptions {
   contextName?: string
   dataDir?: string
   home: Home
+  /** decides for node identities bound to a Kubernetes node (scope.node): the pods on that node */
+  kubernetesNodes?: NodeAuthority
   /** host:port; port 0 = any free port */
   listen?: string
   logger?: Logger
@@ -94,7 +97,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const hub = new ConfigHub(store, logger)
     const services: ControllerServices = {
       adminCertTtlSeconds: options.adminCertTtlSeconds ?? DEFAULT_ADMIN_CERT_TTL_SECONDS, ca, certTtlSeconds: options.certTtlSeconds ?? 86_400, hub, logger,
-      signer, store, trustDomain, url: '', version: options.version,
+      nodeAuthority: scopedNodeAuthority(options.kubernetesNodes), signer, store, trustDomain, url: '', version: options.version,
     }
     const tls = await issueServerTls(services, listen.host, options.advertise)
     const server = await startServer(services, listen, tls)
@@ -172,7 +175,7 @@ async function issueServerTls(services: Pick<ControllerServices, 'ca' | 'signer'
 
   const {csrPem, keyPem} = await createKeyAndCsr('ztctl-controller')
   const issued = await services.signer.signCsr(csrPem, {
-    dnsNames: [...dnsNames], ipAddresses: [...ipAddresses], spiffe: `spiffe://${services.trustDomain}/controller`, ttlSeconds: SERVER_CERT_TTL_SECONDS,
+    dnsNames: [...dnsNames], ipAddresses: [...ipAddresses], spiffe: controllerSpiffe(services.trustDomain), ttlSeconds: SERVER_CERT_TTL_SECONDS,
   })
   // The chain includes the CA itself, so `enroll` can find the CA the token pins in the handshake.
   return {ca: services.ca.bundle, cert: issued.certPem + services.ca.bundle, key: keyPem}

@@ -5,6 +5,7 @@ import type {AddressInfo, Socket} from 'node:net'
 import type {TLSSocket} from 'node:tls'
 
 import {ExitCode, ZtError} from '../errors.js'
+import {boundedServerOptions, CONTROLLER_BOUNDS, guardHttp2Server} from '../http2/server-bounds.js'
 import {configRoutes} from './routes/config.js'
 import {enrollmentRoutes} from './routes/enrollment.js'
 import {identityRoutes} from './routes/identities.js'
@@ -15,6 +16,8 @@ import {workloadRoutes} from './routes/workloads.js'
 
 const MAX_BODY_BYTES = 1024 * 1024
 const DRAIN_TIMEOUT_MS = 3000
+/** A request (not the config stream) must be read and answered within this time. */
+const REQUEST_TIMEOUT_MS = 15_000
 
 export interface ServerTls {
   /** CA bundle that client certificates must chain to */
@@ -45,12 +48,15 @@ const STATUS_BY_EXIT: Record<number, number> = {
 
 export async function startServer(services: ControllerServices, listen: {host: string; port: number}, tls: ServerTls): Promise<ControllerServer> {
   const server = http2.createSecureServer({
+    ...boundedServerOptions(CONTROLLER_BOUNDS),
     allowHTTP1: true,
     ...tls,
     minVersion: 'TLSv1.2',
     rejectUnauthorized: false,
     requestCert: true,
-    settings: {maxConcurrentStreams: 1000},
+  })
+  const guard = guardHttp2Server(server, CONTROLLER_BOUNDS, {
+    ended: (reason, remote) => services.logger.debug({reason, remote}, 'HTTP/2 session closed by the server\'s bounds'),
   })
   const sessions = new Set<Http2Session>()
   const sockets = new Set<Socket>()
@@ -91,6 +97,7 @@ export async function startServer(services: ControllerServices, listen: {host: s
     address: {host: bound.address, port: bound.port},
     async close() {
       services.hub.close()
+      guard.close()
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       for (const session of sessions) session.close()
       const timer = setTimeout(() => {
@@ -111,6 +118,7 @@ async function handleRequest(services: ControllerServices, request: Http2ServerR
   const started = Date.now()
   try {
     const {params, route} = matchRoute(request.method, request.url)
+    if (!route.streaming) request.setTimeout(REQUEST_TIMEOUT_MS, () => request.destroy(new Error('request timed out')))
     const principal = route.access === 'anonymous' ? undefined : await authenticate(services, request, route.access)
     const body = route.streaming || request.method === 'GET' || request.method === 'DELETE' ? undefined : await readJsonBody(request)
     const result = await route.handle({body, params, principal, request, response, services})

@@ -4,6 +4,7 @@ import type {Http2ServerRequest, Http2ServerResponse} from 'node:http2'
 import type {Signer} from '../../pki/pki.js'
 import type {ControllerCA} from '../ca.js'
 import type {ConfigHub} from '../config-hub.js'
+import type {NodeAuthority} from '../node-authority.js'
 import type {Logger} from '../logger.js'
 import type {Principal, Store} from '../store/store.js'
 
@@ -14,6 +15,8 @@ export interface ControllerServices {
   certTtlSeconds: number
   hub: ConfigHub
   logger: Logger
+  /** what node identities may serve (workload certificates, published workloads) */
+  nodeAuthority: NodeAuthority
   signer: Signer
   store: Store
   trustDomain: string
@@ -47,5 +50,8 @@ export interface Route {
 }
 
 export const identitySpiffe = (trustDomain: string, name: string): string => `spiffe://${trustDomain}/identity/${name}`
+
+/** The controller's own SPIFFE ID: clients pin it in the TLS handshake (no identity or workload can hold it). */
+export const controllerSpiffe = (trustDomain: string): string => `spiffe://${trustDomain}/controller`
 
 export const IDENTITY_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/

@@ -2,7 +2,7 @@
 // synchronous=FULL, so a committed transaction survives kill -9 and power loss, and every mutation is
 // one transaction that also bumps the revision and appends to the change log.
 import {EventEmitter} from 'node:events'
-import {mkdir} from 'node:fs/promises'
+import {chmod, mkdir, open} from 'node:fs/promises'
 import path from 'node:path'
 import type {DatabaseSync} from 'node:sqlite'
 
@@ -31,6 +31,12 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE agent_status (name TEXT PRIMARY KEY, acked_version INTEGER, last_seen TEXT);`,
   `ALTER TABLE agent_status ADD COLUMN resources TEXT;
    ALTER TABLE agent_status ADD COLUMN software TEXT;`,
+  // What an identity may act for (IdentityScope as JSON), e.g. the node a Kubernetes node agent is bound to.
+  'ALTER TABLE identities ADD COLUMN scope TEXT;',
+  // Every signed certificate with its owner: 'workload' ones are minted by a node (revoked with it, never API credentials).
+  `ALTER TABLE certs ADD COLUMN usage TEXT NOT NULL DEFAULT 'identity';
+   ALTER TABLE certs ADD COLUMN spiffe TEXT;
+   UPDATE certs SET spiffe = (SELECT spiffe FROM identities WHERE identities.id = certs.identity_id);`,
 ]
 
 /** How many revisions of the change log to keep; an agent further behind gets a snapshot. */
@@ -44,16 +50,19 @@ interface IdentityRow {
   name: string
   revoked_at: null | string
   roles: string
+  scope: null | string
   spiffe: string
   status: IdentityRecord['status']
   token_expires_at: string
 }
 
 interface CertRow {
+  cert_spiffe: string
   identity_id: string
   not_after: string
   not_before: string
   serial: string
+  usage: CertRecord['usage']
 }
 
 export interface SqliteStoreOptions {
@@ -91,6 +100,7 @@ export async function openSqliteStore(dir: string, options: SqliteStoreOptions =
   const file = path.join(dir, 'store.db')
   let db: DatabaseSync
   try {
+    await makePrivate(file)
     db = new DatabaseSync(file, {timeout: 5000})
     db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous === 'OFF' ? 'OFF' : 'FULL'}; PRAGMA foreign_keys = ON;`)
     migrate(db)
@@ -102,6 +112,20 @@ export async function openSqliteStore(dir: string, options: SqliteStoreOptions =
   }
 
   return new SqliteStore(db, options.changeLogRevisions ?? CHANGE_LOG_REVISIONS)
+}
+
+/**
+ * The store holds every identity and token: 0600 whatever the folder's mode (an existing --data-dir may be
+ * 0755) or the umask. SQLite creates its -wal and -shm files with the database file's mode; older stores
+ * are tightened too.
+ */
+async function makePrivate(file: string): Promise<void> {
+  await (await open(file, 'a', 0o600)).close()
+  for (const name of [file, `${file}-wal`, `${file}-shm`]) {
+    await chmod(name, 0o600).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error
+    })
+  }
 }
 
 function migrate(db: DatabaseSync): void {
@@ -134,6 +158,7 @@ const toIdentity = (row: IdentityRow): IdentityRecord => ({
   name: row.name,
   revokedAt: row.revoked_at ?? undefined,
   roles: JSON.parse(row.roles) as string[],
+  ...(row.scope ? {scope: JSON.parse(row.scope) as IdentityRecord['scope']} : {}),
   spiffe: row.spiffe,
   status: row.status,
   tokenExpiresAt: row.token_expires_at,
@@ -144,7 +169,12 @@ const toCert = (row: CertRow): CertRecord => ({
   notAfter: row.not_after,
   notBefore: row.not_before,
   serial: row.serial,
+  spiffe: row.cert_spiffe,
+  usage: row.usage,
 })
+
+/** The certs columns under names that do not clash with the identities' when joined. */
+const CERT_COLUMNS = 'c.serial, c.identity_id, c.not_before, c.not_after, c.usage, c.spiffe AS cert_spiffe'
 
 const notFound = (what: string): ZtError =>
   new ZtError('ZT_ERR_NOT_FOUND', `${what} does not exist`, {exit: ExitCode.notFound})
@@ -194,10 +224,10 @@ class SqliteStore implements Store {
       }
 
       this.db
-        .prepare(`INSERT INTO identities (id, name, spiffe, roles, admin, status, created_at, token_id, token_expires_at)
-                  VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)`)
+        .prepare(`INSERT INTO identities (id, name, spiffe, roles, admin, status, created_at, token_id, token_expires_at, scope)
+                  VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`)
         .run(identity.id, identity.name, identity.spiffe, JSON.stringify(identity.roles), identity.admin ? 1 : 0,
-          createdAt, identity.tokenId, identity.tokenExpiresAt)
+          createdAt, identity.tokenId, identity.tokenExpiresAt, identity.scope ? JSON.stringify(identity.scope) : null)
       return this.commitChanges([{
         key: identity.name, kind: 'identity', op: 'put',
         value: {name: identity.name, roles: identity.roles, spiffe: identity.spiffe},
@@ -249,14 +279,21 @@ class SqliteStore implements Store {
   }
 
   async recordCert(cert: CertRecord): Promise<void> {
-    this.transaction(() => this.insertCert(cert))
+    this.transaction(() => {
+      const row = this.db.prepare('SELECT name, status FROM identities WHERE id = ?').get(cert.identityId) as undefined | {name: string; status: string}
+      if (row?.status !== 'active') {
+        throw new ZtError('ZT_ERR_REVOKED', `identity "${row?.name ?? cert.identityId}" is not active (deleted meanwhile?); the certificate is not handed out`, {exit: ExitCode.auth})
+      }
+
+      this.insertCert(cert)
+    })
   }
 
   async authenticate(serial: string, now: Date): Promise<Principal | undefined> {
     const row = this.db
-      .prepare(`SELECT c.serial, c.identity_id, c.not_before, c.not_after, i.*
+      .prepare(`SELECT ${CERT_COLUMNS}, i.*
                 FROM certs c JOIN identities i ON i.id = c.identity_id
-                WHERE c.serial = ? AND i.status = 'active' AND c.not_after > ?`)
+                WHERE c.serial = ? AND c.usage = 'identity' AND i.status = 'active' AND c.not_after > ?`)
       .get(serial.toUpperCase(), now.toISOString())
     if (!row) return undefined
     return {cert: toCert(row as unknown as CertRow), identity: toIdentity(row as unknown as IdentityRow)}
@@ -268,11 +305,11 @@ class SqliteStore implements Store {
       const row = this.db.prepare("SELECT * FROM identities WHERE name = ? AND status <> 'revoked'").get(name) as IdentityRow | undefined
       if (!row) throw notFound(`identity "${name}"`)
       this.db.prepare("UPDATE identities SET status = 'revoked', revoked_at = ? WHERE id = ?").run(nowIso, row.id)
-      const certs = (this.db.prepare('SELECT * FROM certs WHERE identity_id = ? AND not_after > ?').all(row.id, nowIso) as unknown as CertRow[])
+      const certs = (this.db.prepare(`SELECT ${CERT_COLUMNS} FROM certs c WHERE c.identity_id = ? AND c.not_after > ?`).all(row.id, nowIso) as unknown as CertRow[])
         .map((cert) => toCert(cert))
       const changes: Change[] = certs.map((cert) => ({
         key: cert.serial, kind: 'revocation', op: 'put',
-        value: {identity: name, notAfter: cert.notAfter, serial: cert.serial, spiffe: row.spiffe},
+        value: {identity: name, notAfter: cert.notAfter, serial: cert.serial, spiffe: cert.spiffe ?? row.spiffe},
       }))
       // Revocations of certificates that have expired since are noise: drop them in the same revision.
       for (const key of this.expiredRevocationKeys(nowIso)) changes.push({key, kind: 'revocation', op: 'delete'})
@@ -422,8 +459,8 @@ class SqliteStore implements Store {
   }
 
   private insertCert(cert: CertRecord): void {
-    this.db.prepare('INSERT INTO certs (serial, identity_id, not_before, not_after) VALUES (?, ?, ?, ?)')
-      .run(cert.serial.toUpperCase(), cert.identityId, cert.notBefore, cert.notAfter)
+    this.db.prepare('INSERT INTO certs (serial, identity_id, not_before, not_after, usage, spiffe) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(cert.serial.toUpperCase(), cert.identityId, cert.notBefore, cert.notAfter, cert.usage, cert.spiffe)
   }
 
   /** Apply changes inside the current transaction as ONE new revision and log them; returns it. */

@@ -5,6 +5,20 @@ import type {Change, ConfigSnapshot, ResourceKind, ResourceKinds, ResourceStatus
 
 export type IdentityStatus = 'active' | 'pending' | 'revoked'
 
+/**
+ * What an identity may act for, fixed when it is created. A node identity is bound either to a Kubernetes
+ * node (`node`: the pods on that node) or, without Kubernetes, to what its creator listed (`serves`,
+ * `podCidrs`). Enforced by the controller's NodeAuthority (node-authority.ts), not by the store.
+ */
+export interface IdentityScope {
+  /** the Kubernetes node this identity runs on */
+  node?: string
+  /** `namespace/serviceAccount` patterns it may serve, `*` standing for a whole part: 'prod/payments', 'prod/*' (any account in prod) */
+  serves?: string[]
+  /** CIDRs the IPs of the workloads it publishes must lie in */
+  podCidrs?: string[]
+}
+
 export interface IdentityRecord {
   /** admin identities may call the management API */
   admin: boolean
@@ -15,6 +29,7 @@ export interface IdentityRecord {
   name: string
   revokedAt?: string
   roles: string[]
+  scope?: IdentityScope
   spiffe: string
   status: IdentityStatus
   /** when the one-time enrollment token stops being valid */
@@ -26,18 +41,25 @@ export interface NewIdentity {
   id: string
   name: string
   roles: string[]
+  scope?: IdentityScope
   spiffe: string
   /** the enrollment token's `jti` */
   tokenId: string
   tokenExpiresAt: string
 }
 
+/** Every certificate the controller signs, recorded before it is handed out, so revocation covers it. */
 export interface CertRecord {
+  /** the holder (its own certificate) or the node that minted it (a workload certificate) */
   identityId: string
   notAfter: string
   notBefore: string
   /** upper-case hex */
   serial: string
+  /** the SPIFFE ID the certificate carries: the identity's own, or spiffe://TD/ns/NS/sa/SA */
+  spiffe: string
+  /** 'identity' authenticates its holder to the controller API; 'workload' (minted by a node) never does: HBONE only */
+  usage: 'identity' | 'workload'
 }
 
 /** What a request's client certificate maps to, when it is still acceptable. */
@@ -83,13 +105,18 @@ export interface Store {
    * ZT_ERR_REVOKED.
    */
   completeEnrollment(tokenId: string, cert: CertRecord, now: Date): Promise<IdentityRecord>
-  /** Record a renewed certificate of an active identity. */
+  /**
+   * Record a certificate the controller signed, before it is handed out: a renewal, or a workload
+   * certificate a node minted. Throws ZT_ERR_REVOKED when the identity is no longer active, atomically
+   * with the insert: a revocation that lands while we sign wins.
+   */
   recordCert(cert: CertRecord): Promise<void>
-  /** The identity and certificate behind a client certificate serial, only when both are still valid. */
+  /** The identity and certificate behind a client certificate serial (usage 'identity' only), when both are still valid. */
   authenticate(serial: string, now: Date): Promise<Principal | undefined>
   /**
-   * Revoke an identity: it is refused from now on, its unexpired serials become `revocation`
-   * resources and its `identity` resource is deleted, in one revision. Throws ZT_ERR_NOT_FOUND.
+   * Revoke an identity: it is refused from now on; every unexpired certificate recorded for it, of both
+   * usages, becomes a `revocation` resource carrying that certificate's own SPIFFE ID; its `identity`
+   * resource is deleted; all in one revision. Throws ZT_ERR_NOT_FOUND.
    */
   revokeIdentity(name: string, now: Date): Promise<{identity: IdentityRecord; revoked: CertRecord[]; version: number}>
 
