@@ -37,11 +37,12 @@ export interface Http2ServerBounds {
   /** sessions with no open stream kept at once; beyond it the one idle longest is closed */
   maxIdleSessions: number
   /**
-   * ... the same for sessions whose peer presented a certificate of our CA (counted apart, so anonymous
-   * peers cannot evict them): every agent of a cluster comes back at once after a controller restart, and
-   * each session is idle from its handshake until the controller reads its first stream
+   * The session rules for a peer that presented a certificate of our CA, counted apart (anonymous peers
+   * cannot evict them): every agent of a cluster holds a config stream and comes back at once after a
+   * controller restart, each session idle from its handshake until its first stream is read, and a peer
+   * under load answers a PING late; a dead one is still found, just later.
    */
-  maxIdleAuthenticatedSessions: number
+  authenticated: Readonly<Pick<Http2ServerBounds, 'firstStreamSilenceMs' | 'maxIdleSessions' | 'pingTimeoutMs' | 'silenceMs'>>
   /** peer stream resets (before we finished answering): bucket size ... */
   resetBurst: number
   /** ... refilled at this many per second; an empty bucket destroys the session */
@@ -56,7 +57,7 @@ export const CONTROLLER_BOUNDS: Readonly<Http2ServerBounds> = {
   maxConcurrentStreams: 128,
   maxHeaderListBytes: 16 * 1024,
   maxHeaderPairs: 64,
-  maxIdleAuthenticatedSessions: 4096,
+  authenticated: {firstStreamSilenceMs: 10_000, maxIdleSessions: 4096, pingTimeoutMs: 20_000, silenceMs: 10_000},
   maxIdleSessions: 128,
   maxSessionMemoryMb: 10,
   pingTimeoutMs: 2000,
@@ -76,7 +77,8 @@ export const HBONE_BOUNDS: Readonly<Http2ServerBounds> = {
   maxConcurrentStreams: 200,
   maxHeaderListBytes: 16 * 1024,
   maxHeaderPairs: 64,
-  maxIdleAuthenticatedSessions: 1024,
+  // every HBONE peer is authenticated (mutual TLS is required): the same rules
+  authenticated: {firstStreamSilenceMs: 1000, maxIdleSessions: 1024, pingTimeoutMs: 20_000, silenceMs: 10_000},
   maxIdleSessions: 1024,
   maxSessionMemoryMb: 64,
   pingTimeoutMs: 20_000,
@@ -146,6 +148,7 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
   const idle = new Map<Http2Session, Guarded>()
   const idleAuthenticated = new Map<Http2Session, Guarded>()
   const idleOf = (state: Guarded): Map<Http2Session, Guarded> => (state.authenticated ? idleAuthenticated : idle)
+  const rulesOf = (state: Guarded): Http2ServerBounds['authenticated'] => (state.authenticated ? bounds.authenticated : bounds)
   const end = (session: Http2Session, reason: SessionEndReason): void => {
     const state = sessions.get(session)
     hooks.ended?.(reason, state?.remote ?? '?')
@@ -162,15 +165,14 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
     clearTimeout(state.idleTimer)
     state.idleTimer = setTimeout(() => end(session, 'idle'), bounds.idleSessionMs)
     state.idleTimer.unref()
-    const cap = state.authenticated ? bounds.maxIdleAuthenticatedSessions : bounds.maxIdleSessions
-    while (pool.size > cap) {
+    while (pool.size > rulesOf(state).maxIdleSessions) {
       const [oldest] = pool.keys()
       pool.delete(oldest!)
       end(oldest!, 'idle-evicted')
     }
   }
 
-  const silence = (state: Guarded): number => (state.fresh ? bounds.firstStreamSilenceMs : bounds.silenceMs)
+  const silence = (state: Guarded): number => (state.fresh ? rulesOf(state).firstStreamSilenceMs : rulesOf(state).silenceMs)
   const probe = (session: Http2Session, state: Guarded): void => {
     if (state.probing || session.destroyed) return
     state.probing = true
@@ -178,7 +180,7 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
     // waiting unread. Judge once this turn's reads are done.
     const deadline = setTimeout(() => setImmediate(() => {
       if (state.probing) end(session, 'no-ping-answer')
-    }), state.fresh ? 2 * bounds.firstStreamSilenceMs : bounds.pingTimeoutMs)
+    }), state.fresh ? 2 * rulesOf(state).firstStreamSilenceMs : rulesOf(state).pingTimeoutMs)
     deadline.unref()
     const answered = (): void => {
       clearTimeout(deadline)
@@ -197,7 +199,7 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
   const onStream = (session: Http2Session, state: Guarded, stream: ServerHttp2Stream): void => {
     if (state.fresh) {
       state.fresh = false
-      session.setTimeout(bounds.silenceMs)
+      session.setTimeout(rulesOf(state).silenceMs)
     }
 
     if (state.openStreams++ === 0) {
@@ -229,7 +231,7 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
     }
     sessions.set(session, state)
     session.on('timeout', () => probe(session, state))
-    session.setTimeout(bounds.firstStreamSilenceMs)
+    session.setTimeout(rulesOf(state).firstStreamSilenceMs)
     session.on('stream', (stream: ServerHttp2Stream) => onStream(session, state, stream))
     // A session error (protocol error Node did notice, socket error) ends the session, never the server.
     session.on('error', () => session.destroy())
