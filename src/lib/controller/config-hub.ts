@@ -16,9 +16,12 @@ import type {Principal, Store} from './store/store.js'
 const MAX_UNSENT_BYTES = 64 * 1024 * 1024
 /**
  * Commits closer together than this reach agents as one delta: an isolated change goes out at once, a
- * burst (a subscribe storm commits one agent resource per agent) costs at most one fan-out per interval.
+ * burst costs at most one fan-out per interval. The interval grows with the fan-out (270 ms at 1,000
+ * streams): a subscribe storm commits one agent resource per agent, and each fan-out makes every agent
+ * ack, so a fixed interval would cost O(agents²) writes and acks before the storm is over.
  */
 const FLUSH_INTERVAL_MS = 20
+const FLUSH_MS_PER_STREAM = 0.25
 /** The first message must come quickly, so idle half-open streams cannot pile up. */
 const SUBSCRIBE_TIMEOUT_MS = 10_000
 const HBONE_ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[\w.-]+):\d{1,5}$/
@@ -96,7 +99,7 @@ export class ConfigHub {
       this.flushTimer = undefined
       this.lastFlush = Date.now()
       for (const stream of this.streams) stream.pushTo(this.latest)
-    }, Math.max(0, this.lastFlush + FLUSH_INTERVAL_MS - Date.now()))
+    }, Math.max(0, this.lastFlush + FLUSH_INTERVAL_MS + this.streams.size * FLUSH_MS_PER_STREAM - Date.now()))
     this.flushTimer.unref()
   }
 }
