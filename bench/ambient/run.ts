@@ -60,7 +60,7 @@ interface RunningPath {
   note: string
   pids: number[]
   to: Endpoint
-  down(): Promise<void>
+  down(): Promise<unknown>
 }
 
 interface Bench {
@@ -85,16 +85,8 @@ function spawnIn(bench: Bench, netns: string, name: string, cmd: string, args: s
   return child
 }
 
-async function stopChildren(children: ChildProcess[]): Promise<void> {
-  await Promise.all(children.map(async (child) => {
-    if (child.exitCode !== null || child.signalCode !== null) return
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-    await exited
-    clearTimeout(timer)
-  }))
-}
+/** SIGTERM each (SIGKILL after 15 s, as for the node agents) and wait until all are gone. */
+const stopChildren = (children: ChildProcess[]): Promise<unknown> => Promise.all(children.map((child) => stopNodeAgent({child, output: () => ''})))
 
 /** Bounded wait until pod 1 gets an echo back from ENDPOINT. */
 async function waitEcho(bench: Bench, endpoint: string): Promise<void> {
