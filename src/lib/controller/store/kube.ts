@@ -271,6 +271,12 @@ class KubeStore implements Store {
     return {items: this.follower.list(kind) as ResourceKinds[K][], version: this.follower.version}
   }
 
+  async getResource<K extends ResourceKind>(kind: K, key: string): Promise<ResourceKinds[K] | undefined> {
+    // As listResources: a read after a write on another replica must see it.
+    await this.follower.fresh()
+    return this.follower.get(kind, key) as ResourceKinds[K] | undefined
+  }
+
   async putResource<K extends ResourceKind>(kind: K, key: string, value: ResourceKinds[K]): Promise<number> {
     const crd = this.writableKind(kind)
     if (resourceKey(kind, value) !== key) throw new ZtError('ZT_ERR_BAD_REQUEST', `the key "${key}" does not match the ${kind} resource ("${resourceKey(kind, value)}")`, {exit: ExitCode.usage})
