@@ -272,7 +272,7 @@ class KubeStore implements Store {
   }
 
   async getResource<K extends ResourceKind>(kind: K, key: string): Promise<ResourceKinds[K] | undefined> {
-    // As listResources: a write on another replica a moment ago counts.
+    // As listResources: a read after a write on another replica must see it.
     await this.follower.fresh()
     return this.follower.get(kind, key) as ResourceKinds[K] | undefined
   }
