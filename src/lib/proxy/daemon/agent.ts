@@ -2,9 +2,12 @@
 // configuration live (inbound listeners, policy re-checks, revocations), renew the certificate at
 // half-life, and on shutdown stop accepting, drain up to a deadline, then close everything.
 import type {Server} from 'node:http'
+import type {Duplex} from 'node:stream'
 
+import type {AppHost} from '../../apps/host/host.js'
+import type {FileStatus} from '../../apps/host/file-catalog.js'
 import {CertificateRenewer} from '../../client/renew.js'
-import {type IdentitySummary, MAX_STATUS_REASON, type Policy, resourceKey, type ResourceStatus, type Revocation} from '../../config/types.js'
+import {APP_NAMES, type AppName, type IdentitySummary, MAX_STATUS_REASON, type Policy, resourceKey, type ResourceStatus, type Revocation} from '../../config/types.js'
 import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
 import type {InpodRuntime} from '../../inpod/runtime.js'
@@ -20,8 +23,10 @@ import {LogRing} from '../observe/log-ring.js'
 import {processMetrics} from '../observe/process-metrics.js'
 import {Metrics} from '../observe/metrics.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from '../observe/registry.js'
+import type {AppStreamSession} from '../paths/app-streams.js'
 import {ConnectionTracker} from '../paths/connection.js'
 import {type InboundListenerInfo, InboundTunnels} from '../paths/tunnel-inbound.js'
+import {isAppService} from '../state/apps.js'
 import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/config-source.js'
 import {MeshState, type SelfInfo} from '../state/state.js'
 import {buildDataPath, type DataPath, type DataPathChoice, type DataPathTiming, MAX_STREAMS_PER_SESSION, type TrafficContext} from './data-path.js'
@@ -72,6 +77,19 @@ export interface AgentAddresses {
   readiness?: string
 }
 
+/** An app of this agent as /config_dump shows it (`proxy-config apps`). */
+export interface AppDump {
+  allow: string[]
+  anyCommand?: boolean
+  app: AppName
+  commands?: string[]
+  enabled: boolean
+  scriptDir?: string
+  /** sessions open now */
+  sessions: number
+  shell?: string[]
+}
+
 export interface CertificateDump {
   certChain: {expirationTime: string; pem: string; serialNumber: string; validFrom: string}[]
   identity: string
@@ -82,6 +100,8 @@ export interface CertificateDump {
 /** GET /config_dump (ztunnel's keys where they apply; see docs/hbone.md "Admin"). */
 export interface ConfigDump {
   agent: {name: string; spiffe: string; trustDomain: string}
+  /** every app, on or off */
+  apps: AppDump[]
   build: {node: string; version: string}
   certificates: CertificateDump[]
   config: {
@@ -93,6 +113,8 @@ export interface ConfigDump {
     source: ConfigSourceStatus & {kind: string}
   }
   connections: ConnectionSnapshot[]
+  /** the files this agent publishes, with their last known size and SHA-256 (or why they cannot be read) */
+  files: FileStatus[]
   identities: IdentitySummary[]
   inbound: InboundListenerInfo[]
   policies: Policy[]
@@ -124,6 +146,8 @@ export interface Agent {
 /** The running agent's parts, shared by the functions below: applyConfig replaces `state`, shutdown sets `draining`, startup fills in the optional parts. */
 interface AgentCore {
   readonly addresses: AgentAddresses
+  /** the app host, from the first configuration that enables an app on this agent */
+  apps?: AppHost
   configured: boolean
   readonly credentials: Credentials
   draining: boolean
@@ -239,7 +263,8 @@ async function createCore(options: AgentOptions): Promise<AgentCore> {
 async function withDataPath(core: AgentCore, choice: DataPathChoice): Promise<RunningAgent> {
   const timing = core.options.timing ?? {}
   const sourceSpiffe = (): string => core.credentials.identity.spiffe
-  const common: TrafficContext = {logger: () => core.logger, metrics: core.metrics, state: () => core.state, tracker: core.tracker, ...timing}
+  const serveApp = (stream: Duplex, session: AppStreamSession) => core.apps!.serve(stream, session)
+  const common: TrafficContext = {apps: () => (core.apps ? serveApp : undefined), logger: () => core.logger, metrics: core.metrics, state: () => core.state, tracker: core.tracker, ...timing}
   const data = await buildDataPath(choice, {
     advertise: () => core.addresses.advertise,
     common,
@@ -333,8 +358,10 @@ function resourceStatuses(agent: RunningAgent, state: MeshState): ResourceStatus
 /** The new mesh view, the inbound listeners, re-checks of live connections, then the in-pod workloads. */
 async function applyOne(agent: RunningAgent, update: ConfigUpdate, resolveReady: () => void): Promise<ResourceStatus[]> {
   const next = new MeshState(update.snapshot, update.version, agent.self)
+  if (!agent.apps && APP_NAMES.some((app) => next.app(app))) agent.apps = await startAppHost(agent)
   const previous = agent.state
   agent.state = next
+  agent.apps?.configure()
   await bindListeners(agent, next)
   if (!agent.draining) await agent.sidecar?.applied(next, agent.addresses.inbound)
   enforce(agent, previous, next)
@@ -359,6 +386,7 @@ function enforce(agent: RunningAgent, previous: MeshState, next: MeshState): voi
     const target = parseHostPort(record.hboneTarget)
     if (!target) return false
     const tunnel = next.hostedTunnel(target, record.service)
+    if (!tunnel && isAppService(record.service)) return true // the app was switched off
     const [sourceAddress] = splitHostPort(record.sourceAddress)
     return !next.authorize({destinationPort: target.port, service: record.service, sourceAddress, sourceSpiffe: record.sourceSpiffe}, tunnel).allowed
   }, {flag: 'DENY', message: 'connection closed due to policy change'})
@@ -372,6 +400,7 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
   const leaf = credentials.certificate
   return {
     agent: {name: self.name, spiffe: identity.spiffe, trustDomain: self.trustDomain},
+    apps: appsDump(agent),
     build: {node: process.version, version: options.buildVersion ?? 'unknown'},
     certificates: [{
       certChain: splitPem(identity.cert).map((pem) => certDump(pem)),
@@ -387,6 +416,7 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
       source: {...options.configSource.status(), kind: options.configSource.kind},
     },
     connections: agent.registry.list(),
+    files: agent.apps?.dump().files ?? state.publishedFiles().map(({name, path}) => ({name, path})),
     identities: Object.values(snapshot.identity),
     inbound: agent.inbound.list(),
     pending: pending(agent),
@@ -398,6 +428,22 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
     version: state.version,
     workloads: workloadsDump(state, self),
   }
+}
+
+function appsDump(agent: RunningAgent): AppDump[] {
+  const sessions = agent.apps?.dump().sessions
+  return APP_NAMES.map((name) => {
+    const config = agent.state.app(name)
+    if (!config) return {allow: [], app: name, enabled: false, sessions: 0}
+    const {agent: _agent, app, ...settings} = config
+    return {...settings, app, enabled: true, sessions: sessions?.[app] ?? 0}
+  })
+}
+
+/** The app host, loaded when the first app is switched on (the agent without apps never loads it). */
+async function startAppHost(agent: RunningAgent): Promise<AppHost> {
+  const {AppHost: Host} = await import('../../apps/host/host.js')
+  return new Host({agent: agent.self.name, logger: () => agent.logger, state: () => agent.state})
 }
 
 function servicesDump(state: MeshState): ConfigDump['services'] {
@@ -477,7 +523,7 @@ async function startServices(agent: RunningAgent, api: Pick<Agent, 'applyConfig'
       logs: agent.logRing,
       pending: () => pending(agent),
       quit: () => void api.shutdown('POST /quitquitquit'),
-      renderMetrics: () => agent.metrics.render() + processMetrics().render(),
+      renderMetrics: () => agent.metrics.render() + processMetrics().render() + (agent.apps?.renderMetrics() ?? ''),
       setLogLevel: (level: LogLevel) => {
         agent.logger.level = level
       },

@@ -6,6 +6,7 @@ import {describeSystemError} from '../../errors.js'
 import {HBONE_BOUNDS} from '../../http2/server-bounds.js'
 import {formatHostPort, type HostPort, resolveHost} from '../address.js'
 import type {ConnectionTracker} from './connection.js'
+import {admittedApp, type AppStreamHandler, logAppRefusal, serveNativeAppStream} from './app-streams.js'
 import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
 import type {HboneEngine, ServerSessionHandler} from '../hbone/hbone-engine.js'
 import type {Logger} from '../observe/log.js'
@@ -15,6 +16,8 @@ import type {NativeContexts} from '../hbone/native-tls.js'
 
 export interface NativeServerOptions {
   advertise: () => string
+  /** the agent's app host (app streams, app-streams.ts), once an app is enabled */
+  apps?: () => AppStreamHandler | undefined
   contexts: NativeContexts
   dialTimeoutMs?: number
   engine: HboneEngine
@@ -30,7 +33,7 @@ export interface NativeServerOptions {
 export class NativeHboneServer {
   private listenerId: number | undefined
   private readonly sessions = new Map<number, SessionPeer>()
-  private readonly options: Required<NativeServerOptions>
+  private readonly options: Required<Omit<NativeServerOptions, 'apps'>> & Pick<NativeServerOptions, 'apps'>
   private draining = false
 
   constructor(options: NativeServerOptions) {
@@ -114,13 +117,20 @@ export class NativeHboneServer {
       state: this.options.state(),
     })
     if (!admission.allowed) {
-      engine.native.refuse(tunnelId, admission.status)
+      engine.native.refuse(tunnelId, admission.status, admission.clientReason)
       tracker.refused(admission.record, refusalLabels(admission), admission)
+      logAppRefusal(this.options.logger(), admission)
       if (admission.closeSession) engine.native.sessionClose(sessionId, true)
       return
     }
 
-    void this.dial(tunnelId, admission)
+    const app = admittedApp(admission)
+    if (!app) {
+      void this.dial(tunnelId, admission)
+    } else if (!serveNativeAppStream(engine, tunnelId, admission, app, this.options)) {
+      engine.native.refuse(tunnelId, 503)
+      tracker.refused(admission.record, admission.labels, {flag: 'CONNECT', message: `the ${app} app host is not running`})
+    }
   }
 
   private async dial(tunnelId: number, admission: Admission & {allowed: true}): Promise<void> {
