@@ -37,7 +37,7 @@ async function inboundAgents(api: ControllerApi, service: string): Promise<strin
   return inbounds.items.filter((tunnel) => tunnel.service === service).map((tunnel) => tunnel.agent)
 }
 
-async function assertIdentityExists(api: ControllerApi, agent: string): Promise<void> {
+export async function assertIdentityExists(api: ControllerApi, agent: string): Promise<void> {
   try {
     await api.request('GET', `/v1/identities/${encodeURIComponent(agent)}`)
   } catch (error) {
