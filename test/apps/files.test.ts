@@ -123,4 +123,9 @@ test('file get: a killed command resumes on its next run; the destination is rep
   const again = await get()
   assert.equal(again.code, 0, again.stdout)
   assert.equal((JSON.parse(again.stdout) as {resumedFrom: number}).resumedFrom, 0)
+
+  // Publishing what the agent cannot read fails with the agent's own reason (it reports the file in its ack).
+  const missing = await mesh.zt(['file', 'publish', path.join(dir, 'no-such.bin'), '--agent', 'agent-a'])
+  assert.equal(missing.code, 1, missing.stderr)
+  assert.match(missing.stderr, /ZT_ERR_NOT_APPLIED.*agent agent-a could not apply file no-such\.bin@agent-a: cannot read .*no-such\.bin: no such file\n/)
 })

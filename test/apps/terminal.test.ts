@@ -66,7 +66,10 @@ test('terminal open: a shell in a PTY on the agent — output, window size, Ctrl
   const configured = await mesh.zt(['terminal', 'config', '--agent', 'agent-b', '--add-user', '@alice', '--shell', '/bin/sh'])
   assert.equal(configured.code, 0, configured.stderr)
   assert.match(configured.stdout, /App: terminal \(on\)\nShell: \/bin\/sh\nAllowed:\n {2}@alice/)
-  await agentB.waitForApp('terminal', (app) => app.allow.includes('@alice'))
+  const apps = await mesh.zt(['proxy-config', 'apps', 'agent-b'])
+  assert.match(apps.stdout, /^file\s+off\s+-\s+0\s+-$/m, 'proxy-config shows which apps are on')
+  assert.match(apps.stdout, /^script\s+off\s/m)
+  assert.match(apps.stdout, /^terminal\s+on\s+@alice\s+0\s+shell \/bin\/sh$/m)
 
   const term = await tmuxSession(t, mesh, terminalOpen('agent-b', alice))
   // Typed into the local terminal, run over there: the arithmetic proves a shell evaluated it.

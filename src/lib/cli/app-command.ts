@@ -5,13 +5,19 @@ import {Flags} from '@oclif/core'
 import type {AppName} from '../config/types.js'
 import type {AppConfigInput} from '../mesh/apps.js'
 import {BaseCommand} from './base-command.js'
+import {controllerFlags, dryRunFlags, waitFlags} from './flag-groups.js'
+import {dryRunText} from './render.js'
 
 /** Act as another identity than the context's (an enrolled identity file). */
 export const identityFlag = {
+  ...controllerFlags,
   identity: Flags.string({char: 'i', description: 'act as this identity file (written by `ztctl enroll`) instead of the context\'s identity'}),
 }
 
 export const appConfigFlags = {
+  ...controllerFlags,
+  ...waitFlags,
+  ...dryRunFlags,
   'add-user': Flags.string({description: 'allow @IDENTITY, #ROLE or * (any mesh identity) to use the app (repeatable)', multiple: true}),
   agent: Flags.string({description: 'identity name of the agent that hosts the app', required: true}),
   disable: Flags.boolean({description: 'switch the app off on the agent (its settings stay; live sessions end)', exclusive: ['enable']}),
@@ -29,9 +35,10 @@ export abstract class AppConfigCommand extends BaseCommand<typeof AppConfigComma
     const {configureApp, describeApp} = await import('../mesh/apps.js')
     const flags: ConfigFlags = this.flags
     const enabled = flags.enable ? true : flags.disable ? false : undefined
+    const {describeOutcome} = await import('../mesh/rollout.js')
     const change = await this.withController((api) => configureApp(api, {
       ...settings, addUsers: flags['add-user'], agent: flags.agent, app, enabled, removeUsers: flags['remove-user'],
-    }))
-    return this.render(change, () => `${describeApp(change.app)}\n(config version ${change.version})`)
+    }, this.changeOptions))
+    return this.render(change, () => (change.dryRun ? dryRunText(change.dryRun) : `${describeApp(change.app)}\n(${describeOutcome(change)})`))
   }
 }

@@ -7,6 +7,7 @@ import {type AgentApp, type AppName, type PublishedFile, resourceKey} from '../c
 import {ExitCode, ZtError} from '../errors.js'
 import {type ControllerApi, type ResourceList, resourcePath} from './api.js'
 import {parseName, parseSubject} from './parse.js'
+import {type ChangeOptions, type ChangeResult, commitChange} from './rollout.js'
 import {assertIdentityExists} from './tunnels.js'
 
 export interface AppConfigInput {
@@ -26,11 +27,10 @@ export interface AppConfigInput {
   shell?: string
 }
 
-export interface AppChange {
+export interface AppChange extends ChangeResult {
   app: AgentApp
   /** the app had no configuration on that agent before */
   created: boolean
-  version: number
 }
 
 const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$/
@@ -52,7 +52,8 @@ async function existingApps(api: ControllerApi): Promise<AgentApp[]> {
   return (await api.request<ResourceList<AgentApp>>('GET', resourcePath('app'))).items
 }
 
-export async function configureApp(api: ControllerApi, input: AppConfigInput): Promise<AppChange> {
+/** Change an app's settings on one agent; succeeds once that agent applied it (OPTIONS: --wait, --dry-run). */
+export async function configureApp(api: ControllerApi, input: AppConfigInput, options: ChangeOptions = {}): Promise<AppChange> {
   const agent = parseName(input.agent, 'agent name')
   const existing = (await existingApps(api)).find((app) => app.agent === agent && app.app === input.app)
   if (!existing) await assertIdentityExists(api, agent)
@@ -82,8 +83,9 @@ export async function configureApp(api: ControllerApi, input: AppConfigInput): P
     else delete app.anyCommand
   }
 
-  const {version} = await api.request<{version: number}>('PUT', resourcePath('app', resourceKey('app', app)), app)
-  return {app, created: !existing, version}
+  const key = resourceKey('app', app)
+  const result = await commitChange(api, options, {body: app, method: 'PUT', path: resourcePath('app', key)}, () => ({owners: [agent], resource: {key, kind: 'app'}, watchers: []}))
+  return {...result, app, created: !existing}
 }
 
 /** A program the script app may run: an absolute path, or a bare name looked up on the agent's PATH. */
@@ -95,7 +97,8 @@ function parseCommand(text: string): string {
   })
 }
 
-export async function publishFile(api: ControllerApi, input: {agent: string; name?: string; path: string}): Promise<{file: PublishedFile; version: number}> {
+/** Publish a file of AGENT's host; succeeds once AGENT applied it (and could read the file). */
+export async function publishFile(api: ControllerApi, input: {agent: string; name?: string; path: string}, options: ChangeOptions = {}): Promise<ChangeResult & {file: PublishedFile}> {
   const agent = parseName(input.agent, 'agent name')
   const filePath = path.resolve(input.path)
   const name = input.name ?? path.basename(filePath)
@@ -115,14 +118,15 @@ export async function publishFile(api: ControllerApi, input: {agent: string; nam
   }
 
   const file: PublishedFile = {agent, name, path: filePath}
-  const {version} = await api.request<{version: number}>('PUT', resourcePath('file', resourceKey('file', file)), file)
-  return {file, version}
+  const key = resourceKey('file', file)
+  const result = await commitChange(api, options, {body: file, method: 'PUT', path: resourcePath('file', key)}, () => ({owners: [agent], resource: {key, kind: 'file'}, watchers: []}))
+  return {...result, file}
 }
 
-export async function unpublishFile(api: ControllerApi, input: {agent: string; name: string}): Promise<{version: number}> {
-  const key = `${input.name}@${parseName(input.agent, 'agent name')}`
+export async function unpublishFile(api: ControllerApi, input: {agent: string; name: string}, options: ChangeOptions = {}): Promise<ChangeResult> {
+  const agent = parseName(input.agent, 'agent name')
   try {
-    return await api.request<{version: number}>('DELETE', resourcePath('file', key))
+    return await commitChange(api, options, {method: 'DELETE', path: resourcePath('file', `${input.name}@${agent}`)}, () => ({owners: [agent], watchers: []}))
   } catch (error) {
     if (ZtError.is(error) && error.code === 'ZT_ERR_NOT_FOUND') {
       throw new ZtError('ZT_ERR_NOT_FOUND', `agent ${input.agent} publishes no file "${input.name}"`, {exit: ExitCode.notFound, suggestion: 'see the published files with `ztctl file list`'})

@@ -2,8 +2,8 @@
 // of a file (device, inode, size, mtime) and again whenever it changes; hashing starts when the
 // configuration names a file, so the first fetch does not wait. Bytes served per file feed the metrics.
 import {createHash} from 'node:crypto'
-import {createReadStream} from 'node:fs'
-import {stat} from 'node:fs/promises'
+import {constants as fsConstants, createReadStream} from 'node:fs'
+import {access, stat} from 'node:fs/promises'
 import type {Stats} from 'node:fs'
 
 import type {PublishedFile} from '../../config/types.js'
@@ -32,13 +32,26 @@ export class FileCatalog {
   private readonly sent = new Map<string, number>()
   private files: PublishedFile[] = []
 
-  /** The files of the configuration now: hash the new ones in the background, forget the rest. */
-  configure(files: PublishedFile[]): void {
+  /**
+   * The files of the configuration now: hash the new ones in the background, forget the rest. Resolves
+   * with the ones that cannot be served (name → why: missing, not a regular file, unreadable).
+   */
+  async configure(files: PublishedFile[]): Promise<Map<string, string>> {
     this.files = files
     const paths = new Set(files.map((file) => file.path))
     for (const path of this.hashed.keys()) if (!paths.has(path)) this.hashed.delete(path)
     for (const name of this.sent.keys()) if (!files.some((file) => file.name === name)) this.sent.delete(name)
-    for (const file of files) void this.facts(file.path).catch(() => {})
+    const problems = new Map<string, string>()
+    await Promise.all(files.map(async (file) => {
+      try {
+        await access(file.path, fsConstants.R_OK)
+        if (!(await stat(file.path)).isFile()) throw new Error(`${file.path} is not a regular file`)
+        void this.facts(file.path).catch(() => {})
+      } catch (error) {
+        problems.set(file.name, (error as NodeJS.ErrnoException).code ? `cannot read ${file.path}: ${describeSystemError(error)}` : (error as Error).message)
+      }
+    }))
+    return problems
   }
 
   /** PATH's facts now; a changed file is hashed again. Rejects with the system's words. */

@@ -40,6 +40,8 @@ type Outcome = 'error' | 'ok' | 'refused'
 
 export class AppHost {
   readonly files = new FileCatalog()
+  /** published files this agent cannot serve (name → why), from the last configure() */
+  private fileProblems = new Map<string, string>()
   private readonly live: Record<AppName, number> = {file: 0, script: 0, terminal: 0}
   private readonly totals = new Map<string, number>()
 
@@ -79,9 +81,14 @@ export class AppHost {
     return channel.bytes
   }
 
-  /** A new configuration: (re)hash the published files. */
-  configure(): void {
-    this.files.configure(this.context.state().publishedFiles())
+  /** A new configuration: check and (re)hash the published files. */
+  async configure(): Promise<void> {
+    this.fileProblems = await this.files.configure(this.context.state().publishedFiles())
+  }
+
+  /** Why a published file cannot be served, or undefined when it can (its resource status). */
+  fileProblem(name: string): string | undefined {
+    return this.fileProblems.get(name)
   }
 
   dump(): AppHostDump {

@@ -351,8 +351,15 @@ function resourceStatuses(agent: RunningAgent, state: MeshState): ResourceStatus
       ? {code: listener.errorCode, key, kind: 'inbound', reason: listener.error.slice(0, MAX_STATUS_REASON), state: 'error'}
       : {key, kind: 'inbound', state: 'applied'}
   })
-  const outbound = state.hostedTunnels().map((tunnel): ResourceStatus => ({key: resourceKey('outbound', tunnel), kind: 'outbound', state: 'applied'}))
-  return [...inbound, ...outbound]
+  const outbound = state.hostedTunnels().filter((tunnel) => !isAppService(tunnel.service))
+    .map((tunnel): ResourceStatus => ({key: resourceKey('outbound', tunnel), kind: 'outbound', state: 'applied'}))
+  const own = <T extends {agent: string}>(table: Record<string, T>): [string, T][] => Object.entries(table).filter(([, value]) => value.agent === state.self.name)
+  const apps = own(state.snapshot.app).map(([key]): ResourceStatus => ({key, kind: 'app', state: 'applied'}))
+  const files = own(state.snapshot.file).map(([key, file]): ResourceStatus => {
+    const problem = agent.apps?.fileProblem(file.name)
+    return problem ? {code: 'ZT_ERR_FILE_UNAVAILABLE', key, kind: 'file', reason: problem.slice(0, MAX_STATUS_REASON), state: 'error'} : {key, kind: 'file', state: 'applied'}
+  })
+  return [...inbound, ...outbound, ...apps, ...files]
 }
 
 /** The new mesh view, the inbound listeners, re-checks of live connections, then the in-pod workloads. */
@@ -361,7 +368,7 @@ async function applyOne(agent: RunningAgent, update: ConfigUpdate, resolveReady:
   if (!agent.apps && APP_NAMES.some((app) => next.app(app))) agent.apps = await startAppHost(agent)
   const previous = agent.state
   agent.state = next
-  agent.apps?.configure()
+  await agent.apps?.configure()
   await bindListeners(agent, next)
   if (!agent.draining) await agent.sidecar?.applied(next, agent.addresses.inbound)
   enforce(agent, previous, next)
