@@ -4,14 +4,15 @@
 #   2. the peers' harness (../shared/bench/run-peers.sh) with our tunnel added as path `ztctl`
 #      (bench/ztctl-path.sh), next to stunnel, haproxy and the native nghttpx chain;
 #   3. each agent's idle RSS after warm-up (bench/agent-rss.sh);
-#   4. the ratio table with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
+#   4. the file app's throughput next to a plain HBONE tunnel (bench/apps-file.sh) -> $OUT/apps-file.txt;
+#   5. the ratio table with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
 #
 #   npm run bench                             # full: 3 reps, ~12 min on 2 cores
 #   REPS=1 TPUT_SECS=3 npm run bench          # quick
 #
 # Knobs (env, passed through to the harness): PATHS REPS TPUT_SECS LAT_N LAT_SIZE CONN_SECS CONN_THREADS
 #   HOLD_N CRYPTO (0 here) OUT (bench/results/<stamp>) PEER_BENCH (../shared/bench) COLD_RUNS IDLE_SECS
-#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN.
+#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN APPS_BENCH (1; 0 skips step 4) APPS_FILE_MB APPS_REPS.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,6 +50,11 @@ if [[ " $PATHS " == *" ztctl "* ]]; then
   PEER_BENCH=$PEER_BENCH bash "$ROOT/bench/agent-rss.sh" >/dev/null || echo "bench: agent idle RSS failed (logs: $OUT/work/agent-rss)" >&2
 fi
 
-# ---------- 4. ratios ----------
+# ---------- 4. the file app next to a plain tunnel carrying the same bytes ----------
+if [[ ${APPS_BENCH:-1} == 1 ]]; then
+  bash "$ROOT/bench/apps-file.sh" >"$OUT/apps-file.txt" || echo "bench: apps file bench failed (APPS_BENCH=0 skips it)" >&2
+fi
+
+# ---------- 5. ratios ----------
 node "$ROOT/bench/ratios.js" table "$OUT" | tee "$OUT/ratios.md"
 echo "bench: full tables in $OUT/summary.md, ratios in $OUT/ratios.md" >&2
