@@ -1,7 +1,8 @@
 // The file app end to end: a 50 MB file published on agent-a arrives intact (SHA-256) where `ztctl file
 // get` runs, also when the transfer breaks halfway — a cut connection (resumed within the command) and a
 // killed command (resumed by the next run) — and agent-a's own counters show that only the rest was sent
-// the second time. The destination is replaced atomically; a tampered partial is caught and discarded.
+// the second time. The destination is replaced atomically; a tampered partial is caught and discarded; a
+// destination this host cannot write is named as such.
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
@@ -55,6 +56,7 @@ for (const dataPath of ['native', 'node'] as const) {
     const listed = await mesh.zt(['file', 'list', '--identity', alice])
     assert.equal(listed.code, 0, listed.stderr)
     assert.match(listed.stdout, new RegExp(String.raw`big\.bin\s+agent-a\s+50\.0 MB\s+${sha256(content)}\s+\S+\s+ok`))
+    assert.deepEqual(agentA.appLines(/^file session ended$/).filter((line) => line.op === 'stat'), [], 'a listing is no session line (debug level)')
 
     proxy.cutAfter = SIZE / 2 // the first connection dies once half the file went through
     const result = await mesh.zt(['file', 'get', 'big.bin', '--output', path.join(dir, 'got.bin'), '--identity', alice, '--json'])
@@ -123,6 +125,11 @@ test('file get: a killed command resumes on its next run; the destination is rep
   const again = await get()
   assert.equal(again.code, 0, again.stdout)
   assert.equal((JSON.parse(again.stdout) as {resumedFrom: number}).resumedFrom, 0)
+
+  // A destination this host cannot write is this host's failure, named, and not retried.
+  const unwritable = await mesh.zt(['file', 'get', 'big.bin', '-o', path.join(destination, 'inside-a-file.bin'), '--identity', alice])
+  assert.equal(unwritable.code, 1, unwritable.stderr)
+  assert.match(unwritable.stderr, /ZT_ERR_FILE_WRITE.*cannot write .*out\.bin.*\nTry this: fetch to a place you can write/)
 
   // Publishing what the agent cannot read fails with the agent's own reason (it reports the file in its ack).
   const missing = await mesh.zt(['file', 'publish', path.join(dir, 'no-such.bin'), '--agent', 'agent-a'])

@@ -10,14 +10,14 @@ import {mkdir, open, readdir, rename, stat, truncate, unlink} from 'node:fs/prom
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {ExitCode, ZtError} from '../../errors.js'
+import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {HbonePool} from '../../proxy/hbone/hbone-pool.js'
 import {type FrameChannel, writableDrained} from '../channel.js'
 import type {FileInfo, FileReady} from '../messages.js'
 import {readError, readFileInfo} from '../messages.js'
 import {FrameType} from '../wire.js'
 import {type AppClientOptions, appPool, type MeshClient, meshClient} from './connect.js'
-import {agentError, asZtError, startAppSession} from './session.js'
+import {agentError, type AppConnection, asZtError, startAppSession} from './session.js'
 
 /** Attempts of one `file get` (the first and the resumptions after a broken transfer). */
 const MAX_ATTEMPTS = 5
@@ -77,7 +77,8 @@ export async function getFile(options: FileGetOptions): Promise<FileGetResult> {
       const failure = error as TransferError
       bytesTransferred += failure.received ?? 0
       resumedFrom ??= failure.offset
-      if (!failure.resumable || attempt >= MAX_ATTEMPTS) throw asZtError(failure.cause ?? error, agent, 'file')
+      // A wrapped attempt carries the original failure as its cause; a ZtError (this host's disk, say) is final as it is.
+      if (!failure.resumable || attempt >= MAX_ATTEMPTS) throw asZtError(ZtError.is(error) ? error : (failure.cause ?? error), agent, 'file')
       await sleep(Math.min(250 * 2 ** attempt, 4000))
     } finally {
       pool.destroy()
@@ -124,22 +125,22 @@ async function statFile(client: MeshClient, pool: HbonePool, agent: string, name
 
 /** Append the rest of the file to PARTIAL (from its current length); the SHA-256 of all of it comes along. */
 async function transfer(client: MeshClient, pool: HbonePool, agent: string, info: FileInfo, partial: string, onProgress?: (progress: FileProgress) => void): Promise<{digest: string; offset: number; received: number}> {
-  await mkdir(path.dirname(partial), {recursive: true})
-  let offset = await stat(partial).then((stats) => stats.size, () => 0)
-  if (offset > info.size) {
-    await truncate(partial, 0)
-    offset = 0
-  }
-
-  // What is on disk already goes into the hash first (an earlier run's bytes are checked too).
-  const hash = await hashPrefix(partial, offset)
+  const {hash, offset} = await preparePartial(partial, info.size)
   onProgress?.({received: offset, size: info.size})
   if (offset === info.size) return {digest: hash.digest('hex'), offset, received: 0}
   const out = createWriteStream(partial, {flags: 'a', highWaterMark: WRITE_BUFFER_BYTES})
+  let writeFailure: Error | undefined
+  let connection: AppConnection | undefined
+  // A failed write ends the transfer (the stream is destroyed, the loop ends) and is reported as ours.
+  out.on('error', (error) => {
+    writeFailure ??= error
+    connection?.close()
+  })
   let received = 0
   try {
-    const connection = await startAppSession(client, pool, agent, 'file', {name: info.name, offset, op: 'get'})
+    connection = await startAppSession(client, pool, agent, 'file', {name: info.name, offset, op: 'get'})
     try {
+      if (writeFailure) throw writeFailure
       const ready: FileReady = readFileInfo(connection.ready)
       if (ready.sha256 !== info.sha256) throw Object.assign(new Error(`"${info.name}" changed on ${agent} between two requests`), {resumable: true})
       received = await writeData(connection.channel, {hash, out}, offset, info.size, agent, (bytes) => onProgress?.({received: offset + bytes, size: info.size}))
@@ -151,14 +152,40 @@ async function transfer(client: MeshClient, pool: HbonePool, agent: string, info
     return {digest: hash.digest('hex'), offset, received}
   } catch (error) {
     // Whatever arrived is on disk before the next attempt measures the partial.
-    await closeStream(out).catch(() => {})
+    await closeStream(out).catch((closeError: Error) => (writeFailure ??= closeError))
+    if (writeFailure) throw localFailure(partial, writeFailure)
     const counted = (error as TransferError).received ?? received
     throw resumable(error, offset, counted, isConnectionFailure(error) || (error as TransferError).resumable === true)
   }
 }
 
+/** PARTIAL's length (0 when absent or longer than the file) and the SHA-256 of what it holds. */
+async function preparePartial(partial: string, size: number): Promise<{hash: Hash; offset: number}> {
+  try {
+    await mkdir(path.dirname(partial), {recursive: true})
+    let offset = await stat(partial).then((stats) => stats.size, () => 0)
+    if (offset > size) {
+      await truncate(partial, 0)
+      offset = 0
+    }
+
+    // What is on disk already goes into the hash first (an earlier run's bytes are checked too).
+    return {hash: await hashPrefix(partial, offset), offset}
+  } catch (error) {
+    throw localFailure(partial, error)
+  }
+}
+
+/** A failure of this host's disk: named, and not retried (another attempt would fail the same way). */
+function localFailure(file: string, error: unknown): ZtError {
+  return new ZtError('ZT_ERR_FILE_WRITE', `cannot write ${file}: ${describeSystemError(error)}`, {
+    cause: error,
+    suggestion: 'fetch to a place you can write, with room for the whole file (-o PATH)',
+  })
+}
+
 async function closeStream(out: WriteStream): Promise<void> {
-  if (out.closed) return
+  if (out.closed || out.destroyed) return
   await new Promise<void>((resolve, reject) => {
     out.once('error', reject)
     out.end(() => resolve())
@@ -214,9 +241,14 @@ async function verifyAndPlace(partial: string, destination: string, info: FileIn
     })
   }
 
-  await syncPath(partial)
-  await rename(partial, destination)
-  await syncPath(path.dirname(destination))
+  try {
+    await syncPath(partial)
+    await rename(partial, destination)
+    await syncPath(path.dirname(destination))
+  } catch (error) {
+    throw localFailure(destination, error)
+  }
+
   await removeStalePartials(destination)
 }
 

@@ -25,7 +25,8 @@ export const runFile: AppRunner<'file'> = async (channel, open, _session, contex
   const ready: FileReady = {modified: new Date(facts.mtimeMs).toISOString(), name: file.name, offset, sha256: facts.sha256, size: facts.size}
   if (open.op === 'stat') {
     channel.send(FrameType.Ready, ready)
-    return {file: file.name, op: 'stat'}
+    // `file list` asks every file: at debug level, so listings do not flood the log.
+    return {file: file.name, op: 'stat', quiet: true}
   }
 
   if (offset > facts.size) {

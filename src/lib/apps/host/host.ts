@@ -65,8 +65,8 @@ export class AppHost {
       if (frame.type !== FrameType.Open) throw new ProtocolError(`expected OPEN, got ${frameName(frame.type)}`)
       const open = readOpen(app, frame)
       const started = (details: Record<string, unknown>): void => this.context.logger().info({...fields, ...details}, `${app} session started`)
-      const result = await RUNNERS[app](channel, open as never, session, {...this.context, files: this.files, started}, config)
-      this.context.logger().info({...fields, ...result, durationMs: Date.now() - startedAt}, `${app} session ended`)
+      const {quiet, ...result} = await RUNNERS[app](channel, open as never, session, {...this.context, files: this.files, started}, config)
+      this.context.logger()[quiet ? 'debug' : 'info']({...fields, ...result, durationMs: Date.now() - startedAt}, `${app} session ended`)
     } catch (error) {
       const refusal = asAppError(error)
       outcome = error instanceof AppError ? 'refused' : 'error'

@@ -43,8 +43,8 @@ export class AppError extends Error {
   }
 }
 
-/** What a runner reports when its session ended, for the session's log line. */
-export type SessionOutcome = Record<string, unknown> & {exitCode?: null | number; signal?: string}
+/** What a runner reports when its session ended, for the session's log line (quiet: at debug level, e.g. a file's stat). */
+export type SessionOutcome = Record<string, unknown> & {exitCode?: null | number; quiet?: boolean; signal?: string}
 
 export type AppRunner<A extends AppName> = (channel: FrameChannel, open: OpenMessages[A], session: AppSession, context: RunnerContext, config: AgentApp) => Promise<SessionOutcome>
 
