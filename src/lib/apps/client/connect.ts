@@ -36,8 +36,12 @@ export async function meshClient(options: AppClientOptions): Promise<MeshClient>
   let client: {close(): void; request<T>(method: 'GET', path: string): Promise<T>}
   let identity: IdentityFile
   if (options.identityFile) {
-    const {ControllerClient} = await import('../../client/controller-client.js')
-    identity = await readIdentityFile(options.identityFile)
+    const [{ControllerClient}, {freshIdentity}] = await Promise.all([import('../../client/controller-client.js'), import('../../client/session.js')])
+    // Renewed first when past half-life, as a context's identity is.
+    identity = await freshIdentity(await readIdentityFile(options.identityFile), {
+      file: options.identityFile, what: options.identityFile,
+      suggestion: 'ask an admin for a new token (`ztctl identity create NAME`) and enroll it again (`ztctl enroll NAME.jwt`)',
+    })
     client = ControllerClient.fromIdentity(identity)
   } else {
     // The context's identity, renewed first when past half-life (as every controller command does).
