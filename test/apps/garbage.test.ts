@@ -1,7 +1,8 @@
 // App streams against garbage, on a real agent of each data path: an admitted identity that sends bytes
 // that are no frames, a frame too long for its type, frames of the wrong direction in a running session,
-// or nothing at all gets an ERROR (or its process stopped) and the stream ended — and the agent goes on
-// serving. The client side is a raw HBONE stream (the pool, alice's certificate), not the CLI.
+// or nothing at all gets an ERROR (or its process stopped) and the stream ended; one that stops reading
+// while its program floods costs the agent no memory — and the agent goes on serving. The client side is a
+// raw HBONE stream (the pool, alice's certificate), not the CLI.
 import assert from 'node:assert/strict'
 import type {ClientHttp2Stream} from 'node:http2'
 import {test} from 'node:test'
@@ -12,6 +13,8 @@ import {readIdentityFile} from '../../src/lib/identity/file.js'
 import {HbonePool} from '../../src/lib/proxy/hbone/hbone-pool.js'
 import {Credentials} from '../../src/lib/proxy/hbone/tls.js'
 import {appAuthority} from '../../src/lib/proxy/state/apps.js'
+import {footprint, sampleFootprint} from '../helpers/footprint.js'
+import {waitFor} from '../proxy/helpers.js'
 import {type AppAgent, startAppMesh} from './helpers.js'
 
 /** Everything the agent sends until it ends the stream (bounded by TIMEOUT_MS), as frames. */
@@ -81,18 +84,36 @@ for (const dataPath of ['native', 'node'] as const) {
     assert.equal(frames[0].type, FrameType.Ready)
     assert.equal(frames.at(-1)!.type, FrameType.Exit, 'the session ends with its EXIT')
     assert.equal(readExit(frames.at(-1)!).signal, 'SIGKILL')
-    const ended = agentB.appLines(/^terminal session ended$/).at(-1)!
+    // The EXIT may reach us before the agent's line reaches its log.
+    const ended = await waitFor('the session line on agent-b', () => agentB.appLines(/^terminal session ended$/).at(-1))
     assert.match(String(ended.inputError), /STDOUT frames do not travel to the agent/)
 
     // Admitted, then silent: the agent gives up after its OPEN deadline.
     const silent = await open('script')
     assert.match(errorOf(await framesUntilEnd(silent, 20_000)).message, /no frame within 10000 ms/)
 
+    // A client that stops reading while its program floods: the agent holds what the stream's windows hold,
+    // no more (the program is paused, its output not buffered), and stops the program once the client is gone.
+    const flood = await open('script')
+    flood.pause()
+    flood.write(encodeFrame(FrameType.Open, {argv: ['sh', '-c', 'exec cat /dev/zero'], v: 1}))
+    await waitFor('the flood to start', () => agentB.appLines(/^script session started$/).some((line) => String(line.argv).includes('/dev/zero')))
+    const before = await footprint(agentB.pid)
+    const sampler = sampleFootprint(agentB.pid)
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    const peak = await sampler.stop()
+    assert.ok(peak.rssMb - before.rssMb < 64, `the agent's memory stays flat while nobody reads (${before.rssMb} → ${peak.rssMb} MB)`)
+    flood.destroy()
+    const flooded = await waitFor('the flood session to end', () => agentB.appLines(/^script session ended$/).find((line) => String(line.argv).includes('/dev/zero')))
+    assert.ok(['SIGPIPE', 'SIGTERM'].includes(String(flooded.signal)), `the program was stopped (${String(flooded.signal)})`)
+
     // The agent still serves, and says what it refused.
     const after = await mesh.zt(['script', 'run', 'agent-b', '--identity', alice, '--', 'sh', '-c', 'echo "still $((1+1))"'])
     assert.deepEqual([after.code, after.stdout], [0, 'still 2\n'])
-    const failed = agentB.appLines(/^(script|terminal) session failed$/)
-    assert.ok(failed.length >= 5, `every broken stream is logged (${failed.length})`)
+    const failed = await waitFor('every broken stream in agent-b\'s log', () => {
+      const lines = agentB.appLines(/^(script|terminal) session failed$/)
+      return lines.length >= 5 ? lines : undefined
+    })
     assert.ok(failed.every((line) => line.identity === 'alice' && line.code === 'ZT_ERR_APP_PROTOCOL'))
   })
 }

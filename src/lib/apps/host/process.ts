@@ -77,16 +77,21 @@ export async function runInput(
 }
 
 /**
- * Feed the client's frames to CHILD; when the client is gone (reset, garbage) stop CHILD with SIGNALS, one
- * every GRACE_MS. Returns what broke the input, for the session's log line, once known.
+ * Feed the client's frames to CHILD; when the client is gone (reset, garbage, the stream closed both ways)
+ * stop CHILD with SIGNALS, one every GRACE_MS. Returns what broke the input, for the session's log line.
  */
 export function feedChild(channel: FrameChannel, child: ChildLike & {stdin: null | Writable}, handlers: Parameters<typeof runInput>[2], signals: NodeJS.Signals[], graceMs = 2000): () => string | undefined {
   let broken: string | undefined
-  void runInput(channel, child.stdin!, handlers).then((end) => {
-    if (end.reason === 'ended') return
-    broken = end.error.message
+  const hangUp = (why: string): void => {
+    if (broken !== undefined) return
+    broken = why
     signals.forEach((signal, index) => (index === 0 ? terminate(child, signal) : setTimeout(() => terminate(child, signal), graceMs * index).unref()))
-  })
+  }
+
+  void runInput(channel, child.stdin!, handlers).then((end) => end.reason === 'gone' && hangUp(end.error.message))
+  // A client that half-closed still reads the output; a stream closed both ways has nobody left to read it
+  // (after a normal end the child has exited and the signals find nobody).
+  channel.stream.once('close', () => hangUp('the client closed the stream'))
   return () => broken
 }
 

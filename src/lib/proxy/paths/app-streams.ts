@@ -68,8 +68,15 @@ export function serveNativeAppStream(engine: HboneEngine, tunnelId: number, admi
   const fd = engine.native.acceptPair(tunnelId)
   if (fd < 0) return true // the client went away meanwhile: nothing to account
   const finish = context.tracker.opened(admission.record, admission.labels, () => engine.native.abort(tunnelId, 'closed by the agent'))
-  engine.watchTunnel(tunnelId, {closed: (fromPlain, toPlain, error) => finish({fromPlain, toPlain}, error)})
-  void handler(new Socket({allowHalfOpen: true, fd, readable: true, writable: true}), sessionOf(admission, app))
+  const socket = new Socket({allowHalfOpen: true, fd, readable: true, writable: true})
+  engine.watchTunnel(tunnelId, {
+    closed(fromPlain, toPlain, error) {
+      finish({fromPlain, toPlain}, error)
+      // The client's reset reaches our end of the pair as a plain end of file: say the stream is gone.
+      socket.destroy()
+    },
+  })
+  void handler(socket, sessionOf(admission, app))
   return true
 }
 
