@@ -9,10 +9,12 @@ import {agentError} from './session.js'
 
 /** Forward INPUT as STDIN frames, its end as STDIN_END; returns the function that stops forwarding. */
 export function forwardInput(input: NodeJS.ReadableStream, channel: FrameChannel): () => void {
+  let stopped = false
   const onData = (chunk: Buffer | string): void => {
     if (channel.send(FrameType.Stdin, Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))) return
     input.pause()
-    void channel.drained().then(() => input.resume())
+    // The stream drains (or closes) after the session ended too: a resumed stdin would keep this process alive.
+    void channel.drained().then(() => stopped || input.resume())
   }
 
   const onEnd = (): void => void channel.send(FrameType.StdinEnd)
@@ -20,6 +22,7 @@ export function forwardInput(input: NodeJS.ReadableStream, channel: FrameChannel
   input.once('end', onEnd)
   input.resume()
   return () => {
+    stopped = true
     input.off('data', onData)
     input.off('end', onEnd)
     input.pause()
