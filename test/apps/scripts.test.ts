@@ -1,7 +1,7 @@
 // The script app end to end: `ztctl script run` runs an allowed program on the agent's host — stdout and
 // stderr come back separately, stdin goes in, the exit code (or the signal) comes back — and nothing else:
 // an unlisted program, a script outside the script directory, a shell command line (unless the agent allows
-// any command) and an identity not on the allow list are refused with the agent's reason.
+// any command), an identity not on the allow list and one a policy denies are refused with the agent's reason.
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {chmod, mkdir, symlink, writeFile} from 'node:fs/promises'
@@ -82,6 +82,19 @@ for (const dataPath of ['native', 'node'] as const) {
     const stranger = await run(bob, 'sh', '-c', 'echo hi')
     assert.equal(stranger.code, 4)
     assert.match(stranger.stderr, /refused identity "bob": identity "bob" is not allowed to use app\/script on agent-b/)
+
+    // A policy is the second gate: an identity on the allow list that a DENY policy on app/script names is refused.
+    const deny = await mesh.zt(['policy', 'create', 'no-scripts-for-alice', '--action', 'DENY', '--service', 'app/script', '--from', '@alice'])
+    assert.equal(deny.code, 0, deny.stderr)
+    assert.doesNotMatch(deny.stderr, /no agent has its script app on/, 'app/script is a service the mesh has')
+    const denied = await run(alice, 'sh', '-c', 'echo hi')
+    assert.equal(denied.code, 4, denied.stderr)
+    assert.match(denied.stderr, /ZT_ERR_APP_DENIED.*refused identity "alice": a policy on agent-b denies identity "alice" app\/script\n.*ztctl policy list/)
+    const deniedLine = await waitFor('the denial in agent-b\'s log', () => agentB.appLines(/^script session refused$/).find((line) => line.identity === 'alice' && /policy/.test(String(line.error))))
+    assert.match(String(deniedLine.error), /policy rejection.*no-scripts-for-alice/)
+    assert.equal((await mesh.zt(['policy', 'delete', 'no-scripts-for-alice'])).code, 0)
+    const badApp = await mesh.zt(['policy', 'create', 'typo', '--action', 'DENY', '--service', 'app/shell'])
+    assert.deepEqual([badApp.code, /"app\/shell" is not an app\nTry this: the apps are app\/file, app\/script, app\/terminal/.test(badApp.stderr)], [2, true], badApp.stderr)
 
     assert.equal((await mesh.zt(['script', 'config', '--agent', 'agent-b', '--any-command'])).code, 0)
     await agentB.waitForApp('script', (app) => app.anyCommand === true)

@@ -3,7 +3,7 @@
 import {isIP} from 'node:net'
 
 import {ExitCode, ZtError} from '../errors.js'
-import type {Target} from '../config/types.js'
+import {APP_NAMES, type Target} from '../config/types.js'
 import {type HostPort, parseHostPort as parseAddress} from '../proxy/address.js'
 import {formatIntercept, parseIntercept as readIntercept} from '../sidecar/intercept.js'
 
@@ -25,6 +25,13 @@ export function parseServiceName(text: string): string {
     `"${text}" is not a service name`,
     'use tcp/NAME, NAME of lower-case letters, digits, ".", "_" and "-" (only tcp is supported; UDP is out of scope)',
   )
+}
+
+/** What a policy may name: a tunnel's tcp/NAME, or an agent's app (app/terminal, app/file, app/script). */
+export function parsePolicyService(text: string): string {
+  if (text.startsWith('app/') && (APP_NAMES as readonly string[]).includes(text.slice(4))) return text
+  if (text.startsWith('app/')) throw usage('ZT_ERR_INVALID_SERVICE', `"${text}" is not an app`, `the apps are ${APP_NAMES.map((app) => `app/${app}`).join(', ')}`)
+  return parseServiceName(text)
 }
 
 export function parseName(text: string, what = 'name'): string {
