@@ -4,7 +4,7 @@
 // the command's, and every session (refused ones too) is a line in the agent's log.
 import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {test, type TestContext} from 'node:test'
@@ -18,7 +18,7 @@ interface Tmux {
   (...args: string[]): Promise<string>
   /** wait until the pane shows TEXT */
   screen(text: RegExp | string, timeoutMs?: number): Promise<string>
-  /** the pane's exit status once its command ended */
+  /** the command's exit status once it ended */
   exitStatus(timeoutMs?: number): Promise<number>
 }
 
@@ -36,23 +36,25 @@ async function tmuxSession(t: TestContext, mesh: AppMesh, command: string[], siz
     await run('kill-server').catch(() => {})
     await rm(dir, {force: true, recursive: true})
   })
-  const quoted = command.map((word) => `'${word.replaceAll("'", String.raw`'\''`)}'`).join(' ')
-  await run('new-session', '-d', '-x', String(size.columns), '-y', String(size.rows), quoted, ';', 'set-option', '-g', 'remain-on-exit', 'on')
+  const quote = (word: string): string => `'${word.replaceAll("'", String.raw`'\''`)}'`
+  // The pane's shell writes the command's exit status down: tmux 3.3 on a busy machine sometimes leaves a
+  // pane's exited process unreaped (a zombie, pane_dead_status empty), so its own status cannot be trusted.
+  const statusFile = path.join(dir, 'status')
+  const script = `${command.map((word) => quote(word)).join(' ')}; echo $? > ${quote(statusFile)}.tmp && mv ${quote(statusFile)}.tmp ${quote(statusFile)}`
+  await run('new-session', '-d', '-x', String(size.columns), '-y', String(size.rows), script, ';', 'set-option', '-g', 'remain-on-exit', 'on')
   const capture = (): Promise<string> => run('capture-pane', '-p', '-J')
+  const withScreen = async (error: Error): Promise<never> => {
+    throw new Error(`${error.message}\n--- screen ---\n${await capture()}`)
+  }
   return Object.assign(run, {
     async exitStatus(timeoutMs = 15_000) {
-      const status = await waitFor('the terminal command to exit', async () => {
-        const [dead, code] = (await run('display-message', '-p', '#{pane_dead} #{pane_dead_status}')).trim().split(' ')
-        return dead === '1' ? code : undefined
-      }, timeoutMs)
-      return Number(status)
+      const status = await waitFor('the terminal command to exit', () => readFile(statusFile, 'utf8').catch(() => ''), timeoutMs).catch(withScreen)
+      return Number(status.trim())
     },
     screen: (text: RegExp | string, timeoutMs = 15_000) => waitFor(`the screen to show ${text}`, async () => {
       const shown = await capture()
       return (typeof text === 'string' ? shown.includes(text) : text.test(shown)) ? shown : undefined
-    }, timeoutMs).catch(async (error: Error) => {
-      throw new Error(`${error.message}\n--- screen ---\n${await capture()}`)
-    }),
+    }, timeoutMs).catch(withScreen),
   })
 }
 

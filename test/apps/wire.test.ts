@@ -1,12 +1,18 @@
 // The app streams' framing (src/lib/apps/wire.ts) on its own: frames survive any split of the byte
-// stream, every kind of garbage ends in a ProtocolError (never a crash, never a large buffer), and the
-// reader never holds more than one header and one payload.
+// stream, every kind of garbage ends in a ProtocolError (never a crash, never a large buffer), the
+// reader never holds more than one header and one payload, the JSON payloads are checked on either side,
+// and a client facing a garbage-speaking agent ends with a ZtError.
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
+import {duplexPair, PassThrough} from 'node:stream'
 import {test} from 'node:test'
 
-import {readExit, readOpen} from '../../src/lib/apps/messages.js'
-import {encodeFrame, FRAME_HEADER_BYTES, FrameReader, FrameType, MAX_DATA_PAYLOAD, ProtocolError, readResize, resizePayload} from '../../src/lib/apps/wire.js'
+import {FrameChannel} from '../../src/lib/apps/channel.js'
+import {relayOutput} from '../../src/lib/apps/client/process-io.js'
+import {asZtError} from '../../src/lib/apps/client/session.js'
+import {readError, readExit, readFileInfo, readOpen, readProcessReady} from '../../src/lib/apps/messages.js'
+import {encodeFrame, type Frame, FRAME_HEADER_BYTES, FrameReader, FrameType, MAX_DATA_PAYLOAD, ProtocolError, readResize, resizePayload} from '../../src/lib/apps/wire.js'
+import {ZtError} from '../../src/lib/errors.js'
 
 const toClient = (): FrameReader => new FrameReader('toClient')
 
@@ -91,4 +97,55 @@ test('random bytes never crash the reader and never make it hold more than one f
 test('senders cannot build frames the reader would refuse', () => {
   assert.throws(() => encodeFrame(FrameType.Resize, Buffer.alloc(5)), /RESIZE payload of 5 bytes exceeds 4/)
   assert.throws(() => encodeFrame(FrameType.Data, Buffer.alloc(MAX_DATA_PAYLOAD + 1)), RangeError)
+})
+
+test('the JSON payloads either side reads survive any JSON: a checked value or a ProtocolError', () => {
+  const values: unknown[] = [null, true, 0, -1, 1e300, 'x', [], [1], {}, {v: 1}, {code: 'x'.repeat(300)}, {argv: [{}]}, {size: -5, sha256: 'zz'}]
+  const random = (depth: number): unknown => {
+    const pick = Math.floor(Math.random() * 7)
+    if (depth > 2 || pick === 0) return values[Math.floor(Math.random() * values.length)]
+    if (pick === 1) return Array.from({length: Math.floor(Math.random() * 4)}, () => random(depth + 1))
+    const keys = ['v', 'code', 'message', 'argv', 'shell', 'name', 'op', 'offset', 'size', 'sha256', 'modified', 'columns', 'rows', 'term', 'signal', 'durationMs', '__proto__']
+    return Object.fromEntries(keys.filter(() => Math.random() < 0.4).map((key) => [key, random(depth + 1)]))
+  }
+
+  const readers: [string, (frame: Frame) => unknown][] = [
+    ['READY (file)', readFileInfo], ['READY (process)', readProcessReady], ['EXIT', readExit], ['ERROR', readError],
+    ...(['file', 'script', 'terminal'] as const).map((app): [string, (frame: Frame) => unknown] => [`OPEN (${app})`, (frame) => readOpen(app, frame)]),
+  ]
+  for (let round = 0; round < 1000; round++) {
+    const payload = round % 10 === 0 ? randomBytes(round % 40) : Buffer.from(JSON.stringify(random(0)) ?? 'null')
+    for (const [what, read] of readers) {
+      try {
+        read({payload, type: FrameType.Open})
+      } catch (error) {
+        assert.ok(error instanceof ProtocolError, `${what} of ${payload.toString('utf8').slice(0, 200)}: ${(error as Error).message}`)
+      }
+    }
+  }
+
+  // What a hostile agent says is cut to size before the client prints it.
+  const error = readError({payload: Buffer.from(JSON.stringify({code: 'C'.repeat(1000), message: 'm'.repeat(100_000), suggestion: 's'.repeat(100_000)})), type: FrameType.Error})
+  assert.deepEqual([error.code.length, error.message.length, error.suggestion?.length], [64, 2000, 2000])
+})
+
+test('a client facing an agent that sends garbage ends with a ZtError, holding no more than one frame', async () => {
+  const cases: [string, Buffer, RegExp][] = [
+    ['bytes that are no frames', Buffer.from('HTTP/1.1 200 OK\r\n\r\n'), /broke the app protocol: unknown frame type 72/],
+    ['a frame only clients send', encodeFrame(FrameType.Stdin, Buffer.from('x')).subarray(0, FRAME_HEADER_BYTES), /STDIN frames do not travel to the client/],
+    ['a 4 GiB DATA frame', Buffer.from([FrameType.Data, 0xFF, 0xFF, 0xFF, 0xFF]), /DATA frame of 4294967295 bytes/],
+    ['an EXIT that is not JSON', encodeFrame(FrameType.Exit, Buffer.from('{"code":')), /EXIT does not carry JSON/],
+    ['an EXIT with a code past 255', encodeFrame(FrameType.Exit, {code: 1000, durationMs: 1}), /EXIT needs a code 0–255 or null/],
+    ['an end before EXIT', encodeFrame(FrameType.Stdout, Buffer.from('half')), /ZT_ERR_APP_CLOSED|ended before the program exited/],
+  ]
+  for (const [what, bytes, message] of cases) {
+    const [agentSide, clientSide] = duplexPair()
+    const channel = new FrameChannel(clientSide, 'toClient')
+    const sink = new PassThrough()
+    agentSide.end(bytes)
+    const failure = await relayOutput(channel, {stderr: sink, stdout: sink}, 'agent-x', 'program').then(() => undefined, (error: unknown) => asZtError(error, 'agent-x', 'script'))
+    assert.ok(failure && ZtError.is(failure), `${what}: a ZtError`)
+    assert.match(`${failure.code}: ${failure.message}`, message, what)
+    channel.destroy()
+  }
 })
