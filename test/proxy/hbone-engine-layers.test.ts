@@ -7,6 +7,7 @@ import {randomBytes} from 'node:crypto'
 import {connect, Socket} from 'node:net'
 import {test, type TestContext} from 'node:test'
 
+import {HBONE_BOUNDS} from '../../src/lib/http2/server-bounds.js'
 import {type ClientSessionHandler, HboneEngine, type PeerCertificateInfo} from '../../src/lib/proxy/hbone/hbone-engine.js'
 import {createMesh, echoServer, sha256, waitFor} from './helpers.js'
 
@@ -45,7 +46,7 @@ test('a spliced relay carries an inner mutual-TLS session end to end; the relay 
   // The "hub": holds `accept` streams, splices a `relay` stream to one.
   const held: number[] = []
   const relayed: {bytes: number[]}[] = []
-  const hub = engine.listenHbone('127.0.0.1', 0, ids.hub!.server, {intervalMs: 500, timeoutMs: 2000}, {
+  const hub = engine.listenHbone('127.0.0.1', 0, ids.hub!.server, {intervalMs: 500, timeoutMs: 2000}, HBONE_BOUNDS, {
     sessionReady: () => ({
       closed() {},
       request(tunnelId, method, authority, _forwarded, role) {
@@ -179,7 +180,7 @@ test('a relay whose one side resets ends the other side too', async (t) => {
   const {engine, ids} = await contexts(t, ['hub2', 'x'])
   const held: number[] = []
   const closed: string[] = []
-  const hub = engine.listenHbone('127.0.0.1', 0, ids.hub2!.server, {intervalMs: 0, timeoutMs: 0}, {
+  const hub = engine.listenHbone('127.0.0.1', 0, ids.hub2!.server, {intervalMs: 0, timeoutMs: 0}, HBONE_BOUNDS, {
     sessionReady: () => ({
       closed() {},
       request(tunnelId, _method, _authority, _forwarded, role) {
