@@ -4,7 +4,7 @@
 #   2. the peers' harness (../shared/bench/run-peers.sh) with our tunnel added as path `ztctl`
 #      (bench/ztctl-path.sh), next to stunnel, haproxy and the native nghttpx chain;
 #   3. each agent's idle RSS after warm-up (bench/agent-rss.sh);
-#   4. the file app's throughput next to a plain HBONE tunnel (bench/apps-file.sh) -> $OUT/apps-file.txt;
+#   4. the file app's throughput next to scp and a plain HBONE tunnel (bench/apps-file.sh) -> $OUT/apps-file.txt;
 #   5. the ratio table with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
 #
 #   npm run bench                             # full: 3 reps, ~12 min on 2 cores
