@@ -34,8 +34,9 @@ export interface AppMesh {
   zt(args: string[], options?: {env?: NodeJS.ProcessEnv; timeoutMs?: number}): Promise<RunResult>
 }
 
-export async function startAppMesh(t: TestContext): Promise<AppMesh> {
-  const ctl = await startTestController(t)
+/** CONTROLLER_ARGS: more `controller run` flags (e.g. a short --cert-ttl). */
+export async function startAppMesh(t: TestContext, controllerArgs: string[] = []): Promise<AppMesh> {
+  const ctl = await startTestController(t, {extraArgs: controllerArgs})
   const zt = (args: string[], options: {env?: NodeJS.ProcessEnv; timeoutMs?: number} = {}): Promise<RunResult> => ctl.run(args, options)
   return {
     async agent(name, options = {}) {

@@ -8,6 +8,9 @@ import {chmod, mkdir, symlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {test} from 'node:test'
 
+import {msUntilRenewal} from '../../src/lib/client/renew.js'
+import {readIdentityFile} from '../../src/lib/identity/file.js'
+import {certInfo} from '../../src/lib/pki/cert-info.js'
 import {RUN_JS, type RunResult} from '../helpers/controller.js'
 import {tempDir, waitFor} from '../proxy/helpers.js'
 import {type AppMesh, startAppMesh} from './helpers.js'
@@ -109,3 +112,18 @@ for (const dataPath of ['native', 'node'] as const) {
     await waitFor('no script left running', async () => (await agentB.configDump()).apps.find((app) => app.app === 'script')?.sessions === 0)
   })
 }
+
+test('script run --identity FILE renews that identity past half-life and writes it back, as a context\'s is', {timeout: 180_000}, async (t) => {
+  const mesh = await startAppMesh(t, ['--cert-ttl', '30s'])
+  const agentB = await mesh.agent('agent-b')
+  const alice = await mesh.user('alice')
+  assert.equal((await mesh.zt(['script', 'config', '--agent', 'agent-b', '--add-user', '@alice', '--add-command', 'sh'])).code, 0)
+  await agentB.waitForApp('script')
+  const before = await readIdentityFile(alice)
+  await waitFor('alice\'s certificate to pass half-life', () => msUntilRenewal(before) < 0, 40_000)
+  const result = await mesh.zt(['script', 'run', 'agent-b', '--identity', alice, '--', 'sh', '-c', 'echo "renewed $ZTCTL_IDENTITY"'])
+  assert.deepEqual([result.code, result.stdout], [0, 'renewed alice\n'], result.stderr)
+  const after = await readIdentityFile(alice)
+  assert.notEqual(certInfo(after.cert).serial, certInfo(before.cert).serial, 'a new certificate was written to the file')
+  assert.ok(msUntilRenewal(after) > 0, 'and it is fresh')
+})
