@@ -161,6 +161,41 @@ function verdict(row, ours, refValue) {
   return [text, met ? 'met' : '**MISSED**']
 }
 
+/**
+ * Issue 15's paths, against their own references in the same run: the tunnel through a hub against the
+ * direct tunnel (goal ≥ 0.7× its throughput), ztctl's SOCKS5 proxy against microsocks and dante (goal
+ * ≥ 1.0× dante's throughput; ours carries mutual TLS between two agents, theirs is one plaintext hop).
+ */
+function hubAndProxyTable(raw) {
+  const med = (p, metric, field) => median(((raw.get(p) || new Map()).get(metric) || []).map((d) => d[field]))
+  const pairs = [
+    {goal: 0.7, ours: 'ztctl-hub', ref: OURS, what: 'tunnel through a hub vs the direct tunnel'},
+    {goal: 1, ours: 'ztctl-socks', ref: 'dante', what: 'SOCKS5 through the proxy vs dante-server'},
+    {ours: 'ztctl-socks', ref: 'microsocks', what: 'SOCKS5 through the proxy vs microsocks'},
+  ].filter((pair) => raw.has(pair.ours) || raw.has(pair.ref))
+  if (pairs.length === 0) return []
+  const figures = [
+    ['1-stream Gbit/s', 'tput_p1', 'gbps', true],
+    ['4-stream Gbit/s', 'tput_p4', 'gbps', true],
+    ['new conns/s', 'connrate', 'rate', false],
+    ['p50 µs', 'lat', 'p50_us', false],
+    ['proxy CPU s/GiB', 'tput_p1', 'proxy_cpu_s_per_gib', false],
+  ]
+  const lines = ['', '### Hubs and the SOCKS5 proxy (issue 15), same run', '',
+    `| comparison | ${figures.map(([label]) => label).join(' | ')} | goal (1-stream) | verdict |`, `|---|${figures.map(() => '---|').join('')}---|---|`]
+  for (const pair of pairs) {
+    const cells = figures.map(([, metric, field, digitsOne]) => {
+      const [ours, ref] = [med(pair.ours, metric, field), med(pair.ref, metric, field)]
+      return `${fmt(ours, digitsOne ? 2 : 0)} / ${fmt(ref, digitsOne ? 2 : 0)} = ${fmtRatio(ours / ref)}`
+    })
+    const ratio = med(pair.ours, 'tput_p1', 'gbps') / med(pair.ref, 'tput_p1', 'gbps')
+    const verdictText = pair.goal === undefined ? ['', ''] : [`≥ ${pair.goal}×`, Number.isFinite(ratio) ? (ratio >= pair.goal ? 'met' : '**MISSED**') : 'n/a']
+    lines.push(`| ${pair.what} (${pair.ours} / ${pair.ref}) | ${cells.join(' | ')} | ${verdictText[0]} | ${verdictText[1]} |`)
+  }
+
+  return lines
+}
+
 function ratioTable(outDir) {
   const raw = loadRaw(outDir)
   const agentRss = readJsonLines(path.join(outDir, 'agent-rss.jsonl'))
@@ -187,6 +222,7 @@ function ratioTable(outDir) {
       `${refs.map((v) => (row.noRatio ? '' : fmtRatio(ours / v))).join(' | ')} | ${fmtPct(spread(row.spreadOf ?? []))} | ${target} | ${result} |`)
   }
 
+  lines.push(...hubAndProxyTable(raw))
   const coldstartFile = path.join(outDir, 'coldstart.json')
   if (existsSync(coldstartFile)) lines.push('', coldstartTable(JSON.parse(readFileSync(coldstartFile, 'utf8'))))
   lines.push('', 'Spread = (max − min) / median over reps. Ratios are ours / peer; for round trips the added µs are compared.')

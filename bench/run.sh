@@ -2,12 +2,13 @@
 # run.sh - what `npm run bench` runs after building. One run, so the ratios compare like with like:
 #   1. CLI cold start (bench/coldstart.sh): `ztctl --help`, `ztctl version` vs `kubectl version --client`;
 #   2. the peers' harness (../shared/bench/run-peers.sh) with our tunnel added as path `ztctl`
-#      (bench/ztctl-path.sh), next to stunnel, haproxy and the native nghttpx chain;
+#      (bench/ztctl-path.sh), next to stunnel, haproxy and the native nghttpx chain; and issue 15's paths:
+#      the tunnel through a hub (ztctl-hub), the SOCKS5 proxy (ztctl-socks) next to microsocks and dante;
 #   3. each agent's idle RSS after warm-up (bench/agent-rss.sh);
 #   4. the file app's throughput next to scp and a plain HBONE tunnel (bench/apps-file.sh) -> $OUT/apps-file.txt;
 #   5. the ratio table with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
 #
-#   npm run bench                             # full: 3 reps, ~12 min on 2 cores
+#   npm run bench                             # full: 3 reps, ~25 min on 2 cores
 #   REPS=1 TPUT_SECS=3 npm run bench          # quick
 #
 # Knobs (env, passed through to the harness): PATHS REPS TPUT_SECS LAT_N LAT_SIZE CONN_SECS CONN_THREADS
@@ -18,7 +19,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEER_BENCH=${PEER_BENCH:-$ROOT/../shared/bench}
 export OUT=${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
-export PATHS=${PATHS:-direct stunnel haproxy nghttpx-native ztctl}
+export PATHS=${PATHS:-direct stunnel haproxy nghttpx-native ztctl ztctl-hub ztctl-socks microsocks dante}
 export CRYPTO=${CRYPTO:-0}
 export REPS=${REPS:-3}
 

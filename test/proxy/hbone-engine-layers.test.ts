@@ -9,7 +9,7 @@ import {test, type TestContext} from 'node:test'
 
 import {HBONE_BOUNDS} from '../../src/lib/http2/server-bounds.js'
 import {type ClientSessionHandler, HboneEngine, type PeerCertificateInfo} from '../../src/lib/proxy/hbone/hbone-engine.js'
-import {createMesh, echoServer, sha256, waitFor} from './helpers.js'
+import {createMesh, echoServer, roundTripOn, sha256, waitFor} from './helpers.js'
 
 const TIMING = {connectTimeoutMs: 5000, keepaliveIntervalMs: 500, keepaliveTimeoutMs: 2000}
 
@@ -73,7 +73,7 @@ test('a spliced relay carries an inner mutual-TLS session end to end; the relay 
   const sessionB = await connectSession(engine, ids.b!.client, hub.port)
   assert.equal(sessionB.peer.spiffe, ids.hub!.spiffe)
   const innerPeers: {remote: string; spiffe?: string}[] = []
-  const virtual = engine.listenVirtual(ids.b!.server, {intervalMs: 0, timeoutMs: 0}, {
+  const virtual = engine.listenVirtual(ids.b!.server, {intervalMs: 0, timeoutMs: 0}, HBONE_BOUNDS, {
     sessionReady(_id, peer, remote) {
       innerPeers.push({remote, spiffe: peer.spiffe})
       return {
@@ -112,13 +112,7 @@ test('a spliced relay carries an inner mutual-TLS session end to end; the relay 
   })
   assert.equal(status, 200)
   const data = randomBytes(2 * 1024 * 1024)
-  const chunks: Buffer[] = []
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-  const ended = new Promise((resolve) => socket.once('end', resolve))
-  socket.end(data)
-  await ended
-  socket.destroy()
-  assert.equal(sha256(Buffer.concat(chunks)), sha256(data))
+  assert.equal(sha256(await roundTripOn(socket, data)), sha256(data))
 
   // The relay ends with the inner session; both spliced streams report their bytes (ciphertext ≥ payload).
   engine.native.sessionClose(innerA.id, false)
@@ -169,7 +163,7 @@ test('the layering calls refuse stale ids and bad arguments', () => {
   }
 
   assert.throws(() => native.peek(1, 0), {code: 'EINVAL'})
-  assert.throws(() => native.listenVirtual(-5, 0, 0), {code: 'EINVAL'})
+  assert.throws(() => native.listenVirtual(-5, 0, 0, undefined), {code: 'EINVAL'})
   const [tunnelId, fd] = native.pair()
   assert.throws(() => native.open(tunnelId, 1, 'x:1', [], 'not a buffer' as unknown as Buffer), {code: 'EINVAL'})
   assert.equal(native.abort(tunnelId, 'test over'), true)

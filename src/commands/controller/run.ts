@@ -18,6 +18,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     '<%= config.bin %> controller run',
     '<%= config.bin %> controller run --listen 0.0.0.0:15012 --advertise https://ctrl.example:15012',
     '<%= config.bin %> controller run --listen 127.0.0.1:0 --data-dir /tmp/ctrl --cert-ttl 30s',
+    '<%= config.bin %> controller run --listen 0.0.0.0:15012 --hub --hub-listen 0.0.0.0:15009',
   ]
 
   static override flags = {
@@ -29,6 +30,9 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     'cert-ttl': Flags.string({default: '24h', description: 'lifetime of issued certificates of agents and workloads (e.g. 24h, 30s)'}),
     'context-name': Flags.string({default: 'local', description: 'name of the CLI context to write'}),
     'data-dir': Flags.string({description: 'where the store and CA live (default: <home>/controller)'}),
+    hub: Flags.boolean({description: 'also run a hub in this process (agents attach with `agent run --hub HOST:PORT`); its identity (role hub) is issued and renewed here'}),
+    'hub-listen': Flags.string({default: '0.0.0.0:15009', description: 'with --hub: where agents attach'}),
+    'hub-name': Flags.string({default: 'hub', description: 'with --hub: the identity name of the embedded hub'}),
     listen: Flags.string({default: '127.0.0.1:15012', description: 'HOST:PORT to listen on (port 0 = any free port)'}),
     'trust-domain': Flags.string({description: 'SPIFFE trust domain, fixed at first start (default cluster.local)'}),
   }
@@ -59,6 +63,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       contextName: this.flags['context-name'],
       dataDir: this.flags['data-dir'],
       home: this.home,
+      hub: this.flags.hub ? {listen: this.flags['hub-listen'], logLevel: this.flags['log-level'], name: this.flags['hub-name']} : undefined,
       listen: this.flags.listen,
       logger,
       trustDomain: this.flags['trust-domain'],
@@ -67,7 +72,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
 
     const banner = {
       adminIdentity: controller.adminIdentityPath, caFingerprint: controller.caFingerprint, context: controller.contextName,
-      dataDir: controller.dataDir, pid: process.pid, trustDomain: controller.trustDomain, url: controller.url,
+      dataDir: controller.dataDir, hub: controller.hub, pid: process.pid, trustDomain: controller.trustDomain, url: controller.url,
     }
     await this.render(banner, () => [
       `controller listening at: ${controller.url}`,
@@ -76,6 +81,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       `  CA fingerprint       : ${controller.caFingerprint}${controller.caCreated ? ' (new)' : ''}`,
       `  admin identity       : ${controller.adminIdentityPath}${controller.adminCreated ? ' (new)' : ''}`,
       `  context              : ${controller.contextName}`,
+      ...(controller.hub ? [`  hub                  : ${controller.hub} (agents: --hub ${controller.hub})`] : []),
       `  pid                  : ${process.pid}`,
     ].join('\n'))
 

@@ -1,6 +1,6 @@
 // Columns of each proxy-config view, following `istioctl ztunnel-config` (reference §5.3).
-import type {ConnectionRow, PolicyRow, SecretRow, ServiceRow, WorkloadRow} from '../inspect/proxy-config.js'
-import {connectionRows, policyRows, secretRows, serviceRows, workloadRows} from '../inspect/proxy-config.js'
+import type {ConnectionRow, HubRow, PolicyRow, SecretRow, ServiceRow, WorkloadRow} from '../inspect/proxy-config.js'
+import {connectionRows, hubRows, policyRows, secretRows, serviceRows, workloadRows} from '../inspect/proxy-config.js'
 import type {AppDump, ConfigDump} from '../proxy/daemon/agent.js'
 import type {ProxyConfigView} from './proxy-config-command.js'
 
@@ -101,6 +101,19 @@ export const filesView: ProxyConfigView<ConfigDump['files'][number]> = {
   rows: (dump) => dump.files ?? [],
 }
 
+export const hubsView: ProxyConfigView<HubRow> = {
+  columns: [
+    {header: 'HUB', value: (r) => r.hub},
+    {header: 'ADDRESS', value: (r) => r.address},
+    {header: 'STATE', value: (r) => r.state},
+    {header: 'RTT', value: (r) => r.rtt},
+    {header: 'STREAMS', value: (r) => r.streams},
+    {header: 'LAST ERROR', value: (r) => r.error},
+  ],
+  empty: 'No hubs: this agent was started without --hub.',
+  rows: hubRows,
+}
+
 export const allViews = [
   ['WORKLOAD INFO', workloadsView],
   ['SERVICE INFO', servicesView],
@@ -109,4 +122,5 @@ export const allViews = [
   ['CONNECTIONS INFO', connectionsView],
   ['APPS INFO', appsView],
   ['FILES INFO', filesView],
+  ['HUB INFO', hubsView],
 ] as const

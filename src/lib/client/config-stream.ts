@@ -5,7 +5,7 @@
 import type {ClientHttp2Stream} from 'node:http2'
 
 import {
-  applyChanges, type Change, type ConfigSnapshot, type ControllerMessage, MAX_ACK_STATUSES, MAX_STREAM_LINE_BYTES, type ResourceStatus,
+  type AgentMessage, applyChanges, type Change, type ConfigSnapshot, type ControllerMessage, MAX_ACK_STATUSES, MAX_STREAM_LINE_BYTES, type ResourceStatus,
 } from '../config/types.js'
 import {LineSplitter, parseJsonObject} from '../controller/ndjson.js'
 import type {IdentityFile} from '../identity/file.js'
@@ -37,6 +37,8 @@ export interface ConfigSubscription {
   close(): void
   /** Statuses changed without a new version (a listener bound later): ack the current version again. */
   report(resources: ResourceStatus[]): void
+  /** one more message to the controller (hub attachments); dropped when not connected, resent by the caller on change */
+  send(message: AgentMessage): void
   /** the last version applied */
   readonly version: number | undefined
 }
@@ -58,6 +60,8 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
     type: 'ack',
     version: next,
   })
+  /** the last report, sent again on every (re)connect */
+  let lastReport: AgentMessage | undefined
 
   const state = (next: StreamState, error?: unknown): void => {
     try {
@@ -76,6 +80,7 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
     // Without a snapshot we cannot apply deltas: ask for everything.
     const since = snapshot ? version : undefined
     stream.write(JSON.stringify({agent: options.agent, hbone: options.hbone, since, type: 'subscribe', version: options.software}) + '\n')
+    if (lastReport) stream.write(JSON.stringify(lastReport) + '\n')
     const send = (message: object): void => {
       if (!current.destroyed) current.write(JSON.stringify(message) + '\n')
     }
@@ -174,6 +179,10 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
       stream?.destroy()
       client?.close()
       state('closed')
+    },
+    send(message) {
+      lastReport = message
+      if (stream && !stream.destroyed) stream.write(JSON.stringify(message) + '\n')
     },
     get version() {
       return version

@@ -60,10 +60,11 @@ async function issueAdmin(services: AdminServices, name: string): Promise<Identi
   return enrollLocally(services, name)
 }
 
-async function enrollLocally(services: AdminServices, name: string): Promise<IdentityFile> {
+/** Create and enroll an identity inside the controller (no token leaves the process): the admin, an embedded hub. */
+export async function enrollLocally(services: AdminServices, name: string, kind: {admin: boolean; roles: string[]} = {admin: true, roles: []}): Promise<IdentityFile> {
   const tokenId = randomUUID()
   const identity = await services.store.createIdentity({
-    admin: true, id: randomUUID(), name, roles: [], spiffe: identitySpiffe(services.trustDomain, name),
+    admin: kind.admin, id: randomUUID(), name, roles: kind.roles, spiffe: identitySpiffe(services.trustDomain, name),
     tokenExpiresAt: new Date(Date.now() + 60_000).toISOString(), tokenId,
   })
   const {csrPem, keyPem} = await createKeyAndCsr(name)

@@ -3,7 +3,7 @@
 // then pushes a delta after every commit, in order, and records acks. Garbage from the agent gets one
 // `error` message and the stream is closed; it never takes the controller down.
 import {
-  type AgentMessage, type ControllerMessage, MAX_ACK_STATUSES, MAX_AGENT_LINE_BYTES, MAX_STATUS_REASON, RESOURCE_KINDS, type ResourceStatus,
+  type AgentMessage, type ControllerMessage, type HubAttachment, MAX_ACK_STATUSES, MAX_AGENT_LINE_BYTES, MAX_HUBS, MAX_STATUS_REASON, RESOURCE_KINDS, type ResourceStatus,
 } from '../config/types.js'
 import type {Logger} from './logger.js'
 import {LineSplitter, parseJsonObject} from './ndjson.js'
@@ -47,6 +47,12 @@ export class ConfigHub {
     return false
   }
 
+  /** What a connected agent last reported about its hubs (in memory: attachments are live state). */
+  hubsOf(agent: string): HubAttachment[] | undefined {
+    for (const stream of this.streams) if (stream.agent === agent && stream.hubs) return stream.hubs
+    return undefined
+  }
+
   /** Cut the streams of a revoked identity. */
   disconnectIdentity(name: string): void {
     for (const stream of this.streams) {
@@ -61,6 +67,7 @@ export class ConfigHub {
 
 class AgentStream {
   agent?: string
+  hubs?: HubAttachment[]
   readonly identity: string
   private closed = false
   private pushing?: Promise<void>
@@ -131,6 +138,11 @@ class AgentStream {
         return
       }
 
+      case 'hubs': {
+        this.hubs = checkHubs(message.hubs)
+        return
+      }
+
       default: {
         throw protocolError(`unexpected message type ${JSON.stringify(String(message.type).slice(0, 64))}`)
       }
@@ -143,12 +155,13 @@ class AgentStream {
       throw Object.assign(protocolError(`identity "${this.identity}" cannot subscribe as agent ${JSON.stringify(String(agent).slice(0, 64))}`), {code: 'ZT_ERR_FORBIDDEN'})
     }
 
-    if (typeof hbone !== 'string' || !HBONE_ADDRESS.test(hbone)) throw protocolError('"hbone" must be host:port')
+    // '': an agent that accepts no connection (`agent run --no-listen`), reached through hubs
+    if (typeof hbone !== 'string' || (hbone !== '' && !HBONE_ADDRESS.test(hbone))) throw protocolError('"hbone" must be host:port or ""')
     if (since !== undefined && !isVersion(since)) throw protocolError('"since" must be a version number')
     if (version !== undefined && (typeof version !== 'string' || version.length > 64)) throw protocolError('"version" must be a short string')
     this.agent = agent
-    // Other agents learn where to dial this one through its `agent` resource.
-    await this.store.putResource('agent', agent, {hbone, name: agent, spiffe: this.principal.identity.spiffe})
+    // Other agents learn where to dial this one through its `agent` resource; a hub is no agent.
+    if (!this.principal.identity.roles.includes(HUB_ROLE)) await this.store.putResource('agent', agent, {hbone, name: agent, spiffe: this.principal.identity.spiffe})
     await this.store.recordAgentStatus({lastSeen: new Date().toISOString(), name: agent, software: version})
     this.logger.info({agent, hbone, since, version}, 'agent subscribed')
     this.unsubscribe = this.store.onCommit(() => this.schedulePush())
@@ -217,6 +230,26 @@ class AgentStream {
     this.input.destroy()
     this.onDone()
   }
+}
+
+/** The role of a hub's identity (`ztctl hub run`): it reads the configuration but is not an agent. */
+const HUB_ROLE = 'hub'
+const HUB_STATES = new Set(['connected', 'connecting', 'down'])
+const shortText = (value: unknown, max = 300): value is string => typeof value === 'string' && value.length <= max
+
+/** A `hubs` report, shape-checked and bounded. */
+function checkHubs(value: unknown): HubAttachment[] {
+  if (!Array.isArray(value) || value.length > MAX_HUBS) throw protocolError(`"hubs" must be a list of at most ${MAX_HUBS} attachments`)
+  return value.map((item: Record<string, unknown>) => {
+    if (typeof item !== 'object' || item === null || !shortText(item.address) || !HUB_STATES.has(item.state as string)
+      || !(Number.isSafeInteger(item.streams) && (item.streams as number) >= 0)
+      || !(item.hub === undefined || shortText(item.hub)) || !(item.lastError === undefined || shortText(item.lastError, 1024))
+      || !(item.rttMs === undefined || (typeof item.rttMs === 'number' && Number.isFinite(item.rttMs)))) {
+      throw protocolError('a hub attachment needs address, state (connected|connecting|down), streams, and optional hub, rttMs, lastError')
+    }
+
+    return {address: item.address, hub: item.hub, lastError: item.lastError, rttMs: item.rttMs, state: item.state as HubAttachment['state'], streams: item.streams as number}
+  })
 }
 
 /** An ack's statuses, checked (the stream is authenticated, but its content is still input). */

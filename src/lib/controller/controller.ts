@@ -37,6 +37,8 @@ export interface ControllerOptions {
   contextName?: string
   dataDir?: string
   home: Home
+  /** embed a hub (`controller run --hub`): where agents attach, and its identity name (role hub) */
+  hub?: {listen: string; logLevel?: import('../proxy/observe/log.js').LogLevel; name: string}
   /** decides for node identities bound to a Kubernetes node (scope.node): the pods on that node */
   kubernetesNodes?: NodeAuthority
   /** host:port; port 0 = any free port */
@@ -56,6 +58,8 @@ export interface RunningController {
   caFingerprint: string
   contextName: string
   dataDir: string
+  /** the embedded hub's address (--hub) */
+  hub?: string
   listen: {host: string; port: number}
   trustDomain: string
   url: string
@@ -106,6 +110,14 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const renewal = scheduleServerCertRenewal(services, listen.host, options.advertise, server.setTls, logger)
     cleanups.push(async () => clearTimeout(renewal.timer))
 
+    let hubAddress: string | undefined
+    if (options.hub) {
+      const {startEmbeddedHub} = await import('./embedded-hub.js')
+      const hub = await startEmbeddedHub(services, {dataDir, ...options.hub})
+      cleanups.push(() => hub.shutdown('controller stopping'))
+      hubAddress = hub.addresses.listen
+    }
+
     // `ztctl controller admin` finds the URL here when it re-issues an admin on this host.
     await store.setMeta('url', services.url)
     const adminIdentityPath = path.join(identitiesDir(options.home), `${ADMIN_NAME}.json`)
@@ -115,7 +127,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     logger.info({dataDir, trustDomain, url: services.url}, 'controller started')
 
     return {
-      adminCreated, adminIdentityPath, caCreated: ca.created, caFingerprint: ca.fingerprint, contextName, dataDir,
+      adminCreated, adminIdentityPath, caCreated: ca.created, caFingerprint: ca.fingerprint, contextName, dataDir, hub: hubAddress,
       listen: server.address, trustDomain, url: services.url, close: cleanup,
     }
   } catch (error) {

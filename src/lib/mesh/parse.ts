@@ -7,7 +7,7 @@ import {APP_NAMES, type Target} from '../config/types.js'
 import {type HostPort, parseHostPort as parseAddress} from '../proxy/address.js'
 import {formatIntercept, parseIntercept as readIntercept} from '../sidecar/intercept.js'
 
-const SERVICE = /^tcp\/[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
+const SERVICE = /^(tcp|udp)\/[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
 const NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
 
 function usage(code: string, message: string, suggestion: string): ZtError {
@@ -23,12 +23,13 @@ export function parseServiceName(text: string): string {
   throw usage(
     'ZT_ERR_INVALID_SERVICE',
     `"${text}" is not a service name`,
-    'use tcp/NAME, NAME of lower-case letters, digits, ".", "_" and "-" (only tcp is supported; UDP is out of scope)',
+    'use tcp/NAME or udp/NAME, NAME of lower-case letters, digits, ".", "_" and "-"',
   )
 }
 
-/** What a policy may name: a tunnel's tcp/NAME, or an agent's app (app/terminal, app/file, app/script). */
+/** A service a policy applies to: tcp/NAME, udp/NAME, `proxy` (every proxy exit) or an agent's app (app/terminal, app/file, app/script). */
 export function parsePolicyService(text: string): string {
+  if (text === 'proxy') return text
   if (text.startsWith('app/') && (APP_NAMES as readonly string[]).includes(text.slice(4))) return text
   if (text.startsWith('app/')) throw usage('ZT_ERR_INVALID_SERVICE', `"${text}" is not an app`, `the apps are ${APP_NAMES.map((app) => `app/${app}`).join(', ')}`)
   return parseServiceName(text)

@@ -13,6 +13,8 @@ import type {LogLevel} from '../observe/log.js'
 
 export interface LaunchOptions {
   admin?: string
+  /** with noListen and no admin: serve the admin side door on `<dir>/<identity name>.sock` */
+  adminSocketDir?: string
   advertise?: string
   buildVersion: string
   /** static configuration file; without it the agent follows the controller's stream */
@@ -20,6 +22,7 @@ export interface LaunchOptions {
   dataPath?: AgentOptions['dataPath']
   drainTimeoutMs: number
   hbone: string
+  hubs?: string[]
   identityFile: string
   /** trim memory after this long without a connection (idle-trim.ts); undefined or 0: never */
   idleTrimMs?: number
@@ -27,6 +30,7 @@ export interface LaunchOptions {
   sidecar?: AgentOptions['sidecar']
   logLevel: LogLevel
   metrics?: string
+  noListen?: boolean
   readiness?: string
   readyFile?: string
 }
@@ -47,14 +51,22 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
   const configSource: ConfigSource = options.config
     ? new StaticConfigSource(options.config)
     : await controllerSource(identity)
+  let admin = options.admin
+  if (!admin && options.adminSocketDir) {
+    const {mkdir} = await import('node:fs/promises')
+    await mkdir(options.adminSocketDir, {mode: 0o700, recursive: true})
+    admin = `unix:${path.join(options.adminSocketDir, `${identity.name}.sock`)}`
+  }
+
   const agent = await runAgent({
-    admin: options.admin,
+    admin,
     advertise: options.advertise,
     buildVersion: options.buildVersion,
     configSource,
     dataPath: options.dataPath,
     drainTimeoutMs: options.drainTimeoutMs,
     hbone: options.hbone,
+    hubs: options.hubs,
     identity,
     identityFile: options.identityFile,
     idleTrimMs: options.idleTrimMs || undefined,
@@ -62,6 +74,7 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
     sidecar: options.sidecar,
     logLevel: options.logLevel,
     metrics: options.metrics,
+    noListen: options.noListen,
     readiness: options.readiness,
     renewIdentity: options.config ? undefined : (await import('../../client/renew.js')).renewIdentity,
   })

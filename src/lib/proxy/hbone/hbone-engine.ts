@@ -57,7 +57,7 @@ interface HboneBinding {
   /** a CONNECT whose stream carries a TLS + HTTP/2 session: [carrier tunnel, inner session], false when the session takes no stream */
   carrier(sessionId: number, authority: string, headers: string[], server: boolean, contextOrListener: number, keepaliveMs: number, keepaliveTimeoutMs: number, timeoutMs: number): [number, number] | false
   /** an HBONE listener without a socket: its sessions come over carriers */
-  listenVirtual(contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number): number
+  listenVirtual(contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number, limits?: NativeListenerLimits): number
   /** [round trip µs (-1: none yet), open streams], null once gone */
   sessionInfo(sessionId: number): [number, number] | null
 }
@@ -183,9 +183,9 @@ export class HboneEngine {
     return {carrierId, innerId}
   }
 
-  /** An HBONE listener without a socket (sessions over hub streams), with HANDLER like listenHbone's. */
-  listenVirtual(contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, handler: HboneListenerHandler): number {
-    const id = this.native.listenVirtual(contextId, keepalive.intervalMs, keepalive.timeoutMs)
+  /** An HBONE listener without a socket (sessions over hub streams), with LIMITS and HANDLER like listenHbone's. */
+  listenVirtual(contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, limits: NativeListenerLimits, handler: HboneListenerHandler): number {
+    const id = this.native.listenVirtual(contextId, keepalive.intervalMs, keepalive.timeoutMs, limits)
     this.hboneListeners.set(id, handler)
     return id
   }

@@ -208,16 +208,16 @@ typedef struct session {
   uv_timer_t *timer;            // connect/handshake deadline, then keepalive
   int keepalive_ms, keepalive_timeout_ms;
   int ping_outstanding;
-  limits limits;
-  double reset_tokens;
-  uint64_t reset_refilled_at, idle_since;
-  const char *ended_because;    // set by a callback that ends the session (a flood), for the message
   uint64_t ping_sent;           // uv_hrtime() of the outstanding PING
   double rtt_us;                // the last PING round trip, -1 until one was measured
   tunnel *carrier;              // layered: the stream carrying this session (NULL: a socket, or it ended)
   int layered;
   BIO *rbio;                    // layered: ciphertext from the carrier, not yet decrypted
   int pump_queued;
+  limits limits;
+  double reset_tokens;
+  uint64_t reset_refilled_at, idle_since;
+  const char *ended_because;    // set by a callback that ends the session (a flood), for the message
   char remote[64];
 } session;
 
@@ -1385,8 +1385,8 @@ static session *session_new(int fd, int server, SSL_CTX *ctx, const char *remote
   if (!s) abort();
   s->fd = fd;
   s->server = server;
-  s->limits = DEFAULT_LIMITS;
   s->rtt_us = -1;
+  s->limits = DEFAULT_LIMITS;
   s->id = id_new(K_SESSION, s);
   snprintf(s->remote, sizeof s->remote, "%s", remote);
   s->timer = timer_new(s);
@@ -1716,7 +1716,7 @@ static void carrier_established(tunnel *t) {
   if (!inner || inner->dead) return;
   forwarded_for(t->forwarded, inner->remote, sizeof inner->remote);
   inner->state = S_HANDSHAKE;
-  if (inner->server) uv_timer_start(inner->timer, on_keepalive, HANDSHAKE_TIMEOUT_MS, 0); // a client's deadline runs since it asked
+  if (inner->server) uv_timer_start(inner->timer, on_keepalive, (uint64_t)inner->limits.handshake_timeout_ms, 0); // a client's deadline runs since it asked
   inner_process(inner);
   carrier_wake(t);
 }
@@ -2132,19 +2132,24 @@ static napi_value js_listener_close(napi_env env, napi_callback_info info) {
   return boolean(env, 1);
 }
 
-// listenVirtual(contextId, keepaliveMs, keepaliveTimeoutMs) → id: an HBONE listener without a socket; its
-// sessions arrive over hub streams (carrier(…, server = true, id)). EV_SESSION_READY names it as usual.
+// listenVirtual(contextId, keepaliveMs, keepaliveTimeoutMs, limits | undefined) → id: an HBONE listener without a
+// socket; its sessions arrive over hub streams (carrier(…, server = true, id)) and are bounded by LIMITS like a
+// socket listener's. EV_SESSION_READY names it as usual.
 static napi_value js_listen_virtual(napi_env env, napi_callback_info info) {
-  ARGS(3);
+  ARGS(4);
   context *c = arg_object(env, argv[0], K_CONTEXT);
   int keepalive_ms, keepalive_timeout_ms;
-  if (!c || !get_int(env, argv[1], &keepalive_ms) || !get_int(env, argv[2], &keepalive_timeout_ms)) return throw_error(env, "EINVAL", "listenVirtual(context, keepaliveMs, keepaliveTimeoutMs): bad arguments");
+  limits bounds;
+  if (!c || !get_int(env, argv[1], &keepalive_ms) || !get_int(env, argv[2], &keepalive_timeout_ms) || !get_limits(env, argv[3], &bounds)) {
+    return throw_error(env, "EINVAL", "listenVirtual(context, keepaliveMs, keepaliveTimeoutMs, limits): bad arguments");
+  }
   listener *l = calloc(1, sizeof *l);
   if (!l) abort();
   l->fd = -1;
   l->ctx = c;
   l->keepalive_ms = keepalive_ms;
   l->keepalive_timeout_ms = keepalive_timeout_ms;
+  l->limits = bounds;
   l->id = id_new(K_LISTENER, l);
   return number(env, l->id);
 }
@@ -2547,6 +2552,7 @@ static napi_value js_carrier(napi_env env, napi_callback_info info) {
     inner->listener_id = server ? l->id : -1;
     inner->keepalive_ms = server ? l->keepalive_ms : keepalive_ms;
     inner->keepalive_timeout_ms = server ? l->keepalive_timeout_ms : keepalive_timeout_ms;
+    if (server) inner->limits = l->limits;
     if (!server && timeout_ms > 0) uv_timer_start(inner->timer, on_keepalive, (uint64_t)timeout_ms, 0);
     t->inner = inner;
     if (submit_connect(s, t, authority, &extra) < 0) {
