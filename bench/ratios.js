@@ -2,6 +2,7 @@
 // ratios.js - turns one benchmark run into the ratio table the issue asks for.
 //
 //   node bench/ratios.js table OUT_DIR                 # markdown: ztctl vs stunnel/haproxy/nghttpx, targets
+//   node bench/ratios.js ambient OUT_DIR/ambient        # markdown: ztctl-ambient vs direct/stunnel/haproxy/ztctl
 //   node bench/ratios.js coldstart TOOL TIMES.json...   # hyperfine-shaped times -> coldstart.json (stdout)
 //   node bench/ratios.js coldstart-table coldstart.json # markdown table of the cold-start figures
 //
@@ -196,30 +197,51 @@ function hubAndProxyTable(raw) {
   return lines
 }
 
-function ratioTable(outDir) {
+/**
+ * The ambient path (bench/ambient/run.ts): pod → node agent → HBONE → node agent → pod, beside the same
+ * two namespaces with no proxy (direct), the peers' TLS pairs on the nodes and our tunnel between them.
+ */
+function ambientRows(raw, ours) {
+  const med = (p, metric, field) => median(((raw.get(p) || new Map()).get(metric) || []).map((d) => d[field]))
+  const all = (p, metric, field) => ((raw.get(p) || new Map()).get(metric) || []).map((d) => d[field])
+  const added = (field) => (p) => med(p, 'lat', field) - med('direct', 'lat', field)
+  const tput = (p) => med(p, 'tput_p1', 'gbps')
+  return [
+    {digits: 2, label: '1-stream throughput, Gbit/s', spreadOf: all(ours, 'tput_p1', 'gbps'), target: {op: '>=', factor: 1, ref: 'haproxy'}, value: tput},
+    {digits: 2, label: '1-stream throughput, Gbit/s (vs our tunnel)', spreadOf: all(ours, 'tput_p1', 'gbps'), target: {op: '>=', factor: 0.9, ref: 'ztctl'}, value: tput},
+    {digits: 2, label: 'proxy CPU s/GiB (1 stream, both node proxies)', value: (p) => med(p, 'tput_p1', 'proxy_cpu_s_per_gib')},
+    {label: 'round trip p50, µs added over direct', spreadOf: all(ours, 'lat', 'p50_us'), target: {op: '<=', factor: 1, ref: 'haproxy'}, value: added('p50_us')},
+    {label: 'round trip p99, µs added over direct', spreadOf: all(ours, 'lat', 'p99_us'), value: added('p99_us')},
+    {digits: 0, label: 'new connections/s', spreadOf: all(ours, 'connrate', 'rate'), target: {op: '>=', factor: 2.5, ref: 'haproxy'}, value: (p) => med(p, 'connrate', 'rate')},
+    {digits: 0, label: 'proxy CPU µs per new connection', value: (p) => med(p, 'connrate', 'proxy_cpu_us_per_conn')},
+    {digits: 0, label: 'connection errors (sum over reps)', noRatio: true, value: (p) => all(p, 'connrate', 'errors').reduce((a, b) => a + (b || 0), 0)},
+  ]
+}
+
+/** OUT_DIR's rows (ROWS(raw, ours)) for OURS beside every PEERS path the run has, each target met or missed. */
+function ratioTable(outDir, {ours = OURS, peers: candidates = PEERS, rows = (raw) => metricRows(raw, readJsonLines(path.join(outDir, 'agent-rss.jsonl'))), title = `${OURS} vs peers`} = {}) {
   const raw = loadRaw(outDir)
-  const agentRss = readJsonLines(path.join(outDir, 'agent-rss.jsonl'))
-  const peers = PEERS.filter((p) => raw.has(p))
+  const peers = candidates.filter((p) => raw.has(p))
   const reps = median([...raw.values()].map((m) => (m.get('lat') || []).length))
   const notes = existsSync(path.join(outDir, 'path-notes.txt')) ? readFileSync(path.join(outDir, 'path-notes.txt'), 'utf8') : ''
-  const lines = [`## ${OURS} vs peers (one run, median of ${fmt(reps, 0)} rep(s); ${outDir})`, '']
-  if (notes.split('\n').some((l) => l.startsWith(`${OURS}:`) && l.includes('STAND-IN'))) {
+  const lines = [`## ${title} (one run, median of ${fmt(reps, 0)} rep(s); ${outDir})`, '']
+  if (notes.split('\n').some((l) => l.startsWith(`${ours}:`) && l.includes('STAND-IN'))) {
     lines.push('> **STAND-IN run**: the ztctl path ran the shared prototypes, not ztctl. These figures say nothing about ztctl.', '')
   }
 
-  if (!raw.has(OURS)) lines.push(`> no measurements for path \`${OURS}\` in this run (did it start? see work/${OURS}*.log)`, '')
+  if (!raw.has(ours)) lines.push(`> no measurements for path \`${ours}\` in this run (did it start? see work/${ours}*.log)`, '')
   lines.push(
-    `| metric | ${OURS} | ${peers.join(' | ')} | ${peers.map((p) => `${OURS} / ${p}`).join(' | ')} | ${OURS} spread | target | verdict |`,
+    `| metric | ${ours} | ${peers.join(' | ')} | ${peers.map((p) => `${ours} / ${p}`).join(' | ')} | ${ours} spread | target | verdict |`,
     `|---|---|${peers.map(() => '---|').join('')}${peers.map(() => '---|').join('')}---|---|---|`,
   )
-  for (const row of metricRows(raw, agentRss)) {
+  for (const row of rows(raw, ours)) {
     const digits = row.digits ?? 1
-    const ours = row.ours ?? row.value(OURS)
+    const value = row.ours ?? row.value(ours)
     const refs = peers.map((p) => row.value(p))
     const refOfTarget = row.target?.ref ? row.value(row.target.ref) : Number.NaN
-    const [target, result] = verdict(row, ours, refOfTarget)
-    lines.push(`| ${row.label} | ${fmt(ours, digits)} | ${refs.map((v) => fmt(v, digits)).join(' | ')} | ` +
-      `${refs.map((v) => (row.noRatio ? '' : fmtRatio(ours / v))).join(' | ')} | ${fmtPct(spread(row.spreadOf ?? []))} | ${target} | ${result} |`)
+    const [target, result] = verdict(row, value, refOfTarget)
+    lines.push(`| ${row.label} | ${fmt(value, digits)} | ${refs.map((v) => fmt(v, digits)).join(' | ')} | ` +
+      `${refs.map((v) => (row.noRatio ? '' : fmtRatio(value / v))).join(' | ')} | ${fmtPct(spread(row.spreadOf ?? []))} | ${target} | ${result} |`)
   }
 
   lines.push(...hubAndProxyTable(raw))
@@ -236,6 +258,11 @@ switch (command) {
     break
   }
 
+  case 'ambient': {
+    console.log(ratioTable(args[0], {ours: 'ztctl-ambient', peers: ['direct', 'stunnel', 'haproxy', 'ztctl'], rows: ambientRows, title: 'ambient path (pod → pod through both node agents) vs peers on the same namespaces'}))
+    break
+  }
+
   case 'coldstart': {
     console.log(JSON.stringify(coldstartResult(args[0], args.slice(1)), null, 2))
     break
@@ -247,7 +274,7 @@ switch (command) {
   }
 
   default: {
-    console.error('usage: node bench/ratios.js table OUT_DIR | coldstart TOOL TIMES.json... | coldstart-table coldstart.json')
+    console.error('usage: node bench/ratios.js table OUT_DIR | ambient OUT_DIR | coldstart TOOL TIMES.json... | coldstart-table coldstart.json')
     process.exitCode = 2
   }
 }

@@ -5,15 +5,18 @@
 #      (bench/ztctl-path.sh), next to stunnel, haproxy and the native nghttpx chain; and issue 15's paths:
 #      the tunnel through a hub (ztctl-hub), the SOCKS5 proxy (ztctl-socks) next to microsocks and dante;
 #   3. each agent's idle RSS after warm-up (bench/agent-rss.sh);
-#   4. the file app's throughput next to scp and a plain HBONE tunnel (bench/apps-file.sh) -> $OUT/apps-file.txt;
-#   5. the ratio table with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
+#   4. the ambient path (bench/ambient/run.ts, root): pod -> node agent -> HBONE -> node agent -> pod in
+#      network namespaces, beside direct, stunnel, haproxy and our tunnel on the same namespaces;
+#   5. the file app's throughput next to scp and a plain HBONE tunnel (bench/apps-file.sh) -> $OUT/apps-file.txt;
+#   6. the ratio tables with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
 #
 #   npm run bench                             # full: 3 reps, ~25 min on 2 cores
 #   REPS=1 TPUT_SECS=3 npm run bench          # quick
 #
 # Knobs (env, passed through to the harness): PATHS REPS TPUT_SECS LAT_N LAT_SIZE CONN_SECS CONN_THREADS
 #   HOLD_N CRYPTO (0 here) OUT (bench/results/<stamp>) PEER_BENCH (../shared/bench) COLD_RUNS IDLE_SECS
-#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN APPS_BENCH (1; 0 skips step 4) APPS_FILE_MB APPS_REPS.
+#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN; AMBIENT=0 skips step 4, AMBIENT_PATHS picks its paths;
+#   APPS_BENCH=0 skips step 5, APPS_FILE_MB APPS_REPS size it.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,11 +54,23 @@ if [[ " $PATHS " == *" ztctl "* ]]; then
   PEER_BENCH=$PEER_BENCH bash "$ROOT/bench/agent-rss.sh" >/dev/null || echo "bench: agent idle RSS failed (logs: $OUT/work/agent-rss)" >&2
 fi
 
-# ---------- 4. the file app next to a plain tunnel carrying the same bytes ----------
+# ---------- 4. the ambient path ----------
+if [[ ${AMBIENT:-1} == 1 ]]; then
+  if ((EUID == 0)); then
+    PEER_BENCH=$PEER_BENCH node --import tsx "$ROOT/bench/ambient/run.ts" "$OUT/ambient" || echo "bench: the ambient bench failed (logs: $OUT/ambient/work)" >&2
+  else
+    echo "bench: ambient path skipped: it needs root (network namespaces, iptables); run sudo npm run bench" >&2
+  fi
+fi
+
+# ---------- 5. the file app next to scp and a plain tunnel carrying the same bytes ----------
 if [[ ${APPS_BENCH:-1} == 1 ]]; then
   bash "$ROOT/bench/apps-file.sh" >"$OUT/apps-file.txt" || echo "bench: apps file bench failed (APPS_BENCH=0 skips it)" >&2
 fi
 
-# ---------- 5. ratios ----------
-node "$ROOT/bench/ratios.js" table "$OUT" | tee "$OUT/ratios.md"
+# ---------- 6. ratios ----------
+{
+  node "$ROOT/bench/ratios.js" table "$OUT"
+  [[ -s $OUT/ambient/raw.jsonl ]] && echo && node "$ROOT/bench/ratios.js" ambient "$OUT/ambient"
+} | tee "$OUT/ratios.md"
 echo "bench: full tables in $OUT/summary.md, ratios in $OUT/ratios.md" >&2

@@ -29,7 +29,7 @@ A broken transfer resumes where it stopped — within this command (up to 5 atte
 
   async run() {
     const {getFile} = await import('../../lib/apps/client/files.js')
-    const {formatBytes, progressBar} = await import('../../lib/cli/progress.js')
+    const {formatBytes, progressBar} = await import('../../lib/cli/progress-bar.js')
     const bar = process.stderr.isTTY && !this.jsonEnabled() ? progressBar(process.stderr, this.args.name) : undefined
     try {
       const result = await getFile({

@@ -9,7 +9,7 @@ export default class FileList extends BaseCommand<typeof FileList> {
 
   async run() {
     const {listFiles} = await import('../../lib/apps/client/files.js')
-    const {formatBytes} = await import('../../lib/cli/progress.js')
+    const {formatBytes} = await import('../../lib/cli/progress-bar.js')
     const files = await listFiles({context: this.flags.context, home: this.home, identityFile: this.flags.identity})
     return this.render(files, () => (files.length === 0 ? 'No files are published (an admin publishes one with `ztctl file publish PATH --agent AGENT`).' : this.table(files, [
       {header: 'NAME', value: (file) => file.name},

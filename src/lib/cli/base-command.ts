@@ -20,6 +20,8 @@ interface GroupFlags {
   context?: string
   'dry-run'?: boolean
   interval?: string
+  'kube-context'?: string
+  kubeconfig?: string
   output?: string
   timeout?: string
   wait?: boolean
@@ -146,6 +148,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
 
     return undefined
+  }
+
+  /** The Kubernetes cluster of --kubeconfig / --kube-context (kubernetesFlags); client-node loads lazily, only here. */
+  protected async kube(): Promise<import('../kube/rest.js').KubeClient> {
+    const flags = this.flags as GroupFlags
+    const {connectKube} = await import('../kube/rest.js')
+    return connectKube({context: flags['kube-context'], kubeconfig: flags.kubeconfig})
   }
 
   protected table<Row>(rows: readonly Row[], columns: readonly Column<Row>[]): string {

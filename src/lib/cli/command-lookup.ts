@@ -2,6 +2,7 @@
 // or nothing we have — then the closest command or topic, compared word by word, so that
 // `proxy-confg all agent-a` suggests `proxy-config all agent-a` and `proxy-config certificate` (an
 // alias) is found rather than corrected to another command. Used by the not-found hook and by help.
+import {closest} from '../closest.js'
 import {ExitCode, ZtError} from '../errors.js'
 
 /** Topic aliases (istioctl's spellings): every command under the topic is also reachable under these. */
@@ -43,17 +44,8 @@ function buildTree(commandIds: readonly string[], aliasIds: ReadonlySet<string>)
   return root
 }
 
-/** The closest of NAMES to WORD within a typo's distance, if any. */
-function closest(word: string, names: Iterable<string>): string | undefined {
-  const limit = Math.max(1, Math.floor(word.length / 4))
-  let best: undefined | {distance: number; name: string}
-  for (const name of names) {
-    const distance = editDistance(word, name)
-    if (distance <= limit && (!best || distance < best.distance)) best = {distance, name}
-  }
-
-  return best?.name
-}
+/** The closest of NAMES to WORD within a typo's distance (a quarter of its length, at least 1), if any. */
+const closestWord = (word: string, names: Iterable<string>): string | undefined => closest(word, names, Math.max(1, Math.floor(word.length / 4)))
 
 /** What WORDS name among COMMAND_IDS (aliases included; ALIAS_IDS are not listed as a topic's commands). */
 export function lookupCommand(commandIds: readonly string[], words: readonly string[], aliasIds: ReadonlySet<string> = new Set()): Lookup {
@@ -68,7 +60,7 @@ export function lookupCommand(commandIds: readonly string[], words: readonly str
     let next = node.children.get(word)
     let name = word
     if (!next && !node.command) {
-      const fix = closest(word, node.children.keys())
+      const fix = closestWord(word, node.children.keys())
       if (fix) {
         name = fix
         next = node.children.get(fix)
@@ -115,19 +107,4 @@ export function unknownCommandError(lookup: Lookup, typed: readonly string[]): Z
 /** The alias ids of an oclif config's commands (alias entries carry their command's `aliases`). */
 export function aliasIdsOf(commands: readonly {aliases?: string[]; hiddenAliases?: string[]}[]): Set<string> {
   return new Set(commands.flatMap((command) => [...(command.aliases ?? []), ...(command.hiddenAliases ?? [])]))
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({length: b.length + 1}, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0]
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j]
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1))
-      diagonal = above
-    }
-  }
-
-  return row[b.length]
 }

@@ -3,7 +3,7 @@
 // commands where it acts. Only -o/--output (and --json) are on every command (base-command.ts).
 //
 //   controllerFlags  --context          commands that talk to the controller
-//   kubernetesFlags  --kubeconfig, -n   commands that talk to a Kubernetes cluster
+//   kubernetesFlags  --kubeconfig, --kube-context, -n   commands that talk to a Kubernetes cluster
 //   logFlags         --log-level        long-running commands that write logs
 //   waitFlags        --wait/--no-wait, --timeout   commands that change the mesh (wait for the agents)
 //   dryRunFlags      --dry-run          commands that can show a change without making it
@@ -26,7 +26,9 @@ export const controllerFlags = {
 }
 
 export const kubernetesFlags = {
-  kubeconfig: Flags.string({description: 'path to a kubeconfig', env: 'KUBECONFIG', helpGroup: 'KUBERNETES'}),
+  // --context is the mesh context of the other commands: the kubeconfig's context has a name of its own.
+  'kube-context': Flags.string({description: "the kubeconfig's context to use (default: its current-context)", env: 'ZTCTL_KUBE_CONTEXT', helpGroup: 'KUBERNETES'}),
+  kubeconfig: Flags.string({description: 'path to a kubeconfig (default: $KUBECONFIG, else ~/.kube/config, else in-cluster)', env: 'KUBECONFIG', helpGroup: 'KUBERNETES'}),
   namespace: Flags.string({char: 'n', description: 'Kubernetes namespace', helpGroup: 'KUBERNETES'}),
 }
 

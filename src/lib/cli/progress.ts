@@ -1,53 +1,71 @@
-// A one-line progress bar on a terminal (a TTY's stderr), redrawn at most ten times a second:
-//   app.tar.gz  [##########----------]  52%  26.0 MB / 50.0 MB  112.4 MB/s  0:00 left
-import type {WriteStream} from 'node:tty'
+// Progress of install/uninstall, one component at a time: a spinner (ora, loaded only on a TTY) that ends
+// in istioctl's lines (`✔ Controller installed`, `✘ CNI encountered an error: …`), plain lines elsewhere
+// (CI logs, pipes): `- Processing resources for …`, each new waiting message once, then the same ✔/✘ lines.
+import chalk from 'chalk'
 
-const REDRAW_MS = 100
-const BAR_WIDTH = 24
+export interface Progress {
+  fail(text: string): void
+  /** a line of its own, above the spinner */
+  note(text: string): void
+  start(text: string): void
+  succeed(text: string): void
+  update(text: string): void
+}
 
-export function formatBytes(bytes: number): string {
-  if (bytes < 1000) return `${bytes} B`
-  const units = ['kB', 'MB', 'GB', 'TB']
-  let value = bytes
-  let unit = -1
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000
-    unit++
+/** Each ✔/✘ line ends with how long its step took, since its start(). */
+export async function createProgress(stream: NodeJS.WriteStream): Promise<Progress> {
+  const inner = await rawProgress(stream)
+  let started: number | undefined
+  const took = (text: string) => {
+    const suffix = started === undefined ? '' : ` ${chalk.dim(`[${((Date.now() - started) / 1000).toFixed(1)}s]`)}`
+    started = undefined
+    return text + suffix
   }
 
-  return `${value.toFixed(1)} ${units[unit]}`
-}
-
-const formatClock = (seconds: number): string => `${Math.floor(seconds / 60)}:${String(Math.floor(seconds % 60)).padStart(2, '0')}`
-
-export interface ProgressBar {
-  /** erase the bar (idempotent) */
-  done(): void
-  update(progress: {received: number; size: number}): void
-}
-
-export function progressBar(stream: WriteStream, label: string): ProgressBar {
-  let last = 0
-  let shown = false
-  let first: {at: number; received: number} | undefined
   return {
-    done() {
-      if (shown) stream.write('\r\u001B[2K')
-      shown = false
+    ...inner,
+    fail: (text) => inner.fail(took(text)),
+    start(text) {
+      started = Date.now()
+      inner.start(text)
     },
-    update({received, size}) {
-      const now = Date.now()
-      first ??= {at: now, received}
-      if (now - last < REDRAW_MS && received < size) return
-      last = now
-      const fraction = size === 0 ? 1 : received / size
-      const filled = Math.round(fraction * BAR_WIDTH)
-      const seconds = (now - first.at) / 1000
-      const rate = seconds > 0 ? (received - first.received) / seconds : 0
-      const left = rate > 0 ? `  ${formatClock((size - received) / rate)} left` : ''
-      const line = `${label}  [${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}]  ${String(Math.floor(fraction * 100)).padStart(3)}%  ${formatBytes(received)} / ${formatBytes(size)}  ${formatBytes(rate)}/s${left}`
-      stream.write(`\r\u001B[2K${line.slice(0, Math.max(20, (stream.columns || 80) - 1))}`)
-      shown = true
+    succeed: (text) => inner.succeed(took(text)),
+  }
+}
+
+async function rawProgress(stream: NodeJS.WriteStream): Promise<Progress> {
+  if (stream.isTTY && !process.env.CI) {
+    const {default: ora} = await import('ora')
+    const spinner = ora({stream})
+    return {
+      fail: (text) => spinner.fail(text),
+      note(text) {
+        const spinning = spinner.isSpinning
+        if (spinning) spinner.clear()
+        stream.write(text + '\n')
+        if (spinning) spinner.render()
+      },
+      start: (text) => spinner.start(text),
+      succeed: (text) => spinner.succeed(text),
+      update(text) {
+        spinner.text = text
+      },
+    }
+  }
+
+  let last = ''
+  const line = (text: string) => stream.write(text + '\n')
+  return {
+    fail: (text) => line(`${chalk.red('✘')} ${text}`),
+    note: line,
+    start(text) {
+      last = text
+      line(`- ${text}`)
+    },
+    succeed: (text) => line(`${chalk.green('✔')} ${text}`),
+    update(text) {
+      if (text !== last) line(chalk.dim(`  ${text}`))
+      last = text
     },
   }
 }

@@ -29,6 +29,7 @@ export function recoveryCommand(context: Context): string {
 
 export async function openSession(options: SessionOptions): Promise<Session> {
   const context = await currentContext(options.home, options.context)
+  if (context.kind === 'kubernetes' && context.kubernetes) return openClusterSession(context, context.kubernetes, options.timeoutMs)
   const identity = await freshIdentity(await readIdentityFile(context.identity), {
     controller: context.controller, file: context.identity, noRenew: options.noRenew, timeoutMs: options.timeoutMs, what: `context "${context.name}"`,
     suggestion: `on the controller's host run \`${recoveryCommand(context)}\` (re-issues the admin identity), or ask another admin: \`ztctl identity create NAME --admin\`, then \`ztctl enroll NAME.jwt --context ${context.name}\``,
@@ -65,4 +66,13 @@ export async function freshIdentity(identity: IdentityFile, options: FreshIdenti
   const renewed = await renewIdentity({...identity, ...(options.controller && {controller: options.controller})}, {timeoutMs: options.timeoutMs})
   await writeIdentityFile(options.file, renewed)
   return renewed
+}
+
+/** A session with a controller in a cluster: through a port-forward, as the admin of Secret ztctl-admin (the leader keeps it fresh). */
+async function openClusterSession(context: Context, target: NonNullable<Context['kubernetes']>, timeoutMs?: number): Promise<Session> {
+  const {connectToClusterController} = await import('../kube/controller-context.js')
+  const connection = await connectToClusterController(target, timeoutMs)
+  const {client} = connection
+  client.close = () => connection.close()
+  return Object.assign(client, {context, identity: connection.identity}) as Session
 }

@@ -237,8 +237,16 @@ export type Change =
 
 export type ControllerMessage =
   | {changes: Change[]; from: number; type: 'delta'; version: number}
-  | {resources: ConfigSnapshot; type: 'snapshot'; version: number}
+  /**
+   * A snapshot too large for one line comes in parts of one version: each part holds some kinds (some of
+   * their entries), every part but the last says `more: true`; the agent merges them and applies (and
+   * acks) the version once, after the last.
+   */
+  | {more?: boolean; resources: Partial<ConfigSnapshot>; type: 'snapshot'; version: number}
   | {error: {code: string; message: string}; type: 'error'}
+
+/** Parts one snapshot may come in (each a line of at most MAX_STREAM_LINE_BYTES). */
+export const MAX_SNAPSHOT_PARTS = 256
 
 /** One agent's connection to a hub (`agent run --hub`), as the agent reports it (proxy-status). */
 export interface HubAttachment {

@@ -1,6 +1,7 @@
 // The controller's one TLS port: HTTP/2 (and HTTP/1.1 for curl) with client certificates requested
 // but not required; each route says which callers it accepts.
 import http2, {type Http2ServerRequest, type Http2ServerResponse, type Http2Session} from 'node:http2'
+import type net from 'node:net'
 import type {AddressInfo, Socket} from 'node:net'
 import type {TLSSocket} from 'node:tls'
 
@@ -10,6 +11,7 @@ import {appRoutes} from './routes/apps.js'
 import {configRoutes} from './routes/config.js'
 import {enrollmentRoutes} from './routes/enrollment.js'
 import {identityRoutes} from './routes/identities.js'
+import {kubeRoutes} from './routes/kube.js'
 import {resourceRoutes} from './routes/resources.js'
 import type {ControllerServices, Route} from './routes/types.js'
 import {versionRoutes} from './routes/version.js'
@@ -36,7 +38,7 @@ export interface ControllerServer {
   setTls(tls: ServerTls): void
 }
 
-const ROUTES: readonly Route[] = [...versionRoutes, ...enrollmentRoutes, ...identityRoutes, ...resourceRoutes, ...configRoutes, ...workloadRoutes, ...appRoutes]
+const ROUTES: readonly Route[] = [...versionRoutes, ...enrollmentRoutes, ...kubeRoutes, ...identityRoutes, ...resourceRoutes, ...configRoutes, ...workloadRoutes, ...appRoutes]
 
 const STATUS_BY_EXIT: Record<number, number> = {
   [ExitCode.auth]: 401,
@@ -79,19 +81,7 @@ export async function startServer(services: ControllerServices, listen: {host: s
     })
   })
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  }).catch((error: NodeJS.ErrnoException) => {
-    throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${listen.host}:${listen.port}: ${error.code ?? error.message}`, {
-      cause: error,
-      exit: error.code === 'EADDRINUSE' ? ExitCode.conflict : ExitCode.failure,
-      suggestion: error.code === 'EADDRINUSE' ? 'another process uses that port; pick another with --listen HOST:PORT (port 0 = any free port)' : undefined,
-    })
-  })
+  await listenOn(server, listen, '--listen')
   const bound = server.address() as AddressInfo
 
   return {
@@ -113,6 +103,23 @@ export async function startServer(services: ControllerServices, listen: {host: s
       server.setSecureContext({...next, minVersion: 'TLSv1.2'})
     },
   }
+}
+
+/** Listen, or explain in words why not (a taken port says so and what to do). */
+export async function listenOn(server: net.Server, listen: {host: string; port: number}, flag: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  }).catch((error: NodeJS.ErrnoException) => {
+    throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${listen.host}:${listen.port} (${flag}): ${error.code ?? error.message}`, {
+      cause: error,
+      exit: error.code === 'EADDRINUSE' ? ExitCode.conflict : ExitCode.failure,
+      suggestion: error.code === 'EADDRINUSE' ? `another process uses that port; pick another with ${flag} HOST:PORT (port 0 = any free port)` : undefined,
+    })
+  })
 }
 
 async function handleRequest(services: ControllerServices, request: Http2ServerRequest, response: Http2ServerResponse): Promise<void> {

@@ -145,20 +145,56 @@ export class InpodMesh {
     this.context.certs.close()
   }
 
+  /**
+   * Both pods on this agent: authorized as the destination agent would, then joined socket to socket inside
+   * the two pods (no TLS), and accounted like every other path: one connection in the registry, the
+   * metrics and the access log, reported by the source with the destination's identity.
+   */
   private async localFastPath(socket: net.Socket, source: Workload, destinationWorkload: Workload, destination: OriginalDestination): Promise<void> {
+    const {tracker} = this.context
     const {namespace, name} = destinationWorkload.add.workload
-    const decision = this.context.state().authorize({
-      destinationPort: destination.port, service: workloadService(namespace, name), sourceAddress: source.add.ips[0] ?? '', sourceSpiffe: this.spiffeOf(source),
-    })
+    const target = formatHostPort({host: destination.address, port: destination.port})
+    const record: ConnectionRecord = {
+      destinationAddress: target, destinationAgent: this.context.node, destinationSpiffe: this.spiffeOf(destinationWorkload), direction: 'outbound', hboneTarget: target,
+      id: tracker.newId(), service: workloadService(namespace, name), sourceAddress: `${socket.remoteAddress}:${socket.remotePort}`, sourceSpiffe: this.spiffeOf(source), startedAt: Date.now(),
+    }
+    const labels: TrafficLabels = {
+      connectionSecurityPolicy: 'unknown', destinationPrincipal: record.destinationSpiffe, destinationService: record.service, destinationWorkload: name,
+      reporter: 'source', sourcePrincipal: record.sourceSpiffe, sourceWorkload: source.add.workload.name,
+    }
+    const decision = this.context.state().authorize({destinationPort: destination.port, service: record.service, sourceAddress: source.add.ips[0] ?? '', sourceSpiffe: record.sourceSpiffe!})
     if (!decision.allowed) {
-      this.context.logger().info({component: 'inpod', error: decision.reason, uid: source.uid}, 'local connection refused by policy')
+      tracker.refused(record, labels, {flag: 'DENY', message: `connection closed due to policy rejection: ${decision.reason}`})
       socket.resetAndDestroy()
       return
     }
 
-    const upstream = await dialFromWorkload(destinationWorkload, destination)
-    if (socket.destroyed) upstream.destroy()
-    else joinSockets(socket, upstream)
+    let upstream: net.Socket
+    try {
+      upstream = await dialFromWorkload(destinationWorkload, destination)
+    } catch (error) {
+      tracker.refused(record, labels, {flag: 'CONNECT', message: `${describeSystemError(error)} dialling ${target} in workload ${record.service}`})
+      socket.resetAndDestroy()
+      return
+    }
+
+    if (socket.destroyed) {
+      upstream.destroy()
+      return
+    }
+
+    const finish = tracker.opened(record, labels, () => {
+      socket.destroy()
+      upstream.destroy()
+    })
+    let open = 2
+    const closed = (): void => {
+      if (--open === 0) finish({fromPlain: socket.bytesRead, toPlain: socket.bytesWritten})
+    }
+
+    socket.once('close', closed)
+    upstream.once('close', closed)
+    joinSockets(socket, upstream)
   }
 
   /** To a mesh service address: an endpoint of SERVICE, as an inbound tunnel would, as the pod's identity. */

@@ -2,7 +2,7 @@
 import {ExitCode, ZtError} from '../../errors.js'
 import {issueIdentityCert, renewIdentityCert} from '../issue.js'
 import {decodeEnrollmentJwt, verifyEnrollmentJwt} from '../jwt.js'
-import {tokenExpiredError} from '../store/sqlite.js'
+import {tokenExpiredError} from '../store/errors.js'
 import type {Route} from './types.js'
 import {asObject, requireString} from './validate.js'
 

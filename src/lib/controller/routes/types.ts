@@ -15,6 +15,8 @@ export interface ControllerServices {
   certTtlSeconds: number
   hub: ConfigHub
   logger: Logger
+  /** who may enroll as a node agent with a ServiceAccount token (Kubernetes only) */
+  nodeAgents?: NodeAgentAuthority
   /** what node identities may serve (workload certificates, published workloads) */
   nodeAuthority: NodeAuthority
   signer: Signer
@@ -55,3 +57,17 @@ export const identitySpiffe = (trustDomain: string, name: string): string => `sp
 export const controllerSpiffe = (trustDomain: string): string => `spiffe://${trustDomain}/controller`
 
 export const IDENTITY_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
+
+/** A node agent as its ServiceAccount token proves it (node-enroll.ts). */
+export interface NodeAgentReview {
+  namespace: string
+  node: string
+  pod: string
+  podUid: string
+  serviceAccount: string
+}
+
+export interface NodeAgentAuthority {
+  /** Who presents this token: a node-agent pod and its node, or a ZtError saying why not. */
+  review(token: string, claimedNode?: string): Promise<NodeAgentReview>
+}

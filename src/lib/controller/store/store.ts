@@ -1,6 +1,7 @@
-// The controller's state behind one backend-neutral interface. The SQLite backend (sqlite.ts) is the
-// default; a Kubernetes backend (CRDs + Secrets) can implement the same interface later, so nothing
-// here may mention SQL, rows or files. Every method is async for that reason.
+// The controller's state behind one backend-neutral interface: SQLite (sqlite.ts, the default) and the
+// Kubernetes API (kube.ts: custom resources + Secrets) implement it with the same behaviour, checked by one
+// contract suite against both (test/controller/store-contract.ts). Nothing here may mention SQL, rows,
+// files or API objects; every method is async for that reason.
 import type {Change, ConfigSnapshot, ResourceKind, ResourceKinds, ResourceStatus} from '../../config/types.js'
 
 export type IdentityStatus = 'active' | 'pending' | 'revoked'
@@ -71,6 +72,11 @@ export interface Principal {
 /** An agent's last report. recordAgentStatus merges: a field left undefined keeps its stored value. */
 export interface AgentStatusRecord {
   ackedVersion?: number
+  /**
+   * whether its config stream is open on some controller replica (backends with several replicas
+   * record it; a single controller knows it from its own streams)
+   */
+  connected?: boolean
   lastSeen?: string
   name: string
   /** per-resource status of `ackedVersion`, as the agent's last ack listed it (replaced by each ack) */
@@ -123,6 +129,8 @@ export interface Store {
   /** The revision of the configuration: bumped by every committed change, never reused. */
   currentVersion(): Promise<number>
   listResources<K extends ResourceKind>(kind: K): Promise<ResourceListing<K>>
+  /** One resource by key (O(1): the workload routes check ownership per request). */
+  getResource<K extends ResourceKind>(kind: K, key: string): Promise<ResourceKinds[K] | undefined>
   /** Put (create or replace) a resource; returns the new version, or the current one when nothing changed. */
   putResource<K extends ResourceKind>(kind: K, key: string, value: ResourceKinds[K]): Promise<number>
   /** Delete a resource; throws ZT_ERR_NOT_FOUND when it does not exist. */
@@ -130,10 +138,23 @@ export interface Store {
   snapshot(): Promise<{resources: ConfigSnapshot; version: number}>
   /** Changes after `since`, or undefined when the change log no longer reaches back that far. */
   changesSince(since: number): Promise<{changes: Change[]; version: number} | undefined>
-  /** Called after every commit that changed the configuration; returns an unsubscribe function. */
+  /**
+   * Called after every commit that changed the configuration, including changes other writers made
+   * (kubectl on the Kubernetes backend); returns an unsubscribe function.
+   */
   onCommit(listener: (version: number) => void): () => void
+  /**
+   * Drop what expiry made noise: revocations of certificates past their notAfter, and (where the backend
+   * keeps them) records of deleted identities with nothing left to revoke. Run by the leader. Returns the
+   * version after it.
+   */
+  sweepExpired(now: Date): Promise<number>
 
-  /** Agent bookkeeping outside the configuration (it does not bump the revision). */
+  /**
+   * Agent bookkeeping outside the configuration (it does not bump the revision). Every ack of every
+   * agent lands here: a backend may batch what arrives together (it resolves once stored), and
+   * listAgentStatus sees every status whose promise resolved.
+   */
   recordAgentStatus(status: AgentStatusRecord): Promise<void>
   listAgentStatus(): Promise<AgentStatusRecord[]>
 }

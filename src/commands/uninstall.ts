@@ -1,0 +1,59 @@
+import {Flags} from '@oclif/core'
+import chalk from 'chalk'
+
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {kubernetesFlags} from '../lib/cli/flag-groups.js'
+import {confirmOrRefuse} from '../lib/cli/confirm.js'
+import {createProgress} from '../lib/cli/progress.js'
+import {parseDuration} from '../lib/cli/render.js'
+import {ExitCode, ZtError} from '../lib/errors.js'
+
+export default class Uninstall extends BaseCommand<typeof Uninstall> {
+  static override description = `Remove what \`ztctl install\` made from the cluster, and nothing else (objects are found by their ztctl.io/install label).
+
+Kept unless --purge: the custom resource definitions (with them the mesh's configuration), and the install namespace while it holds the controller's run-time state (CA, identities, Lease) or objects of others. --purge removes those too.`
+  static override examples = ['<%= config.bin %> uninstall -y', '<%= config.bin %> uninstall --purge -y']
+  static override flags = {
+    ...kubernetesFlags,
+    purge: Flags.boolean({description: 'also delete the custom resource definitions (and every policy, tunnel … in them) and the controller\'s CA and identities'}),
+    'skip-confirmation': Flags.boolean({char: 'y', description: 'do not ask for confirmation (needed without a terminal)'}),
+    timeout: Flags.string({default: '5m', description: 'how long to wait for the deleted objects (and their pods) to go away'}),
+  }
+  static override summary = 'Remove ztctl from a Kubernetes cluster'
+
+  async run(): Promise<unknown> {
+    const timeout = parseDuration(this.flags.timeout)
+    if (timeout === undefined || timeout <= 0) throw new ZtError('ZT_ERR_BAD_FLAG', `--timeout "${this.flags.timeout}" is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --timeout 5m'})
+    const {findInstallation} = await import('../lib/kube/install/state.js')
+    const {COMPONENT_TITLES} = await import('../lib/kube/install/install.js')
+    const {uninstall} = await import('../lib/kube/install/uninstall.js')
+    const kube = await this.kube()
+    try {
+      const installation = await findInstallation(kube, this.flags.namespace)
+      const namespace = installation?.namespace ?? this.flags.namespace ?? 'ztctl-system'
+      const what = this.flags.purge ? ', with its custom resources, CA and identities (--purge)' : ''
+      await confirmOrRefuse(`This will uninstall ztctl from the cluster of context ${kube.context} (${kube.server}), namespace ${namespace}${what}. Proceed?`, {
+        flag: '-y', skip: this.flags['skip-confirmation'],
+      })
+      const progress = await createProgress(this.jsonEnabled() ? process.stderr : process.stdout)
+      const result = await uninstall({
+        deadline: Date.now() + timeout * 1000, kube, namespace, purge: this.flags.purge,
+        onEvent(event) {
+          if (event.type === 'wait') progress.update(event.message)
+          else if (event.type === 'start') progress.start(`Removing ${COMPONENT_TITLES[event.component]}`)
+          else progress.succeed(`${COMPONENT_TITLES[event.component]} removed ${chalk.dim(`(${event.objects.length} object${event.objects.length === 1 ? '' : 's'})`)}`)
+        },
+      })
+      progress.succeed(result.deleted.length === 0 ? 'Nothing to remove: no object made by ztctl install was found' : 'Uninstall complete')
+      const byReason = new Map<string, string[]>()
+      for (const entry of result.kept) byReason.set(entry.reason, [...(byReason.get(entry.reason) ?? []), entry.object])
+      return this.render(result, () => result.kept.length === 0 ? undefined : [
+        'Kept:',
+        ...[...byReason].map(([reason, objects]) => `  ${objects.join(', ')}: ${reason}`),
+        chalk.dim('`ztctl uninstall --purge` removes them too.'),
+      ].join('\n'))
+    } finally {
+      kube.close()
+    }
+  }
+}
