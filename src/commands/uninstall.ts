@@ -37,7 +37,7 @@ Kept unless --purge: the custom resource definitions (with them the mesh's confi
       })
       const progress = await createProgress(this.jsonEnabled() ? process.stderr : process.stdout)
       const result = await uninstall({
-        deadline: Date.now() + timeout * 1000, kube, namespace, purge: this.flags.purge,
+        context: {home: this.home}, deadline: Date.now() + timeout * 1000, kube, namespace, purge: this.flags.purge,
         onEvent(event) {
           if (event.type === 'wait') progress.update(event.message)
           else if (event.type === 'start') progress.start(`Removing ${COMPONENT_TITLES[event.component]}`)
@@ -47,10 +47,12 @@ Kept unless --purge: the custom resource definitions (with them the mesh's confi
       progress.succeed(result.deleted.length === 0 ? 'Nothing to remove: no object made by ztctl install was found' : 'Uninstall complete')
       const byReason = new Map<string, string[]>()
       for (const entry of result.kept) byReason.set(entry.reason, [...(byReason.get(entry.reason) ?? []), entry.object])
-      return this.render(result, () => result.kept.length === 0 ? undefined : [
-        'Kept:',
+      const contextLine = result.contexts.length === 0 ? [] : [`Context${result.contexts.length === 1 ? '' : 's'} ${result.contexts.join(', ')} deleted (it reached this controller)`]
+      return this.render(result, () => (result.kept.length === 0 && contextLine.length === 0) ? undefined : [
+        ...contextLine,
+        ...(result.kept.length === 0 ? [] : ['Kept:']),
         ...[...byReason].map(([reason, objects]) => `  ${objects.join(', ')}: ${reason}`),
-        chalk.dim('`ztctl uninstall --purge` removes them too.'),
+        ...(result.kept.length === 0 ? [] : [chalk.dim('`ztctl uninstall --purge` removes them too.')]),
       ].join('\n'))
     } finally {
       kube.close()

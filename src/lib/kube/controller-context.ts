@@ -11,7 +11,7 @@ import type {V1Pod} from '@kubernetes/client-node'
 
 import {ControllerClient} from '../client/controller-client.js'
 import {ExitCode, ZtError} from '../errors.js'
-import {type Context, upsertContext} from '../home/contexts.js'
+import {type Context, deleteContext, loadContexts, upsertContext} from '../home/contexts.js'
 import type {Home} from '../home/home.js'
 import {type IdentityFile, parseIdentityFile} from '../identity/file.js'
 import {isNotFound, type KubeClients, kubeClients, kubeError, loadKubeConfig} from './client.js'
@@ -36,6 +36,17 @@ export interface KubeContextTarget {
 }
 
 const CONTEXT_NAME_CHARS = /[^\w.@-]+/g
+
+/**
+ * Delete the contexts of kind `kubernetes` that point at this kube context and namespace (uninstall: the
+ * controller they reach is gone; the next install writes them again). Returns their names.
+ */
+export async function forgetKubeContexts(home: Home, target: {kubeContext: string; namespace: string}): Promise<string[]> {
+  const {contexts} = await loadContexts(home)
+  const stale = contexts.filter((context) => context.kind === 'kubernetes' && context.kubernetes?.context === target.kubeContext && context.kubernetes.namespace === target.namespace)
+  for (const context of stale) await deleteContext(home, context.name)
+  return stale.map((context) => context.name)
+}
 
 /** Add (or replace) a context of kind `kubernetes` and return it. */
 export async function upsertKubeContext(home: Home, input: KubeContextInput): Promise<Context> {

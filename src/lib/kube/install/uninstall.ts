@@ -2,12 +2,16 @@
 // with their pods) and nothing else. Kept unless purging: the custom resource definitions (deleting them
 // deletes the mesh's configuration) and a namespace that holds the controller's run-time state (CA,
 // identities, Lease) or objects someone else put there.
+import type {Home} from '../../home/home.js'
+import {forgetKubeContexts} from '../controller-context.js'
 import type {KubeClient} from '../rest.js'
 import {COMPONENT_LABEL, type Component, type KubeObject, objectRef} from '../manifest/objects.js'
 import {deleteObject, deleteOrder, listInstalled, waitGone} from './apply.js'
 import {namespaceContents, runtimeObjects} from './state.js'
 
 export interface UninstallOptions {
+  /** the CLI home whose contexts for this installation are deleted at the end */
+  context?: {home: Home}
   deadline: number
   kube: KubeClient
   /** the install namespace (its run-time objects go with --purge even when the namespace is not ours) */
@@ -19,6 +23,8 @@ export interface UninstallOptions {
 export type UninstallEvent = {component: Component; objects: string[]; type: 'removed' | 'start'} | {message: string; type: 'wait'}
 
 export interface UninstallResult {
+  /** the ztctl contexts deleted (they reached the controller just removed) */
+  contexts: string[]
   deleted: string[]
   /** what was kept, and why */
   kept: {object: string; reason: string}[]
@@ -69,5 +75,6 @@ export async function uninstall(options: UninstallOptions): Promise<UninstallRes
     options.onEvent({component, objects: objects.map((object) => objectRef(object)), type: 'removed'})
   }
 
-  return {deleted: ordered.map((object) => objectRef(object)), kept}
+  const contexts = options.context ? await forgetKubeContexts(options.context.home, {kubeContext: kube.context, namespace: options.namespace}) : []
+  return {contexts, deleted: ordered.map((object) => objectRef(object)), kept}
 }
