@@ -67,7 +67,7 @@ export async function makeDir(dir: string, mode = 0o755): Promise<void> {
 }
 
 /** Write a file atomically (temp file + rename) with the given mode, creating its folder. */
-export async function writeFileAtomic(file: string, data: string, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   await makeDir(path.dirname(file))
   const temp = `${file}.${process.pid}.tmp`
   try {

@@ -36,7 +36,10 @@ export interface Rendered {
 
 /** The values as the renderers read them (checked by values.ts before this). */
 export interface InstallValues {
-  cni: {binDir: string; confDir: string; enabled: boolean; image: string; nodeSelector: Record<string, string>; readinessPort: number; resources: Resources}
+  cni: {
+    binDir: string; confDir: string; enabled: boolean; excludedNamespaces: string[]; image: string; netnsDir: string; nodeSelector: Record<string, string>
+    readinessPort: number; resources: Resources; runDir: string
+  }
   controller: {image: string; nodeSelector: Record<string, string>; replicas: number; resources: Resources}
   demo: {enabled: boolean; image: string; namespace: string; pullPolicy: string}
   image: {pullPolicy: string; pullSecrets: string[]; repository: string; tag: string}

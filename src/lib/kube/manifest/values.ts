@@ -44,10 +44,13 @@ export const VALUES_SCHEMA: SchemaNode = {
     binDir: leaf('string', '/opt/cni/bin', "the nodes' CNI plugin directory", {pattern: /^\//, patternText: 'an absolute path'}),
     confDir: leaf('string', '/etc/cni/net.d', "the nodes' CNI configuration directory", {pattern: /^\//, patternText: 'an absolute path'}),
     enabled: leaf('boolean', true, 'install the CNI DaemonSet (ztctl-cni)'),
+    excludedNamespaces: leaf('stringList', ['kube-system'], 'namespaces never enrolled, whatever their labels (the install namespace never is)'),
     image: imageOverride('CNI agent'),
+    netnsDir: leaf('string', '/var/run/netns', "where the nodes' container runtime keeps pods' network namespaces", {pattern: /^\//, patternText: 'an absolute path'}),
     nodeSelector: leaf('stringMap', {}, 'node labels the CNI agent runs on (default: every node)'),
     readinessPort: leaf('integer', 15_029, "the CNI agent's readiness port on each node (it runs in the host network)", {min: 1}),
     resources: resources('50m', '64Mi', '256Mi'),
+    runDir: leaf('string', '/var/run/ztctl/node', 'host directory the CNI agent, its plugin and the node agent share (sockets, pod records)', {pattern: /^\//, patternText: 'an absolute path'}),
   },
   controller: {
     image: imageOverride('controller'),

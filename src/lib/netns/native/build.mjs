@@ -29,7 +29,7 @@ if (!existsSync(path.join(nodeDir, 'include/node/node_api.h'))) {
 
 // Skip when the addon is newer than its sources: several builds may run at once in a shared checkout,
 // and a needless `rebuild` would delete the addon under a running test.
-const addons = ['ztctl_netns', 'ztctl_hbone'].map((name) => path.join(repoRoot, `build/Release/${name}.node`))
-const sources = ['binding.gyp', 'src/lib/netns/native/netns.c', 'src/lib/proxy/hbone/native/hbone.c'].map((source) => path.join(repoRoot, source))
+const addons = [...['ztctl_netns', 'ztctl_hbone'].map((name) => `build/Release/${name}.node`), 'build/Release/ztctl-cni'].map((file) => path.join(repoRoot, file))
+const sources = ['binding.gyp', 'src/lib/netns/native/netns.c', 'src/lib/proxy/hbone/native/hbone.c', 'src/lib/cni/plugin/ztctl-cni.c'].map((source) => path.join(repoRoot, source))
 const upToDate = addons.every((addon) => existsSync(addon) && sources.every((source) => statSync(source).mtimeMs <= statSync(addon).mtimeMs))
 if (!upToDate) execFileSync(process.execPath, [findNodeGyp(), 'rebuild', `--nodedir=${nodeDir}`, '--loglevel=warn'], {cwd: repoRoot, stdio: 'inherit'})
