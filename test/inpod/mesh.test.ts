@@ -72,10 +72,12 @@ test('pods on two node agents: HBONE between nodes, local fast path, passthrough
   // One certificate per served service account, issued on the first workload of it.
   assert.deepEqual([...new Set(issued)].sort(), ['db', 'api', 'web'].map((sa) => `spiffe://${TRUST_DOMAIN}/ns/default/sa/${sa}`).sort())
 
-  // Same node: the local fast path (no HBONE line for it), delivered inside n1p1.
+  // Same node: the local fast path (no HBONE hop), delivered inside n1p1 — and still in the access log with both identities.
   const linesBefore = nodes[0]!.logs.length
   assert.equal(await podFetch(n1p2, n1p1.ip, 8081), `${n1p1.name} saw ${n1p1.ip}`)
   assert.ok(!nodes[0]!.logs.slice(linesBefore).some((line) => line['dst.addr'] === `${n1p1.ip}:15008`))
+  const localLine = await waitFor('the same-node access log line', () => nodes[0]!.logs.slice(linesBefore).find((line) => line.scope === 'access' && line['dst.addr'] === `${n1p1.ip}:8081`))
+  assert.deepEqual([localLine['src.identity'], localLine['dst.identity']], [`spiffe://${TRUST_DOMAIN}/ns/default/sa/api`, `spiffe://${TRUST_DOMAIN}/ns/default/sa/web`])
 
   // Not a mesh workload: plain passthrough, the app sees the pod's own source address.
   assert.equal(await podFetch(n1p1, n2p2.ip, 8082), `${n2p2.name} saw ${n1p1.ip}`)

@@ -144,20 +144,44 @@ export class InpodMesh {
     this.context.certs.close()
   }
 
+  /**
+   * Both pods on this node: no HBONE hop, but the same authorization, access log and metrics (reporter
+   * "source", both SPIFFE IDs), so a same-node connection is as visible and as refusable as any other.
+   */
   private async localFastPath(socket: net.Socket, source: Workload, destinationWorkload: Workload, destination: OriginalDestination): Promise<void> {
+    const {tracker} = this.context
     const {namespace, name} = destinationWorkload.add.workload
+    const record: ConnectionRecord = {
+      destinationAddress: formatHostPort({host: destination.address, port: destination.port}), destinationAgent: this.context.node,
+      destinationSpiffe: this.spiffeOf(destinationWorkload), direction: 'outbound', hboneTarget: formatHostPort({host: destination.address, port: destination.port}),
+      id: tracker.newId(), service: workloadService(namespace, name), sourceAddress: `${source.add.ips[0] ?? ''}:${socket.remotePort}`,
+      sourceSpiffe: this.spiffeOf(source), startedAt: Date.now(),
+    }
+    const labels: TrafficLabels = {
+      destinationPrincipal: record.destinationSpiffe, destinationService: record.service, destinationWorkload: name,
+      reporter: 'source', sourcePrincipal: record.sourceSpiffe, sourceWorkload: source.add.workload.name,
+    }
     const decision = this.context.state().authorize({
-      destinationPort: destination.port, service: workloadService(namespace, name), sourceAddress: source.add.ips[0] ?? '', sourceSpiffe: this.spiffeOf(source),
+      destinationPort: destination.port, service: record.service, sourceAddress: source.add.ips[0] ?? '', sourceSpiffe: record.sourceSpiffe,
     })
     if (!decision.allowed) {
-      this.context.logger().info({component: 'inpod', error: decision.reason, uid: source.uid}, 'local connection refused by policy')
+      tracker.refused(record, labels, {flag: 'DENY', message: `connection closed due to policy rejection: ${decision.reason}`})
       socket.resetAndDestroy()
       return
     }
 
     const upstream = await dialFromWorkload(destinationWorkload, destination)
-    if (socket.destroyed) upstream.destroy()
-    else joinSockets(socket, upstream)
+    if (socket.destroyed) {
+      upstream.destroy()
+      return
+    }
+
+    const finish = tracker.opened(record, labels, () => {
+      socket.destroy()
+      upstream.destroy()
+    })
+    upstream.once('close', () => finish({fromPlain: socket.bytesRead, toPlain: socket.bytesWritten}))
+    joinSockets(socket, upstream)
   }
 
   /** To a mesh service address: an endpoint of SERVICE, as an inbound tunnel would, as the pod's identity. */
