@@ -1,4 +1,13 @@
 {
+  "variables": {"sanitize%": 0},
+  "target_defaults": {
+    "conditions": [
+      ["sanitize==1", {
+        "cflags": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"],
+        "ldflags": ["-fsanitize=address,undefined"]
+      }]
+    ]
+  },
   "targets": [
     {
       "target_name": "ztctl_netns",
@@ -17,7 +26,13 @@
       "type": "executable",
       "sources": ["src/lib/cni/plugin/ztctl-cni.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"],
-      "ldflags": ["-static"]
+      "ldflags": ["-static"],
+      "conditions": [
+        ["sanitize==1", {
+          "cflags!": ["-fsanitize=address,undefined"],
+          "ldflags!": ["-fsanitize=address,undefined"]
+        }]
+      ]
     }
   ]
 }
