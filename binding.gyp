@@ -1,4 +1,13 @@
 {
+  "variables": {"sanitize%": 0},
+  "target_defaults": {
+    "conditions": [
+      ["sanitize==1", {
+        "cflags": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"],
+        "ldflags": ["-fsanitize=address,undefined"]
+      }]
+    ]
+  },
   "targets": [
     {
       "target_name": "ztctl_netns",

@@ -40,6 +40,8 @@ export interface TestControllerOptions {
   listenHost?: string
   /** run inside this network namespace (by name, as `ip netns exec` takes it) */
   netns?: string
+  /** RLIMIT_NOFILE of the controller process (`prlimit --nofile=N:N`), e.g. 1024 as on many hosts */
+  nofile?: number
   port?: number
 }
 
@@ -91,9 +93,14 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, options: {cwd?: s
   })
 }
 
-/** `node ARGS`, or `ip netns exec NETNS node ARGS` (ip execs node: the PID stays the controller's). */
-function inNetns(netns: string | undefined, args: string[]): [string, string[]] {
-  return netns ? ['ip', ['netns', 'exec', netns, process.execPath, ...args]] : [process.execPath, args]
+/**
+ * `node ARGS`, or `ip netns exec NETNS node ARGS`, optionally under `prlimit --nofile=N:N` (ip and prlimit
+ * exec node: the PID stays the controller's).
+ */
+function inNetns(netns: string | undefined, args: string[], nofile?: number): [string, string[]] {
+  const command = nofile ? ['prlimit', `--nofile=${nofile}:${nofile}`, process.execPath, ...args] : [process.execPath, ...args]
+  if (netns) return ['ip', ['netns', 'exec', netns, ...command]]
+  return [command[0]!, command.slice(1)]
 }
 
 export async function startTestController(t: TestContextLike, options: TestControllerOptions = {}): Promise<TestController> {
@@ -111,7 +118,7 @@ export async function startTestController(t: TestContextLike, options: TestContr
     // A restart on the same port may race the old socket's release: retry a few times.
     for (let attempt = 0; attempt < 5; attempt++) {
       stderr = ''
-      const [file, argv] = inNetns(options.netns, args)
+      const [file, argv] = inNetns(options.netns, args, options.nofile)
       const started = spawn(file, argv, {cwd: home, env, stdio: ['ignore', 'pipe', 'pipe']})
       child = started
       started.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))

@@ -7,6 +7,7 @@
 //     const cluster = await startCluster(t, {nodes: 1})   // waits its turn for the machine-wide lock
 //     const image = await ztctlImage()                     // npm run image's archive, rebuilt when stale
 //     await cluster.importImage(image.tar)                 // into every node's containerd
+//     await cluster.createNamespace('demo')                // returns once its default ServiceAccount can admit pods
 //     await cluster.core.createNamespacedPod({namespace: 'default', body: {...image: image.ref...}})
 //     await cluster.waitForPodReady('default', 'web')
 //     await cluster.exec('default', 'web', ['iptables-nft', '-V'])          // → {code, stdout, stderr}
@@ -16,7 +17,7 @@
 // cluster.kc is a client-node KubeConfig (admin), cluster.kubeconfigPath its file; cluster.nodes[i] has the
 // node name, IP (its bridge), pod CIDR, containerd socket and CNI dirs; cluster.kubernetesServiceIp is what
 // pods see as KUBERNETES_SERVICE_HOST. No cluster DNS: pods find Services through <NAME>_SERVICE_HOST/_PORT.
-// Pods reach 127.0.0.0/8-free addresses of this cluster only (no default route); nothing leaves the machine.
+// Pods reach only this cluster's addresses (they have no default route); nothing leaves the machine.
 // On failure, every component's log tail is printed and the logs are kept in /tmp/ztctl-k8s-logs/<id>.
 // If the test process dies, the 'exit'/signal handlers run down.sh; if it is SIGKILLed, the next start's sweep does.
 import assert from 'node:assert/strict'
@@ -24,12 +25,16 @@ import {execFile, execFileSync, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, readFileSync, readdirSync} from 'node:fs'
 import net from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 import {PassThrough} from 'node:stream'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
 import {AppsV1Api, CoreV1Api, Exec, KubeConfig, KubernetesObjectApi, PortForward, type V1Pod, type V1Status} from '@kubernetes/client-node'
+
+import {requirePackages} from './tools.js'
+import {waitUntil} from './wait.js'
 
 const execFileAsync = promisify(execFile)
 const REPO = fileURLToPath(new URL('../..', import.meta.url))
@@ -40,8 +45,13 @@ const LOCK = process.env.ZTCTL_K8S_LOCK ?? '/run/ztctl-k8s.lock'
 const KEPT_LOGS = '/tmp/ztctl-k8s-logs'
 const LOCK_WAIT_S = Number(process.env.ZTCTL_K8S_LOCK_TIMEOUT ?? 1200)
 /** A test that starts a cluster may first queue behind other files' clusters: give it this timeout. */
-export const K8S_TEST_TIMEOUT_MS = (LOCK_WAIT_S + 600) * 1000
+export const K8S_TEST_TIMEOUT_MS = (LOCK_WAIT_S + 900) * 1000
 const LOG_TAIL_LINES = 30
+const WAIT_MS = 60_000
+// down.sh takes seconds on a quiet machine and over a minute on one running six engineers' tests
+const DOWN_TIMEOUT_MS = 300_000
+// up.sh waits at most 90 s for each component (ZTK8S_TIMEOUT); ~20 s quiet, over a minute busy
+const UP_TIMEOUT_MS = 400_000
 
 export interface ClusterNode {
   bridge: string
@@ -101,6 +111,8 @@ export interface Cluster {
   serviceCidr: string
   stateDir: string
   timingsMs: Record<string, number>
+  /** a namespace whose default ServiceAccount can already admit pods (its token exists) */
+  createNamespace(name: string): Promise<void>
   /** a command in a running container (client-node Exec, as kubectl exec); never throws on a non-zero exit */
   exec(namespace: string, pod: string, command: string[], options?: {container?: string; timeoutMs?: number}): Promise<ExecResult>
   importImage(tar: string): Promise<void>
@@ -122,24 +134,6 @@ export interface StartClusterOptions {
 interface TestContextLike {
   after(fn: () => Promise<void> | void): void
   readonly passed?: boolean
-}
-
-/** Poll CHECK until it returns something truthy (a throw counts as "not yet"); the error names WHAT and the last failure. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000, intervalMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await check()
-      if (value) return value
-    } catch (error) {
-      last = error
-    }
-
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
 }
 
 // ---- the machine-wide lock: a `flock` child holds it while this process lives (its stdin is our pipe) ----
@@ -188,7 +182,7 @@ function installSafetyNet(): void {
   const downAllSync = (): void => {
     for (const [id, {lock, stateDir}] of liveClusters) {
       try {
-        execFileSync('bash', [path.join(SCRIPTS, 'down.sh'), stateDir], {stdio: 'ignore', timeout: 60_000})
+        execFileSync('bash', [path.join(SCRIPTS, 'down.sh'), stateDir], {stdio: 'ignore', timeout: DOWN_TIMEOUT_MS})
       } catch {
         // the next start's sweep finishes the job
       }
@@ -202,7 +196,8 @@ function installSafetyNet(): void {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(signal, () => {
       downAllSync()
-      process.kill(process.pid, signal)
+      process.kill(process.pid, signal) // the default action, now that this handler is gone
+      process.exit(128 + os.constants.signals[signal])
     })
   }
 }
@@ -232,10 +227,60 @@ function tails(logsDir: string, lines: number): string {
   }).join('\n')
 }
 
-/** What of this cluster is still on the host: processes, mounts, bridges, cgroups, routes, kube-proxy chains. */
-async function leftovers(info: ClusterInfo, pids: number[]): Promise<string[]> {
+/** What a cluster has on the host besides its recorded names: its processes (PID → start time), pod UIDs, and the sysctls as they were before it. */
+interface Footprint {
+  podUids: string[]
+  processes: Map<number, string>
+  sysctls: Map<string, string>
+}
+
+/** a running process's start time (field 22 of /proc/PID/stat), so that a reused PID is not taken for ours; undefined for a zombie */
+function startTime(pid: number): string | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')
+    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19]
+  } catch {
+    return undefined
+  }
+}
+
+/** the recorded daemons, whatever runs in the nodes' cgroups (containers) or names the state dir (shims), the pods kubelet ran */
+function footprintOf(info: ClusterInfo): Footprint {
+  const pids = new Set<number>()
+  const pidDir = path.join(info.stateDir, 'pids')
+  for (const file of existsSync(pidDir) ? readdirSync(pidDir) : []) pids.add(Number(readFileSync(path.join(pidDir, file), 'utf8')))
+  for (const node of info.nodes) {
+    const output = execFileSync('sh', ['-c', `find /sys/fs/cgroup/pids${node.cgroupRoot} -name cgroup.procs -exec cat {} + 2>/dev/null || true`]).toString()
+    for (const pid of output.split('\n').filter(Boolean)) pids.add(Number(pid))
+  }
+
+  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(`${info.stateDir}/`)) pids.add(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+
+  const processes = new Map<number, string>()
+  for (const pid of pids) {
+    const started = startTime(pid)
+    if (started && pid !== process.pid) processes.set(pid, started)
+  }
+
+  const podUids = info.nodes.flatMap((node, index) => {
+    const podsDir = path.join(info.stateDir, `n${index + 1}`, 'kubelet/root/pods')
+    return existsSync(podsDir) ? readdirSync(podsDir) : []
+  })
+  const saved = path.join(info.stateDir, 'created/sysctl.saved')
+  const sysctls = new Map(existsSync(saved) ? readFileSync(saved, 'utf8').split('\n').filter(Boolean).map((line) => line.split('=', 2) as [string, string]) : [])
+  return {podUids, processes, sysctls}
+}
+
+/** What of this cluster is still on the host: processes, mounts, bridges, cgroups, routes, kube-proxy chains, pod logs, changed sysctls. */
+async function leftovers(info: ClusterInfo, footprint: Footprint): Promise<string[]> {
   const found: string[] = []
-  for (const pid of pids) if (existsSync(`/proc/${pid}`)) found.push(`process ${pid}`)
+  for (const [pid, started] of footprint.processes) if (startTime(pid) === started) found.push(`process ${pid}`)
   const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((line) => line.includes(` ${info.stateDir}/`))
   found.push(...mounts.map((line) => `mount ${line.split(' ')[1]}`))
   if (existsSync(info.stateDir)) found.push(`state dir ${info.stateDir}`)
@@ -246,6 +291,13 @@ async function leftovers(info: ClusterInfo, pids: number[]): Promise<string[]> {
     }
   }
 
+  for (const [key, before] of footprint.sysctls) {
+    const now = readFileSync(`/proc/sys/${key.replaceAll('.', '/')}`, 'utf8').trim()
+    if (now !== before) found.push(`sysctl ${key} = ${now} (was ${before})`)
+  }
+
+  const podLogs = existsSync('/var/log/pods') ? readdirSync('/var/log/pods') : []
+  found.push(...podLogs.filter((dir) => footprint.podUids.some((uid) => dir.endsWith(`_${uid}`))).map((dir) => `pod logs /var/log/pods/${dir}`))
   const {stdout: routes} = await execFileAsync('ip', ['-4', 'route', 'show', 'table', 'all'])
   const prefix = info.clusterCidr.split('.').slice(0, 2).join('.') + '.'
   found.push(...routes.split('\n').filter((line) => line.includes(prefix)).map((line) => `route ${line}`))
@@ -259,22 +311,11 @@ async function leftovers(info: ClusterInfo, pids: number[]): Promise<string[]> {
   return found
 }
 
-/** Every PID of the cluster: the recorded daemons and whatever runs in its nodes' cgroups (shims, containers). */
-function clusterPids(info: ClusterInfo): number[] {
-  const pids = new Set<number>()
-  const pidDir = path.join(info.stateDir, 'pids')
-  for (const file of existsSync(pidDir) ? readdirSync(pidDir) : []) pids.add(Number(readFileSync(path.join(pidDir, file), 'utf8')))
-  for (const node of info.nodes) {
-    const output = execFileSync('sh', ['-c', `find /sys/fs/cgroup/pids${node.cgroupRoot} -name cgroup.procs -exec cat {} + 2>/dev/null || true`]).toString()
-    for (const pid of output.split('\n').filter(Boolean)) pids.add(Number(pid))
-  }
-
-  return [...pids]
-}
-
 export async function startCluster(t: TestContextLike, options: StartClusterOptions = {}): Promise<Cluster> {
   const nodes = options.nodes ?? 1
   assert.equal(process.getuid?.(), 0, 'a Kubernetes cluster needs root (bridges, cgroups, mounts, iptables)')
+  requirePackages('util-linux', 'etcd-server', 'openssl', 'curl', 'iproute2')
+  if (nodes > 0) requirePackages('containerd', 'runc', 'containernetworking-plugins', 'conntrack', 'iptables', 'busybox-static', 'umoci', 'skopeo')
   requireBinaries(nodes)
   const stateDir = path.join(STATE_ROOT, `t-${randomBytes(3).toString('hex')}`)
   const lock = await takeMachineLock(stateDir)
@@ -284,7 +325,7 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
     installSafetyNet()
     liveClusters.set(stateDir, {lock, stateDir})
     try {
-      await runScript('up.sh', [], {ZTK8S_NODES: String(nodes), ZTK8S_STATE: stateDir})
+      await runScript('up.sh', [], {ZTK8S_NODES: String(nodes), ZTK8S_OWNER_PID: String(process.pid), ZTK8S_STATE: stateDir}, UP_TIMEOUT_MS)
     } catch (error) {
       const logs = tails(path.join(stateDir, 'logs'), LOG_TAIL_LINES)
       await runScript('down.sh', [stateDir]).catch(() => undefined)
@@ -304,15 +345,15 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
   /** down.sh once (KEEP: copy the logs there first), release the lock, then list what is left */
   const down = (keep?: string): Promise<string[]> => {
     torndown ??= (async () => {
-      const pids = clusterPids(info)
+      const footprint = footprintOf(info)
       try {
-        await runScript('down.sh', [info.stateDir], keep ? {ZTK8S_KEEP_LOGS: keep} : {}, 120_000)
+        await runScript('down.sh', [info.stateDir], keep ? {ZTK8S_KEEP_LOGS: keep} : {}, DOWN_TIMEOUT_MS)
       } finally {
         liveClusters.delete(stateDir)
         lock.release()
       }
 
-      return leftovers(info, pids)
+      return leftovers(info, footprint)
     })()
     return torndown
   }
@@ -322,6 +363,13 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
     apps: kc.makeApiClient(AppsV1Api),
     clusterCidr: info.clusterCidr,
     core: kc.makeApiClient(CoreV1Api),
+    async createNamespace(name) {
+      await cluster.core.createNamespace({body: {metadata: {name}}})
+      await waitUntil(`the default ServiceAccount token of namespace ${name}`, async () => {
+        const account = await cluster.core.readNamespacedServiceAccount({name: 'default', namespace: name})
+        return (account.secrets?.length ?? 0) > 0
+      }, WAIT_MS)
+    },
     exec: (namespace, pod, command, execOptions) => execInPod(kc, namespace, pod, command, execOptions),
     id: info.id,
     async importImage(tar) {
@@ -360,10 +408,10 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
 
 async function waitForPodReady(core: CoreV1Api, namespace: string, name: string, timeoutMs = 120_000): Promise<V1Pod> {
   try {
-    return await waitFor(`pod ${namespace}/${name} Ready`, async () => {
+    return await waitUntil(`pod ${namespace}/${name} Ready`, async () => {
       const pod = await core.readNamespacedPod({name, namespace})
       return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? pod : undefined
-    }, timeoutMs)
+    }, timeoutMs, 200)
   } catch (error) {
     throw new Error(`${(error as Error).message}\n${await describePod(core, namespace, name)}`, {cause: error})
   }
@@ -445,6 +493,7 @@ export interface ZtctlImage {
 
 /** The archive `npm run image` writes, (re)built when missing or older than the build output; needs a built dist/. */
 export async function ztctlImage(): Promise<ZtctlImage> {
+  requirePackages('umoci', 'skopeo', 'busybox-static', 'iptables', 'nftables', 'iproute2')
   const builder = path.join(REPO, 'src/lib/kube/image/build.mjs')
   // two test files may ask at once: the builder runs under a lock and skips when its archive is up to date
   mkdirSync(path.join(REPO, 'build'), {recursive: true})

@@ -13,14 +13,14 @@ import path from 'node:path'
 import {test, type TestContext} from 'node:test'
 
 import {bindUdp, listenTcp, tcpSocket} from '../../src/lib/netns/native.js'
-import {trustDomainOf} from '../../src/lib/proxy/state/authz.js'
+import {trustDomainOf} from '../../src/lib/pki/cert-info.js'
 import {allocateInterceptAddresses} from '../../src/lib/sidecar/addresses.js'
 import {FrameReader, frame} from '../../src/lib/sidecar/dns.js'
 import {buildQuery, buildResponse, parseQuery, parseResponse, QCLASS_IN, QTYPE, RCODE} from '../../src/lib/sidecar/dns-wire.js'
 import {runCli, startTestController, type TestController} from '../helpers/controller.js'
 import {createTopology, hasRoot, type TopoNode, type TopoPod} from '../helpers/netns.js'
 import {requireTools} from '../helpers/tools.js'
-import {type NodeAgent, startNodeAgent, stopNodeAgent, waitUntil} from './fixtures.js'
+import {type NodeAgent, nodeScopeFlags, startNodeAgent, stopNodeAgent, waitUntil} from './fixtures.js'
 
 const UPSTREAM_ANSWER = '192.0.2.7'
 const SERVICE_PORT = 8080
@@ -108,7 +108,7 @@ test('a redirected pod resolves mesh names via the agent\'s 15053, other names v
   const files = (node: TopoNode) => ({identity: path.join(dir, `${node.name}.json`), socket: path.join(dir, `${node.name}.sock`), stateDir: path.join(dir, `${node.name}-state`)})
   for (const node of [node1, node2]) {
     const name = `node${node.index + 1}`
-    await ok(ctl, ['identity', 'create', name, '-a', 'node', '--out', path.join(dir, `${name}.jwt`)])
+    await ok(ctl, ['identity', 'create', name, '-a', 'node', ...nodeScopeFlags(node), '--out', path.join(dir, `${name}.jwt`)])
     await ok(ctl, ['enroll', path.join(dir, `${name}.jwt`), '--out', files(node).identity])
     agents.push(await startNodeAgent(topo, node, files(node)))
   }

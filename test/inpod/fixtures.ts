@@ -8,32 +8,18 @@ import {listenTcp, tcpSocket} from '../../src/lib/netns/native.js'
 import {type InpodAck, type InpodMessage, InpodLineParser, type InpodRequest, encodeInpodMessage} from '../../src/lib/inpod/protocol.js'
 import {RUN_JS} from '../helpers/controller.js'
 import type {Topology, TopoNode, TopoPod} from '../helpers/netns.js'
+import {waitUntil} from '../helpers/wait.js'
 
-const step = (what: string): void => void (process.env.ZT_STEPS && process.stderr.write(`[inpod] ${what}\n`))
-
-/** Poll CHECK until it returns something truthy (errors count as "not yet"); bounded by TIMEOUT_MS. */
-export async function waitUntil<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000, intervalMs = 100): Promise<T> {
-  step(what)
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await check()
-      if (value) return value
-    } catch (error) {
-      last = error
-    }
-
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-
-  step(`timed out: ${what}`)
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
-}
+export {waitUntil}
 
 export interface NodeAgent {
   child: ChildProcess
   output: () => string
+}
+
+/** `identity create` flags scoping a node identity to the pods of NODE: their namespace, the node's pod CIDRs. */
+export function nodeScopeFlags(node: TopoNode, namespace = 'default'): string[] {
+  return ['--serves', `${namespace}/*`, '--pod-cidr', node.cidr, ...(node.cidr6 ? ['--pod-cidr', node.cidr6] : [])]
 }
 
 /** `ztctl agent run --inpod-socket` inside NODE's netns (a controller-enrolled identity), once its CNI socket is served. */

@@ -14,7 +14,7 @@ import {RUN_JS, runCli, startTestController, type TestController} from '../helpe
 import {IPTABLES_VARIANTS, iptablesOf, otherVariant, savedText} from '../helpers/iptables.js'
 import {createTopology, type TopoNode, type TopoPod} from '../helpers/netns.js'
 import {requireTools} from '../helpers/tools.js'
-import {podApp, podFetch, startNodeAgent as startAgentIn, stopNodeAgent as stopAgent, waitUntil} from './fixtures.js'
+import {nodeScopeFlags, podApp, podFetch, startNodeAgent as startAgentIn, stopNodeAgent as stopAgent, waitUntil} from './fixtures.js'
 
 const NAMESPACE = 'default'
 const FETCH_TIMEOUT_MS = 3000
@@ -48,7 +48,7 @@ for (const variant of IPTABLES_VARIANTS) {
     const identityFiles: string[] = []
     for (const node of [node1, node2]) {
       const name = `node${node.index + 1}`
-      await ok(ctl, ['identity', 'create', name, '-a', 'node', '--out', path.join(dir, `${name}.jwt`)])
+      await ok(ctl, ['identity', 'create', name, '-a', 'node', ...nodeScopeFlags(node), '--out', path.join(dir, `${name}.jwt`)])
       await ok(ctl, ['enroll', path.join(dir, `${name}.jwt`), '--out', path.join(dir, `${name}.json`)])
       identityFiles.push(path.join(dir, `${name}.json`))
     }

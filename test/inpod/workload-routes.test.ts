@@ -11,10 +11,14 @@ import {certInfo} from '../../src/lib/pki/cert-info.js'
 import {createKeyAndCsr} from '../../src/lib/pki/pki.js'
 import {startTestController, type TestController} from '../helpers/controller.js'
 
+/** Node identities serve shop/* from 10.1.0.0/24 (their scope: test/controller/node-identities.test.ts). */
+const NODE_SCOPE = ['--serves', 'shop/*', '--pod-cidr', '10.1.0.0/24']
+
 async function enrolled(t: {after(fn: () => void): void}, ctl: TestController, name: string, roles: string[]): Promise<ControllerClient> {
   const jwt = path.join(ctl.home, `${name}.jwt`)
   const file = path.join(ctl.home, `${name}.json`)
-  assert.equal((await ctl.run(['identity', 'create', name, ...roles.flatMap((role) => ['-a', role]), '--out', jwt])).code, 0)
+  const scope = roles.includes('node') ? NODE_SCOPE : []
+  assert.equal((await ctl.run(['identity', 'create', name, ...roles.flatMap((role) => ['-a', role]), ...scope, '--out', jwt])).code, 0)
   assert.equal((await ctl.run(['enroll', jwt, '--out', file])).code, 0)
   const client = ControllerClient.fromIdentity(await readIdentityFile(file))
   t.after(() => client.close())

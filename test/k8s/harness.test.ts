@@ -3,12 +3,13 @@
 // in-cluster config, pods on two nodes reach each other, client-node's PortForward reaches a pod, and after
 // teardown nothing of the cluster is left on the host (processes, mounts, bridges, cgroups, routes, chains, sysctls).
 import assert from 'node:assert/strict'
-import {execFileSync} from 'node:child_process'
+import {readFileSync} from 'node:fs'
 import {test} from 'node:test'
 
 import type {V1Pod} from '@kubernetes/client-node'
 
-import {K8S_TEST_TIMEOUT_MS, startCluster, waitFor, ztctlImage} from '../helpers/k8s.js'
+import {K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
+import {waitUntil} from '../helpers/wait.js'
 
 const NS = 'harness'
 const WEB_PORT = 8080
@@ -20,10 +21,6 @@ const LIST_NAMESPACES = `import('@kubernetes/client-node').then(async (k) => {
   const list = await kc.makeApiClient(k.CoreV1Api).listNamespace()
   console.log(kc.getCurrentCluster().server, list.items.map((n) => n.metadata.name).join(','))
 })`
-const SYSCTLS = ['vm.overcommit_memory', 'vm.panic_on_oom', 'kernel.panic', 'kernel.panic_on_oops', 'kernel.keys.root_maxkeys',
-  'kernel.keys.root_maxbytes', 'net.ipv4.conf.all.route_localnet', 'net.ipv4.ip_forward']
-
-const sysctls = (): string => execFileSync('sysctl', SYSCTLS).toString()
 const fetchFrom = (url: string): string[] => ['/usr/local/bin/node', '-e', `fetch(${JSON.stringify(url)}).then((r) => r.text()).then(console.log)`]
 
 function pod(name: string, image: string, spec: Partial<NonNullable<V1Pod['spec']>>): V1Pod {
@@ -32,13 +29,11 @@ function pod(name: string, image: string, spec: Partial<NonNullable<V1Pod['spec'
 
 test('the Kubernetes harness: our image in real pods, Services, in-cluster API, two nodes, port-forward, nothing left after', {timeout: K8S_TEST_TIMEOUT_MS}, async (t) => {
   const image = await ztctlImage()
-  const sysctlsBefore = sysctls()
   const cluster = await startCluster(t, {nodes: 2})
   const [node1, node2] = cluster.nodes
   await cluster.importImage(image.tar)
   const {core} = cluster
-  await core.createNamespace({body: {metadata: {name: NS}}})
-  await waitFor('the default ServiceAccount of the namespace', () => core.readNamespacedServiceAccount({name: 'default', namespace: NS}).then((sa) => (sa.secrets?.length ? sa : undefined)))
+  await cluster.createNamespace(NS)
   const web = await core.createNamespacedService({body: {metadata: {name: 'web'}, spec: {ports: [{port: 80, targetPort: WEB_PORT}], selector: {app: 'web'}}}, namespace: NS})
   const webUrl = `http://${web.spec!.clusterIP}:80/`
   await core.createNamespacedPod({body: pod('web', image.ref, {
@@ -55,7 +50,7 @@ test('the Kubernetes harness: our image in real pods, Services, in-cluster API, 
   await cluster.waitForPodReady(NS, 'host')
   t.diagnostic(`cluster up in ${cluster.timingsMs.total} ms (${JSON.stringify(cluster.timingsMs)}); three pods Ready ${Date.now() - started} ms after create`)
 
-  await t.test('a pod from our image runs the CLI through the entrypoint and carries iptables (legacy and nft), nft and ip', async () => {
+  await t.test('a pod from our image runs the CLI through the entrypoint, loads both addons, and carries iptables (legacy and nft), nft and ip', async () => {
     assert.match(await cluster.podLogs(NS, 'web', 'version'), /client version: 0\.1\.0 \(node v\d+/)
     const tools = {'ip -V': /iproute2/, 'iptables-legacy -V': /\(legacy\)/, 'iptables-nft -V': /\(nf_tables\)/, 'ip6tables-legacy-save -V': /legacy/,
       'ip6tables-nft-restore -V': /nf_tables/, 'nft --version': /nftables v/}
@@ -65,6 +60,8 @@ test('the Kubernetes harness: our image in real pods, Services, in-cluster API, 
       assert.match(result.stdout + result.stderr, expected, command)
     }
 
+    const addons = await cluster.exec(NS, 'web', ['/usr/local/bin/node', '-e', "for (const a of ['ztctl_netns', 'ztctl_hbone']) require(`/app/build/Release/${a}.node`); console.log('loaded')"])
+    assert.equal(addons.stdout.trim(), 'loaded', `both addons load with the image's Node: ${addons.stderr}`)
     // with NET_ADMIN (as the CNI agent has it), both variants program the pod's own netns: tables, matches, targets
     for (const variant of ['legacy', 'nft']) {
       const rules = await cluster.exec(NS, 'client', ['sh', '-c', `iptables-${variant} -t nat -A OUTPUT -p tcp -m owner ! --uid-owner 1337 --dport 9 -j REDIRECT --to-ports 15001`
@@ -102,7 +99,7 @@ test('the Kubernetes harness: our image in real pods, Services, in-cluster API, 
     await cluster.objects.create({...rbac, kind: 'ClusterRole', rules: [{apiGroups: [''], resources: ['namespaces'], verbs: ['list']}]})
     await cluster.objects.create({...rbac, kind: 'ClusterRoleBinding', roleRef: {apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'harness-lister'},
       subjects: [{kind: 'ServiceAccount', name: 'lister', namespace: NS}]})
-    await waitFor('the lister token', () => core.readNamespacedServiceAccount({name: 'lister', namespace: NS}).then((sa) => (sa.secrets?.length ? sa : undefined)))
+    await waitUntil('the lister token', () => core.readNamespacedServiceAccount({name: 'lister', namespace: NS}).then((sa) => (sa.secrets?.length ? sa : undefined)))
     await core.createNamespacedPod({body: pod('lister', image.ref, {containers: [{command: ['sleep', '3600'], name: 'lister'}], serviceAccountName: 'lister'}), namespace: NS})
     await cluster.waitForPodReady(NS, 'lister')
     const result = await cluster.exec(NS, 'lister', ['/usr/local/bin/node', '-e', LIST_NAMESPACES])
@@ -123,8 +120,10 @@ test('the Kubernetes harness: our image in real pods, Services, in-cluster API, 
   })
 
   await t.test('after teardown nothing of the cluster is left and the sysctls are back', async () => {
-    const left = await cluster.teardown()
-    assert.deepEqual(left, [])
-    assert.equal(sysctls(), sysctlsBefore)
+    const kubelet = readFileSync(`/proc/${readFileSync(`${cluster.stateDir}/pids/n1-kubelet.pid`, 'utf8').trim()}/cmdline`, 'utf8')
+    assert.match(kubelet, /kubelet/, 'the cluster is up before teardown')
+    assert.equal(readFileSync('/proc/sys/kernel/panic', 'utf8').trim(), '10', 'kubelet has set its sysctls, so restoring them is a real check')
+    // teardown() lists every process, mount, bridge, cgroup, route, KUBE- chain, pod log dir and sysctl of the run still there
+    assert.deepEqual(await cluster.teardown(), [])
   })
 })

@@ -2,43 +2,25 @@
 // port 0 everywhere, JSON logs on stdout, and SIGTERM draining; the lean daemon the command execs into,
 // its startup errors, and its idle memory trim.
 import assert from 'node:assert/strict'
-import {type ChildProcess, execFile, spawn} from 'node:child_process'
+import {execFile} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {readFileSync} from 'node:fs'
-import {readFile, writeFile} from 'node:fs/promises'
+import {writeFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import path from 'node:path'
 import {test, type TestContext} from 'node:test'
 import {fileURLToPath} from 'node:url'
 
-import type {ReadyFile} from '../../src/lib/proxy/daemon/launch.js'
+import {type AgentProcess, spawnAgentProcess} from '../helpers/agent-process.js'
 import {createMesh, dial, echoServer, httpGet, roundTrip, sha256, tempDir, tunnelConfig, waitFor} from './helpers.js'
 
 const RUN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'run.js')
-
-interface AgentProcess {
-  child: ChildProcess
-  exited: Promise<number | null>
-  ready: ReadyFile
-  stdout: () => string
-}
 
 async function spawnAgent(t: TestContext, dir: string, name: string, identity: object, config: object, drain = '5s', env: NodeJS.ProcessEnv = {}): Promise<AgentProcess> {
   const files = {config: path.join(dir, `${name}.config.json`), identity: path.join(dir, `${name}.json`), ready: path.join(dir, `${name}.ready.json`)}
   await writeFile(files.identity, JSON.stringify(identity), {mode: 0o600})
   await writeFile(files.config, JSON.stringify(config))
-  const child = spawn(process.execPath, [RUN, 'agent', 'run', '-i', files.identity, '--config', files.config, '--hbone', '127.0.0.1:0', '--admin', '127.0.0.1:0',
-    '--metrics', '127.0.0.1:0', '--readiness', '127.0.0.1:0', '--ready-file', files.ready, '--drain-timeout', drain], {env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']})
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk))
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk))
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-  const ready = await waitFor(`${name} ready file (stderr: ${stderr})`, async () => readFile(files.ready, 'utf8').then((text) => JSON.parse(text) as ReadyFile, () => undefined), 20_000)
-  return {child, exited, ready, stdout: () => stdout}
+  return spawnAgentProcess(t, {args: ['--config', files.config, '--drain-timeout', drain], env, identityFile: files.identity, readyFile: files.ready})
 }
 
 /** Two agent processes: agent-a (inbound tunnel tcp/echo, listening on `listen`) → agent-b → an echo server. */

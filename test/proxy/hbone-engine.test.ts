@@ -29,7 +29,11 @@ test('the addon refuses unknown ids, wrong types and bad input instead of crashi
 
   const context = native.contextCreate(identity.cert, identity.key, identity.ca, false)
   assert.throws(() => native.connect(context, 'not-an-ip', 1, 1000, 0, 0), {code: 'EINVAL', message: /IP address/})
-  assert.throws(() => native.listen('256.1.1.1', 0, -1, 0, 0), {code: 'EINVAL'})
+  assert.throws(() => native.listen('256.1.1.1', 0, -1, 0, 0, undefined), {code: 'EINVAL'})
+  // Limits out of range or of the wrong type are refused, not clamped.
+  for (const limits of [{maxConcurrentStreams: 0}, {maxHeaderPairs: 'many'}, {resetBurst: Number.NaN}, {idleSessionMs: -1}, 'not an object']) {
+    assert.throws(() => (native.listen as (...args: unknown[]) => unknown)('127.0.0.1', 0, context, 0, 0, limits), {code: 'EINVAL'}, JSON.stringify(limits))
+  }
   assert.throws(() => native.accept(1, 'nope', 80, 1000), {code: 'EINVAL'})
   assert.throws(() => native.refuse(1, 200), {code: 'EINVAL', message: /4xx or 5xx/})
   assert.throws(() => (native.open as (...args: unknown[]) => boolean)(1, 1, 42, 'not an array'), {code: 'EINVAL'})

@@ -4,6 +4,7 @@ import {BaseCommand} from '../../lib/cli/base-command.js'
 import {logFlags} from '../../lib/cli/flag-groups.js'
 import {parseDuration} from '../../lib/cli/render.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
+import {NODE_CA_PATH, NODE_TOKEN_PATH} from '../../lib/kube/objects.js'
 import type {DaemonOptions} from '../../lib/proxy/daemon/launch.js'
 
 export default class AgentRun extends BaseCommand<typeof AgentRun> {
@@ -12,12 +13,14 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     '<%= config.bin %> <%= command.id %> -i agent-a.json',
     '<%= config.bin %> <%= command.id %> -i agent-a.json --hbone 0.0.0.0:15008 --advertise 10.0.0.7:15008',
     '<%= config.bin %> <%= command.id %> -i a.json --config mesh.json --hbone 127.0.0.1:0 --admin 127.0.0.1:0 --metrics 127.0.0.1:0 --readiness 127.0.0.1:0 --ready-file a.ready.json',
+    '<%= config.bin %> <%= command.id %> --kubernetes --controller https://$ZTCTL_CONTROLLER_SERVICE_HOST:$ZTCTL_CONTROLLER_SERVICE_PORT',
   ]
   static override flags = {
     ...logFlags,
     admin: Flags.string({default: '127.0.0.1:15000', description: 'admin listener: /config_dump, /logging, /quitquitquit'}),
-    advertise: Flags.string({description: 'HOST:PORT other agents dial [default: the HBONE address, 0.0.0.0 → 127.0.0.1]'}),
+    advertise: Flags.string({description: 'HOST:PORT other agents dial [default: the HBONE address, 0.0.0.0 → 127.0.0.1; with --kubernetes $POD_IP and the HBONE port]'}),
     config: Flags.string({description: 'static configuration file (a ConfigSnapshot as JSON) instead of the controller; re-read on change'}),
+    controller: Flags.string({dependsOn: ['kubernetes'], description: 'with --kubernetes: the controller\'s URL, https://IP:PORT of its Service', env: 'ZTCTL_CONTROLLER_URL'}),
     'data-path': Flags.string({
       default: 'auto',
       description: 'who moves the bytes: native = TLS + HTTP/2 in C (the bundled addon), node = node:http2; auto = native when the addon loads',
@@ -25,14 +28,21 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     }),
     'drain-timeout': Flags.string({default: '5s', description: 'on SIGTERM, how long open connections may finish'}),
     hbone: Flags.string({default: '0.0.0.0:15008', description: 'HBONE (mTLS HTTP/2 CONNECT) listener'}),
-    identity: Flags.string({char: 'i', description: 'identity file written by `ztctl enroll`', required: true}),
+    identity: Flags.string({char: 'i', description: 'identity file written by `ztctl enroll`', exactlyOne: ['identity', 'kubernetes']}),
     'inpod-socket': Flags.string({description: 'serve the in-pod redirection protocol on this Unix socket (node agent; needs root) [e.g. /var/run/ztctl/inpod.sock]'}),
     'dns-listen': Flags.string({default: '127.0.0.1:53', description: 'with --mode tproxy: the DNS server (UDP + TCP) answering intercepted host names'}),
     'dns-resolv-conf': Flags.string({description: 'with --mode tproxy: put our DNS first in this resolv.conf (restored on exit); with `ip netns exec NAME` that is /etc/netns/NAME/resolv.conf'}),
     'dns-upstream': Flags.string({description: 'with --mode tproxy: IP[:PORT] resolving every other name [default: first nameserver of /etc/resolv.conf]'}),
     'inpod-state-dir': Flags.string({default: '/var/run/ztctl/inpod', description: 'with --inpod-socket: the workload cache `ztctl redirect add` writes; loaded as the snapshot on start'}),
     mode: Flags.string({description: 'sidecar mode for the services this identity may dial: proxy = bind each to 127.0.0.1:PORT (no privileges); tproxy = capture their intercept addresses in this network namespace and answer their names on --dns-listen (needs NET_ADMIN; rules removed on exit)', options: ['proxy', 'tproxy']}),
+    'kube-ca-file': Flags.string({default: NODE_CA_PATH, description: 'with --kubernetes: the CA bundle to trust (ConfigMap ztctl-ca-root, mounted)', hidden: true}),
+    'kube-token-file': Flags.string({default: NODE_TOKEN_PATH, description: 'with --kubernetes: the projected ServiceAccount token (audience ztctl)', hidden: true}),
+    kubernetes: Flags.boolean({
+      description: 'a node agent in a Kubernetes pod: no identity file; enroll and renew with the pod\'s ServiceAccount token as identity node-$NODE_NAME, trusting only the mounted CA bundle and the controller\'s SPIFFE ID',
+      exactlyOne: ['identity', 'kubernetes'],
+    }),
     metrics: Flags.string({default: '0.0.0.0:15020', description: 'Prometheus listener: /metrics, /stats/prometheus'}),
+    node: Flags.string({description: 'with --kubernetes: the node this pod runs on (the downward API\'s spec.nodeName)', env: 'NODE_NAME'}),
     'proxy-port': Flags.string({description: 'with --mode proxy: tcp/NAME=PORT (repeatable); other services get a stable port from 20000–29999', multiple: true}),
     readiness: Flags.string({default: '0.0.0.0:15021', description: 'readiness listener: /healthz/ready'}),
     'ready-file': Flags.string({description: 'once ready, write the bound addresses here as JSON (port 0 works everywhere)'}),
@@ -59,7 +69,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     const sidecar = this.flags.mode ? await this.sidecarOptions(this.flags.mode as 'proxy' | 'tproxy') : undefined
     const options: DaemonOptions = {
       admin: this.flags.admin,
-      advertise: this.flags.advertise,
+      advertise: this.flags.advertise ?? (this.flags.kubernetes ? podAdvertise(this.flags.hbone) : undefined),
       buildVersion: this.config.version,
       config: this.flags.config,
       dataPath: this.flags['data-path'] as DaemonOptions['dataPath'],
@@ -68,6 +78,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       identityFile: this.flags.identity,
       idleTrimMs: Math.round(idleTrimSeconds * 1000),
       inpod: this.flags['inpod-socket'] ? {socketPath: this.flags['inpod-socket'], stateDir: this.flags['inpod-state-dir']} : undefined,
+      kubernetes: this.flags.kubernetes ? this.kubernetesOptions() : undefined,
       json: this.jsonEnabled(),
       logLevel: this.flags['log-level'],
       metrics: this.flags.metrics,
@@ -83,6 +94,18 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     if ((await runDaemon(options)) === 'SIGINT') process.exitCode = ExitCode.interrupted
   }
 
+  private kubernetesOptions(): NonNullable<DaemonOptions['kubernetes']> {
+    const {controller} = this.flags
+    if (!controller || !/^https:\/\/\S+$/.test(controller)) {
+      throw new ZtError('ZT_ERR_USAGE', `--kubernetes needs --controller https://HOST:PORT${controller ? ` (got ${JSON.stringify(controller)})` : ''}`, {
+        exit: ExitCode.usage,
+        suggestion: 'pass --controller https://$(ZTCTL_CONTROLLER_SERVICE_HOST):$(ZTCTL_CONTROLLER_SERVICE_PORT), as the DaemonSet ztctl install renders does',
+      })
+    }
+
+    return {caFile: this.flags['kube-ca-file'], controller, node: this.flags.node, tokenFile: this.flags['kube-token-file']}
+  }
+
   private async sidecarOptions(mode: 'proxy' | 'tproxy') {
     const {parseProxyPort} = await import('../../lib/sidecar/sidecar.js')
     return {
@@ -93,4 +116,12 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       resolvConf: this.flags['dns-resolv-conf'],
     }
   }
+}
+
+/** In a pod, other agents dial the pod's IP (POD_IP, from the downward API) on the HBONE port. */
+function podAdvertise(hbone: string): string | undefined {
+  const ip = process.env.POD_IP
+  const port = /:(\d+)$/.exec(hbone)?.[1]
+  if (!ip || !port) return undefined
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
 }

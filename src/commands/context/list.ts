@@ -13,6 +13,7 @@ export default class ContextList extends BaseCommand<typeof ContextList> {
       {header: 'NAME', value: (context) => context.name},
       {header: 'CONTROLLER', value: (context) => context.controller},
       {header: 'IDENTITY', value: (context) => context.identity},
+      {header: 'KIND', value: (context) => context.kind ?? 'local'},
     ]))
   }
 }

@@ -9,9 +9,16 @@ export default class ContextShow extends BaseCommand<typeof ContextShow> {
   async run(): Promise<unknown> {
     const {showContext} = await import('../../lib/client/contexts.js')
     const context = await showContext(this.home, this.flags.context)
+    const cluster = context.kubernetes
     return this.render(context, () => [
       `Context:     ${context.name}`,
+      `Kind:        ${context.kind ?? 'local'}`,
       `Controller:  ${context.controller}`,
+      ...(cluster ? [
+        `  kubeconfig: ${cluster.kubeconfig ?? '(default: $KUBECONFIG or ~/.kube/config)'}`,
+        `  context:    ${cluster.context}`,
+        `  namespace:  ${cluster.namespace}`,
+      ] : []),
       `Identity:    ${context.identity}`,
       `  name:      ${context.identityName ?? '-'}`,
       `  SPIFFE ID: ${context.spiffe ?? '-'}`,

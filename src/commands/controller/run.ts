@@ -1,10 +1,11 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
-import {logFlags} from '../../lib/cli/flag-groups.js'
+import {kubernetesFlags, logFlags} from '../../lib/cli/flag-groups.js'
 import {parseDuration} from '../../lib/cli/render.js'
 import {untilStopped} from '../../lib/cli/signals.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
+import {DEFAULT_NAMESPACE} from '../../lib/kube/objects.js'
 
 export default class ControllerRun extends BaseCommand<typeof ControllerRun> {
   static override description = `Run the controller in the foreground: CA, enrollment, certificate signing, management API and config stream on one TLS port.
@@ -18,10 +19,12 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     '<%= config.bin %> controller run',
     '<%= config.bin %> controller run --listen 0.0.0.0:15012 --advertise https://ctrl.example:15012',
     '<%= config.bin %> controller run --listen 127.0.0.1:0 --data-dir /tmp/ctrl --cert-ttl 30s',
+    '<%= config.bin %> controller run --store kubernetes --listen 0.0.0.0:15012 --health 0.0.0.0:15014 --advertise https://ztctl-controller.ztctl-system.svc:15012',
   ]
 
   static override flags = {
     ...logFlags,
+    ...kubernetesFlags,
     'admin-cert-ttl': Flags.string({default: '720h', description: 'lifetime of admin certificates; the CLI renews them on use past half-life'}),
     advertise: Flags.string({description: 'URL agents and CLIs use to reach this controller (default: the bound address)'}),
     'ca-cert': Flags.string({dependsOn: ['ca-key'], description: 'import this intermediate CA certificate (PEM, optionally followed by its chain)'}),
@@ -29,7 +32,19 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     'cert-ttl': Flags.string({default: '24h', description: 'lifetime of issued certificates of agents and workloads (e.g. 24h, 30s)'}),
     'context-name': Flags.string({default: 'local', description: 'name of the CLI context to write'}),
     'data-dir': Flags.string({description: 'where the store and CA live (default: <home>/controller)'}),
+    health: Flags.string({description: 'HOST:PORT of a plain-HTTP listener for probes: GET /ready, GET /healthz'}),
+    'housekeeping-interval': Flags.string({default: '60s', description: 'how often the leader sweeps expired revocations and checks the admin identity', hidden: true}),
+    'leader-election': Flags.string({
+      default: '15s,10s,2s',
+      description: 'with --store kubernetes: Lease duration, renew deadline and retry period (a successor takes over at most a duration after the leader died)',
+      hidden: true,
+    }),
     listen: Flags.string({default: '127.0.0.1:15012', description: 'HOST:PORT to listen on (port 0 = any free port)'}),
+    store: Flags.string({
+      default: 'sqlite',
+      description: 'where the state lives: sqlite = a file in --data-dir; kubernetes = custom resources and Secrets in the namespace (-n, else $POD_NAMESPACE, else ztctl-system), every replica serving, a Lease electing the leader',
+      options: ['sqlite', 'kubernetes'],
+    }),
     'trust-domain': Flags.string({description: 'SPIFFE trust domain, fixed at first start (default cluster.local)'}),
   }
 
@@ -47,6 +62,14 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       throw new ZtError('ZT_ERR_BAD_FLAG', `--admin-cert-ttl "${this.flags['admin-cert-ttl']}" is not a duration of at least 2s`, {exit: ExitCode.usage, suggestion: 'e.g. --admin-cert-ttl 720h'})
     }
 
+    const housekeeping = this.duration('housekeeping-interval', this.flags['housekeeping-interval'])
+    const [leaseDuration, renewDeadline, retryPeriod] = this.flags['leader-election'].split(',').map((text) => this.duration('leader-election', text))
+    if (retryPeriod === undefined || !(retryPeriod < renewDeadline && renewDeadline < leaseDuration)) {
+      throw new ZtError('ZT_ERR_BAD_FLAG', `--leader-election "${this.flags['leader-election']}" is not DURATION,RENEW-DEADLINE,RETRY-PERIOD, each shorter than the one before`, {
+        exit: ExitCode.usage, suggestion: 'e.g. --leader-election 15s,10s,2s',
+      })
+    }
+
     const {createLogger} = await import('../../lib/log/logger.js')
     // Logs go to stderr: stdout carries the banner (or its JSON form).
     const logger = await createLogger({destination: 2, level: this.flags['log-level']})
@@ -58,30 +81,53 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       certTtlSeconds: ttl,
       contextName: this.flags['context-name'],
       dataDir: this.flags['data-dir'],
+      health: this.flags.health,
       home: this.home,
+      housekeepingMs: housekeeping,
+      kube: {
+        kubeconfig: this.flags.kubeconfig,
+        lease: {durationMs: leaseDuration, renewDeadlineMs: renewDeadline, retryPeriodMs: retryPeriod},
+        namespace: this.flags.namespace ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
+        podName: process.env.POD_NAME,
+      },
       listen: this.flags.listen,
       logger,
+      store: this.flags.store as 'kubernetes' | 'sqlite',
       trustDomain: this.flags['trust-domain'],
       version: this.config.version,
     })
 
     const banner = {
-      adminIdentity: controller.adminIdentityPath, caFingerprint: controller.caFingerprint, context: controller.contextName,
-      dataDir: controller.dataDir, pid: process.pid, trustDomain: controller.trustDomain, url: controller.url,
+      adminIdentity: controller.adminIdentityPath, caFingerprint: controller.caFingerprint, context: controller.contextName, ...controller.describe,
+      health: controller.health && `http://${controller.health.host}:${controller.health.port}`, pid: process.pid, store: controller.store,
+      trustDomain: controller.trustDomain, url: controller.url,
     }
+    const line = (label: string, value: string | undefined): string[] => (value === undefined ? [] : [`  ${label.padEnd(21)}: ${value}`])
     await this.render(banner, () => [
       `controller listening at: ${controller.url}`,
-      `  data dir             : ${controller.dataDir}`,
-      `  trust domain         : ${controller.trustDomain}`,
-      `  CA fingerprint       : ${controller.caFingerprint}${controller.caCreated ? ' (new)' : ''}`,
-      `  admin identity       : ${controller.adminIdentityPath}${controller.adminCreated ? ' (new)' : ''}`,
-      `  context              : ${controller.contextName}`,
-      `  pid                  : ${process.pid}`,
+      ...line('store', controller.store),
+      ...Object.entries(controller.describe).map(([label, value]) => line(label, value)).flat(),
+      ...line('trust domain', controller.trustDomain),
+      ...line('CA fingerprint', `${controller.caFingerprint}${controller.caCreated ? ' (new)' : ''}`),
+      ...line('admin identity', `${controller.adminIdentityPath}${controller.adminCreated ? ' (new)' : ''}`),
+      ...line('context', controller.contextName),
+      ...line('health', banner.health),
+      ...line('pid', String(process.pid)),
     ].join('\n'))
 
     const signal = await untilStopped()
     await controller.close()
     logger.info({signal}, 'controller stopped')
     logger.flush()
+  }
+
+  /** A duration flag in milliseconds (at least 1 ms). */
+  private duration(flag: string, text: string): number {
+    const seconds = parseDuration(text)
+    if (seconds === undefined || seconds < 0.001) {
+      throw new ZtError('ZT_ERR_BAD_FLAG', `--${flag}: "${text}" is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. 500ms, 10s, 1m'})
+    }
+
+    return Math.round(seconds * 1000)
   }
 }

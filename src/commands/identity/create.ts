@@ -16,6 +16,7 @@ The token is written to NAME.jwt in the current folder (mode 0600), or to --out 
     '<%= config.bin %> identity create db -a backend -a storage --out /tmp/db.jwt --expires 30m',
     '<%= config.bin %> identity create ci --out - --expires 10m',
     '<%= config.bin %> identity create alice --admin -o json',
+    "<%= config.bin %> identity create node-1 -a node --serves 'prod/*' --serves shop/web --pod-cidr 10.1.0.0/24",
   ]
 
   static override flags = {
@@ -23,7 +24,9 @@ The token is written to NAME.jwt in the current folder (mode 0600), or to --out 
     admin: Flags.boolean({description: 'may use the management API (like the admin identity)'}),
     expires: Flags.string({default: '3h', description: 'how long the token stays valid (e.g. 3h, 30m)'}),
     out: Flags.string({description: 'where to write the token (default ./NAME.jwt; "-" prints it on standard output)'}),
+    'pod-cidr': Flags.string({description: 'node identities: the CIDR its pods\' IPs lie in; it may publish no other address (repeatable)', multiple: true}),
     role: Flags.string({char: 'a', description: 'role attribute, referenced as #ROLE in policies (repeatable)', multiple: true}),
+    serves: Flags.string({description: 'node identities: NAMESPACE/SERVICE_ACCOUNT it may get certificates for and publish, * for either part (repeatable)', multiple: true}),
   }
 
   async run(): Promise<unknown> {
@@ -35,7 +38,7 @@ The token is written to NAME.jwt in the current folder (mode 0600), or to --out 
     const {createIdentity} = await import('../../lib/client/identities.js')
     const created = await createIdentity({
       admin: this.flags.admin, context: this.flags.context, expiresInSeconds, home: this.home, name: this.args.name,
-      out: this.flags.out, roles: this.flags.role,
+      out: this.flags.out, roles: this.flags.role, scope: {podCidrs: this.flags['pod-cidr'], serves: this.flags.serves},
     })
     const lines = [
       `New identity ${created.name} created with id: ${created.id}`,

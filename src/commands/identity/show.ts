@@ -19,6 +19,8 @@ export default class IdentityShow extends BaseCommand<typeof IdentityShow> {
       `Status:      ${identity.status}`,
       `Roles:       ${identity.roles.map((role) => `#${role}`).join(', ') || '-'}`,
       `Admin:       ${identity.admin ? 'yes' : 'no'}`,
+      ...(identity.scope?.serves ? [`Serves:      ${identity.scope.serves.join(', ')}`, `Pod CIDRs:   ${identity.scope.podCidrs?.join(', ') || '-'}`] : []),
+      ...(identity.scope?.node ? [`Node:        ${identity.scope.node}`] : []),
       `Created:     ${identity.createdAt}`,
       identity.enrolledAt ? `Enrolled:    ${identity.enrolledAt}` : `Token until: ${identity.tokenExpiresAt}`,
     ].join('\n'))

@@ -1,10 +1,11 @@
-// Context views for `ztctl context list|show`: the contexts file plus what the identity file says.
+// Context views for `ztctl context list|show`: the contexts file plus what the identity file (or, for a
+// context of kind kubernetes, Secret ztctl-admin) says.
 import path from 'node:path'
 
 import {ExitCode, ZtError} from '../errors.js'
 import {addContext as saveNewContext, type Context, currentContext, loadContexts} from '../home/contexts.js'
 import type {Home} from '../home/home.js'
-import {readIdentityFile} from '../identity/file.js'
+import {type IdentityFile, readIdentityFile} from '../identity/file.js'
 import {certInfo} from '../pki/cert-info.js'
 
 export interface ContextRow extends Context {
@@ -24,7 +25,7 @@ export async function listContexts(home: Home): Promise<ContextRow[]> {
 
 export async function showContext(home: Home, override?: string): Promise<ContextDetails> {
   const context = await currentContext(home, override)
-  const identity = await readIdentityFile(context.identity).catch(() => undefined)
+  const identity = await contextIdentity(context).catch(() => undefined)
   if (!identity) return context
   return {...context, certNotAfter: certInfo(identity.cert).notAfter.toISOString(), identityName: identity.name, spiffe: identity.spiffe}
 }
@@ -39,4 +40,10 @@ export async function addContext(home: Home, input: {controller?: string; identi
   }
 
   return saveNewContext(home, {controller, identity: file, name: input.name}, options)
+}
+
+async function contextIdentity(context: Context): Promise<IdentityFile> {
+  if (context.kind !== 'kubernetes' || !context.kubernetes) return readIdentityFile(context.identity)
+  const {readClusterAdminIdentity} = await import('../kube/controller-context.js')
+  return readClusterAdminIdentity(context.kubernetes)
 }

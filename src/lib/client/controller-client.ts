@@ -2,11 +2,13 @@
 // certificate, trusting only its CA bundle), reused across calls until close(). Error bodies become
 // the controller's ZtErrors again; connection failures become ZT_ERR_CONTROLLER_UNREACHABLE naming the URL.
 import http2, {type ClientHttp2Session, type ClientHttp2Stream} from 'node:http2'
-import type {TLSSocket} from 'node:tls'
+import type {PeerCertificate, TLSSocket} from 'node:tls'
 
+import {controllerSpiffe} from '../controller/routes/types.js'
 import {describeSystemError, ExitCode, ZtError, ztErrorFromJson} from '../errors.js'
 import type {IdentityFile} from '../identity/file.js'
 import type {ControllerApi, Method} from '../mesh/api.js'
+import {spiffeFromSubjectAltName, trustDomainOf} from '../pki/cert-info.js'
 
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 export const DEFAULT_TIMEOUT_MS = 10_000
@@ -18,9 +20,26 @@ export interface ControllerClientOptions {
   /** skip CA verification: the caller verifies the presented chain itself (enrollment) */
   insecure?: boolean
   key?: string
+  /**
+   * The controller's SPIFFE ID, checked in the TLS handshake (after the chain was verified against `ca`):
+   * a certificate of the mesh that is not the controller's ends the handshake before anything is sent.
+   * It replaces the host name check.
+   */
+  serverSpiffe?: string
   /** per request, and for connecting */
   timeoutMs?: number
   url: string
+}
+
+/** The error checkServerIdentity returns when the server is someone else of the mesh. */
+const IMPOSTOR = 'ZT_ERR_CONTROLLER_IMPOSTOR'
+
+function pinServerSpiffe(expected: string) {
+  return (_host: string, cert: PeerCertificate): Error | undefined => {
+    const presented = spiffeFromSubjectAltName(cert.subjectaltname)
+    if (presented === expected) return undefined
+    return Object.assign(new Error(`it presented ${presented ?? 'no SPIFFE ID'}, not the controller's ${expected}`), {code: IMPOSTOR, presented})
+  }
 }
 
 const TLS_TRUST_ERRORS = new Set([
@@ -37,8 +56,12 @@ export class ControllerClient implements ControllerApi {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
   }
 
-  static fromIdentity(identity: Pick<IdentityFile, 'ca' | 'cert' | 'controller' | 'key'>, timeoutMs?: number): ControllerClient {
-    return new ControllerClient({ca: identity.ca, cert: identity.cert, key: identity.key, timeoutMs, url: identity.controller})
+  /** A client authenticated as IDENTITY, trusting its CA bundle and pinning the controller of its trust domain. */
+  static fromIdentity(identity: Pick<IdentityFile, 'ca' | 'cert' | 'controller' | 'key' | 'spiffe'>, timeoutMs?: number): ControllerClient {
+    const trustDomain = trustDomainOf(identity.spiffe)
+    return new ControllerClient({
+      ca: identity.ca, cert: identity.cert, key: identity.key, serverSpiffe: trustDomain && controllerSpiffe(trustDomain), timeoutMs, url: identity.controller,
+    })
   }
 
   get url(): string {
@@ -48,17 +71,24 @@ export class ControllerClient implements ControllerApi {
   async request<T>(method: Method, path: string, body?: unknown): Promise<T> {
     const session = await this.connect()
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
-    const stream = session.request({
-      ':method': method, ':path': path, accept: 'application/json',
-      ...(payload ? {'content-length': payload.length, 'content-type': 'application/json'} : {}),
-    }, {endStream: payload === undefined})
+    let stream: ClientHttp2Stream
+    try {
+      stream = session.request({
+        ':method': method, ':path': path, accept: 'application/json',
+        ...(payload ? {'content-length': payload.length, 'content-type': 'application/json'} : {}),
+      }, {endStream: payload === undefined})
+    } catch (error) {
+      // The session went away between connect() and now (GOAWAY, reset): the controller is not there.
+      throw this.unreachable(error)
+    }
+
     if (payload) stream.end(payload)
     const {body: text, status} = await this.readResponse(stream, method, path)
     let parsed: unknown
     try {
-      parsed = text === '' ? undefined : JSON.parse(text)
+      parsed = JSON.parse(text)
     } catch {
-      throw new ZtError('ZT_ERR_BAD_RESPONSE', `the controller at ${this.url} answered ${method} ${path} with non-JSON (status ${status})`)
+      throw new ZtError('ZT_ERR_BAD_RESPONSE', `the controller at ${this.url} answered ${method} ${path} with ${text === '' ? 'an empty body' : 'non-JSON'} (status ${status})`)
     }
 
     if (status >= 400) {
@@ -102,8 +132,9 @@ export class ControllerClient implements ControllerApi {
     this.connecting ??= new Promise<ClientHttp2Session>((resolve, reject) => {
       let session: ClientHttp2Session
       try {
+        const {ca, cert, insecure, key, serverSpiffe} = this.options
         session = http2.connect(this.url, {
-          ca: this.options.ca, cert: this.options.cert, key: this.options.key, rejectUnauthorized: !this.options.insecure,
+          ca, cert, key, rejectUnauthorized: !insecure, ...(serverSpiffe && !insecure ? {checkServerIdentity: pinServerSpiffe(serverSpiffe)} : {}),
         })
       } catch (error) {
         reject(this.unreachable(error))
@@ -136,35 +167,63 @@ export class ControllerClient implements ControllerApi {
     return this.connecting
   }
 
+  /**
+   * The status and the whole body, or a rejection: a connection that ends before the answer is complete
+   * (no :status, a body shorter than its content-length, a reset) is an unreachable controller, never an
+   * empty success.
+   */
   private readResponse(stream: ClientHttp2Stream, method: string, path: string): Promise<{body: string; status: number}> {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = []
       let size = 0
       let status = 0
-      stream.setTimeout(this.timeoutMs, () => {
-        stream.close(http2.constants.NGHTTP2_CANCEL)
-        reject(this.unreachable(Object.assign(new Error(`no answer to ${method} ${path} within ${this.timeoutMs} ms`), {code: 'ETIMEDOUT'})))
-      })
+      let expectedLength: number | undefined
+      let settled = false
+      const fail = (error: Error): void => {
+        if (settled) return
+        settled = true
+        if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL)
+        reject(error)
+      }
+
+      const cutOff = (what: string): void =>
+        fail(this.unreachable(Object.assign(new Error(`the connection closed ${what} ${method} ${path}`), {code: 'ECONNRESET'})))
+      stream.setTimeout(this.timeoutMs, () => fail(this.unreachable(Object.assign(new Error(`no answer to ${method} ${path} within ${this.timeoutMs} ms`), {code: 'ETIMEDOUT'}))))
       stream.on('response', (headers) => {
         status = Number(headers[':status'])
+        const length = headers['content-length']
+        if (typeof length === 'string' && /^\d+$/.test(length)) expectedLength = Number(length)
       })
       stream.on('data', (chunk: Buffer) => {
         size += chunk.length
         if (size > MAX_RESPONSE_BYTES) {
-          stream.close(http2.constants.NGHTTP2_CANCEL)
-          reject(new ZtError('ZT_ERR_BAD_RESPONSE', `the controller's answer to ${method} ${path} exceeds ${MAX_RESPONSE_BYTES} bytes`))
+          fail(new ZtError('ZT_ERR_BAD_RESPONSE', `the controller's answer to ${method} ${path} exceeds ${MAX_RESPONSE_BYTES} bytes`))
           return
         }
 
         chunks.push(chunk)
       })
-      stream.on('end', () => resolve({body: Buffer.concat(chunks).toString('utf8'), status}))
-      stream.on('error', (error) => reject(this.unreachable(error)))
+      stream.on('end', () => {
+        if (status === 0) return cutOff('before the controller answered')
+        if (expectedLength !== undefined && size !== expectedLength) return cutOff(`after ${size} of ${expectedLength} bytes of the answer to`)
+        settled = true
+        resolve({body: Buffer.concat(chunks).toString('utf8'), status})
+      })
+      stream.on('error', (error) => fail(this.unreachable(error)))
+      stream.on('close', () => cutOff(status === 0 ? 'before the controller answered' : 'in the middle of the answer to'))
     })
   }
 
   private unreachable(error: unknown): ZtError {
     const code = (error as NodeJS.ErrnoException)?.code ?? ''
+    if (code === IMPOSTOR) {
+      return new ZtError(IMPOSTOR, `the server at ${this.url} is not the controller: ${(error as Error).message}. Nothing was sent to it`, {
+        cause: error,
+        exit: ExitCode.auth,
+        suggestion: 'another process of the mesh (an agent, a node) answers at that address: check the URL, the port and which process listens there',
+      })
+    }
+
     if (TLS_TRUST_ERRORS.has(code)) {
       return new ZtError('ZT_ERR_CONTROLLER_UNTRUSTED', `the controller at ${this.url} presented a certificate this identity does not trust (${code})`, {
         cause: error,

@@ -1,17 +1,20 @@
-// `ztctl enroll NAME.jwt`: trust nothing up front. The token names the controller (`iss`) and pins its
-// CA (`caf`); we reach `iss` without CA verification, find the pinned CA in the presented chain, check
-// the token's signature and the server certificate against it, and only then send a CSR. The private
-// key is generated here and never leaves the host.
+// `ztctl enroll NAME.jwt`: trust nothing up front. The token names the controller (`iss`), pins its CA
+// (`caf`) and the controller's own SPIFFE ID (`ctl`). A first handshake with `iss`, unverified and
+// carrying nothing, finds the pinned CA in the presented chain and checks the token's signature with it.
+// The token and the CSR then go over a second handshake verified against exactly that CA and pinned to
+// the controller's SPIFFE ID: an agent holding a certificate of the same CA is not the controller and gets
+// nothing. The private key is generated here and never leaves the host.
 import {createPrivateKey, X509Certificate} from 'node:crypto'
 import {access, readFile, unlink} from 'node:fs/promises'
 import path from 'node:path'
 
-import {decodeEnrollmentJwt, verifyEnrollmentJwt} from '../controller/jwt.js'
+import {decodeEnrollmentJwt, type EnrollmentClaims, verifyEnrollmentJwt} from '../controller/jwt.js'
+import {controllerSpiffe} from '../controller/routes/types.js'
 import {ExitCode, ZtError} from '../errors.js'
 import {checkContextName, upsertContext} from '../home/contexts.js'
 import type {Home} from '../home/home.js'
 import {type IdentityFile, writeIdentityFile} from '../identity/file.js'
-import {fingerprint} from '../pki/cert-info.js'
+import {certInfo, fingerprint, trustDomainOf} from '../pki/cert-info.js'
 import {createKeyAndCsr} from '../pki/pki.js'
 import {ControllerClient} from './controller-client.js'
 
@@ -80,31 +83,16 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
     })
   }
 
-  const client = new ControllerClient({insecure: true, timeoutMs: options.timeoutMs, url: claims.iss})
+  const ca = await discoverPinnedCa(claims, options.timeoutMs)
+  if (!verifyEnrollmentJwt(decoded, ca)) {
+    throw new ZtError('ZT_ERR_TOKEN_INVALID', 'the enrollment token was altered: its signature does not match the controller\'s CA', {
+      exit: ExitCode.auth,
+      suggestion: 'use the .jwt file exactly as `ztctl identity create` wrote it, or ask an admin for a new one',
+    })
+  }
+
+  const client = new ControllerClient({ca, serverSpiffe: expectedControllerSpiffe(claims, ca), timeoutMs: options.timeoutMs, url: claims.iss})
   try {
-    const chain = await client.peerCertificateChain()
-    const ca = chain.find((pem) => fingerprint(pem) === claims.caf)
-    if (!ca) {
-      throw new ZtError('ZT_ERR_TOKEN_WRONG_CONTROLLER', `the controller at ${claims.iss} does not hold the CA this token was issued under: the token belongs to another controller`, {
-        exit: ExitCode.auth,
-        suggestion: 'enroll with a token created on this controller (`ztctl identity create`); a re-created controller has a new CA',
-      })
-    }
-
-    if (!verifyEnrollmentJwt(decoded, ca)) {
-      throw new ZtError('ZT_ERR_TOKEN_INVALID', 'the enrollment token was altered: its signature does not match the controller\'s CA', {
-        exit: ExitCode.auth,
-        suggestion: 'use the .jwt file exactly as `ztctl identity create` wrote it, or ask an admin for a new one',
-      })
-    }
-
-    if (!issuedBy(chain[0], ca)) {
-      throw new ZtError('ZT_ERR_TOKEN_WRONG_CONTROLLER', `the server at ${claims.iss} shows the right CA but its own certificate was not issued by it`, {
-        exit: ExitCode.auth,
-        suggestion: 'something impersonates the controller at that address; check the address and the network path',
-      })
-    }
-
     const {csrPem, keyPem} = await createKeyAndCsr(claims.sub)
     const response = await client.request<EnrollResponse>('POST', '/v1/enroll', {csr: csrPem, token})
     const leaf = new X509Certificate(response.cert)
@@ -130,6 +118,39 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
   } finally {
     client.close()
   }
+}
+
+/** The CA the token pins, from the chain the server at `iss` presents (a handshake that sends nothing). */
+async function discoverPinnedCa(claims: EnrollmentClaims, timeoutMs?: number): Promise<string> {
+  const probe = new ControllerClient({insecure: true, timeoutMs, url: claims.iss})
+  try {
+    const chain = await probe.peerCertificateChain()
+    const ca = chain.find((pem) => fingerprint(pem) === claims.caf)
+    if (!ca) {
+      throw new ZtError('ZT_ERR_TOKEN_WRONG_CONTROLLER', `the controller at ${claims.iss} does not hold the CA this token was issued under: the token belongs to another controller`, {
+        exit: ExitCode.auth,
+        suggestion: 'enroll with a token created on this controller (`ztctl identity create`); a re-created controller has a new CA',
+      })
+    }
+
+    return ca
+  } finally {
+    probe.close()
+  }
+}
+
+/** The controller's SPIFFE ID: the token's `ctl`, or (older tokens) the one of the CA's trust domain. */
+function expectedControllerSpiffe(claims: EnrollmentClaims, caPem: string): string {
+  if (claims.ctl) return claims.ctl
+  const trustDomain = trustDomainOf(certInfo(caPem).spiffe)
+  if (!trustDomain) {
+    throw new ZtError('ZT_ERR_TOKEN_INVALID', 'the enrollment token does not name the controller\'s identity, and its CA carries no trust domain to derive it from', {
+      exit: ExitCode.auth,
+      suggestion: 'ask an admin for a new token (`ztctl identity create`): new tokens pin the controller\'s SPIFFE ID',
+    })
+  }
+
+  return controllerSpiffe(trustDomain)
 }
 
 function issuedBy(certPem: string, caPem: string): boolean {

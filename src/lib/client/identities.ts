@@ -2,6 +2,7 @@
 // API and returning data for rendering.
 import path from 'node:path'
 
+import {checkNodeScope} from '../controller/node-authority.js'
 import type {IdentityRecord} from '../controller/store/store.js'
 import {IDENTITY_NAME} from '../controller/routes/types.js'
 import {ExitCode, ZtError} from '../errors.js'
@@ -18,6 +19,8 @@ export interface CreateIdentityOptions extends SessionOptions {
   /** where to write the JWT; '-' = do not write (the caller prints it); default ./NAME.jwt */
   out?: string
   roles?: string[]
+  /** node identities: what it may serve (checked here and by the controller) */
+  scope?: {podCidrs?: string[]; serves?: string[]}
 }
 
 export interface CreatedIdentity {
@@ -50,9 +53,10 @@ async function withSession<T>(options: SessionOptions, work: (session: Awaited<R
 
 export async function createIdentity(options: CreateIdentityOptions): Promise<CreatedIdentity> {
   checkName(options.name)
+  const scope = checkNodeScope(options.scope ?? {}, options.roles ?? [])
   const created = await withSession(options, (session) =>
     session.request<{expiresAt: string; identity: IdentityView; jwt: string}>('POST', '/v1/identities', {
-      admin: options.admin === true, expiresInSeconds: options.expiresInSeconds, name: options.name, roles: options.roles ?? [],
+      admin: options.admin === true, expiresInSeconds: options.expiresInSeconds, name: options.name, roles: options.roles ?? [], ...(scope ? {scope} : {}),
     }))
   let jwtPath: string | undefined
   if (options.out !== '-') {

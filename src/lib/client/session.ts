@@ -29,6 +29,7 @@ export function recoveryCommand(context: Context): string {
 
 export async function openSession(options: SessionOptions): Promise<Session> {
   const context = await currentContext(options.home, options.context)
+  if (context.kind === 'kubernetes' && context.kubernetes) return openClusterSession(context, context.kubernetes, options.timeoutMs)
   let identity = await readIdentityFile(context.identity)
   const notAfter = certInfo(identity.cert).notAfter
   if (notAfter.getTime() <= Date.now()) {
@@ -46,4 +47,13 @@ export async function openSession(options: SessionOptions): Promise<Session> {
   // The context's URL wins over the file's: contexts are what users edit and what the controller updates.
   const client = ControllerClient.fromIdentity({...identity, controller: context.controller}, options.timeoutMs)
   return Object.assign(client, {context, identity}) as Session
+}
+
+/** A session with a controller in a cluster: through a port-forward, as the admin of Secret ztctl-admin (the leader keeps it fresh). */
+async function openClusterSession(context: Context, target: NonNullable<Context['kubernetes']>, timeoutMs?: number): Promise<Session> {
+  const {connectToClusterController} = await import('../kube/controller-context.js')
+  const connection = await connectToClusterController(target, timeoutMs)
+  const {client} = connection
+  client.close = () => connection.close()
+  return Object.assign(client, {context, identity: connection.identity}) as Session
 }

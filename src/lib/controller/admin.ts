@@ -1,7 +1,10 @@
-// The admin identity: written by `controller run` when missing, and re-issued by `ztctl controller admin`
-// on the controller's host — the way back for an admin whose certificate expired (nobody else can help:
-// the API needs an admin). Both sign with the CA in the data dir and record the certificate in the
-// store, so a running controller accepts it at once; an existing admin identity keeps its id.
+// The admin identity: kept valid by the controller (written when missing, unknown to the store or revoked;
+// rewritten when its URL changed; in a cluster also re-issued past half-life by the leader), and re-issued
+// by `ztctl controller admin` on the controller's host — the way back for an admin whose certificate
+// expired (nobody else can help: the API needs an admin). Both record the certificate in the store, so a
+// running controller accepts it at once; an existing admin identity keeps its id. Where it lives is the
+// site's business (AdminHome): a 0600 file beside the CLI's contexts, or Secret ztctl-admin in a cluster
+// (whoever may read that Secret is a mesh admin, as with a kubeconfig).
 import {randomUUID} from 'node:crypto'
 import {access} from 'node:fs/promises'
 import path from 'node:path'
@@ -10,6 +13,7 @@ import {ExitCode, ZtError} from '../errors.js'
 import {loadContexts, upsertContext} from '../home/contexts.js'
 import {type Home, identitiesDir} from '../home/home.js'
 import {type IdentityFile, readIdentityFile, writeIdentityFile} from '../identity/file.js'
+import {msUntilRenewal} from '../client/renew.js'
 import {certInfo} from '../pki/cert-info.js'
 import {createKeyAndCsr, createSigner} from '../pki/pki.js'
 import {loadOrCreateCA} from './ca.js'
@@ -18,24 +22,41 @@ import {identitySpiffe, type ControllerServices} from './routes/types.js'
 
 export const ADMIN_NAME = 'admin'
 
+export interface AdminHome {
+  /** where it lives, for humans: a path or `secret/NAME` */
+  readonly location: string
+  read(): Promise<IdentityFile | undefined>
+  write(identity: IdentityFile): Promise<void>
+}
+
+export const adminFile = (file: string): AdminHome => ({location: file, read: () => readIdentityFile(file), write: (identity) => writeIdentityFile(file, identity)})
+
 type AdminServices = Pick<ControllerServices, 'adminCertTtlSeconds' | 'ca' | 'certTtlSeconds' | 'signer' | 'store' | 'trustDomain' | 'url'>
 
-/** Write the admin identity when it is missing, expired, or unknown to this store. Returns true when written. */
-export async function ensureAdminIdentity(services: AdminServices, file: string): Promise<boolean> {
-  const existing = await readIdentityFile(file).catch(() => undefined)
+/**
+ * Make sure the admin identity in `home` is valid. `renewAtHalfLife`: re-issue it past half-life (in a
+ * cluster nobody else does; a local CLI renews its own on use). Returns what was done.
+ */
+export async function ensureAdminIdentity(services: AdminServices, home: AdminHome, options: {renewAtHalfLife?: boolean} = {}): Promise<'created' | 'kept' | 'renewed'> {
+  const existing = await home.read().catch(() => undefined)
   if (existing) {
     const serial = certInfo(existing.cert).serial
     const principal = await services.store.authenticate(serial, new Date())
-    if (principal?.identity.admin && existing.controller === services.url) return false
     if (principal?.identity.admin) {
+      if (options.renewAtHalfLife && msUntilRenewal(existing) <= 0) {
+        await home.write(await issueAdmin(services, existing.name))
+        return 'renewed'
+      }
+
+      if (existing.controller === services.url) return 'kept'
       // Same identity, new address (port 0 or --advertise changed): only the URL needs updating.
-      await writeIdentityFile(file, {...existing, controller: services.url})
-      return false
+      await home.write({...existing, controller: services.url})
+      return 'kept'
     }
   }
 
-  await writeIdentityFile(file, await issueAdmin(services, ADMIN_NAME))
-  return true
+  await home.write(await issueAdmin(services, ADMIN_NAME))
+  return 'created'
 }
 
 /** A fresh key and certificate for the live admin identity NAME, or a new admin identity when there is none. */
@@ -45,7 +66,7 @@ async function issueAdmin(services: AdminServices, name: string): Promise<Identi
     const {csrPem, keyPem} = await createKeyAndCsr(name)
     const issued = await issueIdentityCert(services, current, csrPem)
     await services.store.recordCert(issued.record)
-    return {ca: services.ca.bundle, cert: issued.cert, controller: services.url, key: keyPem, name, spiffe: current.spiffe, version: 1}
+    return adminIdentityFile(services, {cert: issued.cert, key: keyPem, name, spiffe: current.spiffe})
   }
 
   if (current && current.status === 'active') {
@@ -69,7 +90,11 @@ async function enrollLocally(services: AdminServices, name: string): Promise<Ide
   const {csrPem, keyPem} = await createKeyAndCsr(name)
   const issued = await issueIdentityCert(services, identity, csrPem)
   await services.store.completeEnrollment(tokenId, issued.record, new Date())
-  return {ca: services.ca.bundle, cert: issued.cert, controller: services.url, key: keyPem, name, spiffe: identity.spiffe, version: 1}
+  return adminIdentityFile(services, {cert: issued.cert, key: keyPem, name, spiffe: identity.spiffe})
+}
+
+function adminIdentityFile(services: AdminServices, parts: Pick<IdentityFile, 'cert' | 'key' | 'name' | 'spiffe'>): IdentityFile {
+  return {...parts, ca: services.ca.bundle, controller: services.url, version: 1}
 }
 
 export interface RecoverAdminOptions {

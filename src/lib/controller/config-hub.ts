@@ -119,7 +119,7 @@ class AgentStream {
       case 'ack': {
         if (!isVersion(message.version) || message.version > this.sentVersion) throw protocolError('ack of a version that was never sent')
         const resources = checkStatuses(message.resources)
-        await this.store.recordAgentStatus({ackedVersion: message.version, lastSeen: new Date().toISOString(), name: this.agent, resources})
+        await this.store.recordAgentStatus({ackedVersion: message.version, connected: true, lastSeen: new Date().toISOString(), name: this.agent, resources})
         const errors = resources.filter((status) => status.state === 'error')
         if (errors.length > 0) this.logger.warn({agent: this.agent, errors: errors.slice(0, 10), version: message.version}, 'agent could not apply some resources')
         return
@@ -127,7 +127,7 @@ class AgentStream {
 
       case 'nack': {
         this.logger.warn({agent: this.agent, error: String(message.error).slice(0, 1024), version: message.version}, 'agent rejected a config version')
-        await this.store.recordAgentStatus({lastSeen: new Date().toISOString(), name: this.agent})
+        await this.store.recordAgentStatus({connected: true, lastSeen: new Date().toISOString(), name: this.agent})
         return
       }
 
@@ -149,7 +149,7 @@ class AgentStream {
     this.agent = agent
     // Other agents learn where to dial this one through its `agent` resource.
     await this.store.putResource('agent', agent, {hbone, name: agent, spiffe: this.principal.identity.spiffe})
-    await this.store.recordAgentStatus({lastSeen: new Date().toISOString(), name: agent, software: version})
+    await this.store.recordAgentStatus({connected: true, lastSeen: new Date().toISOString(), name: agent, software: version})
     this.logger.info({agent, hbone, since, version}, 'agent subscribed')
     this.unsubscribe = this.store.onCommit(() => this.schedulePush())
     await this.sendFrom(since)
@@ -210,7 +210,7 @@ class AgentStream {
     this.closed = true
     this.unsubscribe?.()
     if (this.agent) {
-      this.store.recordAgentStatus({lastSeen: new Date().toISOString(), name: this.agent}).catch(() => {})
+      this.store.recordAgentStatus({connected: false, lastSeen: new Date().toISOString(), name: this.agent}).catch(() => {})
     }
 
     this.output.end()

@@ -1,33 +1,36 @@
-// `ztctl controller run` in one function: lock the data dir, open the store, load the CA, serve, and
-// make sure an admin identity and a CLI context exist so the next ztctl command just works.
+// `ztctl controller run` in one function: open the site (a data dir here, or a Kubernetes namespace),
+// its store and CA, serve, keep the admin identity valid, and run the background writers while this
+// replica leads. Locally it also writes a CLI context, so the next ztctl command just works.
 import {hostname} from 'node:os'
 import {isIP} from 'node:net'
-import path from 'node:path'
 
 import {ExitCode, ZtError} from '../errors.js'
 import {type HostPort, parseHostPort} from '../proxy/address.js'
-import {upsertContext} from '../home/contexts.js'
-import {defaultControllerDataDir, type Home, identitiesDir, makeDir} from '../home/home.js'
+import type {Home} from '../home/home.js'
 import {createKeyAndCsr, createSigner} from '../pki/pki.js'
-import {type ControllerCA, loadOrCreateCA} from './ca.js'
+import {ensureAdminIdentity} from './admin.js'
+import type {ControllerCA} from './ca.js'
 import {ConfigHub} from './config-hub.js'
-import {ADMIN_NAME, ensureAdminIdentity} from './admin.js'
-import {lockDataDir} from './lock.js'
+import {type HealthServer, startHealthServer} from './health.js'
+import {type NodeAuthority, scopedNodeAuthority} from './node-authority.js'
 import type {Logger} from './logger.js'
-import type {ControllerServices} from './routes/types.js'
+import {controllerSpiffe, type ControllerServices} from './routes/types.js'
 import {type ServerTls, startServer} from './server.js'
-import {openSqliteStore} from './store/sqlite.js'
+import {type ControllerSite, type Leadership, openLocalSite} from './site.js'
+import type {KubeSiteOptions} from './site-kube.js'
 import type {Store} from './store/store.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:15012'
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local'
 const SERVER_CERT_TTL_SECONDS = 7 * 86_400
+/** How often the leader drops expired revocations and re-checks the admin identity. */
+const DEFAULT_HOUSEKEEPING_MS = 60_000
 export const DEFAULT_ADMIN_CERT_TTL_SECONDS = 30 * 86_400
 
 export interface ControllerOptions {
   /** URL for JWTs, identity files and the context; default https://<bound address> */
   advertise?: string
-  /** import an intermediate CA instead of creating one */
+  /** import an intermediate CA instead of creating one (local store; in a cluster, fill Secret ztctl-ca) */
   caImport?: {certFile: string; keyFile: string}
   /** lifetime of admin certificates (renewed on use past half-life); default 30 days */
   adminCertTtlSeconds?: number
@@ -35,12 +38,22 @@ export interface ControllerOptions {
   certTtlSeconds?: number
   contextName?: string
   dataDir?: string
+  /** HOST:PORT of the plain-HTTP /ready and /healthz listener; undefined: none */
+  health?: string
   home: Home
+  /** how often the leader runs its background writers (default 60 s) */
+  housekeepingMs?: number
+  /** with store kubernetes: where the cluster is and which namespace holds the state */
+  kube?: Omit<KubeSiteOptions, 'logger'>
+  /** decides for node identities bound to a Kubernetes node (scope.node): the pods on that node */
+  kubernetesNodes?: NodeAuthority
   /** host:port; port 0 = any free port */
   listen?: string
   logger?: Logger
-  /** a backend other than SQLite (the Kubernetes one) */
+  /** a backend other than SQLite for the local site (tests) */
   openStore?: (dataDir: string) => Promise<Store>
+  /** where the state lives: a SQLite data dir (default) or the Kubernetes API */
+  store?: 'kubernetes' | 'sqlite'
   trustDomain?: string
   /** reported by GET /v1/version */
   version: string
@@ -48,12 +61,20 @@ export interface ControllerOptions {
 
 export interface RunningController {
   adminCreated: boolean
+  /** the admin identity: a file path, or `secret/ztctl-admin` */
   adminIdentityPath: string
   caCreated: boolean
   caFingerprint: string
-  contextName: string
-  dataDir: string
+  /** the CLI context written (local store only) */
+  contextName?: string
+  /** the data dir (local store only) */
+  dataDir?: string
+  /** what the banner shows about where the state lives */
+  describe: Record<string, string>
+  health?: {host: string; port: number}
+  readonly isLeader: boolean
   listen: {host: string; port: number}
+  store: 'kubernetes' | 'sqlite'
   trustDomain: string
   url: string
   close(): Promise<void>
@@ -61,12 +82,12 @@ export interface RunningController {
 
 const silentLogger: Logger = {debug() {}, error() {}, info() {}, warn() {}}
 
-export function parseListen(text: string): HostPort {
+export function parseListen(text: string, flag = '--listen'): HostPort {
   const listen = parseHostPort(text.trim())
   if (!listen) {
-    throw new ZtError('ZT_ERR_BAD_LISTEN', `--listen "${text}" is not HOST:PORT`, {
+    throw new ZtError('ZT_ERR_BAD_LISTEN', `${flag} "${text}" is not HOST:PORT`, {
       exit: ExitCode.usage,
-      suggestion: 'e.g. --listen 127.0.0.1:15012, --listen 0.0.0.0:15012 or --listen [::1]:0 (0 = any free port)',
+      suggestion: `e.g. ${flag} 127.0.0.1:15012, ${flag} 0.0.0.0:15012 or ${flag} [::1]:0 (0 = any free port)`,
     })
   }
 
@@ -76,25 +97,24 @@ export function parseListen(text: string): HostPort {
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   const logger = options.logger ?? silentLogger
   const listen = parseListen(options.listen ?? DEFAULT_LISTEN)
-  const dataDir = path.resolve(options.dataDir ?? defaultControllerDataDir(options.home))
-  await makeDir(dataDir, 0o700)
-  const lock = await lockDataDir(dataDir)
-  const cleanups: (() => Promise<void>)[] = [() => lock.release()]
+  const health = options.health === undefined ? undefined : parseListen(options.health, '--health')
+  const cleanups: (() => Promise<void>)[] = []
   const cleanup = async (): Promise<void> => {
     for (const step of cleanups.reverse()) await step().catch(() => {})
   }
 
   try {
-    const store = await (options.openStore ?? openSqliteStore)(dataDir)
-    cleanups.push(() => store.close())
+    const site = await openSite(options, logger)
+    cleanups.push(() => site.close())
+    const {store} = site
     const trustDomain = await fixTrustDomain(store, options.trustDomain)
-    const ca = await loadOrCreateCA({dataDir, importFrom: options.caImport, trustDomain})
+    const ca = await site.loadCA(trustDomain)
     await store.setMeta('ca_fingerprint', ca.fingerprint)
     const signer = await createSigner(ca)
     const hub = new ConfigHub(store, logger)
     const services: ControllerServices = {
       adminCertTtlSeconds: options.adminCertTtlSeconds ?? DEFAULT_ADMIN_CERT_TTL_SECONDS, ca, certTtlSeconds: options.certTtlSeconds ?? 86_400, hub, logger,
-      signer, store, trustDomain, url: '', version: options.version,
+      nodeAgents: site.nodeAgents, nodeAuthority: scopedNodeAuthority(options.kubernetesNodes), signer, store, trustDomain, url: '', version: options.version,
     }
     const tls = await issueServerTls(services, listen.host, options.advertise)
     const server = await startServer(services, listen, tls)
@@ -105,19 +125,99 @@ export async function startController(options: ControllerOptions): Promise<Runni
 
     // `ztctl controller admin` finds the URL here when it re-issues an admin on this host.
     await store.setMeta('url', services.url)
-    const adminIdentityPath = path.join(identitiesDir(options.home), `${ADMIN_NAME}.json`)
-    const adminCreated = await ensureAdminIdentity(services, adminIdentityPath)
-    const contextName = options.contextName ?? 'local'
-    await upsertContext(options.home, {controller: services.url, controllerDataDir: dataDir, identity: adminIdentityPath, name: contextName}, adminCreated)
-    logger.info({dataDir, trustDomain, url: services.url}, 'controller started')
+    // Locally the admin identity must exist before the banner (the next command uses it); in a cluster
+    // the leader keeps it (and its replicas may start at the same moment).
+    const adminCreated = site.kind === 'sqlite' && (await ensureAdminIdentity(services, site.admin)) === 'created'
+    const leadership = startHousekeeping(site, services, options.housekeepingMs ?? DEFAULT_HOUSEKEEPING_MS)
+    cleanups.push(() => leadership.stop())
+    await site.announce(services.url, adminCreated)
+    let healthServer: HealthServer | undefined
+    if (health) {
+      healthServer = await startHealthServer(health, {facts: () => ({...leadership.describe(), store: site.kind}), notReady: () => undefined})
+      cleanups.push(() => healthServer!.close())
+    }
 
+    logger.info({...site.describe, trustDomain, url: services.url}, 'controller started')
     return {
-      adminCreated, adminIdentityPath, caCreated: ca.created, caFingerprint: ca.fingerprint, contextName, dataDir,
-      listen: server.address, trustDomain, url: services.url, close: cleanup,
+      adminCreated, adminIdentityPath: site.admin.location, caCreated: ca.created, caFingerprint: ca.fingerprint,
+      contextName: site.kind === 'sqlite' ? options.contextName ?? 'local' : undefined,
+      dataDir: (site as ControllerSite & {dataDir?: string}).dataDir, describe: site.describe, health: healthServer?.address,
+      get isLeader() {
+        return leadership.isLeader
+      },
+      listen: server.address, store: site.kind, trustDomain, url: services.url, close: cleanup,
     }
   } catch (error) {
     await cleanup()
     throw error
+  }
+}
+
+async function openSite(options: ControllerOptions, logger: Logger): Promise<ControllerSite> {
+  if (options.store !== 'kubernetes') {
+    return openLocalSite({caImport: options.caImport, contextName: options.contextName ?? 'local', dataDir: options.dataDir, home: options.home, logger, openStore: options.openStore})
+  }
+
+  if (options.caImport) {
+    throw new ZtError('ZT_ERR_USAGE', '--ca-cert/--ca-key import into a data dir; in a cluster the CA is Secret ztctl-ca', {
+      exit: ExitCode.usage, suggestion: 'put your intermediate into Secret ztctl-ca (keys ca.crt with its chain, ca.key) before the controller starts',
+    })
+  }
+
+  const {openKubeSite} = await import('./site-kube.js')
+  return openKubeSite({namespace: 'ztctl-system', ...options.kube, logger})
+}
+
+/**
+ * The leader's background writers: drop expired revocations and keep the admin identity valid, now and
+ * every `intervalMs`, only while this replica leads (always, locally).
+ */
+function startHousekeeping(site: ControllerSite, services: ControllerServices, intervalMs: number): Leadership {
+  let timer: NodeJS.Timeout | undefined
+  let running: Promise<void> | undefined
+  const round = async (): Promise<void> => {
+    try {
+      await services.store.sweepExpired(new Date())
+      if (site.kind === 'kubernetes') {
+        const done = await ensureAdminIdentity(services, site.admin, {renewAtHalfLife: true})
+        if (done !== 'kept') services.logger.info({admin: site.admin.location, done}, 'admin identity written')
+      }
+    } catch (error) {
+      services.logger.warn({err: (error as Error).message}, 'housekeeping failed; retrying at the next round')
+    }
+  }
+
+  const schedule = (): void => {
+    timer = setTimeout(() => {
+      running = round().finally(() => {
+        running = undefined
+        if (timer) schedule()
+      })
+    }, intervalMs)
+    timer.unref()
+  }
+
+  const leadership = site.lead({
+    onStart() {
+      running = round()
+      schedule()
+    },
+    onStop() {
+      clearTimeout(timer)
+      timer = undefined
+    },
+  })
+  return {
+    describe: () => leadership.describe(),
+    get isLeader() {
+      return leadership.isLeader
+    },
+    async stop() {
+      clearTimeout(timer)
+      timer = undefined
+      await running
+      await leadership.stop()
+    },
   }
 }
 
@@ -172,7 +272,7 @@ async function issueServerTls(services: Pick<ControllerServices, 'ca' | 'signer'
 
   const {csrPem, keyPem} = await createKeyAndCsr('ztctl-controller')
   const issued = await services.signer.signCsr(csrPem, {
-    dnsNames: [...dnsNames], ipAddresses: [...ipAddresses], spiffe: `spiffe://${services.trustDomain}/controller`, ttlSeconds: SERVER_CERT_TTL_SECONDS,
+    dnsNames: [...dnsNames], ipAddresses: [...ipAddresses], spiffe: controllerSpiffe(services.trustDomain), ttlSeconds: SERVER_CERT_TTL_SECONDS,
   })
   // The chain includes the CA itself, so `enroll` can find the CA the token pins in the handshake.
   return {ca: services.ca.bundle, cert: issued.certPem + services.ca.bundle, key: keyPem}

@@ -5,8 +5,10 @@ import {createPrivateKey, sign, verify, X509Certificate} from 'node:crypto'
 import {ExitCode, ZtError} from '../errors.js'
 
 export interface EnrollmentClaims {
-  /** SHA-256 fingerprint of the controller's CA certificate, lower hex: pins the controller */
+  /** SHA-256 fingerprint of the controller's CA certificate, lower hex: pins the CA */
   caf: string
+  /** the controller's SPIFFE ID: pins the controller itself (a mesh certificate that is not the controller's gets no token); absent in older tokens */
+  ctl?: string
   /** enrollment method: one-time token */
   em: 'ott'
   exp: number
@@ -82,7 +84,7 @@ function parseJsonPart(part: string, what: string): Record<string, unknown> {
 }
 
 function checkClaims(claims: Record<string, unknown>): EnrollmentClaims {
-  const {caf, em, exp, iat, iss, jti, roles, sub} = claims
+  const {caf, ctl, em, exp, iat, iss, jti, roles, sub} = claims
   const text = (value: unknown, name: string, max = 512): string => {
     if (typeof value !== 'string' || value.length === 0 || value.length > max) throw invalid(`claim "${name}" is missing or malformed`)
     return value
@@ -104,12 +106,13 @@ function checkClaims(claims: Record<string, unknown>): EnrollmentClaims {
   }
 
   if (url.protocol !== 'https:') throw invalid('claim "iss" is not an https URL')
+  if (ctl !== undefined && (typeof ctl !== 'string' || !/^spiffe:\/\/[a-z0-9.-]{1,253}\/controller$/.test(ctl))) throw invalid('claim "ctl" is not the SPIFFE ID of a controller')
   if (roles !== undefined && (!Array.isArray(roles) || roles.length > 256 || roles.some((role) => typeof role !== 'string' || role.length > 256))) {
     throw invalid('claim "roles" is not a list of strings')
   }
 
   return {
-    caf, em, exp: seconds(exp, 'exp'), iat: seconds(iat, 'iat'), iss: issuer, jti: text(jti, 'jti', 128),
+    caf, ...(ctl === undefined ? {} : {ctl: ctl as string}), em, exp: seconds(exp, 'exp'), iat: seconds(iat, 'iat'), iss: issuer, jti: text(jti, 'jti', 128),
     roles: (roles as string[] | undefined) ?? [], sub: text(sub, 'sub', 63),
   }
 }

@@ -1,13 +1,16 @@
 // The controller's one TLS port: HTTP/2 (and HTTP/1.1 for curl) with client certificates requested
 // but not required; each route says which callers it accepts.
 import http2, {type Http2ServerRequest, type Http2ServerResponse, type Http2Session} from 'node:http2'
+import type net from 'node:net'
 import type {AddressInfo, Socket} from 'node:net'
 import type {TLSSocket} from 'node:tls'
 
 import {ExitCode, ZtError} from '../errors.js'
+import {boundedServerOptions, CONTROLLER_BOUNDS, guardHttp2Server} from '../http2/server-bounds.js'
 import {configRoutes} from './routes/config.js'
 import {enrollmentRoutes} from './routes/enrollment.js'
 import {identityRoutes} from './routes/identities.js'
+import {kubeRoutes} from './routes/kube.js'
 import {resourceRoutes} from './routes/resources.js'
 import type {ControllerServices, Route} from './routes/types.js'
 import {versionRoutes} from './routes/version.js'
@@ -15,6 +18,8 @@ import {workloadRoutes} from './routes/workloads.js'
 
 const MAX_BODY_BYTES = 1024 * 1024
 const DRAIN_TIMEOUT_MS = 3000
+/** A request (not the config stream) must be read and answered within this time. */
+const REQUEST_TIMEOUT_MS = 15_000
 
 export interface ServerTls {
   /** CA bundle that client certificates must chain to */
@@ -32,7 +37,7 @@ export interface ControllerServer {
   setTls(tls: ServerTls): void
 }
 
-const ROUTES: readonly Route[] = [...versionRoutes, ...enrollmentRoutes, ...identityRoutes, ...resourceRoutes, ...configRoutes, ...workloadRoutes]
+const ROUTES: readonly Route[] = [...versionRoutes, ...enrollmentRoutes, ...kubeRoutes, ...identityRoutes, ...resourceRoutes, ...configRoutes, ...workloadRoutes]
 
 const STATUS_BY_EXIT: Record<number, number> = {
   [ExitCode.auth]: 401,
@@ -45,12 +50,15 @@ const STATUS_BY_EXIT: Record<number, number> = {
 
 export async function startServer(services: ControllerServices, listen: {host: string; port: number}, tls: ServerTls): Promise<ControllerServer> {
   const server = http2.createSecureServer({
+    ...boundedServerOptions(CONTROLLER_BOUNDS),
     allowHTTP1: true,
     ...tls,
     minVersion: 'TLSv1.2',
     rejectUnauthorized: false,
     requestCert: true,
-    settings: {maxConcurrentStreams: 1000},
+  })
+  const guard = guardHttp2Server(server, CONTROLLER_BOUNDS, {
+    ended: (reason, remote) => services.logger.debug({reason, remote}, 'HTTP/2 session closed by the server\'s bounds'),
   })
   const sessions = new Set<Http2Session>()
   const sockets = new Set<Socket>()
@@ -72,25 +80,14 @@ export async function startServer(services: ControllerServices, listen: {host: s
     })
   })
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  }).catch((error: NodeJS.ErrnoException) => {
-    throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${listen.host}:${listen.port}: ${error.code ?? error.message}`, {
-      cause: error,
-      exit: error.code === 'EADDRINUSE' ? ExitCode.conflict : ExitCode.failure,
-      suggestion: error.code === 'EADDRINUSE' ? 'another process uses that port; pick another with --listen HOST:PORT (port 0 = any free port)' : undefined,
-    })
-  })
+  await listenOn(server, listen, '--listen')
   const bound = server.address() as AddressInfo
 
   return {
     address: {host: bound.address, port: bound.port},
     async close() {
       services.hub.close()
+      guard.close()
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       for (const session of sessions) session.close()
       const timer = setTimeout(() => {
@@ -107,10 +104,28 @@ export async function startServer(services: ControllerServices, listen: {host: s
   }
 }
 
+/** Listen, or explain in words why not (a taken port says so and what to do). */
+export async function listenOn(server: net.Server, listen: {host: string; port: number}, flag: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  }).catch((error: NodeJS.ErrnoException) => {
+    throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${listen.host}:${listen.port} (${flag}): ${error.code ?? error.message}`, {
+      cause: error,
+      exit: error.code === 'EADDRINUSE' ? ExitCode.conflict : ExitCode.failure,
+      suggestion: error.code === 'EADDRINUSE' ? `another process uses that port; pick another with ${flag} HOST:PORT (port 0 = any free port)` : undefined,
+    })
+  })
+}
+
 async function handleRequest(services: ControllerServices, request: Http2ServerRequest, response: Http2ServerResponse): Promise<void> {
   const started = Date.now()
   try {
     const {params, route} = matchRoute(request.method, request.url)
+    if (!route.streaming) request.setTimeout(REQUEST_TIMEOUT_MS, () => request.destroy(new Error('request timed out')))
     const principal = route.access === 'anonymous' ? undefined : await authenticate(services, request, route.access)
     const body = route.streaming || request.method === 'GET' || request.method === 'DELETE' ? undefined : await readJsonBody(request)
     const result = await route.handle({body, params, principal, request, response, services})

@@ -1,4 +1,5 @@
-// Contexts, kubeconfig-style: a named pair of (controller URL, admin identity file), one of them current.
+// Contexts, kubeconfig-style: a named pair of (controller URL, admin identity file), one of them current;
+// or, of kind `kubernetes`, where in a cluster the controller runs (src/lib/kube/controller-context.ts).
 import path from 'node:path'
 
 import {ExitCode, ZtError} from '../errors.js'
@@ -6,15 +7,18 @@ import {type Home, readJsonFile, writeFileAtomic} from './home.js'
 
 export interface Context {
   name: string
-  /** https://host:port of the controller */
+  /** https://host:port of the controller (kind kubernetes: where it is, for humans: kubernetes://CONTEXT/NAMESPACE/SERVICE) */
   controller: string
   /**
    * The controller's data dir, when this context was written on the controller's host (`controller run`):
    * where `ztctl controller admin` re-issues a locked-out admin.
    */
   controllerDataDir?: string
-  /** path of the identity file (JSON) used to authenticate */
+  /** path of the identity file (JSON) used to authenticate (kind kubernetes: secret/ztctl-admin, for humans) */
   identity: string
+  /** `kubernetes`: reach an in-cluster controller through a port-forward, as the admin in Secret ztctl-admin */
+  kind?: 'kubernetes' | 'local'
+  kubernetes?: {context: string; kubeconfig?: string; namespace: string}
 }
 
 export interface ContextsFile {

@@ -2,7 +2,8 @@
 // quickstart), else oclif's XDG config and data folders. Every failure to create or write a folder or
 // file here is the user's to fix (a path that is a file, a read-only or virtual file system), so it
 // becomes a ZtError naming the path, never a stack.
-import {chmod, mkdir, readFile, rename, stat, unlink, writeFile} from 'node:fs/promises'
+import {randomBytes} from 'node:crypto'
+import {mkdir, open, readFile, rename, stat, unlink} from 'node:fs/promises'
 import path from 'node:path'
 
 import {ZtError} from '../errors.js'
@@ -41,9 +42,10 @@ export function fileSystemError(error: unknown, action: string, target: string):
 
 /**
  * mkdir -p, one level at a time: Node's recursive mkdir never returns on some virtual file systems
- * (`/proc/nope` loops on ENOENT), and a level at a time names the exact part that failed.
+ * (`/proc/nope` loops on ENOENT), and a level at a time names the exact part that failed. Returns the
+ * folders it created, outermost first.
  */
-export async function makeDir(dir: string, mode = 0o755): Promise<void> {
+export async function makeDir(dir: string, mode = 0o755): Promise<string[]> {
   const missing: string[] = []
   for (let current = path.resolve(dir); ; current = path.dirname(current)) {
     const info = await stat(current).catch((error: NodeJS.ErrnoException) => {
@@ -64,19 +66,45 @@ export async function makeDir(dir: string, mode = 0o755): Promise<void> {
       if (error.code !== 'EEXIST') throw fileSystemError(error, 'create the folder', level)
     })
   }
+
+  return missing
 }
 
-/** Write a file atomically (temp file + rename) with the given mode, creating its folder. */
+/**
+ * Write a file atomically and durably, with the given mode, creating its folder: a temp file written and
+ * fsynced, renamed over FILE, then the folder fsynced (and the parent of every folder just made). After a
+ * crash or a power loss FILE holds the old content or the new one, never an empty or partial file (keys
+ * and identities are written this way).
+ */
 export async function writeFileAtomic(file: string, data: string, mode = 0o600): Promise<void> {
-  await makeDir(path.dirname(file))
-  const temp = `${file}.${process.pid}.tmp`
+  const dir = path.dirname(file)
+  const created = await makeDir(dir)
+  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
   try {
-    await writeFile(temp, data, {mode})
-    await chmod(temp, mode) // writeFile's mode is masked by umask
+    const handle = await open(temp, 'wx', mode)
+    try {
+      await handle.chmod(mode) // open's mode is masked by umask
+      await handle.writeFile(data)
+      await handle.sync() // the bytes reach the disk before any name points at them
+    } finally {
+      await handle.close()
+    }
+
     await rename(temp, file)
+    // The rename is a change of DIR; each folder makeDir just made is a change of its parent.
+    for (const folder of [dir, ...created.map((level) => path.dirname(level)).reverse()]) await syncDir(folder)
   } catch (error) {
     await unlink(temp).catch(() => {})
     throw fileSystemError(error, 'write', file)
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
   }
 }
 

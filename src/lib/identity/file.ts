@@ -32,18 +32,23 @@ export async function readIdentityFile(file: string): Promise<IdentityFile> {
     })
   }
 
+  return parseIdentityFile(text, file)
+}
+
+/** An identity file's text, checked; `where` names it in errors (a path, `secret/ztctl-admin`). */
+export function parseIdentityFile(text: string, where: string): IdentityFile {
   let parsed: Partial<IdentityFile>
   try {
     parsed = JSON.parse(text) as Partial<IdentityFile>
   } catch {
-    throw new ZtError('ZT_ERR_IDENTITY_FILE', `${file} is not an identity file (invalid JSON)`, {
+    throw new ZtError('ZT_ERR_IDENTITY_FILE', `${where} is not an identity file (invalid JSON)`, {
       suggestion: 'pass the .json file that `ztctl enroll` wrote, not the .jwt token',
     })
   }
 
   for (const field of ['ca', 'cert', 'controller', 'key', 'name', 'spiffe'] as const) {
     if (typeof parsed[field] !== 'string' || parsed[field] === '') {
-      throw new ZtError('ZT_ERR_IDENTITY_FILE', `${file} is not an identity file (missing "${field}")`, {
+      throw new ZtError('ZT_ERR_IDENTITY_FILE', `${where} is not an identity file (missing "${field}")`, {
         suggestion: 'pass the .json file that `ztctl enroll` wrote',
       })
     }

@@ -1,151 +1,184 @@
-// The one place that loads a kubeconfig: `--kubeconfig` (else $KUBECONFIG, else ~/.kube/config, else the
-// in-cluster ServiceAccount) and `--kube-context`, checked before anything is sent, and never client-node's
-// silent fallback to http://localhost:8080. API failures become ZtErrors in words (kubeError).
+// The one place that loads a kubeconfig and builds Kubernetes API clients (@kubernetes/client-node,
+// imported lazily: never on the `ztctl --help` path). `--kubeconfig` (a path, or a KUBECONFIG-style list),
+// `--context`, else ~/.kube/config, else the in-cluster service account. Nothing found is a ZtError,
+// never client-node's silent fallback to http://localhost:8080. ApiExceptions become ZtErrors in words.
 import {existsSync} from 'node:fs'
-import os from 'node:os'
+import {homedir} from 'node:os'
 import path from 'node:path'
 
 import type * as k8s from '@kubernetes/client-node'
 
-import {closest} from '../closest.js'
 import {describeSystemError, ExitCode, ZtError} from '../errors.js'
 
+export type KubeModule = typeof k8s
+
 export interface KubeTarget {
-  /** --kubeconfig: one path, or several joined with ':' as in $KUBECONFIG */
+  /** a kubeconfig path, or several joined with `:` as in $KUBECONFIG */
   kubeconfig?: string
-  /** --kube-context: a context of that kubeconfig (default: its current-context) */
+  /** the kubeconfig context; default its current-context */
   context?: string
 }
 
-const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token'
+export interface KubeClients {
+  authn: k8s.AuthenticationV1Api
+  coordination: k8s.CoordinationV1Api
+  core: k8s.CoreV1Api
+  custom: k8s.CustomObjectsApi
+  kc: k8s.KubeConfig
+  k8s: KubeModule
+}
 
-/** A KubeConfig for the target, checked: it names a context and that context a cluster. Nothing is sent yet. */
+const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token'
+
+let loaded: Promise<KubeModule> | undefined
+/** @kubernetes/client-node, loaded on first use. */
+export function kubeModule(): Promise<KubeModule> {
+  loaded ??= import('@kubernetes/client-node')
+  return loaded
+}
+
+export const noKubeconfigError = (why: string): ZtError =>
+  new ZtError('ZT_ERR_NO_KUBECONFIG', `no usable Kubernetes configuration: ${why}`, {
+    exit: ExitCode.usage,
+    suggestion: 'pass --kubeconfig FILE (or set KUBECONFIG), or run inside a pod with a service account',
+  })
+
+/** A KubeConfig for the target, checked: it names a context and that context a cluster. */
 export async function loadKubeConfig(target: KubeTarget = {}, env: NodeJS.ProcessEnv = process.env): Promise<k8s.KubeConfig> {
-  const {KubeConfig} = await import('@kubernetes/client-node')
-  const kubeConfig = new KubeConfig()
-  const source = readKubeConfig(kubeConfig, target.kubeconfig ?? env.KUBECONFIG, env)
-  if (target.context) {
-    if (!kubeConfig.getContextObject(target.context)) {
-      const names = kubeConfig.getContexts().map((context) => context.name)
-      const near = closest(target.context, names)
-      throw new ZtError('ZT_ERR_KUBE_CONTEXT', `kubeconfig ${source} has no context "${target.context}" (known: ${names.join(', ') || 'none'})`, {
-        exit: ExitCode.usage,
-        suggestion: near ? `did you mean --kube-context ${near}?` : names.length > 0 ? `its contexts: ${names.join(', ')}` : 'add a context to the kubeconfig',
-      })
-    }
-
-    kubeConfig.setCurrentContext(target.context)
-  }
-
-  const context = kubeConfig.getCurrentContext()
-  const cluster = kubeConfig.getCurrentCluster()
-  if (!context || !kubeConfig.getContextObject(context) || !cluster) {
-    const names = kubeConfig.getContexts().map((entry) => entry.name)
-    throw new ZtError('ZT_ERR_NO_KUBE_CONTEXT', `kubeconfig ${source} has no usable current context${context ? ` ("${context}" names no cluster)` : ''}`, {
-      exit: ExitCode.notFound,
-      suggestion: names.length > 0 ? `pass --kube-context (one of: ${names.join(', ')}) or run \`kubectl config use-context NAME\`` : 'point --kubeconfig at a kubeconfig with a cluster and a context',
-    })
-  }
-
-  return kubeConfig
-}
-
-function readKubeConfig(kubeConfig: k8s.KubeConfig, paths: string | undefined, env: NodeJS.ProcessEnv): string {
-  const files = (paths ?? '').split(path.delimiter).filter(Boolean)
-  if (files.length === 0) {
-    const home = path.join(env.HOME ?? os.homedir(), '.kube', 'config')
-    if (existsSync(home)) files.push(home)
-  }
-
-  if (files.length === 0) {
-    if (env.KUBERNETES_SERVICE_HOST && existsSync(SERVICE_ACCOUNT_TOKEN)) {
-      kubeConfig.loadFromCluster()
-      return 'in-cluster'
-    }
-
-    throw new ZtError('ZT_ERR_NO_KUBECONFIG', 'no kubeconfig: --kubeconfig and $KUBECONFIG are not set, ~/.kube/config does not exist and this is not a pod', {
-      exit: ExitCode.usage,
-      suggestion: 'pass --kubeconfig PATH (or set KUBECONFIG) to the kubeconfig of the cluster',
-    })
-  }
-
-  for (const [index, file] of files.entries()) {
-    if (!existsSync(file)) {
-      throw new ZtError('ZT_ERR_NO_KUBECONFIG', `kubeconfig ${file} does not exist`, {exit: ExitCode.usage, suggestion: 'check the --kubeconfig path (or $KUBECONFIG)'})
-    }
-
-    try {
-      if (index === 0) kubeConfig.loadFromFile(file)
-      else {
-        const more = new (kubeConfig.constructor as new () => k8s.KubeConfig)()
-        more.loadFromFile(file)
-        kubeConfig.mergeConfig(more, true)
+  const {KubeConfig} = await kubeModule()
+  const kc = new KubeConfig()
+  const files = (target.kubeconfig ?? '').split(path.delimiter).filter((file) => file !== '')
+  const defaultFile = path.join(homeOf(env), '.kube', 'config')
+  try {
+    if (files.length > 0) {
+      for (const [index, file] of files.entries()) {
+        if (!existsSync(file)) throw noKubeconfigError(`${file} does not exist`)
+        if (index === 0) {
+          kc.loadFromFile(file)
+        } else {
+          const more = new KubeConfig()
+          more.loadFromFile(file)
+          kc.mergeConfig(more, true)
+        }
       }
-    } catch (error) {
-      throw new ZtError('ZT_ERR_BAD_KUBECONFIG', `kubeconfig ${file} cannot be read: ${(error as Error).message}`, {
-        cause: error,
+    } else if (existsSync(defaultFile)) {
+      kc.loadFromFile(defaultFile)
+    } else if (env.KUBERNETES_SERVICE_HOST && existsSync(IN_CLUSTER_TOKEN)) {
+      kc.loadFromCluster()
+    } else {
+      throw noKubeconfigError(`no --kubeconfig, no KUBECONFIG, no ${defaultFile}, and not inside a pod`)
+    }
+  } catch (error) {
+    if (ZtError.is(error)) throw error
+    throw new ZtError('ZT_ERR_BAD_KUBECONFIG', `cannot read the kubeconfig: ${(error as Error).message}`, {
+      cause: error,
+      exit: ExitCode.usage,
+      suggestion: 'check the file with `kubectl config view --kubeconfig FILE`',
+    })
+  }
+
+  if (target.context !== undefined) {
+    if (!kc.getContextObject(target.context)) {
+      const known = kc.getContexts().map((context) => context.name).join(', ') || 'none'
+      throw new ZtError('ZT_ERR_KUBE_CONTEXT', `the kubeconfig has no context "${target.context}" (known: ${known})`, {
         exit: ExitCode.usage,
-        suggestion: 'check the file with `kubectl config view --kubeconfig FILE`',
+        suggestion: 'list them with `kubectl config get-contexts`',
       })
+    }
+
+    kc.setCurrentContext(target.context)
+  }
+
+  if (kc.getContexts().length === 0 || !kc.getCurrentContext()) throw noKubeconfigError('the kubeconfig defines no current context')
+  if (!kc.getCurrentCluster()) throw noKubeconfigError(`context "${kc.getCurrentContext()}" names no cluster`)
+  return kc
+}
+
+/** $HOME, else the passwd entry; a container user without one (runAsUser 65532) has neither: then '/'. */
+function homeOf(env: NodeJS.ProcessEnv): string {
+  if (env.HOME) return env.HOME
+  try {
+    return homedir()
+  } catch {
+    return '/'
+  }
+}
+
+export async function kubeClients(target: KubeTarget = {}): Promise<KubeClients> {
+  const k8sModule = await kubeModule()
+  const kc = await loadKubeConfig(target)
+  return {
+    authn: kc.makeApiClient(k8sModule.AuthenticationV1Api),
+    coordination: kc.makeApiClient(k8sModule.CoordinationV1Api),
+    core: kc.makeApiClient(k8sModule.CoreV1Api),
+    custom: kc.makeApiClient(k8sModule.CustomObjectsApi),
+    k8s: k8sModule,
+    kc,
+  }
+}
+
+/** The HTTP status of an ApiException (or of a watch failure), else undefined. */
+export function kubeStatus(error: unknown): number | undefined {
+  const code = (error as {code?: unknown; statusCode?: unknown})?.code ?? (error as {statusCode?: unknown})?.statusCode
+  return typeof code === 'number' ? code : undefined
+}
+
+/** The `message` of the Status object in an ApiException's body, without the headers and body dump. */
+export function kubeMessage(error: unknown): string {
+  let body = (error as {body?: unknown})?.body
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body)
+    } catch {
+      // not JSON: keep the text
     }
   }
 
-  return files.join(path.delimiter)
+  if (typeof body === 'object' && body !== null && typeof (body as {message?: unknown}).message === 'string') return (body as {message: string}).message
+  if (typeof body === 'string' && body.trim() !== '') return body.trim().slice(0, 500)
+  const message = (error as Error)?.message ?? String(error)
+  // ApiException.message is "HTTP-Code: …\nMessage: …\nBody: …\nHeaders: …": keep the first two lines only.
+  return message.split('\nBody:')[0].replaceAll('\n', ' ').slice(0, 500)
 }
 
-/** An API failure (client-node's ApiException, or {code, body} of a response) as a user error: `what` is what was being done ("apply DaemonSet ztctl-system/ztctl-node"). */
+export const isNotFound = (error: unknown): boolean => kubeStatus(error) === 404
+export const isConflict = (error: unknown): boolean => kubeStatus(error) === 409
+export const isGone = (error: unknown): boolean => kubeStatus(error) === 410
+
+/** An API failure as a user error: `what` says what was being done ("read Secret ztctl-admin in ztctl-system"). */
 export function kubeError(error: unknown, what: string): ZtError {
   if (ZtError.is(error)) return error
-  const status = (error as {code?: unknown})?.code
-  if (typeof status !== 'number') {
-    return new ZtError('ZT_ERR_KUBE_UNREACHABLE', `cannot ${what}: the API server is unreachable (${describeSystemError((error as {cause?: unknown})?.cause ?? error)})`, {
-      cause: error, exit: ExitCode.unreachable, suggestion: 'check that the cluster is up and the kubeconfig points at it (`kubectl get ns`)',
-    })
-  }
-
-  const message = statusMessage((error as {body?: unknown}).body)
-  const said = message ? ` (${message})` : ''
+  const status = kubeStatus(error)
+  const message = kubeMessage(error)
   switch (status) {
     case 401: {
-      return new ZtError('ZT_ERR_KUBE_UNAUTHORIZED', `cannot ${what}: the API server did not accept our credentials${said}`, {
+      return new ZtError('ZT_ERR_KUBE_UNAUTHORIZED', `cannot ${what}: the API server did not accept our credentials (${message})`, {
         cause: error, exit: ExitCode.auth, suggestion: 'refresh the kubeconfig credentials (`kubectl get ns` should work)',
       })
     }
 
     case 403: {
-      return new ZtError('ZT_ERR_KUBE_FORBIDDEN', `cannot ${what}: forbidden by RBAC${said}`, {
-        cause: error, exit: ExitCode.auth, suggestion: 'check the permissions with `kubectl auth can-i`, or use a cluster-admin context',
+      return new ZtError('ZT_ERR_KUBE_FORBIDDEN', `cannot ${what}: forbidden by RBAC (${message})`, {
+        cause: error, exit: ExitCode.auth, suggestion: 'check the permissions with `kubectl auth can-i`; the ztctl Role and ClusterRole grant what the controller needs',
       })
     }
 
     case 404: {
-      return new ZtError('ZT_ERR_NOT_FOUND', `cannot ${what}: not found${said}`, {cause: error, exit: ExitCode.notFound})
+      return new ZtError('ZT_ERR_NOT_FOUND', `cannot ${what}: not found (${message})`, {cause: error, exit: ExitCode.notFound})
     }
 
     case 409: {
-      return new ZtError('ZT_ERR_CONFLICT', `cannot ${what}: conflict${said}`, {cause: error, exit: ExitCode.conflict, suggestion: 'retry: another writer changed it meanwhile'})
+      return new ZtError('ZT_ERR_CONFLICT', `cannot ${what}: conflict (${message})`, {cause: error, exit: ExitCode.conflict, suggestion: 'retry: another writer changed it meanwhile'})
+    }
+
+    case undefined: {
+      return new ZtError('ZT_ERR_KUBE_UNREACHABLE', `cannot ${what}: the API server is unreachable (${describeSystemError((error as {cause?: unknown})?.cause ?? error)})`, {
+        cause: error, exit: ExitCode.unreachable, suggestion: 'check that the cluster is up and the kubeconfig points at it (`kubectl get ns`)',
+      })
     }
 
     default: {
-      return new ZtError('ZT_ERR_KUBE_API', `cannot ${what}: the API server answered ${status}${said}`, {cause: error})
+      return new ZtError('ZT_ERR_KUBE_API', `cannot ${what}: the API server answered ${status} (${message})`, {cause: error})
     }
   }
-}
-
-/** True when the API server said 404 (client-node's ApiException). */
-export const isNotFound = (error: unknown): boolean => (error as {code?: unknown})?.code === 404
-
-/** The `message` of a Status body, not the whole body. */
-function statusMessage(body: unknown): string {
-  let parsed = body
-  if (typeof body === 'string') {
-    try {
-      parsed = JSON.parse(body)
-    } catch {
-      return body.trim().slice(0, 500)
-    }
-  }
-
-  const message = (parsed as {message?: unknown} | undefined)?.message
-  return typeof message === 'string' ? message : ''
 }

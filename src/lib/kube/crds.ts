@@ -27,6 +27,8 @@ interface CrdSpec {
 
 const str = {type: 'string'}
 const strList = {items: str, type: 'array'}
+/** A list a user may leave out (kubectl apply): the API server fills in [] (structural-schema defaulting). */
+const optionalList = (items: Record<string, unknown>) => ({default: [], items, type: 'array'})
 const port = {maximum: 65_535, minimum: 1, type: 'integer'}
 
 export const CRD_SPECS: Record<CrdKind, CrdSpec> = {
@@ -51,8 +53,8 @@ export const CRD_SPECS: Record<CrdKind, CrdSpec> = {
     shortNames: ['ztout'],
     spec: {
       properties: {
-        agent: str, allow: strList, service: str,
-        targets: {items: {properties: {host: str, port, weight: {minimum: 0, type: 'integer'}}, required: ['host', 'port'], type: 'object'}, type: 'array'},
+        agent: str, allow: optionalList(str), service: str,
+        targets: {items: {properties: {host: str, port, weight: {exclusiveMinimum: true, minimum: 0, type: 'number'}}, required: ['host', 'port'], type: 'object'}, minItems: 1, type: 'array'},
       },
       required: ['agent', 'service', 'targets'],
       type: 'object',
@@ -65,7 +67,7 @@ export const CRD_SPECS: Record<CrdKind, CrdSpec> = {
     shortNames: ['ztpol'],
     spec: {
       properties: {
-        action: {enum: ['ALLOW', 'DENY'], type: 'string'}, from: strList, name: str, ports: {items: port, type: 'array'}, services: strList, sourceCidrs: strList,
+        action: {enum: ['ALLOW', 'DENY'], type: 'string'}, from: optionalList(str), name: str, ports: optionalList(port), services: optionalList(str), sourceCidrs: optionalList(str),
       },
       required: ['action', 'name'],
       type: 'object',
@@ -129,4 +131,41 @@ export function objectNameOf(key: string): string {
   const readable = key.toLowerCase().replaceAll(/[^a-z0-9-]+/g, '-').replaceAll(/^-+|-+$/g, '').slice(0, 40) || 'r'
   const hash = createHash('sha256').update(key).digest('hex').slice(0, 10)
   return `${readable}-${hash}`
+}
+
+/** JSON-schema keys that client-node's typed serializer knows only under other names (V1JSONSchemaProps). */
+const CLIENT_NODE_SCHEMA_KEYS: Record<string, string> = {
+  $ref: 'ref', $schema: 'schema', default: '_default', enum: '_enum',
+  'x-kubernetes-embedded-resource': 'x_kubernetes_embedded_resource', 'x-kubernetes-int-or-string': 'x_kubernetes_int_or_string',
+  'x-kubernetes-list-map-keys': 'x_kubernetes_list_map_keys', 'x-kubernetes-list-type': 'x_kubernetes_list_type',
+  'x-kubernetes-map-type': 'x_kubernetes_map_type', 'x-kubernetes-preserve-unknown-fields': 'x_kubernetes_preserve_unknown_fields',
+  'x-kubernetes-validations': 'x_kubernetes_validations',
+}
+
+/**
+ * A CRD object as client-node's typed APIs (KubernetesObjectApi, ApiextensionsV1Api) must be given it:
+ * their serializer silently drops `default`, `enum` and `x-kubernetes-*` under their JSON names.
+ * Rendered YAML (manifest generate) uses crdObjects() as it is.
+ */
+export function forClientNode(crd: Record<string, unknown>): Record<string, unknown> {
+  const map = (value: unknown, each: (item: unknown) => unknown): unknown =>
+    Array.isArray(value) ? value.map(each) : Object.fromEntries(Object.entries(value as object).map(([key, item]) => [key, each(item)]))
+  const schema = (value: unknown): unknown => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return value
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => {
+      // Keywords that hold schemas; `properties` is keyed by field names, which stay as they are.
+      const next = key === 'properties' || key === 'patternProperties' ? map(item, schema)
+        : ['items', 'additionalProperties', 'not'].includes(key) ? schema(item)
+          : ['allOf', 'anyOf', 'oneOf'].includes(key) ? map(item, schema) : item
+      return [CLIENT_NODE_SCHEMA_KEYS[key] ?? key, next]
+    }))
+  }
+
+  const walk = (value: unknown): unknown => {
+    if (typeof value !== 'object' || value === null) return value
+    if (Array.isArray(value)) return value.map(walk)
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, key === 'openAPIV3Schema' ? schema(item) : walk(item)]))
+  }
+
+  return walk(crd) as Record<string, unknown>
 }

@@ -48,3 +48,8 @@ export function spiffeFromSubjectAltName(subjectaltname: string | undefined): st
     .find((name) => name.startsWith('URI:spiffe://'))
     ?.slice(4)
 }
+
+/** The trust domain of a SPIFFE ID (`spiffe://TD/...`), or undefined when it is not one. */
+export function trustDomainOf(spiffe: string | undefined): string | undefined {
+  return spiffe ? /^spiffe:\/\/([^/]+)(\/|$)/.exec(spiffe)?.[1] : undefined
+}

@@ -23,6 +23,6 @@ mkdir -p "$K8S_STATE_ROOT"
 export ZTK8S_STATE=$K8S_STATE_ROOT/run-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 trap '"$HERE/down.sh" "$ZTK8S_STATE"' EXIT
 trap 'exit 130' INT TERM
-KUBECONFIG=$(ZTK8S_NODES=$nodes "$HERE/up.sh") || exit 1
+KUBECONFIG=$(ZTK8S_NODES=$nodes ZTK8S_OWNER_PID=$$ "$HERE/up.sh") || exit 1
 export KUBECONFIG
 "$@"

@@ -14,7 +14,8 @@
 #   reconciler keeps the `kubernetes` Service pointing at it); with ZTK8S_NODES=0 it listens on 127.0.0.1.
 #
 # Env: ZTK8S_STATE (required: the run's state dir), ZTK8S_NODES (0|1|2, default 1), ZTK8S_NET, ZTK8S_API_PORT,
-#   ZTK8S_ETCD_PORT (default: picked free), ZTK8S_TIMEOUT (s, default 90), ZTCTL_K8S_CACHE.
+#   ZTK8S_ETCD_PORT (default: picked free), ZTK8S_TIMEOUT (s, default 90), ZTK8S_OWNER_PID (the process the
+#   cluster lives for, default the caller), ZTCTL_K8S_CACHE.
 # Writes $ZTK8S_STATE/cluster.json (addresses, nodes, sockets, timings) and prints the kubeconfig path.
 set -euo pipefail
 LOG_TAG=up
@@ -39,10 +40,13 @@ T0=$(now_ms)
 ID=$(basename "$S" | tr -cd 'a-z0-9' | tail -c 6)
 mkdir -p "$S"/{pki,pids,logs,created}
 echo "$ID" > "$S/id"
+# who owns the run (PID + start time, so a reused PID does not count): the sweep leaves a live owner's run alone
+owner=${ZTK8S_OWNER_PID:-$PPID}
+echo "$owner $(proc_start "$owner")" > "$S/owner"
 
-# ---- addresses and ports: free on this machine -------------------------------------------------------
+# ---- addresses and ports: free on this machine (ports below the NodePort range and the ephemeral ports) ---
 port_free() { [[ -z $(ss -Htan "( sport = :$1 )" 2>/dev/null) ]]; }
-pick_port() { local p; for _ in $(seq 50); do p=$((20000 + RANDOM % 12000)); port_free "$p" && port_free $((p + 1)) && { echo "$p"; return; }; done; die "no free port"; }
+pick_port() { local p; for _ in $(seq 50); do p=$((20000 + RANDOM % 10000)); port_free "$p" && port_free $((p + 1)) && { echo "$p"; return; }; done; die "no free port"; }
 net_free() { ! ip -4 route show table all | grep -qE "(^|[^0-9.])10\.$1\." && ! ip -4 -o addr | grep -q " 10\.$1\."; }
 if [[ -z ${ZTK8S_NET:-} ]]; then
   for _ in $(seq 100); do b=$((100 + RANDOM % 140)); [[ $b == 244 ]] && continue; net_free "$b" && { ZTK8S_NET=$b; break; }; done
@@ -203,7 +207,14 @@ state = "$N/containerd/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$N/cni/bin"
     conf_dir = "$N/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$N/containerd/certs.d"
 TOML
+    # no registry exists: a pull of any image that was not imported goes to a closed loopback port, so it fails
+    # at once (ErrImagePull) and no name is ever looked up or dialled outside the machine
+    mkdir -p "$N/containerd/certs.d/_default"
+    printf 'server = "http://127.0.0.1:9"\n[host."http://127.0.0.1:9"]\n  capabilities = ["pull", "resolve"]\n' \
+      > "$N/containerd/certs.d/_default/hosts.toml"
     start "n$i-containerd" containerd --config "$N/containerd/config.toml"
     # the node's cgroup root, in every hierarchy (kubelet wants it to exist); cpuset needs cpus/mems first
     for h in /sys/fs/cgroup/*/; do

@@ -1,8 +1,8 @@
 // Enrollment (the one-time token is the credential) and renewal (the current certificate is).
 import {ExitCode, ZtError} from '../../errors.js'
-import {issueIdentityCert} from '../issue.js'
+import {issueIdentityCert, renewIdentityCert} from '../issue.js'
 import {decodeEnrollmentJwt, verifyEnrollmentJwt} from '../jwt.js'
-import {tokenExpiredError} from '../store/sqlite.js'
+import {tokenExpiredError} from '../store/errors.js'
 import type {Route} from './types.js'
 import {asObject, requireString} from './validate.js'
 
@@ -42,13 +42,8 @@ export const enrollmentRoutes: Route[] = [
     access: 'identity',
     async handle({body, principal, services}) {
       const csr = requireString(asObject(body), 'csr')
-      const issued = await issueIdentityCert(services, principal!.identity, csr)
-      await services.store.recordCert(issued.record)
-      // A revocation that landed while we signed must win: re-check before handing the cert out.
-      if (!(await services.store.authenticate(principal!.cert.serial, new Date()))) {
-        throw new ZtError('ZT_ERR_REVOKED', `identity "${principal!.identity.name}" was revoked`, {exit: ExitCode.auth})
-      }
-
+      // Recorded before it is handed out; a revocation that landed while we signed wins (ZT_ERR_REVOKED).
+      const issued = await renewIdentityCert(services, principal!.identity, csr)
       services.logger.info({identity: principal!.identity.name, serial: issued.record.serial}, 'certificate renewed')
       return {ca: services.ca.bundle, cert: issued.cert}
     },

@@ -3,8 +3,9 @@ import {randomUUID} from 'node:crypto'
 
 import {ExitCode, ZtError} from '../../errors.js'
 import {signEnrollmentJwt} from '../jwt.js'
+import {checkNodeScope} from '../node-authority.js'
 import type {IdentityRecord} from '../store/store.js'
-import {IDENTITY_NAME, identitySpiffe, type Route} from './types.js'
+import {controllerSpiffe, IDENTITY_NAME, identitySpiffe, type Route} from './types.js'
 import {asObject, badRequest, optionalStringList} from './validate.js'
 
 const ROLE = /^[A-Za-z0-9][\w.-]{0,63}$/
@@ -49,6 +50,7 @@ export const identityRoutes: Route[] = [
       const input = asObject(body)
       const name = checkIdentityName(input.name)
       const roles = optionalStringList(input, 'roles', ROLE)
+      const scope = input.scope === undefined ? undefined : checkNodeScope(asObject(input.scope, '"scope"'), roles)
       const expiresInSeconds = input.expiresInSeconds ?? 3 * 3600
       if (typeof expiresInSeconds !== 'number' || !Number.isFinite(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > MAX_TOKEN_SECONDS) {
         throw badRequest('"expiresInSeconds" must be a number of seconds between 1 and one year')
@@ -60,13 +62,13 @@ export const identityRoutes: Route[] = [
       const jti = randomUUID()
       const expiresAt = new Date(exp * 1000).toISOString()
       const identity = await services.store.createIdentity({
-        admin, id: randomUUID(), name, roles, spiffe: identitySpiffe(services.trustDomain, name), tokenExpiresAt: expiresAt, tokenId: jti,
+        admin, id: randomUUID(), name, roles, ...(scope ? {scope} : {}), spiffe: identitySpiffe(services.trustDomain, name), tokenExpiresAt: expiresAt, tokenId: jti,
       })
       const jwt = signEnrollmentJwt(
-        {caf: services.ca.fingerprint, em: 'ott', exp, iat: now, iss: services.url, jti, roles, sub: name},
+        {caf: services.ca.fingerprint, ctl: controllerSpiffe(services.trustDomain), em: 'ott', exp, iat: now, iss: services.url, jti, roles, sub: name},
         services.ca.keyPem,
       )
-      services.logger.info({identity: name, roles}, 'identity created')
+      services.logger.info({identity: name, roles, scope}, 'identity created')
       return {expiresAt, identity, jwt}
     },
     method: 'POST',

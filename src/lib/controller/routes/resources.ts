@@ -1,6 +1,7 @@
 // Generic configuration resources and the agents' status (admin only).
 import {RESOURCE_KINDS, type ResourceKind, resourceKey, type ResourceKinds} from '../../config/types.js'
 import {ExitCode, ZtError} from '../../errors.js'
+import type {Store} from '../store/store.js'
 import type {Route} from './types.js'
 import {asObject, badRequest} from './validate.js'
 
@@ -97,15 +98,22 @@ export const resourceRoutes: Route[] = [
     async handle({services}) {
       const [{items, version}, statuses] = await Promise.all([services.store.listResources('agent'), services.store.listAgentStatus()])
       const statusByName = new Map(statuses.map((status) => [status.name, status]))
-      const agents = items.map((agent) => ({
-        ackedVersion: statusByName.get(agent.name)?.ackedVersion,
-        hbone: agent.hbone,
-        lastSeen: services.hub.isOnline(agent.name) ? new Date().toISOString() : statusByName.get(agent.name)?.lastSeen,
-        name: agent.name,
-        online: services.hub.isOnline(agent.name),
-        resources: statusByName.get(agent.name)?.resources ?? [],
-        software: statusByName.get(agent.name)?.software,
-        spiffe: agent.spiffe,
+      const acks = new Map<number, Promise<number>>()
+      const agents = await Promise.all(items.map(async (agent) => {
+        const status = statusByName.get(agent.name)
+        // Connected here, or (with several replicas) to another replica that keeps its record fresh.
+        const here = services.hub.isOnline(agent.name)
+        const acked = status?.ackedVersion
+        return {
+          ackedVersion: acked === undefined ? undefined : await memo(acks, acked, () => effectiveAck(services.store, acked, version)),
+          hbone: agent.hbone,
+          lastSeen: here ? new Date().toISOString() : status?.lastSeen,
+          name: agent.name,
+          online: here || status?.connected === true,
+          resources: status?.resources ?? [],
+          software: status?.software,
+          spiffe: agent.spiffe,
+        }
       }))
       return {agents, version}
     },
@@ -113,3 +121,24 @@ export const resourceRoutes: Route[] = [
     path: '/v1/agents',
   },
 ]
+
+/**
+ * The version an agent has, in this replica's numbering: another replica may have sent it a revision this
+ * one never published (revisions are cuts at resourceVersions, each replica at its own): when nothing
+ * changed between its ack and our version, it has ours.
+ */
+async function effectiveAck(store: Store, acked: number, version: number): Promise<number> {
+  if (acked >= version) return acked
+  const delta = await store.changesSince(acked)
+  return delta && delta.changes.length === 0 ? version : acked
+}
+
+function memo<K, V>(cache: Map<K, Promise<V>>, key: K, make: () => Promise<V>): Promise<V> {
+  let value = cache.get(key)
+  if (!value) {
+    value = make()
+    cache.set(key, value)
+  }
+
+  return value
+}

@@ -4,6 +4,7 @@ import type {Http2ServerRequest, Http2ServerResponse} from 'node:http2'
 import type {Signer} from '../../pki/pki.js'
 import type {ControllerCA} from '../ca.js'
 import type {ConfigHub} from '../config-hub.js'
+import type {NodeAuthority} from '../node-authority.js'
 import type {Logger} from '../logger.js'
 import type {Principal, Store} from '../store/store.js'
 
@@ -14,6 +15,10 @@ export interface ControllerServices {
   certTtlSeconds: number
   hub: ConfigHub
   logger: Logger
+  /** who may enroll as a node agent with a ServiceAccount token (Kubernetes only) */
+  nodeAgents?: NodeAgentAuthority
+  /** what node identities may serve (workload certificates, published workloads) */
+  nodeAuthority: NodeAuthority
   signer: Signer
   store: Store
   trustDomain: string
@@ -48,4 +53,21 @@ export interface Route {
 
 export const identitySpiffe = (trustDomain: string, name: string): string => `spiffe://${trustDomain}/identity/${name}`
 
+/** The controller's own SPIFFE ID: clients pin it in the TLS handshake (no identity or workload can hold it). */
+export const controllerSpiffe = (trustDomain: string): string => `spiffe://${trustDomain}/controller`
+
 export const IDENTITY_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
+
+/** A node agent as its ServiceAccount token proves it (node-enroll.ts). */
+export interface NodeAgentReview {
+  namespace: string
+  node: string
+  pod: string
+  podUid: string
+  serviceAccount: string
+}
+
+export interface NodeAgentAuthority {
+  /** Who presents this token: a node-agent pod and its node, or a ZtError saying why not. */
+  review(token: string, claimedNode?: string): Promise<NodeAgentReview>
+}

@@ -1,13 +1,15 @@
 // Workloads of node agents (issue 4): a node agent (an identity with role `node`) gets one certificate
 // per service account it serves — `spiffe://<td>/ns/<ns>/sa/<sa>` — and publishes the pods it
-// redirects as `workload` resources, which the config stream pushes to every agent. Workload
-// certificates are not recorded as the node's certificates: they authenticate pods to each other,
-// never to this API.
+// redirects as `workload` resources, which the config stream pushes to every agent. Both only within
+// what the node may serve (node-authority.ts: its scope, or its Kubernetes node). Workload certificates
+// are recorded as minted by the node (deleting the node revokes them) with usage 'workload': they
+// authenticate pods to each other, never to this API.
 import {isIP} from 'node:net'
 
 import type {WorkloadRecord} from '../../config/types.js'
 import {ExitCode, ZtError} from '../../errors.js'
-import type {Principal} from '../store/store.js'
+import {issueWorkloadCert} from '../issue.js'
+import type {IdentityRecord, Principal} from '../store/store.js'
 import type {Route} from './types.js'
 import {asObject, badRequest, requireString} from './validate.js'
 
@@ -21,15 +23,15 @@ const MAX_IPS = 16
 export const workloadSpiffe = (trustDomain: string, namespace: string, serviceAccount: string): string =>
   `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`
 
-function requireNode(principal: Principal | undefined): string {
+function requireNode(principal: Principal | undefined): IdentityRecord {
   if (!principal?.identity.roles.includes(NODE_ROLE)) {
     throw new ZtError('ZT_ERR_FORBIDDEN', `identity "${principal?.identity.name ?? '?'}" is not a node agent (no role "${NODE_ROLE}")`, {
       exit: ExitCode.auth,
-      suggestion: 'create the node agent\'s identity with `ztctl identity create NAME -a node`',
+      suggestion: 'create the node agent\'s identity with `ztctl identity create NAME -a node --serves NS/SA --pod-cidr CIDR`',
     })
   }
 
-  return principal.identity.name
+  return principal.identity
 }
 
 function requireK8sName(object: Record<string, unknown>, field: string): string {
@@ -73,11 +75,11 @@ export const workloadRoutes: Route[] = [
       const input = asObject(body)
       const namespace = requireK8sName(input, 'namespace')
       const serviceAccount = requireK8sName(input, 'serviceAccount')
+      await services.nodeAuthority.authorize(node, {namespace, serviceAccount})
       const spiffe = workloadSpiffe(services.trustDomain, namespace, serviceAccount)
-      const issued = await services.signer.signCsr(requireString(input, 'csr'), {spiffe, ttlSeconds: services.certTtlSeconds})
-      const intermediate = services.ca.bundle.trim() === services.ca.certPem.trim() ? '' : services.ca.certPem
-      services.logger.info({node, serial: issued.serial, spiffe}, 'workload certificate issued')
-      return {ca: services.ca.bundle, cert: issued.certPem + intermediate, spiffe}
+      const issued = await issueWorkloadCert(services, node, spiffe, requireString(input, 'csr'))
+      services.logger.info({node: node.name, serial: issued.record.serial, spiffe}, 'workload certificate issued')
+      return {ca: services.ca.bundle, cert: issued.cert, spiffe}
     },
     method: 'POST',
     path: '/v1/workload-certs',
@@ -86,8 +88,9 @@ export const workloadRoutes: Route[] = [
     access: 'identity',
     async handle({body, params, principal, services}) {
       const node = requireNode(principal)
-      const workload = parseWorkload(params.uid, body, node)
-      await checkOwner(services, workload.uid, node)
+      const workload = parseWorkload(params.uid, body, node.name)
+      await services.nodeAuthority.authorize(node, workload)
+      await checkOwner(services, workload.uid, node.name)
       return {version: await services.store.putResource('workload', workload.uid, workload)}
     },
     method: 'PUT',
@@ -96,7 +99,7 @@ export const workloadRoutes: Route[] = [
   {
     access: 'identity',
     async handle({params, principal, services}) {
-      const node = requireNode(principal)
+      const node = requireNode(principal).name
       if (!(await checkOwner(services, params.uid, node))) {
         throw new ZtError('ZT_ERR_NOT_FOUND', `workload "${params.uid}" does not exist`, {exit: ExitCode.notFound})
       }

@@ -2,12 +2,13 @@
 // synchronous=FULL, so a committed transaction survives kill -9 and power loss, and every mutation is
 // one transaction that also bumps the revision and appends to the change log.
 import {EventEmitter} from 'node:events'
-import {mkdir} from 'node:fs/promises'
+import {chmod, mkdir, open} from 'node:fs/promises'
 import path from 'node:path'
 import type {DatabaseSync} from 'node:sqlite'
 
 import {type Change, type ConfigSnapshot, emptySnapshot, type ResourceKind, type ResourceKinds} from '../../config/types.js'
 import {ExitCode, ZtError} from '../../errors.js'
+import {checkTokenUsable, tokenUsedError} from './errors.js'
 import type {
   AgentStatusRecord, CertRecord, IdentityRecord, NewIdentity, Principal, ResourceListing, Store,
 } from './store.js'
@@ -31,6 +32,12 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE agent_status (name TEXT PRIMARY KEY, acked_version INTEGER, last_seen TEXT);`,
   `ALTER TABLE agent_status ADD COLUMN resources TEXT;
    ALTER TABLE agent_status ADD COLUMN software TEXT;`,
+  // What an identity may act for (IdentityScope as JSON), e.g. the node a Kubernetes node agent is bound to.
+  'ALTER TABLE identities ADD COLUMN scope TEXT;',
+  // Every signed certificate with its owner: 'workload' ones are minted by a node (revoked with it, never API credentials).
+  `ALTER TABLE certs ADD COLUMN usage TEXT NOT NULL DEFAULT 'identity';
+   ALTER TABLE certs ADD COLUMN spiffe TEXT;
+   UPDATE certs SET spiffe = (SELECT spiffe FROM identities WHERE identities.id = certs.identity_id);`,
 ]
 
 /** How many revisions of the change log to keep; an agent further behind gets a snapshot. */
@@ -44,16 +51,19 @@ interface IdentityRow {
   name: string
   revoked_at: null | string
   roles: string
+  scope: null | string
   spiffe: string
   status: IdentityRecord['status']
   token_expires_at: string
 }
 
 interface CertRow {
+  cert_spiffe: string
   identity_id: string
   not_after: string
   not_before: string
   serial: string
+  usage: CertRecord['usage']
 }
 
 export interface SqliteStoreOptions {
@@ -86,6 +96,7 @@ export async function openSqliteStore(dir: string, options: SqliteStoreOptions =
   const file = path.join(dir, 'store.db')
   let db: DatabaseSync
   try {
+    await makePrivate(file)
     db = new DatabaseSync(file, {timeout: 5000})
     db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;')
     migrate(db)
@@ -97,6 +108,20 @@ export async function openSqliteStore(dir: string, options: SqliteStoreOptions =
   }
 
   return new SqliteStore(db, options.changeLogRevisions ?? CHANGE_LOG_REVISIONS)
+}
+
+/**
+ * The store holds every identity and token: 0600 whatever the folder's mode (an existing --data-dir may be
+ * 0755) or the umask. SQLite creates its -wal and -shm files with the database file's mode; older stores
+ * are tightened too.
+ */
+async function makePrivate(file: string): Promise<void> {
+  await (await open(file, 'a', 0o600)).close()
+  for (const name of [file, `${file}-wal`, `${file}-shm`]) {
+    await chmod(name, 0o600).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error
+    })
+  }
 }
 
 function migrate(db: DatabaseSync): void {
@@ -129,6 +154,7 @@ const toIdentity = (row: IdentityRow): IdentityRecord => ({
   name: row.name,
   revokedAt: row.revoked_at ?? undefined,
   roles: JSON.parse(row.roles) as string[],
+  ...(row.scope ? {scope: JSON.parse(row.scope) as IdentityRecord['scope']} : {}),
   spiffe: row.spiffe,
   status: row.status,
   tokenExpiresAt: row.token_expires_at,
@@ -139,7 +165,12 @@ const toCert = (row: CertRow): CertRecord => ({
   notAfter: row.not_after,
   notBefore: row.not_before,
   serial: row.serial,
+  spiffe: row.cert_spiffe,
+  usage: row.usage,
 })
+
+/** The certs columns under names that do not clash with the identities' when joined. */
+const CERT_COLUMNS = 'c.serial, c.identity_id, c.not_before, c.not_after, c.usage, c.spiffe AS cert_spiffe'
 
 const notFound = (what: string): ZtError =>
   new ZtError('ZT_ERR_NOT_FOUND', `${what} does not exist`, {exit: ExitCode.notFound})
@@ -180,10 +211,10 @@ class SqliteStore implements Store {
       }
 
       this.db
-        .prepare(`INSERT INTO identities (id, name, spiffe, roles, admin, status, created_at, token_id, token_expires_at)
-                  VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)`)
+        .prepare(`INSERT INTO identities (id, name, spiffe, roles, admin, status, created_at, token_id, token_expires_at, scope)
+                  VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`)
         .run(identity.id, identity.name, identity.spiffe, JSON.stringify(identity.roles), identity.admin ? 1 : 0,
-          createdAt, identity.tokenId, identity.tokenExpiresAt)
+          createdAt, identity.tokenId, identity.tokenExpiresAt, identity.scope ? JSON.stringify(identity.scope) : null)
       return this.commitChanges([{
         key: identity.name, kind: 'identity', op: 'put',
         value: {name: identity.name, roles: identity.roles, spiffe: identity.spiffe},
@@ -214,15 +245,7 @@ class SqliteStore implements Store {
     const name = this.transaction(() => {
       const row = this.db.prepare('SELECT * FROM identities WHERE token_id = ?').get(tokenId) as IdentityRow | undefined
       if (!row) throw new ZtError('ZT_ERR_TOKEN_INVALID', 'the enrollment token is not known to this controller', {exit: ExitCode.auth})
-      if (row.status === 'revoked') {
-        throw new ZtError('ZT_ERR_REVOKED', `identity "${row.name}" was deleted; its token can no longer be used`, {
-          exit: ExitCode.auth,
-          suggestion: 'ask an admin for a new token: `ztctl identity create NAME`',
-        })
-      }
-
-      if (row.status !== 'pending') throw tokenUsedError(row.name)
-      if (row.token_expires_at <= now.toISOString()) throw tokenExpiredError(row.token_expires_at)
+      checkTokenUsable({name: row.name, status: row.status, tokenExpiresAt: row.token_expires_at}, now)
       // The conditional update is what makes the token one-time, even against a concurrent enrollment.
       const result = this.db
         .prepare("UPDATE identities SET status = 'active', enrolled_at = ? WHERE id = ? AND status = 'pending'")
@@ -235,14 +258,21 @@ class SqliteStore implements Store {
   }
 
   async recordCert(cert: CertRecord): Promise<void> {
-    this.transaction(() => this.insertCert(cert))
+    this.transaction(() => {
+      const row = this.db.prepare('SELECT name, status FROM identities WHERE id = ?').get(cert.identityId) as undefined | {name: string; status: string}
+      if (row?.status !== 'active') {
+        throw new ZtError('ZT_ERR_REVOKED', `identity "${row?.name ?? cert.identityId}" is not active (deleted meanwhile?); the certificate is not handed out`, {exit: ExitCode.auth})
+      }
+
+      this.insertCert(cert)
+    })
   }
 
   async authenticate(serial: string, now: Date): Promise<Principal | undefined> {
     const row = this.db
-      .prepare(`SELECT c.serial, c.identity_id, c.not_before, c.not_after, i.*
+      .prepare(`SELECT ${CERT_COLUMNS}, i.*
                 FROM certs c JOIN identities i ON i.id = c.identity_id
-                WHERE c.serial = ? AND i.status = 'active' AND c.not_after > ?`)
+                WHERE c.serial = ? AND c.usage = 'identity' AND i.status = 'active' AND c.not_after > ?`)
       .get(serial.toUpperCase(), now.toISOString())
     if (!row) return undefined
     return {cert: toCert(row as unknown as CertRow), identity: toIdentity(row as unknown as IdentityRow)}
@@ -254,11 +284,11 @@ class SqliteStore implements Store {
       const row = this.db.prepare("SELECT * FROM identities WHERE name = ? AND status <> 'revoked'").get(name) as IdentityRow | undefined
       if (!row) throw notFound(`identity "${name}"`)
       this.db.prepare("UPDATE identities SET status = 'revoked', revoked_at = ? WHERE id = ?").run(nowIso, row.id)
-      const certs = (this.db.prepare('SELECT * FROM certs WHERE identity_id = ? AND not_after > ?').all(row.id, nowIso) as unknown as CertRow[])
+      const certs = (this.db.prepare(`SELECT ${CERT_COLUMNS} FROM certs c WHERE c.identity_id = ? AND c.not_after > ?`).all(row.id, nowIso) as unknown as CertRow[])
         .map((cert) => toCert(cert))
       const changes: Change[] = certs.map((cert) => ({
         key: cert.serial, kind: 'revocation', op: 'put',
-        value: {identity: name, notAfter: cert.notAfter, serial: cert.serial, spiffe: row.spiffe},
+        value: {identity: name, notAfter: cert.notAfter, serial: cert.serial, spiffe: cert.spiffe ?? row.spiffe},
       }))
       // Revocations of certificates that have expired since are noise: drop them in the same revision.
       for (const key of this.expiredRevocationKeys(nowIso)) changes.push({key, kind: 'revocation', op: 'delete'})
@@ -336,6 +366,18 @@ class SqliteStore implements Store {
     return () => this.commits.off('commit', listener)
   }
 
+  async sweepExpired(now: Date): Promise<number> {
+    let changed = false
+    const version = this.transaction(() => {
+      const keys = this.expiredRevocationKeys(now.toISOString())
+      if (keys.length === 0) return this.revision()
+      changed = true
+      return this.commitChanges(keys.map((key) => ({key, kind: 'revocation', op: 'delete'})))
+    })
+    if (changed) this.notify(version)
+    return version
+  }
+
   async recordAgentStatus(status: AgentStatusRecord): Promise<void> {
     this.db
       .prepare(`INSERT INTO agent_status (name, acked_version, last_seen, resources, software) VALUES (?, ?, ?, ?, ?)
@@ -380,8 +422,8 @@ class SqliteStore implements Store {
   }
 
   private insertCert(cert: CertRecord): void {
-    this.db.prepare('INSERT INTO certs (serial, identity_id, not_before, not_after) VALUES (?, ?, ?, ?)')
-      .run(cert.serial.toUpperCase(), cert.identityId, cert.notBefore, cert.notAfter)
+    this.db.prepare('INSERT INTO certs (serial, identity_id, not_before, not_after, usage, spiffe) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(cert.serial.toUpperCase(), cert.identityId, cert.notBefore, cert.notAfter, cert.usage, cert.spiffe)
   }
 
   /** Apply changes inside the current transaction as ONE new revision and log them; returns it. */
@@ -437,18 +479,4 @@ class SqliteStore implements Store {
   private notify(version: number): void {
     this.commits.emit('commit', version)
   }
-}
-
-function tokenUsedError(name: string): ZtError {
-  return new ZtError('ZT_ERR_TOKEN_USED', `the enrollment token of "${name}" was already used`, {
-    exit: ExitCode.conflict,
-    suggestion: `a token works once; ask an admin for a new identity (\`ztctl identity delete ${name}\` then \`ztctl identity create ${name}\`)`,
-  })
-}
-
-export function tokenExpiredError(expiresAt: string): ZtError {
-  return new ZtError('ZT_ERR_TOKEN_EXPIRED', `the enrollment token expired at ${expiresAt}`, {
-    exit: ExitCode.auth,
-    suggestion: 'ask an admin for a new token (`ztctl identity delete NAME` then `ztctl identity create NAME`)',
-  })
 }

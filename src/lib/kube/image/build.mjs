@@ -7,8 +7,9 @@
 // The Dockerfile beside this file builds the same layout for registries.
 //
 //   node src/lib/kube/image/build.mjs [--ref ztctl.local/ztctl:VERSION] [--out FILE] [--force] [--json]
-// Prints the archive path (--json: {"ref","tar"}). Skips the build when the archive is newer than every input.
+// Prints the archive path (--json: {"ref","tar"}). Skips the build when no input changed (a content digest).
 import {execFileSync} from 'node:child_process'
+import {createHash} from 'node:crypto'
 import {chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -25,7 +26,11 @@ const out = path.resolve(flags.out ?? path.join(repoRoot, 'build/image', `${ref.
 const addons = ['ztctl_netns', 'ztctl_hbone'].map((name) => `build/Release/${name}.node`)
 const appFiles = ['bin', 'dist', 'package.json', 'oclif.manifest.json', ...addons]
 // what the node agent and the CNI agent run inside pods (the contract's "Image" part)
-const tools = ['/usr/sbin/xtables-legacy-multi', '/usr/sbin/xtables-nft-multi', '/usr/sbin/nft', '/usr/bin/ip', '/usr/bin/busybox']
+const imageTools = {'/usr/sbin/xtables-legacy-multi': 'iptables', '/usr/sbin/xtables-nft-multi': 'iptables', '/usr/sbin/nft': 'nftables',
+  '/usr/bin/ip': 'iproute2', '/usr/bin/busybox': 'busybox-static'}
+const tools = Object.keys(imageTools)
+// what builds the image, and the Debian package of each
+const builderTools = {'/usr/bin/umoci': 'umoci', '/usr/bin/skopeo': 'skopeo', '/usr/bin/ldd': 'libc-bin', '/usr/sbin/ldconfig': 'libc-bin'}
 const xtablesLinks = {
   'xtables-legacy-multi': ['iptables-legacy', 'iptables-legacy-save', 'iptables-legacy-restore', 'ip6tables-legacy', 'ip6tables-legacy-save', 'ip6tables-legacy-restore'],
   // the plain names are the nft variant, as on Debian 12 by default
@@ -41,10 +46,17 @@ function fail(message) {
   process.exit(1)
 }
 
-function newestMtime(file) {
-  const stat = lstatSync(file)
-  if (!stat.isDirectory()) return stat.mtimeMs
-  return Math.max(stat.mtimeMs, ...readdirSync(file).map((entry) => newestMtime(path.join(file, entry))))
+/** a digest of every input's content: tsc rewrites dist/ on each build, so mtimes would rebuild the image needlessly */
+function inputsDigest() {
+  const hash = createHash('sha256').update(`${ref}\0${process.version}\0${process.execPath}\0`)
+  const add = (file) => {
+    const full = path.join(repoRoot, file)
+    if (lstatSync(full).isDirectory()) return readdirSync(full).sort().forEach((entry) => add(path.join(file, entry)))
+    hash.update(`${file}\0`).update(readFileSync(full))
+  }
+
+  for (const file of [...appFiles, 'package-lock.json', 'src/lib/kube/image']) add(file)
+  return hash.digest('hex')
 }
 
 /** /bin, /sbin, /lib, /lib64 live under /usr in the image, as on Debian 12 */
@@ -125,22 +137,11 @@ function stageRootfs(root) {
 }
 
 function checkTools() {
-  const missing = [['umoci', 'umoci'], ['skopeo', 'skopeo'], ['ldd', 'libc-bin'], ...tools.map((tool) => [tool, {
-    '/usr/bin/busybox': 'busybox-static', '/usr/bin/ip': 'iproute2', '/usr/sbin/nft': 'nftables'}[tool] ?? 'iptables'])]
-    .filter(([command]) => (command.startsWith('/') ? !existsSync(command) : !commandExists(command)))
-  if (missing.length > 0) fail(`missing ${missing.map(([command]) => command).join(', ')}: apt-get install ${[...new Set(missing.map(([, pkgName]) => pkgName))].join(' ')}`)
+  const missing = Object.entries({...builderTools, ...imageTools}).filter(([file]) => !existsSync(file))
+  if (missing.length > 0) fail(`missing ${missing.map(([file]) => file).join(', ')}: apt-get install ${[...new Set(missing.map(([, name]) => name))].join(' ')}`)
   const missingApp = appFiles.filter((file) => !existsSync(path.join(repoRoot, file)))
   if (missingApp.length > 0) fail(`no ${missingApp.join(', ')}: run \`npm run build\` first`)
   if (sharedLibraries('/usr/bin/busybox').length > 0) fail('/usr/bin/busybox is dynamically linked: apt-get install busybox-static')
-}
-
-function commandExists(command) {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], {stdio: 'ignore'})
-    return true
-  } catch {
-    return false
-  }
 }
 
 function report() {
@@ -149,9 +150,8 @@ function report() {
 
 checkTools()
 const stampFile = `${out}.inputs`
-const stamp = `${ref} node=${process.version}`
-const inputsMtime = Math.max(...[...appFiles, 'package-lock.json', 'node_modules/.package-lock.json', 'src/lib/kube/image'].map((file) => newestMtime(path.join(repoRoot, file))))
-if (!flags.force && existsSync(out) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp && statSync(out).mtimeMs > inputsMtime) {
+const digest = inputsDigest()
+if (!flags.force && existsSync(out) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === digest) {
   report()
   process.exit(0)
 }
@@ -175,7 +175,7 @@ try {
   rmSync(`${out}.partial`, {force: true})
   execFileSync('skopeo', ['copy', '--quiet', `oci:${layout}:ztctl`, `docker-archive:${out}.partial:${ref}`], {stdio: ['ignore', 'ignore', 'inherit']})
   renameSync(`${out}.partial`, out)
-  writeFileSync(stampFile, stamp)
+  writeFileSync(stampFile, digest)
   process.stderr.write(`npm run image: ${ref} -> ${out} (${Math.round(statSync(out).size / 2 ** 20)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
 } finally {
   rmSync(work, {force: true, recursive: true})

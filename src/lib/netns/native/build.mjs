@@ -1,8 +1,10 @@
 // Build the N-API addons (ztctl_netns: netns sockets; ztctl_hbone: the native HBONE data path) with node-gyp, offline: headers come from the running Node's own
 // install (two levels above process.execPath; nghttp2.h from Debian's libnghttp2-dev), never from the network. node-gyp is npm's bundled copy
 // (npm exports its path as npm_config_node_gyp to run-scripts) or one found next to npm.
+// ZTCTL_SANITIZE=1 builds them with AddressSanitizer + UndefinedBehaviorSanitizer (gcc's runtime; node must then run with
+// LD_PRELOAD of libasan: test/fuzz/sanitized.sh does both). build/flavour records which build is there, so the next plain build replaces it.
 import {execFileSync} from 'node:child_process'
-import {existsSync, statSync} from 'node:fs'
+import {existsSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import process from 'node:process'
 import {fileURLToPath} from 'node:url'
@@ -31,5 +33,11 @@ if (!existsSync(path.join(nodeDir, 'include/node/node_api.h'))) {
 // and a needless `rebuild` would delete the addon under a running test.
 const addons = ['ztctl_netns', 'ztctl_hbone'].map((name) => path.join(repoRoot, `build/Release/${name}.node`))
 const sources = ['binding.gyp', 'src/lib/netns/native/netns.c', 'src/lib/proxy/hbone/native/hbone.c'].map((source) => path.join(repoRoot, source))
-const upToDate = addons.every((addon) => existsSync(addon) && sources.every((source) => statSync(source).mtimeMs <= statSync(addon).mtimeMs))
-if (!upToDate) execFileSync(process.execPath, [findNodeGyp(), 'rebuild', `--nodedir=${nodeDir}`, '--loglevel=warn'], {cwd: repoRoot, stdio: 'inherit'})
+const flavour = process.env.ZTCTL_SANITIZE === '1' ? 'sanitize' : 'plain'
+const flavourFile = path.join(repoRoot, 'build/flavour')
+const upToDate = (existsSync(flavourFile) ? readFileSync(flavourFile, 'utf8').trim() : 'plain') === flavour
+  && addons.every((addon) => existsSync(addon) && sources.every((source) => statSync(source).mtimeMs <= statSync(addon).mtimeMs))
+if (!upToDate) {
+  execFileSync(process.execPath, [findNodeGyp(), 'rebuild', `--nodedir=${nodeDir}`, '--loglevel=warn', '--', `-Dsanitize=${flavour === 'sanitize' ? 1 : 0}`], {cwd: repoRoot, stdio: 'inherit'})
+  writeFileSync(flavourFile, `${flavour}\n`)
+}

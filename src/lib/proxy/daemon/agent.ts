@@ -8,7 +8,7 @@ import {type IdentitySummary, MAX_STATUS_REASON, type Policy, resourceKey, type 
 import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
 import type {InpodRuntime} from '../../inpod/runtime.js'
-import {certInfo, splitPem} from '../../pki/cert-info.js'
+import {certInfo, splitPem, trustDomainOf} from '../../pki/cert-info.js'
 import type {SidecarHooks} from '../../sidecar/sidecar.js'
 import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
 import type {PoolSessionInfo} from '../hbone/pool-sessions.js'
@@ -22,7 +22,6 @@ import {Metrics} from '../observe/metrics.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from '../observe/registry.js'
 import {ConnectionTracker} from '../paths/connection.js'
 import {type InboundListenerInfo, InboundTunnels} from '../paths/tunnel-inbound.js'
-import {trustDomainOf} from '../state/authz.js'
 import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/config-source.js'
 import {MeshState, type SelfInfo} from '../state/state.js'
 import {buildDataPath, type DataPath, type DataPathChoice, type DataPathTiming, MAX_STREAMS_PER_SESSION, type TrafficContext} from './data-path.js'
@@ -211,7 +210,9 @@ async function createCore(options: AgentOptions): Promise<AgentCore> {
   const logRing = new LogRing()
   const logger = await createLogger({destination: options.logDestination, level: options.logLevel ?? 'info', tee: (destination) => logRing.tee(destination)})
   const credentials = new Credentials(options.identity)
-  const self = {name: options.identity.name, trustDomain: trustDomainOf(options.identity.spiffe)}
+  const trustDomain = trustDomainOf(options.identity.spiffe)
+  if (!trustDomain) throw new Error(`the identity's SPIFFE ID ${options.identity.spiffe} is not a SPIFFE ID`)
+  const self = {name: options.identity.name, trustDomain}
   const state = MeshState.empty(self)
   const metrics = new Metrics({component: 'ztctl-agent', tag: options.buildVersion ?? 'unknown'})
   const registry = new ConnectionRegistry()
@@ -508,7 +509,7 @@ async function serveHttp(agent: RunningAgent, handlers: AdminHandlers): Promise<
   ] as const) {
     if (text === undefined) continue
     const address = listenAddress(text, what)
-    const served = await listenOrExplain(what, address, () => serveRoutes(address, routes))
+    const served = await listenOrExplain(what, address, () => serveRoutes(address, routes, {localOnly: what === 'admin'}))
     agent.httpServers.push(served.server)
     addresses[what] = served.address
     agent.logger.info({address: served.address, component: what}, 'listener established')

@@ -20,10 +20,13 @@ export interface LaunchOptions {
   dataPath?: AgentOptions['dataPath']
   drainTimeoutMs: number
   hbone: string
-  identityFile: string
+  /** the identity file; without it, `kubernetes` says how to enroll */
+  identityFile?: string
   /** trim memory after this long without a connection (idle-trim.ts); undefined or 0: never */
   idleTrimMs?: number
   inpod?: AgentOptions['inpod']
+  /** `agent run --kubernetes`: no identity file, enroll (and renew) with the pod's ServiceAccount token */
+  kubernetes?: import('../../client/kube-enroll.js').KubeEnrollOptions
   sidecar?: AgentOptions['sidecar']
   logLevel: LogLevel
   metrics?: string
@@ -43,10 +46,14 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
   const [{readIdentityFile}, {runAgent}, {StaticConfigSource}] = await Promise.all([
     import('../../identity/file.js'), import('./agent.js'), import('../state/config-source.js'),
   ])
-  const identity = await readIdentityFile(options.identityFile)
+  const kube = options.kubernetes
+  const identity = kube ? await enrollInCluster(kube, options.logLevel) : await readIdentityFile(options.identityFile!)
   const configSource: ConfigSource = options.config
     ? new StaticConfigSource(options.config)
     : await controllerSource(identity)
+  const renewIdentity = kube
+    ? async () => (await import('../../client/kube-enroll.js')).enrollWithServiceAccount(kube)
+    : (options.config ? undefined : (await import('../../client/renew.js')).renewIdentity)
   const agent = await runAgent({
     admin: options.admin,
     advertise: options.advertise,
@@ -63,7 +70,7 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
     logLevel: options.logLevel,
     metrics: options.metrics,
     readiness: options.readiness,
-    renewIdentity: options.config ? undefined : (await import('../../client/renew.js')).renewIdentity,
+    renewIdentity,
   })
   if (options.readyFile) {
     const file = options.readyFile
@@ -76,6 +83,30 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
   }
 
   return agent
+}
+
+/**
+ * The first enrollment of a node agent in a cluster: retried with bounded backoff while the controller
+ * (or its CA ConfigMap) is not there yet; a refusal (wrong ServiceAccount, wrong node) ends the agent.
+ */
+async function enrollInCluster(options: import('../../client/kube-enroll.js').KubeEnrollOptions, level: LogLevel) {
+  const [{enrollWithServiceAccount, isTransientEnrollError}, {createLogger}] = await Promise.all([
+    import('../../client/kube-enroll.js'), import('../observe/log.js'),
+  ])
+  const logger = await createLogger({level})
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const identity = await enrollWithServiceAccount(options)
+      logger.info({controller: options.controller, identity: identity.name, spiffe: identity.spiffe}, 'enrolled with the ServiceAccount token')
+      return identity
+    } catch (error) {
+      if (!isTransientEnrollError(error)) throw error
+      const base = Math.min(30_000, 500 * 2 ** Math.min(attempt - 1, 10))
+      const retryInMs = Math.round(base / 2 + Math.random() * (base / 2))
+      logger.warn({attempt, controller: options.controller, error: (error as Error).message, retryInMs}, 'cannot enroll yet; retrying')
+      await new Promise((resolve) => setTimeout(resolve, retryInMs))
+    }
+  }
 }
 
 async function controllerSource(identity: import('../../identity/file.js').IdentityFile): Promise<ConfigSource> {

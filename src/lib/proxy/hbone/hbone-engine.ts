@@ -8,6 +8,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {ZtError} from '../../errors.js'
+import type {Http2ServerBounds} from '../../http2/server-bounds.js'
 
 /** Event codes, as hbone.c numbers them. */
 const enum EventType {
@@ -27,7 +28,7 @@ interface HboneBinding {
   init(onEvent: (type: EventType, id: number, n1: number, n2: number, s1?: string, s2?: string, s3?: string, s4?: string) => void): void
   contextCreate(certPem: string, keyPem: string, caPem: string, server: boolean): number
   contextFree(id: number): boolean
-  listen(host: string, port: number, contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number): [number, number]
+  listen(host: string, port: number, contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number, limits: NativeListenerLimits | undefined): [number, number]
   listenerSetContext(id: number, contextId: number): boolean
   listenerClose(id: number): boolean
   connect(contextId: number, host: string, port: number, timeoutMs: number, keepaliveMs: number, keepaliveTimeoutMs: number): number
@@ -39,6 +40,9 @@ interface HboneBinding {
   cancel(tunnelId: number): boolean
   stats(): [number, number]
 }
+
+/** What the addon bounds per HBONE session (the subset of Http2ServerBounds it enforces itself). */
+export type NativeListenerLimits = Pick<Http2ServerBounds, 'handshakeTimeoutMs' | 'idleSessionMs' | 'maxConcurrentStreams' | 'maxHeaderListBytes' | 'maxHeaderPairs' | 'resetBurst' | 'resetRatePerSecond'>
 
 export interface PeerCertificateInfo {
   serial?: string
@@ -113,13 +117,13 @@ export class HboneEngine {
   }
 
   listenPlain(host: string, port: number, onAccept: AcceptHandler): {id: number; port: number} {
-    const [id, bound] = this.native.listen(host, port, -1, 0, 0)
+    const [id, bound] = this.native.listen(host, port, -1, 0, 0, undefined)
     this.accepting.set(id, onAccept)
     return {id, port: bound}
   }
 
-  listenHbone(host: string, port: number, contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, handler: HboneListenerHandler): {id: number; port: number} {
-    const [id, bound] = this.native.listen(host, port, contextId, keepalive.intervalMs, keepalive.timeoutMs)
+  listenHbone(host: string, port: number, contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, limits: NativeListenerLimits, handler: HboneListenerHandler): {id: number; port: number} {
+    const [id, bound] = this.native.listen(host, port, contextId, keepalive.intervalMs, keepalive.timeoutMs, limits)
     this.hboneListeners.set(id, handler)
     return {id, port: bound}
   }

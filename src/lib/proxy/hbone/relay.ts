@@ -5,11 +5,13 @@ import type {ClientHttp2Session, Http2Session, ServerHttp2Session} from 'node:ht
 import type {Http2Stream} from 'node:http2'
 import type {Socket} from 'node:net'
 
+import {HBONE_BOUNDS} from '../../http2/server-bounds.js'
+
 /** HTTP/2 tuning (docs/hbone.md "Flow control"): ztunnel's windows; Node needs WINDOW_UPDATE for the connection window. */
 export const H2_STREAM_WINDOW = 4 * 1024 * 1024
 export const H2_CONNECTION_WINDOW = 16 * 1024 * 1024
-/** nghttp2's outstanding-data budget per session, in MB (Node's default 10 is tight for 100 busy streams). */
-export const H2_MAX_SESSION_MEMORY_MB = 64
+/** nghttp2's outstanding-data budget per session, in MB (Node's default 10 is tight for 100 busy streams); the server's bound too. */
+export const H2_MAX_SESSION_MEMORY_MB = HBONE_BOUNDS.maxSessionMemoryMb
 /** The largest DATA frame we accept (ztunnel's 1 MiB): the peer's frames then follow our TLS records instead of straddling them. */
 export const H2_MAX_FRAME_SIZE = 1024 * 1024
 export const H2_SETTINGS = {enablePush: false, initialWindowSize: H2_STREAM_WINDOW, maxFrameSize: H2_MAX_FRAME_SIZE}

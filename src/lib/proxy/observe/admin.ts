@@ -1,10 +1,13 @@
 // The agent's HTTP side doors, on separate listeners as in ztunnel: admin (15000, loopback by default:
 // /config_dump, /logging, /logs, /quitquitquit), readiness (15021: /healthz/ready) and metrics (15020:
 // /metrics, /stats/prometheus). Plain HTTP/1.1; every handler answers from in-memory state.
+// The admin listener answers local tools only: a browser on this host can be made to send requests to
+// it (a cross-site form POST to /quitquitquit, DNS rebinding to read /config_dump), so a request naming
+// a host that is not loopback, or coming from another origin, is refused before any route runs.
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
-import type {AddressInfo} from 'node:net'
+import {type AddressInfo, isIP} from 'node:net'
 
-import {formatHostPort, type HostPort} from '../address.js'
+import {cidrContains, formatHostPort, type HostPort, normalizeIp} from '../address.js'
 import {isLogLevel, LOG_LEVELS, type LogLevel} from './log.js'
 import type {LogRing} from './log-ring.js'
 
@@ -91,9 +94,42 @@ export function metricsRoutes(handlers: Pick<AdminHandlers, 'renderMetrics'>): R
   return {'/metrics': metrics, '/stats/prometheus': metrics}
 }
 
+const isLoopback = (host: string): boolean =>
+  host.toLowerCase() === 'localhost' || (isIP(host) !== 0 && (cidrContains('127.0.0.0/8', host) || normalizeIp(host) === '::1'))
+
+/** `[::1]:15000` → `::1`, `localhost:15000` → `localhost`; undefined when it is no host[:port]. */
+function hostOf(header: string): string | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+))(?::\d{1,5})?$/.exec(header)
+  return match ? (match[1] ?? match[2]) : undefined
+}
+
+/**
+ * Why a request to the admin listener bound to BOUND_HOST is refused, or undefined: its Host must be a
+ * loopback name or address (or the listener's own, when bound to one), any Origin must be the listener
+ * itself, and a browser's Sec-Fetch-Site must not say cross-site.
+ */
+export function foreignRequest(request: IncomingMessage, boundHost: string): string | undefined {
+  const hostHeader = request.headers.host ?? ''
+  const host = hostOf(hostHeader)
+  const ownAddress = isIP(boundHost) !== 0 && normalizeIp(boundHost) !== '0.0.0.0' && boundHost !== '::' && host !== undefined && normalizeIp(host) === normalizeIp(boundHost)
+  if (!host || !(isLoopback(host) || ownAddress)) return `Host ${JSON.stringify(hostHeader.slice(0, 100))} is not a loopback address`
+  const origin = request.headers.origin
+  if (origin !== undefined && origin.toLowerCase() !== `http://${hostHeader.toLowerCase()}`) return `Origin ${JSON.stringify(origin.slice(0, 100))} is another site`
+  const site = request.headers['sec-fetch-site']
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return `Sec-Fetch-Site ${JSON.stringify(String(site).slice(0, 40))}: a request from another site`
+  return undefined
+}
+
+export interface ServeOptions {
+  /** refuse foreign Host and Origin headers (the admin listener) */
+  localOnly?: boolean
+}
+
 /** Serve ROUTES on ADDRESS; resolves with the server and its bound address. */
-export async function serveRoutes(address: HostPort, routes: Record<string, Route>): Promise<{address: string; server: Server}> {
+export async function serveRoutes(address: HostPort, routes: Record<string, Route>, options: ServeOptions = {}): Promise<{address: string; server: Server}> {
   const server = createServer((request, response) => {
+    const refusal = options.localOnly ? foreignRequest(request, address.host) : undefined
+    if (refusal) return send(response, 403, `forbidden: ${refusal}; the admin endpoint answers local tools only (curl http://127.0.0.1:PORT/...)\n`)
     let url: URL
     try {
       url = new URL(request.url ?? '/', 'http://agent')

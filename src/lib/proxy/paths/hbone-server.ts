@@ -1,18 +1,20 @@
 // The inbound side of HBONE: an HTTP/2 server over mutual TLS. Any certificate of the mesh CA gets
 // through the handshake; each CONNECT is then checked (method, :authority, revocation, identity,
 // "is this a target I serve?", authorization) and answered 200 only once the upstream is connected.
+// Sessions are bounded as every HTTP/2 server of ours is (http2/server-bounds.ts, HBONE_BOUNDS).
 import {createSecureServer, type Http2SecureServer, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream} from 'node:http2'
 import {connect as netConnect, type AddressInfo, type Socket} from 'node:net'
 import type {TLSSocket} from 'node:tls'
 
 import {describeSystemError} from '../../errors.js'
+import {boundedServerOptions, guardHttp2Server, HBONE_BOUNDS, type Http2Guard} from '../../http2/server-bounds.js'
 import {formatHostPort, type HostPort, normalizeIp} from '../address.js'
 import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
 import type {ConnectionTracker} from './connection.js'
 import type {Logger} from '../observe/log.js'
 import type {Metrics, TrafficLabels} from '../observe/metrics.js'
 import type {ConnectionRecord} from '../observe/registry.js'
-import {H2_MAX_SESSION_MEMORY_MB, H2_SETTINGS, keepalive, raiseConnectionWindow} from '../hbone/relay.js'
+import {H2_SETTINGS, raiseConnectionWindow} from '../hbone/relay.js'
 import type {MeshState} from '../state/state.js'
 import {type Credentials, type PeerIdentity, peerIdentity} from '../hbone/tls.js'
 
@@ -31,10 +33,8 @@ export interface HboneServerOptions {
   tracker: ConnectionTracker
 }
 
-/** Streams one session may carry at once (ztunnel's server allows 200; our clients open ≤ 100). */
-const MAX_CONCURRENT_STREAMS = 200
-
 export class HboneServer {
+  private readonly guard: Http2Guard
   private readonly server: Http2SecureServer
   private readonly sessions = new Set<Http2Session>()
   private readonly peers = new WeakMap<Http2Session, SessionPeer>()
@@ -43,11 +43,17 @@ export class HboneServer {
   constructor(options: HboneServerOptions) {
     this.options = {dialTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, keepaliveTimeoutMs: 20_000, ...options}
     const {credentials} = options
+    // The keepalive: a session silent for an interval gets a PING; unanswered in time, it is destroyed.
+    const bounds = {...HBONE_BOUNDS, pingTimeoutMs: this.options.keepaliveTimeoutMs, silenceMs: this.options.keepaliveIntervalMs}
+    const bounded = boundedServerOptions(bounds)
     this.server = createSecureServer({
+      ...bounded,
       ...credentials.serverOptions(),
       allowHTTP1: false,
-      maxSessionMemory: H2_MAX_SESSION_MEMORY_MB,
-      settings: {...H2_SETTINGS, maxConcurrentStreams: MAX_CONCURRENT_STREAMS},
+      settings: {...bounded.settings, ...H2_SETTINGS},
+    })
+    this.guard = guardHttp2Server(this.server, bounds, {
+      ended: (reason, remote) => this.options.logger().debug({reason, 'src.addr': remote}, 'HBONE session closed by the server\'s bounds'),
     })
     credentials.on('update', () => this.server.setSecureContext(credentials.serverOptions()))
     this.server.on('session', (session) => this.onSession(session))
@@ -75,11 +81,13 @@ export class HboneServer {
 
   /** Stop accepting and send GOAWAY on every session; open streams continue. */
   drain(): void {
+    this.guard.close()
     this.server.close()
     for (const session of this.sessions) if (!session.closed) session.close()
   }
 
   destroy(): void {
+    this.guard.close()
     this.server.close()
     for (const session of this.sessions) session.destroy()
   }
@@ -110,7 +118,6 @@ export class HboneServer {
     session.once('close', () => this.sessions.delete(session))
     session.on('error', (error) => this.options.logger().debug({error: error.message}, 'HBONE session error'))
     raiseConnectionWindow(session)
-    keepalive(session as never, this.options.keepaliveIntervalMs, this.options.keepaliveTimeoutMs)
   }
 
   private onTlsError(error: Error, socket: TLSSocket): void {
@@ -132,6 +139,14 @@ export class HboneServer {
       return
     }
 
+    // A CONNECT the peer reset in the same read (rapid reset) is closed by the next turn: it costs no
+    // admission, no log line and no dial to the target.
+    setImmediate(() => {
+      if (!stream.closed && !stream.destroyed) this.admit(stream, headers, peer)
+    })
+  }
+
+  private admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: SessionPeer): void {
     const admission = admitConnect(
       {authority: headers[':authority'], forwarded: headers.forwarded, method: headers[':method']},
       peer,
@@ -143,7 +158,7 @@ export class HboneServer {
     }
 
     this.refuse(stream, admission)
-    if (admission.closeSession) session.close()
+    if (admission.closeSession) stream.session?.close()
   }
 
   private refuse(stream: ServerHttp2Stream, refusal: Admission & {allowed: false}): void {

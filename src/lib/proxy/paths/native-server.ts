@@ -3,6 +3,7 @@
 // node:http2 server (hbone-admission.ts). An admitted one is dialled by the addon, which answers 200
 // only once the upstream is connected (503 if it cannot be), then relays the bytes itself.
 import {describeSystemError} from '../../errors.js'
+import {HBONE_BOUNDS} from '../../http2/server-bounds.js'
 import {formatHostPort, type HostPort, resolveHost} from '../address.js'
 import type {ConnectionTracker} from './connection.js'
 import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
@@ -42,7 +43,7 @@ export class NativeHboneServer {
   async listen(address: HostPort): Promise<{address: string; port: number}> {
     const {engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
     const host = await resolveHost(address.host)
-    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, {
+    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, HBONE_BOUNDS, {
       sessionReady: (sessionId, certificate, remote) => this.onSession(sessionId, certificate, remote),
       tlsError: (remote, message) => this.onTlsError(remote, message),
     })

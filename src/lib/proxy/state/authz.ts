@@ -136,12 +136,6 @@ export function identityNameFromSpiffe(spiffe: string | undefined, trustDomain: 
   return /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/.test(name) ? name : undefined
 }
 
-export function trustDomainOf(spiffe: string): string {
-  const match = /^spiffe:\/\/([^/]+)/.exec(spiffe)
-  if (!match) throw new Error(`not a SPIFFE ID: ${spiffe}`)
-  return match[1]
-}
-
 /** `spiffe://TD/ns/NS/sa/SA` → {namespace, serviceAccount}, when the ID belongs to TRUST_DOMAIN. */
 export function workloadFromSpiffe(spiffe: string | undefined, trustDomain: string): {namespace: string; serviceAccount: string} | undefined {
   const prefix = `spiffe://${trustDomain}/ns/`

@@ -35,12 +35,11 @@
 #define CONNECTION_WINDOW (16 * 1024 * 1024)
 #define MAX_FRAME_SIZE (1024 * 1024)
 #define MAX_DATA_FRAME (64 * 1024)             // the largest DATA frame we send (peer's limit permitting)
-#define SERVER_MAX_STREAMS 200
 #define OUT_HIGH (256 * 1024)                // unsent ciphertext above which we stop producing frames
 #define TX_CAP (128 * 1024)                     // plaintext gathered into one SSL_write (full TLS records)
 #define RBUF_CAP (256 * 1024)
 #define MAX_HEADER_VALUE 1024
-#define HANDSHAKE_TIMEOUT_MS 10000
+#define HANDSHAKE_TIMEOUT_MS 10000          // client sessions: the pool's connect timeout overrides it
 #define LINGER_MS 500
 #define ACCEPT_BATCH 64
 
@@ -49,6 +48,20 @@ enum event_type {
   EV_ACCEPT = 1, EV_SESSION_READY, EV_SESSION_FAILED, EV_SESSION_CLOSED, EV_RESPONSE, EV_REQUEST,
   EV_DIAL_RESULT, EV_CLOSED, EV_TLS_ERROR, EV_GOAWAY,
 };
+
+// What an HBONE listener bounds per session: the numbers come from TypeScript (src/lib/http2/server-bounds.ts,
+// HBONE_BOUNDS), the same ones the node:http2 path enforces.
+typedef struct limits {
+  int max_streams;              // SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2 refuses streams beyond it)
+  int max_header_bytes;         // SETTINGS_MAX_HEADER_LIST_SIZE, enforced per request (decoded, + 32 per field)
+  int max_header_pairs;
+  double reset_burst;           // the peer's RST_STREAMs draw from a bucket of this size ...
+  double reset_rate;            // ... refilled at this many per second; empty: GOAWAY(ENHANCE_YOUR_CALM), closed
+  int handshake_timeout_ms;
+  int idle_session_ms;          // a session without a tunnel this long is closed (GOAWAY); 0: never
+} limits;
+
+static const limits DEFAULT_LIMITS = {200, 16 * 1024, 64, 200, 50, HANDSHAKE_TIMEOUT_MS, 0};
 
 // ---- ids --------------------------------------------------------------------------------------------
 typedef struct {
@@ -138,6 +151,7 @@ typedef struct tunnel {
   uint64_t from_plain, to_plain;
   char error[200];
   uv_timer_t *timer;            // dial timeout, then linger
+  uint32_t header_bytes, header_pairs; // of the request being received (server)
   char method[16];
   char authority[320];
   char forwarded[MAX_HEADER_VALUE + 1];
@@ -150,6 +164,7 @@ typedef struct listener {
   uv_poll_t *poll;
   context *ctx;                 // NULL: plain TCP (inbound tunnel); else HBONE
   int keepalive_ms, keepalive_timeout_ms;
+  limits limits;
 } listener;
 
 enum session_state { S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSED };
@@ -171,6 +186,10 @@ typedef struct session {
   uv_timer_t *timer;            // connect/handshake deadline, then keepalive
   int keepalive_ms, keepalive_timeout_ms;
   int ping_outstanding;
+  limits limits;
+  double reset_tokens;
+  uint64_t reset_refilled_at, idle_since;
+  const char *ended_because;    // set by a callback that ends the session (a flood), for the message
   char remote[64];
 } session;
 
@@ -215,6 +234,14 @@ static void dispatch(void) {
   // JS may call in and queue more events meanwhile: they are dispatched in this same loop.
   for (size_t i = 0; i < event_count; i++) {
     event ev = events[i];
+    if (ev.type == EV_REQUEST) {
+      // Reset by the peer in the same read it arrived in (rapid reset): JS never sees it, nothing is dialled.
+      tunnel *t = id_get(ev.id, K_TUNNEL);
+      if (!t || t->dead || t->h2_closed || !t->session) {
+        for (int k = 0; k < 4; k++) free(ev.s[k]);
+        continue;
+      }
+    }
     napi_handle_scope inner;
     napi_open_handle_scope(env, &inner);
     napi_value argv[8];
@@ -488,6 +515,7 @@ static void tunnel_detach(tunnel *t, int stream_alive) {
   t->next = t->prev = NULL;
   if (stream_alive && s->h2 && t->stream_id > 0 && !t->h2_closed) nghttp2_session_set_stream_user_data(s->h2, t->stream_id, NULL);
   t->session = NULL;
+  if (!s->tunnels) s->idle_since = uv_now(loop);
 }
 
 static void tunnel_set_error(tunnel *t, const char *message) {
@@ -920,6 +948,11 @@ static void on_keepalive(uv_timer_t *handle) {
     char message[80];
     snprintf(message, sizeof message, "no PING answer within %d ms", s->keepalive_timeout_ms);
     session_fail(s, message);
+  } else if (s->server && s->limits.idle_session_ms > 0 && !s->tunnels && !s->goaway && uv_now(loop) - s->idle_since >= (uint64_t)s->limits.idle_session_ms) {
+    // Idle too long: GOAWAY; with no stream open the session ends once it is sent.
+    s->goaway = 1;
+    nghttp2_submit_goaway(s->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s->h2), NGHTTP2_NO_ERROR, NULL, 0);
+    session_pump(s);
   } else {
     s->ping_outstanding = 1;
     nghttp2_submit_ping(s->h2, NGHTTP2_FLAG_NONE, NULL);
@@ -963,13 +996,14 @@ static void peer_identity(SSL *ssl, char *spiffe, size_t spiffe_size, char *seri
 static int session_start_h2(session *s) {
   int rv = s->server ? nghttp2_session_server_new2(&s->h2, callbacks, s, h2_options) : nghttp2_session_client_new2(&s->h2, callbacks, s, h2_options);
   if (rv != 0) return rv;
-  nghttp2_settings_entry settings[4] = {
+  nghttp2_settings_entry settings[5] = {
     {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
     {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
     {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, MAX_FRAME_SIZE},
-    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SERVER_MAX_STREAMS},
+    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)s->limits.max_streams},
+    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)s->limits.max_header_bytes},
   };
-  rv = nghttp2_submit_settings(s->h2, NGHTTP2_FLAG_NONE, settings, s->server ? 4 : 3);
+  rv = nghttp2_submit_settings(s->h2, NGHTTP2_FLAG_NONE, settings, s->server ? 5 : 3);
   if (rv == 0) rv = nghttp2_session_set_local_window_size(s->h2, NGHTTP2_FLAG_NONE, 0, CONNECTION_WINDOW);
   return rv;
 }
@@ -991,6 +1025,8 @@ static void session_handshake(session *s) {
       return;
     }
     s->state = S_OPEN;
+    s->idle_since = s->reset_refilled_at = uv_now(loop);
+    s->reset_tokens = s->limits.reset_burst;
     char spiffe[512], serial[128];
     peer_identity(s->ssl, spiffe, sizeof spiffe, serial, sizeof serial);
     emit(EV_SESSION_READY, s->id, s->listener_id, 0, spiffe[0] ? spiffe : NULL, serial[0] ? serial : NULL, s->remote, NULL);
@@ -1038,9 +1074,9 @@ static void session_read(session *s) {
     if (filled > 0) {
       ssize_t used = nghttp2_session_mem_recv(s->h2, read_buffer, filled);
       if (used < 0) {
-        // nghttp2 queued a GOAWAY for protocol errors: send it, then end.
+        // nghttp2 queued a GOAWAY for protocol errors (or a callback did, for a flood): send it, then end.
         session_pump(s);
-        session_fail(s, nghttp2_strerror((int)used));
+        session_fail(s, s->ended_because ? s->ended_because : nghttp2_strerror((int)used));
         return;
       }
     }
@@ -1093,6 +1129,7 @@ static session *session_new(int fd, int server, SSL_CTX *ctx, const char *remote
   if (!s) abort();
   s->fd = fd;
   s->server = server;
+  s->limits = DEFAULT_LIMITS;
   s->id = id_new(K_SESSION, s);
   snprintf(s->remote, sizeof s->remote, "%s", remote);
   s->poll = poll_new(fd, s);
@@ -1127,11 +1164,15 @@ static void copy_header(char *out, size_t size, const uint8_t *value, size_t len
 }
 
 static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name, size_t name_length, const uint8_t *value, size_t value_length, uint8_t flags, void *user) {
-  (void)flags, (void)user;
+  (void)flags;
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   tunnel *t = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
   if (!t) return 0;
   if (t->server) {
+    const session *s = user;
+    t->header_bytes += (uint32_t)(name_length + value_length + 32);
+    // Beyond the bounds the stream is reset (RST_STREAM) and never becomes a request.
+    if (t->header_bytes > (uint32_t)s->limits.max_header_bytes || ++t->header_pairs > (uint32_t)s->limits.max_header_pairs) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     if (name_length == 7 && memcmp(name, ":method", 7) == 0) copy_header(t->method, sizeof t->method, value, value_length);
     else if (name_length == 10 && memcmp(name, ":authority", 10) == 0) copy_header(t->authority, sizeof t->authority, value, value_length);
     else if (name_length == 9 && memcmp(name, "forwarded", 9) == 0 && value_length <= MAX_HEADER_VALUE) copy_header(t->forwarded, sizeof t->forwarded, value, value_length);
@@ -1183,6 +1224,19 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
     if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
       s->ping_outstanding = 0;
       arm_keepalive(s);
+    }
+    return 0;
+  case NGHTTP2_RST_STREAM:
+    if (s->server) {
+      uint64_t now = uv_now(loop);
+      s->reset_tokens += (double)(now - s->reset_refilled_at) / 1000.0 * s->limits.reset_rate;
+      if (s->reset_tokens > s->limits.reset_burst) s->reset_tokens = s->limits.reset_burst;
+      s->reset_refilled_at = now;
+      if (--s->reset_tokens < 0) {
+        s->ended_because = "the peer reset too many streams (rapid reset)";
+        nghttp2_submit_goaway(h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h2), NGHTTP2_ENHANCE_YOUR_CALM, NULL, 0);
+        return NGHTTP2_ERR_CALLBACK_FAILURE; // mem_recv stops here; session_read sends the GOAWAY and ends the session
+      }
     }
     return 0;
   case NGHTTP2_GOAWAY:
@@ -1260,6 +1314,8 @@ static void on_listener_poll(uv_poll_t *handle, int status, int events) {
       s->listener_id = l->id;
       s->keepalive_ms = l->keepalive_ms;
       s->keepalive_timeout_ms = l->keepalive_timeout_ms;
+      s->limits = l->limits;
+      uv_timer_start(s->timer, on_keepalive, (uint64_t)s->limits.handshake_timeout_ms, 0);
       s->state = S_HANDSHAKE;
       session_handshake(s);
     } else {
@@ -1471,16 +1527,55 @@ static int open_listener(const char *host, int port, int *bound_port, int *err) 
   return fd;
 }
 
-// listen(host, port, contextId | -1, keepaliveMs, keepaliveTimeoutMs) → [id, port]. With a context it is
-// an HBONE (TLS) listener, else a plain one whose connections become tunnels (EV_ACCEPT).
+// One bound from the limits object: absent keeps the default; present must be a number within [MIN, MAX].
+static int get_limit(napi_env env, napi_value object, const char *name, double min, double max, double *out) {
+  bool has = false;
+  napi_value value;
+  if (napi_has_named_property(env, object, name, &has) != napi_ok) return 0;
+  if (!has) return 1;
+  double number;
+  if (napi_get_named_property(env, object, name, &value) != napi_ok || !get_double(env, value, &number) || !(number >= min && number <= max)) return 0;
+  *out = number;
+  return 1;
+}
+
+// {maxConcurrentStreams, maxHeaderListBytes, maxHeaderPairs, resetBurst, resetRatePerSecond, handshakeTimeoutMs,
+// idleSessionMs} (HBONE_BOUNDS' names) over DEFAULT_LIMITS; undefined = the defaults.
+static int get_limits(napi_env env, napi_value value, limits *out) {
+  *out = DEFAULT_LIMITS;
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) return 0;
+  if (type == napi_undefined) return 1;
+  if (type != napi_object) return 0;
+  double streams = out->max_streams, header_bytes = out->max_header_bytes, header_pairs = out->max_header_pairs;
+  double handshake = out->handshake_timeout_ms, idle = out->idle_session_ms;
+  int ok = get_limit(env, value, "maxConcurrentStreams", 1, 1 << 20, &streams)
+    && get_limit(env, value, "maxHeaderListBytes", 64, 1 << 20, &header_bytes)
+    && get_limit(env, value, "maxHeaderPairs", 4, 1024, &header_pairs)
+    && get_limit(env, value, "resetBurst", 1, 1e6, &out->reset_burst)
+    && get_limit(env, value, "resetRatePerSecond", 0, 1e6, &out->reset_rate)
+    && get_limit(env, value, "handshakeTimeoutMs", 1, 600000, &handshake)
+    && get_limit(env, value, "idleSessionMs", 0, 86400000, &idle);
+  out->max_streams = (int)streams;
+  out->max_header_bytes = (int)header_bytes;
+  out->max_header_pairs = (int)header_pairs;
+  out->handshake_timeout_ms = (int)handshake;
+  out->idle_session_ms = (int)idle;
+  return ok;
+}
+
+// listen(host, port, contextId | -1, keepaliveMs, keepaliveTimeoutMs, limits | undefined) → [id, port]. With a
+// context it is an HBONE (TLS) listener bounded by LIMITS, else a plain one whose connections become tunnels (EV_ACCEPT).
 static napi_value js_listen(napi_env env, napi_callback_info info) {
-  ARGS(5);
+  ARGS(6);
   char *host = get_string(env, argv[0], 64);
   int port, keepalive_ms, keepalive_timeout_ms;
   double context_id;
-  if (!host || !get_int(env, argv[1], &port) || !get_double(env, argv[2], &context_id) || !get_int(env, argv[3], &keepalive_ms) || !get_int(env, argv[4], &keepalive_timeout_ms)) {
+  limits bounds;
+  if (!host || !get_int(env, argv[1], &port) || !get_double(env, argv[2], &context_id) || !get_int(env, argv[3], &keepalive_ms) || !get_int(env, argv[4], &keepalive_timeout_ms)
+      || !get_limits(env, argv[5], &bounds)) {
     free(host);
-    return throw_error(env, "EINVAL", "listen(host, port, context, keepaliveMs, keepaliveTimeoutMs): bad arguments");
+    return throw_error(env, "EINVAL", "listen(host, port, context, keepaliveMs, keepaliveTimeoutMs, limits): bad arguments");
   }
   context *c = context_id >= 0 ? id_get(context_id, K_CONTEXT) : NULL;
   if (context_id >= 0 && !c) {
@@ -1496,6 +1591,7 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
   l->ctx = c;
   l->keepalive_ms = keepalive_ms;
   l->keepalive_timeout_ms = keepalive_timeout_ms;
+  l->limits = bounds;
   l->id = id_new(K_LISTENER, l);
   l->poll = poll_new(fd, l);
   uv_poll_start(l->poll, UV_READABLE, on_listener_poll);

@@ -1,0 +1,240 @@
+// The one place that bounds what a peer can make an HTTP/2 server of ours hold: the controller's API
+// port and the agents' HBONE port, on both data paths (node:http2 here; the native engine takes the same
+// numbers as arguments, src/lib/proxy/native/hbone.c). Three kinds of bounds:
+// - limits nghttp2 enforces per session (streams, header list, settings, pings, session memory);
+// - rapid reset (CVE-2023-44487): peer RST_STREAMs draw from a token bucket; an empty bucket ends the session;
+// - dead and idle sessions. node:http2 never closes a session on a connection error it detected itself:
+//   nghttp2 sends GOAWAY, Node stops reading the socket and raises no event, so the peer's FIN is never read
+//   and the socket sits in CLOSE-WAIT for ever (measured: 8 of 10 kinds of malformed frame). A session
+//   that stays silent gets a PING; no answer in time destroys it. Idle sessions are capped: the oldest
+//   idle one gives way to a new one.
+import type {Http2SecureServer, Http2Session, SecureServerOptions, ServerHttp2Stream} from 'node:http2'
+import type {Socket} from 'node:net'
+
+export interface Http2ServerBounds {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS we advertise (and enforce: extra streams are refused) */
+  maxConcurrentStreams: number
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: a request's header block, decoded, in bytes */
+  maxHeaderListBytes: number
+  /** header fields per request */
+  maxHeaderPairs: number
+  /** nghttp2's buffered-output budget per session, MB */
+  maxSessionMemoryMb: number
+  /** TLS handshake deadline */
+  handshakeTimeoutMs: number
+  /** a session silent this long (no frame either way) is probed with a PING */
+  silenceMs: number
+  /**
+   * ... this long before its first stream, with twice this to answer: clients open a stream right after
+   * connecting, so a fresh session that goes silent is one that connected for nothing, or that a malformed
+   * frame already ended
+   */
+  firstStreamSilenceMs: number
+  /** ... and destroyed when the PING is not answered in this time (dead peer, or a session nghttp2 ended) */
+  pingTimeoutMs: number
+  /** a session with no open stream for this long is closed */
+  idleSessionMs: number
+  /** sessions with no open stream kept at once; beyond it the one idle longest is closed */
+  maxIdleSessions: number
+  /** peer stream resets (before we finished answering): bucket size ... */
+  resetBurst: number
+  /** ... refilled at this many per second; an empty bucket destroys the session */
+  resetRatePerSecond: number
+}
+
+/** The controller: anyone may connect (enrollment is anonymous); callers make a few short requests. */
+export const CONTROLLER_BOUNDS: Readonly<Http2ServerBounds> = {
+  firstStreamSilenceMs: 1000,
+  handshakeTimeoutMs: 10_000,
+  idleSessionMs: 30_000,
+  maxConcurrentStreams: 128,
+  maxHeaderListBytes: 16 * 1024,
+  maxHeaderPairs: 64,
+  maxIdleSessions: 128,
+  maxSessionMemoryMb: 10,
+  pingTimeoutMs: 2000,
+  resetBurst: 100,
+  resetRatePerSecond: 20,
+  silenceMs: 1000,
+}
+
+/**
+ * HBONE (agents, mutual TLS): pooled sessions idle up to the client's 5-minute release and carry up to
+ * 100 streams each (docs/hbone.md §6). Clients reset streams only on errors, never in bulk.
+ */
+export const HBONE_BOUNDS: Readonly<Http2ServerBounds> = {
+  firstStreamSilenceMs: 1000,
+  handshakeTimeoutMs: 10_000,
+  idleSessionMs: 6 * 60_000,
+  maxConcurrentStreams: 200,
+  maxHeaderListBytes: 16 * 1024,
+  maxHeaderPairs: 64,
+  maxIdleSessions: 1024,
+  maxSessionMemoryMb: 64,
+  pingTimeoutMs: 20_000,
+  resetBurst: 200,
+  resetRatePerSecond: 50,
+  silenceMs: 10_000,
+}
+
+/** The node:http2 server options that carry BOUNDS (merge your own settings over `settings`). */
+export function boundedServerOptions(bounds: Http2ServerBounds): Pick<
+  SecureServerOptions,
+  'handshakeTimeout' | 'maxHeaderListPairs' | 'maxOutstandingPings' | 'maxSessionInvalidFrames' | 'maxSessionMemory'
+  | 'maxSessionRejectedStreams' | 'maxSettings' | 'settings' | 'streamResetBurst' | 'streamResetRate' | 'unknownProtocolTimeout'
+> {
+  return {
+    handshakeTimeout: bounds.handshakeTimeoutMs,
+    maxHeaderListPairs: bounds.maxHeaderPairs,
+    maxOutstandingPings: 10,
+    maxSessionInvalidFrames: 100,
+    maxSessionMemory: bounds.maxSessionMemoryMb,
+    maxSessionRejectedStreams: 100,
+    maxSettings: 32,
+    settings: {enablePush: false, maxConcurrentStreams: bounds.maxConcurrentStreams, maxHeaderListSize: bounds.maxHeaderListBytes},
+    // nghttp2's own limiter GOAWAYs later than ours destroys; it stays as a second line.
+    streamResetBurst: bounds.resetBurst * 2,
+    streamResetRate: bounds.resetRatePerSecond * 2,
+    unknownProtocolTimeout: bounds.handshakeTimeoutMs,
+  }
+}
+
+export type SessionEndReason = 'idle' | 'idle-evicted' | 'no-ping-answer' | 'rapid-reset'
+
+/** RFC 9113 §7: the GOAWAY code for a peer that floods us. */
+const ENHANCE_YOUR_CALM = 11
+
+export interface GuardHooks {
+  /** a session the guard ended (for a debug log line; routine under attack, so never louder) */
+  ended?: (reason: SessionEndReason, remote: string) => void
+}
+
+export interface Http2Guard {
+  readonly sessionCount: number
+  readonly idleCount: number
+  /** stop the guard's timers (the server is closing) */
+  close(): void
+}
+
+interface Guarded {
+  /** no stream yet */
+  fresh: boolean
+  idleSince: number
+  idleTimer?: NodeJS.Timeout
+  openStreams: number
+  probing: boolean
+  remote: string
+  resetTokens: number
+  resetRefilledAt: number
+}
+
+/** Apply BOUNDS' session-level rules to every session SERVER accepts; returns counters for tests and dumps. */
+export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerBounds, hooks: GuardHooks = {}): Http2Guard {
+  const sessions = new Map<Http2Session, Guarded>()
+  // Insertion order = idle order: a session is (re)inserted when it becomes idle.
+  const idle = new Map<Http2Session, Guarded>()
+  const end = (session: Http2Session, reason: SessionEndReason): void => {
+    const state = sessions.get(session)
+    hooks.ended?.(reason, state?.remote ?? '?')
+    // destroy() sends GOAWAY(NO_ERROR); a code needs an error to go with it.
+    if (reason === 'rapid-reset') session.destroy(new Error('the peer reset too many streams'), ENHANCE_YOUR_CALM)
+    else session.destroy()
+  }
+
+  const becomeIdle = (session: Http2Session, state: Guarded): void => {
+    state.idleSince = Date.now()
+    idle.delete(session)
+    idle.set(session, state)
+    clearTimeout(state.idleTimer)
+    state.idleTimer = setTimeout(() => end(session, 'idle'), bounds.idleSessionMs)
+    state.idleTimer.unref()
+    while (idle.size > bounds.maxIdleSessions) {
+      const [oldest] = idle.keys()
+      idle.delete(oldest!)
+      end(oldest!, 'idle-evicted')
+    }
+  }
+
+  const silence = (state: Guarded): number => (state.fresh ? bounds.firstStreamSilenceMs : bounds.silenceMs)
+  const probe = (session: Http2Session, state: Guarded): void => {
+    if (state.probing || session.destroyed) return
+    state.probing = true
+    const deadline = setTimeout(() => end(session, 'no-ping-answer'), state.fresh ? 2 * bounds.firstStreamSilenceMs : bounds.pingTimeoutMs)
+    deadline.unref()
+    const answered = (): void => {
+      clearTimeout(deadline)
+      state.probing = false
+      if (!session.destroyed) session.setTimeout(silence(state)) // the timeout fires once per silence: re-arm
+    }
+
+    try {
+      if (!session.ping(answered)) answered() // too many outstanding pings: the peer is being probed already
+    } catch {
+      clearTimeout(deadline)
+      session.destroy()
+    }
+  }
+
+  const onStream = (session: Http2Session, state: Guarded, stream: ServerHttp2Stream): void => {
+    if (state.fresh) {
+      state.fresh = false
+      session.setTimeout(bounds.silenceMs)
+    }
+
+    if (state.openStreams++ === 0) {
+      idle.delete(session)
+      clearTimeout(state.idleTimer)
+    }
+
+    // 'aborted' also follows our own resets; a peer's reset before any answer is what a flood is made of
+    // (our own resets come after the answer: a tunnel's relay, a handler cut short).
+    stream.once('aborted', () => {
+      if (stream.headersSent) return
+      const now = Date.now()
+      state.resetTokens = Math.min(bounds.resetBurst, state.resetTokens + ((now - state.resetRefilledAt) / 1000) * bounds.resetRatePerSecond)
+      state.resetRefilledAt = now
+      if (--state.resetTokens < 0) end(session, 'rapid-reset')
+    })
+    stream.once('close', () => {
+      if (--state.openStreams === 0 && !session.destroyed) becomeIdle(session, state)
+    })
+  }
+
+  server.on('session', (session: Http2Session) => {
+    const socket = session.socket as Socket | undefined
+    const state: Guarded = {
+      fresh: true,
+      idleSince: Date.now(), openStreams: 0, probing: false, remote: `${socket?.remoteAddress ?? '?'}:${socket?.remotePort ?? '?'}`,
+      resetRefilledAt: Date.now(), resetTokens: bounds.resetBurst,
+    }
+    sessions.set(session, state)
+    session.on('timeout', () => probe(session, state))
+    session.setTimeout(bounds.firstStreamSilenceMs)
+    session.on('stream', (stream: ServerHttp2Stream) => onStream(session, state, stream))
+    // A session error (protocol error Node did notice, socket error) ends the session, never the server.
+    session.on('error', () => session.destroy())
+    session.once('close', () => {
+      clearTimeout(state.idleTimer)
+      sessions.delete(session)
+      idle.delete(session)
+    })
+    becomeIdle(session, state)
+  })
+  // HTTP/1.1 connections (the controller allows them for curl) get the same deadline for idleness.
+  server.on('secureConnection', (socket: Socket & {alpnProtocol?: false | string}) => {
+    if (socket.alpnProtocol === 'h2') return
+    socket.setTimeout(bounds.idleSessionMs, () => socket.destroy())
+  })
+
+  return {
+    get idleCount() {
+      return idle.size
+    },
+    get sessionCount() {
+      return sessions.size
+    },
+    close() {
+      for (const state of sessions.values()) clearTimeout(state.idleTimer)
+    },
+  }
+}
