@@ -5,7 +5,7 @@
 import type {V1Namespace, V1Pod} from '@kubernetes/client-node'
 
 import type {WorkloadRecord} from '../config/types.js'
-import {enrollDecision, type EnrollmentOptions} from './enrollment.js'
+import {DEFAULT_EXCLUDED_NAMESPACES, enrollmentOf, type EnrollmentOptions, serviceAccountOf} from './enrollment.js'
 import {NODE_AGENT_SERVICE_ACCOUNT} from './objects.js'
 
 export const HBONE_PORT = 15_008
@@ -30,12 +30,12 @@ export function podIps(pod: Pick<V1Pod, 'status'>): string[] {
  * address. AGENT_HBONE gives the HBONE address of each node's agent ('' while that agent has no pod IP).
  */
 export function podWorkload(pod: V1Pod, namespace: undefined | V1Namespace, agentHbone: (node: string) => string, options: EnrollmentOptions = {}): undefined | WorkloadRecord {
-  if (!enrollDecision(namespace, pod, options).enrolled) return undefined
+  if (!enrollmentOf(pod, namespace, options).enrolled) return undefined
   const {name, namespace: ns, uid} = pod.metadata ?? {}
   const node = pod.spec?.nodeName
   const ips = podIps(pod)
   if (!name || !ns || !uid || !node || ips.length === 0) return undefined
-  return {hbone: agentHbone(node), ips, name, namespace: ns, node: nodeAgentName(node), serviceAccount: pod.spec?.serviceAccountName || 'default', uid}
+  return {hbone: agentHbone(node), ips, name, namespace: ns, node: nodeAgentName(node), serviceAccount: serviceAccountOf(pod), uid}
 }
 
 /** Node name → `IP:15008` of the node agent pod running there (pods of ServiceAccount ztctl-node in the install namespace). */
@@ -55,9 +55,11 @@ export function nodeAgentAddresses(pods: readonly V1Pod[], installNamespace: str
 export function desiredWorkloads(view: ClusterView, options: EnrollmentOptions & {installNamespace: string}): Map<string, WorkloadRecord> {
   const pods = view.pods()
   const agents = nodeAgentAddresses(pods, options.installNamespace)
+  // The install's own namespace never joins, whatever it is called.
+  const excluded = {excludedNamespaces: [...(options.excludedNamespaces ?? DEFAULT_EXCLUDED_NAMESPACES), options.installNamespace]}
   const workloads = new Map<string, WorkloadRecord>()
   for (const pod of pods) {
-    const workload = podWorkload(pod, view.namespace(pod.metadata?.namespace ?? ''), (node) => agents.get(node) ?? '', options)
+    const workload = podWorkload(pod, view.namespace(pod.metadata?.namespace ?? ''), (node) => agents.get(node) ?? '', excluded)
     if (workload) workloads.set(workload.uid, workload)
   }
 
@@ -67,7 +69,7 @@ export function desiredWorkloads(view: ClusterView, options: EnrollmentOptions &
 /** Pods of NAMESPACE/SERVICE_ACCOUNT scheduled on NODE (any phase but finished), what a node-bound certificate needs. */
 export function podsOn(pods: readonly V1Pod[], node: string, namespace: string, serviceAccount: string): V1Pod[] {
   return pods.filter((pod) =>
-    pod.spec?.nodeName === node && pod.metadata?.namespace === namespace && (pod.spec.serviceAccountName || 'default') === serviceAccount
+    pod.spec?.nodeName === node && pod.metadata?.namespace === namespace && serviceAccountOf(pod) === serviceAccount
     && pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed')
 }
 
