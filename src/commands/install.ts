@@ -14,7 +14,7 @@ import type {Change} from '../lib/kube/install/apply.js'
 export default class Install extends BaseCommand<typeof Install> {
   static override description = `Install ztctl into a Kubernetes cluster, as \`istioctl install\` does: custom resources, namespace, RBAC, the controller, the CNI agents and the node agents, each applied (server-side, field manager ztctl) and waited for before the next.
 
-Run it again to upgrade: only what changed is applied, and what the new values no longer render is pruned. With the same values it changes nothing and says so. --dry-run shows the diff against the live cluster, checked by the API server, and changes nothing.`
+At the end it writes a ztctl context of kind kubernetes (k8s-<kube context>) and makes it current, so the other ztctl commands reach the installed controller (through a port-forward, as its admin). Run it again to upgrade: only what changed is applied, and what the new values no longer render is pruned. With the same values it changes nothing and says so. --dry-run shows the diff against the live cluster, checked by the API server, and changes nothing.`
   static override examples = [
     '<%= config.bin %> install --profile ambient -y',
     '<%= config.bin %> install --set controller.replicas=2 --dry-run',
@@ -50,7 +50,7 @@ Run it again to upgrade: only what changed is applied, and what the new values n
       let failed: string | undefined
       const progress = await createProgress(this.jsonEnabled() ? process.stderr : process.stdout)
       const result = await install({
-        dryRun, kube, readinessTimeoutMs: timeout * 1000, rendering,
+        context: {home: this.home, kubeconfig: this.flags.kubeconfig}, dryRun, kube, readinessTimeoutMs: timeout * 1000, rendering,
         onEvent(event) {
           switch (event.type) {
             case 'start': {
@@ -96,7 +96,7 @@ Run it again to upgrade: only what changed is applied, and what the new values n
       })
       const summary = {
         changes: [...result.changes, ...result.pruned].map((change) => ({action: change.action, object: change.ref, ...(change.unchecked ? {unchecked: true} : {})})),
-        dryRun, namespace: result.namespace, profile: result.profile, unchanged: result.unchanged,
+        context: result.context, dryRun, namespace: result.namespace, profile: result.profile, unchanged: result.unchanged,
       }
       if (dryRun && this.format === 'table') return this.printDryRun([...result.changes, ...result.pruned], summary)
       if (dryRun) return this.render(summary, () => undefined)
@@ -105,6 +105,7 @@ Run it again to upgrade: only what changed is applied, and what the new values n
         result.unchanged
           ? `No changes: the cluster already runs profile ${result.profile} with these values (${result.changes.length} objects unchanged).`
           : `The ${result.profile} profile is installed in namespace ${result.namespace}. Check it with \`ztctl verify-install\`.`,
+        `ztctl context ${result.context} (now current) reaches its controller: try \`ztctl identity list\`.`,
       ].join('\n'))
     } finally {
       kube.close()

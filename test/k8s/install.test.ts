@@ -12,7 +12,8 @@ import {parseAllDocuments} from 'yaml'
 import {CRD_KINDS} from '../../src/lib/kube/crds.js'
 import {connectKube, type KubeClient} from '../../src/lib/kube/rest.js'
 import {runCli} from '../helpers/controller.js'
-import {K8S_TEST_TIMEOUT_MS, startCluster, waitFor, ztctlImage} from '../helpers/k8s.js'
+import {K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
+import {waitUntil} from '../helpers/wait.js'
 
 const NS = 'ztctl-system'
 // Kinds whose objects change on their own (heartbeats, events, endpoint controllers): compared by existence only.
@@ -81,8 +82,8 @@ test('install --profile ambient, verify-install, upgrade, prune, uninstall and -
   await cluster.core.createNamespace({body: {metadata: {name: 'user-app'}}})
   await cluster.core.createNamespacedConfigMap({body: {data: {keep: 'me'}, metadata: {labels: {'app.kubernetes.io/part-of': 'ztctl'}, name: 'settings'}}, namespace: 'user-app'})
   // What the controller-manager adds to a new namespace by itself, before the listing of "before".
-  await waitFor('the default ServiceAccount token of user-app', () => cluster.core.readNamespacedServiceAccount({name: 'default', namespace: 'user-app'}).then((sa) => (sa.secrets?.length ? sa : undefined)))
-  await waitFor('kube-root-ca.crt in user-app', () => cluster.core.readNamespacedConfigMap({name: 'kube-root-ca.crt', namespace: 'user-app'}))
+  await waitUntil('the default ServiceAccount token of user-app', () => cluster.core.readNamespacedServiceAccount({name: 'default', namespace: 'user-app'}).then((sa) => (sa.secrets?.length ? sa : undefined)), 60_000)
+  await waitUntil('kube-root-ca.crt in user-app', () => cluster.core.readNamespacedConfigMap({name: 'kube-root-ca.crt', namespace: 'user-app'}), 60_000)
   const before = await snapshot(kube)
 
   const precheck = await ztctl('precheck', ['precheck', ...values])
@@ -130,6 +131,46 @@ test('install --profile ambient, verify-install, upgrade, prune, uninstall and -
     const json = JSON.parse((await ztctl('verify-install -o json', ['verify-install', '-o', 'json'])).stdout) as {checks: {ok: boolean}[]; failed: number}
     assert.equal(json.failed, 0)
     assert.ok(json.checks.length >= 20)
+  })
+
+  await t.test('the CLI reaches the installed controller through the context install wrote; deleting the controller pod keeps every identity, policy and tunnel', async () => {
+    const cli = async <T>(step: string, args: string[]): Promise<T> => {
+      const result = await ztctl(step, [...args, '-o', 'json'])
+      assert.equal(result.code, 0, `ztctl ${args.join(' ')}\n${result.out}`)
+      return JSON.parse(result.stdout) as T
+    }
+
+    const contexts = await cli<{current: boolean; kind?: string; name: string}[]>('context list', ['context', 'list'])
+    assert.deepEqual(contexts.map((context) => [context.name, context.kind, context.current]), [[`k8s-${kube.context}`, 'kubernetes', true]])
+    await cli('identity create', ['identity', 'create', 'web', '-a', 'frontend', '--out', path.join(home, 'web.jwt')])
+    await cli('policy create', ['policy', 'create', 'no-guests', '--action', 'DENY', '--from', '#guest', '--port', '5432'])
+    // web's agent does not run: the tunnel is stored, there is nothing to wait for.
+    await cli('tunnel open', ['tunnel', 'open', 'inbound', 'tcp/db', '--agent', 'web', '--listen', '127.0.0.1:7000', '--no-wait'])
+    const state = async (when: string) => ({
+      identities: (await cli<{name: string; roles: string[]}[]>(`identity list (${when})`, ['identity', 'list'])).map(({name, roles}) => ({name, roles})).sort((a, b) => a.name.localeCompare(b.name)),
+      policies: (await cli<{items: {name: string}[]}>(`policy list (${when})`, ['policy', 'list'])).items,
+      tunnels: (await cli<{tunnels: unknown[]}>(`tunnel list (${when})`, ['tunnel', 'list'])).tunnels,
+    })
+    const before = await state('before')
+    // The node agent enrolled with its ServiceAccount token (TokenReview) as node-<its node>.
+    assert.deepEqual(before.identities.map((identity) => identity.name), ['admin', `node-${node.name}`, 'web'])
+    assert.deepEqual(before.identities.find((identity) => identity.name === `node-${node.name}`)!.roles, ['node'])
+    assert.deepEqual(before.policies.map((policy) => policy.name), ['no-guests'])
+    assert.equal(before.tunnels.length, 1)
+    const online = await waitUntil('the node agent online at the controller', async () => {
+      const status = await cli<{agents: {name: string; online: boolean}[]}>('proxy-status', ['proxy-status'])
+      return status.agents.find((agent) => agent.name === `node-${node.name}` && agent.online)
+    }, 60_000, 500)
+    assert.ok(online)
+
+    const [pod] = (await cluster.core.listNamespacedPod({labelSelector: 'app.kubernetes.io/name=ztctl-controller', namespace: NS})).items
+    const started = Date.now()
+    await cluster.core.deleteNamespacedPod({name: pod.metadata!.name!, namespace: NS})
+    await waitUntil('a new controller pod Ready', async () => (await cluster.core.listNamespacedPod({labelSelector: 'app.kubernetes.io/name=ztctl-controller', namespace: NS})).items
+      .find((other) => other.metadata?.name !== pod.metadata!.name && !other.metadata?.deletionTimestamp
+        && other.status?.conditions?.some((condition) => condition.type === 'Ready' && condition.status === 'True')), 180_000, 200)
+    timings['controller pod deleted → replacement Ready'] = Date.now() - started
+    assert.deepEqual(await state('after the restart'), before, 'the new controller pod serves the same state')
   })
 
   await t.test('a second install with the same values changes nothing and says so; other values change only those objects', async () => {

@@ -163,7 +163,7 @@ test('node agents enroll with their ServiceAccount token; wrong tokens are refus
   await assert.rejects(enrollWith(genuine, 'node-a', `https://127.0.0.1:${(impostor.address() as AddressInfo).port}`), (error: unknown) => {
     assert.ok(ZtError.is(error))
     assert.equal(error.code, 'ZT_ERR_CONTROLLER_IMPOSTOR')
-    assert.match(error.message, /spiffe:\/\/cluster\.local\/identity\/node-node-a, not spiffe:\/\/cluster\.local\/controller/)
+    assert.match(error.message, /presented spiffe:\/\/cluster\.local\/identity\/node-node-a, not the controller's spiffe:\/\/cluster\.local\/controller/)
     return true
   })
   assert.equal(requests, 0, 'the impostor never received a request')

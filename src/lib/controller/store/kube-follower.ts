@@ -246,11 +246,13 @@ export class ConfigFollower {
 
   /** List every kind at one revision (undefined: the latest), derive, diff, log, notify. */
   private async sync(target: number | undefined): Promise<void> {
+    const started = Date.now()
     const [first, ...rest] = this.options.sources
-    const head = await first.list(target)
-    const revision = Number(head.resourceVersion)
-    if (!isVersion(revision)) throw new Error(`the API server returned resourceVersion ${JSON.stringify(head.resourceVersion)}, not an etcd revision`)
-    const lists = [head, ...(await Promise.all(rest.map((source) => source.list(revision))))]
+    // A target revision: every kind at once. The latest: the first list says which revision that is.
+    const head = target === undefined ? await first.list() : undefined
+    const revision = target ?? Number(head!.resourceVersion)
+    if (!isVersion(revision)) throw new Error(`the API server returned resourceVersion ${JSON.stringify(head?.resourceVersion)}, not an etcd revision`)
+    const lists = head ? [head, ...(await Promise.all(rest.map((source) => source.list(revision))))] : await Promise.all(this.options.sources.map((source) => source.list(revision)))
     for (const [index, list] of lists.entries()) {
       if (Number(list.resourceVersion) !== revision) {
         throw new Error(`the API server listed ${this.options.sources[index].name} at ${list.resourceVersion}, not at ${revision}: it does not honour resourceVersionMatch=Exact`)
@@ -290,6 +292,7 @@ export class ConfigFollower {
       }
     }
 
+    this.options.logger.debug({changes: changes.length, kinds: lists.length, ms: Date.now() - started, revision}, 'configuration synced')
     if (changes.length > 0) this.commits.emit('commit', revision)
   }
 

@@ -3,7 +3,12 @@
 // component to be ready before the next, then prune what the rendering no longer has. Objects whose server
 // dry run matches the live object are not applied, so a second install with the same values changes
 // nothing. `dryRun` stops after the plan: what would be created, changed and pruned, checked by the server.
+// The controller is ready once it serves AND its leader has published the CA bundle and the admin identity:
+// node agents mount the first, and the ztctl context install writes at its end uses the second.
 import {ExitCode, ZtError} from '../../errors.js'
+import type {Home} from '../../home/home.js'
+import {upsertKubeContext} from '../controller-context.js'
+import {RUNTIME_OBJECTS} from '../objects.js'
 import type {KubeClient} from '../rest.js'
 import {COMPONENT_ORDER, type Component, INSTALL_LABEL, type KubeObject, objectRef, type Rendered} from '../manifest/objects.js'
 import type {Rendering} from '../manifest/render.js'
@@ -34,6 +39,8 @@ export interface InstallOptions {
   onEvent: (event: InstallEvent) => void
   readinessTimeoutMs: number
   rendering: Rendering
+  /** write (and make current) a ztctl context of kind kubernetes for the installed controller */
+  context?: {home: Home; kubeconfig?: string}
 }
 
 export interface InstallResult {
@@ -43,6 +50,8 @@ export interface InstallResult {
   namespace: string
   profile: string
   pruned: Change[]
+  /** the ztctl context written for the installed controller */
+  context?: string
 }
 
 export async function install(options: InstallOptions): Promise<InstallResult> {
@@ -63,7 +72,11 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
         componentChanges.push(change)
       }
 
-      if (!options.dryRun) await waitReady(kube, items, deadline(), (message) => onEvent({component, message, type: 'wait'}))
+      if (!options.dryRun) {
+        const onWait = (message: string) => onEvent({component, message, type: 'wait'})
+        await waitReady(kube, items, deadline(), onWait)
+        if (component === 'controller') await waitControllerState(kube, rendering.namespace, deadline(), onWait)
+      }
     } catch (error) {
       const failure = ZtError.is(error) ? error : new ZtError('ZT_ERR_INSTALL', (error as Error).message, {cause: error})
       onEvent({component, error: failure, type: 'failed'})
@@ -76,9 +89,29 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
 
   const pruned = await prune(kube, objects, options.dryRun === true, deadline())
   if (pruned.length > 0) onEvent({pruned, type: 'pruned'})
+  const context = options.context && !options.dryRun
+    ? await upsertKubeContext(options.context.home, {kubeconfig: options.context.kubeconfig, kubeContext: kube.context, namespace: rendering.namespace})
+    : undefined
   return {
-    changes, namespace: rendering.namespace, profile: rendering.profile, pruned,
+    changes, context: context?.name, namespace: rendering.namespace, profile: rendering.profile, pruned,
     unchanged: pruned.length === 0 && changes.every((change) => change.action === 'unchanged'),
+  }
+}
+
+/** The leader writes ConfigMap ztctl-ca-root and Secret ztctl-admin within seconds of winning the Lease (a new replica may wait out an old holder's). */
+async function waitControllerState(kube: KubeClient, namespace: string, deadline: number, onWait: (message: string) => void): Promise<void> {
+  const wanted = [{kind: 'ConfigMap', name: RUNTIME_OBJECTS.caRootConfigMap}, {kind: 'Secret', name: RUNTIME_OBJECTS.adminSecret}]
+  for (const {kind, name} of wanted) {
+    while (!(await readObject(kube, {kind, metadata: {name, namespace}}))) {
+      if (Date.now() > deadline) {
+        throw new ZtError('ZT_ERR_NOT_READY', `the controller serves but its leader has not written ${kind} ${namespace}/${name} (readiness timeout)`, {
+          exit: ExitCode.failure, suggestion: `look at the controller's log: kubectl -n ${namespace} logs deploy/ztctl-controller; and who holds the Lease: kubectl -n ${namespace} get lease ${RUNTIME_OBJECTS.lease} -o yaml`,
+        })
+      }
+
+      onWait(`waiting for the controller's leader to write ${kind} ${namespace}/${name}`)
+      await sleep(250)
+    }
   }
 }
 
