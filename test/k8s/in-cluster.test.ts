@@ -1,5 +1,6 @@
 // The controller and a node agent as real pods of our image on a real node (kubelet, containerd, runc,
-// kube-proxy): the controller Deployment becomes Ready with its state in the API server; the CLI reaches it
+// kube-proxy), as `ztctl install` renders them (test/k8s/manifests.ts) in a namespace of the test's: the
+// controller Deployment becomes Ready with its state in the API server; the CLI reaches it
 // through a context of kind kubernetes (port-forward + Secret ztctl-admin) to create identities, policies
 // and tunnels; the node-agent DaemonSet pod enrolls with its ServiceAccount token through the Service and
 // becomes Ready; a Policy changed with the API (as kubectl would) reaches the agent (timed); then the
@@ -18,7 +19,7 @@ import {runCli} from '../helpers/controller.js'
 import {type Cluster, describePod, K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
 import {waitUntil} from '../helpers/wait.js'
 import {applyCrds, freshNamespace} from './fixtures.js'
-import {controllerObjects, createObjects, nodeAgentObjects} from './manifests.js'
+import {controllerObjects, createObjects, installValues, nodeAgentObjects} from './manifests.js'
 
 interface Dump {
   policies: {name: string; ports: number[]}[]
@@ -56,8 +57,9 @@ test('controller and node agent in real pods: CLI through a kubernetes context, 
   const json = async <T>(...args: string[]): Promise<T> => JSON.parse(await cli(...args, '-o', 'json')) as T
 
   // The controller: Ready once it serves from the API server.
+  const values = await installValues(namespace, image.ref)
   let started = Date.now()
-  await createObjects(cluster, controllerObjects(namespace, image.ref))
+  await createObjects(cluster, controllerObjects(values))
   const controllerPod = await readyPod(cluster, namespace, 'app.kubernetes.io/name=ztctl-controller')
   t.diagnostic(`controller pod Ready ${Date.now() - started} ms after its objects were created`)
 
@@ -75,7 +77,7 @@ test('controller and node agent in real pods: CLI through a kubernetes context, 
 
   // The node agent: enrolls with its token through the Service, trusting the CA ConfigMap.
   started = Date.now()
-  await createObjects(cluster, nodeAgentObjects(namespace, image.ref))
+  await createObjects(cluster, nodeAgentObjects(values))
   const agentPod = await readyPod(cluster, namespace, 'app.kubernetes.io/name=ztctl-node')
   t.diagnostic(`node-agent pod Ready ${Date.now() - started} ms after the DaemonSet was created`)
   const node = agentPod.spec!.nodeName!

@@ -85,6 +85,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       home: this.home,
       housekeepingMs: housekeeping,
       kube: {
+        context: this.flags['kube-context'],
         kubeconfig: this.flags.kubeconfig,
         lease: {durationMs: leaseDuration, renewDeadlineMs: renewDeadline, retryPeriodMs: retryPeriod},
         namespace: this.flags.namespace ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,

@@ -2,10 +2,11 @@
 // review node-agent tokens and read the cluster), Service and Deployment (K8S-CONTRACT.md fixes names,
 // ports and args). Its state lives in the API server, so any replica can be deleted or rescheduled.
 import {CRD_GROUP} from '../crds.js'
+import {CONTROLLER_PORT, CONTROLLER_SERVICE} from '../objects.js'
 import {fieldRef, imageOf, type InstallValues, installLabels, type KubeObject, podLabels, type Rendered, resourcesOf} from './objects.js'
 
-export const CONTROLLER_NAME = 'ztctl-controller'
-export const CONTROL_PORT = 15_012
+export const CONTROLLER_NAME = CONTROLLER_SERVICE
+export const CONTROL_PORT = CONTROLLER_PORT
 export const HEALTH_PORT = 15_014
 
 const READ = ['get', 'list', 'watch']

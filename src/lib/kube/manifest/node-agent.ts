@@ -1,11 +1,14 @@
 // The node agent: one pod per node (DaemonSet ztctl-node) carrying HBONE on 15008. It has no identity file:
 // it enrolls with its projected ServiceAccount token (audience ztctl) and the controller learns its node
 // from a TokenReview (K8S-CONTRACT.md fixes the args, ports and volumes).
+import path from 'node:path'
+
+import {NODE_AGENT_SERVICE_ACCOUNT, NODE_CA_PATH, NODE_TOKEN_PATH, RUNTIME_OBJECTS, TOKEN_AUDIENCE} from '../objects.js'
 import {commonEnv, nodeSelector, pullSecrets, restrictedContainer, restrictedPod, ZTCTL_HOME} from './controller.js'
 import {type Component, fieldRef, imageOf, type InstallValues, installLabels, podLabels, type Rendered, resourcesOf} from './objects.js'
 
-export const NODE_AGENT_NAME = 'ztctl-node'
-export const CA_ROOT_CONFIGMAP = 'ztctl-ca-root'
+export const NODE_AGENT_NAME = NODE_AGENT_SERVICE_ACCOUNT
+export const CA_ROOT_CONFIGMAP = RUNTIME_OBJECTS.caRootConfigMap
 
 export function renderNodeAgent(values: InstallValues): Rendered[] {
   if (!values.nodeAgent.enabled) return []
@@ -31,8 +34,8 @@ export function renderNodeAgent(values: InstallValues): Rendered[] {
       resources: resourcesOf(values.nodeAgent.resources),
       securityContext: restrictedContainer(),
       volumeMounts: [
-        {mountPath: '/var/run/secrets/ztctl', name: 'ztctl-token', readOnly: true},
-        {mountPath: '/var/run/ztctl/ca', name: 'ca-root', readOnly: true},
+        {mountPath: path.posix.dirname(NODE_TOKEN_PATH), name: 'ztctl-token', readOnly: true},
+        {mountPath: path.posix.dirname(NODE_CA_PATH), name: 'ca-root', readOnly: true},
         {mountPath: '/tmp', name: 'tmp'},
         {mountPath: ZTCTL_HOME, name: 'home'},
       ],
@@ -40,7 +43,7 @@ export function renderNodeAgent(values: InstallValues): Rendered[] {
     securityContext: restrictedPod(),
     terminationGracePeriodSeconds: 30,
     volumes: [
-      {name: 'ztctl-token', projected: {sources: [{serviceAccountToken: {audience: 'ztctl', expirationSeconds: 3600, path: 'token'}}]}},
+      {name: 'ztctl-token', projected: {sources: [{serviceAccountToken: {audience: TOKEN_AUDIENCE, expirationSeconds: 3600, path: path.posix.basename(NODE_TOKEN_PATH)}}]}},
       {configMap: {name: CA_ROOT_CONFIGMAP, optional: true}, name: 'ca-root'},
       {emptyDir: {}, name: 'tmp'},
       {emptyDir: {}, name: 'home'},

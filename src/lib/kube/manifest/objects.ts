@@ -1,11 +1,13 @@
 // What every rendered object shares: the labels that mark it as made by install (K8S-CONTRACT.md), the
-// typed view of the values the renderers read, and the order objects are applied in.
+// typed view of the values the renderers read, and the order objects are applied in. The label keys are
+// the controller's too (kube/objects.ts): its run-time objects carry the same ones.
+import {DEFAULT_INSTALL, LABEL} from '../objects.js'
 
-export const INSTALL_NAME = 'default'
-export const INSTALL_LABEL = 'ztctl.io/install'
-export const COMPONENT_LABEL = 'app.kubernetes.io/component'
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
-export const PART_OF_LABEL = 'app.kubernetes.io/part-of'
+export const INSTALL_NAME = DEFAULT_INSTALL
+export const INSTALL_LABEL = LABEL.install
+export const COMPONENT_LABEL = LABEL.component
+export const MANAGED_BY_LABEL = LABEL.managedBy
+export const PART_OF_LABEL = LABEL.partOf
 export const NAME_LABEL = 'app.kubernetes.io/name'
 /**
  * Marks what `install` rendered. The controller's run-time objects (CA, identities, Lease, status) carry the
