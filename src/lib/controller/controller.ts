@@ -114,7 +114,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const hub = new ConfigHub(store, logger)
     const services: ControllerServices = {
       adminCertTtlSeconds: options.adminCertTtlSeconds ?? DEFAULT_ADMIN_CERT_TTL_SECONDS, ca, certTtlSeconds: options.certTtlSeconds ?? 86_400, hub, logger,
-      nodeAgents: site.nodeAgents, nodeAuthority: scopedNodeAuthority(options.kubernetesNodes), signer, store, trustDomain, url: '', version: options.version,
+      nodeAgents: site.nodeAgents, nodeAuthority: scopedNodeAuthority(options.kubernetesNodes ?? site.mesh?.authority), signer, store, trustDomain, url: '', version: options.version,
     }
     const tls = await issueServerTls(services, listen.host, options.advertise)
     const server = await startServer(services, listen, tls)
@@ -199,10 +199,12 @@ function startHousekeeping(site: ControllerSite, services: ControllerServices, i
 
   const leadership = site.lead({
     onStart() {
+      site.mesh?.startLeading()
       running = round()
       schedule()
     },
     onStop() {
+      site.mesh?.stopLeading()
       clearTimeout(timer)
       timer = undefined
     },

@@ -15,6 +15,7 @@ import {ADMIN_IDENTITY_KEY, CA_ROOT_KEY, DEFAULT_INSTALL, LABEL, NODE_AGENT_SERV
 import {certInfo, fingerprint, splitPem} from '../pki/cert-info.js'
 import {createCA, validateCA} from '../pki/pki.js'
 import type {ControllerCA} from './ca.js'
+import {type KubeMeshOptions, startKubeMesh} from './kube-mesh.js'
 import {kubeNodeAgentAuthority} from './node-enroll.js'
 import type {Logger} from './logger.js'
 import type {ControllerSite} from './site.js'
@@ -29,6 +30,8 @@ export interface KubeSiteOptions extends KubeTarget {
   /** leader election timing (tests shorten it) */
   lease?: {durationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number}
   statusFlushMs?: number
+  /** informer timing of the cluster watch (tests shorten it) */
+  meshCache?: KubeMeshOptions['cache']
 }
 
 const CA_CERT_KEY = 'ca.crt'
@@ -42,6 +45,7 @@ export async function openKubeSite(options: KubeSiteOptions): Promise<Controller
   const replica = options.podName ?? `${hostname()}-${process.pid}`
   const install = await installName(clients, namespace, options.podName)
   const store = await openKubeStore({clients, install, logger, namespace, replica, statusFlushMs: options.statusFlushMs})
+  const mesh = startKubeMesh({cache: options.meshCache, clients, logger, namespace, store})
   const secrets = secretIo(clients, namespace)
   const adminWhere = `secret/${RUNTIME_OBJECTS.adminSecret}`
   return {
@@ -54,7 +58,10 @@ export async function openKubeSite(options: KubeSiteOptions): Promise<Controller
       write: (identity: IdentityFile) => secrets.put(RUNTIME_OBJECTS.adminSecret, install, {[ADMIN_IDENTITY_KEY]: JSON.stringify(identity, null, 2) + '\n'}),
     },
     announce: async () => {},
-    close: () => store.close(),
+    async close() {
+      await mesh.close()
+      await store.close()
+    },
     describe: {namespace, replica},
     kind: 'kubernetes',
     lead(events) {
@@ -72,6 +79,7 @@ export async function openKubeSite(options: KubeSiteOptions): Promise<Controller
         stop: () => elector.stop(),
       }
     },
+    mesh,
     loadCA: (trustDomain) => loadOrCreateClusterCA(clients, namespace, install, trustDomain, logger),
     nodeAgents: kubeNodeAgentAuthority(clients, namespace, NODE_AGENT_SERVICE_ACCOUNT),
     store,

@@ -10,6 +10,7 @@ import {adminFile, type AdminHome} from './admin.js'
 import {type ControllerCA, loadOrCreateCA} from './ca.js'
 import {lockDataDir} from './lock.js'
 import type {Logger} from './logger.js'
+import type {KubeMesh} from './kube-mesh.js'
 import type {NodeAgentAuthority} from './routes/types.js'
 import {openSqliteStore} from './store/sqlite.js'
 import type {Store} from './store/store.js'
@@ -27,6 +28,8 @@ export interface ControllerSite {
   /** what the banner shows about where the state lives */
   readonly describe: Record<string, string>
   readonly store: Store
+  /** the cluster's pods as workloads, and the node-bound authority over them (Kubernetes only) */
+  readonly mesh?: KubeMesh
   /** the node-agent enrollment with ServiceAccount tokens (Kubernetes only) */
   readonly nodeAgents?: NodeAgentAuthority
   loadCA(trustDomain: string): Promise<ControllerCA & {created: boolean}>
