@@ -51,6 +51,8 @@ export function renderCni(values: InstallValues): Rendered[] {
         {mountPath: HOST_BIN_DIR, name: 'cni-bin'},
         ...shared.mounts,
         {mountPath: '/tmp', name: 'tmp'},
+        // iptables-legacy takes its lock in /run (the root filesystem is read-only)
+        {mountPath: '/run', name: 'run'},
       ],
     }],
     dnsPolicy: 'ClusterFirstWithHostNet',
@@ -64,6 +66,7 @@ export function renderCni(values: InstallValues): Rendered[] {
       {hostPath: {path: values.cni.binDir, type: 'Directory'}, name: 'cni-bin'},
       ...shared.volumes,
       {emptyDir: {}, name: 'tmp'},
+      {emptyDir: {medium: 'Memory'}, name: 'run'},
     ],
   })
   return [serviceAccount, ...cniRbac(values), daemonSet]
