@@ -3,27 +3,13 @@
 // network namespaces (src/lib/cni/agent.ts). It reads pods and namespaces (enrollment) and its own DaemonSet
 // (a stop with the DaemonSet gone is an uninstall), so it has a ServiceAccount token and RBAC for that.
 import {commonEnv} from './controller.js'
+import {sharedHostMounts} from './host-dirs.js'
 import {perNodeWorkload} from './node-agent.js'
 import {fieldRef, imageOf, type InstallValues, installLabels, type Rendered, resourcesOf} from './objects.js'
 
 export const CNI_NAME = 'ztctl-cni'
 const HOST_CONF_DIR = '/host/cni/net.d'
 const HOST_BIN_DIR = '/host/cni/bin'
-
-/** The host directories both agents see at the same path as on the host (paths travel between them). */
-export function sharedHostMounts(values: InstallValues): {mounts: Record<string, unknown>[]; volumes: Record<string, unknown>[]} {
-  return {
-    mounts: [
-      {mountPath: values.cni.runDir, name: 'ztctl-run'},
-      // the runtime mounts each pod's netns here after we start: HostToContainer makes those visible
-      {mountPath: values.cni.netnsDir, mountPropagation: 'HostToContainer', name: 'netns', readOnly: true},
-    ],
-    volumes: [
-      {hostPath: {path: values.cni.runDir, type: 'DirectoryOrCreate'}, name: 'ztctl-run'},
-      {hostPath: {path: values.cni.netnsDir, type: 'DirectoryOrCreate'}, name: 'netns'},
-    ],
-  }
-}
 
 export function renderCni(values: InstallValues): Rendered[] {
   if (!values.cni.enabled) return []

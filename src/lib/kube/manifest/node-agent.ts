@@ -7,8 +7,8 @@
 import path from 'node:path'
 
 import {NODE_AGENT_SERVICE_ACCOUNT, NODE_CA_PATH, NODE_TOKEN_PATH, RUNTIME_OBJECTS, TOKEN_AUDIENCE} from '../objects.js'
-import {sharedHostMounts} from './cni.js'
 import {commonEnv, nodeSelector, pullSecrets, restrictedContainer, restrictedPod, ZTCTL_HOME} from './controller.js'
+import {sharedHostMounts} from './host-dirs.js'
 import {type Component, fieldRef, imageOf, type InstallValues, installLabels, podLabels, type Rendered, resourcesOf} from './objects.js'
 
 export const NODE_AGENT_NAME = NODE_AGENT_SERVICE_ACCOUNT
