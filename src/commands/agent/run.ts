@@ -77,7 +77,8 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       hbone: this.flags.hbone,
       identityFile: this.flags.identity,
       idleTrimMs: Math.round(idleTrimSeconds * 1000),
-      inpod: this.flags['inpod-socket'] ? {socketPath: this.flags['inpod-socket'], stateDir: this.flags['inpod-state-dir']} : undefined,
+      // On Kubernetes the controller publishes the pods as workloads (its informers): the agent only serves them.
+      inpod: this.flags['inpod-socket'] ? {publish: !this.flags.kubernetes, socketPath: this.flags['inpod-socket'], stateDir: this.flags['inpod-state-dir']} : undefined,
       kubernetes: this.flags.kubernetes ? this.kubernetesOptions() : undefined,
       json: this.jsonEnabled(),
       logLevel: this.flags['log-level'],

@@ -82,16 +82,17 @@ export class InpodMesh {
   /** A captured outbound connection (15001). */
   outbound(socket: net.Socket, workload: Workload, destination: OriginalDestination): void {
     const state = this.context.state()
-    const target = workloadByIp(state, destination.address)
-    if (!target) {
+    // A pod this agent serves is a mesh workload whether or not the mesh has its record yet.
+    const local = this.workloads().byIp(destination.address)
+    const target = local ? undefined : workloadByIp(state, destination.address)
+    if (!local && !target) {
       const service = meshServices(state).serviceAt(destination.address, destination.port)
       if (service) this.toService(socket, workload, service)
       else void passthrough(socket, workload, destination)
       return
     }
 
-    const local = this.workloads().byIp(destination.address)
-    const run = local ? this.localFastPath(socket, workload, local, destination) : this.viaHbone(socket, workload, target, destination)
+    const run = local ? this.localFastPath(socket, workload, local, destination) : this.viaHbone(socket, workload, target!, destination)
     run.catch((error: unknown) => {
       this.context.logger().warn({component: 'inpod', error: (error as Error).message, uid: workload.uid}, 'outbound connection failed')
       if (!socket.destroyed) socket.resetAndDestroy()

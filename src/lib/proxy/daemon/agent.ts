@@ -45,7 +45,11 @@ export interface AgentOptions {
   hbone: string
   identity: IdentityFile
   /** in-pod data path (`--inpod-socket`): serve the CNI socket and the workloads' listeners */
-  inpod?: {socketPath: string; stateDir: string; issueCert?: import('../../inpod/certs.js').IssueWorkloadCert}
+  inpod?: {
+    socketPath: string; stateDir: string; issueCert?: import('../../inpod/certs.js').IssueWorkloadCert
+    /** false: the controller publishes this node's workloads itself (on Kubernetes, from its pod informer); default true */
+    publish?: boolean
+  }
   /** sidecar mode (`--mode proxy|tproxy`): local binds or interception for the services it may dial */
   sidecar?: import('../../sidecar/sidecar.js').SidecarOptions
   /** where a renewed certificate is written back (atomically, 0600) */
@@ -538,7 +542,7 @@ async function startInpodRuntime(agent: RunningAgent, inpodOptions: NonNullable<
   const viaController = agent.options.configSource.kind === 'controller'
   agent.inpod = await startInpod(inpodOptions, {
     advertise: () => agent.addresses.advertise,
-    controller: viaController ? controllerCall(() => credentials.identity) : undefined,
+    controller: viaController && inpodOptions.publish !== false ? controllerCall(() => credentials.identity) : undefined,
     issueCert: inpodOptions.issueCert ?? (viaController ? controllerCertIssuer(() => credentials.identity) : undefined),
     logger: () => agent.logger, metrics: agent.metrics, node: self.name, state: () => agent.state, timing: agent.options.timing ?? {}, tracker: agent.tracker, trustDomain: self.trustDomain,
   })
