@@ -55,7 +55,7 @@ test('pods of labelled namespaces are workloads on the node agent (proxy-config 
 
   await setLabels(mesh, AMBIENT)
   const pod = (name: string, annotations?: Record<string, string>): V1Pod => ({
-    metadata: {annotations, name},
+    metadata: {annotations, labels: {app: name}, name},
     spec: {containers: [{command: ['sleep', '3600'], image: image.ref, imagePullPolicy: 'Never', name: 'main'}], nodeName: node.name, terminationGracePeriodSeconds: 0},
   })
   const target = {installNamespace: INSTALL_NS, kubeconfig: cluster.kubeconfigPath}
@@ -113,6 +113,16 @@ test('pods of labelled namespaces are workloads on the node agent (proxy-config 
   await t.test('a deleted pod leaves the workloads', async () => {
     await core.deleteNamespacedPod({gracePeriodSeconds: 0, name: 'marker', namespace: mesh})
     await waitUntil('marker gone', async () => !(await names()).has(`${mesh}/marker`), 30_000)
+  })
+
+  await t.test('a Service of the labelled namespace is on the node agent with its ClusterIP and its endpoint pod at the target port', async () => {
+    const service = await core.createNamespacedService({body: {metadata: {name: 'web'}, spec: {ports: [{name: 'http', port: 80, targetPort: 8080}], selector: {app: 'web'}}}, namespace: mesh})
+    const web = await core.readNamespacedPod({name: 'web', namespace: mesh})
+    const row = await waitUntil('Service web on the node agent', async () => {
+      const result = await ztctl(['proxy-config', 'services', '--node', node.name, '-o', 'json'])
+      return (JSON.parse(result.stdout) as {endpoints: string; name: string; namespace: string; vip: string}[]).find((item) => item.namespace === mesh && item.name === 'web')
+    }, 30_000, 200)
+    assert.deepEqual({endpoints: row.endpoints, vip: row.vip}, {endpoints: `node-${node.name}→${web.status!.podIP}:8080`, vip: `${service.spec!.clusterIP}:80`})
   })
 
   await t.test('proxy-status lists the node agent pod from the cluster, SYNCED, online', async () => {

@@ -52,8 +52,9 @@ spec:
     app: web
 `
 
-type Json = Record<string, any>
-const docs = (yaml: string): Json[] => parseAllDocuments(yaml).map((doc) => doc.toJS() as Json)
+interface Container {args: string[]; env: unknown[]; image: string; name: string; securityContext: {capabilities: {add?: string[]; drop?: string[]}; runAsUser?: number}}
+interface Doc {kind: string; spec: {template: {metadata: {annotations?: Record<string, string>}; spec: {containers: Container[]; initContainers?: Container[]; volumes: {secret?: {secretName: string}}[]}}}}
+const docs = (yaml: string): Doc[] => parseAllDocuments(yaml).map((doc) => doc.toJS() as Doc)
 const IMAGE = 'ztctl.local/ztctl:0.1.0'
 
 describe('injectManifests', () => {
@@ -62,12 +63,13 @@ describe('injectManifests', () => {
     assert.deepEqual(result.injected, ['Deployment/web'])
     const [deployment, service] = docs(result.yaml)
     const pod = deployment.spec.template
-    assert.deepEqual(pod.spec.containers.map((c: Json) => c.name), ['nginx', 'ztctl-agent'])
+    assert.deepEqual(pod.spec.containers.map((c) => c.name), ['nginx', 'ztctl-agent'])
     const agent = pod.spec.containers[1]
-    assert.deepEqual(agent.args, ['agent', 'run', '-i', '/var/run/ztctl/identity/identity.json', '--mode', 'proxy', '--admin', '127.0.0.1:15000', '--proxy-port', 'tcp/echo=9000'])
+    assert.deepEqual(agent.args, ['agent', 'run', '-i', '/var/run/ztctl/identity/identity.json', '--mode', 'proxy', '--admin', '127.0.0.1:15000', '--advertise', '$(POD_IP):15008', '--proxy-port', 'tcp/echo=9000'])
+    assert.deepEqual(agent.env[0], {name: 'POD_IP', valueFrom: {fieldRef: {fieldPath: 'status.podIP'}}}, 'other agents dial the pod, not 127.0.0.1')
     assert.equal(agent.image, IMAGE)
     assert.deepEqual(agent.securityContext, {allowPrivilegeEscalation: false, capabilities: {drop: ['ALL']}, readOnlyRootFilesystem: true, runAsGroup: 65532, runAsNonRoot: true, runAsUser: 65532})
-    assert.deepEqual(pod.spec.volumes, [{name: 'ztctl-identity', secret: {secretName: 'ztctl-web'}}, {emptyDir: {}, name: 'ztctl-home'}])
+    assert.deepEqual(pod.spec.volumes, [{name: 'ztctl-identity', secret: {secretName: 'ztctl-web'}}, {emptyDir: {}, name: 'ztctl-home'}, {emptyDir: {}, name: 'ztctl-tmp'}])
     assert.equal(pod.spec.initContainers, undefined, 'no init container in proxy mode')
     assert.deepEqual(pod.metadata.annotations, {'ztctl.io/redirection': 'disabled', 'ztctl.io/sidecar': 'proxy'})
     assert.equal(service.kind, 'Service')
@@ -78,12 +80,12 @@ describe('injectManifests', () => {
     const result = injectManifests(DEPLOYMENT, 'deploy.yaml', {identitySecret: 'shop-id', image: IMAGE, mode: 'tproxy'})
     const pod = docs(result.yaml)[0].spec.template
     const agent = pod.spec.containers[1]
-    assert.deepEqual(agent.args.slice(4), ['--mode', 'tproxy', '--admin', '127.0.0.1:15000', '--dns-resolv-conf', '/etc/resolv.conf'])
+    assert.deepEqual(agent.args.slice(4), ['--mode', 'tproxy', '--admin', '127.0.0.1:15000', '--advertise', '$(POD_IP):15008', '--dns-resolv-conf', '/etc/resolv.conf'])
     assert.deepEqual(agent.securityContext.capabilities, {add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL']})
     assert.equal(agent.securityContext.runAsUser, 0)
-    assert.deepEqual(pod.spec.initContainers.map((c: Json) => [c.name, c.securityContext.capabilities.add]), [['ztctl-init', ['NET_ADMIN', 'NET_RAW']]])
-    assert.equal(pod.spec.volumes[0].secret.secretName, 'shop-id')
-    assert.equal(pod.metadata.annotations['ztctl.io/sidecar'], 'tproxy')
+    assert.deepEqual(pod.spec.initContainers!.map((c) => [c.name, c.securityContext.capabilities.add]), [['ztctl-init', ['NET_ADMIN', 'NET_RAW']]])
+    assert.equal(pod.spec.volumes[0].secret?.secretName, 'shop-id')
+    assert.equal(pod.metadata.annotations?.['ztctl.io/sidecar'], 'tproxy')
   })
 
   test('every workload kind, a Pod and a List; twice is once; the opt-out annotation is honoured', () => {

@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict'
 import {describe, test} from 'node:test'
 
-import type {V1Namespace, V1Pod} from '@kubernetes/client-node'
+import type {V1EndpointSlice, V1Namespace, V1Pod, V1Service} from '@kubernetes/client-node'
 
 import {chooseCluster, parsePodRef} from '../../src/lib/kube/node-agents.js'
-import {desiredWorkloads, nodeAgentAddresses, nodeAgentName, podIps, podsOn, podWorkload, sameWorkload} from '../../src/lib/kube/workloads.js'
+import {desiredWorkloads, nodeAgentAddresses, nodeAgentName, podIps, podsOn, podWorkload, sameWorkload, servicesByPod} from '../../src/lib/kube/workloads.js'
 
 const namespace = (name: string, labels?: Record<string, string>): V1Namespace =>
   JSON.parse(JSON.stringify({apiVersion: 'v1', kind: 'Namespace', metadata: {labels: {'kubernetes.io/metadata.name': name, ...labels}, name, resourceVersion: '412', uid: `ns-${name}`}, spec: {finalizers: ['kubernetes']}, status: {phase: 'Active'}}))
@@ -31,7 +31,9 @@ function pod(ns: string, name: string, options: PodOptions = {}): V1Pod {
 }
 
 const AMBIENT = {'ztctl.io/dataplane-mode': 'ambient'}
-const view = (namespaces: V1Namespace[], pods: V1Pod[]) => ({namespace: (name: string) => namespaces.find((item) => item.metadata?.name === name), pods: () => pods})
+const view = (namespaces: V1Namespace[], pods: V1Pod[], services: V1Service[] = [], slices: V1EndpointSlice[] = []) => ({
+  endpointSlices: () => slices, namespace: (name: string) => namespaces.find((item) => item.metadata?.name === name), pods: () => pods, services: () => services,
+})
 
 describe('podWorkload', () => {
   test('an enrolled pod becomes a workload keyed by its uid, served by its node\'s agent', () => {
@@ -94,6 +96,39 @@ describe('desiredWorkloads', () => {
     assert.ok(sameWorkload(a, JSON.parse(JSON.stringify(a))))
     assert.ok(!sameWorkload(a, {...a, ips: ['10.244.1.70']}))
     assert.ok(!sameWorkload(a, {...a, hbone: ''}))
+  })
+})
+
+describe('Services → the workloads behind them', () => {
+  // As the API server returns them on Kubernetes 1.20: a Service with a named and a numbered port, its
+  // EndpointSlice (discovery.k8s.io/v1beta1) with one ready and one not-ready pod.
+  const service = (name: string, spec: Record<string, unknown>): V1Service => JSON.parse(JSON.stringify({
+    apiVersion: 'v1', kind: 'Service', metadata: {name, namespace: 'shop', uid: `svc-${name}`},
+    spec: {clusterIP: '10.96.0.12', clusterIPs: ['10.96.0.12'], ports: [{name: 'http', port: 80, protocol: 'TCP', targetPort: 'web'}, {name: 'metrics', port: 9090, protocol: 'TCP', targetPort: 9100}, {name: 'dns', port: 53, protocol: 'UDP', targetPort: 53}], selector: {app: 'web'}, sessionAffinity: 'None', type: 'ClusterIP', ...spec},
+  }))
+  const slice = (serviceName: string, endpoints: {ready: boolean; uid: string}[]): V1EndpointSlice => JSON.parse(JSON.stringify({
+    addressType: 'IPv4', apiVersion: 'discovery.k8s.io/v1beta1', kind: 'EndpointSlice',
+    endpoints: endpoints.map(({ready, uid}) => ({addresses: ['10.244.1.7'], conditions: {ready}, targetRef: {kind: 'Pod', name: uid, namespace: 'shop', uid}, topology: {'kubernetes.io/hostname': 'node-1'}})),
+    metadata: {generateName: `${serviceName}-`, labels: {'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io', 'kubernetes.io/service-name': serviceName}, name: `${serviceName}-x7k2p`, namespace: 'shop'},
+    ports: [{name: 'http', port: 8080, protocol: 'TCP'}, {name: 'metrics', port: 9100, protocol: 'TCP'}, {name: 'dns', port: 53, protocol: 'UDP'}],
+  }))
+
+  test('each ready endpoint pod gets the ClusterIP and every TCP service port with its pod port (named ports resolved by the slice)', () => {
+    const byPod = servicesByPod([service('web', {})], [slice('web', [{ready: true, uid: 'uid-shop-web'}, {ready: false, uid: 'uid-shop-starting'}])])
+    assert.deepEqual([...byPod], [['uid-shop-web', [{name: 'shop/web', ports: [{port: 80, targetPort: 8080}, {port: 9090, targetPort: 9100}], vips: ['10.96.0.12']}]]])
+  })
+
+  test('headless Services and slices of unknown Services are left out', () => {
+    assert.equal(servicesByPod([service('web', {clusterIP: 'None', clusterIPs: ['None']})], [slice('web', [{ready: true, uid: 'a'}])]).size, 0)
+    assert.equal(servicesByPod([], [slice('web', [{ready: true, uid: 'a'}])]).size, 0)
+  })
+
+  test('desiredWorkloads carries them on the workload', () => {
+    const workloads = desiredWorkloads(view([namespace('shop', AMBIENT)], [pod('shop', 'web')], [service('web', {})], [slice('web', [{ready: true, uid: 'uid-shop-web'}])]), {installNamespace: 'ztctl-system'})
+    const web = workloads.get('uid-shop-web')!
+    assert.deepEqual(web.services?.map((entry) => entry.name), ['shop/web'])
+    assert.ok(!sameWorkload(web, {...web, services: undefined}), 'a change of services is a change')
+    assert.ok(sameWorkload({...web, services: []}, {...web, services: undefined}), 'none and [] are the same (the CRD defaults the list)')
   })
 })
 

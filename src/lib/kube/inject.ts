@@ -122,6 +122,7 @@ function injectObject(object: Json, options: InjectOptions, result: InjectResult
     ...volumes,
     {name: 'ztctl-identity', secret: {secretName: options.identitySecret ?? `ztctl-${name}`}},
     {emptyDir: {}, name: 'ztctl-home'},
+    {emptyDir: {}, name: 'ztctl-tmp'},
   ]
   spec.containers = [...spec.containers, sidecarContainer(options)]
   if (options.mode === 'tproxy') spec.initContainers = [...(Array.isArray(spec.initContainers) ? spec.initContainers : []), initContainer(options)]
@@ -160,19 +161,23 @@ function podTemplateOf(object: Json): Json | undefined {
 }
 
 function sidecarContainer(options: InjectOptions): Json {
-  const args = ['agent', 'run', '-i', `${IDENTITY_DIR}/identity.json`, '--mode', options.mode, '--admin', '127.0.0.1:15000']
+  // Other agents dial this one at the pod's address (the default would advertise 127.0.0.1).
+  const args = ['agent', 'run', '-i', `${IDENTITY_DIR}/identity.json`, '--mode', options.mode, '--admin', '127.0.0.1:15000', '--advertise', '$(POD_IP):15008']
   if (options.mode === 'proxy') for (const port of options.proxyPorts ?? []) args.push('--proxy-port', port)
   else args.push('--dns-resolv-conf', '/etc/resolv.conf')
   return {
     args,
-    env: [{name: 'HOME', value: HOME}, {name: 'SHELL', value: '/bin/sh'}, {name: 'ZTCTL_HOME', value: HOME}, {name: 'NO_COLOR', value: '1'}],
+    env: [
+      {name: 'POD_IP', valueFrom: {fieldRef: {fieldPath: 'status.podIP'}}},
+      {name: 'HOME', value: HOME}, {name: 'SHELL', value: '/bin/sh'}, {name: 'ZTCTL_HOME', value: HOME}, {name: 'NO_COLOR', value: '1'},
+    ],
     image: options.image,
     imagePullPolicy: options.imagePullPolicy ?? 'IfNotPresent',
     name: SIDECAR_CONTAINER,
     ports: [{containerPort: 15_008, name: 'ztctl-hbone', protocol: 'TCP'}, {containerPort: 15_020, name: 'ztctl-metrics', protocol: 'TCP'}],
     readinessProbe: {httpGet: {path: '/healthz/ready', port: 15_021}, periodSeconds: 2},
     securityContext: securityContextOf(options.mode),
-    volumeMounts: [{mountPath: IDENTITY_DIR, name: 'ztctl-identity', readOnly: true}, {mountPath: HOME, name: 'ztctl-home'}],
+    volumeMounts: [{mountPath: IDENTITY_DIR, name: 'ztctl-identity', readOnly: true}, {mountPath: HOME, name: 'ztctl-home'}, {mountPath: '/tmp', name: 'ztctl-tmp'}],
   }
 }
 

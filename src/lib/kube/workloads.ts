@@ -2,9 +2,9 @@
 // hold to the `workload` resources the controller publishes. A workload is keyed by the pod's uid and
 // names the node agent that serves it (`node-<spec.nodeName>`, the identity that agent enrolls as), so
 // the agent of that node redirects it and asks for its certificate, and every other agent dials it.
-import type {V1Namespace, V1Pod} from '@kubernetes/client-node'
+import type {V1EndpointSlice, V1Namespace, V1Pod, V1Service} from '@kubernetes/client-node'
 
-import type {WorkloadRecord} from '../config/types.js'
+import type {WorkloadRecord, WorkloadService} from '../config/types.js'
 import {DEFAULT_EXCLUDED_NAMESPACES, enrollmentOf, type EnrollmentOptions, serviceAccountOf} from './enrollment.js'
 import {NODE_AGENT_SERVICE_ACCOUNT} from './objects.js'
 
@@ -14,8 +14,10 @@ export const nodeAgentName = (node: string): string => `node-${node}`
 
 /** What the mapping reads: the namespaces and pods of the cache, and where the node agents run. */
 export interface ClusterView {
+  endpointSlices(): readonly V1EndpointSlice[]
   namespace(name: string): undefined | V1Namespace
   pods(): readonly V1Pod[]
+  services(): readonly V1Service[]
 }
 
 /** The pod's addresses (status.podIPs, else status.podIP), without duplicates. */
@@ -57,13 +59,52 @@ export function desiredWorkloads(view: ClusterView, options: EnrollmentOptions &
   const agents = nodeAgentAddresses(pods, options.installNamespace)
   // The install's own namespace never joins, whatever it is called.
   const excluded = {excludedNamespaces: [...(options.excludedNamespaces ?? DEFAULT_EXCLUDED_NAMESPACES), options.installNamespace]}
+  const services = servicesByPod(view.services(), view.endpointSlices())
   const workloads = new Map<string, WorkloadRecord>()
   for (const pod of pods) {
     const workload = podWorkload(pod, view.namespace(pod.metadata?.namespace ?? ''), (node) => agents.get(node) ?? '', excluded)
-    if (workload) workloads.set(workload.uid, workload)
+    if (!workload) continue
+    const backed = services.get(workload.uid)
+    workloads.set(workload.uid, backed ? {...workload, services: backed} : workload)
   }
 
   return workloads
+}
+
+const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
+
+/**
+ * Pod uid → the Services it is a ready endpoint of, from their EndpointSlices: each TCP service port with
+ * the pod port the slice gives for it (ports match by name, as kube-proxy matches them). Headless Services
+ * (no ClusterIP) have no address to capture and are left out.
+ */
+export function servicesByPod(services: readonly V1Service[], slices: readonly V1EndpointSlice[]): Map<string, WorkloadService[]> {
+  const byName = new Map(services.map((service) => [`${service.metadata?.namespace}/${service.metadata?.name}`, service]))
+  const found = new Map<string, Map<string, WorkloadService>>()
+  for (const slice of slices) {
+    const name = `${slice.metadata?.namespace}/${slice.metadata?.labels?.[SERVICE_NAME_LABEL]}`
+    const service = byName.get(name)
+    const vips = (service?.spec?.clusterIPs ?? [service?.spec?.clusterIP]).filter((ip): ip is string => Boolean(ip) && ip !== 'None')
+    if (!service || vips.length === 0) continue
+    const ports = (service.spec?.ports ?? []).flatMap((servicePort) => {
+      if ((servicePort.protocol ?? 'TCP') !== 'TCP') return []
+      const slicePort = (slice.ports ?? []).find((entry) => (entry.name ?? '') === (servicePort.name ?? '') && (entry.protocol ?? 'TCP') === 'TCP')
+      return slicePort?.port ? [{port: servicePort.port, targetPort: slicePort.port}] : []
+    })
+    if (ports.length === 0) continue
+    for (const endpoint of slice.endpoints ?? []) {
+      const uid = endpoint.targetRef?.kind === 'Pod' ? endpoint.targetRef.uid : undefined
+      if (!uid || endpoint.conditions?.ready === false) continue
+      const entries = found.get(uid) ?? new Map<string, WorkloadService>()
+      const entry = entries.get(name) ?? {name, ports: [], vips}
+      for (const port of ports) if (!entry.ports.some((known) => known.port === port.port)) entry.ports.push(port)
+      entry.ports.sort((a, b) => a.port - b.port)
+      entries.set(name, entry)
+      found.set(uid, entries)
+    }
+  }
+
+  return new Map([...found].map(([uid, entries]) => [uid, [...entries.values()].sort((a, b) => a.name.localeCompare(b.name))]))
 }
 
 /** Pods of NAMESPACE/SERVICE_ACCOUNT scheduled on NODE (any phase but finished), what a node-bound certificate needs. */
@@ -73,8 +114,11 @@ export function podsOn(pods: readonly V1Pod[], node: string, namespace: string, 
     && pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed')
 }
 
+const servicesText = (workload: WorkloadRecord): string =>
+  (workload.services ?? []).map((service) => `${service.name} ${service.vips.join(',')} ${service.ports.map((port) => `${port.port}>${port.targetPort}`).join(',')}`).join(';')
+
 /** Same records, field by field (the store returns what was put, in any key order). */
 export function sameWorkload(a: WorkloadRecord, b: WorkloadRecord): boolean {
-  return a.hbone === b.hbone && a.name === b.name && a.namespace === b.namespace && a.node === b.node && a.serviceAccount === b.serviceAccount
+  return servicesText(a) === servicesText(b) && a.hbone === b.hbone && a.name === b.name && a.namespace === b.namespace && a.node === b.node && a.serviceAccount === b.serviceAccount
     && a.uid === b.uid && a.ips.length === b.ips.length && a.ips.every((ip, index) => b.ips[index] === ip)
 }

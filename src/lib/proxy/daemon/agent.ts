@@ -104,7 +104,8 @@ export interface ConfigDump {
   ready: boolean
   pending: string[]
   revocations: Revocation[]
-  services: {allow?: string[]; endpoints: {agent: string; hbone: string; target: string; weight: number}[]; hostedHere: boolean; name: string}[]
+  /** mesh services (endpoints: outbound tunnels) and Kubernetes Services (name `namespace/name`, `vips` = ClusterIP:port, endpoints: their pods) */
+  services: {allow?: string[]; endpoints: {agent: string; hbone: string; target: string; weight: number}[]; hostedHere: boolean; name: string; vips?: string[]}[]
   version: number
   /** agents (node-level entries) and, with namespace/ips/node, the pods node agents publish */
   workloads: {hbone: string; ips?: string[]; name: string; namespace?: string; node?: string; protocol: 'HBONE'; self: boolean; spiffe: string}[]
@@ -406,10 +407,30 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
 
 function servicesDump(state: MeshState): ConfigDump['services'] {
   const serviceNames = [...new Set(Object.values(state.snapshot.outbound).map((tunnel) => tunnel.service))].sort()
-  return serviceNames.map((name) => {
+  const tunnels = serviceNames.map((name) => {
     const hosted = state.hostedTunnels().find((tunnel) => tunnel.service === name)
     return {allow: hosted?.allow, endpoints: state.endpoints(name).map(({agent, hbone, target, weight}) => ({agent, hbone, target, weight})), hostedHere: Boolean(hosted), name}
   })
+  return [...tunnels, ...kubernetesServicesDump(state)]
+}
+
+/** The Kubernetes Services the workloads back, each with its ClusterIP:ports and endpoint pods (pod IP:target port). */
+function kubernetesServicesDump(state: MeshState): ConfigDump['services'] {
+  const services = new Map<string, {endpoints: ConfigDump['services'][number]['endpoints']; vips: Set<string>}>()
+  for (const pod of Object.values(state.snapshot.workload ?? {})) {
+    const ip = pod.ips[0]
+    for (const service of pod.services ?? []) {
+      const entry = services.get(service.name) ?? {endpoints: [], vips: new Set<string>()}
+      for (const {port, targetPort} of service.ports) {
+        for (const vip of service.vips) entry.vips.add(formatHostPort({host: vip, port}))
+        if (ip) entry.endpoints.push({agent: pod.node, hbone: formatHostPort({host: ip, port: 15_008}), target: formatHostPort({host: ip, port: targetPort}), weight: 1})
+      }
+
+      services.set(service.name, entry)
+    }
+  }
+
+  return [...services].sort(([a], [b]) => a.localeCompare(b)).map(([name, {endpoints, vips}]) => ({endpoints, hostedHere: false, name, vips: [...vips].sort()}))
 }
 
 function workloadsDump(state: MeshState, self: SelfInfo): ConfigDump['workloads'] {
