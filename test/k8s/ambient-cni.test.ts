@@ -3,8 +3,10 @@
 // ztctl.io/dataplane-mode=ambient is redirected by the plugin's ADD before its containers start; a connection
 // between two enrolled pods goes through the node agent (access log and metrics with both SPIFFE IDs); a DENY
 // policy on the source's service account refuses it; an unenrolled pod and an opted-out pod connect in plain
-// text; a namespace labelled later enrolls its running pod without a restart; `uninstall` restores the conflist
-// byte for byte, removes the plugin and leaves the running pods with working plain networking.
+// text; a namespace labelled later enrolls its running pod without a restart; a restarted node agent serves the
+// pods again; a node agent's identity is refused certificates for service accounts with no pod on its node;
+// `uninstall` restores the conflist byte for byte, removes the plugin and leaves the running pods with working
+// plain networking.
 // Each step's time is reported as a diagnostic.
 import assert from 'node:assert/strict'
 import {execFileSync, spawnSync} from 'node:child_process'
@@ -197,7 +199,29 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
     assert.equal(reply.out.trim(), 'hello from server')
   })
 
+  await t.test('a restarted node agent serves the redirected pods again from the shared records', async () => {
+    const before = await nodeAgentPod()
+    await step('node agent restart → mesh fetch', async () => {
+      await cluster.core.deleteNamespacedPod({gracePeriodSeconds: 1, name: before, namespace: NS})
+      const after = await waitUntil('a new node agent pod', async () => {
+        const name = await nodeAgentPod()
+        return name && name !== before ? name : undefined
+      }, 120_000, 500)
+      await cluster.waitForPodReady(NS, after)
+      const reply = await waitUntil<{code: number; out: string}>('client → server through the new agent', async () => {
+        const result = await fetchFrom(cluster, amb, 'client', ips.server)
+        return result.code === 0 ? result : undefined
+      }, 60_000, 500)
+      assert.equal(reply.out.trim(), 'hello from server')
+      await waitUntil('the new agent\'s access log line', async () => (await cluster.podLogs(NS, after)).includes(`"src.identity":"spiffe://${TD}/ns/${amb}/sa/client"`) || undefined, 30_000, 500)
+    })
+  })
+
   await t.test('the node agent\'s identity gets certificates only for service accounts of pods on its node', async () => {
+    // A pod of service account "remote" bound to another node (no kubelet runs there: it stays Pending, but
+    // the API says spec.nodeName=node-2, which is what the controller checks).
+    await createServiceAccounts(cluster, amb, ['remote'])
+    await cluster.core.createNamespacedPod({body: {...sleeper(amb, 'remote'), spec: {...sleeper(amb, 'remote').spec!, nodeName: 'node-2'}}, namespace: amb})
     // The node agent's own credentials, as it enrolls: its pod's projected token and the published CA.
     const agentPod = await nodeAgentPod()
     const token = await cluster.exec(NS, agentPod, ['cat', '/var/run/secrets/ztctl/token'])
@@ -217,7 +241,7 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
         const issued = await client.request<{spiffe: string}>('POST', '/v1/workload-certs', {csr: csrPem, namespace: amb, serviceAccount: 'server'})
         assert.equal(issued.spiffe, `spiffe://${TD}/ns/${amb}/sa/server`, 'a service account with a pod on this node')
         // (ztctl-system/ztctl-controller would be allowed: the controller's own pod runs on this node)
-        for (const [namespace, serviceAccount] of [[amb, 'nobody'], [amb, 'default'], [plain, 'ghost'], ['kube-system', 'default']]) {
+        for (const [namespace, serviceAccount] of [[amb, 'remote'], [amb, 'nobody'], [amb, 'default'], [plain, 'ghost'], ['kube-system', 'default']]) {
           await assert.rejects(client.request('POST', '/v1/workload-certs', {csr: csrPem, namespace, serviceAccount}), {code: 'ZT_ERR_FORBIDDEN'}, `${namespace}/${serviceAccount} has no pod on ${node.name}`)
         }
       } finally {
