@@ -45,8 +45,8 @@ const server = (namespace: string): V1Pod =>
 const sleeper = (namespace: string, name: string, serviceAccount = name, annotations: Record<string, string> = {}): V1Pod => pod(namespace, name, serviceAccount, ['sleep', '3600'], annotations)
 
 /** One HTTP request from the pod with busybox nc (its static wget crashes); code 0 only with the page's body. */
-async function fetchFrom(cluster: Cluster, namespace: string, name: string, ip: string): Promise<{code: number; out: string}> {
-  const result = await cluster.exec(namespace, name, ['sh', '-c', `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${ip} ${PORT}`], {timeoutMs: 20_000})
+async function fetchFrom(cluster: Cluster, namespace: string, name: string, ip: string, port = PORT): Promise<{code: number; out: string}> {
+  const result = await cluster.exec(namespace, name, ['sh', '-c', `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${ip} ${port}`], {timeoutMs: 20_000})
   const body = result.stdout.split('\r\n\r\n')[1] ?? ''
   return {code: result.code === 0 && result.stdout.startsWith('HTTP/1.') ? 0 : result.code || 1, out: body || result.stdout + result.stderr}
 }
@@ -119,6 +119,10 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
   await waitUntil('the default token of amb', () => cluster.core.readNamespacedServiceAccount({name: 'default', namespace: amb}).then((sa) => (sa.secrets?.length ? sa : undefined)), 60_000)
   await createServiceAccounts(cluster, amb, ['server', 'client', 'optout'])
   await createServiceAccounts(cluster, plain, ['plain'])
+  // a Kubernetes Service in front of the server: port 80 → the pod's 8080
+  const service = await cluster.core.createNamespacedService({
+    body: {metadata: {name: 'web'}, spec: {ports: [{name: 'http', port: 80, protocol: 'TCP', targetPort: PORT}], selector: {app: 'server'}}}, namespace: amb,
+  })
   const ips: Record<string, string> = {}
 
   await t.test('pods created in the labelled namespace are redirected at start; the opt-out and the unlabelled namespace are not', async () => {
@@ -160,6 +164,20 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
     } finally {
       await forward.close()
     }
+  })
+
+  await t.test('a connection to a Service\'s ClusterIP from an enrolled pod reaches the endpoint pod through the node agent', async () => {
+    const clusterIp = service.spec!.clusterIP!
+    const reply = await step('ClusterIP fetch', () => waitUntil<{code: number; out: string}>('client → web ClusterIP:80', async () => {
+      const result = await fetchFrom(cluster, amb, 'client', clusterIp, 80)
+      return result.code === 0 ? result : undefined
+    }, 60_000, 500))
+    assert.equal(reply.out.trim(), 'hello from server')
+    const agentPod = await nodeAgentPod()
+    await waitUntil('the access log line of the endpoint connection', async () => {
+      const lines = (await cluster.podLogs(NS, agentPod)).split('\n').filter((text) => text.includes('"scope":"access"') && text.includes(`${ips.server}:${PORT}`))
+      return lines.length >= 2 ? true : undefined // the direct connection before, and this one
+    }, 30_000, 500)
   })
 
   await t.test('unenrolled and opted-out pods connect in plain text, outside the mesh', async () => {
