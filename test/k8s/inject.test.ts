@@ -63,7 +63,7 @@ test('injected Deployments (proxy and tproxy) reach a mesh service hosted by an 
     } catch (error) {
       const [pod] = await pods()
       const logs = pod ? await cluster.podLogs(NS, pod.metadata!.name!, 'ztctl-agent').catch((failed: Error) => failed.message) : 'no pod'
-      throw new Error(`${(error as Error).message}; its agent's log:\n${logs.slice(-3000)}`)
+      throw new Error(`${(error as Error).message}; its agent's log:\n${logs.slice(-3000)}`, {cause: error})
     }
   }
   const [server, proxyClient, tproxyClient] = await Promise.all(names.map(podOf))
