@@ -68,5 +68,7 @@ test('host pod: an identity outside the cluster reaches web.default.svc.cluster.
 
   const body = await waitUntil('web through the mesh', async () => (await fetch(`http://127.0.0.1:${port}/`, {signal: AbortSignal.timeout(5000)})).text(), 30_000, 500)
   assert.equal(body, 'hello from web')
-  assert.match(agent.stdout(), /spiffe:\/\/cluster\.local\/identity\/host/, 'the outside agent reached the host identity')
+  // The outside agent's own counters: the connection went as mutual TLS to the identity `host`.
+  const metrics = await (await fetch(`http://${agent.ready.addresses.metrics}/metrics`)).text()
+  assert.match(metrics, /istio_tcp_connections_opened_total\{[^}]*destination_principal="spiffe:\/\/cluster\.local\/identity\/host"/, 'the outside agent reached the host identity')
 })

@@ -69,10 +69,18 @@ test('injected Deployments (proxy and tproxy) reach a mesh service hosted by an 
   const [server, proxyClient, tproxyClient] = await Promise.all(names.map(podOf))
   assert.deepEqual(tproxyClient.spec!.initContainers!.map((container) => container.name), ['ztctl-init'])
 
-  const viaMesh = (pod: V1Pod, url: string) => waitUntil(`${url} from ${pod.metadata!.name}`, async () => {
-    const result = await cluster.exec(NS, pod.metadata!.name!, fetchText(url), {container: 'main'})
-    return result.code === 0 ? result.stdout.trim() : undefined
-  }, 60_000, 500)
+  const viaMesh = async (pod: V1Pod, url: string): Promise<string> => {
+    try {
+      return await waitUntil(`${url} from ${pod.metadata!.name}`, async () => {
+        const result = await cluster.exec(NS, pod.metadata!.name!, fetchText(url), {container: 'main'})
+        if (result.code !== 0) throw new Error(result.stderr.trim() || `exit ${result.code}`)
+        return result.stdout.trim()
+      }, 60_000, 500)
+    } catch (error) {
+      const logs = await cluster.podLogs(NS, pod.metadata!.name!, 'ztctl-agent').catch((failed: Error) => failed.message)
+      throw new Error(`${(error as Error).message}; its agent's log:\n${logs.slice(-4000)}`, {cause: error})
+    }
+  }
   assert.equal(await viaMesh(proxyClient, 'http://127.0.0.1:9000/'), `echo from ${server.metadata!.name}`, 'proxy mode: the service on the pod\'s loopback')
   assert.equal(await viaMesh(tproxyClient, `http://${INTERCEPT}/`), `echo from ${server.metadata!.name}`, 'tproxy mode: the intercepted address captured in the pod')
 
