@@ -7,7 +7,7 @@ export default class Inject extends BaseCommand<typeof Inject> {
 
 The agent runs as the identity in Secret ztctl-<NAME> (key identity.json, as \`ztctl enroll\` writes it; --identity-secret to name another).
   --mode proxy   unprivileged (uid 65532, no capabilities): each mesh service the identity may dial listens on 127.0.0.1:PORT (--proxy-port tcp/NAME=PORT)
-  --mode tproxy  the agent captures the services' intercept addresses in the pod's network namespace and answers their names on 127.0.0.1:53 (root with NET_ADMIN and NET_RAW, an init container checks the pod allows it)
+  --mode tproxy  the agent captures the services' intercept addresses in the pod's network namespace and answers their names on 127.0.0.1:53 (root with NET_ADMIN, NET_RAW and NET_BIND_SERVICE; an init container checks the pod allows it)
 Injected pods opt out of ambient redirection; a template with \`ztctl.io/inject: "false"\` or already injected is left as it is.`
   static override examples = [
     'ztctl identity create web --out web.jwt && ztctl enroll web.jwt --out web.json && kubectl create secret generic ztctl-web --from-file=identity.json=web.json',

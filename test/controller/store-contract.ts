@@ -87,6 +87,16 @@ export function storeContract(backend: string, makeBacking: MakeBacking, options
     assert.equal(await store.getMeta('ca_fingerprint'), 'ab'.repeat(32))
   })
 
+  test(`${backend} store: settings written at once by two writers on a fresh store both land`, async (t) => {
+    const {backing, store} = await openStore(t)
+    const other = options.replicas ? await backing.open() : store
+    if (other !== store) t.after(() => other.close())
+    // Replicas that start together: each writes its first settings before the other has made the record.
+    await Promise.all([store.setMeta('url', 'https://a.example:15012'), other.setMeta('trust_domain', 'example.org')])
+    assert.equal(await other.getMeta('url'), 'https://a.example:15012')
+    assert.equal(await store.getMeta('trust_domain'), 'example.org')
+  })
+
   test(`${backend} store: identities are created pending, listed by name, names are unique`, async (t) => {
     const {store} = await openStore(t)
     const before = await store.currentVersion()

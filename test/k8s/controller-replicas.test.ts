@@ -52,6 +52,12 @@ test('two controller replicas: one CA, both serve, one Lease holder, failover to
   await applyCrds(cluster)
   const namespace = await freshNamespace(t, cluster, 'replicas')
   const [a, b] = await Promise.all([startKubeController(t, cluster, namespace, 'replica-a', FAST), startKubeController(t, cluster, namespace, 'replica-b', FAST)])
+  // On a failure, what each replica logged (leadership changes, admin identity, errors) says why.
+  const replicas = [a, b]
+  let passed = false
+  t.after(() => {
+    if (!passed) for (const replica of replicas) process.stderr.write(`---- controller ${replica.replica} (pid ${replica.pid}) log tail\n${replica.logs().slice(-20_000)}\n`)
+  })
 
   // Started together, they still agree on one CA: the second create of Secret ztctl-ca lost and read the first.
   const identity = await adminIdentity(cluster, namespace)
@@ -96,14 +102,19 @@ test('two controller replicas: one CA, both serve, one Lease holder, failover to
 
   // The killed replica comes back as a standby; a SIGTERMed leader hands the Lease over at once.
   const again = await startKubeController(t, cluster, namespace, leader.replica, FAST)
+  replicas.push(again)
   await waitUntil('the restarted replica to be ready', async () => ((await ready(again)).ready ? true : undefined), 20_000, 100)
   assert.equal((await ready(again)).leader, false)
   assert.equal(await leaseHolder(cluster, namespace), standby.replica)
+  // Timed from the signal, not from the exit: the stopping process releases the Lease first, then drains
+  // the clients' sessions.
   const stoppedAt = Date.now()
-  await standby.stop()
+  const stopping = standby.stop()
   await waitUntil('the restarted replica to take the released Lease', async () => ((await leaseHolder(cluster, namespace)) === again.replica ? true : undefined), 10_000, 25)
   const handoverMs = Date.now() - stoppedAt
+  await stopping
   t.diagnostic(`handover after SIGTERM (Lease released): ${handoverMs} ms`)
   assert.ok(handoverMs < failoverMs, `a released Lease is taken sooner (${handoverMs} ms) than an expired one (${failoverMs} ms)`)
   assert.ok((await ready(again)).leader || (await waitUntil('leader flag', async () => ((await ready(again)).leader ? true : undefined), 5000, 50)))
+  passed = true
 })

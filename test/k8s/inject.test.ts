@@ -3,19 +3,18 @@
 // service on 127.0.0.1:9000) and a client in tproxy mode (an intercepted address, captured with NET_ADMIN in
 // its own pod) — each agent running as the identity in its Secret. A real process in each client pod reaches
 // the server's app through the mesh. The harness has no cluster DNS, so the pods get a host alias for the
-// controller's Service name (what cluster DNS answers elsewhere).
+// controller's Service name (what cluster DNS answers elsewhere; mesh-fixtures.ts).
 import assert from 'node:assert/strict'
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {test} from 'node:test'
 
 import type {KubernetesObject, V1Pod} from '@kubernetes/client-node'
 import {parseAllDocuments} from 'yaml'
 
-import {runCli} from '../helpers/controller.js'
 import {K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
 import {waitUntil} from '../helpers/wait.js'
+import {controllerHostAliases, enrollInCluster, meshCli} from './mesh-fixtures.js'
 
 const NS = 'apps'
 const INTERCEPT = '10.200.0.1'
@@ -26,37 +25,15 @@ test('injected Deployments (proxy and tproxy) reach a mesh service hosted by an 
   const image = await ztctlImage()
   const cluster = await startCluster(t, {nodes: 1})
   await cluster.importImage(image.tar)
-  const home = await mkdtemp(path.join(tmpdir(), 'ztctl-inject-'))
-  t.after(() => rm(home, {force: true, recursive: true}))
-  const env = {...process.env, HOME: home, KUBECONFIG: cluster.kubeconfigPath, NO_COLOR: '1', ZTCTL_HOME: home}
-  const ztctl = async (args: string[]) => {
-    const result = await runCli(args, env, {cwd: home, timeoutMs: 600_000})
-    assert.equal(result.code, 0, `ztctl ${args.join(' ')}: ${result.stdout}${result.stderr}`)
-    return result.stdout
-  }
-
+  const cli = await meshCli(t, cluster)
+  const {home, ztctl} = cli
   await ztctl(['install', '--profile', 'ambient', '-y', '--set', 'cni.enabled=false'])
   const {core} = cluster
   await cluster.createNamespace(NS)
-  const controller = await core.readNamespacedService({name: 'ztctl-controller', namespace: 'ztctl-system'})
-  const hostAliases = [{hostnames: ['ztctl-controller.ztctl-system.svc'], ip: controller.spec!.clusterIP!}]
-
-  // Identities for the three agents, enrolled from inside the cluster (where the token's controller URL resolves).
+  const hostAliases = await controllerHostAliases(cluster)
   const names = ['server', 'client-proxy', 'client-tproxy']
-  for (const name of names) await ztctl(['identity', 'create', name, '--out', path.join(home, `${name}.jwt`)])
-  const {readFile} = await import('node:fs/promises')
-  await core.createNamespacedSecret({body: {metadata: {name: 'tokens'}, stringData: Object.fromEntries(await Promise.all(names.map(async (name) => [`${name}.jwt`, await readFile(path.join(home, `${name}.jwt`), 'utf8')])))}, namespace: NS})
-  await core.createNamespacedPod({body: {metadata: {name: 'enroller'}, spec: {
-    containers: [{command: ['sleep', '3600'], env: [{name: 'HOME', value: '/tmp'}, {name: 'SHELL', value: '/bin/sh'}, {name: 'ZTCTL_HOME', value: '/tmp'}], image: image.ref, imagePullPolicy: 'Never', name: 'main', volumeMounts: [{mountPath: '/tokens', name: 'tokens'}]}],
-    hostAliases, terminationGracePeriodSeconds: 0, volumes: [{name: 'tokens', secret: {secretName: 'tokens'}}],
-  }}, namespace: NS})
-  await cluster.waitForPodReady(NS, 'enroller')
-  for (const name of names) {
-    const enrolled = await cluster.exec(NS, 'enroller', ['/app/bin/ztctl', 'enroll', `/tokens/${name}.jwt`, '--out', `/tmp/${name}.json`])
-    assert.equal(enrolled.code, 0, enrolled.stdout + enrolled.stderr)
-    const identity = (await cluster.exec(NS, 'enroller', ['cat', `/tmp/${name}.json`])).stdout
-    await core.createNamespacedSecret({body: {metadata: {name: `ztctl-${name}`}, stringData: {'identity.json': identity}}, namespace: NS})
-  }
+  const identities = await enrollInCluster(cli, cluster, image.ref, NS, names)
+  for (const name of names) await core.createNamespacedSecret({body: {metadata: {name: `ztctl-${name}`}, stringData: {'identity.json': identities[name]}}, namespace: NS})
 
   await ztctl(['tunnel', 'open', 'outbound', 'tcp/echo', '--agent', 'server', '--target', '127.0.0.1:8080', '--no-wait'])
   await ztctl(['tunnel', 'open', 'inbound', 'tcp/echo', '--agent', 'client-tproxy', '--intercept', `${INTERCEPT}:80`, '--no-wait'])
@@ -79,17 +56,31 @@ test('injected Deployments (proxy and tproxy) reach a mesh service hosted by an 
   ]
   for (const text of injected) for (const doc of parseAllDocuments(text)) await cluster.objects.create(doc.toJS() as KubernetesObject)
 
-  const podOf = (app: string) => waitUntil(`a Ready pod of ${app}`, async () => {
-    const pods = (await core.listNamespacedPod({labelSelector: `app=${app}`, namespace: NS})).items
-    return pods.find((pod: V1Pod) => pod.status?.conditions?.some((condition) => condition.type === 'Ready' && condition.status === 'True'))
-  }, 180_000, 500)
+  const podOf = async (app: string): Promise<V1Pod> => {
+    const pods = async () => (await core.listNamespacedPod({labelSelector: `app=${app}`, namespace: NS})).items
+    try {
+      return await waitUntil(`a Ready pod of ${app}`, async () => (await pods()).find((pod) => pod.status?.conditions?.some((condition) => condition.type === 'Ready' && condition.status === 'True')), 180_000, 500)
+    } catch (error) {
+      const [pod] = await pods()
+      const logs = pod ? await cluster.podLogs(NS, pod.metadata!.name!, 'ztctl-agent').catch((failed: Error) => failed.message) : 'no pod'
+      throw new Error(`${(error as Error).message}; its agent's log:\n${logs.slice(-3000)}`, {cause: error})
+    }
+  }
   const [server, proxyClient, tproxyClient] = await Promise.all(names.map(podOf))
   assert.deepEqual(tproxyClient.spec!.initContainers!.map((container) => container.name), ['ztctl-init'])
 
-  const viaMesh = (pod: V1Pod, url: string) => waitUntil(`${url} from ${pod.metadata!.name}`, async () => {
-    const result = await cluster.exec(NS, pod.metadata!.name!, fetchText(url), {container: 'main'})
-    return result.code === 0 ? result.stdout.trim() : undefined
-  }, 60_000, 500)
+  const viaMesh = async (pod: V1Pod, url: string): Promise<string> => {
+    try {
+      return await waitUntil(`${url} from ${pod.metadata!.name}`, async () => {
+        const result = await cluster.exec(NS, pod.metadata!.name!, fetchText(url), {container: 'main'})
+        if (result.code !== 0) throw new Error(result.stderr.trim() || `exit ${result.code}`)
+        return result.stdout.trim()
+      }, 60_000, 500)
+    } catch (error) {
+      const logs = await cluster.podLogs(NS, pod.metadata!.name!, 'ztctl-agent').catch((failed: Error) => failed.message)
+      throw new Error(`${(error as Error).message}; its agent's log:\n${logs.slice(-4000)}`, {cause: error})
+    }
+  }
   assert.equal(await viaMesh(proxyClient, 'http://127.0.0.1:9000/'), `echo from ${server.metadata!.name}`, 'proxy mode: the service on the pod\'s loopback')
   assert.equal(await viaMesh(tproxyClient, `http://${INTERCEPT}/`), `echo from ${server.metadata!.name}`, 'tproxy mode: the intercepted address captured in the pod')
 

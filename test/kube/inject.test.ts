@@ -76,12 +76,12 @@ describe('injectManifests', () => {
     assert.ok(result.yaml.includes('# kept as written\napiVersion: v1\nkind: Service'), 'an object without a pod template keeps its text and comments')
   })
 
-  test('tproxy mode: root with NET_ADMIN and NET_RAW only, DNS first in the pod resolv.conf, an init container with the same capabilities', () => {
+  test('tproxy mode: root with NET_ADMIN, NET_RAW and NET_BIND_SERVICE only, DNS first in the pod resolv.conf, an init container with NET_ADMIN and NET_RAW', () => {
     const result = injectManifests(DEPLOYMENT, 'deploy.yaml', {identitySecret: 'shop-id', image: IMAGE, mode: 'tproxy'})
     const pod = docs(result.yaml)[0].spec.template
     const agent = pod.spec.containers[1]
     assert.deepEqual(agent.args.slice(4), ['--mode', 'tproxy', '--admin', '127.0.0.1:15000', '--advertise', '$(POD_IP):15008', '--dns-resolv-conf', '/etc/resolv.conf'])
-    assert.deepEqual(agent.securityContext.capabilities, {add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL']})
+    assert.deepEqual(agent.securityContext.capabilities, {add: ['NET_ADMIN', 'NET_RAW', 'NET_BIND_SERVICE'], drop: ['ALL']})
     assert.equal(agent.securityContext.runAsUser, 0)
     assert.deepEqual(pod.spec.initContainers!.map((c) => [c.name, c.securityContext.capabilities.add]), [['ztctl-init', ['NET_ADMIN', 'NET_RAW']]])
     assert.equal(pod.spec.volumes[0].secret?.secretName, 'shop-id')

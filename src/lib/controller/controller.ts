@@ -181,6 +181,10 @@ function startHousekeeping(site: ControllerSite, services: ControllerServices, i
       if (site.kind === 'kubernetes') {
         const done = await ensureAdminIdentity(services, site.admin, {renewAtHalfLife: true})
         if (done !== 'kept') services.logger.info({admin: site.admin.location, done}, 'admin identity written')
+        for (const kept of site.keptIdentities ?? []) {
+          const result = await ensureAdminIdentity(services, kept.home, {identity: kept.identity, renewAtHalfLife: true})
+          if (result !== 'kept') services.logger.info({done: result, identity: kept.identity.name, where: kept.home.location}, 'identity written')
+        }
       }
     } catch (error) {
       services.logger.warn({err: (error as Error).message}, 'housekeeping failed; retrying at the next round')

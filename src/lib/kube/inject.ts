@@ -6,8 +6,8 @@
 //   tproxy - the agent captures the mesh services' intercept addresses with nat OUTPUT rules in the pod's own
 //            network namespace and answers their names on 127.0.0.1:53 (first in the pod's resolv.conf). It
 //            keeps those rules in step with the mesh (services come and go), so the capability stays with the
-//            agent: NET_ADMIN (and NET_RAW for iptables) as root, every other capability dropped. An init
-//            container with the same capability checks, before the app starts, that the pod's namespace takes
+//            agent: NET_ADMIN (and NET_RAW for iptables, NET_BIND_SERVICE for port 53) as root, every other
+//            capability dropped. An init container with NET_ADMIN and NET_RAW checks, before the app starts, that the pod's namespace takes
 //            the rules (a pod whose policy strips NET_ADMIN fails at init, with the reason, not at the first
 //            connection).
 // Injected pods opt out of ambient redirection (they carry their own agent). Objects without a pod template
@@ -188,18 +188,20 @@ function initContainer(options: InjectOptions): Json {
     image: options.image,
     imagePullPolicy: options.imagePullPolicy ?? 'IfNotPresent',
     name: SIDECAR_INIT_CONTAINER,
-    securityContext: securityContextOf('tproxy'),
+    securityContext: securityContextOf('tproxy', true),
   }
 }
 
-function securityContextOf(mode: SidecarMode): Json {
+function securityContextOf(mode: SidecarMode, init = false): Json {
   if (mode === 'proxy') {
     return {allowPrivilegeEscalation: false, capabilities: {drop: ['ALL']}, readOnlyRootFilesystem: true, runAsGroup: 65_532, runAsNonRoot: true, runAsUser: 65_532}
   }
 
   // iptables needs NET_ADMIN and NET_RAW in the effective set, which Kubernetes grants only to uid 0 (no ambient capabilities).
   // The root file system stays writable: with it read-only the runtime mounts the pod's resolv.conf read-only too.
-  return {allowPrivilegeEscalation: false, capabilities: {add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL']}, readOnlyRootFilesystem: false, runAsNonRoot: false, runAsUser: 0}
+  // The agent also answers DNS on 127.0.0.1:53, a privileged port; the init container only lists rules.
+  const add = init ? ['NET_ADMIN', 'NET_RAW'] : ['NET_ADMIN', 'NET_RAW', 'NET_BIND_SERVICE']
+  return {allowPrivilegeEscalation: false, capabilities: {add, drop: ['ALL']}, readOnlyRootFilesystem: false, runAsNonRoot: false, runAsUser: 0}
 }
 
 

@@ -127,7 +127,13 @@ class KubeStore implements Store {
         await this.clients.core.patchNamespacedConfigMap({body: {data: {[key]: value}}, name, namespace: this.namespace}, this.mergePatch())
       } else {
         const body: V1ConfigMap = {data: {[key]: value}, metadata: {labels: ztctlLabels(this.install, 'controller'), name, namespace: this.namespace}}
-        await this.clients.core.createNamespacedConfigMap({body, namespace: this.namespace})
+        try {
+          await this.clients.core.createNamespacedConfigMap({body, namespace: this.namespace})
+        } catch (error) {
+          // Another replica made it first (both started at once): the next attempt patches it.
+          if (isConflict(error)) return undefined
+          throw error
+        }
       }
 
       return true
@@ -491,9 +497,15 @@ class KubeStore implements Store {
   }
 
   private async listIdentitySecrets(labelSelector = IDENTITY_SELECTOR): Promise<StoredIdentity[]> {
+    return (await this.listIdentitiesAt(labelSelector)).identities
+  }
+
+  /** A quorum list of identity Secrets and the revision it was taken at. */
+  private async listIdentitiesAt(labelSelector = IDENTITY_SELECTOR): Promise<{identities: StoredIdentity[]; revision: number}> {
     try {
       const list = await this.clients.core.listNamespacedSecret({labelSelector, namespace: this.namespace})
-      return list.items.map((secret) => parseIdentitySecret(secret)).filter((item): item is StoredIdentity => item !== undefined)
+      const identities = list.items.map((secret) => parseIdentitySecret(secret)).filter((item): item is StoredIdentity => item !== undefined)
+      return {identities, revision: Number(list.metadata?.resourceVersion) || 0}
     } catch (error) {
       throw kubeError(error, `list the identity Secrets in ${this.namespace}`)
     }
@@ -565,8 +577,10 @@ class KubeStore implements Store {
       }
 
       const generation = ++this.generation
-      const done = this.listIdentitySecrets().then((all) => {
-        this.index = {at: Math.max(this.index.at, this.follower.syncedAt), map: indexSerials(all)}
+      const done = this.listIdentitiesAt().then(({identities, revision}) => {
+        // Stamped with the list's own revision: only a follower sync past it may replace this index (one
+        // behind it, still catching up on the commits that issued the certificate, must not).
+        if (revision >= this.index.at) this.index = {at: revision, map: indexSerials(identities)}
         this.refreshed = Math.max(this.refreshed, generation)
       }).finally(() => {
         this.refreshing = undefined

@@ -64,6 +64,12 @@ export const VALUES_SCHEMA: SchemaNode = {
     namespace: leaf('string', 'ztctl-demo', 'namespace of the sample apps', {pattern: DNS_LABEL, patternText: 'a DNS label'}),
     pullPolicy: leaf('string', 'IfNotPresent', 'pull policy of the sample apps', {choices: PULL_POLICIES}),
   },
+  hostPod: {
+    enabled: leaf('boolean', false, 'install the host pod (Deployment ztctl-host, identity `host`): it hosts services towards addresses inside the cluster (`tunnel open outbound … --agent host --target web.default.svc.cluster.local:80`)'),
+    image: imageOverride('host pod'),
+    nodeSelector: leaf('stringMap', {}, 'node labels the host pod runs on'),
+    resources: resources('50m', '96Mi', '512Mi'),
+  },
   image: {
     pullPolicy: leaf('string', 'IfNotPresent', 'image pull policy of every ztctl container', {choices: PULL_POLICIES}),
     pullSecrets: leaf('stringList', [], 'names of image pull Secrets in the install namespace'),
