@@ -6,6 +6,11 @@
 //
 // `bench-client` listens on each route's first address (inbound tunnels) and carries connections over
 // HBONE to `bench-server`, which hosts each service (outbound tunnels) and dials its target.
+// Two more snapshots for the paths of issue 15, with the same identities and a hub identity `bench-hub`:
+//   --hub-route LISTEN=SERVICE=TARGET (repeatable) -> snapshot-hub.json: bench-server has no HBONE
+//     address (it runs with --no-listen), so the client reaches it through the hub;
+//   --socks-listen H:P --socks-target CIDR -> snapshot-socks.json: bench-client's proxy listener, and
+//     bench-server an exit for CIDR (over direct HBONE).
 // Uses the built library (dist/), so run `npm run build` first; prints nothing on success.
 import {mkdir, writeFile} from 'node:fs/promises'
 import path from 'node:path'
@@ -18,6 +23,7 @@ import {createCA, createKeyAndCsr, createSigner} from '../dist/lib/pki/pki.js'
 const TRUST_DOMAIN = 'bench.local'
 const CLIENT = 'bench-client'
 const SERVER = 'bench-server'
+const HUB = 'bench-hub'
 const CERT_TTL_SECONDS = 7 * 86_400
 // The agents run from the static snapshot and never call the controller; the identity file format
 // still requires an address, so it names one nothing listens on.
@@ -27,8 +33,11 @@ const {values} = parseArgs({
   options: {
     'client-hbone': {type: 'string'},
     dir: {type: 'string'},
+    'hub-route': {multiple: true, type: 'string'},
     route: {multiple: true, type: 'string'},
     'server-hbone': {type: 'string'},
+    'socks-listen': {type: 'string'},
+    'socks-target': {type: 'string'},
   },
 })
 for (const required of ['dir', 'client-hbone', 'server-hbone', 'route']) {
@@ -61,29 +70,41 @@ async function issueIdentity(signer, name) {
   })
 }
 
-function buildSnapshot() {
+/** A snapshot with ROUTES (inbound on the client, outbound on the server); SERVER_HBONE '' = through the hub. */
+function buildSnapshot(routes, serverHbone, extra = () => {}) {
   const snapshot = emptySnapshot()
   const put = (kind, value) => {
     snapshot[kind][resourceKey(kind, value)] = value
   }
 
-  for (const [name, hbone] of [[CLIENT, values['client-hbone']], [SERVER, values['server-hbone']]]) {
+  for (const [name, hbone] of [[CLIENT, values['client-hbone']], [SERVER, serverHbone]]) {
     put('agent', {hbone, name, spiffe: spiffeOf(name)})
     put('identity', {name, roles: ['bench'], spiffe: spiffeOf(name)})
   }
 
-  for (const route of values.route) {
+  put('identity', {name: HUB, roles: ['hub'], spiffe: spiffeOf(HUB)})
+  for (const route of routes) {
     const [listen, service, target] = route.split('=')
     if (!listen || !service || !target) throw new Error(`fixture.js: bad --route ${route} (LISTEN=SERVICE=TARGET)`)
     put('inbound', {agent: CLIENT, listen, service})
     put('outbound', {agent: SERVER, allow: [`@${CLIENT}`], service, targets: [splitHostPort(target)]})
   }
 
+  extra(put)
   return snapshot
 }
 
+const json = (value) => JSON.stringify(value, null, 2) + '\n'
+
 await mkdir(values.dir, {mode: 0o700, recursive: true})
 const signer = await createSigner(await createCA(TRUST_DOMAIN))
-await issueIdentity(signer, CLIENT)
-await issueIdentity(signer, SERVER)
-await writeFile(path.join(values.dir, 'snapshot.json'), JSON.stringify(buildSnapshot(), null, 2) + '\n')
+for (const name of [CLIENT, SERVER, HUB]) await issueIdentity(signer, name)
+await writeFile(path.join(values.dir, 'snapshot.json'), json(buildSnapshot(values.route, values['server-hbone'])))
+if (values['hub-route']) await writeFile(path.join(values.dir, 'snapshot-hub.json'), json(buildSnapshot(values['hub-route'], '')))
+if (values['socks-listen']) {
+  const snapshot = buildSnapshot([], values['server-hbone'], (put) => {
+    put('proxy', {agent: CLIENT, listen: values['socks-listen'], users: []})
+    put('exit', {agent: SERVER, allow: [`@${CLIENT}`], exclusions: [], targets: [values['socks-target'] ?? '127.0.0.1/32']})
+  })
+  await writeFile(path.join(values.dir, 'snapshot-socks.json'), json(snapshot))
+}

@@ -2,6 +2,7 @@
 // ratios.js - turns one benchmark run into the ratio table the issue asks for.
 //
 //   node bench/ratios.js table OUT_DIR                 # markdown: ztctl vs stunnel/haproxy/nghttpx, targets
+//   node bench/ratios.js ambient OUT_DIR/ambient        # markdown: ztctl-ambient vs direct/stunnel/haproxy/ztctl
 //   node bench/ratios.js coldstart TOOL TIMES.json...   # hyperfine-shaped times -> coldstart.json (stdout)
 //   node bench/ratios.js coldstart-table coldstart.json # markdown table of the cold-start figures
 //
@@ -161,32 +162,89 @@ function verdict(row, ours, refValue) {
   return [text, met ? 'met' : '**MISSED**']
 }
 
-function ratioTable(outDir) {
+/**
+ * Issue 15's paths, against their own references in the same run: the tunnel through a hub against the
+ * direct tunnel (goal ≥ 0.7× its throughput), ztctl's SOCKS5 proxy against microsocks and dante (goal
+ * ≥ 1.0× dante's throughput; ours carries mutual TLS between two agents, theirs is one plaintext hop).
+ */
+function hubAndProxyTable(raw) {
+  const med = (p, metric, field) => median(((raw.get(p) || new Map()).get(metric) || []).map((d) => d[field]))
+  const pairs = [
+    {goal: 0.7, ours: 'ztctl-hub', ref: OURS, what: 'tunnel through a hub vs the direct tunnel'},
+    {goal: 1, ours: 'ztctl-socks', ref: 'dante', what: 'SOCKS5 through the proxy vs dante-server'},
+    {ours: 'ztctl-socks', ref: 'microsocks', what: 'SOCKS5 through the proxy vs microsocks'},
+  ].filter((pair) => raw.has(pair.ours) || raw.has(pair.ref))
+  if (pairs.length === 0) return []
+  const figures = [
+    ['1-stream Gbit/s', 'tput_p1', 'gbps', true],
+    ['4-stream Gbit/s', 'tput_p4', 'gbps', true],
+    ['new conns/s', 'connrate', 'rate', false],
+    ['p50 µs', 'lat', 'p50_us', false],
+    ['proxy CPU s/GiB', 'tput_p1', 'proxy_cpu_s_per_gib', false],
+  ]
+  const lines = ['', '### Hubs and the SOCKS5 proxy (issue 15), same run', '',
+    `| comparison | ${figures.map(([label]) => label).join(' | ')} | goal (1-stream) | verdict |`, `|---|${figures.map(() => '---|').join('')}---|---|`]
+  for (const pair of pairs) {
+    const cells = figures.map(([, metric, field, digitsOne]) => {
+      const [ours, ref] = [med(pair.ours, metric, field), med(pair.ref, metric, field)]
+      return `${fmt(ours, digitsOne ? 2 : 0)} / ${fmt(ref, digitsOne ? 2 : 0)} = ${fmtRatio(ours / ref)}`
+    })
+    const ratio = med(pair.ours, 'tput_p1', 'gbps') / med(pair.ref, 'tput_p1', 'gbps')
+    const verdictText = pair.goal === undefined ? ['', ''] : [`≥ ${pair.goal}×`, Number.isFinite(ratio) ? (ratio >= pair.goal ? 'met' : '**MISSED**') : 'n/a']
+    lines.push(`| ${pair.what} (${pair.ours} / ${pair.ref}) | ${cells.join(' | ')} | ${verdictText[0]} | ${verdictText[1]} |`)
+  }
+
+  return lines
+}
+
+/**
+ * The ambient path (bench/ambient/run.ts): pod → node agent → HBONE → node agent → pod, beside the same
+ * two namespaces with no proxy (direct), the peers' TLS pairs on the nodes and our tunnel between them.
+ */
+function ambientRows(raw, ours) {
+  const med = (p, metric, field) => median(((raw.get(p) || new Map()).get(metric) || []).map((d) => d[field]))
+  const all = (p, metric, field) => ((raw.get(p) || new Map()).get(metric) || []).map((d) => d[field])
+  const added = (field) => (p) => med(p, 'lat', field) - med('direct', 'lat', field)
+  const tput = (p) => med(p, 'tput_p1', 'gbps')
+  return [
+    {digits: 2, label: '1-stream throughput, Gbit/s', spreadOf: all(ours, 'tput_p1', 'gbps'), target: {op: '>=', factor: 1, ref: 'haproxy'}, value: tput},
+    {digits: 2, label: '1-stream throughput, Gbit/s (vs our tunnel)', spreadOf: all(ours, 'tput_p1', 'gbps'), target: {op: '>=', factor: 0.9, ref: 'ztctl'}, value: tput},
+    {digits: 2, label: 'proxy CPU s/GiB (1 stream, both node proxies)', value: (p) => med(p, 'tput_p1', 'proxy_cpu_s_per_gib')},
+    {label: 'round trip p50, µs added over direct', spreadOf: all(ours, 'lat', 'p50_us'), target: {op: '<=', factor: 1, ref: 'haproxy'}, value: added('p50_us')},
+    {label: 'round trip p99, µs added over direct', spreadOf: all(ours, 'lat', 'p99_us'), value: added('p99_us')},
+    {digits: 0, label: 'new connections/s', spreadOf: all(ours, 'connrate', 'rate'), target: {op: '>=', factor: 2.5, ref: 'haproxy'}, value: (p) => med(p, 'connrate', 'rate')},
+    {digits: 0, label: 'proxy CPU µs per new connection', value: (p) => med(p, 'connrate', 'proxy_cpu_us_per_conn')},
+    {digits: 0, label: 'connection errors (sum over reps)', noRatio: true, value: (p) => all(p, 'connrate', 'errors').reduce((a, b) => a + (b || 0), 0)},
+  ]
+}
+
+/** OUT_DIR's rows (ROWS(raw, ours)) for OURS beside every PEERS path the run has, each target met or missed. */
+function ratioTable(outDir, {ours = OURS, peers: candidates = PEERS, rows = (raw) => metricRows(raw, readJsonLines(path.join(outDir, 'agent-rss.jsonl'))), title = `${OURS} vs peers`} = {}) {
   const raw = loadRaw(outDir)
-  const agentRss = readJsonLines(path.join(outDir, 'agent-rss.jsonl'))
-  const peers = PEERS.filter((p) => raw.has(p))
+  const peers = candidates.filter((p) => raw.has(p))
   const reps = median([...raw.values()].map((m) => (m.get('lat') || []).length))
   const notes = existsSync(path.join(outDir, 'path-notes.txt')) ? readFileSync(path.join(outDir, 'path-notes.txt'), 'utf8') : ''
-  const lines = [`## ${OURS} vs peers (one run, median of ${fmt(reps, 0)} rep(s); ${outDir})`, '']
-  if (notes.split('\n').some((l) => l.startsWith(`${OURS}:`) && l.includes('STAND-IN'))) {
+  const lines = [`## ${title} (one run, median of ${fmt(reps, 0)} rep(s); ${outDir})`, '']
+  if (notes.split('\n').some((l) => l.startsWith(`${ours}:`) && l.includes('STAND-IN'))) {
     lines.push('> **STAND-IN run**: the ztctl path ran the shared prototypes, not ztctl. These figures say nothing about ztctl.', '')
   }
 
-  if (!raw.has(OURS)) lines.push(`> no measurements for path \`${OURS}\` in this run (did it start? see work/${OURS}*.log)`, '')
+  if (!raw.has(ours)) lines.push(`> no measurements for path \`${ours}\` in this run (did it start? see work/${ours}*.log)`, '')
   lines.push(
-    `| metric | ${OURS} | ${peers.join(' | ')} | ${peers.map((p) => `${OURS} / ${p}`).join(' | ')} | ${OURS} spread | target | verdict |`,
+    `| metric | ${ours} | ${peers.join(' | ')} | ${peers.map((p) => `${ours} / ${p}`).join(' | ')} | ${ours} spread | target | verdict |`,
     `|---|---|${peers.map(() => '---|').join('')}${peers.map(() => '---|').join('')}---|---|---|`,
   )
-  for (const row of metricRows(raw, agentRss)) {
+  for (const row of rows(raw, ours)) {
     const digits = row.digits ?? 1
-    const ours = row.ours ?? row.value(OURS)
+    const value = row.ours ?? row.value(ours)
     const refs = peers.map((p) => row.value(p))
     const refOfTarget = row.target?.ref ? row.value(row.target.ref) : Number.NaN
-    const [target, result] = verdict(row, ours, refOfTarget)
-    lines.push(`| ${row.label} | ${fmt(ours, digits)} | ${refs.map((v) => fmt(v, digits)).join(' | ')} | ` +
-      `${refs.map((v) => (row.noRatio ? '' : fmtRatio(ours / v))).join(' | ')} | ${fmtPct(spread(row.spreadOf ?? []))} | ${target} | ${result} |`)
+    const [target, result] = verdict(row, value, refOfTarget)
+    lines.push(`| ${row.label} | ${fmt(value, digits)} | ${refs.map((v) => fmt(v, digits)).join(' | ')} | ` +
+      `${refs.map((v) => (row.noRatio ? '' : fmtRatio(value / v))).join(' | ')} | ${fmtPct(spread(row.spreadOf ?? []))} | ${target} | ${result} |`)
   }
 
+  lines.push(...hubAndProxyTable(raw))
   const coldstartFile = path.join(outDir, 'coldstart.json')
   if (existsSync(coldstartFile)) lines.push('', coldstartTable(JSON.parse(readFileSync(coldstartFile, 'utf8'))))
   lines.push('', 'Spread = (max − min) / median over reps. Ratios are ours / peer; for round trips the added µs are compared.')
@@ -197,6 +255,11 @@ const [command, ...args] = process.argv.slice(2)
 switch (command) {
   case 'table': {
     console.log(ratioTable(args[0]))
+    break
+  }
+
+  case 'ambient': {
+    console.log(ratioTable(args[0], {ours: 'ztctl-ambient', peers: ['direct', 'stunnel', 'haproxy', 'ztctl'], rows: ambientRows, title: 'ambient path (pod → pod through both node agents) vs peers on the same namespaces'}))
     break
   }
 
@@ -211,7 +274,7 @@ switch (command) {
   }
 
   default: {
-    console.error('usage: node bench/ratios.js table OUT_DIR | coldstart TOOL TIMES.json... | coldstart-table coldstart.json')
+    console.error('usage: node bench/ratios.js table OUT_DIR | ambient OUT_DIR | coldstart TOOL TIMES.json... | coldstart-table coldstart.json')
     process.exitCode = 2
   }
 }

@@ -2,22 +2,25 @@
 # run.sh - what `npm run bench` runs after building. One run, so the ratios compare like with like:
 #   1. CLI cold start (bench/coldstart.sh): `ztctl --help`, `ztctl version` vs `kubectl version --client`;
 #   2. the peers' harness (../shared/bench/run-peers.sh) with our tunnel added as path `ztctl`
-#      (bench/ztctl-path.sh), next to stunnel, haproxy and the native nghttpx chain;
+#      (bench/ztctl-path.sh), next to stunnel, haproxy and the native nghttpx chain; and issue 15's paths:
+#      the tunnel through a hub (ztctl-hub), the SOCKS5 proxy (ztctl-socks) next to microsocks and dante;
 #   3. each agent's idle RSS after warm-up (bench/agent-rss.sh);
-#   4. the ratio table with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
+#   4. the ambient path (bench/ambient/run.ts, root): pod -> node agent -> HBONE -> node agent -> pod in
+#      network namespaces, beside direct, stunnel, haproxy and our tunnel on the same namespaces;
+#   5. the ratio tables with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
 #
-#   npm run bench                             # full: 3 reps, ~12 min on 2 cores
+#   npm run bench                             # full: 3 reps, ~25 min on 2 cores
 #   REPS=1 TPUT_SECS=3 npm run bench          # quick
 #
 # Knobs (env, passed through to the harness): PATHS REPS TPUT_SECS LAT_N LAT_SIZE CONN_SECS CONN_THREADS
 #   HOLD_N CRYPTO (0 here) OUT (bench/results/<stamp>) PEER_BENCH (../shared/bench) COLD_RUNS IDLE_SECS
-#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN.
+#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN; AMBIENT=0 skips step 4, AMBIENT_PATHS picks its paths.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEER_BENCH=${PEER_BENCH:-$ROOT/../shared/bench}
 export OUT=${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
-export PATHS=${PATHS:-direct stunnel haproxy nghttpx-native ztctl}
+export PATHS=${PATHS:-direct stunnel haproxy nghttpx-native ztctl ztctl-hub ztctl-socks microsocks dante}
 export CRYPTO=${CRYPTO:-0}
 export REPS=${REPS:-3}
 
@@ -49,6 +52,18 @@ if [[ " $PATHS " == *" ztctl "* ]]; then
   PEER_BENCH=$PEER_BENCH bash "$ROOT/bench/agent-rss.sh" >/dev/null || echo "bench: agent idle RSS failed (logs: $OUT/work/agent-rss)" >&2
 fi
 
-# ---------- 4. ratios ----------
-node "$ROOT/bench/ratios.js" table "$OUT" | tee "$OUT/ratios.md"
+# ---------- 4. the ambient path ----------
+if [[ ${AMBIENT:-1} == 1 ]]; then
+  if ((EUID == 0)); then
+    PEER_BENCH=$PEER_BENCH node --import tsx "$ROOT/bench/ambient/run.ts" "$OUT/ambient" || echo "bench: the ambient bench failed (logs: $OUT/ambient/work)" >&2
+  else
+    echo "bench: ambient path skipped: it needs root (network namespaces, iptables); run sudo npm run bench" >&2
+  fi
+fi
+
+# ---------- 5. ratios ----------
+{
+  node "$ROOT/bench/ratios.js" table "$OUT"
+  [[ -s $OUT/ambient/raw.jsonl ]] && echo && node "$ROOT/bench/ratios.js" ambient "$OUT/ambient"
+} | tee "$OUT/ratios.md"
 echo "bench: full tables in $OUT/summary.md, ratios in $OUT/ratios.md" >&2

@@ -1,11 +1,11 @@
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {controllerFlags, kubernetesFlags, watchFlags} from '../lib/cli/flag-groups.js'
 import {formatAge} from '../lib/cli/render.js'
-import type {AgentSyncStatus} from '../lib/mesh/status.js'
+import {type AgentSyncStatus, describeHubs} from '../lib/mesh/status.js'
 
 export default class ProxyStatus extends BaseCommand<typeof ProxyStatus> {
   static override description =
-    "Every agent the controller knows, whether it is connected, whether it has applied the controller's latest configuration version (SYNCED), not yet (STALE), or could not apply part of it (ERROR, with the agent's REASON), and the agent's software VERSION. In a cluster (--kubeconfig, --kube-context, -n NAMESPACE of the install, or a context of kind kubernetes): one row per node-agent pod with its node and readiness beside that state."
+    "Every agent the controller knows, whether it is connected, whether it has applied the controller's latest configuration version (SYNCED), not yet (STALE), or could not apply part of it (ERROR, with the agent's REASON), the agent's software VERSION, and its hub attachments (HUBS: state, round trip, relayed streams). In a cluster (--kubeconfig, --kube-context, -n NAMESPACE of the install, or a context of kind kubernetes): one row per node-agent pod with its node and readiness beside that state."
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --watch',
@@ -24,7 +24,9 @@ export default class ProxyStatus extends BaseCommand<typeof ProxyStatus> {
         : this.table(result.agents, [
             {header: 'NAME', value: (a) => a.name},
             ...syncColumns((a: AgentSyncStatus) => a),
-            {header: 'HBONE', value: (a) => a.hbone},
+            {header: 'HBONE', value: (a) => a.hbone || '(hubs only)'},
+            // only in a mesh with hubs: one without keeps its narrower table
+            ...(result.agents.some((a) => a.hubs?.length) ? [{header: 'HUBS', value: (a: (typeof result.agents)[number]) => describeHubs(a.hubs)}] : []),
             {header: 'LAST SEEN', value: (a) => (a.lastSeen ? formatAge(Date.parse(a.lastSeen)) + ' ago' : undefined)},
             {header: 'VERSION', value: (a) => a.software},
             {header: 'REASON', value: (a) => a.reason},

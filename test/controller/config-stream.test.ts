@@ -7,6 +7,8 @@ import {test, type TestContext} from 'node:test'
 import {type ConfigSnapshot} from '../../src/lib/config/types.js'
 import {subscribeConfig} from '../../src/lib/client/config-stream.js'
 import {ControllerClient} from '../../src/lib/client/controller-client.js'
+import {SNAPSHOT_PART_BYTES, snapshotLines} from '../../src/lib/controller/config-feed.js'
+import {openSqliteStore} from '../../src/lib/controller/store/sqlite.js'
 import {readIdentityFile} from '../../src/lib/identity/file.js'
 import {startTestController} from '../helpers/controller.js'
 
@@ -103,8 +105,9 @@ test('config stream: snapshot, delta, resume, ack, garbage', async (t) => {
   // An ack whose statuses are not statuses is garbage too.
   const subscribe = JSON.stringify({agent: 'agent-a', hbone: '127.0.0.1:15008', type: 'subscribe'}) + '\n'
   for (const resources of [[{kind: 'bogus', key: 'x', state: 'applied'}], [{kind: 'inbound', key: 'x', state: 'maybe'}], 'all fine', Array.from({length: 5000}, () => ({kind: 'policy', key: 'p', state: 'applied'}))]) {
-    const reply = await rawStream(identity, subscribe + JSON.stringify({resources, type: 'ack', version: 1}) + '\n', 2)
-    assert.equal(JSON.parse(reply.split('\n')[1]).type, 'error', JSON.stringify(resources).slice(0, 80))
+    // The reply is a (cached) snapshot, maybe the delta from it, then the error.
+    const reply = await rawStream(identity, subscribe + JSON.stringify({resources, type: 'ack', version: 1}) + '\n', 3)
+    assert.ok(reply.split('\n').filter(Boolean).some((line) => JSON.parse(line).type === 'error'), JSON.stringify(resources).slice(0, 80))
   }
 
   const huge = await rawStream(identity, 'x'.repeat(5 * 1024 * 1024))
@@ -154,4 +157,50 @@ test('acks carry per-resource status and the agent\'s version; a re-ack replaces
   subscription.report([{key: 'tcp/web@agent-a', kind: 'inbound', state: 'applied'}])
   while (Date.now() < deadline + 5000 && (await agentA())?.resources[0]?.state !== 'applied') await new Promise((resolve) => setTimeout(resolve, 50))
   assert.deepEqual((await agentA())!.resources, [{key: 'tcp/web@agent-a', kind: 'inbound', state: 'applied'}])
+})
+
+test('a snapshot larger than one line comes in parts, and the agent applies it whole, once', async (t) => {
+  const {ctl, identity} = await controllerWithAgent(t)
+  // Enough workloads for a snapshot of more than one part, written while the controller is stopped.
+  const count = 24_000
+  await ctl.stop()
+  const store = await openSqliteStore(ctl.dataDir, {synchronous: 'OFF'})
+  for (let index = 0; index < count; index++) {
+    const uid = `uid-${String(index).padStart(6, '0')}`
+    await store.putResource('workload', uid, {
+      hbone: `10.1.${index >> 8 & 255}.${index & 255}:15008`, ips: [`10.2.${index >> 8 & 255}.${index & 255}`], name: `app-${index}-7d9f8b6c5-x2x9q`,
+      namespace: `ns-${index % 50}`, node: 'node-1', serviceAccount: `sa-${index % 20}`, uid,
+    })
+  }
+
+  const {resources, version: stored} = await store.snapshot()
+  await store.close()
+  const lines = snapshotLines(resources, stored)
+  assert.ok(lines.length > 1, `${lines.length} part(s) for ${count} workloads`)
+  for (const [index, line] of lines.entries()) {
+    assert.ok(line.length <= SNAPSHOT_PART_BYTES + 1024, `part ${index}: ${line.length} bytes`)
+    assert.equal(JSON.parse(line.toString()).more, index < lines.length - 1 ? true : undefined)
+  }
+
+  await ctl.restart()
+  const applied: Applied[] = []
+  const subscription = subscribeConfig({
+    agent: 'agent-a', hbone: '127.0.0.1:15008', identity, minBackoffMs: 100,
+    onConfig: (snapshot, version, changes) => void applied.push({changes, snapshot, version}),
+  })
+  t.after(() => subscription.close())
+  const first = await waitFor(applied, () => true, 30_000)
+  assert.equal(first.changes, undefined, 'a snapshot')
+  assert.equal(Object.keys(first.snapshot.workload).length, count, 'every workload of every part')
+  assert.deepEqual(first.snapshot.workload['uid-012345'], resources.workload['uid-012345'])
+  assert.ok(first.snapshot.identity['agent-a'] && first.snapshot.agent['agent-a'], 'the other kinds too')
+  // A change after it is a delta on top of the assembled snapshot; no part was ever applied on its own.
+  const admin = ControllerClient.fromIdentity({...(await readIdentityFile(ctl.adminIdentityPath)), controller: ctl.url})
+  t.after(() => admin.close())
+  const {version} = await admin.request<{version: number}>('PUT', '/v1/resources/policy/allow-db', policy('allow-db'))
+  const delta = await waitFor(applied, (item) => item.version >= version, 10_000)
+  assert.ok(delta.changes, 'a delta')
+  assert.equal(Object.keys(delta.snapshot.workload).length, count)
+  assert.ok(delta.snapshot.policy['allow-db'])
+  assert.equal(applied.filter((item) => item.changes === undefined).length, 1, 'one snapshot applied')
 })

@@ -54,3 +54,33 @@ export async function waitForFootprint(pid: number, ok: (now: Footprint) => bool
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
 }
+
+export interface Probe {
+  /** stop after the attempt in flight; how many attempts succeeded, and why the others failed */
+  stop(): Promise<{answered: number; failures: string[]}>
+}
+
+/**
+ * Run ATTEMPT again and again, INTERVAL apart, until stopped: a legitimate client while an attack runs.
+ * ATTEMPT resolves undefined when served, else with why it was not.
+ */
+export function probeLoop(attempt: () => Promise<string | undefined>, intervalMs = 200): Probe {
+  const failures: string[] = []
+  let answered = 0
+  let running = true
+  const loop = (async () => {
+    while (running) {
+      const failure = await attempt()
+      if (failure === undefined) answered++
+      else failures.push(failure)
+      await new Promise((resolve) => setTimeout(resolve, intervalMs))
+    }
+  })()
+  return {
+    async stop() {
+      running = false
+      await loop
+      return {answered, failures}
+    },
+  }
+}

@@ -14,7 +14,7 @@ import {HboneError, HbonePool} from '../../src/lib/proxy/hbone/hbone-pool.js'
 import {Credentials} from '../../src/lib/proxy/hbone/tls.js'
 import {createKeyAndCsr} from '../../src/lib/pki/pki.js'
 import {createTopology, type TopoPod} from '../helpers/netns.js'
-import {createMesh, startAgent, tempDir, TRUST_DOMAIN, waitFor} from '../proxy/helpers.js'
+import {createMesh, httpGet, startAgent, tempDir, TRUST_DOMAIN, waitFor} from '../proxy/helpers.js'
 import {CniClient, podApp, podFetch, redirectPod} from './fixtures.js'
 
 const SERVICE_ACCOUNT: Record<number, string> = {0: 'web', 1: 'api', 2: 'db', 3: 'other'}
@@ -72,12 +72,19 @@ test('pods on two node agents: HBONE between nodes, local fast path, passthrough
   // One certificate per served service account, issued on the first workload of it.
   assert.deepEqual([...new Set(issued)].sort(), ['db', 'api', 'web'].map((sa) => `spiffe://${TRUST_DOMAIN}/ns/default/sa/${sa}`).sort())
 
-  // Same node: the local fast path (no HBONE hop), delivered inside n1p1 — and still in the access log with both identities.
+  // Same node: the local fast path (no HBONE line for it), delivered inside n1p1, and accounted like
+  // every other path: an access line with both identities and the bytes, and the TCP metrics.
   const linesBefore = nodes[0]!.logs.length
   assert.equal(await podFetch(n1p2, n1p1.ip, 8081), `${n1p1.name} saw ${n1p1.ip}`)
   assert.ok(!nodes[0]!.logs.slice(linesBefore).some((line) => line['dst.addr'] === `${n1p1.ip}:15008`))
-  const localLine = await waitFor('the same-node access log line', () => nodes[0]!.logs.slice(linesBefore).find((line) => line.scope === 'access' && line['dst.addr'] === `${n1p1.ip}:8081`))
-  assert.deepEqual([localLine['src.identity'], localLine['dst.identity']], [`spiffe://${TRUST_DOMAIN}/ns/default/sa/api`, `spiffe://${TRUST_DOMAIN}/ns/default/sa/web`])
+  const localLine = await waitFor('the local fast path\'s access line', () => nodes[0]!.logs.slice(linesBefore).find((line) => line.scope === 'access' && line.message === 'connection complete' && line['dst.addr'] === `${n1p1.ip}:8081`))
+  assert.equal(localLine['src.identity'], `spiffe://${TRUST_DOMAIN}/ns/default/sa/api`)
+  assert.equal(localLine['dst.identity'], `spiffe://${TRUST_DOMAIN}/ns/default/sa/web`)
+  assert.equal(localLine.direction, 'outbound')
+  assert.equal(localLine.bytes_recv, `${n1p1.name} saw ${n1p1.ip}`.length, 'the reply, counted')
+  const {body: metrics} = await httpGet(`http://${nodes[0]!.agent.addresses.metrics}/metrics`)
+  const local = metrics.split('\n').find((line) => line.startsWith('istio_tcp_connections_closed_total{') && line.includes(`destination_workload="${n1p1.name}"`) && line.includes('connection_security_policy="unknown"'))
+  assert.ok(local && Number(local.split(' ').at(-1)) >= 1, `a closed local connection in the metrics: ${local}`)
 
   // Not a mesh workload: plain passthrough, the app sees the pod's own source address.
   assert.equal(await podFetch(n1p1, n2p2.ip, 8082), `${n2p2.name} saw ${n1p1.ip}`)

@@ -12,6 +12,7 @@ import {test, type TestContext} from 'node:test'
 
 import {RUN_JS, runCli, startTestController, type TestController} from '../helpers/controller.js'
 import {IPTABLES_VARIANTS, iptablesOf, otherVariant, savedText} from '../helpers/iptables.js'
+import {startCapture} from '../helpers/capture.js'
 import {createTopology, type TopoNode, type TopoPod} from '../helpers/netns.js'
 import {requireTools} from '../helpers/tools.js'
 import {nodeScopeFlags, podApp, podFetch, startNodeAgent as startAgentIn, stopNodeAgent as stopAgent, waitUntil} from './fixtures.js'
@@ -87,25 +88,17 @@ for (const variant of IPTABLES_VARIANTS) {
 
     // Capture between the nodes while pod 1 on node 1 talks to pod 1 on node 2 (the controller's own
     // port is excluded: that is the control plane, not pod traffic).
-    const capture = topo.spawn(node1.netns, 'tshark', ['-i', node1.links[0]!.ifname, '-n', '-l', '-f', `tcp and not port ${ctl.port}`, '-a', 'duration:6', '-c', '400',
-      '-T', 'fields', '-E', 'separator=,', '-e', 'tcp.srcport', '-e', 'tcp.dstport', '-e', 'tcp.len', '-e', '_ws.col.Protocol', '-e', 'tcp.payload'])
-    let captured = ''
-    let captureLog = ''
-    capture.stdout!.on('data', (chunk: Buffer) => (captured += chunk.toString()))
-    capture.stderr!.on('data', (chunk: Buffer) => (captureLog += chunk.toString()))
-    const captureDone = new Promise((resolve) => capture.once('exit', resolve))
-    await waitUntil('tshark capturing', () => captureLog.includes('Capturing on'), 10_000)
+    const capture = await startCapture(topo, node1.netns, {filter: `tcp and not port ${ctl.port}`, iface: node1.links[0]!.ifname, maxPackets: 400, seconds: 6})
 
     // The client: curl from inside pod 1 on node 1, by IP, no proxy setting (the app answers raw bytes).
     const curl = await topo.exec(n1p1.netns, 'curl', ['-s', '--http0.9', '--max-time', '5', `http://${n2p1.ip}:8080/`])
     assert.equal(curl.stdout, `${n2p1.name} saw ${n2p1.ip}`, `curl: ${curl.stderr}`)
     assert.equal(await podFetch(n1p2, n2p2.ip, 8081), `${n2p2.name} saw ${n2p2.ip}`)
-    await captureDone
-    const packets = captured.trim().split('\n').filter(Boolean).map((line) => line.split(','))
-    assert.ok(packets.length > 0, `tshark saw nothing: ${captureLog}`)
-    for (const [source, destination] of packets) assert.ok(source === '15008' || destination === '15008', `a packet outside port 15008: ${source} → ${destination}`)
-    assert.ok(packets.some(([, , , protocol]) => /TLS/.test(protocol ?? '')), 'TLS records on 15008')
-    const payload = Buffer.from(packets.map((packet) => packet[4] ?? '').join(''), 'hex').toString('latin1')
+    const packets = await capture.packets()
+    assert.ok(packets.length > 0, `tshark saw nothing: ${capture.log()}`)
+    for (const {destination, source} of packets) assert.ok(source === '15008' || destination === '15008', `a packet outside port 15008: ${source} → ${destination}`)
+    assert.ok(packets.some(({protocol}) => /TLS/.test(protocol)), 'TLS records on 15008')
+    const payload = Buffer.concat(packets.map((packet) => packet.payload)).toString('latin1')
     assert.ok(!payload.includes(' saw ') && !payload.includes('GET /'), 'no plaintext of the apps on the wire')
 
     // proxy-config workloads lists the pods with namespace, address and node.

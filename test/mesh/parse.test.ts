@@ -15,11 +15,14 @@ function rejects(fn: () => unknown, code: string, suggestion: RegExp): void {
   })
 }
 
-test('service names are tcp/NAME, and a bare name is told how to fix itself', () => {
+test('service names are tcp/NAME or udp/NAME, and a bare name is told how to fix itself', () => {
   assert.equal(parseServiceName('tcp/web-1'), 'tcp/web-1')
+  assert.equal(parseServiceName('udp/dns'), 'udp/dns')
   rejects(() => parseServiceName('web'), 'ZT_ERR_INVALID_SERVICE', /tcp\/web/)
-  rejects(() => parseServiceName('udp/dns'), 'ZT_ERR_INVALID_SERVICE', /only tcp/)
+  rejects(() => parseServiceName('sctp/x'), 'ZT_ERR_INVALID_SERVICE', /tcp\/NAME or udp\/NAME/)
+  rejects(() => parseServiceName('proxy'), 'ZT_ERR_INVALID_SERVICE', /tcp\/proxy/)
   rejects(() => parseServiceName('tcp/Bad_Name!'), 'ZT_ERR_INVALID_SERVICE', /lower-case/)
+  assert.deepEqual(buildPolicy({action: 'DENY', name: 'p', services: ['proxy', 'udp/dns']}).services, ['proxy', 'udp/dns'])
 })
 
 test('targets, listen addresses, subjects and CIDRs', () => {

@@ -6,7 +6,7 @@ import {cidrContains, parseHostPort} from '../../src/lib/proxy/address.js'
 import {authorize, type AuthzRequest, identityNameFromSpiffe} from '../../src/lib/proxy/state/authz.js'
 import {forwardedHost} from '../../src/lib/proxy/paths/hbone-admission.js'
 import {validateSnapshot} from '../../src/lib/proxy/state/state.js'
-import {weightedOrder} from '../../src/lib/proxy/paths/tunnel-inbound.js'
+import {weightedOrder} from '../../src/lib/proxy/paths/carry.js'
 
 const policy = (name: string, action: Policy['action'], fields: Partial<Policy> = {}): Policy => ({action, from: [], name, ports: [], services: [], sourceCidrs: [], ...fields})
 const request = (fields: Partial<AuthzRequest> = {}): AuthzRequest => ({

@@ -77,9 +77,8 @@ export interface RunningAgent {
   writeConfig(snapshot: ConfigSnapshot): Promise<void>
 }
 
-export async function startAgent(t: TestContext, dir: string, identity: IdentityFile, snapshot: ConfigSnapshot, extra: Partial<AgentOptions> = {}): Promise<RunningAgent> {
-  const configFile = path.join(dir, `${identity.name}.config.json`)
-  await writeFile(configFile, JSON.stringify(snapshot))
+/** A log destination that parses the JSON lines written to it into LOGS. */
+export function jsonLogSink(): {destination: PassThrough; logs: Record<string, unknown>[]} {
   const logs: Record<string, unknown>[] = []
   const destination = new PassThrough()
   let buffered = ''
@@ -89,6 +88,13 @@ export async function startAgent(t: TestContext, dir: string, identity: Identity
     buffered = lines.pop()!
     for (const line of lines) if (line) logs.push(JSON.parse(line) as Record<string, unknown>)
   })
+  return {destination, logs}
+}
+
+export async function startAgent(t: TestContext, dir: string, identity: IdentityFile, snapshot: ConfigSnapshot, extra: Partial<AgentOptions> = {}): Promise<RunningAgent> {
+  const configFile = path.join(dir, `${identity.name}.config.json`)
+  await writeFile(configFile, JSON.stringify(snapshot))
+  const {destination, logs} = jsonLogSink()
   const agent = await runAgent({
     admin: '127.0.0.1:0',
     buildVersion: 'test',
@@ -174,7 +180,11 @@ export async function dial(address: string): Promise<Socket> {
 
 /** Send DATA, half-close, and collect everything until the peer closes. */
 export async function roundTrip(address: string, data: Buffer): Promise<Buffer> {
-  const socket = await dial(address)
+  return roundTripOn(await dial(address), data)
+}
+
+/** roundTrip over a socket already connected (a SOCKS5 tunnel, a socketpair). */
+export async function roundTripOn(socket: Socket, data: Buffer): Promise<Buffer> {
   const chunks: Buffer[] = []
   socket.on('data', (chunk: Buffer) => chunks.push(chunk))
   const done = new Promise<void>((resolve, reject) => {

@@ -15,7 +15,7 @@ import path from 'node:path'
 import {test, type TestContext} from 'node:test'
 
 import {spawnAgentProcess} from '../helpers/agent-process.js'
-import {footprint, sampleFootprint, waitForFootprint} from '../helpers/footprint.js'
+import {footprint, probeLoop, sampleFootprint, waitForFootprint} from '../helpers/footprint.js'
 import {hboneConnect} from '../helpers/hbone-client.js'
 import {connectRequest, malformedFlood, rapidResetFlood} from '../helpers/hostile-h2.js'
 import {createMesh, echoServer, tempDir, tunnelConfig} from './helpers.js'
@@ -58,34 +58,18 @@ for (const dataPath of ['native', 'node'] as const) {
     const credentials = {ca: attacker.ca, cert: attacker.cert, key: attacker.key}
 
     /** A tunnel through the agent every INTERVAL (a new HBONE connection each time) until stopped. */
-    const probeTunnels = (intervalMs = 200) => {
-      const failures: string[] = []
-      let answered = 0
-      let running = true
-      const loop = (async () => {
-        while (running) {
-          const attempt = await hboneConnect(hbone, {ca: friend.ca, cert: friend.cert, key: friend.key}, `127.0.0.1:${echo.port}`)
-          const echoed = attempt.status === 200
-            ? await new Promise<string>((resolve) => {
-              attempt.stream.once('data', (chunk: Buffer) => resolve(chunk.toString()))
-              attempt.stream.write('ping')
-              setTimeout(() => resolve('(no echo within 5 s)'), 5000).unref()
-            })
-            : `status ${attempt.status}`
-          attempt.session.destroy()
-          if (echoed === 'ping') answered++
-          else failures.push(echoed)
-          await new Promise((resolve) => setTimeout(resolve, intervalMs))
-        }
-      })()
-      return {
-        async stop() {
-          running = false
-          await loop
-          return {answered, failures}
-        },
-      }
-    }
+    const probeTunnels = (intervalMs = 200) => probeLoop(async () => {
+      const attempt = await hboneConnect(hbone, {ca: friend.ca, cert: friend.cert, key: friend.key}, `127.0.0.1:${echo.port}`)
+      const echoed = attempt.status === 200
+        ? await new Promise<string>((resolve) => {
+          attempt.stream.once('data', (chunk: Buffer) => resolve(chunk.toString()))
+          attempt.stream.write('ping')
+          setTimeout(() => resolve('(no echo within 5 s)'), 5000).unref()
+        })
+        : `status ${attempt.status}`
+      attempt.session.destroy()
+      return echoed === 'ping' ? undefined : echoed
+    }, intervalMs)
 
     await probeTunnels(0).stop()
     const baseline = await footprint(pid)

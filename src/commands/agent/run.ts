@@ -1,8 +1,10 @@
 import {Flags} from '@oclif/core'
+import path from 'node:path'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {logFlags} from '../../lib/cli/flag-groups.js'
 import {parseDuration} from '../../lib/cli/render.js'
+import {MAX_HUBS} from '../../lib/config/types.js'
 import {ExitCode, ZtError} from '../../lib/errors.js'
 import {NODE_CA_PATH, NODE_TOKEN_PATH} from '../../lib/kube/objects.js'
 import type {DaemonOptions} from '../../lib/proxy/daemon/launch.js'
@@ -13,6 +15,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     '<%= config.bin %> <%= command.id %> -i agent-a.json',
     '<%= config.bin %> <%= command.id %> -i agent-a.json --hbone 0.0.0.0:15008 --advertise 10.0.0.7:15008',
     '<%= config.bin %> <%= command.id %> -i a.json --config mesh.json --hbone 127.0.0.1:0 --admin 127.0.0.1:0 --metrics 127.0.0.1:0 --readiness 127.0.0.1:0 --ready-file a.ready.json',
+    '<%= config.bin %> <%= command.id %> -i agent-b.json --no-listen --hub hub-1.example:15009 --hub hub-2.example:15009',
     '<%= config.bin %> <%= command.id %> --kubernetes --controller https://$ZTCTL_CONTROLLER_SERVICE_HOST:$ZTCTL_CONTROLLER_SERVICE_PORT',
   ]
   static override flags = {
@@ -28,6 +31,13 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     }),
     'drain-timeout': Flags.string({default: '5s', description: 'on SIGTERM, how long open connections may finish'}),
     hbone: Flags.string({default: '0.0.0.0:15008', description: 'HBONE (mTLS HTTP/2 CONNECT) listener'}),
+    hub: Flags.string({
+      description: `[NAME@]HOST:PORT of a hub to attach to (repeatable, up to ${MAX_HUBS}): one outbound connection each; sources reach this agent through it, and it reaches agents that accept no connection (native data path)`,
+      multiple: true,
+    }),
+    'no-listen': Flags.boolean({
+      description: 'open no TCP listener at all: no HBONE port (reached through --hub only, nothing to advertise), no metrics or readiness port; the admin side door becomes a Unix socket ($ZTCTL_HOME/agents/NAME.sock unless --admin unix:PATH) that also serves /metrics and /healthz/ready',
+    }),
     identity: Flags.string({char: 'i', description: 'identity file written by `ztctl enroll`', exactlyOne: ['identity', 'kubernetes']}),
     'inpod-socket': Flags.string({description: 'serve the in-pod redirection protocol on this Unix socket (node agent; needs root) [e.g. /var/run/ztctl/inpod.sock]'}),
     'dns-listen': Flags.string({default: '127.0.0.1:53', description: 'with --mode tproxy: the DNS server (UDP + TCP) answering intercepted host names'}),
@@ -67,8 +77,14 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     }
 
     const sidecar = this.flags.mode ? await this.sidecarOptions(this.flags.mode as 'proxy' | 'tproxy') : undefined
+    const hubs = this.flags.hub ?? []
+    if (hubs.length > MAX_HUBS) throw new ZtError('ZT_ERR_USAGE', `${hubs.length} hubs given; at most ${MAX_HUBS}`, {exit: ExitCode.usage, suggestion: `pass --hub at most ${MAX_HUBS} times`})
+    const noListen = this.flags['no-listen']
+    // --no-listen: the admin door is a socket by the agent's name unless another one is named.
+    const admin = noListen && this.flags.admin === '127.0.0.1:15000' ? undefined : this.flags.admin
     const options: DaemonOptions = {
-      admin: this.flags.admin,
+      admin,
+      adminSocketDir: noListen && !admin ? path.join(this.home.dataDir, 'agents') : undefined,
       advertise: this.flags.advertise ?? (this.flags.kubernetes ? podAdvertise(this.flags.hbone) : undefined),
       buildVersion: this.config.version,
       config: this.flags.config,
@@ -76,6 +92,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       drainTimeoutMs: drainSeconds * 1000,
       hbone: this.flags.hbone,
       controllerUrl: this.flags.identity ? this.flags.controller : undefined,
+      hubs,
       identityFile: this.flags.identity,
       idleTrimMs: Math.round(idleTrimSeconds * 1000),
       // On Kubernetes the controller publishes the pods as workloads (its informers): the agent only serves them.
@@ -84,6 +101,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       json: this.jsonEnabled(),
       logLevel: this.flags['log-level'],
       metrics: this.flags.metrics,
+      noListen,
       readiness: this.flags.readiness,
       readyFile: this.flags['ready-file'],
       sidecar,

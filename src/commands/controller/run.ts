@@ -19,6 +19,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     '<%= config.bin %> controller run',
     '<%= config.bin %> controller run --listen 0.0.0.0:15012 --advertise https://ctrl.example:15012',
     '<%= config.bin %> controller run --listen 127.0.0.1:0 --data-dir /tmp/ctrl --cert-ttl 30s',
+    '<%= config.bin %> controller run --listen 0.0.0.0:15012 --hub --hub-listen 0.0.0.0:15009',
     '<%= config.bin %> controller run --store kubernetes --listen 0.0.0.0:15012 --health 0.0.0.0:15014 --advertise https://ztctl-controller.ztctl-system.svc:15012',
   ]
 
@@ -33,6 +34,9 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     'context-name': Flags.string({default: 'local', description: 'name of the CLI context to write'}),
     'data-dir': Flags.string({description: 'where the store and CA live (default: <home>/controller)'}),
     'host-identity-secret': Flags.string({description: 'with --store kubernetes: keep the host pod\'s identity `host` (role host) valid in this Secret (key identity.json), as the leader keeps ztctl-admin (install passes ztctl-host with hostPod.enabled)'}),
+    hub: Flags.boolean({description: 'also run a hub in this process (agents attach with `agent run --hub HOST:PORT`); its identity (role hub) is issued and renewed here'}),
+    'hub-listen': Flags.string({default: '0.0.0.0:15009', description: 'with --hub: where agents attach'}),
+    'hub-name': Flags.string({default: 'hub', description: 'with --hub: the identity name of the embedded hub'}),
     health: Flags.string({description: 'HOST:PORT of a plain-HTTP listener for probes: GET /ready, GET /healthz'}),
     'housekeeping-interval': Flags.string({default: '60s', description: 'how often the leader sweeps expired revocations and checks the admin identity', hidden: true}),
     'leader-election': Flags.string({
@@ -84,6 +88,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       dataDir: this.flags['data-dir'],
       health: this.flags.health,
       home: this.home,
+      hub: this.flags.hub ? {listen: this.flags['hub-listen'], logLevel: this.flags['log-level'], name: this.flags['hub-name']} : undefined,
       housekeepingMs: housekeeping,
       kube: {
         context: this.flags['kube-context'],
@@ -102,7 +107,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
 
     const banner = {
       adminIdentity: controller.adminIdentityPath, caFingerprint: controller.caFingerprint, context: controller.contextName, ...controller.describe,
-      health: controller.health && `http://${controller.health.host}:${controller.health.port}`, pid: process.pid, store: controller.store,
+      health: controller.health && `http://${controller.health.host}:${controller.health.port}`, hub: controller.hub, pid: process.pid, store: controller.store,
       trustDomain: controller.trustDomain, url: controller.url,
     }
     const line = (label: string, value: string | undefined): string[] => (value === undefined ? [] : [`  ${label.padEnd(21)}: ${value}`])
@@ -115,6 +120,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       ...line('admin identity', `${controller.adminIdentityPath}${controller.adminCreated ? ' (new)' : ''}`),
       ...line('context', controller.contextName),
       ...line('health', banner.health),
+      ...line('hub', controller.hub && `${controller.hub} (agents: --hub ${controller.hub})`),
       ...line('pid', String(process.pid)),
     ].join('\n'))
 

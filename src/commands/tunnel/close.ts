@@ -9,7 +9,7 @@ import {closeTunnel} from '../../lib/mesh/tunnels.js'
 export default class TunnelClose extends BaseCommand<typeof TunnelClose> {
   static override args = {
     direction: Args.string({description: 'which end to close', options: ['inbound', 'outbound'], required: true}),
-    service: Args.string({description: 'service name, tcp/NAME', required: true}),
+    service: Args.string({description: 'service name, tcp/NAME or udp/NAME', required: true}),
   }
   static override description = 'Close one end of a tunnel on one agent; its listeners close and its connections end within a second. Succeeds once the agent has applied it.'
   static override examples = ['<%= config.bin %> <%= command.id %> inbound tcp/web --agent agent-a', '<%= config.bin %> <%= command.id %> outbound tcp/web --agent agent-b --no-wait']

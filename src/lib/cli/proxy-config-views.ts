@@ -1,6 +1,6 @@
 // Columns of each proxy-config view, following `istioctl ztunnel-config` (reference §5.3).
-import type {ConnectionRow, PolicyRow, SecretRow, ServiceRow, WorkloadRow} from '../inspect/proxy-config.js'
-import {connectionRows, policyRows, secretRows, serviceRows, workloadRows} from '../inspect/proxy-config.js'
+import type {ConnectionRow, HubRow, PolicyRow, SecretRow, ServiceRow, WorkloadRow} from '../inspect/proxy-config.js'
+import {connectionRows, hubRows, policyRows, secretRows, serviceRows, workloadRows} from '../inspect/proxy-config.js'
 import type {ProxyConfigView} from './proxy-config-command.js'
 
 export const workloadsView: ProxyConfigView<WorkloadRow> = {
@@ -67,10 +67,24 @@ export const connectionsView: ProxyConfigView<ConnectionRow> = {
   rows: connectionRows,
 }
 
+export const hubsView: ProxyConfigView<HubRow> = {
+  columns: [
+    {header: 'HUB', value: (r) => r.hub},
+    {header: 'ADDRESS', value: (r) => r.address},
+    {header: 'STATE', value: (r) => r.state},
+    {header: 'RTT', value: (r) => r.rtt},
+    {header: 'STREAMS', value: (r) => r.streams},
+    {header: 'LAST ERROR', value: (r) => r.error},
+  ],
+  empty: 'No hubs: this agent was started without --hub.',
+  rows: hubRows,
+}
+
 export const allViews = [
   ['WORKLOAD INFO', workloadsView],
   ['SERVICE INFO', servicesView],
   ['POLICY INFO', policiesView],
   ['SECRET INFO', secretsView],
   ['CONNECTIONS INFO', connectionsView],
+  ['HUB INFO', hubsView],
 ] as const

@@ -5,7 +5,8 @@
 import type {ClientHttp2Stream} from 'node:http2'
 
 import {
-  applyChanges, type Change, type ConfigSnapshot, type ControllerMessage, MAX_ACK_STATUSES, MAX_STREAM_LINE_BYTES, type ResourceStatus,
+  type AgentMessage, applyChanges, type Change, type ConfigSnapshot, type ControllerMessage, emptySnapshot, MAX_ACK_STATUSES, MAX_SNAPSHOT_PARTS,
+  MAX_STREAM_LINE_BYTES, RESOURCE_KINDS, type ResourceStatus,
 } from '../config/types.js'
 import {LineSplitter, parseJsonObject} from '../controller/ndjson.js'
 import type {IdentityFile} from '../identity/file.js'
@@ -37,6 +38,8 @@ export interface ConfigSubscription {
   close(): void
   /** Statuses changed without a new version (a listener bound later): ack the current version again. */
   report(resources: ResourceStatus[]): void
+  /** one more message to the controller (hub attachments); dropped when not connected, resent by the caller on change */
+  send(message: AgentMessage): void
   /** the last version applied */
   readonly version: number | undefined
 }
@@ -52,12 +55,16 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
   let client: ControllerClient | undefined
   let stream: ClientHttp2Stream | undefined
   let sendCurrent: ((message: object) => void) | undefined
+  // the parts of a snapshot received so far (the controller sends nothing else until its last part)
+  let assembling: {parts: number; resources: ConfigSnapshot; version: number} | undefined
   const ack = (next: number, resources: ResourceStatus[] | void): object => ({
     // Errors first: when an agent acts on more than an ack carries, its failures are what must get through.
     resources: [...(resources ?? [])].sort((a, b) => Number(b.state === 'error') - Number(a.state === 'error')).slice(0, MAX_ACK_STATUSES),
     type: 'ack',
     version: next,
   })
+  /** the last report, sent again on every (re)connect */
+  let lastReport: AgentMessage | undefined
 
   const state = (next: StreamState, error?: unknown): void => {
     try {
@@ -75,7 +82,9 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
     const current = stream
     // Without a snapshot we cannot apply deltas: ask for everything.
     const since = snapshot ? version : undefined
+    assembling = undefined
     stream.write(JSON.stringify({agent: options.agent, hbone: options.hbone, since, type: 'subscribe', version: options.software}) + '\n')
+    if (lastReport) stream.write(JSON.stringify(lastReport) + '\n')
     const send = (message: object): void => {
       if (!current.destroyed) current.write(JSON.stringify(message) + '\n')
     }
@@ -107,7 +116,17 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
   const handle = async (message: ControllerMessage, send: (message: object) => void): Promise<void> => {
     switch (message.type) {
       case 'snapshot': {
-        const next = structuredClone(message.resources)
+        if (assembling && assembling.version !== message.version) throw new Error(`a snapshot part of version ${message.version} while version ${assembling.version} was incomplete`)
+        let next = message.resources as ConfigSnapshot // one part: checked as a whole by onConfig
+        if (assembling || message.more === true) {
+          assembling ??= {parts: 0, resources: emptySnapshot(), version: message.version}
+          if (++assembling.parts > MAX_SNAPSHOT_PARTS) throw new Error(`a snapshot in more than ${MAX_SNAPSHOT_PARTS} parts`)
+          mergeSnapshotPart(assembling.resources, message.resources)
+          if (message.more === true) return
+          next = assembling.resources
+          assembling = undefined
+        }
+
         await apply(send, message.version, () => options.onConfig(next, message.version), () => {
           snapshot = next
         })
@@ -115,8 +134,11 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
       }
 
       case 'delta': {
+        if (assembling) throw new Error(`a delta while snapshot version ${assembling.version} was incomplete`)
         if (!snapshot || message.from !== version) throw new Error(`a delta from ${message.from} does not follow version ${version}`)
-        const next = structuredClone(snapshot)
+        // Copy on write: only the tables the delta touches are copied (a workload change does not copy the policies).
+        const next: ConfigSnapshot = {...snapshot}
+        for (const kind of new Set(message.changes.map((change) => change.kind))) (next as Record<string, unknown>)[kind] = {...snapshot[kind]}
         applyChanges(next, message.changes)
         await apply(send, message.version, () => options.onConfig(next, message.version, message.changes), () => {
           snapshot = next
@@ -175,8 +197,24 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
       client?.close()
       state('closed')
     },
+    send(message) {
+      lastReport = message
+      if (stream && !stream.destroyed) stream.write(JSON.stringify(message) + '\n')
+    },
     get version() {
       return version
     },
+  }
+}
+
+/** Add a snapshot part's entries to TARGET (known kinds only; a part is input from the network). */
+function mergeSnapshotPart(target: ConfigSnapshot, part: unknown): void {
+  if (typeof part !== 'object' || part === null || Array.isArray(part)) throw new Error('a snapshot whose resources are not an object')
+  for (const kind of RESOURCE_KINDS) {
+    const table = (part as Record<string, unknown>)[kind]
+    if (table === undefined) continue
+    if (typeof table !== 'object' || table === null || Array.isArray(table)) throw new Error(`a snapshot whose "${kind}" is not a map`)
+    const into = target[kind] as Record<string, unknown>
+    for (const [key, value] of Object.entries(table)) if (key !== '__proto__') into[key] = value
   }
 }

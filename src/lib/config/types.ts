@@ -12,7 +12,7 @@
 // store's revision numbers: strictly increasing, never reused, so a reconnecting agent resumes from the
 // last version it acknowledged.
 
-/** `tcp/NAME` */
+/** `tcp/NAME` or `udp/NAME` (policies may also name `proxy`: every proxy exit) */
 export type ServiceName = string
 
 export interface Target {
@@ -42,6 +42,8 @@ export interface InboundTunnel {
   /** `ip:port`; the IP defaults to 127.0.0.1 (`127.0.0.1:0` when only intercepts were asked for) */
   listen: string
   service: ServiceName
+  /** `udp/` services: a flow (one client address) with no datagram either way for this long ends; seconds, default 30 */
+  idleTimeout?: number
 }
 
 /** An L4 authorization rule with ztunnel's semantics (see src/lib/proxy/state/authz.ts). */
@@ -75,7 +77,10 @@ export interface Revocation {
 
 /** An agent as the mesh knows it: where its HBONE port is reachable. */
 export interface AgentRecord {
-  /** `host:port` of its HBONE listener as other agents should dial it */
+  /**
+   * `host:port` of its HBONE listener as other agents should dial it; '' when it accepts no connection
+   * (`agent run --no-listen`): it is reached through the hubs it attached to
+   */
   hbone: string
   name: string
   spiffe: string
@@ -112,18 +117,47 @@ export interface WorkloadService {
   ports: {port: number; targetPort: number}[]
 }
 
+/** AGENT's SOCKS5 + HTTP proxy listener (`ztctl proxy open`, ZTM's zt-proxy entry): targets go to the exits. */
+export interface ProxyListener {
+  agent: string
+  /** `ip:port` (127.0.0.1 unless an IP was given) */
+  listen: string
+  /** RFC 1929 username/password (SOCKS5) and Proxy-Authorization Basic (HTTP); empty: no authentication */
+  users: ProxyUser[]
+}
+
+export interface ProxyUser {
+  name: string
+  /** `scrypt$<N>$<r>$<p>$<salt b64>$<key b64>`: agents never see the password */
+  passwordHash: string
+}
+
+/**
+ * AGENT is a proxy exit (`ztctl proxy config`): it dials the targets that match TARGETS (IPv4/IPv6 CIDRs,
+ * host names, `*.suffix`, `*`) and no EXCLUSION; names are resolved here, at the exit.
+ */
+export interface ProxyExit {
+  agent: string
+  /** `@identity` or `#role` that may use this exit; empty: any identity of the mesh (policies still apply) */
+  allow: string[]
+  exclusions: string[]
+  targets: string[]
+}
+
 export interface ResourceKinds {
   agent: AgentRecord
+  exit: ProxyExit
   identity: IdentitySummary
   inbound: InboundTunnel
   outbound: OutboundTunnel
   policy: Policy
+  proxy: ProxyListener
   revocation: Revocation
   workload: WorkloadRecord
 }
 export type ResourceKind = keyof ResourceKinds
 
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['agent', 'identity', 'inbound', 'outbound', 'policy', 'revocation', 'workload']
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['agent', 'exit', 'identity', 'inbound', 'outbound', 'policy', 'proxy', 'revocation', 'workload']
 
 /** The key of a resource within its kind. */
 export function resourceKey<K extends ResourceKind>(kind: K, value: ResourceKinds[K]): string {
@@ -131,6 +165,11 @@ export function resourceKey<K extends ResourceKind>(kind: K, value: ResourceKind
     case 'agent':
     case 'identity': {
       return (value as AgentRecord | IdentitySummary).name
+    }
+
+    case 'exit':
+    case 'proxy': {
+      return (value as ProxyExit | ProxyListener).agent
     }
 
     case 'inbound':
@@ -159,7 +198,7 @@ export function resourceKey<K extends ResourceKind>(kind: K, value: ResourceKind
 export type ConfigSnapshot = {[K in ResourceKind]: Record<string, ResourceKinds[K]>}
 
 export function emptySnapshot(): ConfigSnapshot {
-  return {agent: {}, identity: {}, inbound: {}, outbound: {}, policy: {}, revocation: {}, workload: {}}
+  return {agent: {}, exit: {}, identity: {}, inbound: {}, outbound: {}, policy: {}, proxy: {}, revocation: {}, workload: {}}
 }
 
 export type Change =
@@ -168,8 +207,33 @@ export type Change =
 
 export type ControllerMessage =
   | {changes: Change[]; from: number; type: 'delta'; version: number}
-  | {resources: ConfigSnapshot; type: 'snapshot'; version: number}
+  /**
+   * A snapshot too large for one line comes in parts of one version: each part holds some kinds (some of
+   * their entries), every part but the last says `more: true`; the agent merges them and applies (and
+   * acks) the version once, after the last.
+   */
+  | {more?: boolean; resources: Partial<ConfigSnapshot>; type: 'snapshot'; version: number}
   | {error: {code: string; message: string}; type: 'error'}
+
+/** Parts one snapshot may come in (each a line of at most MAX_STREAM_LINE_BYTES). */
+export const MAX_SNAPSHOT_PARTS = 256
+
+/** One agent's connection to a hub (`agent run --hub`), as the agent reports it (proxy-status). */
+export interface HubAttachment {
+  /** the hub as given: `HOST:PORT` */
+  address: string
+  /** the hub's identity name, once connected */
+  hub?: string
+  lastError?: string
+  /** the last PING round trip over this connection */
+  rttMs?: number
+  state: 'connected' | 'connecting' | 'down'
+  /** relayed streams open through it now (this agent's standby streams not counted) */
+  streams: number
+}
+
+/** At most this many hubs per agent (`--hub` is repeatable up to it). */
+export const MAX_HUBS = 8
 
 /**
  * How an agent stands with one resource of the version it acknowledges. An ack lists every resource the
@@ -195,6 +259,8 @@ export type AgentMessage =
   | {agent: string; hbone: string; since?: number; type: 'subscribe'; version?: string}
   | {error: string; type: 'nack'; version: number}
   | {resources?: ResourceStatus[]; type: 'ack'; version: number}
+  /** the agent's hub attachments, whenever they change (at most one per second) */
+  | {hubs: HubAttachment[]; type: 'hubs'}
 
 /** Apply a change list to a snapshot in place. */
 export function applyChanges(snapshot: ConfigSnapshot, changes: readonly Change[]): void {

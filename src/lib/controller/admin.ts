@@ -94,7 +94,8 @@ async function issueAdmin(services: AdminServices, spec: KeptIdentity): Promise<
   return enrollLocally(services, spec)
 }
 
-async function enrollLocally(services: AdminServices, {admin, name, roles}: KeptIdentity): Promise<IdentityFile> {
+/** Create and enroll an identity inside the controller (no token leaves the process): the admin, the host pod's, an embedded hub. */
+export async function enrollLocally(services: AdminServices, {admin, name, roles}: KeptIdentity): Promise<IdentityFile> {
   const tokenId = randomUUID()
   const identity = await services.store.createIdentity({
     admin, id: randomUUID(), name, roles, spiffe: identitySpiffe(services.trustDomain, name),

@@ -1,16 +1,27 @@
 // The server side of the config stream (see src/lib/config/types.ts for the protocol). One
 // AgentStream per connection: it waits for `subscribe`, sends a snapshot or the deltas since `since`,
-// then pushes a delta after every commit, in order, and records acks. Garbage from the agent gets one
-// `error` message and the stream is closed; it never takes the controller down.
+// then a delta after commits, in order, and records acks. Fan-out is shared: after a commit the hub
+// pushes at most once per FLUSH_INTERVAL_MS, and every stream at the same version gets the same bytes
+// (config-feed.ts serializes each delta and snapshot once). Garbage from the agent gets one `error`
+// message and the stream is closed; it never takes the controller down.
 import {
-  type AgentMessage, type ControllerMessage, MAX_ACK_STATUSES, MAX_AGENT_LINE_BYTES, MAX_STATUS_REASON, RESOURCE_KINDS, type ResourceStatus,
+  type AgentMessage, type ControllerMessage, type HubAttachment, MAX_ACK_STATUSES, MAX_AGENT_LINE_BYTES, MAX_HUBS, MAX_STATUS_REASON, RESOURCE_KINDS, type ResourceStatus,
 } from '../config/types.js'
+import {ConfigFeed, type FeedLines} from './config-feed.js'
 import type {Logger} from './logger.js'
 import {LineSplitter, parseJsonObject} from './ndjson.js'
 import type {Principal, Store} from './store/store.js'
 
-/** A reader this far behind is cut off; it resumes from its last ack when it reconnects. */
+/** A reader this far behind (beyond the snapshot it was sent) is cut off; it resumes from its last ack when it reconnects. */
 const MAX_UNSENT_BYTES = 64 * 1024 * 1024
+/**
+ * Commits closer together than this reach agents as one delta: an isolated change goes out at once, a
+ * burst costs at most one fan-out per interval. The interval grows with the fan-out (270 ms at 1,000
+ * streams): a subscribe storm commits one agent resource per agent, and each fan-out makes every agent
+ * ack, so a fixed interval would cost O(agents²) writes and acks before the storm is over.
+ */
+const FLUSH_INTERVAL_MS = 20
+const FLUSH_MS_PER_STREAM = 0.25
 /** The first message must come quickly, so idle half-open streams cannot pile up. */
 const SUBSCRIBE_TIMEOUT_MS = 10_000
 const HBONE_ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[\w.-]+):\d{1,5}$/
@@ -23,28 +34,49 @@ export interface StreamOutput {
   destroyed?: boolean
   end(): unknown
   on(event: 'close', listener: () => void): unknown
-  write(chunk: string): boolean
+  write(chunk: string | Uint8Array): boolean
   readonly writableLength: number
 }
 
 export class ConfigHub {
   private readonly streams = new Set<AgentStream>()
+  /** subscribed streams per agent name */
+  private readonly online = new Map<string, number>()
+  private readonly feed: ConfigFeed
+  private readonly stopWatching: () => void
+  private flushTimer?: NodeJS.Timeout
+  private lastFlush = 0
+  private latest = -1
 
   constructor(
     private readonly store: Store,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.feed = new ConfigFeed(store)
+    this.stopWatching = store.onCommit((version) => this.committed(version))
+  }
 
   /** Serve one stream until either side closes it. */
   attach(input: StreamInput, output: StreamOutput, principal: Principal): void {
-    const stream = new AgentStream(this.store, this.logger, input, output, principal, () => this.streams.delete(stream))
+    const stream: AgentStream = new AgentStream({feed: this.feed, logger: this.logger, store: this.store}, input, output, principal, {
+      done: () => {
+        this.streams.delete(stream)
+        if (stream.agent !== undefined) this.count(stream.agent, -1)
+      },
+      subscribed: (agent) => this.count(agent, 1),
+    })
     this.streams.add(stream)
     stream.run()
   }
 
   isOnline(agent: string): boolean {
-    for (const stream of this.streams) if (stream.agent === agent) return true
-    return false
+    return (this.online.get(agent) ?? 0) > 0
+  }
+
+  /** What a connected agent last reported about its hubs (in memory: attachments are live state). */
+  hubsOf(agent: string): HubAttachment[] | undefined {
+    for (const stream of this.streams) if (stream.agent === agent && stream.hubs) return stream.hubs
+    return undefined
   }
 
   /** Cut the streams of a revoked identity. */
@@ -55,28 +87,64 @@ export class ConfigHub {
   }
 
   close(): void {
+    this.stopWatching()
+    clearTimeout(this.flushTimer)
     for (const stream of this.streams) stream.close()
   }
+
+  private count(agent: string, delta: number): void {
+    const streams = (this.online.get(agent) ?? 0) + delta
+    if (streams > 0) this.online.set(agent, streams)
+    else this.online.delete(agent)
+  }
+
+  private committed(version: number): void {
+    this.latest = Math.max(this.latest, version)
+    if (this.flushTimer) return
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined
+      this.lastFlush = Date.now()
+      for (const stream of this.streams) stream.pushTo(this.latest)
+    }, Math.max(0, this.lastFlush + FLUSH_INTERVAL_MS + this.streams.size * FLUSH_MS_PER_STREAM - Date.now()))
+    this.flushTimer.unref()
+  }
+}
+
+interface StreamServices {
+  feed: ConfigFeed
+  logger: Logger
+  store: Store
+}
+
+interface StreamEvents {
+  done(): void
+  subscribed(agent: string): void
 }
 
 class AgentStream {
   agent?: string
+  hubs?: HubAttachment[]
   readonly identity: string
   private closed = false
   private pushing?: Promise<void>
-  private pushAgain = false
   private sentVersion = -1
-  private unsubscribe?: () => void
+  /** the newest version this stream should reach */
+  private wanted = -1
+  /** bytes of the last snapshot written (the slow-consumer limit comes on top) */
+  private snapshotBytes = 0
+  private readonly store: Store
+  private readonly logger: Logger
 
   constructor(
-    private readonly store: Store,
-    private readonly logger: Logger,
+    private readonly services: StreamServices,
     private readonly input: StreamInput,
     private readonly output: StreamOutput,
     private readonly principal: Principal,
-    private readonly onDone: () => void,
+    private readonly events: StreamEvents,
   ) {
     this.identity = principal.identity.name
+    this.store = services.store
+    this.logger = services.logger
     output.on('close', () => this.close())
   }
 
@@ -131,6 +199,11 @@ class AgentStream {
         return
       }
 
+      case 'hubs': {
+        this.hubs = checkHubs(message.hubs)
+        return
+      }
+
       default: {
         throw protocolError(`unexpected message type ${JSON.stringify(String(message.type).slice(0, 64))}`)
       }
@@ -143,80 +216,107 @@ class AgentStream {
       throw Object.assign(protocolError(`identity "${this.identity}" cannot subscribe as agent ${JSON.stringify(String(agent).slice(0, 64))}`), {code: 'ZT_ERR_FORBIDDEN'})
     }
 
-    if (typeof hbone !== 'string' || !HBONE_ADDRESS.test(hbone)) throw protocolError('"hbone" must be host:port')
+    // '': an agent that accepts no connection (`agent run --no-listen`), reached through hubs
+    if (typeof hbone !== 'string' || (hbone !== '' && !HBONE_ADDRESS.test(hbone))) throw protocolError('"hbone" must be host:port or ""')
     if (since !== undefined && !isVersion(since)) throw protocolError('"since" must be a version number')
     if (version !== undefined && (typeof version !== 'string' || version.length > 64)) throw protocolError('"version" must be a short string')
     this.agent = agent
-    // Other agents learn where to dial this one through its `agent` resource.
-    await this.store.putResource('agent', agent, {hbone, name: agent, spiffe: this.principal.identity.spiffe})
+    // Other agents learn where to dial this one through its `agent` resource; a hub is no agent.
+    if (!this.principal.identity.roles.includes(HUB_ROLE)) await this.store.putResource('agent', agent, {hbone, name: agent, spiffe: this.principal.identity.spiffe})
     await this.store.recordAgentStatus({connected: true, lastSeen: new Date().toISOString(), name: agent, software: version})
     this.logger.info({agent, hbone, since, version}, 'agent subscribed')
-    this.unsubscribe = this.store.onCommit(() => this.schedulePush())
-    await this.sendFrom(since)
+    this.events.subscribed(agent)
+    // The agent resumes from `since` when it has one: a delta, or nothing when it is up to date (a
+    // version this controller never reached gets a snapshot).
+    const current = await this.store.currentVersion()
+    if (since !== undefined && since <= current) this.sentVersion = since
+    this.pushTo(current)
+    await this.pushing
   }
 
-  private schedulePush(): void {
-    if (this.closed) return
-    if (this.pushing) {
-      this.pushAgain = true
-      return
-    }
-
-    this.pushing = this.sendFrom(this.sentVersion)
+  /** Bring the agent to VERSION (or later): one push at a time, in order; later requests wait for it. */
+  pushTo(version: number): void {
+    if (this.closed || this.agent === undefined) return
+    this.wanted = Math.max(this.wanted, version)
+    if (this.pushing || this.sentVersion >= this.wanted) return
+    const from = this.sentVersion
+    this.pushing = this.sendFrom(from, this.wanted)
       .catch((error: unknown) => this.fail('ZT_ERR_INTERNAL', (error as Error).message))
       .finally(() => {
         this.pushing = undefined
-        if (this.pushAgain) {
-          this.pushAgain = false
-          this.schedulePush()
-        }
+        if (this.sentVersion > from) this.pushTo(this.wanted)
       })
   }
 
-  /** Send what the agent lacks after `since`: deltas when the log reaches back, else a snapshot. */
-  private async sendFrom(since: number | undefined): Promise<void> {
-    const delta = since === undefined || since < 0 ? undefined : await this.store.changesSince(since)
-    if (delta) {
-      if (delta.version === since && this.sentVersion === since) return // nothing new
-      this.send({changes: delta.changes, from: since!, type: 'delta', version: delta.version})
-      this.sentVersion = delta.version
+  /** Send what the agent lacks after `since`: a delta when the log reaches back, else a (recent) snapshot and the delta from it. */
+  private async sendFrom(since: number, current: number): Promise<void> {
+    const {feed} = this.services
+    const delta = since < 0 ? null : await feed.delta(since, current)
+    if (delta !== null) {
+      if (delta) this.send(delta)
       return
     }
 
-    const snapshot = await this.store.snapshot()
-    this.send({resources: snapshot.resources, type: 'snapshot', version: snapshot.version})
-    this.sentVersion = snapshot.version
+    const snapshot = await feed.snapshotLines(current)
+    this.snapshotBytes = snapshot.lines.reduce((sum, line) => sum + line.length, 0)
+    this.send(snapshot)
+    const rest = await feed.delta(snapshot.version, current)
+    if (rest) this.send(rest)
   }
 
-  private send(message: ControllerMessage): void {
+  private send(lines: FeedLines): void {
     if (this.closed) return
-    if (this.output.writableLength > MAX_UNSENT_BYTES) {
+    if (this.output.writableLength > MAX_UNSENT_BYTES + this.snapshotBytes) {
       this.fail('ZT_ERR_SLOW_CONSUMER', 'the agent reads the config stream too slowly')
       return
     }
 
-    this.output.write(JSON.stringify(message) + '\n')
+    for (const line of lines.lines) this.output.write(line)
+    this.sentVersion = lines.version
+  }
+
+  private sendMessage(message: ControllerMessage): void {
+    if (!this.closed) this.output.write(JSON.stringify(message) + '\n')
   }
 
   fail(code: string, message: string): void {
     if (this.closed) return
     this.logger.warn({agent: this.agent, code, identity: this.identity, message}, 'config stream closed on error')
-    this.send({error: {code, message}, type: 'error'})
+    this.sendMessage({error: {code, message}, type: 'error'})
     this.close()
   }
 
   close(): void {
     if (this.closed) return
     this.closed = true
-    this.unsubscribe?.()
     if (this.agent) {
       this.store.recordAgentStatus({connected: false, lastSeen: new Date().toISOString(), name: this.agent}).catch(() => {})
     }
 
     this.output.end()
     this.input.destroy()
-    this.onDone()
+    this.events.done()
   }
+}
+
+/** The role of a hub's identity (`ztctl hub run`): it reads the configuration but is not an agent. */
+const HUB_ROLE = 'hub'
+const HUB_STATES = new Set(['connected', 'connecting', 'down'])
+const shortText = (value: unknown, max = 300): value is string => typeof value === 'string' && value.length <= max
+
+/** A `hubs` report, shape-checked and bounded. */
+function checkHubs(value: unknown): HubAttachment[] {
+  if (!Array.isArray(value) || value.length > MAX_HUBS) throw protocolError(`"hubs" must be a list of at most ${MAX_HUBS} attachments`)
+  return value.map((item: Record<string, unknown>) => {
+    if (typeof item !== 'object' || item === null || !shortText(item.address) || !HUB_STATES.has(item.state as string)
+      || !(Number.isSafeInteger(item.streams) && (item.streams as number) >= 0)
+      || !(item.hub === undefined || shortText(item.hub)) || !(item.lastError === undefined || shortText(item.lastError, 1024))
+      || !(item.rttMs === undefined || (typeof item.rttMs === 'number' && Number.isFinite(item.rttMs)))) {
+      throw protocolError('a hub attachment needs address, state (connected|connecting|down), streams, and optional hub, rttMs, lastError')
+    }
+
+    return {address: item.address, hub: item.hub, lastError: item.lastError, rttMs: item.rttMs, state: item.state as HubAttachment['state'], streams: item.streams as number}
+  })
 }
 
 /** An ack's statuses, checked (the stream is authenticated, but its content is still input). */

@@ -41,6 +41,8 @@ export interface ControllerOptions {
   /** HOST:PORT of the plain-HTTP /ready and /healthz listener; undefined: none */
   health?: string
   home: Home
+  /** embed a hub (`controller run --hub`): where agents attach, and its identity name (role hub) */
+  hub?: {listen: string; logLevel?: import('../proxy/observe/log.js').LogLevel; name: string}
   /** how often the leader runs its background writers (default 60 s) */
   housekeepingMs?: number
   /** with store kubernetes: where the cluster is and which namespace holds the state */
@@ -73,6 +75,8 @@ export interface RunningController {
   describe: Record<string, string>
   health?: {host: string; port: number}
   readonly isLeader: boolean
+  /** the embedded hub's address (--hub) */
+  hub?: string
   listen: {host: string; port: number}
   store: 'kubernetes' | 'sqlite'
   trustDomain: string
@@ -123,6 +127,17 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const renewal = scheduleServerCertRenewal(services, listen.host, options.advertise, server.setTls, logger)
     cleanups.push(async () => clearTimeout(renewal.timer))
 
+    let hubAddress: string | undefined
+    if (options.hub) {
+      // The embedded hub keeps its identity file beside the SQLite state; in a cluster a hub is its own Deployment.
+      const dataDir = (site as ControllerSite & {dataDir?: string}).dataDir
+      if (!dataDir) throw new ZtError('ZT_ERR_USAGE', '--hub runs an embedded hub only with --store sqlite', {exit: ExitCode.usage, suggestion: 'drop --hub, or run the controller with --store sqlite'})
+      const {startEmbeddedHub} = await import('./embedded-hub.js')
+      const hub = await startEmbeddedHub(services, {dataDir, ...options.hub})
+      cleanups.push(() => hub.shutdown('controller stopping'))
+      hubAddress = hub.addresses.listen
+    }
+
     // `ztctl controller admin` finds the URL here when it re-issues an admin on this host.
     await store.setMeta('url', services.url)
     // Locally the admin identity must exist before the banner (the next command uses it); in a cluster
@@ -141,7 +156,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     return {
       adminCreated, adminIdentityPath: site.admin.location, caCreated: ca.created, caFingerprint: ca.fingerprint,
       contextName: site.kind === 'sqlite' ? options.contextName ?? 'local' : undefined,
-      dataDir: (site as ControllerSite & {dataDir?: string}).dataDir, describe: site.describe, health: healthServer?.address,
+      dataDir: (site as ControllerSite & {dataDir?: string}).dataDir, describe: site.describe, health: healthServer?.address, hub: hubAddress,
       get isLeader() {
         return leadership.isLeader
       },

@@ -36,6 +36,13 @@ export interface Http2ServerBounds {
   idleSessionMs: number
   /** sessions with no open stream kept at once; beyond it the one idle longest is closed */
   maxIdleSessions: number
+  /**
+   * The session rules for a peer that presented a certificate of our CA, counted apart (anonymous peers
+   * cannot evict them): every agent of a cluster holds a config stream and comes back at once after a
+   * controller restart, each session idle from its handshake until its first stream is read, and a peer
+   * under load answers a PING late; a dead one is still found, just later.
+   */
+  authenticated: Readonly<Pick<Http2ServerBounds, 'firstStreamSilenceMs' | 'maxIdleSessions' | 'pingTimeoutMs' | 'silenceMs'>>
   /** peer stream resets (before we finished answering): bucket size ... */
   resetBurst: number
   /** ... refilled at this many per second; an empty bucket destroys the session */
@@ -50,6 +57,7 @@ export const CONTROLLER_BOUNDS: Readonly<Http2ServerBounds> = {
   maxConcurrentStreams: 128,
   maxHeaderListBytes: 16 * 1024,
   maxHeaderPairs: 64,
+  authenticated: {firstStreamSilenceMs: 10_000, maxIdleSessions: 4096, pingTimeoutMs: 20_000, silenceMs: 10_000},
   maxIdleSessions: 128,
   maxSessionMemoryMb: 10,
   pingTimeoutMs: 2000,
@@ -69,6 +77,8 @@ export const HBONE_BOUNDS: Readonly<Http2ServerBounds> = {
   maxConcurrentStreams: 200,
   maxHeaderListBytes: 16 * 1024,
   maxHeaderPairs: 64,
+  // every HBONE peer is authenticated (mutual TLS is required): the same rules
+  authenticated: {firstStreamSilenceMs: 1000, maxIdleSessions: 1024, pingTimeoutMs: 20_000, silenceMs: 10_000},
   maxIdleSessions: 1024,
   maxSessionMemoryMb: 64,
   pingTimeoutMs: 20_000,
@@ -117,6 +127,8 @@ export interface Http2Guard {
 }
 
 interface Guarded {
+  /** the peer presented a certificate our CA signed */
+  authenticated: boolean
   /** no stream yet */
   fresh: boolean
   idleSince: number
@@ -131,8 +143,12 @@ interface Guarded {
 /** Apply BOUNDS' session-level rules to every session SERVER accepts; returns counters for tests and dumps. */
 export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerBounds, hooks: GuardHooks = {}): Http2Guard {
   const sessions = new Map<Http2Session, Guarded>()
-  // Insertion order = idle order: a session is (re)inserted when it becomes idle.
+  // Insertion order = idle order: a session is (re)inserted when it becomes idle. Anonymous and
+  // authenticated peers are capped apart.
   const idle = new Map<Http2Session, Guarded>()
+  const idleAuthenticated = new Map<Http2Session, Guarded>()
+  const idleOf = (state: Guarded): Map<Http2Session, Guarded> => (state.authenticated ? idleAuthenticated : idle)
+  const rulesOf = (state: Guarded): Http2ServerBounds['authenticated'] => (state.authenticated ? bounds.authenticated : bounds)
   const end = (session: Http2Session, reason: SessionEndReason): void => {
     const state = sessions.get(session)
     hooks.ended?.(reason, state?.remote ?? '?')
@@ -143,23 +159,28 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
 
   const becomeIdle = (session: Http2Session, state: Guarded): void => {
     state.idleSince = Date.now()
-    idle.delete(session)
-    idle.set(session, state)
+    const pool = idleOf(state)
+    pool.delete(session)
+    pool.set(session, state)
     clearTimeout(state.idleTimer)
     state.idleTimer = setTimeout(() => end(session, 'idle'), bounds.idleSessionMs)
     state.idleTimer.unref()
-    while (idle.size > bounds.maxIdleSessions) {
-      const [oldest] = idle.keys()
-      idle.delete(oldest!)
+    while (pool.size > rulesOf(state).maxIdleSessions) {
+      const [oldest] = pool.keys()
+      pool.delete(oldest!)
       end(oldest!, 'idle-evicted')
     }
   }
 
-  const silence = (state: Guarded): number => (state.fresh ? bounds.firstStreamSilenceMs : bounds.silenceMs)
+  const silence = (state: Guarded): number => (state.fresh ? rulesOf(state).firstStreamSilenceMs : rulesOf(state).silenceMs)
   const probe = (session: Http2Session, state: Guarded): void => {
     if (state.probing || session.destroyed) return
     state.probing = true
-    const deadline = setTimeout(() => end(session, 'no-ping-answer'), state.fresh ? 2 * bounds.firstStreamSilenceMs : bounds.pingTimeoutMs)
+    // Timers run before the loop reads sockets: after a busy stretch (a subscribe storm) the answer may be
+    // waiting unread. Judge once this turn's reads are done.
+    const deadline = setTimeout(() => setImmediate(() => {
+      if (state.probing) end(session, 'no-ping-answer')
+    }), state.fresh ? 2 * rulesOf(state).firstStreamSilenceMs : rulesOf(state).pingTimeoutMs)
     deadline.unref()
     const answered = (): void => {
       clearTimeout(deadline)
@@ -178,11 +199,11 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
   const onStream = (session: Http2Session, state: Guarded, stream: ServerHttp2Stream): void => {
     if (state.fresh) {
       state.fresh = false
-      session.setTimeout(bounds.silenceMs)
+      session.setTimeout(rulesOf(state).silenceMs)
     }
 
     if (state.openStreams++ === 0) {
-      idle.delete(session)
+      idleOf(state).delete(session)
       clearTimeout(state.idleTimer)
     }
 
@@ -201,22 +222,23 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
   }
 
   server.on('session', (session: Http2Session) => {
-    const socket = session.socket as Socket | undefined
+    const socket = session.socket as (Socket & {authorized?: boolean}) | undefined
     const state: Guarded = {
+      authenticated: socket?.authorized === true,
       fresh: true,
       idleSince: Date.now(), openStreams: 0, probing: false, remote: `${socket?.remoteAddress ?? '?'}:${socket?.remotePort ?? '?'}`,
       resetRefilledAt: Date.now(), resetTokens: bounds.resetBurst,
     }
     sessions.set(session, state)
     session.on('timeout', () => probe(session, state))
-    session.setTimeout(bounds.firstStreamSilenceMs)
+    session.setTimeout(rulesOf(state).firstStreamSilenceMs)
     session.on('stream', (stream: ServerHttp2Stream) => onStream(session, state, stream))
     // A session error (protocol error Node did notice, socket error) ends the session, never the server.
     session.on('error', () => session.destroy())
     session.once('close', () => {
       clearTimeout(state.idleTimer)
       sessions.delete(session)
-      idle.delete(session)
+      idleOf(state).delete(session)
     })
     becomeIdle(session, state)
   })
@@ -228,7 +250,7 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
 
   return {
     get idleCount() {
-      return idle.size
+      return idle.size + idleAuthenticated.size
     },
     get sessionCount() {
       return sessions.size

@@ -25,7 +25,8 @@ import type {ResponseFlag, TrafficLabels} from '../proxy/observe/metrics.js'
 import type {ConnectionRecord} from '../proxy/observe/registry.js'
 import type {MeshState} from '../proxy/state/state.js'
 import type {PeerIdentity} from '../proxy/hbone/tls.js'
-import {carryToService, socketClient} from '../proxy/paths/tunnel-inbound.js'
+import {carryToService} from '../proxy/paths/carry.js'
+import {socketClient} from '../proxy/paths/tunnel-inbound.js'
 import {serviceAccountKey, type WorkloadCertificates} from './certs.js'
 import type {Logger} from '../proxy/observe/log.js'
 import type {ConnectionTracker} from '../proxy/paths/connection.js'
@@ -151,32 +152,38 @@ export class InpodMesh {
   }
 
   /**
-   * Both pods on this node: no HBONE hop, but the same authorization, access log and metrics (reporter
-   * "source", both SPIFFE IDs), so a same-node connection is as visible and as refusable as any other.
+   * Both pods on this agent: authorized as the destination agent would, then joined socket to socket inside
+   * the two pods (no TLS), and accounted like every other path: one connection in the registry, the
+   * metrics and the access log, reported by the source with the destination's identity.
    */
   private async localFastPath(socket: net.Socket, source: Workload, destinationWorkload: Workload, destination: OriginalDestination): Promise<void> {
     const {tracker} = this.context
     const {namespace, name} = destinationWorkload.add.workload
+    const target = formatHostPort({host: destination.address, port: destination.port})
     const record: ConnectionRecord = {
-      destinationAddress: formatHostPort({host: destination.address, port: destination.port}), destinationAgent: this.context.node,
-      destinationSpiffe: this.spiffeOf(destinationWorkload), direction: 'outbound', hboneTarget: formatHostPort({host: destination.address, port: destination.port}),
-      id: tracker.newId(), service: workloadService(namespace, name), sourceAddress: `${source.add.ips[0] ?? ''}:${socket.remotePort}`,
-      sourceSpiffe: this.spiffeOf(source), startedAt: Date.now(),
+      destinationAddress: target, destinationAgent: this.context.node, destinationSpiffe: this.spiffeOf(destinationWorkload), direction: 'outbound', hboneTarget: target,
+      id: tracker.newId(), service: workloadService(namespace, name), sourceAddress: `${socket.remoteAddress}:${socket.remotePort}`, sourceSpiffe: this.spiffeOf(source), startedAt: Date.now(),
     }
     const labels: TrafficLabels = {
-      destinationPrincipal: record.destinationSpiffe, destinationService: record.service, destinationWorkload: name,
+      connectionSecurityPolicy: 'unknown', destinationPrincipal: record.destinationSpiffe, destinationService: record.service, destinationWorkload: name,
       reporter: 'source', sourcePrincipal: record.sourceSpiffe, sourceWorkload: source.add.workload.name,
     }
-    const decision = this.context.state().authorize({
-      destinationPort: destination.port, service: record.service, sourceAddress: source.add.ips[0] ?? '', sourceSpiffe: record.sourceSpiffe,
-    })
+    const decision = this.context.state().authorize({destinationPort: destination.port, service: record.service, sourceAddress: source.add.ips[0] ?? '', sourceSpiffe: record.sourceSpiffe!})
     if (!decision.allowed) {
       tracker.refused(record, labels, {flag: 'DENY', message: `connection closed due to policy rejection: ${decision.reason}`})
       socket.resetAndDestroy()
       return
     }
 
-    const upstream = await dialFromWorkload(destinationWorkload, destination)
+    let upstream: net.Socket
+    try {
+      upstream = await dialFromWorkload(destinationWorkload, destination)
+    } catch (error) {
+      tracker.refused(record, labels, {flag: 'CONNECT', message: `${describeSystemError(error)} dialling ${target} in workload ${record.service}`})
+      socket.resetAndDestroy()
+      return
+    }
+
     if (socket.destroyed) {
       upstream.destroy()
       return
@@ -186,7 +193,13 @@ export class InpodMesh {
       socket.destroy()
       upstream.destroy()
     })
-    upstream.once('close', () => finish({fromPlain: socket.bytesRead, toPlain: socket.bytesWritten}))
+    let open = 2
+    const closed = (): void => {
+      if (--open === 0) finish({fromPlain: socket.bytesRead, toPlain: socket.bytesWritten})
+    }
+
+    socket.once('close', closed)
+    upstream.once('close', closed)
     joinSockets(socket, upstream)
   }
 

@@ -1,15 +1,19 @@
 // proxy-config: read an agent's /config_dump (as istioctl ztunnel-config does) and shape the views.
-// The agent is found by --admin ADDR, by the name of a local agent (its ready file in the ztctl home),
-// or at the default admin address; --file reads a saved dump instead.
+// The agent is found by --admin ADDR, by the name of a local agent (its ready file in the ztctl home,
+// or the admin socket of an agent with --no-listen), or at the default admin address; --file reads a
+// saved dump instead. Hubs are found the same way (`ztctl hub status`).
+import {existsSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
+import {adminGet, adminUrl} from './admin-get.js'
 import {ExitCode, ZtError} from '../errors.js'
 import type {Home} from '../home/home.js'
 import type {ConfigDump} from '../proxy/daemon/agent.js'
 import type {ReadyFile} from '../proxy/daemon/launch.js'
 
 export const DEFAULT_ADMIN = '127.0.0.1:15000'
+export const DEFAULT_HUB_ADMIN = '127.0.0.1:15010'
 
 export interface DumpSource {
   admin?: string
@@ -18,27 +22,59 @@ export interface DumpSource {
   home: Home
 }
 
-export async function resolveAdminAddress(source: DumpSource): Promise<string> {
+/** Where the ready files (and --no-listen admin sockets) of local agents (or hubs) live. */
+export const localProcessDir = (home: Home, kind: 'agents' | 'hubs'): string => path.join(home.dataDir, kind)
+/** The default admin socket of a local agent started with --no-listen. */
+export const defaultAdminSocket = (home: Home, name: string): string => path.join(localProcessDir(home, 'agents'), `${name}.sock`)
+
+export async function resolveAdminAddress(source: DumpSource, kind: 'agents' | 'hubs' = 'agents'): Promise<string> {
   if (source.admin) return source.admin
-  if (!source.agent) return DEFAULT_ADMIN
-  const readyFile = path.join(source.home.dataDir, 'agents', `${source.agent}.json`)
+  if (!source.agent) return kind === 'hubs' ? DEFAULT_HUB_ADMIN : DEFAULT_ADMIN
+  const readyFile = path.join(localProcessDir(source.home, kind), `${source.agent}.json`)
   try {
     const ready = JSON.parse(await readFile(readyFile, 'utf8')) as ReadyFile
     if (ready.addresses.admin) return ready.addresses.admin
   } catch {
-    // fall through to the error below
+    // fall through to the socket, then to the error below
   }
 
-  throw new ZtError('ZT_ERR_AGENT_NOT_FOUND', `no local agent named "${source.agent}" (looked for ${readyFile})`, {
+  const socket = path.join(localProcessDir(source.home, kind), `${source.agent}.sock`)
+  if (existsSync(socket)) return `unix:${socket}`
+  const what = kind === 'hubs' ? 'hub' : 'agent'
+  throw new ZtError('ZT_ERR_AGENT_NOT_FOUND', `no local ${what} named "${source.agent}" (looked for ${readyFile} and ${socket})`, {
     exit: ExitCode.notFound,
-    suggestion: 'pass its admin address with --admin HOST:PORT (agents started with --ready-file under $ZTCTL_HOME/agents/ are found by name)',
+    suggestion: `pass its admin address with --admin HOST:PORT or unix:PATH (${what}s started with --ready-file under $ZTCTL_HOME/${kind}/ are found by name)`,
   })
+}
+
+/** GET PATH from a local agent's or hub's admin side door; its body, or a ZtError in words. */
+export async function fetchAdmin(admin: string, adminPath: string, what = 'agent'): Promise<string> {
+  const url = adminUrl(admin, adminPath)
+  let response: {body: string; status: number}
+  try {
+    response = await adminGet(admin, adminPath)
+  } catch (error) {
+    throw new ZtError('ZT_ERR_AGENT_UNREACHABLE', `cannot reach the ${what}'s admin endpoint at ${url}: ${(error as Error).message}`, {
+      cause: error,
+      exit: ExitCode.unreachable,
+      suggestion: `check that the ${what} is running and pass its admin address with --admin HOST:PORT or unix:PATH (default ${what === 'hub' ? DEFAULT_HUB_ADMIN : DEFAULT_ADMIN})`,
+    })
+  }
+
+  if (response.status !== 200) {
+    throw new ZtError('ZT_ERR_AGENT_UNREACHABLE', `${url} answered HTTP ${response.status}`, {
+      exit: ExitCode.unreachable,
+      suggestion: `is that address the ${what}'s admin port, not its metrics or HBONE port?`,
+    })
+  }
+
+  return response.body
 }
 
 export async function fetchConfigDump(source: DumpSource): Promise<ConfigDump> {
   if (source.file) return parseDump(await readDumpFile(source.file), source.file)
-  const {response, url} = await adminRequest(source, '/config_dump', {signal: AbortSignal.timeout(5000)})
-  return parseDump(await response.text(), url)
+  const admin = await resolveAdminAddress(source)
+  return parseDump(await fetchAdmin(admin, '/config_dump'), adminUrl(admin, '/config_dump'))
 }
 
 /** One request to the agent's admin port (found by name, --admin or the default), errors in words. */
@@ -94,13 +130,14 @@ function parseDump(text: string, origin: string): ConfigDump {
   })
 }
 
-export type View = 'connections' | 'policies' | 'secrets' | 'services' | 'workloads'
+export type View = 'connections' | 'hubs' | 'policies' | 'secrets' | 'services' | 'workloads'
 
 export interface WorkloadRow {address: string; name: string; namespace: string; node: string; protocol: string; spiffe: string; waypoint: string}
 export interface ServiceRow {endpoints: string; hostedHere: boolean; name: string; namespace: string; vip: string; waypoint: string}
 export interface PolicyRow {action: string; match: string; name: string; namespace: string; scope: string}
 export interface SecretRow {name: string; notAfter: string; notBefore: string; serial: string; status: string; type: string; valid: boolean}
 export interface ConnectionRow {direction: string; local: string; protocol: string; remote: string; remoteTarget: string; workload: string}
+export interface HubRow {address: string; error: string; hub: string; rtt: string; state: string; streams: number}
 
 /** `spiffe://td/ns/NS/sa/SA` → NS; other SPIFFE IDs have no namespace. */
 function namespaceOf(spiffe: string | undefined): string {
@@ -172,5 +209,11 @@ export function connectionRows(dump: ConfigDump): ConnectionRow[] {
     remote: c.destinationAddress,
     remoteTarget: c.hboneTarget,
     workload: dump.agent.name,
+  }))
+}
+
+export function hubRows(dump: ConfigDump): HubRow[] {
+  return (dump.hubs ?? []).map((h) => ({
+    address: h.address, error: h.lastError ?? '', hub: h.hub ?? '-', rtt: h.rttMs === undefined ? '-' : `${h.rttMs.toFixed(2)}ms`, state: h.state, streams: h.streams,
   }))
 }

@@ -39,12 +39,19 @@ export const CRD_SPECS: Record<CrdKind, CrdSpec> = {
     shortNames: ['ztagent'],
     spec: {properties: {hbone: str, name: str, spiffe: str}, required: ['name', 'hbone', 'spiffe'], type: 'object'},
   },
+  exit: {
+    columns: [{jsonPath: '.spec.agent', name: 'AGENT', type: 'string'}],
+    kind: 'ProxyExit',
+    plural: 'proxyexits',
+    shortNames: ['ztexit'],
+    spec: {properties: {agent: str, allow: strList, exclusions: strList, targets: strList}, required: ['agent', 'targets'], type: 'object'},
+  },
   inbound: {
     columns: [{jsonPath: '.spec.service', name: 'SERVICE', type: 'string'}, {jsonPath: '.spec.agent', name: 'AGENT', type: 'string'}, {jsonPath: '.spec.listen', name: 'LISTEN', type: 'string'}],
     kind: 'InboundTunnel',
     plural: 'inboundtunnels',
     shortNames: ['ztin'],
-    spec: {properties: {agent: str, intercept: strList, listen: str, service: str}, required: ['agent', 'listen', 'service'], type: 'object'},
+    spec: {properties: {agent: str, idleTimeout: {minimum: 1, type: 'integer'}, intercept: strList, listen: str, service: str}, required: ['agent', 'listen', 'service'], type: 'object'},
   },
   outbound: {
     columns: [{jsonPath: '.spec.service', name: 'SERVICE', type: 'string'}, {jsonPath: '.spec.agent', name: 'AGENT', type: 'string'}],
@@ -70,6 +77,17 @@ export const CRD_SPECS: Record<CrdKind, CrdSpec> = {
         action: {enum: ['ALLOW', 'DENY'], type: 'string'}, from: optionalList(str), name: str, ports: optionalList(port), services: optionalList(str), sourceCidrs: optionalList(str),
       },
       required: ['action', 'name'],
+      type: 'object',
+    },
+  },
+  proxy: {
+    columns: [{jsonPath: '.spec.agent', name: 'AGENT', type: 'string'}, {jsonPath: '.spec.listen', name: 'LISTEN', type: 'string'}],
+    kind: 'ProxyListener',
+    plural: 'proxylisteners',
+    shortNames: ['ztproxy'],
+    spec: {
+      properties: {agent: str, listen: str, users: {items: {properties: {name: str, passwordHash: str}, required: ['name', 'passwordHash'], type: 'object'}, type: 'array'}},
+      required: ['agent', 'listen'],
       type: 'object',
     },
   },

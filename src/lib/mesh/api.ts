@@ -1,7 +1,7 @@
 // What mesh operations need from the controller: one authenticated JSON request at a time.
 // src/lib/client's ControllerClient satisfies it; keeping the interface here keeps this domain testable
 // against any real controller connection.
-import type {ResourceStatus} from '../config/types.js'
+import type {HubAttachment, ResourceStatus} from '../config/types.js'
 
 export type Method = 'DELETE' | 'GET' | 'POST' | 'PUT'
 
@@ -17,6 +17,7 @@ export interface ResourceList<T> {
 export interface AgentStatus {
   ackedVersion?: number
   hbone?: string
+  hubs?: HubAttachment[]
   lastSeen?: string
   name: string
   online: boolean

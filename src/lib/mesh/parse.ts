@@ -7,7 +7,7 @@ import type {Target} from '../config/types.js'
 import {type HostPort, parseHostPort as parseAddress} from '../proxy/address.js'
 import {formatIntercept, parseIntercept as readIntercept} from '../sidecar/intercept.js'
 
-const SERVICE = /^tcp\/[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
+const SERVICE = /^(tcp|udp)\/[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
 const NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/
 
 function usage(code: string, message: string, suggestion: string): ZtError {
@@ -23,8 +23,13 @@ export function parseServiceName(text: string): string {
   throw usage(
     'ZT_ERR_INVALID_SERVICE',
     `"${text}" is not a service name`,
-    'use tcp/NAME, NAME of lower-case letters, digits, ".", "_" and "-" (only tcp is supported; UDP is out of scope)',
+    'use tcp/NAME or udp/NAME, NAME of lower-case letters, digits, ".", "_" and "-"',
   )
+}
+
+/** A service a policy applies to: tcp/NAME, udp/NAME, or `proxy` (every proxy exit). */
+export function parsePolicyService(text: string): string {
+  return text === 'proxy' ? text : parseServiceName(text)
 }
 
 export function parseName(text: string, what = 'name'): string {

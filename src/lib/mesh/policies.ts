@@ -2,7 +2,7 @@
 import {ExitCode, ZtError} from '../errors.js'
 import type {OutboundTunnel, Policy} from '../config/types.js'
 import {type ControllerApi, type ResourceList, resourcePath} from './api.js'
-import {parseCidr, parseName, parsePortNumber, parseServiceName, parseSubject} from './parse.js'
+import {parseCidr, parseName, parsePolicyService, parsePortNumber, parseSubject} from './parse.js'
 import {type ChangeOptions, type ChangeResult, commitChange, type RolloutTarget} from './rollout.js'
 
 /** A policy reaches every agent: each one that hosts a service evaluates it. */
@@ -31,7 +31,7 @@ export function buildPolicy(input: PolicyInput): Policy {
     from: (input.from ?? []).map((subject) => parseSubject(subject)),
     name: parseName(input.name, 'policy name'),
     ports: (input.ports ?? []).map((port) => parsePortNumber(port)),
-    services: (input.services ?? []).map((service) => parseServiceName(service)),
+    services: (input.services ?? []).map((service) => parsePolicyService(service)),
     sourceCidrs: (input.sourceCidrs ?? []).map((cidr) => parseCidr(cidr)),
   }
 }

@@ -1,6 +1,7 @@
 // proxy-status: each agent's acknowledged configuration version against the controller's, and what it
-// could not apply (with the agent's reason), as istioctl proxy-status shows SYNCED/STALE per proxy.
-import type {ResourceStatus} from '../config/types.js'
+// could not apply (with the agent's reason), as istioctl proxy-status shows SYNCED/STALE per proxy, and
+// its hub attachments.
+import type {HubAttachment, ResourceStatus} from '../config/types.js'
 import type {AgentList, ControllerApi} from './api.js'
 
 export interface AgentSyncStatus {
@@ -9,6 +10,8 @@ export interface AgentSyncStatus {
   /** the resources it could not apply at ackedVersion */
   errors: ResourceStatus[]
   hbone?: string
+  /** what the agent reports about its hubs (`agent run --hub`), while it is connected */
+  hubs?: HubAttachment[]
   lastSeen?: string
   name: string
   online: boolean
@@ -31,6 +34,7 @@ export async function proxyStatus(api: ControllerApi): Promise<{agents: AgentSyn
         controllerVersion: list.version,
         errors,
         hbone: agent.hbone,
+        hubs: agent.hubs,
         lastSeen: agent.lastSeen,
         name: agent.name,
         online: agent.online,
@@ -41,4 +45,15 @@ export async function proxyStatus(api: ControllerApi): Promise<{agents: AgentSyn
     })
     .sort((a, b) => a.name.localeCompare(b.name))
   return {agents, version: list.version}
+}
+
+/** `hub-1 (0.4ms, 2 streams), hub-2 down` */
+export function describeHubs(hubs: HubAttachment[] | undefined): string | undefined {
+  if (!hubs || hubs.length === 0) return undefined
+  return hubs.map((hub) => {
+    const name = hub.hub ?? hub.address
+    if (hub.state !== 'connected') return `${name} ${hub.state}`
+    const rtt = hub.rttMs === undefined ? '' : `${hub.rttMs.toFixed(1)}ms, `
+    return `${name} (${rtt}${hub.streams} stream${hub.streams === 1 ? '' : 's'})`
+  }).join(', ')
 }

@@ -17,6 +17,8 @@ export interface OpenOutboundInput {
 
 export interface OpenInboundInput {
   agent: string
+  /** udp/ services: seconds a flow may stay silent before it ends */
+  idleTimeout?: number
   /** `HOST|IP|CIDR[:PORT]` a tproxy sidecar captures for the service */
   intercept?: string[]
   /** optional when INTERCEPT is given (then an ephemeral loopback port) */
@@ -37,7 +39,7 @@ async function inboundAgents(api: ControllerApi, service: string): Promise<strin
   return inbounds.items.filter((tunnel) => tunnel.service === service).map((tunnel) => tunnel.agent)
 }
 
-async function assertIdentityExists(api: ControllerApi, agent: string): Promise<void> {
+export async function assertIdentityExists(api: ControllerApi, agent: string): Promise<void> {
   try {
     await api.request('GET', `/v1/identities/${encodeURIComponent(agent)}`)
   } catch (error) {
@@ -88,6 +90,21 @@ export async function openInbound(api: ControllerApi, input: OpenInboundInput, o
     ...(intercept.length > 0 ? {intercept: [...new Set(intercept)]} : {}),
     listen: input.listen === undefined ? INTERCEPT_ONLY_LISTEN : parseListen(input.listen),
     service: parseServiceName(input.service),
+  }
+  if (input.idleTimeout !== undefined) {
+    if (!tunnel.service.startsWith('udp/')) {
+      throw new ZtError('ZT_ERR_USAGE', '--idle-timeout is for udp/ tunnels (a TCP connection ends when its peers close it)', {exit: ExitCode.usage, suggestion: `drop --idle-timeout, or open udp/${tunnel.service.slice(4)}`})
+    }
+
+    if (!Number.isInteger(input.idleTimeout) || input.idleTimeout < 1 || input.idleTimeout > 86_400) {
+      throw new ZtError('ZT_ERR_USAGE', `--idle-timeout must be 1 s to 24 h, got ${input.idleTimeout} s`, {exit: ExitCode.usage, suggestion: 'e.g. --idle-timeout 30s'})
+    }
+
+    tunnel.idleTimeout = input.idleTimeout
+  }
+
+  if (tunnel.service.startsWith('udp/') && intercept.length > 0) {
+    throw new ZtError('ZT_ERR_USAGE', '--intercept captures TCP connections; udp/ tunnels listen on --listen only', {exit: ExitCode.usage, suggestion: 'drop --intercept for this service'})
   }
   await assertIdentityExists(api, tunnel.agent)
   const inbounds = await api.request<ResourceList<InboundTunnel>>('GET', resourcePath('inbound'))

@@ -7,7 +7,7 @@ import {describeOutcome} from '../../../lib/mesh/rollout.js'
 import {formatTarget, openOutbound} from '../../../lib/mesh/tunnels.js'
 
 export default class TunnelOpenOutbound extends BaseCommand<typeof TunnelOpenOutbound> {
-  static override args = {service: Args.string({description: 'service name, tcp/NAME', required: true})}
+  static override args = {service: Args.string({description: 'service name, tcp/NAME or udp/NAME', required: true})}
   static override description =
     'AGENT hosts the service and forwards each of its connections to one of the targets (weighted random, failover on connect errors). Succeeds once AGENT and the agents with an inbound tunnel to the service have applied it.'
   static override examples = [

@@ -6,7 +6,7 @@ import type {Route} from './types.js'
 import {asObject, badRequest} from './validate.js'
 
 /** Kinds an admin may write; the others are derived by the controller. */
-const WRITABLE = ['inbound', 'outbound', 'policy'] as const
+const WRITABLE = ['exit', 'inbound', 'outbound', 'policy', 'proxy'] as const
 type WritableKind = (typeof WRITABLE)[number]
 
 function checkKind(kind: string): ResourceKind {
@@ -40,7 +40,17 @@ function checkValue(kind: WritableKind, body: unknown): ResourceKinds[WritableKi
     if (!ok) problems.push(message)
   }
 
-  if (kind === 'policy') {
+  if (kind === 'exit') {
+    expect(typeof value.agent === 'string' && value.agent !== '', '"agent" must be a string')
+    for (const field of ['allow', 'targets', 'exclusions']) expect(isStringList(value[field]), `"${field}" must be a list of strings`)
+  } else if (kind === 'proxy') {
+    expect(typeof value.agent === 'string' && value.agent !== '', '"agent" must be a string')
+    expect(typeof value.listen === 'string' && value.listen !== '', '"listen" must be a string')
+    expect(Array.isArray(value.users) && value.users.length <= 64 && value.users.every((user) => {
+      const u = user as Record<string, unknown>
+      return typeof u === 'object' && u !== null && typeof u.name === 'string' && typeof u.passwordHash === 'string' && u.passwordHash.startsWith('scrypt$')
+    }), '"users" must be a list of at most 64 {name, passwordHash: "scrypt$…"}')
+  } else if (kind === 'policy') {
     expect(typeof value.name === 'string' && value.name !== '', '"name" must be a string')
     expect(value.action === 'ALLOW' || value.action === 'DENY', '"action" must be ALLOW or DENY')
     for (const field of ['from', 'services', 'sourceCidrs']) expect(isStringList(value[field]), `"${field}" must be a list of strings`)
@@ -50,6 +60,7 @@ function checkValue(kind: WritableKind, body: unknown): ResourceKinds[WritableKi
     expect(typeof value.service === 'string' && value.service !== '', '"service" must be a string')
     if (kind === 'inbound') {
       expect(typeof value.listen === 'string' && value.listen !== '', '"listen" must be a string')
+      expect(value.idleTimeout === undefined || (Number.isInteger(value.idleTimeout) && (value.idleTimeout as number) > 0 && (value.idleTimeout as number) <= 86_400), '"idleTimeout" must be 1–86400 seconds')
     } else {
       expect(isStringList(value.allow), '"allow" must be a list of strings')
       expect(Array.isArray(value.targets) && value.targets.length > 0 && value.targets.every((target) => {
@@ -108,6 +119,7 @@ export const resourceRoutes: Route[] = [
           ackedVersion: acked === undefined ? undefined : await memo(acks, acked, () => effectiveAck(services.store, acked, version)),
           hbone: agent.hbone,
           lastSeen: here ? new Date().toISOString() : status?.lastSeen,
+          hubs: services.hub.hubsOf(agent.name),
           name: agent.name,
           online: here || status?.connected === true,
           resources: status?.resources ?? [],

@@ -58,8 +58,7 @@ function parseWorkload(uid: string, body: unknown, node: string): WorkloadRecord
 
 /** A node may only change its own workloads (a uid held by another node is a conflict). */
 async function checkOwner(services: Parameters<Route['handle']>[0]['services'], uid: string, node: string): Promise<WorkloadRecord | undefined> {
-  const {items} = await services.store.listResources('workload')
-  const existing = items.find((item) => item.uid === uid)
+  const existing = await services.store.getResource('workload', uid)
   if (existing && existing.node !== node) {
     throw new ZtError('ZT_ERR_CONFLICT', `workload "${uid}" belongs to node "${existing.node}"`, {exit: ExitCode.conflict, suggestion: 'each node agent publishes only its own workloads'})
   }

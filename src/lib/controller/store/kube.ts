@@ -271,6 +271,11 @@ class KubeStore implements Store {
     return {items: this.follower.list(kind) as ResourceKinds[K][], version: this.follower.version}
   }
 
+  async getResource<K extends ResourceKind>(kind: K, key: string): Promise<ResourceKinds[K] | undefined> {
+    await this.follower.fresh()
+    return (this.follower.list(kind) as ResourceKinds[K][]).find((item) => resourceKey(kind, item) === key)
+  }
+
   async putResource<K extends ResourceKind>(kind: K, key: string, value: ResourceKinds[K]): Promise<number> {
     const crd = this.writableKind(kind)
     if (resourceKey(kind, value) !== key) throw new ZtError('ZT_ERR_BAD_REQUEST', `the key "${key}" does not match the ${kind} resource ("${resourceKey(kind, value)}")`, {exit: ExitCode.usage})

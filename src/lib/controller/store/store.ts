@@ -129,6 +129,8 @@ export interface Store {
   /** The revision of the configuration: bumped by every committed change, never reused. */
   currentVersion(): Promise<number>
   listResources<K extends ResourceKind>(kind: K): Promise<ResourceListing<K>>
+  /** One resource by key (O(1): the workload routes check ownership per request). */
+  getResource<K extends ResourceKind>(kind: K, key: string): Promise<ResourceKinds[K] | undefined>
   /** Put (create or replace) a resource; returns the new version, or the current one when nothing changed. */
   putResource<K extends ResourceKind>(kind: K, key: string, value: ResourceKinds[K]): Promise<number>
   /** Delete a resource; throws ZT_ERR_NOT_FOUND when it does not exist. */
@@ -148,7 +150,11 @@ export interface Store {
    */
   sweepExpired(now: Date): Promise<number>
 
-  /** Agent bookkeeping outside the configuration (it does not bump the revision). */
+  /**
+   * Agent bookkeeping outside the configuration (it does not bump the revision). Every ack of every
+   * agent lands here: a backend may batch what arrives together (it resolves once stored), and
+   * listAgentStatus sees every status whose promise resolved.
+   */
   recordAgentStatus(status: AgentStatusRecord): Promise<void>
   listAgentStatus(): Promise<AgentStatusRecord[]>
 }

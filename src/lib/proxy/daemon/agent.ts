@@ -1,10 +1,12 @@
 // The agent's lifecycle: start every listener (HBONE, admin, readiness, metrics), apply each
-// configuration live (inbound listeners, policy re-checks, revocations), renew the certificate at
-// half-life, and on shutdown stop accepting, drain up to a deadline, then close everything.
+// configuration live (inbound listeners, policy re-checks, revocations), attach to its hubs once the
+// first configuration says who they are, renew the certificate at half-life, and on shutdown stop
+// accepting, drain up to a deadline, then close everything. With noListen it opens no TCP listener at
+// all: it is reached through its hubs, its admin side door is a Unix socket.
 import type {Server} from 'node:http'
 
 import {CertificateRenewer} from '../../client/renew.js'
-import {type IdentitySummary, MAX_STATUS_REASON, type Policy, resourceKey, type ResourceStatus, type Revocation} from '../../config/types.js'
+import {type HubAttachment, type IdentitySummary, MAX_STATUS_REASON, type Policy, resourceKey, type ResourceStatus, type Revocation} from '../../config/types.js'
 import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
 import type {InpodRuntime} from '../../inpod/runtime.js'
@@ -21,7 +23,11 @@ import {processMetrics} from '../observe/process-metrics.js'
 import {Metrics} from '../observe/metrics.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from '../observe/registry.js'
 import {ConnectionTracker} from '../paths/connection.js'
+import {ProxyEntry, type ProxyListenerInfo} from '../paths/proxy-entry.js'
 import {type InboundListenerInfo, InboundTunnels} from '../paths/tunnel-inbound.js'
+import type {PeerCertificateInfo} from '../hbone/hbone-engine.js'
+import {HUB_ROLE} from '../hbone/hub-links.js'
+import {identityNameFromSpiffe} from '../state/authz.js'
 import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/config-source.js'
 import {MeshState, type SelfInfo} from '../state/state.js'
 import {buildDataPath, type DataPath, type DataPathChoice, type DataPathTiming, MAX_STREAMS_PER_SESSION, type TrafficContext} from './data-path.js'
@@ -43,6 +49,8 @@ export interface AgentOptions {
   dataPath?: DataPathChoice
   drainTimeoutMs?: number
   hbone: string
+  /** `[NAME@]HOST:PORT` of hubs to attach to (native data path) */
+  hubs?: string[]
   identity: IdentityFile
   /** in-pod data path (`--inpod-socket`): serve the CNI socket and the workloads' listeners */
   inpod?: {
@@ -59,6 +67,11 @@ export interface AgentOptions {
   logDestination?: NodeJS.WritableStream
   logLevel?: LogLevel
   metrics?: string
+  /**
+   * open no TCP listener: no HBONE port (the agent is reached through its hubs and advertises no
+   * address), no metrics or readiness port; admin (`unix:PATH`) serves /metrics and /healthz/ready too
+   */
+  noListen?: boolean
   readiness?: string
   /** Renew the certificate at half-life with this (the controller's /v1/renew); undefined: never renew. */
   renewIdentity?: (identity: IdentityFile) => Promise<IdentityFile>
@@ -97,10 +110,14 @@ export interface ConfigDump {
     source: ConfigSourceStatus & {kind: string}
   }
   connections: ConnectionSnapshot[]
+  /** this agent's hub attachments (`--hub`) */
+  hubs: HubAttachment[]
   identities: IdentitySummary[]
   inbound: InboundListenerInfo[]
   policies: Policy[]
   pool: PoolSessionInfo[]
+  /** the proxy listener (`ztctl proxy open`), when this agent has one */
+  proxy?: ProxyListenerInfo
   ready: boolean
   pending: string[]
   revocations: Revocation[]
@@ -152,6 +169,8 @@ interface AgentCore {
 interface RunningAgent extends AgentCore {
   readonly data: DataPath
   readonly inbound: InboundTunnels
+  /** the SOCKS5/HTTP proxy listener (native data path) */
+  readonly proxy?: ProxyEntry
 }
 
 function listenAddress(text: string, what: string): HostPort {
@@ -163,11 +182,11 @@ function listenAddress(text: string, what: string): HostPort {
   return address
 }
 
-async function listenOrExplain<T>(what: string, address: HostPort, start: () => Promise<T>): Promise<T> {
+async function listenOrExplain<T>(what: string, address: HostPort | {path: string}, start: () => Promise<T>): Promise<T> {
   try {
     return await start()
   } catch (error) {
-    throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${formatHostPort(address)} for ${what}: ${describeSystemError(error)}`, {
+    throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${'path' in address ? address.path : formatHostPort(address)} for ${what}: ${describeSystemError(error)}`, {
       cause: error,
       exit: ExitCode.conflict,
       suggestion: `pick another --${what} address (port 0 picks a free one)`,
@@ -249,17 +268,37 @@ async function withDataPath(core: AgentCore, choice: DataPathChoice): Promise<Ru
     advertise: () => core.addresses.advertise,
     common,
     credentials: core.credentials,
+    hubs: core.options.hubs && {
+      addresses: core.options.hubs,
+      isHub: (peer, pinnedName) => hubIdentity(core.state, peer, pinnedName),
+      onChange: (hubs) => core.options.configSource.send?.({hubs, type: 'hubs'}),
+      selfName: core.self.name,
+    },
     isRevoked: (serial) => core.state.isRevoked(serial),
     logger: core.logger,
     sourceSpiffe,
     timing,
   })
+  const hubConnected = (): boolean => data.hubs?.anyConnected() ?? false
+  const proxy = data.client.kind === 'native' ? new ProxyEntry({...common, engine: data.client.engine, hubConnected, pool: data.client.pool, sourceSpiffe}) : undefined
   // Object.assign keeps one object: the closures above read the state applyConfig replaces.
-  return Object.assign(core, {data, inbound: new InboundTunnels({...common, dataPath: data.client, sourceSpiffe})})
+  return Object.assign(core, {data, inbound: new InboundTunnels({...common, dataPath: data.client, hubConnected, sourceSpiffe}), proxy})
+}
+
+/** The hub's identity name when PEER is an unrevoked identity with role `hub` (and named PINNED, if given). */
+function hubIdentity(state: MeshState, peer: PeerCertificateInfo, pinned?: string): string | undefined {
+  const name = identityNameFromSpiffe(peer.spiffe, state.self.trustDomain)
+  if (!name || state.isRevoked(peer.serial) || (pinned && pinned !== name)) return undefined
+  return state.snapshot.identity[name]?.roles.includes(HUB_ROLE) ? name : undefined
 }
 
 async function listenHbone(agent: RunningAgent): Promise<void> {
   const {addresses, options} = agent
+  if (options.noListen) {
+    agent.logger.info({component: 'hbone', hubs: options.hubs ?? []}, 'no HBONE listener (--no-listen): reached through hubs only')
+    return
+  }
+
   const hboneAddress = listenAddress(options.hbone, 'hbone')
   const bound = await listenOrExplain('hbone', hboneAddress, () => agent.data.server.listen(hboneAddress))
   addresses.hbone = formatHostPort({host: bound.address, port: bound.port})
@@ -274,6 +313,7 @@ function pending(agent: RunningAgent): string[] {
   if (!agent.configured) waiting.push('configuration')
   const failed = agent.inbound.list().filter((listener) => listener.error)
   if (failed.length > 0) waiting.push(...failed.map((listener) => `listener ${listener.key}`))
+  if (agent.proxy?.status()?.error) waiting.push('proxy listener')
   return waiting
 }
 
@@ -317,6 +357,7 @@ function configApplier(agent: RunningAgent, resolveReady: () => void): (update: 
 async function bindListeners(agent: RunningAgent, state: MeshState): Promise<void> {
   const {addresses, inbound} = agent
   if (!agent.draining) await inbound.apply([...state.inboundTunnels(), ...(agent.sidecar?.listeners(state) ?? [])])
+  if (!agent.draining) await agent.proxy?.apply(state.proxyListener())
   for (const listener of inbound.list()) if (listener.address) addresses.inbound[listener.key] = listener.address
   for (const key of Object.keys(addresses.inbound)) if (!inbound.list().some((listener) => listener.key === key && listener.address)) delete addresses.inbound[key]
 }
@@ -332,7 +373,20 @@ function resourceStatuses(agent: RunningAgent, state: MeshState): ResourceStatus
       : {key, kind: 'inbound', state: 'applied'}
   })
   const outbound = state.hostedTunnels().map((tunnel): ResourceStatus => ({key: resourceKey('outbound', tunnel), kind: 'outbound', state: 'applied'}))
-  return [...inbound, ...outbound]
+  return [...inbound, ...outbound, ...proxyStatuses(agent, state)]
+}
+
+/** The proxy listener (bound, or why not) and the exit of this agent. */
+function proxyStatuses(agent: RunningAgent, state: MeshState): ResourceStatus[] {
+  const statuses: ResourceStatus[] = []
+  const key = agent.self.name
+  if (state.proxyListener()) {
+    const problem = agent.proxy ? agent.proxy.status()?.error : 'the proxy listener needs the native data path (--data-path native)'
+    statuses.push(problem ? {key, kind: 'proxy', reason: problem.slice(0, MAX_STATUS_REASON), state: 'error'} : {key, kind: 'proxy', state: 'applied'})
+  }
+
+  if (state.snapshot.exit?.[key]) statuses.push({key, kind: 'exit', state: 'applied'})
+  return statuses
 }
 
 /** The new mesh view, the inbound listeners, re-checks of live connections, then the in-pod workloads. */
@@ -345,6 +399,8 @@ async function applyOne(agent: RunningAgent, update: ConfigUpdate, resolveReady:
   enforce(agent, previous, next)
   agent.inpod?.applyConfig(next)
   agent.configured = true
+  // Hubs are pinned by their role in the configuration: attach once there is one.
+  if (!agent.draining) agent.data.hubs?.start()
   const statuses = resourceStatuses(agent, next)
   const errors = statuses.filter((status) => status.state === 'error').length
   agent.logger.info({version: update.version, inbound: next.inboundTunnels().length, hosted: next.hostedTunnels().length, errors}, 'configuration applied')
@@ -392,11 +448,13 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
       source: {...options.configSource.status(), kind: options.configSource.kind},
     },
     connections: agent.registry.list(),
+    hubs: agent.data.hubs?.attachments() ?? [],
     identities: Object.values(snapshot.identity),
     inbound: agent.inbound.list(),
     pending: pending(agent),
     policies: Object.values(snapshot.policy),
     pool: agent.data.client.pool.list(),
+    proxy: agent.proxy?.status(),
     ready: pending(agent).length === 0,
     revocations: Object.values(snapshot.revocation),
     services: servicesDump(state),
@@ -463,6 +521,7 @@ async function drainAndClose(agent: RunningAgent, reason: string): Promise<void>
     registry.closeWhere(() => true, {flag: '-', message: 'connection closed: agent shutting down (drain deadline passed)'})
   }
 
+  agent.data.hubs?.close()
   agent.data.client.pool.destroy()
   agent.data.server.destroy()
   agent.data.contexts?.free()
@@ -484,6 +543,7 @@ async function stopAccepting(agent: RunningAgent, reason: string): Promise<void>
   logger.info({reason, connections: agent.registry.size, deadlineMs: agent.drainTimeoutMs}, 'draining')
   agent.data.server.drain()
   agent.inbound.close()
+  agent.proxy?.close()
   agent.inpod?.close()
   await agent.sidecar?.close().catch((error: Error) => logger.error({error: error.message}, 'sidecar cleanup failed'))
   await agent.options.configSource.close().catch(() => {})
@@ -527,13 +587,19 @@ async function serveHttp(agent: RunningAgent, handlers: AdminHandlers): Promise<
   // The event-loop lag is measured from now on, not from the first scrape.
   if (agent.options.metrics !== undefined) processMetrics()
   const {addresses, options} = agent
+  // No TCP port with noListen: metrics and readiness are served on the admin socket instead.
+  const admin = options.noListen ? {...adminRoutes(handlers), ...metricsRoutes(handlers), ...readinessRoutes(handlers)} : adminRoutes(handlers)
   for (const [what, text, routes] of [
-    ['admin', options.admin, adminRoutes(handlers)],
-    ['metrics', options.metrics, metricsRoutes(handlers)],
-    ['readiness', options.readiness, readinessRoutes(handlers)],
+    ['admin', options.admin, admin],
+    ['metrics', options.noListen ? undefined : options.metrics, metricsRoutes(handlers)],
+    ['readiness', options.noListen ? undefined : options.readiness, readinessRoutes(handlers)],
   ] as const) {
     if (text === undefined) continue
-    const address = listenAddress(text, what)
+    const address = text.startsWith('unix:') ? {path: text.slice(5)} : listenAddress(text, what)
+    if (options.noListen && !('path' in address)) {
+      throw new ZtError('ZT_ERR_USAGE', `--no-listen opens no TCP port, but --admin is ${text}`, {exit: ExitCode.usage, suggestion: 'use --admin unix:PATH (ztctl finds it by the agent\'s name), or drop --no-listen'})
+    }
+
     const served = await listenOrExplain(what, address, () => serveRoutes(address, routes, {localOnly: what === 'admin'}))
     agent.httpServers.push(served.server)
     addresses[what] = served.address

@@ -1,7 +1,10 @@
 // Which engine moves the agent's bytes (`--data-path auto|native|node`), and the HBONE client pool and
 // server built on it: the C data path when its addon loads (or is demanded), else node:http2 + node:net.
+// Hubs (`--hub`) ride the native engine only: their links are built here, between server and pool.
+import {ExitCode, ZtError} from '../../errors.js'
 import type {HboneEngine} from '../hbone/hbone-engine.js'
 import {HbonePool} from '../hbone/hbone-pool.js'
+import {HubLinks, type HubLinksOptions} from '../hbone/hub-links.js'
 import {NativeHbonePool} from '../hbone/native-pool.js'
 import {NativeContexts} from '../hbone/native-tls.js'
 import type {Credentials} from '../hbone/tls.js'
@@ -36,6 +39,8 @@ export interface TrafficContext extends DataPathTiming {
 export interface DataPathParts {
   /** the address other agents dial */
   advertise: () => string
+  /** `--hub` addresses and what the links need from the agent */
+  hubs?: Pick<HubLinksOptions, 'addresses' | 'isHub' | 'onChange' | 'selfName' | 'timing'>
   common: TrafficContext
   credentials: Credentials
   isRevoked: (serial: string) => boolean
@@ -50,6 +55,8 @@ export interface DataPath {
   client: InboundOptions['dataPath']
   /** the native engine's TLS contexts, freed at shutdown; undefined on the node path */
   contexts?: NativeContexts
+  /** the hub connections (native path, with --hub) */
+  hubs?: HubLinks
   /** where other agents' HBONE CONNECTs arrive */
   server: HboneServer | NativeHboneServer
 }
@@ -58,6 +65,13 @@ export async function buildDataPath(choice: DataPathChoice, parts: DataPathParts
   const {advertise, common, credentials, isRevoked, sourceSpiffe, timing} = parts
   const engine = await loadEngine(choice, parts.logger)
   if (!engine) {
+    if (parts.hubs && parts.hubs.addresses.length > 0) {
+      throw new ZtError('ZT_ERR_USAGE', 'hubs (--hub) need the native data path, which is not in use here', {
+        exit: ExitCode.usage,
+        suggestion: 'start the agent with --data-path native (build the addon with `npm run build`), or without --hub',
+      })
+    }
+
     return {
       client: {kind: 'node', pool: new HbonePool({credentials, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, ...timing})},
       server: new HboneServer({...common, advertise, credentials}),
@@ -65,10 +79,15 @@ export async function buildDataPath(choice: DataPathChoice, parts: DataPathParts
   }
 
   const native = {contexts: new NativeContexts(engine, credentials), engine}
+  const server = new NativeHboneServer({...common, ...native, advertise, selfSpiffe: sourceSpiffe})
+  const hubs = parts.hubs && parts.hubs.addresses.length > 0
+    ? new HubLinks({...native, ...parts.hubs, listenerId: server.virtualListener(), logger: common.logger})
+    : undefined
   return {
-    client: {engine, kind: 'native', pool: new NativeHbonePool({...native, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, sourceSpiffe, ...timing})},
+    client: {engine, kind: 'native', pool: new NativeHbonePool({...native, hubs, isRevoked, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, sourceSpiffe, ...timing})},
     contexts: native.contexts,
-    server: new NativeHboneServer({...common, ...native, advertise, selfSpiffe: sourceSpiffe}),
+    hubs,
+    server,
   }
 }
 

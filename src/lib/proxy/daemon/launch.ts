@@ -13,6 +13,8 @@ import type {LogLevel} from '../observe/log.js'
 
 export interface LaunchOptions {
   admin?: string
+  /** with noListen and no admin: serve the admin side door on `<dir>/<identity name>.sock` */
+  adminSocketDir?: string
   advertise?: string
   buildVersion: string
   /** static configuration file; without it the agent follows the controller's stream */
@@ -20,6 +22,7 @@ export interface LaunchOptions {
   dataPath?: AgentOptions['dataPath']
   drainTimeoutMs: number
   hbone: string
+  hubs?: string[]
   /** the identity file; without it, `kubernetes` says how to enroll */
   identityFile?: string
   /** with an identity file: reach the controller here instead of the file's URL (a pod beside the controller's Service) */
@@ -32,6 +35,7 @@ export interface LaunchOptions {
   sidecar?: AgentOptions['sidecar']
   logLevel: LogLevel
   metrics?: string
+  noListen?: boolean
   readiness?: string
   readyFile?: string
 }
@@ -54,17 +58,25 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
   const configSource: ConfigSource = options.config
     ? new StaticConfigSource(options.config)
     : await controllerSource(identity)
+  let admin = options.admin
+  if (!admin && options.adminSocketDir) {
+    const {mkdir} = await import('node:fs/promises')
+    await mkdir(options.adminSocketDir, {mode: 0o700, recursive: true})
+    admin = `unix:${path.join(options.adminSocketDir, `${identity.name}.sock`)}`
+  }
+
   const renewIdentity = kube
     ? async () => (await import('../../client/kube-enroll.js')).enrollWithServiceAccount(kube)
     : (options.config ? undefined : (await import('../../client/renew.js')).renewIdentity)
   const agent = await runAgent({
-    admin: options.admin,
+    admin,
     advertise: options.advertise,
     buildVersion: options.buildVersion,
     configSource,
     dataPath: options.dataPath,
     drainTimeoutMs: options.drainTimeoutMs,
     hbone: options.hbone,
+    hubs: options.hubs,
     identity,
     identityFile: options.identityFile,
     idleTrimMs: options.idleTrimMs || undefined,
@@ -72,6 +84,7 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
     sidecar: options.sidecar,
     logLevel: options.logLevel,
     metrics: options.metrics,
+    noListen: options.noListen,
     readiness: options.readiness,
     renewIdentity,
   })

@@ -22,10 +22,11 @@ const enum EventType {
   Closed,
   TlsError,
   Goaway,
+  Data,
 }
 
 interface HboneBinding {
-  init(onEvent: (type: EventType, id: number, n1: number, n2: number, s1?: string, s2?: string, s3?: string, s4?: string) => void): void
+  init(onEvent: (type: EventType, id: number, n1: number, n2: number, s1?: string, s2?: string, s3?: string, s4?: string, data?: Buffer) => void): void
   contextCreate(certPem: string, keyPem: string, caPem: string, server: boolean): number
   contextFree(id: number): boolean
   listen(host: string, port: number, contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number, limits: NativeListenerLimits | undefined): [number, number]
@@ -33,12 +34,32 @@ interface HboneBinding {
   listenerClose(id: number): boolean
   connect(contextId: number, host: string, port: number, timeoutMs: number, keepaliveMs: number, keepaliveTimeoutMs: number): number
   sessionClose(id: number, graceful: boolean): boolean
-  open(tunnelId: number, sessionId: number, authority: string, headers: string[]): boolean
+  /** PREFIX goes on the stream before the socket is read, REPLY to the socket when 200 arrives */
+  open(tunnelId: number, sessionId: number, authority: string, headers: string[], prefix?: Buffer, reply?: Buffer): boolean
   accept(tunnelId: number, ip: string, port: number, timeoutMs: number): boolean
-  refuse(tunnelId: number, status: number): boolean
+  /** REASON (words) travels as the ztctl-reason header */
+  refuse(tunnelId: number, status: number, reason?: string): boolean
   abort(tunnelId: number, message: string): boolean
   cancel(tunnelId: number): boolean
   stats(): [number, number]
+  /** hand the plain socket's first MAX bytes to JS (Data events) */
+  peek(tunnelId: number, maxBytes: number): boolean
+  /** a reply to a waiting plain socket (≤ 64 KiB queued) */
+  write(tunnelId: number, data: Buffer): boolean
+  /** a last reply, FIN, close: no Closed event follows */
+  finish(tunnelId: number, data?: Buffer): boolean
+  /** a waiting client tunnel over a socketpair: [tunnelId, the fd JS keeps] */
+  pair(): [number, number]
+  /** answer an unanswered CONNECT 200 over a socketpair: the fd JS keeps, -1 when the request is gone */
+  acceptPair(tunnelId: number): number
+  /** answer two unanswered CONNECTs 200 and join their streams (a hub) */
+  splice(a: number, b: number, headersA: string[], headersB: string[]): boolean
+  /** a CONNECT whose stream carries a TLS + HTTP/2 session: [carrier tunnel, inner session], false when the session takes no stream */
+  carrier(sessionId: number, authority: string, headers: string[], server: boolean, contextOrListener: number, keepaliveMs: number, keepaliveTimeoutMs: number, timeoutMs: number): [number, number] | false
+  /** an HBONE listener without a socket: its sessions come over carriers */
+  listenVirtual(contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number, limits?: NativeListenerLimits): number
+  /** [round trip µs (-1: none yet), open streams], null once gone */
+  sessionInfo(sessionId: number): [number, number] | null
 }
 
 /** What the addon bounds per HBONE session (the subset of Http2ServerBounds it enforces itself). */
@@ -61,7 +82,8 @@ export interface HboneListenerHandler {
 
 export interface ServerSessionHandler {
   closed(reason: string): void
-  request(tunnelId: number, method: string, authority: string, forwarded: string | undefined): void
+  /** HUB: the request's ztctl-hub header (`accept` / `relay` on a hub's listener) */
+  request(tunnelId: number, method: string, authority: string, forwarded: string | undefined, hub: string | undefined): void
 }
 
 export interface ClientSessionHandler {
@@ -76,8 +98,13 @@ export interface TunnelHandler {
   closed?(fromPlain: number, toPlain: number, error: string | undefined): void
   /** server: the target was dialled ('' = connected, else an errno name) */
   dialResult?(code: string, message: string | undefined): void
-  /** client: the CONNECT's answer (0 = the stream or session failed first, with why) */
-  response?(status: number, reason: string | undefined): void
+  /**
+   * client: the CONNECT's answer (0 = the stream or session failed first, with why; else REASON is the
+   * ztctl-reason header of a refusal), FORWARDED the 200's forwarded header
+   */
+  response?(status: number, reason: string | undefined, forwarded: string | undefined): void
+  /** a plain socket in peek mode brought bytes (COUNT of them; -1: the client closed, -2: an error) */
+  data?(count: number, bytes: Buffer | undefined): void
 }
 
 // src/lib/proxy and dist/lib/proxy sit at the same depth below the repository root.
@@ -92,7 +119,7 @@ export class HboneEngine {
   private readonly tunnels = new Map<number, TunnelHandler>()
 
   private constructor(readonly native: HboneBinding) {
-    native.init((type, id, n1, n2, s1, s2, s3) => this.route(type, id, n1, n2, s1, s2, s3))
+    native.init((type, id, n1, n2, s1, s2, s3, s4, data) => this.route(type, id, n1, n2, [s1, s2, s3, s4], data))
   }
 
   /** The process's engine; a ZtError when the addon is not built or does not load. */
@@ -140,6 +167,36 @@ export class HboneEngine {
     return id
   }
 
+  /**
+   * A CONNECT on SESSION whose stream carries a new TLS + HTTP/2 session (client: pinned by HANDLER.ready;
+   * server: a session of the virtual LISTENER). Returns [carrier, inner] or undefined when SESSION takes
+   * no stream; the carrier's answer and end go to CARRIER.
+   */
+  carrier(sessionId: number, authority: string, headers: string[], role: {client: ClientSessionHandler; contextId: number; keepaliveIntervalMs: number; keepaliveTimeoutMs: number; timeoutMs: number} | {listenerId: number}, carrier: TunnelHandler): {carrierId: number; innerId: number} | undefined {
+    const ids = 'listenerId' in role
+      ? this.native.carrier(sessionId, authority, headers, true, role.listenerId, 0, 0, 0)
+      : this.native.carrier(sessionId, authority, headers, false, role.contextId, role.keepaliveIntervalMs, role.keepaliveTimeoutMs, role.timeoutMs)
+    if (!ids) return undefined
+    const [carrierId, innerId] = ids
+    this.tunnels.set(carrierId, carrier)
+    if (!('listenerId' in role)) this.clientSessions.set(innerId, role.client)
+    return {carrierId, innerId}
+  }
+
+  /** An HBONE listener without a socket (sessions over hub streams), with LIMITS and HANDLER like listenHbone's. */
+  listenVirtual(contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, limits: NativeListenerLimits, handler: HboneListenerHandler): number {
+    const id = this.native.listenVirtual(contextId, keepalive.intervalMs, keepalive.timeoutMs, limits)
+    this.hboneListeners.set(id, handler)
+    return id
+  }
+
+  /** A session's measured round trip (ms, undefined until the first PING came back) and open streams. */
+  sessionInfo(sessionId: number): {rttMs?: number; streams: number} | undefined {
+    const info = this.native.sessionInfo(sessionId)
+    if (!info) return undefined
+    return {rttMs: info[0] < 0 ? undefined : info[0] / 1000, streams: info[1]}
+  }
+
   watchTunnel(id: number, handler: TunnelHandler): void {
     this.tunnels.set(id, handler)
   }
@@ -154,7 +211,7 @@ export class HboneEngine {
     return {sessions, tunnels}
   }
 
-  private route(type: EventType, id: number, n1: number, n2: number, s1?: string, s2?: string, s3?: string): void {
+  private route(type: EventType, id: number, n1: number, n2: number, [s1, s2, s3, s4]: (string | undefined)[], data: Buffer | undefined): void {
     switch (type) {
       case EventType.Accept: {
         const onAccept = this.accepting.get(n1)
@@ -197,13 +254,20 @@ export class HboneEngine {
 
       case EventType.Request: {
         const session = this.serverSessions.get(n1)
-        if (session) session.request(id, s1 ?? '', s2 ?? '', s3)
+        if (session) session.request(id, s1 ?? '', s2 ?? '', s3, s4)
         else this.native.refuse(id, 503)
         break
       }
 
       case EventType.Response: {
-        this.tunnels.get(id)?.response?.(n1, s1)
+        this.tunnels.get(id)?.response?.(n1, s1, s2)
+        break
+      }
+
+      case EventType.Data: {
+        const handler = this.tunnels.get(id)?.data
+        if (handler) handler(n1, data)
+        else if (n1 >= 0) this.native.abort(id, 'nobody reads this connection')
         break
       }
 

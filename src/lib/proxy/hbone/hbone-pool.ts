@@ -71,6 +71,7 @@ export class HbonePool {
 
   /** Open a CONNECT stream to TARGET through DESTINATION; rejects with HboneError. */
   async open(destination: HboneDestination, target: string, headers: OutgoingHttpHeaders): Promise<OpenedTunnel> {
+    if (destination.via === 'hub') throw new HboneError('ZT_ERR_NO_HUB', `${destination.spiffe} is reached only through a hub, and hubs need the native data path (--data-path native)`, 'CONNECT', false)
     if (this.closed) throw new HboneError('ZT_ERR_POOL_DRAINING', 'pool draining', 'CONNECT', false)
     const pooled = this.sessions.checkout(this.options.credentials.identity.spiffe, destination)
     let stream: ClientHttp2Stream | undefined
@@ -87,7 +88,7 @@ export class HbonePool {
     const status = Number(response[':status'])
     if (status !== 200) {
       stream.close()
-      throw statusError(status, destination)
+      throw statusError(status, destination, typeof response['ztctl-reason'] === 'string' ? response['ztctl-reason'] : undefined)
     }
 
     return {peerSerial: pooled.peerSerial, stream}
@@ -204,10 +205,10 @@ export class HbonePool {
 }
 
 /** A CONNECT answered with something else than 200. */
-export function statusError(status: number, destination: HboneDestination): HboneError {
+export function statusError(status: number, destination: HboneDestination, reason?: string): HboneError {
   return new HboneError(
     'ZT_ERR_HBONE_STATUS',
-    `http status: ${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd() + statusHint(status, destination),
+    `http status: ${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd() + (reason ? ` — ${destination.spiffe}: ${reason}` : statusHint(status, destination)),
     status === 401 ? 'DENY' : 'CONNECT',
     status === 503,
     status,

@@ -1,15 +1,24 @@
 // The HBONE client pool on the native data path: the addon holds the TLS + HTTP/2 sessions; this keeps
 // ztunnel's pooling policy (hbone-pool.ts): sessions keyed by (source identity, destination identity,
 // destination address), at most MAX_STREAMS streams each, the server's identity pinned, idle release,
-// GOAWAY → no new streams. `open()` resolves once the peer answered 200; the bytes then flow in C.
+// GOAWAY → no new streams. `open()` resolves once the peer answered 200; the bytes then flow in C. A
+// destination reached through a hub gets its session over a hub relay (hub-links.ts): an inner session
+// with the destination's own certificate, pinned the same way, pooled the same way.
 import {parseHostPort, resolveHost} from '../address.js'
 import type {HboneEngine, PeerCertificateInfo} from './hbone-engine.js'
 import {describeHboneFailure, HboneError, type PoolOptions, statusError} from './hbone-pool.js'
+import type {HubLinks} from './hub-links.js'
 import type {NativeContexts} from './native-tls.js'
-import {type HboneDestination, POOL_DEFAULTS, type PooledEntry, PooledSessions, type PoolSessionInfo} from './pool-sessions.js'
+import {type HboneDestination, POOL_DEFAULTS, type PooledEntry, PooledSessions, type PoolSessionInfo, VIA_HUB} from './pool-sessions.js'
 import {checkPinnedPeer} from './tls.js'
 
-export type NativePoolOptions = Omit<PoolOptions, 'connectSocket' | 'credentials'> & {contexts: NativeContexts; engine: HboneEngine; sourceSpiffe: () => string}
+export type NativePoolOptions = Omit<PoolOptions, 'connectSocket' | 'credentials'> & {
+  contexts: NativeContexts
+  engine: HboneEngine
+  /** the hubs destinations without an HBONE address are reached through */
+  hubs?: HubLinks
+  sourceSpiffe: () => string
+}
 
 interface NativeSession extends PooledEntry {
   /** the addon's session id, once connecting started */
@@ -25,7 +34,7 @@ export interface NativeOpened {
 }
 
 export class NativeHbonePool {
-  private readonly options: Required<NativePoolOptions>
+  private readonly options: Required<Omit<NativePoolOptions, 'hubs'>> & Pick<NativePoolOptions, 'hubs'>
   private readonly sessions: PooledSessions<NativeSession>
   private closed = false
 
@@ -43,8 +52,11 @@ export class NativeHbonePool {
     }, this.options)
   }
 
-  /** CONNECT to TARGET through DESTINATION for the plain socket the addon holds as TUNNEL_ID. */
-  async open(tunnelId: number, destination: HboneDestination, target: string, headers: string[]): Promise<NativeOpened> {
+  /**
+   * CONNECT to TARGET through DESTINATION for the plain socket the addon holds as TUNNEL_ID. A proxy's
+   * handshake leftovers (PROXY.prefix) go on the stream first; PROXY.reply reaches the client at 200.
+   */
+  async open(tunnelId: number, destination: HboneDestination, target: string, headers: string[], proxy?: {prefix?: Buffer; reply?: Buffer}): Promise<NativeOpened> {
     if (this.closed) throw new HboneError('ZT_ERR_POOL_DRAINING', 'pool draining', 'CONNECT', false)
     const pooled = this.sessions.checkout(this.options.sourceSpiffe(), destination)
     let released = false
@@ -65,7 +77,7 @@ export class NativeHbonePool {
     const {engine} = this.options
     let opened: boolean
     try {
-      opened = engine.native.open(tunnelId, sessionId, target, headers)
+      opened = engine.native.open(tunnelId, sessionId, target, headers, proxy?.prefix, proxy?.reply)
     } catch (error) {
       release() // the client tunnel is gone (aborted meanwhile): nothing was sent
       throw new HboneError('ZT_ERR_HBONE_DIAL', `cannot open a CONNECT stream: ${(error as Error).message}`, 'CONNECT', false)
@@ -79,6 +91,7 @@ export class NativeHbonePool {
     }
 
     let onClosed: ((fromPlain: number, toPlain: number, error: string | undefined) => void) | undefined
+    let refusal: string | undefined
     const status = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         engine.native.cancel(tunnelId)
@@ -93,7 +106,10 @@ export class NativeHbonePool {
         response(code, reason) {
           clearTimeout(timer)
           if (code === 0) reject(new Error(reason ?? 'the stream failed before a response'))
-          else resolve(code)
+          else {
+            refusal = reason
+            resolve(code)
+          }
         },
       })
     }).catch((error: unknown) => {
@@ -104,7 +120,7 @@ export class NativeHbonePool {
     if (status !== 200) {
       engine.forgetTunnel(tunnelId)
       release()
-      throw statusError(status, destination)
+      throw statusError(status, destination, refusal)
     }
 
     return {
@@ -146,6 +162,7 @@ export class NativeHbonePool {
   }
 
   private async dial(pooled: NativeSession, destination: HboneDestination): Promise<number> {
+    if (destination.via === 'hub') return this.dialViaHub(pooled, destination)
     const address = parseHostPort(destination.address)
     if (!address) throw new HboneError('ZT_ERR_HBONE_ADDRESS', `bad HBONE address ${JSON.stringify(destination.address)}`, 'CONNECT', true)
     const host = await resolveHost(address.host)
@@ -174,5 +191,31 @@ export class NativeHbonePool {
       })
       pooled.id = id
     })
+  }
+
+  private async dialViaHub(pooled: NativeSession, destination: HboneDestination): Promise<number> {
+    const {hubs, isRevoked} = this.options
+    if (!hubs || !destination.agent) throw new HboneError('ZT_ERR_NO_HUB', `${destination.spiffe} accepts no connection and this agent has no hub (--hub)`, 'CONNECT', false)
+    try {
+      const {hub, sessionId} = await hubs.dial({...destination, agent: destination.agent}, {
+        closed: () => this.sessions.forget(pooled),
+        goaway: () => {
+          pooled.draining = true
+          this.sessions.forget(pooled)
+        },
+        pin: (peer: PeerCertificateInfo) => {
+          const problem = checkPinnedPeer(destination.spiffe, peer, isRevoked)
+          if (!problem) pooled.peerSerial = peer.serial
+          return problem
+        },
+      }, this.options.connectTimeoutMs)
+      pooled.id = sessionId
+      pooled.address = `${VIA_HUB}:${hub}`
+      return sessionId
+    } catch (error) {
+      const err = error as Error & {code?: string; status?: number}
+      if (err.code === 'ZT_ERR_PEER_IDENTITY' || err.code === 'ZT_ERR_PEER_REVOKED') throw err
+      throw new HboneError(err.code ?? 'ZT_ERR_HUB_RELAY', `no hub could reach ${destination.agent} (${destination.spiffe}): ${err.message}`, err.status === 401 ? 'DENY' : 'CONNECT', err.status !== 401, err.status)
+    }
   }
 }

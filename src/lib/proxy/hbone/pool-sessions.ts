@@ -6,11 +6,19 @@
 
 /** Where a tunnel goes: the peer agent's HBONE listener and the identity it must prove. */
 export interface HboneDestination {
-  /** `host:port` of the peer's HBONE listener */
+  /** `host:port` of the peer's HBONE listener (VIA_HUB when it is reached through a hub) */
   address: string
+  /** the peer agent's name (what a hub relay asks for) */
+  agent?: string
   /** the SPIFFE ID the peer must present */
   spiffe: string
+  /** `hub`: an inner HBONE session through a hub (hub-links.ts), not a TCP connection to ADDRESS */
+  via?: 'hub'
 }
+
+/** The address that names "through a hub" in pool keys and dumps. */
+export const VIA_HUB = 'hub'
+
 
 /** One pooled session as /config_dump lists it. */
 export interface PoolSessionInfo {

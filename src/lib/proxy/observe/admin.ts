@@ -1,11 +1,13 @@
 // The agent's HTTP side doors, on separate listeners as in ztunnel: admin (15000, loopback by default:
 // /config_dump, /logging, /logs, /quitquitquit), readiness (15021: /healthz/ready) and metrics (15020:
-// /metrics, /stats/prometheus). Plain HTTP/1.1; every handler answers from in-memory state.
+// /metrics, /stats/prometheus). Plain HTTP/1.1; every handler answers from in-memory state. A side door
+// may be a Unix socket instead of a port (an agent with --no-listen): only its owner can use it.
 // The admin listener answers local tools only: a browser on this host can be made to send requests to
 // it (a cross-site form POST to /quitquitquit, DNS rebinding to read /config_dump), so a request naming
 // a host that is not loopback, or coming from another origin, is refused before any route runs.
+import {chmod, rm} from 'node:fs/promises'
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
-import {type AddressInfo, isIP} from 'node:net'
+import {type AddressInfo, createConnection, isIP} from 'node:net'
 
 import {cidrContains, formatHostPort, type HostPort, normalizeIp} from '../address.js'
 import {isLogLevel, LOG_LEVELS, type LogLevel} from './log.js'
@@ -94,6 +96,19 @@ export function metricsRoutes(handlers: Pick<AdminHandlers, 'renderMetrics'>): R
   return {'/metrics': metrics, '/stats/prometheus': metrics}
 }
 
+/** A socket path left by a process that died: removed when nothing answers on it (never a live one). */
+async function removeStaleSocket(path: string): Promise<void> {
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = createConnection(path)
+    probe.once('connect', () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.once('error', () => resolve(false))
+  })
+  if (!alive) await rm(path, {force: true})
+}
+
 const isLoopback = (host: string): boolean =>
   host.toLowerCase() === 'localhost' || (isIP(host) !== 0 && (cidrContains('127.0.0.0/8', host) || normalizeIp(host) === '::1'))
 
@@ -125,10 +140,11 @@ export interface ServeOptions {
   localOnly?: boolean
 }
 
-/** Serve ROUTES on ADDRESS; resolves with the server and its bound address. */
-export async function serveRoutes(address: HostPort, routes: Record<string, Route>, options: ServeOptions = {}): Promise<{address: string; server: Server}> {
+/** Serve ROUTES on ADDRESS (`host:port`, or a Unix socket path); resolves with the server and its bound address (`unix:PATH` for a socket). */
+export async function serveRoutes(address: HostPort | {path: string}, routes: Record<string, Route>, options: ServeOptions = {}): Promise<{address: string; server: Server}> {
   const server = createServer((request, response) => {
-    const refusal = options.localOnly ? foreignRequest(request, address.host) : undefined
+    // A browser cannot reach a Unix socket: only a listener on a port needs the Host/Origin check.
+    const refusal = options.localOnly && 'host' in address ? foreignRequest(request, address.host) : undefined
     if (refusal) return send(response, 403, `forbidden: ${refusal}; the admin endpoint answers local tools only (curl http://127.0.0.1:PORT/...)\n`)
     let url: URL
     try {
@@ -143,13 +159,22 @@ export async function serveRoutes(address: HostPort, routes: Record<string, Rout
   })
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
+  if ('path' in address) await removeStaleSocket(address.path)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(address.port, address.host, () => {
+    const listening = (): void => {
       server.off('error', reject)
       resolve()
-    })
+    }
+
+    if ('path' in address) server.listen(address.path, listening)
+    else server.listen(address.port, address.host, listening)
   })
+  if ('path' in address) {
+    await chmod(address.path, 0o600)
+    return {address: `unix:${address.path}`, server}
+  }
+
   const bound = server.address() as AddressInfo
   return {address: formatHostPort({host: bound.address, port: bound.port}), server}
 }

@@ -2,7 +2,8 @@
 // values we do not know are `unknown`). Counters live in one map per label set, updated once per
 // connection (open, close), never per byte.
 
-export type Reporter = 'destination' | 'source'
+/** a hub reports the relays it carries (their bytes are the inner sessions' ciphertext) */
+export type Reporter = 'destination' | 'hub' | 'source'
 /** ztunnel's response flags; `-` is success. */
 export type ResponseFlag = '-' | 'CERT_REVOKED' | 'CONNECT' | 'DENY' | 'H2_HANDSHAKE_FAILURE' | 'IDENTITY_ERROR' | 'TLS_FAILURE'
 

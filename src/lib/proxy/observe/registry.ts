@@ -11,7 +11,8 @@ export interface CloseReason {
   message: string
 }
 
-export type Direction = 'inbound' | 'outbound'
+/** relay: a hub's (a source's stream spliced to a destination's) */
+export type Direction = 'inbound' | 'outbound' | 'relay'
 
 export interface ConnectionRecord {
   /** the hosting agent (outbound: the agent we tunnel to; inbound: ourselves) */

@@ -1,11 +1,14 @@
 // Admission of an HBONE CONNECT, shared by both data paths (node:http2 in hbone-server.ts, the native one
-// in native-server.ts): method, :authority, revocation, identity, "is this a target I serve?" (never an
-// open relay) and L4 authorization, with the connection's record and metric labels either way.
+// in native-server.ts): method, :authority, revocation, identity, "is this a target I serve?" (a target of
+// a hosted tunnel, or one my proxy exit allows: never an open relay) and L4 authorization, with the
+// connection's record and metric labels either way.
 import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
+import type {ProxyExit} from '../../config/types.js'
 import {identityNameFromSpiffe, workloadFromSpiffe} from '../state/authz.js'
+import {excludedAddress} from '../state/exits.js'
 import type {ResponseFlag, TrafficLabels} from '../observe/metrics.js'
 import type {ConnectionRecord} from '../observe/registry.js'
-import type {MeshState} from '../state/state.js'
+import {PROXY_SERVICE, type MeshState} from '../state/state.js'
 
 const MAX_FORWARDED_LENGTH = 1024
 
@@ -33,7 +36,14 @@ export interface AdmissionContext {
 }
 
 export type Admission =
-  | {allowed: true; labels: TrafficLabels; record: ConnectionRecord; target: HostPort}
+  | {
+      allowed: true
+      /** a proxy exit's: the resolved address must pass its excluded CIDRs (checkResolved) */
+      exit?: ProxyExit
+      labels: TrafficLabels
+      record: ConnectionRecord
+      target: HostPort
+    }
   | {
       allowed: false
       /** the peer's certificate is revoked: end its whole session after answering */
@@ -80,14 +90,26 @@ export function admitConnect(request: ConnectRequest, peer: SessionPeer, context
   const workload = workloadFromSpiffe(peer.spiffe, state.self.trustDomain)
   const sourceIdentity = identityNameFromSpiffe(peer.spiffe, state.self.trustDomain) ?? (workload && `${workload.namespace}/${workload.serviceAccount}`)
   if (!sourceIdentity) return refuse(401, 'IDENTITY_ERROR', `the peer certificate carries no identity of trust domain ${state.self.trustDomain} (${peer.spiffe ?? 'no SPIFFE ID'})`)
-  const tunnel = state.hostedTunnel(target, serviceHint)
-  if (!tunnel) return refuse(400, 'CONNECT', `${formatHostPort(target)} is not a target of any tunnel this agent hosts (not an open relay)`)
-  record.service = tunnel.service
-  labels.destinationService = tunnel.service
+  const tunnel = serviceHint === PROXY_SERVICE ? undefined : state.hostedTunnel(target, serviceHint)
+  const exit = tunnel ? undefined : state.hostedExit(target.host)
+  const served = tunnel ?? exit
+  if (!served) {
+    return refuse(400, 'CONNECT', `${formatHostPort(target)} is not a target of any tunnel this agent hosts${state.snapshot.exit?.[state.self.name] ? ', nor of its proxy exit' : ''} (not an open relay)`)
+  }
+
+  const service = tunnel?.service ?? PROXY_SERVICE
+  record.service = service
+  labels.destinationService = service
   labels.sourceWorkload = sourceIdentity
-  const decision = state.authorize({destinationPort: target.port, service: tunnel.service, sourceAddress: peer.ip, sourceSpiffe: peer.spiffe}, tunnel)
+  const decision = state.authorize({destinationPort: target.port, service, sourceAddress: peer.ip, sourceSpiffe: peer.spiffe}, served)
   if (!decision.allowed) return refuse(401, 'DENY', `connection closed due to policy rejection: ${decision.reason}`)
-  return {allowed: true, labels, record, target}
+  return {allowed: true, exit, labels, record, target}
+}
+
+/** A proxy exit resolved its target to ADDRESS: the refusal when an excluded CIDR holds it. */
+export function checkResolved(admission: Admission & {allowed: true}, address: string): string | undefined {
+  const excluded = admission.exit && excludedAddress(admission.exit, address)
+  return excluded ? `${formatHostPort(admission.target)} resolves to ${address}, inside the excluded ${excluded} (not an open relay)` : undefined
 }
 
 /** `for="1.2.3.4:5";host="tcp/x"` → `tcp/x`. Bounded; garbage yields undefined. */

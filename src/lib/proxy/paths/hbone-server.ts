@@ -8,8 +8,8 @@ import type {TLSSocket} from 'node:tls'
 
 import {describeSystemError} from '../../errors.js'
 import {boundedServerOptions, guardHttp2Server, HBONE_BOUNDS, type Http2Guard} from '../../http2/server-bounds.js'
-import {formatHostPort, type HostPort, normalizeIp} from '../address.js'
-import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
+import {formatHostPort, type HostPort, normalizeIp, resolveHost} from '../address.js'
+import {type Admission, admitConnect, checkResolved, refusalLabels, type SessionPeer} from './hbone-admission.js'
 import type {ConnectionTracker} from './connection.js'
 import type {Logger} from '../observe/log.js'
 import type {Metrics, TrafficLabels} from '../observe/metrics.js'
@@ -152,6 +152,16 @@ export class HboneServer {
       peer,
       {advertise: this.options.advertise(), id: this.options.tracker.newId(), selfSpiffe: this.options.credentials.identity.spiffe, state: this.options.state()},
     )
+    if (admission.allowed && admission.record.service.startsWith('udp/')) {
+      this.refuse(stream, {...admission, allowed: false, flag: 'CONNECT', message: `${admission.record.service} needs the native data path on the hosting agent (--data-path native)`, status: 503})
+      return
+    }
+
+    if (admission.allowed && admission.exit) {
+      void this.dialExit(stream, admission)
+      return
+    }
+
     if (admission.allowed) {
       this.dial(stream, admission.target, admission.record, admission.labels)
       return
@@ -162,8 +172,28 @@ export class HboneServer {
   }
 
   private refuse(stream: ServerHttp2Stream, refusal: Admission & {allowed: false}): void {
-    if (!stream.closed && !stream.headersSent) stream.respond({':status': refusal.status}, {endStream: true})
+    if (!stream.closed && !stream.headersSent) stream.respond({':status': refusal.status, 'ztctl-reason': reasonHeader(refusal.message)}, {endStream: true})
     this.options.tracker.refused(refusal.record, refusalLabels(refusal), refusal)
+  }
+
+  /** A proxy exit: the name is resolved here, and the address must not be in an excluded CIDR. */
+  private async dialExit(stream: ServerHttp2Stream, admission: Admission & {allowed: true}): Promise<void> {
+    const {labels, record, target} = admission
+    const refuse = (status: number, message: string): void => {
+      if (!stream.closed) this.refuse(stream, {allowed: false, flag: 'CONNECT', labels, message, record, status})
+    }
+
+    let ip: string
+    try {
+      ip = await resolveHost(target.host)
+    } catch (error) {
+      refuse(503, `cannot resolve ${target.host}: ${describeSystemError(error)}`)
+      return
+    }
+
+    const excluded = checkResolved(admission, ip)
+    if (excluded) refuse(400, excluded)
+    else this.dial(stream, {host: ip, port: target.port}, record, labels)
   }
 
   private dial(stream: ServerHttp2Stream, target: HostPort, record: ConnectionRecord, labels: TrafficLabels): void {
@@ -201,5 +231,10 @@ export class HboneServer {
 }
 
 const UNKNOWN_PEER: SessionPeer = {ip: '', source: ''}
+
+/** A refusal's words as a header value: printable, bounded (as the native path sends them). */
+function reasonHeader(message: string): string {
+  return message.replaceAll(/[^\x20-\x7e]/g, ' ').slice(0, 190)
+}
 
 function ignoreError(): void {}

@@ -1,17 +1,22 @@
 // The inbound side of HBONE on the native data path: the addon runs the mutual-TLS listener and the
 // HTTP/2 sessions; each CONNECT comes here as an event and goes through the same admission as the
 // node:http2 server (hbone-admission.ts). An admitted one is dialled by the addon, which answers 200
-// only once the upstream is connected (503 if it cannot be), then relays the bytes itself.
+// only once the upstream is connected (503 if it cannot be), then relays the bytes itself. Sessions that
+// come through a hub (an inner HBONE session over a standby stream) land on a virtual listener and are
+// served exactly the same way; their source address is the one the hub saw.
+import {Socket} from 'node:net'
+
 import {describeSystemError} from '../../errors.js'
 import {HBONE_BOUNDS} from '../../http2/server-bounds.js'
 import {formatHostPort, type HostPort, resolveHost} from '../address.js'
 import type {ConnectionTracker} from './connection.js'
-import {type Admission, admitConnect, refusalLabels, type SessionPeer} from './hbone-admission.js'
-import type {HboneEngine, ServerSessionHandler} from '../hbone/hbone-engine.js'
+import {type Admission, admitConnect, checkResolved, refusalLabels, type SessionPeer} from './hbone-admission.js'
+import type {HboneEngine, HboneListenerHandler, ServerSessionHandler} from '../hbone/hbone-engine.js'
 import type {Logger} from '../observe/log.js'
 import type {Metrics} from '../observe/metrics.js'
 import type {MeshState} from '../state/state.js'
 import type {NativeContexts} from '../hbone/native-tls.js'
+import {serveUdpExit} from './tunnel-udp.js'
 
 export interface NativeServerOptions {
   advertise: () => string
@@ -29,6 +34,7 @@ export interface NativeServerOptions {
 
 export class NativeHboneServer {
   private listenerId: number | undefined
+  private virtualId: number | undefined
   private readonly sessions = new Map<number, SessionPeer>()
   private readonly options: Required<NativeServerOptions>
   private draining = false
@@ -36,19 +42,30 @@ export class NativeHboneServer {
   constructor(options: NativeServerOptions) {
     this.options = {dialTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, keepaliveTimeoutMs: 20_000, ...options}
     options.contexts.on('update', () => {
-      if (this.listenerId !== undefined) options.engine.native.listenerSetContext(this.listenerId, options.contexts.server)
+      for (const id of [this.listenerId, this.virtualId]) if (id !== undefined) options.engine.native.listenerSetContext(id, options.contexts.server)
     })
+  }
+
+  /** The listener inner sessions over hub streams belong to (hub-links.ts opens them), made on first use. */
+  virtualListener(): number {
+    const {contexts, engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
+    this.virtualId ??= engine.listenVirtual(contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, HBONE_BOUNDS, this.listenerHandler())
+    return this.virtualId
   }
 
   async listen(address: HostPort): Promise<{address: string; port: number}> {
     const {engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
     const host = await resolveHost(address.host)
-    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, HBONE_BOUNDS, {
-      sessionReady: (sessionId, certificate, remote) => this.onSession(sessionId, certificate, remote),
-      tlsError: (remote, message) => this.onTlsError(remote, message),
-    })
+    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, HBONE_BOUNDS, this.listenerHandler())
     this.listenerId = id
     return {address: host, port}
+  }
+
+  private listenerHandler(): HboneListenerHandler {
+    return {
+      sessionReady: (sessionId, certificate, remote) => this.onSession(sessionId, certificate, remote),
+      tlsError: (remote, message) => this.onTlsError(remote || 'a hub stream', message),
+    }
   }
 
   /** Stop accepting and send GOAWAY on every session; open streams continue. */
@@ -60,6 +77,8 @@ export class NativeHboneServer {
 
   destroy(): void {
     this.closeListener()
+    if (this.virtualId !== undefined) this.options.engine.closeListener(this.virtualId)
+    this.virtualId = undefined
     for (const id of this.sessions.keys()) this.options.engine.native.sessionClose(id, false)
   }
 
@@ -114,13 +133,42 @@ export class NativeHboneServer {
       state: this.options.state(),
     })
     if (!admission.allowed) {
-      engine.native.refuse(tunnelId, admission.status)
+      engine.native.refuse(tunnelId, admission.status, admission.message)
       tracker.refused(admission.record, refusalLabels(admission), admission)
       if (admission.closeSession) engine.native.sessionClose(sessionId, true)
       return
     }
 
-    void this.dial(tunnelId, admission)
+    if (admission.record.service.startsWith('udp/')) void this.serveUdp(tunnelId, admission)
+    else void this.dial(tunnelId, admission)
+  }
+
+  /** A `udp/` tunnel's stream: 200 over a socketpair, datagrams to one connected UDP socket (tunnel-udp.ts). */
+  private async serveUdp(tunnelId: number, admission: Admission & {allowed: true}): Promise<void> {
+    const {engine, logger, tracker} = this.options
+    const {labels, record, target} = admission
+    let ip: string
+    try {
+      ip = await resolveHost(target.host)
+    } catch (error) {
+      engine.native.refuse(tunnelId, 503, `cannot resolve ${target.host}: ${describeSystemError(error)}`)
+      tracker.refused(record, labels, {flag: 'CONNECT', message: `${describeSystemError(error)} resolving ${target.host}`})
+      return
+    }
+
+    const fd = engine.native.acceptPair(tunnelId)
+    if (fd < 0) return // the client went away meanwhile
+    const stop = serveUdpExit(new Socket({allowHalfOpen: true, fd, readable: true, writable: true}), {host: ip, port: target.port}, logger)
+    const finish = tracker.opened(record, labels, () => {
+      stop()
+      engine.native.abort(tunnelId, 'closed by the agent')
+    })
+    engine.watchTunnel(tunnelId, {
+      closed(fromPlain, toPlain, error) {
+        stop()
+        finish({fromPlain, toPlain}, error)
+      },
+    })
   }
 
   private async dial(tunnelId: number, admission: Admission & {allowed: true}): Promise<void> {
@@ -134,8 +182,15 @@ export class NativeHboneServer {
     try {
       ip = await resolveHost(target.host)
     } catch (error) {
-      engine.native.refuse(tunnelId, 503)
+      engine.native.refuse(tunnelId, 503, `cannot resolve ${target.host}: ${describeSystemError(error)}`)
       refuseDial(describeSystemError(error))
+      return
+    }
+
+    const excluded = checkResolved(admission, ip)
+    if (excluded) {
+      engine.native.refuse(tunnelId, 400, excluded)
+      tracker.refused(record, labels, {flag: 'CONNECT', message: excluded})
       return
     }
 

@@ -1,26 +1,21 @@
 // Inbound tunnels: a local TCP listener per tunnel this agent hosts; each accepted connection goes to
 // one endpoint (hosting agent, target) of the service — weighted random, failing over to another on a
-// connect failure — as an HBONE CONNECT for that target sent to that agent (ztunnel's pod routing).
-// Either data path: node:net + the node:http2 pool, or the native one (the addon accepts and relays).
-import {randomFillSync} from 'node:crypto'
+// connect failure — as an HBONE CONNECT for that target sent to that agent (ztunnel's pod routing). An
+// agent with no HBONE address is reached through a hub; one with an address is tried directly first,
+// then through a hub when the direct dial fails. Either data path: node:net + the node:http2 pool, or
+// the native one (the addon accepts and relays; hubs need it).
 import {createServer, type AddressInfo, type Socket} from 'node:net'
 
 import type {InboundTunnel} from '../../config/types.js'
 import {resourceKey} from '../../config/types.js'
 import {describeSystemError} from '../../errors.js'
 import {formatHostPort, type HostPort, normalizeIp, parseHostPort, resolveHost} from '../address.js'
-import type {ConnectionTracker} from './connection.js'
 import type {HboneEngine} from '../hbone/hbone-engine.js'
-import type {HboneError, HbonePool} from '../hbone/hbone-pool.js'
-import type {HboneDestination} from '../hbone/pool-sessions.js'
-import type {Logger} from '../observe/log.js'
-import type {TrafficLabels} from '../observe/metrics.js'
-import type {ConnectionRecord} from '../observe/registry.js'
+import type {HbonePool} from '../hbone/hbone-pool.js'
 import type {NativeHbonePool} from '../hbone/native-pool.js'
-import type {MeshState} from '../state/state.js'
-
-/** Endpoints tried per connection before giving up. */
-export const MAX_CONNECT_ATTEMPTS = 3
+import {type CarryOptions, carryToService, type TunnelClient} from './carry.js'
+import type {ConnectionTracker} from './connection.js'
+import {UdpInbound, type UdpCounters} from './tunnel-udp.js'
 
 export interface InboundListenerInfo {
   /** the bound address (the real port when 0 was asked for) */
@@ -31,12 +26,15 @@ export interface InboundListenerInfo {
   key: string
   listen: string
   service: string
+  /** `udp/` tunnels: datagrams, drops, flows */
+  udp?: UdpCounters
 }
 
 /** A bound listener of either data path. */
 interface BoundListener {
   address: string
   close(): void
+  udp?: UdpCounters
 }
 
 interface Listener {
@@ -45,44 +43,9 @@ interface Listener {
   tunnel: InboundTunnel
 }
 
-export interface CarryOptions {
-  logger: () => Logger
-  sourceSpiffe: () => string
-  state: () => MeshState
-  tracker: ConnectionTracker
-}
-
 export interface InboundOptions extends CarryOptions {
   /** the node:http2 pool, or the native engine and its pool */
   dataPath: {kind: 'node'; pool: HbonePool} | {engine: HboneEngine; kind: 'native'; pool: NativeHbonePool}
-}
-
-/**
- * The application side of one tunnel, whichever data path holds its socket: `open` sends the CONNECT
- * (resolving once answered 200, or undefined when the client already left), `track` starts the relay
- * and its accounting, `destroy` gives up.
- */
-export interface TunnelClient {
-  destroy(): void
-  open(destination: HboneDestination, target: string, headers: Record<string, string>): Promise<undefined | {peerSerial?: string; track(record: ConnectionRecord, labels: TrafficLabels): void}>
-  /** `ip:port` of the application */
-  readonly source: string
-}
-
-/** Endpoints in a weighted-random order without repetition (the first is the weighted pick). */
-export function weightedOrder<T extends {weight: number}>(endpoints: readonly T[], random: () => number = Math.random): T[] {
-  if (endpoints.length < 2) return [...endpoints]
-  const remaining = [...endpoints]
-  const order: T[] = []
-  while (remaining.length > 0) {
-    const total = remaining.reduce((sum, endpoint) => sum + endpoint.weight, 0)
-    let pick = random() * total
-    let index = remaining.findIndex((endpoint) => (pick -= endpoint.weight) < 0)
-    if (index < 0) index = remaining.length - 1
-    order.push(...remaining.splice(index, 1))
-  }
-
-  return order
 }
 
 export class InboundTunnels {
@@ -130,7 +93,7 @@ export class InboundTunnels {
   }
 
   list(): InboundListenerInfo[] {
-    return [...this.listeners.values()].map((listener) => ({...listener.info}))
+    return [...this.listeners.values()].map((listener) => ({...listener.info, udp: listener.bound?.udp && {...listener.bound.udp}}))
   }
 
   /** Stop accepting (drain); established connections continue. */
@@ -143,6 +106,16 @@ export class InboundTunnels {
   private async bind(listener: Listener): Promise<void> {
     const address = parseHostPort(listener.tunnel.listen, '127.0.0.1')!
     const {dataPath, tracker} = this.options
+    if (listener.tunnel.service.startsWith('udp/')) {
+      if (dataPath.kind !== 'native') throw new Error('udp tunnels need the native data path (--data-path native)')
+      const onError = (error: Error): void => this.options.logger().error({tunnel: listener.info.key, error: error.message}, 'udp listener error')
+      const udp = await UdpInbound.listen(address, listener.tunnel, {...this.options, engine: dataPath.engine, pool: dataPath.pool}, onError)
+      listener.bound = {address: udp.address, close: udp.close, udp: udp.inbound.counters}
+      listener.info.address = udp.address
+      this.options.logger().info({address: udp.address, component: 'inbound', service: listener.tunnel.service}, 'listener established')
+      return
+    }
+
     listener.bound =
       dataPath.kind === 'native'
         ? await listenNative(dataPath.engine, address, (tunnelId, remote) => carryToService(nativeClient(dataPath.engine, dataPath.pool, tracker, tunnelId, remote), listener.tunnel.service, this.options))
@@ -213,94 +186,4 @@ function nativeClient(engine: HboneEngine, pool: NativeHbonePool, tracker: Conne
   }
 }
 
-/**
- * Carry one accepted connection to an endpoint of SERVICE over HBONE (weighted pick, failover on connect
- * failures). Also used by the in-pod data path for connections to a mesh service address, with the
- * pod's pool and identity (SOURCE_WORKLOAD: the pod's name in the metrics).
- */
-export function carryToService(client: TunnelClient, service: string, options: CarryOptions, sourceWorkload?: string): void {
-  const state = options.state()
-  const sourceSpiffe = options.sourceSpiffe()
-  // Every field spelled out from the start: the objects keep one shape instead of growing per endpoint.
-  const record: ConnectionRecord = {
-    destinationAddress: '',
-    destinationAgent: undefined,
-    destinationSpiffe: undefined,
-    direction: 'outbound',
-    hboneTarget: '',
-    id: options.tracker.newId(),
-    peerSerial: undefined,
-    service,
-    sourceAddress: client.source,
-    sourceSpiffe,
-    startedAt: Date.now(),
-  }
-  const labels: TrafficLabels = {
-    destinationPrincipal: undefined,
-    destinationService: service,
-    destinationWorkload: undefined,
-    reporter: 'source',
-    sourcePrincipal: sourceSpiffe,
-    sourceWorkload: sourceWorkload ?? state.self.name,
-  }
-  const endpoints = weightedOrder(state.endpoints(service)).slice(0, MAX_CONNECT_ATTEMPTS)
-  if (endpoints.length === 0) {
-    client.destroy()
-    options.tracker.refused(record, labels, {flag: 'CONNECT', message: `no healthy upstream: ${service} has no endpoints (no agent hosts it, or its agent has not registered)`})
-    return
-  }
-
-  const attempt = async (): Promise<void> => {
-    let lastError: HboneError | undefined
-    for (const endpoint of endpoints) {
-      record.destinationAddress = endpoint.hbone
-      record.destinationAgent = endpoint.agent
-      record.destinationSpiffe = endpoint.spiffe
-      record.hboneTarget = endpoint.target
-      labels.destinationPrincipal = endpoint.spiffe
-      labels.destinationWorkload = endpoint.agent
-      try {
-        const opened = await client.open({address: endpoint.hbone, spiffe: endpoint.spiffe}, endpoint.target, requestHeaders(record, service))
-        if (!opened) return // the client left meanwhile
-        record.peerSerial = opened.peerSerial
-        opened.track(record, labels)
-        return
-      } catch (error) {
-        lastError = error as HboneError
-        options.logger().debug({endpoint: endpoint.target, agent: endpoint.agent, error: lastError.message}, 'endpoint failed')
-        if (!lastError.retryable) break
-      }
-    }
-
-    client.destroy()
-    options.tracker.refused(record, labels, {flag: lastError?.flag ?? 'CONNECT', message: lastError?.message ?? 'connection failed'})
-  }
-
-  void attempt()
-}
-
 function ignoreError(): void {}
-
-// Trace ids come from a pool refilled in bulk: one getrandom call per 170 connections, not one each.
-const randomPool = Buffer.alloc(4096)
-let randomOffset = randomPool.length
-
-function randomHex(bytes: number): string {
-  if (randomOffset + bytes > randomPool.length) {
-    randomFillSync(randomPool)
-    randomOffset = 0
-  }
-
-  randomOffset += bytes
-  return randomPool.toString('hex', randomOffset - bytes, randomOffset)
-}
-
-/** ztunnel's CONNECT headers: who the client is, which service, and a fresh W3C trace context. */
-function requestHeaders(record: ConnectionRecord, service: string): Record<string, string> {
-  const trace = randomHex(24)
-  return {
-    baggage: `service.name=${service}`,
-    forwarded: `for="${record.sourceAddress}";host="${service}"`,
-    traceparent: `00-${trace.slice(0, 32)}-${trace.slice(32, 48)}-00`,
-  }
-}

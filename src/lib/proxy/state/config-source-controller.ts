@@ -3,7 +3,7 @@
 // its ack carries the status of every resource the agent acts on or dropped as invalid. While the controller is unreachable the agent keeps serving its last configuration and the
 // subscription reconnects with bounded backoff, resuming from the last applied version.
 import {subscribeConfig, type ConfigSubscription} from '../../client/config-stream.js'
-import type {ResourceStatus} from '../../config/types.js'
+import type {AgentMessage, ResourceStatus} from '../../config/types.js'
 import type {IdentityFile} from '../../identity/file.js'
 import type {ApplyConfig, ConfigSource, ConfigSourceEvents, ConfigSourceStatus} from './config-source.js'
 import {checkSnapshot} from './state.js'
@@ -50,6 +50,10 @@ export class ControllerConfigSource implements ConfigSource {
 
   report(resources: ResourceStatus[]): void {
     this.subscription?.report(resources)
+  }
+
+  send(message: AgentMessage): void {
+    this.subscription?.send(message)
   }
 
   status(): ConfigSourceStatus {

@@ -5,7 +5,7 @@ import {watch, type FSWatcher} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import type {ConfigSnapshot, ResourceStatus} from '../../config/types.js'
+import type {AgentMessage, ConfigSnapshot, ResourceStatus} from '../../config/types.js'
 import type {IdentityFile} from '../../identity/file.js'
 import {ExitCode, ZtError} from '../../errors.js'
 import {validateSnapshot} from './state.js'
@@ -30,10 +30,12 @@ export interface ConfigSourceStatus {
 }
 
 export interface ConfigSource {
-  readonly kind: 'controller' | 'static'
+  readonly kind: 'controller' | 'static' | 'store'
   close(): Promise<void>
   /** Statuses changed without a new version (a listener bound on retry): tell the source's peer. */
   report(resources: ResourceStatus[]): void
+  /** one more message to the controller (this agent's hub attachments); dropped while disconnected */
+  send?(message: AgentMessage): void
   /** Start delivering configurations; resolves once started (not necessarily after the first one). */
   start(apply: ApplyConfig, events: ConfigSourceEvents): Promise<void>
   status(): ConfigSourceStatus

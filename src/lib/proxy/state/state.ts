@@ -1,10 +1,11 @@
 // The agent's view of the mesh, rebuilt from each configuration snapshot: which targets this agent
 // serves, where each service's endpoints are, which certificates are revoked, and the authorization
 // decision for a connection. Immutable once built, so a connection handler reads one consistent view.
-import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, RESOURCE_KINDS, type ResourceKind, type ResourceStatus} from '../../config/types.js'
+import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, type ProxyExit, type ProxyListener, type ProxyUser, RESOURCE_KINDS, type ResourceKind, type ResourceStatus} from '../../config/types.js'
 import {ZtError} from '../../errors.js'
 import {formatHostPort, type HostPort, isValidCidr, parseHostPort, sameHostPort} from '../address.js'
 import {type AuthzDecision, authorizeConnection, type ConnectionFacts} from './authz.js'
+import {bestExits, exitScore} from './exits.js'
 
 export interface Endpoint {
   /** the hosting agent */
@@ -55,6 +56,25 @@ export class MeshState {
     return Object.values(this.snapshot.inbound).filter((tunnel) => tunnel.agent === this.self.name)
   }
 
+  /** This agent's proxy listener (`ztctl proxy open`), if it has one. */
+  proxyListener(): ProxyListener | undefined {
+    return this.snapshot.proxy?.[this.self.name]
+  }
+
+  /** This agent's exit configuration when it serves HOST (never an open relay: only its own targets). */
+  hostedExit(host: string): ProxyExit | undefined {
+    const exit = this.snapshot.exit?.[this.self.name]
+    return exit && exitScore(exit, host) > 0 ? exit : undefined
+  }
+
+  /** The exits that serve HOST most specifically, as endpoints for TARGET (`host:port`). */
+  exitEndpoints(host: string, target: string): Endpoint[] {
+    return bestExits(Object.values(this.snapshot.exit ?? {}), host).flatMap((exit) => {
+      const agent = this.snapshot.agent[exit.agent]
+      return agent ? [{agent: agent.name, hbone: agent.hbone, spiffe: agent.spiffe, target, weight: 1}] : []
+    })
+  }
+
   /**
    * The (hosting agent, target) pairs of a service; agents with no known HBONE address are skipped.
    * A state never changes, so the list is computed once per service (every connection asks); callers
@@ -87,10 +107,39 @@ export class MeshState {
   isRevoked = (serial: string | undefined): boolean => serial !== undefined && this.revoked.has(serial.toUpperCase())
 
   /** Authorize a connection to a service this agent hosts. */
-  authorize(request: ConnectionFacts, tunnel?: OutboundTunnel): AuthzDecision {
+  authorize(request: ConnectionFacts, tunnel?: {allow: string[]}): AuthzDecision {
     return authorizeConnection(request, this.snapshot, this.self.trustDomain, tunnel?.allow ?? [])
   }
+
+  /**
+   * A hub's decision for a relay from a source to AGENT (the inner stream is opaque to it): allowed when
+   * some service AGENT hosts (an outbound tunnel, or its proxy exit) would allow the source on some port.
+   * The destination agent then decides each connection exactly; this is the same policy, coarser.
+   */
+  reach(request: {agent: string; sourceAddress: string; sourceSpiffe?: string}): AuthzDecision {
+    const offers: {allow: string[]; ports?: number[]; service: string}[] = Object.values(this.snapshot.outbound)
+      .filter((tunnel) => tunnel.agent === request.agent)
+      .map((tunnel) => ({allow: tunnel.allow, ports: [...new Set(tunnel.targets.map((target) => target.port))], service: tunnel.service}))
+    const exit = this.snapshot.exit?.[request.agent]
+    if (exit) offers.push({allow: exit.allow, service: PROXY_SERVICE})
+    if (offers.length === 0) return {allowed: false, reason: `agent "${request.agent}" hosts no service and is no proxy exit`}
+    // Any port (an exit's): the ports policies name, and one they do not, decide alike for every other.
+    const namedPorts = [...new Set(Object.values(this.snapshot.policy).flatMap((policy) => policy.ports))]
+    const anyPort = [...namedPorts, Array.from({length: namedPorts.length + 1}, (_, index) => 65_535 - index).find((port) => !namedPorts.includes(port))!]
+    let last: AuthzDecision = {allowed: false, reason: 'no service allows it'}
+    for (const offer of offers) {
+      for (const destinationPort of offer.ports ?? anyPort) {
+        last = this.authorize({destinationPort, service: offer.service, sourceAddress: request.sourceAddress, sourceSpiffe: request.sourceSpiffe}, offer)
+        if (last.allowed) return last
+      }
+    }
+
+    return {allowed: false, policy: last.allowed ? undefined : last.policy, reason: `no service of agent "${request.agent}" would take this source (last check: ${last.allowed ? '' : last.reason})`}
+  }
 }
+
+/** The service name policies use for proxy exits (`--service proxy`). */
+export const PROXY_SERVICE = 'proxy'
 
 // ---- validation: configuration arrives from a file or the network; check its shape before use ----
 
@@ -115,9 +164,20 @@ function checkTarget(value: unknown): string | undefined {
 }
 
 const CHECKS: Record<ResourceKind, Check> = {
-  agent: (value) => (isString(value.name) && isString(value.spiffe) && parseHostPort(value.hbone) ? undefined : 'needs name, spiffe and hbone host:port'),
+  // hbone '': an agent that accepts no connection (reached through hubs)
+  agent: (value) => (isString(value.name) && isString(value.spiffe) && (value.hbone === '' || parseHostPort(value.hbone)) ? undefined : 'needs name, spiffe and hbone host:port (or "")'),
+  exit: (value) => (isString(value.agent) && isStringArray(value.allow) && isStringArray(value.targets) && isStringArray(value.exclusions) ? undefined : 'needs agent, allow[], targets[] and exclusions[]'),
   identity: (value) => (isString(value.name) && isString(value.spiffe) && isStringArray(value.roles) ? undefined : 'needs name, spiffe and roles[]'),
-  inbound: (value) => (isString(value.agent) && isString(value.service) && parseHostPort(value.listen, '127.0.0.1') ? undefined : 'needs agent, service and listen ip:port'),
+  inbound(value) {
+    if (!isString(value.agent) || !isString(value.service) || !parseHostPort(value.listen, '127.0.0.1')) return 'needs agent, service and listen ip:port'
+    return value.idleTimeout === undefined || (Number.isInteger(value.idleTimeout) && (value.idleTimeout as number) > 0) ? undefined : 'idleTimeout must be a number of seconds'
+  },
+  proxy(value) {
+    if (!isString(value.agent) || !parseHostPort(value.listen, '127.0.0.1') || !Array.isArray(value.users)) return 'needs agent, listen ip:port and users[]'
+    return value.users.every((user) => typeof user === 'object' && user !== null && isString((user as ProxyUser).name) && isString((user as ProxyUser).passwordHash))
+      ? undefined
+      : 'each user needs name and passwordHash'
+  },
   outbound(value) {
     if (!isString(value.agent) || !isString(value.service) || !isStringArray(value.allow) || !Array.isArray(value.targets)) {
       return 'needs agent, service, allow[] and targets[]'

@@ -5,11 +5,15 @@
 // and answers with calls. Objects are named by ids with a generation, so a stale or garbage id from JS
 // is refused, never dereferenced.
 //
-// Objects: TLS contexts, listeners (plain TCP for inbound tunnels, TLS for HBONE), sessions (one TLS
-// connection + one nghttp2 session, client or server) and tunnels (a plain TCP socket joined to one
-// CONNECT stream). Events are queued while nghttp2 is on the stack and handed to JS only at the end of
+// Objects: TLS contexts, listeners (plain TCP for inbound tunnels, TLS for HBONE, or virtual: sessions
+// that arrive over hub streams), sessions (one TLS connection + one nghttp2 session, client or server)
+// and tunnels (one CONNECT stream joined to its "plain side"). A tunnel's plain side is a socket (a TCP
+// connection, or one end of a socketpair whose other end JS holds), a layered session (the stream carries
+// another TLS + HTTP/2 session end to end: the inner HBONE of a hub relay), or another stream (a hub
+// splices two). Events are queued while nghttp2 is on the stack and handed to JS only at the end of
 // each libuv callback; objects are freed at that point too, never inside a callback that may still
-// hold them.
+// hold them. Work for another session (a layered session's bytes for its carrier, a splice's bytes for
+// the other stream) is queued too and pumped at the end of the callback, never from inside nghttp2.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <uv.h>
@@ -42,12 +46,18 @@
 #define HANDSHAKE_TIMEOUT_MS 10000          // client sessions: the pool's connect timeout overrides it
 #define LINGER_MS 500
 #define ACCEPT_BATCH 64
+#define PREFACE_CHUNK 16384                 // bytes read per EV_DATA while JS parses a proxy handshake
+#define MAX_LOCAL_WRITE (64 * 1024)           // bytes JS may queue towards a plain socket (handshake replies)
+#define LAYERED_MAX_INPUT (4 * 1024 * 1024)   // ciphertext a layered session may hold unread (one TLS record)
+#define FINISH_LINGER_MS 1000                 // after a refusal reply: how long the client may take to close
 
 enum kind { K_FREE = 0, K_CONTEXT, K_LISTENER, K_SESSION, K_TUNNEL };
 enum event_type {
   EV_ACCEPT = 1, EV_SESSION_READY, EV_SESSION_FAILED, EV_SESSION_CLOSED, EV_RESPONSE, EV_REQUEST,
-  EV_DIAL_RESULT, EV_CLOSED, EV_TLS_ERROR, EV_GOAWAY,
+  EV_DIAL_RESULT, EV_CLOSED, EV_TLS_ERROR, EV_GOAWAY, EV_DATA,
 };
+// What a tunnel's stream is joined to.
+enum plain_kind { P_FD = 0, P_INNER, P_SPLICE };
 
 // What an HBONE listener bounds per session: the numbers come from TypeScript (src/lib/http2/server-bounds.ts,
 // HBONE_BOUNDS), the same ones the node:http2 path enforces.
@@ -128,7 +138,10 @@ struct session;
 
 typedef struct tunnel {
   double id;
-  int fd;                       // the plain TCP side; -1 once closed (or before the server dialled)
+  enum plain_kind kind;
+  int fd;                       // P_FD: the plain socket; -1 once closed (or before the server dialled)
+  struct session *inner;        // P_INNER: the session this stream carries (NULL once it ended)
+  struct tunnel *peer;          // P_SPLICE: the stream this one is joined to (NULL once it ended)
   uv_poll_t *poll;
   int poll_mask;
   struct session *session;
@@ -147,20 +160,29 @@ typedef struct tunnel {
   int released;                 // JS gave it up: no EV_CLOSED
   int closed_sent;
   int dead;
-  bytes pending;                // stream bytes not yet written to the plain socket
+  int awaiting;                 // server: EV_REQUEST sent, JS has not answered yet
+  int preface;                  // plain client: JS reads the first bytes (EV_DATA) before open()
+  size_t preface_left;
+  int finishing;                // plain client: JS gave up with a last message (write it, FIN, drain, close)
+  bytes pending;                // bytes not yet written to the plain side (P_SPLICE: for the peer stream)
+  size_t local_pending;         // of those, the first LOCAL_PENDING came from JS, not from the stream
+  bytes early;                  // client: sent on the stream before the plain socket is read (proxy prefix)
+  bytes reply;                  // client: written to the plain socket when 200 arrives (proxy success reply)
   uint64_t from_plain, to_plain;
   char error[200];
   uv_timer_t *timer;            // dial timeout, then linger
   uint32_t header_bytes, header_pairs; // of the request being received (server)
   char method[16];
   char authority[320];
-  char forwarded[MAX_HEADER_VALUE + 1];
+  char forwarded[MAX_HEADER_VALUE + 1]; // server: the request's; client: the response's
+  char hub[16];                 // server: the request's ztctl-hub header
+  char reason[200];             // client: the response's ztctl-reason header
   struct tunnel *next, *prev;   // the session's tunnels
 } tunnel;
 
 typedef struct listener {
   double id;
-  int fd;
+  int fd;                       // -1: virtual (its sessions arrive over hub streams)
   uv_poll_t *poll;
   context *ctx;                 // NULL: plain TCP (inbound tunnel); else HBONE
   int keepalive_ms, keepalive_timeout_ms;
@@ -186,6 +208,12 @@ typedef struct session {
   uv_timer_t *timer;            // connect/handshake deadline, then keepalive
   int keepalive_ms, keepalive_timeout_ms;
   int ping_outstanding;
+  uint64_t ping_sent;           // uv_hrtime() of the outstanding PING
+  double rtt_us;                // the last PING round trip, -1 until one was measured
+  tunnel *carrier;              // layered: the stream carrying this session (NULL: a socket, or it ended)
+  int layered;
+  BIO *rbio;                    // layered: ciphertext from the carrier, not yet decrypted
+  int pump_queued;
   limits limits;
   double reset_tokens;
   uint64_t reset_refilled_at, idle_since;
@@ -200,6 +228,8 @@ typedef struct event {
   int type;
   double id, n1, n2;
   char *s[4];
+  char *data;                   // EV_DATA: bytes (handed to JS as a Buffer)
+  size_t data_length;
 } event;
 
 static event *events;
@@ -220,6 +250,16 @@ static void emit(int type, double id, double n1, double n2, const char *s1, cons
   *ev = (event){.type = type, .id = id, .n1 = n1, .n2 = n2};
   const char *texts[4] = {s1, s2, s3, s4};
   for (int i = 0; i < 4; i++) ev->s[i] = texts[i] ? strdup(texts[i]) : NULL;
+}
+
+static void emit_data(double id, double n1, const char *data, size_t length) {
+  emit(EV_DATA, id, n1, 0, NULL, NULL, NULL, NULL);
+  event *ev = &events[event_count - 1];
+  if (length == 0) return;
+  ev->data = malloc(length);
+  if (!ev->data) abort();
+  memcpy(ev->data, data, length);
+  ev->data_length = length;
 }
 
 static void dispatch(void) {
@@ -244,7 +284,7 @@ static void dispatch(void) {
     }
     napi_handle_scope inner;
     napi_open_handle_scope(env, &inner);
-    napi_value argv[8];
+    napi_value argv[9];
     napi_create_int32(env, ev.type, &argv[0]);
     napi_create_double(env, ev.id, &argv[1]);
     napi_create_double(env, ev.n1, &argv[2]);
@@ -254,8 +294,11 @@ static void dispatch(void) {
       else napi_get_undefined(env, &argv[4 + k]);
       free(ev.s[k]);
     }
+    if (ev.data) napi_create_buffer_copy(env, ev.data_length, ev.data, NULL, &argv[8]);
+    else napi_get_undefined(env, &argv[8]);
+    free(ev.data);
     napi_value result;
-    if (napi_make_callback(env, async_context, receiver, callback, 8, argv, &result) == napi_pending_exception) {
+    if (napi_make_callback(env, async_context, receiver, callback, 9, argv, &result) == napi_pending_exception) {
       napi_value exception;
       napi_get_and_clear_last_exception(env, &exception);
       napi_fatal_exception(env, exception);
@@ -297,6 +340,8 @@ static void tunnel_free(tunnel *t) {
   if (t->fd >= 0) close(t->fd);
   close_handle((uv_handle_t *)t->timer);
   free(t->pending.data);
+  free(t->early.data);
+  free(t->reply.data);
   id_free(t->id);
   free(t);
 }
@@ -304,7 +349,7 @@ static void tunnel_free(tunnel *t) {
 static void session_free(session *s) {
   while (s->tunnels) tunnel_detach(s->tunnels, 0);
   if (s->h2) nghttp2_session_del(s->h2);
-  if (s->ssl) SSL_free(s->ssl);
+  if (s->ssl) SSL_free(s->ssl); // and its BIOs (a layered session's rbio too)
   close_handle((uv_handle_t *)s->poll);
   close_handle((uv_handle_t *)s->timer);
   if (s->fd >= 0) close(s->fd);
@@ -321,15 +366,49 @@ static void reap(void) {
   dead_session_count = 0;
 }
 
-// The end of every libuv callback: tell JS what happened, then free what died.
+// Sessions that have work because of another one (a carrier's or a splice's bytes moved): pumped at
+// the end of the callback, never from inside another session's nghttp2 call. Held by id: a session that
+// died meanwhile is skipped.
+static double *pump_ids;
+static size_t pump_count, pump_cap;
+static void session_pump(session *s);
+
+static void pump_later(session *s) {
+  if (!s || s->dead || s->pump_queued) return;
+  if (pump_count == pump_cap) {
+    pump_cap = pump_cap ? pump_cap * 2 : 64;
+    pump_ids = realloc(pump_ids, pump_cap * sizeof *pump_ids);
+    if (!pump_ids) abort();
+  }
+  s->pump_queued = 1;
+  pump_ids[pump_count++] = s->id;
+}
+
+// A pump may queue others (inner ↔ carrier): the loop runs until the queue is empty. It converges: a
+// session produces only while its socket (or its carrier's window) takes bytes.
+static void run_pumps(void) {
+  for (size_t i = 0; i < pump_count; i++) {
+    session *s = id_get(pump_ids[i], K_SESSION);
+    if (!s) continue;
+    s->pump_queued = 0;
+    session_pump(s);
+  }
+  pump_count = 0;
+}
+
+// The end of every libuv callback: pump what others woke, tell JS what happened, pump what JS's calls
+// woke, then free what died.
 static void settle(void) {
+  run_pumps();
   dispatch();
+  run_pumps();
   reap();
+  if (event_count > 0) uv_async_send(dispatch_async);
 }
 
 // Calls from JS never call back into JS: their events go out on the next loop turn.
 static void schedule_settle(void) {
-  if ((event_count > 0 || dead_tunnel_count > 0 || dead_session_count > 0) && !dispatching) uv_async_send(dispatch_async);
+  if ((event_count > 0 || pump_count > 0 || dead_tunnel_count > 0 || dead_session_count > 0) && !dispatching) uv_async_send(dispatch_async);
 }
 
 static void on_dispatch_async(uv_async_t *handle) {
@@ -499,6 +578,8 @@ static void tunnel_attach(tunnel *t, session *s, int32_t stream_id) {
   t->rst_code = 0;
   t->responded = 0;
   t->status = 0;
+  t->peer_ended = 0; // a retry on another stream starts afresh (a refusal's END_STREAM is not the new stream's)
+  t->reason[0] = t->forwarded[0] = '\0';
   t->prev = NULL;
   t->next = s->tunnels;
   if (s->tunnels) s->tunnels->prev = t;
@@ -522,13 +603,26 @@ static void tunnel_set_error(tunnel *t, const char *message) {
   if (!t->error[0]) snprintf(t->error, sizeof t->error, "%s", message);
 }
 
+// A request JS has not answered yet ended (the client reset it, its session died): JS hears it as
+// EV_CLOSED, so a hub forgets a standby stream.
+static void emit_unanswered(tunnel *t) {
+  if (!t->server || !t->awaiting || t->closed_sent) return;
+  t->awaiting = 0;
+  t->closed_sent = 1;
+  emit(EV_CLOSED, t->id, 0, (double)t->to_plain, "the stream ended before it was answered", NULL, NULL, NULL);
+}
+
 static void on_plain_poll(uv_poll_t *handle, int status, int events);
 
 static void tunnel_update_poll(tunnel *t) {
   if (t->fd < 0 || t->dead) return;
   int mask = 0;
   if (t->dialing) mask = UV_WRITABLE;
-  else if (t->established) {
+  else if (t->preface || t->finishing) {
+    // JS reads the handshake (or we drain what the client still sends after a refusal); replies go out
+    if ((t->finishing || t->preface_left > 0) && !t->plain_eof) mask |= UV_READABLE;
+    if (bytes_size(&t->pending) > 0) mask |= UV_WRITABLE;
+  } else if (t->established) {
     if (t->deferred && !t->plain_eof && t->session && !t->h2_closed) mask |= UV_READABLE;
     if (bytes_size(&t->pending) > 0) mask |= UV_WRITABLE;
   }
@@ -539,8 +633,35 @@ static void tunnel_update_poll(tunnel *t) {
   else uv_poll_stop(t->poll);
 }
 
-// RST (SO_LINGER 0) when the other side was reset, as ztunnel does; a FIN otherwise.
+static void carrier_release(tunnel *t);
+static void splice_unlink(tunnel *t, int reset);
+static void session_fail(session *s, const char *message);
+
+// Give the stream credit back for COUNT bytes of the pending queue that left it (or were dropped): the
+// bytes JS queued itself (handshake replies) never came from the stream and earn none.
+// Returns how many of COUNT came from the stream.
+static size_t credit_stream(tunnel *t, size_t count) {
+  size_t local = count < t->local_pending ? count : t->local_pending;
+  t->local_pending -= local;
+  count -= local;
+  session *s = t->session;
+  if (!count || !s || s->dead) return count;
+  if (t->stream_id > 0 && !t->h2_closed) nghttp2_session_consume(s->h2, t->stream_id, count);
+  else nghttp2_session_consume_connection(s->h2, count);
+  return count;
+}
+
+// RST (SO_LINGER 0) when the other side was reset, as ztunnel does; a FIN otherwise. A layered session
+// ends; a spliced stream's peer hears of it.
 static void tunnel_close_plain(tunnel *t, int reset) {
+  if (t->kind == P_INNER) {
+    if (t->inner) session_fail(t->inner, reset ? "the carrier stream was reset" : "the carrier stream ended");
+    return;
+  }
+  if (t->kind == P_SPLICE) {
+    splice_unlink(t, reset);
+    return;
+  }
   if (t->fd < 0) return;
   close_handle((uv_handle_t *)t->poll);
   t->poll = NULL;
@@ -553,10 +674,7 @@ static void tunnel_close_plain(tunnel *t, int reset) {
   t->fd = -1;
   // Bytes for a closed socket are never written: give their flow-control credit back.
   size_t dropped = bytes_size(&t->pending);
-  if (dropped && t->session && !t->session->dead) {
-    if (t->stream_id > 0 && !t->h2_closed) nghttp2_session_consume(t->session->h2, t->stream_id, dropped);
-    else nghttp2_session_consume_connection(t->session->h2, dropped);
-  }
+  credit_stream(t, dropped);
   bytes_consumed(&t->pending, dropped, 0);
 }
 
@@ -586,10 +704,21 @@ static void start_linger(tunnel *t) {
   if (!uv_is_active((uv_handle_t *)t->timer)) uv_timer_start(t->timer, on_linger, LINGER_MS, 0);
 }
 
+static void carrier_check(tunnel *t);
+static void splice_check(tunnel *t);
+
 // Where the tunnel stands after anything happened to it: close what is finished, tell JS once both
 // sides are gone. FIN ↔ END_STREAM both ways; a reset on one side resets the other.
 static void tunnel_check(tunnel *t) {
   if (t->dead) return;
+  if (t->kind == P_INNER) {
+    carrier_check(t);
+    return;
+  }
+  if (t->kind == P_SPLICE) {
+    splice_check(t);
+    return;
+  }
   int stream_done = t->h2_closed || !t->session;
   if (!t->established) {
     if (t->released && stream_done && t->fd < 0) tunnel_kill(t);
@@ -633,7 +762,6 @@ static void tunnel_fail_plain(tunnel *t, int err, const char *doing) {
 
 // Write what the stream delivered to the plain socket; each written byte returns its window credit.
 static void tunnel_flush_pending(tunnel *t) {
-  session *s = t->session;
   while (bytes_size(&t->pending) > 0 && t->fd >= 0) {
     ssize_t written = send(t->fd, t->pending.data + t->pending.start, bytes_size(&t->pending), MSG_NOSIGNAL);
     if (written < 0) {
@@ -642,12 +770,9 @@ static void tunnel_flush_pending(tunnel *t) {
       return;
     }
     bytes_consumed(&t->pending, (size_t)written, 256 * 1024);
-    t->to_plain += (uint64_t)written;
-    if (s && !s->dead) {
-      if (t->stream_id > 0 && !t->h2_closed) nghttp2_session_consume(s->h2, t->stream_id, (size_t)written);
-      else nghttp2_session_consume_connection(s->h2, (size_t)written);
-    }
+    t->to_plain += credit_stream(t, (size_t)written);
   }
+  if (t->finishing) return;
   if (bytes_size(&t->pending) == 0 && t->peer_ended && t->fd >= 0 && !t->shut_wr) {
     shutdown(t->fd, SHUT_WR);
     t->shut_wr = 1;
@@ -655,7 +780,20 @@ static void tunnel_flush_pending(tunnel *t) {
   }
 }
 
+static void carrier_deliver(tunnel *t, const uint8_t *data, size_t length);
+static void splice_deliver(tunnel *t, const uint8_t *data, size_t length);
+static void carrier_established(tunnel *t);
+static void splice_wake(tunnel *t);
+
 static void tunnel_deliver(tunnel *t, const uint8_t *data, size_t length) {
+  if (t->kind == P_INNER) {
+    carrier_deliver(t, data, length);
+    return;
+  }
+  if (t->kind == P_SPLICE) {
+    splice_deliver(t, data, length);
+    return;
+  }
   session *s = t->session;
   size_t offset = 0;
   if (t->established && t->fd >= 0 && bytes_size(&t->pending) == 0) {
@@ -694,9 +832,19 @@ static void tunnel_deliver(tunnel *t, const uint8_t *data, size_t length) {
   tunnel_update_poll(t);
 }
 
+#define MAX_EXTRA_HEADERS 8
+
+// A response: :status, then up to MAX_EXTRA_HEADERS more (name, value) pairs.
+static void submit_status_with(session *s, int32_t stream_id, const char *status, const nghttp2_nv *extra, size_t extra_count, nghttp2_data_provider *provider) {
+  nghttp2_nv headers[1 + MAX_EXTRA_HEADERS];
+  headers[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE};
+  if (extra_count > MAX_EXTRA_HEADERS) extra_count = MAX_EXTRA_HEADERS;
+  for (size_t i = 0; i < extra_count; i++) headers[1 + i] = extra[i];
+  nghttp2_submit_response(s->h2, stream_id, headers, 1 + extra_count, provider);
+}
+
 static void submit_status(session *s, int32_t stream_id, const char *status, nghttp2_data_provider *provider) {
-  nghttp2_nv header = {(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE};
-  nghttp2_submit_response(s->h2, stream_id, &header, 1, provider);
+  submit_status_with(s, stream_id, status, NULL, 0, provider);
 }
 
 static void dial_finished(tunnel *t, int err) {
@@ -733,9 +881,61 @@ static void on_dial_timeout(uv_timer_t *handle) {
   settle();
 }
 
+static void finish_close(tunnel *t) {
+  stop_timer(t->timer);
+  tunnel_close_plain(t, 0);
+  tunnel_check(t);
+}
+
+static void on_finish_linger(uv_timer_t *handle) {
+  tunnel *t = handle->data;
+  if (!t->dead) finish_close(t);
+  settle();
+}
+
+// Before open(): the first bytes go to JS (a proxy handshake), JS's replies to the socket. After
+// finish(): the last reply goes out, then FIN; what the client still sends is read and dropped (so the
+// kernel does not answer it with a RST that could destroy the reply) until it closes or a deadline.
+static void plain_side_io(tunnel *t, int status, int events) {
+  if (status < 0) events |= UV_READABLE | UV_WRITABLE;
+  if ((events & UV_WRITABLE) && bytes_size(&t->pending) > 0) tunnel_flush_pending(t);
+  if (t->fd < 0) return;
+  if (t->finishing && bytes_size(&t->pending) == 0 && !t->shut_wr) {
+    shutdown(t->fd, SHUT_WR);
+    t->shut_wr = 1;
+    if (!t->timer) t->timer = timer_new(t);
+    uv_timer_start(t->timer, on_finish_linger, FINISH_LINGER_MS, 0);
+  }
+  if (events & (UV_READABLE | UV_DISCONNECT)) {
+    char chunk[PREFACE_CHUNK];
+    size_t want = t->finishing ? sizeof chunk : (t->preface_left < sizeof chunk ? t->preface_left : sizeof chunk);
+    for (int reads = 0; reads < 16 && want > 0 && t->fd >= 0 && !t->plain_eof; reads++) {
+      ssize_t got = recv(t->fd, chunk, want, 0);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0 && errno == EAGAIN) break;
+      if (got <= 0) {
+        t->plain_eof = 1;
+        if (t->finishing) finish_close(t);
+        else emit_data(t->id, got == 0 ? -1 : -2, NULL, 0); // the client left (FIN, or an error) during its handshake
+        break;
+      }
+      if (t->finishing) continue;
+      t->preface_left -= (size_t)got;
+      emit_data(t->id, (double)got, chunk, (size_t)got);
+      break; // one event per readiness: JS may answer (or open) before the next
+    }
+  }
+  tunnel_update_poll(t);
+}
+
 static void on_plain_poll(uv_poll_t *handle, int status, int events) {
   tunnel *t = handle->data;
   if (t->dead || t->fd < 0) return;
+  if (t->preface || t->finishing) {
+    plain_side_io(t, status, events);
+    settle();
+    return;
+  }
   if (t->dialing) {
     int err = 0;
     socklen_t length = sizeof err;
@@ -758,6 +958,18 @@ static void on_plain_poll(uv_poll_t *handle, int status, int events) {
   settle();
 }
 
+static ssize_t read_carrier(tunnel *t, uint8_t *buffer, size_t length, uint32_t *flags);
+static ssize_t read_splice(tunnel *t, uint8_t *buffer, size_t length, uint32_t *flags);
+
+// Take up to LENGTH bytes from the front of QUEUE into BUFFER.
+static size_t take_bytes(bytes *queue, uint8_t *buffer, size_t length) {
+  size_t n = bytes_size(queue);
+  if (n > length) n = length;
+  memcpy(buffer, queue->data + queue->start, n);
+  bytes_consumed(queue, n, 1024 * 1024);
+  return n;
+}
+
 // nghttp2 asks for the next DATA payload: read it straight from the plain socket into the frame.
 ssize_t read_plain(nghttp2_session *h2, int32_t stream_id, uint8_t *buffer, size_t length, uint32_t *flags, nghttp2_data_source *source, void *user) {
   (void)user;
@@ -765,13 +977,21 @@ ssize_t read_plain(nghttp2_session *h2, int32_t stream_id, uint8_t *buffer, size
   // was freed, cancelled or moved to another stream gives nothing (its stream's RST is on its way).
   tunnel *t = id_get((double)(uintptr_t)source->ptr, K_TUNNEL);
   if (!t || t->dead || !t->session || t->session->h2 != h2 || t->stream_id != stream_id) return NGHTTP2_ERR_DEFERRED;
-  if (t->fd < 0 || t->plain_eof) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    return 0;
-  }
+  if (t->kind == P_INNER) return read_carrier(t, buffer, length, flags);
+  if (t->kind == P_SPLICE) return read_splice(t, buffer, length, flags);
   if (!t->established) {
     t->deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
+  }
+  if (bytes_size(&t->early) > 0) {
+    // What the proxy's client sent with its handshake (or its rewritten request head) goes first.
+    size_t n = take_bytes(&t->early, buffer, length);
+    t->from_plain += n;
+    return (ssize_t)n;
+  }
+  if (t->fd < 0 || t->plain_eof) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return 0;
   }
   for (;;) {
     ssize_t got = recv(t->fd, buffer, length, 0);
@@ -804,6 +1024,8 @@ ssize_t read_plain(nghttp2_session *h2, int32_t stream_id, uint8_t *buffer, size
 
 // ---- sessions: TLS + HTTP/2 ----------------------------------------------------------------------------
 static uint8_t read_buffer[RBUF_CAP];
+// A layered session decrypts while its carrier's session is still reading from read_buffer.
+static uint8_t layered_read_buffer[RBUF_CAP];
 static uint8_t tx_buffer[TX_CAP];
 static size_t tx_length;
 static nghttp2_session_callbacks *callbacks;
@@ -836,8 +1058,10 @@ static int tx_queue(session *s, const uint8_t *data, size_t length) {
 
 static void on_session_poll(uv_poll_t *handle, int status, int events);
 
+static void carrier_wake(tunnel *t);
+
 static void session_update_poll(session *s) {
-  if (s->dead) return;
+  if (s->dead || !s->poll) return;
   int mask = UV_READABLE;
   if (s->state == S_CONNECTING || bytes_size(&s->out) > 0) mask |= UV_WRITABLE;
   if (mask != s->poll_mask) {
@@ -847,6 +1071,11 @@ static void session_update_poll(session *s) {
 }
 
 static void session_flush(session *s) {
+  if (s->layered) {
+    // The carrier's DATA provider takes the bytes from `out`.
+    if (s->carrier && bytes_size(&s->out) > 0) carrier_wake(s->carrier);
+    return;
+  }
   while (bytes_size(&s->out) > 0) {
     ssize_t written = send(s->fd, s->out.data + s->out.start, bytes_size(&s->out), MSG_NOSIGNAL);
     if (written < 0) {
@@ -901,6 +1130,9 @@ static void session_pump(session *s) {
   session_update_poll(s);
 }
 
+static void carrier_release(tunnel *t);
+static void emit_unanswered(tunnel *t);
+
 // The session ends: established tunnels lose their stream (reset), pending ones hear why, JS is told.
 static void session_fail(session *s, const char *message) {
   if (s->dead) return;
@@ -913,7 +1145,20 @@ static void session_fail(session *s, const char *message) {
     tunnel *t = s->tunnels;
     tunnel_detach(t, 0);
     t->h2_closed = 1;
-    if (t->established) {
+    if (t->kind != P_FD) {
+      // A carrier or a splice: its other side hears of it (and ends); JS learns from EV_RESPONSE / EV_CLOSED.
+      if (!(t->plain_eof && t->peer_ended)) {
+        t->rst_code = NGHTTP2_CANCEL;
+        tunnel_set_error(t, text);
+      }
+      if (!t->established && !t->server && !t->responded) {
+        t->responded = 1;
+        t->stream_id = 0;
+        emit(EV_RESPONSE, t->id, 0, 0, message, NULL, NULL, NULL);
+      }
+      emit_unanswered(t);
+      tunnel_check(t);
+    } else if (t->established) {
       if (!(t->plain_eof && t->peer_ended)) {
         t->rst_code = NGHTTP2_CANCEL;
         tunnel_set_error(t, text);
@@ -927,6 +1172,7 @@ static void session_fail(session *s, const char *message) {
       }
     } else {
       if (t->dialing) dial_finished(t, ECANCELED);
+      emit_unanswered(t);
       t->released = 1;
       tunnel_close_plain(t, 0);
       tunnel_check(t);
@@ -934,9 +1180,21 @@ static void session_fail(session *s, const char *message) {
   }
   if (s->state == S_OPEN) emit(EV_SESSION_CLOSED, s->id, 0, 0, message, NULL, NULL, NULL);
   else if (!s->server) emit(EV_SESSION_FAILED, s->id, 0, 0, message, NULL, NULL, NULL);
-  else emit(EV_TLS_ERROR, s->listener_id, 0, 0, s->remote, message, NULL, NULL);
+  else if (!(s->layered && s->state == S_CONNECTING)) emit(EV_TLS_ERROR, s->listener_id, 0, 0, s->remote, message, NULL, NULL);
+  // (a standby session whose carrier was never answered: JS hears it from the carrier's EV_RESPONSE)
   s->state = S_CLOSED;
+  if (s->carrier) carrier_release(s->carrier);
   bury((void ***)&dead_sessions, &dead_session_count, &dead_session_cap, s);
+}
+
+static void on_keepalive(uv_timer_t *handle);
+
+// A PING (keepalive and round-trip time); its answer must come within the keepalive timeout.
+static void send_ping(session *s) {
+  s->ping_outstanding = 1;
+  s->ping_sent = uv_hrtime();
+  nghttp2_submit_ping(s->h2, NGHTTP2_FLAG_NONE, NULL);
+  uv_timer_start(s->timer, on_keepalive, (uint64_t)s->keepalive_timeout_ms, 0);
 }
 
 static void on_keepalive(uv_timer_t *handle) {
@@ -954,12 +1212,8 @@ static void on_keepalive(uv_timer_t *handle) {
     nghttp2_submit_goaway(s->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s->h2), NGHTTP2_NO_ERROR, NULL, 0);
     session_pump(s);
   } else {
-    s->ping_outstanding = 1;
-    nghttp2_submit_ping(s->h2, NGHTTP2_FLAG_NONE, NULL);
+    send_ping(s);
     session_pump(s);
-    uv_timer_start(s->timer, on_keepalive, (uint64_t)s->keepalive_timeout_ms, 0);
-    settle();
-    return;
   }
   settle();
 }
@@ -1031,7 +1285,7 @@ static void session_handshake(session *s) {
     peer_identity(s->ssl, spiffe, sizeof spiffe, serial, sizeof serial);
     emit(EV_SESSION_READY, s->id, s->listener_id, 0, spiffe[0] ? spiffe : NULL, serial[0] ? serial : NULL, s->remote, NULL);
     stop_timer(s->timer);
-    arm_keepalive(s);
+    if (s->keepalive_ms > 0) send_ping(s); // the first round-trip time at once
     session_pump(s);
     return;
   }
@@ -1062,9 +1316,10 @@ static void session_read(session *s) {
   while (!s->dead) {
     size_t filled = 0;
     int error = SSL_ERROR_NONE, n = 0;
-    while (filled < sizeof read_buffer) {
+    uint8_t *buffer = s->layered ? layered_read_buffer : read_buffer;
+    while (filled < RBUF_CAP) {
       ERR_clear_error();
-      n = SSL_read(s->ssl, read_buffer + filled, (int)(sizeof read_buffer - filled));
+      n = SSL_read(s->ssl, buffer + filled, (int)(RBUF_CAP - filled));
       if (n <= 0) {
         error = SSL_get_error(s->ssl, n);
         break;
@@ -1072,7 +1327,7 @@ static void session_read(session *s) {
       filled += (size_t)n;
     }
     if (filled > 0) {
-      ssize_t used = nghttp2_session_mem_recv(s->h2, read_buffer, filled);
+      ssize_t used = nghttp2_session_mem_recv(s->h2, buffer, filled);
       if (used < 0) {
         // nghttp2 queued a GOAWAY for protocol errors (or a callback did, for a flood): send it, then end.
         session_pump(s);
@@ -1124,25 +1379,35 @@ static void on_session_poll(uv_poll_t *handle, int status, int events) {
   settle();
 }
 
+// FD >= 0: a session over that socket; FD < 0: a layered one (its carrier is attached by the caller).
 static session *session_new(int fd, int server, SSL_CTX *ctx, const char *remote) {
   session *s = calloc(1, sizeof *s);
   if (!s) abort();
   s->fd = fd;
   s->server = server;
+  s->rtt_us = -1;
   s->limits = DEFAULT_LIMITS;
   s->id = id_new(K_SESSION, s);
   snprintf(s->remote, sizeof s->remote, "%s", remote);
-  s->poll = poll_new(fd, s);
   s->timer = timer_new(s);
   s->ssl = SSL_new(ctx);
-  if (!s->poll || !s->ssl) abort();
-  BIO *in = BIO_new_socket(fd, BIO_NOCLOSE);
+  if (!s->ssl) abort();
+  BIO *in;
+  if (fd >= 0) {
+    s->poll = poll_new(fd, s);
+    if (!s->poll) abort();
+    in = BIO_new_socket(fd, BIO_NOCLOSE);
+  } else {
+    s->layered = 1;
+    in = s->rbio = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(in, -1); // empty means "more later", not EOF
+  }
   BIO *out = BIO_new(out_method);
   BIO_set_data(out, &s->out);
   SSL_set_bio(s->ssl, in, out);
   if (server) SSL_set_accept_state(s->ssl);
   else SSL_set_connect_state(s->ssl);
-  uv_timer_start(s->timer, on_keepalive, HANDSHAKE_TIMEOUT_MS, 0);
+  if (fd >= 0 || !server) uv_timer_start(s->timer, on_keepalive, HANDSHAKE_TIMEOUT_MS, 0);
   return s;
 }
 
@@ -1176,10 +1441,24 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
     if (name_length == 7 && memcmp(name, ":method", 7) == 0) copy_header(t->method, sizeof t->method, value, value_length);
     else if (name_length == 10 && memcmp(name, ":authority", 10) == 0) copy_header(t->authority, sizeof t->authority, value, value_length);
     else if (name_length == 9 && memcmp(name, "forwarded", 9) == 0 && value_length <= MAX_HEADER_VALUE) copy_header(t->forwarded, sizeof t->forwarded, value, value_length);
+    else if (name_length == 9 && memcmp(name, "ztctl-hub", 9) == 0) copy_header(t->hub, sizeof t->hub, value, value_length);
   } else if (name_length == 7 && memcmp(name, ":status", 7) == 0 && value_length == 3) {
     t->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+  } else if (name_length == 12 && memcmp(name, "ztctl-reason", 12) == 0) {
+    copy_header(t->reason, sizeof t->reason, value, value_length);
+  } else if (name_length == 9 && memcmp(name, "forwarded", 9) == 0 && value_length <= MAX_HEADER_VALUE) {
+    copy_header(t->forwarded, sizeof t->forwarded, value, value_length);
   }
   return 0;
+}
+
+// END_STREAM arrived: the plain side gets its FIN once what came is through; a carrier's inner session
+// has seen its last byte; a splice's peer sends END_STREAM once it took everything.
+static void tunnel_peer_ended(tunnel *t) {
+  if (t->kind == P_INNER) carrier_check(t);
+  else if (t->kind == P_SPLICE) {
+    if (t->peer) splice_wake(t->peer);
+  } else if (t->established) tunnel_flush_pending(t);
 }
 
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user) {
@@ -1190,8 +1469,11 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
     if (!t) return 0;
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) t->peer_ended = 1;
     if (t->server) {
-      if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
-        emit(EV_REQUEST, t->id, s->id, 0, t->method, t->authority, t->forwarded[0] ? t->forwarded : NULL, NULL);
+      if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        t->awaiting = 1;
+        emit(EV_REQUEST, t->id, s->id, 0, t->method, t->authority, t->forwarded[0] ? t->forwarded : NULL, t->hub[0] ? t->hub : NULL);
+      }
+      if (t->peer_ended) tunnel_peer_ended(t);
       return 0;
     }
     if (frame->headers.cat != NGHTTP2_HCAT_RESPONSE || t->responded) return 0;
@@ -1201,14 +1483,29 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
       t->established = 1;
       t->deferred = 0;
       nghttp2_session_resume_data(h2, t->stream_id);
-      emit(EV_RESPONSE, t->id, 200, 0, NULL, NULL, NULL, NULL);
+      emit(EV_RESPONSE, t->id, 200, 0, NULL, t->forwarded[0] ? t->forwarded : NULL, NULL, NULL);
+      if (t->kind == P_INNER) carrier_established(t);
+      else if (bytes_size(&t->reply) > 0) {
+        // The proxy's success reply reaches the client before any byte of the stream.
+        if (bytes_append(&t->pending, t->reply.data + t->reply.start, bytes_size(&t->reply), SIZE_MAX) == 0) t->local_pending += bytes_size(&t->reply);
+        bytes_consumed(&t->reply, bytes_size(&t->reply), 0);
+        tunnel_flush_pending(t);
+        tunnel_update_poll(t);
+      }
+      if (t->peer_ended) tunnel_peer_ended(t);
     } else {
       // Refused: the stream is done for us; the plain socket waits for JS (another endpoint, or close).
       int status_code = t->status;
       tunnel_reset_stream(t, NGHTTP2_CANCEL);
       tunnel_detach(t, 1);
       t->stream_id = 0;
-      emit(EV_RESPONSE, t->id, status_code, 0, NULL, NULL, NULL, NULL);
+      emit(EV_RESPONSE, t->id, status_code, 0, t->reason[0] ? t->reason : NULL, NULL, NULL, NULL);
+      if (t->kind == P_INNER) {
+        char message[260];
+        snprintf(message, sizeof message, "the hub answered %d%s%s", status_code, t->reason[0] ? ": " : "", t->reason);
+        if (t->inner) session_fail(t->inner, message);
+        tunnel_check(t);
+      }
     }
     return 0;
   }
@@ -1217,12 +1514,13 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
     tunnel *t = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
     if (!t) return 0;
     t->peer_ended = 1;
-    if (t->established) tunnel_flush_pending(t);
+    tunnel_peer_ended(t);
     return 0;
   }
   case NGHTTP2_PING:
-    if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
+    if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && s->ping_outstanding) {
       s->ping_outstanding = 0;
+      s->rtt_us = (double)(uv_hrtime() - s->ping_sent) / 1000.0;
       arm_keepalive(s);
     }
     return 0;
@@ -1275,12 +1573,22 @@ static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t erro
     t->stream_id = 0;
     t->h2_closed = 0;
     emit(EV_RESPONSE, t->id, 0, 0, message, NULL, NULL, NULL);
+    if (t->kind == P_INNER) {
+      if (t->inner) session_fail(t->inner, message);
+      tunnel_check(t);
+    }
     return 0;
   }
   if (t->server && !t->established) {
     if (t->dialing) dial_finished(t, ECANCELED);
+    emit_unanswered(t);
     t->released = 1;
     tunnel_close_plain(t, 0);
+  }
+  if (error_code && !t->error[0] && t->kind != P_FD) {
+    char message[80];
+    snprintf(message, sizeof message, "the stream was reset (code %u)", error_code);
+    tunnel_set_error(t, message);
   }
   tunnel_check(t);
   return 0;
@@ -1294,6 +1602,207 @@ static ssize_t data_length(nghttp2_session *h2, uint8_t type, int32_t stream_id,
   if (stream_window < length) length = stream_window;
   if ((ssize_t)peer_max_frame < length) length = (ssize_t)peer_max_frame;
   return length > 0 ? length : 1;
+}
+
+// ---- layered sessions: a TLS + HTTP/2 session whose transport is a CONNECT stream (the inner HBONE of a
+// hub relay). The carrier tunnel's DATA is the inner session's ciphertext both ways: what arrives is
+// written into the inner session's read BIO and decrypted at once (so only a partial record waits; the
+// inner session's own windows bound the rest), what the inner session produces waits in its `out` queue
+// until the carrier's DATA provider takes it. Once the inner session ends, its last bytes are moved to
+// the carrier's pending queue, then END_STREAM follows.
+static void session_handshake(session *s);
+static void session_read(session *s);
+
+static void carrier_wake(tunnel *t) {
+  session *outer = t->session;
+  if (!outer || outer->dead || t->h2_closed || t->stream_id <= 0 || !t->established) return;
+  if (t->deferred) {
+    t->deferred = 0;
+    nghttp2_session_resume_data(outer->h2, t->stream_id);
+  }
+  pump_later(outer);
+}
+
+static void inner_process(session *inner) {
+  if (inner->state == S_HANDSHAKE) session_handshake(inner);
+  if (!inner->dead && inner->state == S_OPEN) session_read(inner);
+  pump_later(inner);
+}
+
+static void carrier_deliver(tunnel *t, const uint8_t *data, size_t length) {
+  session *outer = t->session;
+  // Credit returns at once: the inner session decrypts everything now, its own windows bound the rest.
+  nghttp2_session_consume(outer->h2, t->stream_id, length);
+  t->to_plain += length;
+  session *inner = t->inner;
+  if (!inner || inner->dead || !t->established) return;
+  if (BIO_write(inner->rbio, data, (int)length) != (int)length || BIO_ctrl_pending(inner->rbio) > LAYERED_MAX_INPUT) {
+    session_fail(inner, "the carrier stream brought more than one TLS record could hold");
+    return;
+  }
+  inner_process(inner);
+}
+
+static ssize_t read_carrier(tunnel *t, uint8_t *buffer, size_t length, uint32_t *flags) {
+  if (!t->established) {
+    t->deferred = 1;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  bytes *queue = t->inner ? &t->inner->out : &t->pending;
+  if (bytes_size(queue) == 0) {
+    if (!t->inner) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      return 0;
+    }
+    t->deferred = 1;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  size_t n = take_bytes(queue, buffer, length);
+  t->from_plain += n;
+  if (t->inner && bytes_size(queue) < OUT_HIGH) pump_later(t->inner); // room again: it may produce more
+  return (ssize_t)n;
+}
+
+// The inner session ended (any reason): its unsent bytes become the carrier's last, then END_STREAM.
+static void carrier_release(tunnel *t) {
+  session *inner = t->inner;
+  if (!inner) return;
+  t->inner = NULL;
+  inner->carrier = NULL;
+  size_t left = bytes_size(&inner->out);
+  if (left && bytes_append(&t->pending, inner->out.data + inner->out.start, left, SIZE_MAX) < 0) tunnel_set_error(t, "out of memory");
+  bytes_consumed(&inner->out, left, 0);
+  t->plain_eof = 1;
+  carrier_wake(t);
+  tunnel_check(t);
+}
+
+static void carrier_check(tunnel *t) {
+  if (t->dead) return;
+  int stream_done = t->h2_closed || !t->session || t->stream_id <= 0;
+  // No more ciphertext will come: the inner session is over (its GOAWAY and alerts still go out).
+  if (t->inner && (stream_done || t->peer_ended)) {
+    session_fail(t->inner, t->rst_code ? "the carrier stream was reset" : "the carrier stream ended");
+    if (t->dead) return; // carrier_release checked it again
+  }
+  if (!stream_done && !t->inner && bytes_size(&t->pending) == 0) start_linger(t); // our END_STREAM is out; the peer's should follow
+  if (stream_done && !t->inner) {
+    stop_timer(t->timer);
+    tunnel_detach(t, 1);
+    if (t->established && !t->closed_sent) {
+      t->closed_sent = 1;
+      emit(EV_CLOSED, t->id, (double)t->from_plain, (double)t->to_plain, t->error[0] ? t->error : NULL, NULL, NULL, NULL);
+    }
+    tunnel_kill(t);
+  }
+}
+
+// `for="1.2.3.4:5"` (RFC 7239) → 1.2.3.4:5 in OUT, or an empty string.
+static void forwarded_for(const char *value, char *out, size_t size) {
+  out[0] = '\0';
+  const char *start = strstr(value, "for=");
+  if (!start) return;
+  start += 4;
+  if (*start == '"') start++;
+  size_t n = strcspn(start, "\";,");
+  if (n >= size) return;
+  memcpy(out, start, n);
+  out[n] = '\0';
+}
+
+// The carrier was answered 200: the inner session starts its handshake over it.
+static void carrier_established(tunnel *t) {
+  session *inner = t->inner;
+  if (!inner || inner->dead) return;
+  forwarded_for(t->forwarded, inner->remote, sizeof inner->remote);
+  inner->state = S_HANDSHAKE;
+  if (inner->server) uv_timer_start(inner->timer, on_keepalive, (uint64_t)inner->limits.handshake_timeout_ms, 0); // a client's deadline runs since it asked
+  inner_process(inner);
+  carrier_wake(t);
+}
+
+// ---- splices: two server streams joined (a hub relay). What arrives on one waits in its pending queue
+// until the other's DATA provider takes it; only then does the sender get its credit back, so a slow
+// side backs the other up. END_STREAM follows END_STREAM; a reset resets the other side.
+static void splice_wake(tunnel *t) {
+  session *s = t->session;
+  if (!s || s->dead || t->h2_closed || !t->established) return;
+  if (t->deferred) {
+    t->deferred = 0;
+    nghttp2_session_resume_data(s->h2, t->stream_id);
+  }
+  pump_later(s);
+}
+
+static void splice_deliver(tunnel *t, const uint8_t *data, size_t length) {
+  session *s = t->session;
+  t->to_plain += length;
+  tunnel *peer = t->peer;
+  if (!peer || peer->dead) {
+    nghttp2_session_consume(s->h2, t->stream_id, length);
+    return;
+  }
+  if (bytes_append(&t->pending, data, length, 2 * (size_t)STREAM_WINDOW) < 0) {
+    nghttp2_session_consume(s->h2, t->stream_id, length);
+    tunnel_set_error(t, "the peer sent more than its flow-control window");
+    t->rst_code = NGHTTP2_FLOW_CONTROL_ERROR;
+    tunnel_reset_stream(t, NGHTTP2_FLOW_CONTROL_ERROR);
+    splice_unlink(t, 1);
+    return;
+  }
+  splice_wake(peer);
+}
+
+static ssize_t read_splice(tunnel *t, uint8_t *buffer, size_t length, uint32_t *flags) {
+  tunnel *source = t->peer;
+  if (source && bytes_size(&source->pending) > 0) {
+    size_t n = take_bytes(&source->pending, buffer, length);
+    t->from_plain += n;
+    credit_stream(source, n);
+    pump_later(source->session); // its WINDOW_UPDATE
+    if (bytes_size(&source->pending) == 0 && source->h2_closed) splice_check(source);
+    return (ssize_t)n;
+  }
+  if (!source || source->peer_ended || t->plain_eof) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return 0;
+  }
+  t->deferred = 1;
+  return NGHTTP2_ERR_DEFERRED;
+}
+
+// Part T from its peer; RESET: the peer is reset too, else it ends once what T sent is through.
+static void splice_unlink(tunnel *t, int reset) {
+  tunnel *peer = t->peer;
+  if (!peer) return;
+  t->peer = NULL;
+  peer->peer = NULL;
+  peer->plain_eof = 1;
+  if (reset) {
+    if (!peer->rst_code) peer->rst_code = NGHTTP2_CANCEL;
+    tunnel_set_error(peer, t->error[0] ? t->error : "the other side of the relay was reset");
+    tunnel_reset_stream(peer, NGHTTP2_CANCEL);
+    pump_later(peer->session);
+  } else {
+    splice_wake(peer);
+  }
+  splice_check(peer);
+}
+
+static void splice_check(tunnel *t) {
+  if (t->dead) return;
+  int stream_done = t->h2_closed || !t->session;
+  if (!stream_done) return;
+  int clean = !t->rst_code && !t->error[0];
+  // A stream that ended cleanly stays until its peer took what it brought.
+  if (t->peer && (!clean || bytes_size(&t->pending) == 0)) splice_unlink(t, !clean);
+  if (t->peer) return;
+  tunnel_detach(t, 1);
+  if (t->established && !t->closed_sent) {
+    t->closed_sent = 1;
+    emit(EV_CLOSED, t->id, (double)t->from_plain, (double)t->to_plain, t->error[0] ? t->error : NULL, NULL, NULL, NULL);
+  }
+  tunnel_kill(t);
 }
 
 // ---- listeners ----------------------------------------------------------------------------------------
@@ -1617,10 +2126,32 @@ static napi_value js_listener_close(napi_env env, napi_callback_info info) {
   listener *l = arg_object(env, argv[0], K_LISTENER);
   if (!l) return boolean(env, 0);
   close_handle((uv_handle_t *)l->poll);
-  close(l->fd);
+  if (l->fd >= 0) close(l->fd);
   id_free(l->id);
   free(l);
   return boolean(env, 1);
+}
+
+// listenVirtual(contextId, keepaliveMs, keepaliveTimeoutMs, limits | undefined) → id: an HBONE listener without a
+// socket; its sessions arrive over hub streams (carrier(…, server = true, id)) and are bounded by LIMITS like a
+// socket listener's. EV_SESSION_READY names it as usual.
+static napi_value js_listen_virtual(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  context *c = arg_object(env, argv[0], K_CONTEXT);
+  int keepalive_ms, keepalive_timeout_ms;
+  limits bounds;
+  if (!c || !get_int(env, argv[1], &keepalive_ms) || !get_int(env, argv[2], &keepalive_timeout_ms) || !get_limits(env, argv[3], &bounds)) {
+    return throw_error(env, "EINVAL", "listenVirtual(context, keepaliveMs, keepaliveTimeoutMs, limits): bad arguments");
+  }
+  listener *l = calloc(1, sizeof *l);
+  if (!l) abort();
+  l->fd = -1;
+  l->ctx = c;
+  l->keepalive_ms = keepalive_ms;
+  l->keepalive_timeout_ms = keepalive_timeout_ms;
+  l->limits = bounds;
+  l->id = id_new(K_LISTENER, l);
+  return number(env, l->id);
 }
 
 // connect(contextId, host, port, timeoutMs, keepaliveMs, keepaliveTimeoutMs) → session id. The outcome
@@ -1681,53 +2212,178 @@ static napi_value js_session_close(napi_env env, napi_callback_info info) {
   return boolean(env, 1);
 }
 
-// open(tunnelId, sessionId, authority, headers[]) → true: a CONNECT for the tunnel's plain socket;
-// EV_RESPONSE follows. False when the session cannot take a stream now (JS picks another).
+// Extra request/response headers from JS: an array of strings, name then value, at most 16 pairs.
+typedef struct header_list {
+  nghttp2_nv nv[2 + 16];
+  char *texts[32];
+  uint32_t text_count;
+  size_t count;
+} header_list;
+
+static void free_headers(header_list *list) {
+  for (uint32_t i = 0; i < list->text_count; i++) free(list->texts[i]);
+  list->text_count = 0;
+}
+
+// Appends the pairs of ARRAY to LIST; 0 on success, -1 when it is not a short list of short strings.
+static int read_headers(napi_env env, napi_value array, header_list *list) {
+  bool is_array = false;
+  uint32_t count = 0;
+  napi_is_array(env, array, &is_array);
+  if (!is_array) return -1;
+  napi_get_array_length(env, array, &count);
+  if (count > 32 || count % 2) return -1;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value element;
+    napi_get_element(env, array, i, &element);
+    list->texts[list->text_count] = get_string(env, element, MAX_HEADER_VALUE);
+    if (!list->texts[list->text_count]) return -1;
+    list->text_count++;
+  }
+  for (uint32_t i = list->text_count - count; i < list->text_count; i += 2)
+    list->nv[list->count++] = (nghttp2_nv){(uint8_t *)list->texts[i], (uint8_t *)list->texts[i + 1], strlen(list->texts[i]), strlen(list->texts[i + 1]), NGHTTP2_NV_FLAG_NONE};
+  return 0;
+}
+
+// A Buffer argument (undefined/null: none) appended to OUT; 0 on success, -1 when it is not a Buffer or too long.
+static int append_buffer_arg(napi_env env, napi_value value, bytes *out, size_t max) {
+  napi_valuetype type;
+  napi_typeof(env, value, &type);
+  if (type == napi_undefined || type == napi_null) return 0;
+  bool is_buffer = false;
+  napi_is_buffer(env, value, &is_buffer);
+  if (!is_buffer) return -1;
+  void *data;
+  size_t length;
+  napi_get_buffer_info(env, value, &data, &length);
+  if (length > max) return -1;
+  return length ? bytes_append(out, data, length, max) : 0;
+}
+
+// A CONNECT for T on session S with AUTHORITY and the extra headers; the stream id, or < 0.
+static int32_t submit_connect(session *s, tunnel *t, const char *authority, header_list *extra) {
+  nghttp2_nv nva[2 + 16];
+  size_t count = 0;
+  nva[count++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, NGHTTP2_NV_FLAG_NONE};
+  nva[count++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)authority, 10, strlen(authority), NGHTTP2_NV_FLAG_NONE};
+  for (size_t i = 0; i < extra->count; i++) nva[count++] = extra->nv[i];
+  nghttp2_data_provider provider = {.source = {.ptr = provider_ref(t)}, .read_callback = read_plain};
+  t->deferred = 1;
+  int32_t stream_id = nghttp2_submit_request(s->h2, NULL, nva, count, &provider, t);
+  if (stream_id >= 0) {
+    tunnel_attach(t, s, stream_id);
+    session_pump(s);
+  }
+  return stream_id;
+}
+
+// open(tunnelId, sessionId, authority, headers[], prefix?, reply?) → true: a CONNECT for the tunnel's plain
+// socket; EV_RESPONSE follows. False when the session cannot take a stream now (JS picks another). PREFIX
+// (a Buffer) goes on the stream before the socket is read, REPLY to the socket when 200 arrives (a proxy's
+// handshake leftovers and its success reply).
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  ARGS(4);
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 4) return throw_error(env, "EINVAL", "missing arguments");
   tunnel *t = arg_object(env, argv[0], K_TUNNEL);
   session *s = arg_object(env, argv[1], K_SESSION);
-  if (!t || t->server || t->session || t->established || t->dead || t->fd < 0) return throw_error(env, "EINVAL", "open: the tunnel is not a waiting client tunnel");
-  if (!s || s->dead || s->state != S_OPEN || s->server || s->goaway) return boolean(env, 0);
+  if (!t || t->server || t->session || t->established || t->dead || t->fd < 0 || t->finishing || t->kind != P_FD) return throw_error(env, "EINVAL", "open: the tunnel is not a waiting client tunnel");
   char *authority = get_string(env, argv[2], 300);
-  uint32_t header_count = 0;
-  bool is_array = false;
-  napi_is_array(env, argv[3], &is_array);
-  if (is_array) napi_get_array_length(env, argv[3], &header_count);
-  if (!authority || !is_array || header_count > 32 || header_count % 2) {
-    free(authority);
-    return throw_error(env, "EINVAL", "open: bad authority or headers");
-  }
-  nghttp2_nv nva[2 + 16];
-  char *texts[32] = {0};
-  size_t nv_count = 0;
-  nva[nv_count++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, NGHTTP2_NV_FLAG_NONE};
-  nva[nv_count++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)authority, 10, strlen(authority), NGHTTP2_NV_FLAG_NONE};
-  int bad = 0;
-  for (uint32_t i = 0; i < header_count; i++) {
-    napi_value element;
-    napi_get_element(env, argv[3], i, &element);
-    texts[i] = get_string(env, element, MAX_HEADER_VALUE);
-    if (!texts[i]) bad = 1;
-  }
-  for (uint32_t i = 0; !bad && i < header_count; i += 2)
-    nva[nv_count++] = (nghttp2_nv){(uint8_t *)texts[i], (uint8_t *)texts[i + 1], strlen(texts[i]), strlen(texts[i + 1]), NGHTTP2_NV_FLAG_NONE};
+  header_list extra = {0};
+  bytes prefix = {0}, reply = {0};
   napi_value result = NULL;
-  if (bad) throw_error(env, "EINVAL", "open: headers must be short strings");
+  if (!authority || read_headers(env, argv[3], &extra) < 0) throw_error(env, "EINVAL", "open: bad authority or headers");
+  else if ((argc > 4 && append_buffer_arg(env, argv[4], &prefix, 1 << 20) < 0) || (argc > 5 && append_buffer_arg(env, argv[5], &reply, MAX_LOCAL_WRITE) < 0))
+    throw_error(env, "EINVAL", "open: prefix and reply must be Buffers (at most 1 MiB and 64 KiB)");
+  else if (!s || s->dead || s->state != S_OPEN || s->server || s->goaway || submit_connect(s, t, authority, &extra) < 0) result = boolean(env, 0);
   else {
-    nghttp2_data_provider provider = {.source = {.ptr = provider_ref(t)}, .read_callback = read_plain};
-    t->deferred = 1;
-    int32_t stream_id = nghttp2_submit_request(s->h2, NULL, nva, nv_count, &provider, t);
-    if (stream_id < 0) result = boolean(env, 0);
-    else {
-      tunnel_attach(t, s, stream_id);
-      session_pump(s);
-      result = boolean(env, 1);
-    }
+    // The client's handshake is over: its socket is read only once the stream is up.
+    t->preface = 0;
+    free(t->early.data);
+    free(t->reply.data);
+    t->early = prefix;
+    t->reply = reply;
+    prefix = reply = (bytes){0};
+    tunnel_update_poll(t);
+    result = boolean(env, 1);
   }
-  for (uint32_t i = 0; i < header_count; i++) free(texts[i]);
+  free(prefix.data);
+  free(reply.data);
+  free_headers(&extra);
   free(authority);
   schedule_settle();
+  return result;
+}
+
+// peek(tunnelId, maxBytes) → true: hand the first MAXBYTES the plain socket brings to JS as EV_DATA
+// (a proxy's handshake); n1 = the byte count, -1 once the client closed, -2 on a socket error.
+static napi_value js_peek(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  tunnel *t = arg_object(env, argv[0], K_TUNNEL);
+  int max;
+  if (!get_int(env, argv[1], &max) || max < 1 || max > (1 << 20)) return throw_error(env, "EINVAL", "peek(tunnel, maxBytes): maxBytes must be 1..1048576");
+  if (!t || t->dead || t->server || t->session || t->established || t->fd < 0 || t->finishing || t->kind != P_FD) return boolean(env, 0);
+  t->preface = 1;
+  t->preface_left = (size_t)max;
+  tunnel_update_poll(t);
+  return boolean(env, 1);
+}
+
+// write(tunnelId, buffer) → true: BUFFER to a waiting plain socket (a handshake reply); false when the
+// tunnel is gone or more than 64 KiB would wait.
+static napi_value js_write(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  tunnel *t = arg_object(env, argv[0], K_TUNNEL);
+  if (!t || t->dead || t->server || t->established || t->fd < 0 || t->finishing || t->kind != P_FD) return boolean(env, 0);
+  size_t before = bytes_size(&t->pending);
+  if (append_buffer_arg(env, argv[1], &t->pending, MAX_LOCAL_WRITE) < 0) return boolean(env, 0);
+  t->local_pending += bytes_size(&t->pending) - before;
+  tunnel_flush_pending(t);
+  tunnel_update_poll(t);
+  schedule_settle();
+  return boolean(env, 1);
+}
+
+// finish(tunnelId, buffer?) → true: give up a waiting plain socket politely: BUFFER (a refusal reply),
+// then FIN, then close once the client closes (at most 1 s later). No EV_CLOSED follows.
+static napi_value js_finish(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) return throw_error(env, "EINVAL", "missing arguments");
+  tunnel *t = arg_object(env, argv[0], K_TUNNEL);
+  if (!t || t->dead || t->server || t->established || t->fd < 0 || t->finishing || t->kind != P_FD) return boolean(env, 0);
+  if (t->session) {
+    tunnel_reset_stream(t, NGHTTP2_CANCEL);
+    session *s = t->session;
+    tunnel_detach(t, 1);
+    t->stream_id = 0;
+    session_pump(s);
+  }
+  size_t before = bytes_size(&t->pending);
+  if (argc > 1) append_buffer_arg(env, argv[1], &t->pending, MAX_LOCAL_WRITE);
+  t->local_pending += bytes_size(&t->pending) - before;
+  t->preface = 0;
+  t->finishing = 1;
+  t->released = 1;
+  t->plain_eof = 0;
+  plain_side_io(t, 0, UV_WRITABLE);
+  schedule_settle();
+  return boolean(env, 1);
+}
+
+// pair() → [tunnelId, fd]: a waiting client tunnel whose plain side is a socketpair; JS holds the other
+// end (FD, for net.Socket) and speaks over it (UDP datagrams, framed). open() it like an accepted one.
+static napi_value js_pair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) return throw_errno(env, "socketpair", errno);
+  tunnel *t = tunnel_new(fds[0], 0);
+  napi_value result;
+  napi_create_array_with_length(env, 2, &result);
+  napi_set_element(env, result, 0, number(env, t->id));
+  napi_set_element(env, result, 1, number(env, fds[1]));
   return result;
 }
 
@@ -1747,7 +2403,8 @@ static napi_value js_accept(napi_env env, napi_callback_info info) {
   int parsed = parse_address(host, port, &address, &length);
   free(host);
   if (parsed < 0) return throw_error(env, "EINVAL", "accept: the target must be an IP address");
-  if (!t || !t->server || t->dead || t->established || t->dialing || t->released || !t->session || t->h2_closed) return boolean(env, 0);
+  if (!t || !t->server || t->dead || t->established || t->dialing || t->released || !t->session || t->h2_closed || t->kind != P_FD) return boolean(env, 0);
+  t->awaiting = 0;
   int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     dial_finished(t, errno);
@@ -1767,24 +2424,167 @@ static napi_value js_accept(napi_env env, napi_callback_info info) {
   return boolean(env, 1);
 }
 
-// refuse(tunnelId, status): answer the CONNECT with STATUS (400/401/503) and end the stream.
+// refuse(tunnelId, status, reason?): answer the CONNECT with STATUS (400/401/503) and end the stream;
+// REASON, in words, travels as the ztctl-reason header.
 static napi_value js_refuse(napi_env env, napi_callback_info info) {
-  ARGS(2);
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2) return throw_error(env, "EINVAL", "missing arguments");
   int status;
   tunnel *t = arg_object(env, argv[0], K_TUNNEL);
   if (!get_int(env, argv[1], &status) || status < 400 || status > 599) return throw_error(env, "EINVAL", "refuse(tunnel, status): status must be 4xx or 5xx");
-  if (!t || !t->server || t->dead || t->established || t->dialing) return boolean(env, 0);
+  if (!t || !t->server || t->dead || t->established || t->dialing || t->kind != P_FD) return boolean(env, 0);
+  char *reason = NULL;
+  if (argc > 2) {
+    napi_valuetype type;
+    napi_typeof(env, argv[2], &type);
+    if (type == napi_string) reason = get_string(env, argv[2], 4096);
+  }
+  if (reason && strlen(reason) > 190) reason[190] = '\0';
+  if (reason) for (char *c = reason; *c; c++) if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = ' '; // a valid header value
   t->released = 1;
+  t->awaiting = 0;
   session *s = t->session;
   if (s && !s->dead && !t->h2_closed) {
     char text[8];
     snprintf(text, sizeof text, "%d", status);
-    submit_status(s, t->stream_id, text, NULL);
+    nghttp2_nv header = {(uint8_t *)"ztctl-reason", (uint8_t *)reason, 12, reason ? strlen(reason) : 0, NGHTTP2_NV_FLAG_NONE};
+    submit_status_with(s, t->stream_id, text, &header, reason && reason[0] ? 1 : 0, NULL);
     session_pump(s);
   }
+  free(reason);
   tunnel_check(t);
   schedule_settle();
   return boolean(env, 1);
+}
+
+// An unanswered request T may be answered by JS now.
+static int answerable(tunnel *t) {
+  return t && t->server && !t->dead && t->awaiting && !t->established && !t->dialing && !t->released && t->session && !t->session->dead && !t->h2_closed && t->kind == P_FD && t->fd < 0;
+}
+
+// acceptPair(tunnelId) → fd: answer the CONNECT 200 with a socketpair as its plain side; JS holds the
+// other end (FD) and speaks over it (a UDP exit). -1 when the request is gone.
+static napi_value js_accept_pair(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  tunnel *t = arg_object(env, argv[0], K_TUNNEL);
+  if (!answerable(t)) return number(env, -1);
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) return throw_errno(env, "socketpair", errno);
+  t->awaiting = 0;
+  t->fd = fds[0];
+  t->established = 1;
+  nghttp2_data_provider provider = {.source = {.ptr = provider_ref(t)}, .read_callback = read_plain};
+  submit_status(t->session, t->stream_id, "200", &provider);
+  tunnel_flush_pending(t); // what the client sent before our 200
+  session_pump(t->session);
+  tunnel_update_poll(t);
+  tunnel_check(t);
+  schedule_settle();
+  return number(env, fds[1]);
+}
+
+// splice(tunnelA, tunnelB, headersA[], headersB[]) → true: answer both unanswered CONNECTs 200 (each
+// with its extra headers) and join their streams (a hub relay). EV_CLOSED follows for each.
+static napi_value js_splice(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  tunnel *a = arg_object(env, argv[0], K_TUNNEL), *b = arg_object(env, argv[1], K_TUNNEL);
+  if (!answerable(a) || !answerable(b) || a == b) return boolean(env, 0);
+  header_list extra_a = {0}, extra_b = {0};
+  napi_value result;
+  if (read_headers(env, argv[2], &extra_a) < 0 || read_headers(env, argv[3], &extra_b) < 0 || extra_a.count > MAX_EXTRA_HEADERS || extra_b.count > MAX_EXTRA_HEADERS) {
+    result = throw_error(env, "EINVAL", "splice: headers must be short lists of short strings");
+  } else {
+    tunnel *sides[2] = {a, b};
+    header_list *extras[2] = {&extra_a, &extra_b};
+    a->peer = b;
+    b->peer = a;
+    for (int i = 0; i < 2; i++) {
+      tunnel *t = sides[i];
+      t->kind = P_SPLICE;
+      t->awaiting = 0;
+      t->established = 1;
+      nghttp2_data_provider provider = {.source = {.ptr = provider_ref(t)}, .read_callback = read_plain};
+      submit_status_with(t->session, t->stream_id, "200", extras[i]->nv, extras[i]->count, &provider);
+    }
+    // Bytes either client sent before its 200 already wait in its pending queue.
+    for (int i = 0; i < 2; i++) pump_later(sides[i]->session);
+    if (a->peer_ended) splice_wake(b);
+    if (b->peer_ended) splice_wake(a);
+    result = boolean(env, 1);
+  }
+  free_headers(&extra_a);
+  free_headers(&extra_b);
+  schedule_settle();
+  return result;
+}
+
+// carrier(sessionId, authority, headers[], server, contextOrListenerId, keepaliveMs, keepaliveTimeoutMs,
+// timeoutMs) → [tunnelId, innerSessionId]: a CONNECT whose stream, once answered 200, carries a new
+// TLS + HTTP/2 session end to end (a hub relay). SERVER false: the inner session is a client with that
+// context (pin it on EV_SESSION_READY; TIMEOUTMS bounds answer + handshake); true: a server of that
+// (virtual) listener, which waits for its 200 as long as it takes (a hub's standby stream).
+static napi_value js_carrier(napi_env env, napi_callback_info info) {
+  ARGS(8);
+  session *s = arg_object(env, argv[0], K_SESSION);
+  bool server = false;
+  int keepalive_ms, keepalive_timeout_ms, timeout_ms;
+  napi_get_value_bool(env, argv[3], &server);
+  if (!get_int(env, argv[5], &keepalive_ms) || !get_int(env, argv[6], &keepalive_timeout_ms) || !get_int(env, argv[7], &timeout_ms)) {
+    return throw_error(env, "EINVAL", "carrier: bad timers");
+  }
+  listener *l = server ? arg_object(env, argv[4], K_LISTENER) : NULL;
+  context *c = server ? (l ? l->ctx : NULL) : arg_object(env, argv[4], K_CONTEXT);
+  if (!c) return throw_error(env, "EINVAL", server ? "carrier: unknown HBONE listener" : "carrier: unknown TLS context");
+  if (!s || s->dead || s->state != S_OPEN || s->server || s->goaway || s->layered) return boolean(env, 0);
+  char *authority = get_string(env, argv[1], 300);
+  header_list extra = {0};
+  napi_value result = NULL;
+  if (!authority || read_headers(env, argv[2], &extra) < 0) {
+    result = throw_error(env, "EINVAL", "carrier: bad authority or headers");
+  } else {
+    tunnel *t = tunnel_new(-1, 0);
+    t->kind = P_INNER;
+    session *inner = session_new(-1, server, c->ssl, "");
+    inner->carrier = t;
+    inner->state = S_CONNECTING;
+    inner->listener_id = server ? l->id : -1;
+    inner->keepalive_ms = server ? l->keepalive_ms : keepalive_ms;
+    inner->keepalive_timeout_ms = server ? l->keepalive_timeout_ms : keepalive_timeout_ms;
+    if (server) inner->limits = l->limits;
+    if (!server && timeout_ms > 0) uv_timer_start(inner->timer, on_keepalive, (uint64_t)timeout_ms, 0);
+    t->inner = inner;
+    if (submit_connect(s, t, authority, &extra) < 0) {
+      session_fail(inner, "the connection to the hub takes no new stream");
+      result = boolean(env, 0);
+    } else {
+      napi_create_array_with_length(env, 2, &result);
+      napi_set_element(env, result, 0, number(env, t->id));
+      napi_set_element(env, result, 1, number(env, inner->id));
+    }
+  }
+  free_headers(&extra);
+  free(authority);
+  schedule_settle();
+  return result;
+}
+
+// sessionInfo(id) → [rttMicroseconds (-1: not measured yet), open streams], or null for an unknown id.
+static napi_value js_session_info(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  session *s = arg_object(env, argv[0], K_SESSION);
+  napi_value result;
+  if (!s || s->dead) {
+    napi_get_null(env, &result);
+    return result;
+  }
+  double streams = 0;
+  for (tunnel *t = s->tunnels; t; t = t->next) streams++;
+  napi_create_array_with_length(env, 2, &result);
+  napi_set_element(env, result, 0, number(env, s->rtt_us));
+  napi_set_element(env, result, 1, number(env, streams));
+  return result;
 }
 
 // abort(tunnelId, message): reset both sides now (policy change, revocation, drain deadline); an
@@ -1795,7 +2595,7 @@ static napi_value js_abort(napi_env env, napi_callback_info info) {
   if (!t || t->dead) return boolean(env, 0);
   char *message = get_string(env, argv[1], 150);
   session *s = t->session;
-  if (t->established) {
+  if (t->established || t->kind != P_FD) {
     tunnel_set_error(t, message ? message : "aborted");
     t->rst_code = NGHTTP2_CANCEL;
   } else {
@@ -1820,7 +2620,7 @@ static napi_value js_abort(napi_env env, napi_callback_info info) {
 static napi_value js_cancel(napi_env env, napi_callback_info info) {
   ARGS(1);
   tunnel *t = arg_object(env, argv[0], K_TUNNEL);
-  if (!t || t->server || t->dead || t->established || !t->session) return boolean(env, 0);
+  if (!t || t->server || t->dead || t->established || !t->session || t->kind != P_FD) return boolean(env, 0);
   session *s = t->session;
   tunnel_reset_stream(t, NGHTTP2_CANCEL);
   tunnel_detach(t, 1);
@@ -1876,6 +2676,15 @@ static napi_value module_init(napi_env env, napi_value exports) {
     {"abort", NULL, js_abort, NULL, NULL, NULL, napi_default, NULL},
     {"cancel", NULL, js_cancel, NULL, NULL, NULL, napi_default, NULL},
     {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
+    {"peek", NULL, js_peek, NULL, NULL, NULL, napi_default, NULL},
+    {"write", NULL, js_write, NULL, NULL, NULL, napi_default, NULL},
+    {"finish", NULL, js_finish, NULL, NULL, NULL, napi_default, NULL},
+    {"pair", NULL, js_pair, NULL, NULL, NULL, napi_default, NULL},
+    {"acceptPair", NULL, js_accept_pair, NULL, NULL, NULL, napi_default, NULL},
+    {"splice", NULL, js_splice, NULL, NULL, NULL, napi_default, NULL},
+    {"carrier", NULL, js_carrier, NULL, NULL, NULL, napi_default, NULL},
+    {"listenVirtual", NULL, js_listen_virtual, NULL, NULL, NULL, napi_default, NULL},
+    {"sessionInfo", NULL, js_session_info, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;
