@@ -170,6 +170,12 @@ export class ConfigFollower {
     return [...this.view[kind].entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, entry]) => structuredClone(entry.value))
   }
 
+  /** One resource by key (a copy), without listing the kind. */
+  get(kind: ResourceKind, key: string): unknown {
+    const entry = this.view[kind].get(key)
+    return entry === undefined ? undefined : structuredClone(entry.value)
+  }
+
   has(kind: ResourceKind, key: string): boolean {
     return this.view[kind].has(key)
   }

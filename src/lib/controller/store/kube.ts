@@ -272,8 +272,9 @@ class KubeStore implements Store {
   }
 
   async getResource<K extends ResourceKind>(kind: K, key: string): Promise<ResourceKinds[K] | undefined> {
+    // As listResources: a read after a write on another replica must see it.
     await this.follower.fresh()
-    return (this.follower.list(kind) as ResourceKinds[K][]).find((item) => resourceKey(kind, item) === key)
+    return this.follower.get(kind, key) as ResourceKinds[K] | undefined
   }
 
   async putResource<K extends ResourceKind>(kind: K, key: string, value: ResourceKinds[K]): Promise<number> {
