@@ -51,8 +51,12 @@ async function fetchFrom(cluster: Cluster, namespace: string, name: string, ip: 
   return {code: result.code === 0 && result.stdout.startsWith('HTTP/1.') ? 0 : result.code || 1, out: body || result.stdout + result.stderr}
 }
 
+/** Service accounts, each with its token (Kubernetes 1.20 admits no pod of a service account before its token exists). */
 async function createServiceAccounts(cluster: Cluster, namespace: string, names: string[]): Promise<void> {
   for (const name of names) await cluster.core.createNamespacedServiceAccount({body: {metadata: {name}}, namespace})
+  for (const name of names) {
+    await waitUntil(`the token of ${namespace}/${name}`, () => cluster.core.readNamespacedServiceAccount({name, namespace}).then((sa) => (sa.secrets?.length ? sa : undefined)), 60_000)
+  }
 }
 
 test('the CNI plugin redirects enrolled pods at start; uninstall restores the conflist byte for byte', {timeout: K8S_TEST_TIMEOUT_MS}, async (t) => {
