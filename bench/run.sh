@@ -7,14 +7,16 @@
 #   3. each agent's idle RSS after warm-up (bench/agent-rss.sh);
 #   4. the ambient path (bench/ambient/run.ts, root): pod -> node agent -> HBONE -> node agent -> pod in
 #      network namespaces, beside direct, stunnel, haproxy and our tunnel on the same namespaces;
-#   5. the ratio tables with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
+#   5. the file app's throughput next to scp and a plain HBONE tunnel (bench/apps-file.sh) -> $OUT/apps-file.txt;
+#   6. the ratio tables with every target marked met/missed (bench/ratios.js) -> $OUT/ratios.md.
 #
 #   npm run bench                             # full: 3 reps, ~25 min on 2 cores
 #   REPS=1 TPUT_SECS=3 npm run bench          # quick
 #
 # Knobs (env, passed through to the harness): PATHS REPS TPUT_SECS LAT_N LAT_SIZE CONN_SECS CONN_THREADS
 #   HOLD_N CRYPTO (0 here) OUT (bench/results/<stamp>) PEER_BENCH (../shared/bench) COLD_RUNS IDLE_SECS
-#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN; AMBIENT=0 skips step 4, AMBIENT_PATHS picks its paths.
+#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN; AMBIENT=0 skips step 4, AMBIENT_PATHS picks its paths;
+#   APPS_BENCH=0 skips step 5, APPS_FILE_MB APPS_REPS size it.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,7 +63,12 @@ if [[ ${AMBIENT:-1} == 1 ]]; then
   fi
 fi
 
-# ---------- 5. ratios ----------
+# ---------- 5. the file app next to scp and a plain tunnel carrying the same bytes ----------
+if [[ ${APPS_BENCH:-1} == 1 ]]; then
+  bash "$ROOT/bench/apps-file.sh" >"$OUT/apps-file.txt" || echo "bench: apps file bench failed (APPS_BENCH=0 skips it)" >&2
+fi
+
+# ---------- 6. ratios ----------
 {
   node "$ROOT/bench/ratios.js" table "$OUT"
   [[ -s $OUT/ambient/raw.jsonl ]] && echo && node "$ROOT/bench/ratios.js" ambient "$OUT/ambient"

@@ -70,7 +70,7 @@ test('unknown commands: the closest command or topic, word by word, and exit 127
     [['proxy-confg', 'all', 'agent-a'], /did you mean `ztctl proxy-config all agent-a`\?/],
     [['tunel'], /did you mean `ztctl tunnel`\? `ztctl tunnel` has: close, describe, list, open/],
     [['tunel', 'lst'], /did you mean `ztctl tunnel list`\?/],
-    [['pc', 'nothing-like-it'], /`ztctl proxy-config` has: all, connections/],
+    [['pc', 'nothing-like-it'], /`ztctl proxy-config` has: all, apps, connections, files/],
     [['help', 'foo'], /"foo" is not a ztctl command\nTry this: run `ztctl --help`/],
     [['foo', '--help'], /"foo" is not a ztctl command/],
     [['help', 'polcy', 'list'], /did you mean `ztctl policy list`\?/],

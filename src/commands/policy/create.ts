@@ -22,7 +22,7 @@ export default class PolicyCreate extends BaseCommand<typeof PolicyCreate> {
     from: Flags.string({description: 'source @IDENTITY, #ROLE, ns:NAMESPACE, sa:NAMESPACE/ACCOUNT or spiffe://… (repeatable; default any)', multiple: true}),
     port: Flags.string({description: 'destination port (repeatable; default any)', multiple: true}),
     replace: Flags.boolean({description: 'replace a policy of the same name'}),
-    service: Flags.string({description: 'tcp/NAME, udp/NAME, or proxy (every proxy exit) the policy applies to (repeatable; default every service)', multiple: true}),
+    service: Flags.string({description: 'tcp/NAME, udp/NAME, proxy (every proxy exit) or app/terminal|app/file|app/script (an agent\'s app) the policy applies to (repeatable; default every service)', multiple: true}),
     'source-cidr': Flags.string({description: 'source address range, e.g. 10.0.0.0/8 (repeatable; default any)', multiple: true}),
   }
   static override summary = 'Create an ALLOW or DENY policy'

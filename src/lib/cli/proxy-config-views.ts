@@ -1,6 +1,7 @@
 // Columns of each proxy-config view, following `istioctl ztunnel-config` (reference §5.3).
 import type {ConnectionRow, HubRow, PolicyRow, SecretRow, ServiceRow, WorkloadRow} from '../inspect/proxy-config.js'
 import {connectionRows, hubRows, policyRows, secretRows, serviceRows, workloadRows} from '../inspect/proxy-config.js'
+import type {AppDump, ConfigDump} from '../proxy/daemon/agent.js'
 import type {ProxyConfigView} from './proxy-config-command.js'
 
 export const workloadsView: ProxyConfigView<WorkloadRow> = {
@@ -67,6 +68,39 @@ export const connectionsView: ProxyConfigView<ConnectionRow> = {
   rows: connectionRows,
 }
 
+/** What an app is set to do, in a few words (the shell, the commands, the files). */
+function appDetails(app: AppDump, dump: ConfigDump): string | undefined {
+  if (!app.enabled) return undefined
+  if (app.app === 'terminal') return `shell ${app.shell?.join(' ') ?? '(default)'}`
+  if (app.app === 'file') return `${dump.files.length} file${dump.files.length === 1 ? '' : 's'} published`
+  const parts = [...(app.commands ?? []), ...(app.scriptDir ? [`${app.scriptDir}/*`] : []), ...(app.anyCommand ? ['any command'] : [])]
+  return parts.length > 0 ? parts.join(', ') : 'no command allowed'
+}
+
+export const appsView: ProxyConfigView<AppDump & {details?: string}> = {
+  columns: [
+    {header: 'APP', value: (r) => r.app},
+    {header: 'STATE', value: (r) => (r.enabled ? 'on' : 'off')},
+    {header: 'ALLOWED', value: (r) => (r.enabled ? (r.allow.join(',') || '(nobody)') : undefined)},
+    {header: 'SESSIONS', value: (r) => r.sessions},
+    {header: 'DETAILS', value: (r) => r.details},
+  ],
+  empty: 'This agent reports no apps (an older agent).',
+  rows: (dump) => (dump.apps ?? []).map((app) => ({...app, details: appDetails(app, dump)})),
+}
+
+export const filesView: ProxyConfigView<ConfigDump['files'][number]> = {
+  columns: [
+    {header: 'NAME', value: (r) => r.name},
+    {header: 'PATH', value: (r) => r.path},
+    {header: 'SIZE', value: (r) => r.size},
+    {header: 'SHA-256', value: (r) => r.sha256 ?? (r.error ? undefined : 'hashing…')},
+    {header: 'ERROR', value: (r) => r.error},
+  ],
+  empty: 'This agent publishes no files.',
+  rows: (dump) => dump.files ?? [],
+}
+
 export const hubsView: ProxyConfigView<HubRow> = {
   columns: [
     {header: 'HUB', value: (r) => r.hub},
@@ -86,5 +120,7 @@ export const allViews = [
   ['POLICY INFO', policiesView],
   ['SECRET INFO', secretsView],
   ['CONNECTIONS INFO', connectionsView],
+  ['APPS INFO', appsView],
+  ['FILES INFO', filesView],
   ['HUB INFO', hubsView],
 ] as const

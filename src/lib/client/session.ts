@@ -30,23 +30,42 @@ export function recoveryCommand(context: Context): string {
 export async function openSession(options: SessionOptions): Promise<Session> {
   const context = await currentContext(options.home, options.context)
   if (context.kind === 'kubernetes' && context.kubernetes) return openClusterSession(context, context.kubernetes, options.timeoutMs)
-  let identity = await readIdentityFile(context.identity)
-  const notAfter = certInfo(identity.cert).notAfter
-  if (notAfter.getTime() <= Date.now()) {
-    throw new ZtError('ZT_ERR_CERT_EXPIRED', `the certificate of identity "${identity.name}" (context "${context.name}") expired at ${notAfter.toISOString()}`, {
-      exit: ExitCode.auth,
-      suggestion: `on the controller's host run \`${recoveryCommand(context)}\` (re-issues the admin identity), or ask another admin: \`ztctl identity create NAME --admin\`, then \`ztctl enroll NAME.jwt --context ${context.name}\``,
-    })
-  }
-
-  if (!options.noRenew && msUntilRenewal(identity) <= 0) {
-    identity = await renewIdentity({...identity, controller: context.controller}, {timeoutMs: options.timeoutMs})
-    await writeIdentityFile(context.identity, identity)
-  }
-
+  const identity = await freshIdentity(await readIdentityFile(context.identity), {
+    controller: context.controller, file: context.identity, noRenew: options.noRenew, timeoutMs: options.timeoutMs, what: `context "${context.name}"`,
+    suggestion: `on the controller's host run \`${recoveryCommand(context)}\` (re-issues the admin identity), or ask another admin: \`ztctl identity create NAME --admin\`, then \`ztctl enroll NAME.jwt --context ${context.name}\``,
+  })
   // The context's URL wins over the file's: contexts are what users edit and what the controller updates.
   const client = ControllerClient.fromIdentity({...identity, controller: context.controller}, options.timeoutMs)
   return Object.assign(client, {context, identity}) as Session
+}
+
+export interface FreshIdentityOptions {
+  /** the controller to renew with (a context's URL wins over the file's) */
+  controller?: string
+  /** where IDENTITY lives: a renewed one is written back there */
+  file: string
+  noRenew?: boolean
+  /** what to do once the certificate expired */
+  suggestion: string
+  timeoutMs?: number
+  /** where the identity comes from, for the expiry message */
+  what: string
+}
+
+/** IDENTITY, renewed first (and written back) when past half-life; a ZtError once its certificate expired. */
+export async function freshIdentity(identity: IdentityFile, options: FreshIdentityOptions): Promise<IdentityFile> {
+  const notAfter = certInfo(identity.cert).notAfter
+  if (notAfter.getTime() <= Date.now()) {
+    throw new ZtError('ZT_ERR_CERT_EXPIRED', `the certificate of identity "${identity.name}" (${options.what}) expired at ${notAfter.toISOString()}`, {
+      exit: ExitCode.auth,
+      suggestion: options.suggestion,
+    })
+  }
+
+  if (options.noRenew || msUntilRenewal(identity) > 0) return identity
+  const renewed = await renewIdentity({...identity, ...(options.controller && {controller: options.controller})}, {timeoutMs: options.timeoutMs})
+  await writeIdentityFile(options.file, renewed)
+  return renewed
 }
 
 /** A session with a controller in a cluster: through a port-forward, as the admin of Secret ztctl-admin (the leader keeps it fresh). */

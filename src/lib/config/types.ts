@@ -117,6 +117,39 @@ export interface WorkloadService {
   ports: {port: number; targetPort: number}[]
 }
 
+/** The apps an agent can host over the mesh (ZTM's terminal, file sharing and scripts). */
+export type AppName = 'file' | 'script' | 'terminal'
+export const APP_NAMES: readonly AppName[] = ['file', 'script', 'terminal']
+
+/**
+ * APP on AGENT (`ztctl terminal|file|script config --agent`): off unless this resource exists with
+ * `enabled`. Its streams are HBONE CONNECTs to the agent itself (service `app/APP`, docs/hbone.md "Apps"):
+ * the allow list admits, then policies on `app/APP` apply, as for any hosted service.
+ */
+export interface AgentApp {
+  agent: string
+  /** `@identity`, `#role`, `*` (any mesh identity): who may use it; empty: nobody */
+  allow: string[]
+  app: AppName
+  enabled: boolean
+  /** script: any command line (`script run --shell`) and any program; off unless true */
+  anyCommand?: boolean
+  /** script: programs that may be run, as absolute paths or names looked up on the agent's PATH */
+  commands?: string[]
+  /** script: a directory on the agent's host whose executable files may be run by name */
+  scriptDir?: string
+  /** terminal: the shell's argv on the agent's host; default: $SHELL, else /bin/sh */
+  shell?: string[]
+}
+
+/** A file on AGENT's host that its file app serves as NAME (`ztctl file publish`). */
+export interface PublishedFile {
+  agent: string
+  name: string
+  /** absolute path on the agent's host */
+  path: string
+}
+
 /** AGENT's SOCKS5 + HTTP proxy listener (`ztctl proxy open`, ZTM's zt-proxy entry): targets go to the exits. */
 export interface ProxyListener {
   agent: string
@@ -146,7 +179,9 @@ export interface ProxyExit {
 
 export interface ResourceKinds {
   agent: AgentRecord
+  app: AgentApp
   exit: ProxyExit
+  file: PublishedFile
   identity: IdentitySummary
   inbound: InboundTunnel
   outbound: OutboundTunnel
@@ -157,7 +192,7 @@ export interface ResourceKinds {
 }
 export type ResourceKind = keyof ResourceKinds
 
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['agent', 'exit', 'identity', 'inbound', 'outbound', 'policy', 'proxy', 'revocation', 'workload']
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['agent', 'app', 'exit', 'file', 'identity', 'inbound', 'outbound', 'policy', 'proxy', 'revocation', 'workload']
 
 /** The key of a resource within its kind. */
 export function resourceKey<K extends ResourceKind>(kind: K, value: ResourceKinds[K]): string {
@@ -165,6 +200,16 @@ export function resourceKey<K extends ResourceKind>(kind: K, value: ResourceKind
     case 'agent':
     case 'identity': {
       return (value as AgentRecord | IdentitySummary).name
+    }
+
+    case 'app': {
+      const app = value as AgentApp
+      return `${app.app}@${app.agent}`
+    }
+
+    case 'file': {
+      const file = value as PublishedFile
+      return `${file.name}@${file.agent}`
     }
 
     case 'exit':
@@ -198,7 +243,7 @@ export function resourceKey<K extends ResourceKind>(kind: K, value: ResourceKind
 export type ConfigSnapshot = {[K in ResourceKind]: Record<string, ResourceKinds[K]>}
 
 export function emptySnapshot(): ConfigSnapshot {
-  return {agent: {}, exit: {}, identity: {}, inbound: {}, outbound: {}, policy: {}, proxy: {}, revocation: {}, workload: {}}
+  return {agent: {}, app: {}, exit: {}, file: {}, identity: {}, inbound: {}, outbound: {}, policy: {}, proxy: {}, revocation: {}, workload: {}}
 }
 
 export type Change =

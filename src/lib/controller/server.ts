@@ -7,6 +7,7 @@ import type {TLSSocket} from 'node:tls'
 
 import {ExitCode, ZtError} from '../errors.js'
 import {boundedServerOptions, CONTROLLER_BOUNDS, guardHttp2Server} from '../http2/server-bounds.js'
+import {appRoutes} from './routes/apps.js'
 import {configRoutes} from './routes/config.js'
 import {enrollmentRoutes} from './routes/enrollment.js'
 import {identityRoutes} from './routes/identities.js'
@@ -37,7 +38,7 @@ export interface ControllerServer {
   setTls(tls: ServerTls): void
 }
 
-const ROUTES: readonly Route[] = [...versionRoutes, ...enrollmentRoutes, ...kubeRoutes, ...identityRoutes, ...resourceRoutes, ...configRoutes, ...workloadRoutes]
+const ROUTES: readonly Route[] = [...versionRoutes, ...enrollmentRoutes, ...kubeRoutes, ...identityRoutes, ...resourceRoutes, ...configRoutes, ...workloadRoutes, ...appRoutes]
 
 const STATUS_BY_EXIT: Record<number, number> = {
   [ExitCode.auth]: 401,

@@ -12,7 +12,9 @@ const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   ip: 'iproute2',
   nft: 'nftables',
   nsenter: 'util-linux',
+  script: 'bsdutils',
   ss: 'iproute2',
+  stty: 'coreutils',
 }
 
 /** iptables, ip6tables, their -legacy and -nft variants and each one's -save/-restore: Debian's iptables package ships them all. */

@@ -17,7 +17,7 @@ export const KEY_ANNOTATION = 'ztctl.io/key'
 export type CrdKind = Exclude<ResourceKind, 'identity'>
 
 interface CrdSpec {
-  columns: {jsonPath: string; name: string; type: 'integer' | 'string'}[]
+  columns: {jsonPath: string; name: string; type: 'boolean' | 'integer' | 'string'}[]
   kind: string
   plural: string
   shortNames: string[]
@@ -38,6 +38,27 @@ export const CRD_SPECS: Record<CrdKind, CrdSpec> = {
     plural: 'meshagents',
     shortNames: ['ztagent'],
     spec: {properties: {hbone: str, name: str, spiffe: str}, required: ['name', 'hbone', 'spiffe'], type: 'object'},
+  },
+  app: {
+    columns: [{jsonPath: '.spec.app', name: 'APP', type: 'string'}, {jsonPath: '.spec.agent', name: 'AGENT', type: 'string'}, {jsonPath: '.spec.enabled', name: 'ENABLED', type: 'boolean'}],
+    kind: 'MeshApp',
+    plural: 'meshapps',
+    shortNames: ['ztapp'],
+    spec: {
+      properties: {
+        agent: str, allow: strList, anyCommand: {type: 'boolean'}, app: {enum: ['file', 'script', 'terminal'], type: 'string'}, commands: strList,
+        enabled: {type: 'boolean'}, scriptDir: str, shell: strList,
+      },
+      required: ['agent', 'app', 'allow', 'enabled'],
+      type: 'object',
+    },
+  },
+  file: {
+    columns: [{jsonPath: '.spec.name', name: 'FILE', type: 'string'}, {jsonPath: '.spec.agent', name: 'AGENT', type: 'string'}, {jsonPath: '.spec.path', name: 'PATH', type: 'string'}],
+    kind: 'PublishedFile',
+    plural: 'publishedfiles',
+    shortNames: ['ztfile'],
+    spec: {properties: {agent: str, name: str, path: str}, required: ['agent', 'name', 'path'], type: 'object'},
   },
   exit: {
     columns: [{jsonPath: '.spec.agent', name: 'AGENT', type: 'string'}],

@@ -3,7 +3,7 @@
 import {isIP} from 'node:net'
 
 import {ExitCode, ZtError} from '../errors.js'
-import type {Target} from '../config/types.js'
+import {APP_NAMES, type Target} from '../config/types.js'
 import {type HostPort, parseHostPort as parseAddress} from '../proxy/address.js'
 import {formatIntercept, parseIntercept as readIntercept} from '../sidecar/intercept.js'
 
@@ -27,9 +27,12 @@ export function parseServiceName(text: string): string {
   )
 }
 
-/** A service a policy applies to: tcp/NAME, udp/NAME, or `proxy` (every proxy exit). */
+/** A service a policy applies to: tcp/NAME, udp/NAME, `proxy` (every proxy exit) or an agent's app (app/terminal, app/file, app/script). */
 export function parsePolicyService(text: string): string {
-  return text === 'proxy' ? text : parseServiceName(text)
+  if (text === 'proxy') return text
+  if (text.startsWith('app/') && (APP_NAMES as readonly string[]).includes(text.slice(4))) return text
+  if (text.startsWith('app/')) throw usage('ZT_ERR_INVALID_SERVICE', `"${text}" is not an app`, `the apps are ${APP_NAMES.map((app) => `app/${app}`).join(', ')}`)
+  return parseServiceName(text)
 }
 
 export function parseName(text: string, what = 'name'): string {

@@ -1,6 +1,6 @@
 // L4 authorization policies (ztunnel semantics, evaluated by the agents; see src/lib/proxy/state/authz.ts).
 import {ExitCode, ZtError} from '../errors.js'
-import type {OutboundTunnel, Policy} from '../config/types.js'
+import type {AgentApp, OutboundTunnel, Policy} from '../config/types.js'
 import {type ControllerApi, type ResourceList, resourcePath} from './api.js'
 import {parseCidr, parseName, parsePolicyService, parsePortNumber, parseSubject} from './parse.js'
 import {type ChangeOptions, type ChangeResult, commitChange, type RolloutTarget} from './rollout.js'
@@ -44,15 +44,19 @@ export interface PolicyChange extends ChangeResult {
 
 /** References to identities and services that do not exist: the policy is valid but would match nothing there. */
 export async function unknownReferences(api: ControllerApi, policy: Pick<Policy, 'from' | 'services'>): Promise<string[]> {
-  const [identities, outbounds] = await Promise.all([
+  const [identities, outbounds, apps] = await Promise.all([
     api.request<{items: {name: string}[]}>('GET', '/v1/identities'),
     api.request<ResourceList<OutboundTunnel>>('GET', resourcePath('outbound')),
+    api.request<ResourceList<AgentApp>>('GET', resourcePath('app')),
   ])
   const names = new Set(identities.items.map((identity) => identity.name))
-  const services = new Set(outbounds.items.map((tunnel) => tunnel.service))
+  const services = new Set([...outbounds.items.map((tunnel) => tunnel.service), ...apps.items.filter((app) => app.enabled).map((app) => `app/${app.app}`)])
+  const missing = (service: string): string => (service.startsWith('app/')
+    ? `no agent has its ${service.slice(4)} app on (see \`ztctl ${service.slice(4)} config --help\`)`
+    : `no outbound tunnel serves ${service} (see \`ztctl tunnel list\`)`)
   return [
     ...policy.from.filter((subject) => subject.startsWith('@') && !names.has(subject.slice(1))).map((subject) => `no identity named "${subject.slice(1)}" exists (${subject} matches nothing until one does; see \`ztctl identity list\`)`),
-    ...policy.services.filter((service) => !services.has(service)).map((service) => `no outbound tunnel serves ${service} (see \`ztctl tunnel list\`)`),
+    ...policy.services.filter((service) => !services.has(service)).map((service) => missing(service)),
   ]
 }
 

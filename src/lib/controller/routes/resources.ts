@@ -1,12 +1,14 @@
 // Generic configuration resources and the agents' status (admin only).
 import {RESOURCE_KINDS, type ResourceKind, resourceKey, type ResourceKinds} from '../../config/types.js'
 import {ExitCode, ZtError} from '../../errors.js'
+import {isReservedAppHost} from '../../proxy/state/apps.js'
+import {checkAppResource} from './apps.js'
 import type {Store} from '../store/store.js'
 import type {Route} from './types.js'
 import {asObject, badRequest} from './validate.js'
 
 /** Kinds an admin may write; the others are derived by the controller. */
-const WRITABLE = ['exit', 'inbound', 'outbound', 'policy', 'proxy'] as const
+const WRITABLE = ['app', 'exit', 'file', 'inbound', 'outbound', 'policy', 'proxy'] as const
 type WritableKind = (typeof WRITABLE)[number]
 
 function checkKind(kind: string): ResourceKind {
@@ -34,6 +36,7 @@ const isPort = (value: unknown): boolean => typeof value === 'number' && Number.
 
 /** Shape checks of what agents will act on; the CLI validates the meaning before sending. */
 function checkValue(kind: WritableKind, body: unknown): ResourceKinds[WritableKind] {
+  if (kind === 'app' || kind === 'file') return checkAppResource(kind, body)
   const value = asObject(body, `the ${kind} resource`)
   const problems: string[] = []
   const expect = (ok: boolean, message: string): void => {
@@ -68,6 +71,8 @@ function checkValue(kind: WritableKind, body: unknown): ResourceKinds[WritableKi
         return typeof t === 'object' && t !== null && typeof t.host === 'string' && isPort(t.port)
           && (t.weight === undefined || (typeof t.weight === 'number' && t.weight > 0))
       }), '"targets" must be a non-empty list of {host, port, weight?}')
+      const reserved = Array.isArray(value.targets) && value.targets.find((target) => isReservedAppHost(String((target as {host?: unknown}).host)))
+      expect(!reserved, `target host ${(reserved as {host?: unknown} | undefined)?.host} is reserved for the agents' apps`)
     }
   }
 

@@ -4,9 +4,12 @@
 // accepting, drain up to a deadline, then close everything. With noListen it opens no TCP listener at
 // all: it is reached through its hubs, its admin side door is a Unix socket.
 import type {Server} from 'node:http'
+import type {Duplex} from 'node:stream'
 
+import type {AppHost} from '../../apps/host/host.js'
+import type {FileStatus} from '../../apps/host/file-catalog.js'
 import {CertificateRenewer} from '../../client/renew.js'
-import {type HubAttachment, type IdentitySummary, MAX_STATUS_REASON, type Policy, resourceKey, type ResourceStatus, type Revocation} from '../../config/types.js'
+import {APP_NAMES, type AppName, type HubAttachment, type IdentitySummary, MAX_STATUS_REASON, type Policy, resourceKey, type ResourceStatus, type Revocation} from '../../config/types.js'
 import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
 import type {InpodRuntime} from '../../inpod/runtime.js'
@@ -22,11 +25,13 @@ import {LogRing} from '../observe/log-ring.js'
 import {processMetrics} from '../observe/process-metrics.js'
 import {Metrics} from '../observe/metrics.js'
 import {type ConnectionSnapshot, ConnectionRegistry} from '../observe/registry.js'
+import type {AppStreamSession} from '../paths/app-streams.js'
 import {ConnectionTracker} from '../paths/connection.js'
 import {ProxyEntry, type ProxyListenerInfo} from '../paths/proxy-entry.js'
 import {type InboundListenerInfo, InboundTunnels} from '../paths/tunnel-inbound.js'
 import type {PeerCertificateInfo} from '../hbone/hbone-engine.js'
 import {HUB_ROLE} from '../hbone/hub-links.js'
+import {isAppService} from '../state/apps.js'
 import {identityNameFromSpiffe} from '../state/authz.js'
 import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/config-source.js'
 import {MeshState, type SelfInfo} from '../state/state.js'
@@ -89,6 +94,19 @@ export interface AgentAddresses {
   readiness?: string
 }
 
+/** An app of this agent as /config_dump shows it (`proxy-config apps`). */
+export interface AppDump {
+  allow: string[]
+  anyCommand?: boolean
+  app: AppName
+  commands?: string[]
+  enabled: boolean
+  scriptDir?: string
+  /** sessions open now */
+  sessions: number
+  shell?: string[]
+}
+
 export interface CertificateDump {
   certChain: {expirationTime: string; pem: string; serialNumber: string; validFrom: string}[]
   identity: string
@@ -99,6 +117,8 @@ export interface CertificateDump {
 /** GET /config_dump (ztunnel's keys where they apply; see docs/hbone.md "Admin"). */
 export interface ConfigDump {
   agent: {name: string; spiffe: string; trustDomain: string}
+  /** every app, on or off */
+  apps: AppDump[]
   build: {node: string; version: string}
   certificates: CertificateDump[]
   config: {
@@ -110,6 +130,8 @@ export interface ConfigDump {
     source: ConfigSourceStatus & {kind: string}
   }
   connections: ConnectionSnapshot[]
+  /** the files this agent publishes, with their last known size and SHA-256 (or why they cannot be read) */
+  files: FileStatus[]
   /** this agent's hub attachments (`--hub`) */
   hubs: HubAttachment[]
   identities: IdentitySummary[]
@@ -146,6 +168,8 @@ export interface Agent {
 /** The running agent's parts, shared by the functions below: applyConfig replaces `state`, shutdown sets `draining`, startup fills in the optional parts. */
 interface AgentCore {
   readonly addresses: AgentAddresses
+  /** the app host, from the first configuration that enables an app on this agent */
+  apps?: AppHost
   configured: boolean
   readonly credentials: Credentials
   draining: boolean
@@ -263,7 +287,8 @@ async function createCore(options: AgentOptions): Promise<AgentCore> {
 async function withDataPath(core: AgentCore, choice: DataPathChoice): Promise<RunningAgent> {
   const timing = core.options.timing ?? {}
   const sourceSpiffe = (): string => core.credentials.identity.spiffe
-  const common: TrafficContext = {logger: () => core.logger, metrics: core.metrics, state: () => core.state, tracker: core.tracker, ...timing}
+  const serveApp = (stream: Duplex, session: AppStreamSession) => core.apps!.serve(stream, session)
+  const common: TrafficContext = {apps: () => (core.apps ? serveApp : undefined), logger: () => core.logger, metrics: core.metrics, state: () => core.state, tracker: core.tracker, ...timing}
   const data = await buildDataPath(choice, {
     advertise: () => core.addresses.advertise,
     common,
@@ -372,8 +397,20 @@ function resourceStatuses(agent: RunningAgent, state: MeshState): ResourceStatus
       ? {code: listener.errorCode, key, kind: 'inbound', reason: listener.error.slice(0, MAX_STATUS_REASON), state: 'error'}
       : {key, kind: 'inbound', state: 'applied'}
   })
-  const outbound = state.hostedTunnels().map((tunnel): ResourceStatus => ({key: resourceKey('outbound', tunnel), kind: 'outbound', state: 'applied'}))
-  return [...inbound, ...outbound, ...proxyStatuses(agent, state)]
+  const outbound = state.hostedTunnels().filter((tunnel) => !isAppService(tunnel.service))
+    .map((tunnel): ResourceStatus => ({key: resourceKey('outbound', tunnel), kind: 'outbound', state: 'applied'}))
+  return [...inbound, ...outbound, ...appStatuses(agent, state), ...proxyStatuses(agent, state)]
+}
+
+/** This agent's apps, and the files it publishes (one it cannot read is an error status saying why). */
+function appStatuses(agent: RunningAgent, state: MeshState): ResourceStatus[] {
+  const own = <T extends {agent: string}>(table: Record<string, T>): [string, T][] => Object.entries(table).filter(([, value]) => value.agent === state.self.name)
+  const apps = own(state.snapshot.app).map(([key]): ResourceStatus => ({key, kind: 'app', state: 'applied'}))
+  const files = own(state.snapshot.file).map(([key, file]): ResourceStatus => {
+    const problem = agent.apps?.fileProblem(file.name)
+    return problem ? {code: 'ZT_ERR_FILE_UNAVAILABLE', key, kind: 'file', reason: problem.slice(0, MAX_STATUS_REASON), state: 'error'} : {key, kind: 'file', state: 'applied'}
+  })
+  return [...apps, ...files]
 }
 
 /** The proxy listener (bound, or why not) and the exit of this agent. */
@@ -392,8 +429,10 @@ function proxyStatuses(agent: RunningAgent, state: MeshState): ResourceStatus[] 
 /** The new mesh view, the inbound listeners, re-checks of live connections, then the in-pod workloads. */
 async function applyOne(agent: RunningAgent, update: ConfigUpdate, resolveReady: () => void): Promise<ResourceStatus[]> {
   const next = new MeshState(update.snapshot, update.version, agent.self)
+  if (!agent.apps && APP_NAMES.some((app) => next.app(app))) agent.apps = await startAppHost(agent)
   const previous = agent.state
   agent.state = next
+  await agent.apps?.configure()
   await bindListeners(agent, next)
   if (!agent.draining) await agent.sidecar?.applied(next, agent.addresses.inbound)
   enforce(agent, previous, next)
@@ -420,6 +459,7 @@ function enforce(agent: RunningAgent, previous: MeshState, next: MeshState): voi
     const target = parseHostPort(record.hboneTarget)
     if (!target) return false
     const tunnel = next.hostedTunnel(target, record.service)
+    if (!tunnel && isAppService(record.service)) return true // the app was switched off
     const [sourceAddress] = splitHostPort(record.sourceAddress)
     return !next.authorize({destinationPort: target.port, service: record.service, sourceAddress, sourceSpiffe: record.sourceSpiffe}, tunnel).allowed
   }, {flag: 'DENY', message: 'connection closed due to policy change'})
@@ -433,6 +473,7 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
   const leaf = credentials.certificate
   return {
     agent: {name: self.name, spiffe: identity.spiffe, trustDomain: self.trustDomain},
+    apps: appsDump(agent),
     build: {node: process.version, version: options.buildVersion ?? 'unknown'},
     certificates: [{
       certChain: splitPem(identity.cert).map((pem) => certDump(pem)),
@@ -448,6 +489,7 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
       source: {...options.configSource.status(), kind: options.configSource.kind},
     },
     connections: agent.registry.list(),
+    files: agent.apps?.dump().files ?? state.publishedFiles().map(({name, path}) => ({name, path})),
     hubs: agent.data.hubs?.attachments() ?? [],
     identities: Object.values(snapshot.identity),
     inbound: agent.inbound.list(),
@@ -461,6 +503,22 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
     version: state.version,
     workloads: workloadsDump(state, self),
   }
+}
+
+function appsDump(agent: RunningAgent): AppDump[] {
+  const sessions = agent.apps?.dump().sessions
+  return APP_NAMES.map((name) => {
+    const config = agent.state.app(name)
+    if (!config) return {allow: [], app: name, enabled: false, sessions: 0}
+    const {agent: _agent, app, ...settings} = config
+    return {...settings, app, enabled: true, sessions: sessions?.[app] ?? 0}
+  })
+}
+
+/** The app host, loaded when the first app is switched on (the agent without apps never loads it). */
+async function startAppHost(agent: RunningAgent): Promise<AppHost> {
+  const {AppHost: Host} = await import('../../apps/host/host.js')
+  return new Host({agent: agent.self.name, logger: () => agent.logger, state: () => agent.state})
 }
 
 function servicesDump(state: MeshState): ConfigDump['services'] {
@@ -562,7 +620,7 @@ async function startServices(agent: RunningAgent, api: Pick<Agent, 'applyConfig'
       logs: agent.logRing,
       pending: () => pending(agent),
       quit: () => void api.shutdown('POST /quitquitquit'),
-      renderMetrics: () => agent.metrics.render() + processMetrics().render(),
+      renderMetrics: () => agent.metrics.render() + processMetrics().render() + (agent.apps?.renderMetrics() ?? ''),
       setLogLevel: (level: LogLevel) => {
         agent.logger.level = level
       },

@@ -10,6 +10,7 @@ import {NativeContexts} from '../hbone/native-tls.js'
 import type {Credentials} from '../hbone/tls.js'
 import type {Logger} from '../observe/log.js'
 import type {Metrics} from '../observe/metrics.js'
+import type {AppStreamHandler} from '../paths/app-streams.js'
 import type {ConnectionTracker} from '../paths/connection.js'
 import {HboneServer} from '../paths/hbone-server.js'
 import {NativeHboneServer} from '../paths/native-server.js'
@@ -30,6 +31,8 @@ export interface DataPathTiming {
 
 /** What the HBONE server and the inbound tunnels share: the mesh view, accounting and logs (and the timers). */
 export interface TrafficContext extends DataPathTiming {
+  /** the agent's app host, once an app is enabled (app streams end there, not at a dialled target) */
+  apps?: () => AppStreamHandler | undefined
   logger: () => Logger
   metrics: Metrics
   state: () => MeshState

@@ -42,6 +42,8 @@ export class HboneError extends Error {
     /** another endpoint may succeed (dial/TLS/upstream failures), unlike a 400/401 refusal */
     readonly retryable: boolean,
     readonly status?: number,
+    /** a refusal's ztctl-reason header: the destination's words (app refusals carry them) */
+    readonly reason?: string,
   ) {
     super(message)
   }
@@ -52,7 +54,7 @@ interface PooledSession extends PooledEntry {
   session: ClientHttp2Session
 }
 
-const STATUS_TEXT: Record<number, string> = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 405: 'Method Not Allowed', 503: 'Service Unavailable'}
+const STATUS_TEXT: Record<number, string> = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 503: 'Service Unavailable'}
 
 export class HbonePool {
   private readonly options: Required<Omit<PoolOptions, 'connectSocket'>> & Pick<PoolOptions, 'connectSocket'>
@@ -88,7 +90,8 @@ export class HbonePool {
     const status = Number(response[':status'])
     if (status !== 200) {
       stream.close()
-      throw statusError(status, destination, typeof response['ztctl-reason'] === 'string' ? response['ztctl-reason'] : undefined)
+      const reason = response['ztctl-reason']
+      throw statusError(status, destination, typeof reason === 'string' ? reason.slice(0, 200) : undefined)
     }
 
     return {peerSerial: pooled.peerSerial, stream}
@@ -209,9 +212,10 @@ export function statusError(status: number, destination: HboneDestination, reaso
   return new HboneError(
     'ZT_ERR_HBONE_STATUS',
     `http status: ${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd() + (reason ? ` — ${destination.spiffe}: ${reason}` : statusHint(status, destination)),
-    status === 401 ? 'DENY' : 'CONNECT',
+    status === 401 || status === 403 ? 'DENY' : 'CONNECT',
     status === 503,
     status,
+    reason,
   )
 }
 

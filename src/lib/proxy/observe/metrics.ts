@@ -45,7 +45,8 @@ interface Series {
   values: Record<CounterName, number>
 }
 
-function escapeLabel(value: string): string {
+/** A Prometheus label value, escaped (also for the app metrics the agent appends). */
+export function escapeLabel(value: string): string {
   return value.replaceAll('\\', String.raw`\\`).replaceAll('"', String.raw`\"`).replaceAll('\n', String.raw`\n`)
 }
 

@@ -4,6 +4,7 @@
 // connection's record and metric labels either way.
 import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
 import type {ProxyExit} from '../../config/types.js'
+import {appOfTarget, isAppService} from '../state/apps.js'
 import {identityNameFromSpiffe, workloadFromSpiffe} from '../state/authz.js'
 import {excludedAddress} from '../state/exits.js'
 import type {ResponseFlag, TrafficLabels} from '../observe/metrics.js'
@@ -48,6 +49,8 @@ export type Admission =
       allowed: false
       /** the peer's certificate is revoked: end its whole session after answering */
       closeSession?: boolean
+      /** words for the client (the ztctl-reason header); only app refusals carry them, a tunnel's stay silent as ztunnel's */
+      clientReason?: string
       flag: ResponseFlag
       labels: TrafficLabels
       message: string
@@ -82,7 +85,8 @@ export function admitConnect(request: ConnectRequest, peer: SessionPeer, context
     sourcePrincipal: peer.spiffe,
     sourceWorkload: undefined,
   }
-  const refuse = (status: number, flag: ResponseFlag, message: string, closeSession = false): Admission => ({allowed: false, closeSession, flag, labels, message, record, status})
+  const refuse = (status: number, flag: ResponseFlag, message: string, closeSession = false, clientReason?: string): Admission =>
+    ({allowed: false, clientReason, closeSession, flag, labels, message, record, status})
   if (request.method !== 'CONNECT') return refuse(400, 'CONNECT', `expected method CONNECT, got ${String(request.method).slice(0, 20)}`)
   if (!target) return refuse(400, 'CONNECT', `bad :authority ${JSON.stringify(record.hboneTarget)}: expected host:port`)
   if (state.isRevoked(peer.serial)) return refuse(401, 'CERT_REVOKED', `connection closed: peer certificate ${peer.serial} revoked`, true)
@@ -91,9 +95,16 @@ export function admitConnect(request: ConnectRequest, peer: SessionPeer, context
   const sourceIdentity = identityNameFromSpiffe(peer.spiffe, state.self.trustDomain) ?? (workload && `${workload.namespace}/${workload.serviceAccount}`)
   if (!sourceIdentity) return refuse(401, 'IDENTITY_ERROR', `the peer certificate carries no identity of trust domain ${state.self.trustDomain} (${peer.spiffe ?? 'no SPIFFE ID'})`)
   const tunnel = serviceHint === PROXY_SERVICE ? undefined : state.hostedTunnel(target, serviceHint)
-  const exit = tunnel ? undefined : state.hostedExit(target.host)
+  // The apps' reserved names are never a proxy exit's to dial.
+  const app = tunnel ? undefined : appOfTarget(target)
+  const exit = tunnel || app ? undefined : state.hostedExit(target.host)
   const served = tunnel ?? exit
   if (!served) {
+    if (app) {
+      labels.sourceWorkload = sourceIdentity
+      return refuse(404, 'CONNECT', `the ${app} app is off on this agent`, false, `the ${app} app is off on ${state.self.name}`)
+    }
+
     return refuse(400, 'CONNECT', `${formatHostPort(target)} is not a target of any tunnel this agent hosts${state.snapshot.exit?.[state.self.name] ? ', nor of its proxy exit' : ''} (not an open relay)`)
   }
 
@@ -102,7 +113,16 @@ export function admitConnect(request: ConnectRequest, peer: SessionPeer, context
   labels.destinationService = service
   labels.sourceWorkload = sourceIdentity
   const decision = state.authorize({destinationPort: target.port, service, sourceAddress: peer.ip, sourceSpiffe: peer.spiffe}, served)
-  if (!decision.allowed) return refuse(401, 'DENY', `connection closed due to policy rejection: ${decision.reason}`)
+  if (!decision.allowed) {
+    const message = `connection closed due to policy rejection: ${decision.reason}`
+    if (!isAppService(service)) return refuse(401, 'DENY', message)
+    // An app tells its (human) client which gate refused: 403 its allow list, 401 a policy.
+    const who = `identity "${sourceIdentity}"`
+    return decision.allowList
+      ? refuse(403, 'DENY', message, false, `${who} is not allowed to use ${service} on ${state.self.name}`)
+      : refuse(401, 'DENY', message, false, `a policy on ${state.self.name} denies ${who} ${service}`)
+  }
+
   return {allowed: true, exit, labels, record, target}
 }
 

@@ -9,6 +9,7 @@ import type {TLSSocket} from 'node:tls'
 import {describeSystemError} from '../../errors.js'
 import {boundedServerOptions, guardHttp2Server, HBONE_BOUNDS, type Http2Guard} from '../../http2/server-bounds.js'
 import {formatHostPort, type HostPort, normalizeIp, resolveHost} from '../address.js'
+import {admittedApp, type AppStreamHandler, logAppRefusal, serveNodeAppStream} from './app-streams.js'
 import {type Admission, admitConnect, checkResolved, refusalLabels, type SessionPeer} from './hbone-admission.js'
 import type {ConnectionTracker} from './connection.js'
 import type {Logger} from '../observe/log.js'
@@ -27,6 +28,8 @@ export interface HboneServerOptions {
   metrics: Metrics
   /** the address other agents dial (reported as dst.addr) */
   advertise: () => string
+  /** the agent's app host (app streams, app-streams.ts), once an app is enabled */
+  apps?: () => AppStreamHandler | undefined
   /** handle each stream yourself instead of the tunnel checks (in-pod: a workload's own 15008) */
   handleStream?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: PeerIdentity) => void
   state: () => MeshState
@@ -38,7 +41,7 @@ export class HboneServer {
   private readonly server: Http2SecureServer
   private readonly sessions = new Set<Http2Session>()
   private readonly peers = new WeakMap<Http2Session, SessionPeer>()
-  private readonly options: Required<Omit<HboneServerOptions, 'handleStream'>> & Pick<HboneServerOptions, 'handleStream'>
+  private readonly options: Required<Omit<HboneServerOptions, 'apps' | 'handleStream'>> & Pick<HboneServerOptions, 'apps' | 'handleStream'>
 
   constructor(options: HboneServerOptions) {
     this.options = {dialTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, keepaliveTimeoutMs: 20_000, ...options}
@@ -163,7 +166,9 @@ export class HboneServer {
     }
 
     if (admission.allowed) {
-      this.dial(stream, admission.target, admission.record, admission.labels)
+      const app = admittedApp(admission)
+      if (!app) this.dial(stream, admission.target, admission.record, admission.labels)
+      else if (!serveNodeAppStream(stream, admission, app, this.options)) this.refuse(stream, {...admission, allowed: false, flag: 'CONNECT', message: `the ${app} app host is not running`, status: 503})
       return
     }
 
@@ -172,8 +177,10 @@ export class HboneServer {
   }
 
   private refuse(stream: ServerHttp2Stream, refusal: Admission & {allowed: false}): void {
-    if (!stream.closed && !stream.headersSent) stream.respond({':status': refusal.status, 'ztctl-reason': reasonHeader(refusal.message)}, {endStream: true})
+    // An app's refusal carries words for its (human) client; any other, the message itself.
+    if (!stream.closed && !stream.headersSent) stream.respond({':status': refusal.status, 'ztctl-reason': reasonHeader(refusal.clientReason ?? refusal.message)}, {endStream: true})
     this.options.tracker.refused(refusal.record, refusalLabels(refusal), refusal)
+    logAppRefusal(this.options.logger(), refusal)
   }
 
   /** A proxy exit: the name is resolved here, and the address must not be in an excluded CIDR. */

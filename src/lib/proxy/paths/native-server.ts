@@ -10,6 +10,7 @@ import {describeSystemError} from '../../errors.js'
 import {HBONE_BOUNDS} from '../../http2/server-bounds.js'
 import {formatHostPort, type HostPort, resolveHost} from '../address.js'
 import type {ConnectionTracker} from './connection.js'
+import {admittedApp, type AppStreamHandler, logAppRefusal, serveNativeAppStream} from './app-streams.js'
 import {type Admission, admitConnect, checkResolved, refusalLabels, type SessionPeer} from './hbone-admission.js'
 import type {HboneEngine, HboneListenerHandler, ServerSessionHandler} from '../hbone/hbone-engine.js'
 import type {Logger} from '../observe/log.js'
@@ -20,6 +21,8 @@ import {serveUdpExit} from './tunnel-udp.js'
 
 export interface NativeServerOptions {
   advertise: () => string
+  /** the agent's app host (app streams, app-streams.ts), once an app is enabled */
+  apps?: () => AppStreamHandler | undefined
   contexts: NativeContexts
   dialTimeoutMs?: number
   engine: HboneEngine
@@ -36,7 +39,7 @@ export class NativeHboneServer {
   private listenerId: number | undefined
   private virtualId: number | undefined
   private readonly sessions = new Map<number, SessionPeer>()
-  private readonly options: Required<NativeServerOptions>
+  private readonly options: Required<Omit<NativeServerOptions, 'apps'>> & Pick<NativeServerOptions, 'apps'>
   private draining = false
 
   constructor(options: NativeServerOptions) {
@@ -133,14 +136,25 @@ export class NativeHboneServer {
       state: this.options.state(),
     })
     if (!admission.allowed) {
-      engine.native.refuse(tunnelId, admission.status, admission.message)
+      // An app's refusal carries words for its (human) client; any other, the message itself.
+      engine.native.refuse(tunnelId, admission.status, admission.clientReason ?? admission.message)
       tracker.refused(admission.record, refusalLabels(admission), admission)
+      logAppRefusal(this.options.logger(), admission)
       if (admission.closeSession) engine.native.sessionClose(sessionId, true)
       return
     }
 
-    if (admission.record.service.startsWith('udp/')) void this.serveUdp(tunnelId, admission)
-    else void this.dial(tunnelId, admission)
+    const app = admittedApp(admission)
+    if (app) {
+      if (!serveNativeAppStream(engine, tunnelId, admission, app, this.options)) {
+        engine.native.refuse(tunnelId, 503)
+        tracker.refused(admission.record, admission.labels, {flag: 'CONNECT', message: `the ${app} app host is not running`})
+      }
+    } else if (admission.record.service.startsWith('udp/')) {
+      void this.serveUdp(tunnelId, admission)
+    } else {
+      void this.dial(tunnelId, admission)
+    }
   }
 
   /** A `udp/` tunnel's stream: 200 over a socketpair, datagrams to one connected UDP socket (tunnel-udp.ts). */

@@ -27,7 +27,8 @@ export interface AuthzRequest {
 
 export type AuthzDecision =
   | {allowed: true; policy?: string}
-  | {allowed: false; policy?: string; reason: string}
+  /** allowList: refused by the hosting tunnel's (or app's) allow list rather than by a policy */
+  | {allowList?: boolean; allowed: false; policy?: string; reason: string}
 
 /** The policy field that did not match (fields AND together). */
 export type PolicyMismatch = 'from' | 'ports' | 'sourceCidrs'
@@ -86,7 +87,7 @@ export function authorize(request: AuthzRequest, policies: Iterable<Policy>, all
   if (allow.length > 0) {
     const listed = allow.some((selector) => principalMatches(selector, request))
     trace?.({allow, matched: listed, step: 'allow-list'})
-    if (!listed) return {allowed: false, reason: `${describeSource(request)} is not in the allow list of ${request.service} (${allow.join(', ')})`}
+    if (!listed) return {allowList: true, allowed: false, reason: `${describeSource(request)} is not in the allow list of ${request.service} (${allow.join(', ')})`}
   }
 
   const sorted = [...policies].sort((a, b) => a.name.localeCompare(b.name))

@@ -1,9 +1,10 @@
 // The agent's view of the mesh, rebuilt from each configuration snapshot: which targets this agent
 // serves, where each service's endpoints are, which certificates are revoked, and the authorization
 // decision for a connection. Immutable once built, so a connection handler reads one consistent view.
-import {type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, type ProxyExit, type ProxyListener, type ProxyUser, RESOURCE_KINDS, type ResourceKind, type ResourceStatus} from '../../config/types.js'
+import {type AgentApp, APP_NAMES, type AppName, type ConfigSnapshot, emptySnapshot, type InboundTunnel, type OutboundTunnel, type ProxyExit, type ProxyListener, type ProxyUser, type PublishedFile, RESOURCE_KINDS, type ResourceKind, type ResourceStatus} from '../../config/types.js'
 import {ZtError} from '../../errors.js'
 import {formatHostPort, type HostPort, isValidCidr, parseHostPort, sameHostPort} from '../address.js'
+import {appTunnels, enabledApps, isAppService, isReservedAppHost} from './apps.js'
 import {type AuthzDecision, authorizeConnection, type ConnectionFacts} from './authz.js'
 import {bestExits, exitScore} from './exits.js'
 
@@ -25,6 +26,7 @@ export interface SelfInfo {
 }
 
 export class MeshState {
+  private readonly apps: Map<AppName, AgentApp>
   private readonly endpointCache = new Map<string, readonly Endpoint[]>()
   private readonly hosted: OutboundTunnel[]
   private readonly revoked: Set<string>
@@ -34,7 +36,9 @@ export class MeshState {
     readonly version: number,
     readonly self: SelfInfo,
   ) {
-    this.hosted = Object.values(snapshot.outbound).filter((tunnel) => tunnel.agent === self.name)
+    this.apps = enabledApps(snapshot, self.name)
+    // An enabled app is a service this agent hosts (state/apps.ts): admitted, authorized and accounted alike.
+    this.hosted = [...Object.values(snapshot.outbound).filter((tunnel) => tunnel.agent === self.name), ...appTunnels(this.apps)]
     this.revoked = new Set(Object.values(snapshot.revocation).map((revocation) => revocation.serial.toUpperCase()))
   }
 
@@ -50,6 +54,16 @@ export class MeshState {
 
   hostedTunnels(): OutboundTunnel[] {
     return this.hosted
+  }
+
+  /** APP's configuration when it is enabled on this agent. */
+  app(name: AppName): AgentApp | undefined {
+    return this.apps.get(name)
+  }
+
+  /** The files this agent's file app serves, by name. */
+  publishedFiles(): PublishedFile[] {
+    return Object.values(this.snapshot.file ?? {}).filter((file) => file.agent === this.self.name)
   }
 
   inboundTunnels(): InboundTunnel[] {
@@ -107,7 +121,9 @@ export class MeshState {
   isRevoked = (serial: string | undefined): boolean => serial !== undefined && this.revoked.has(serial.toUpperCase())
 
   /** Authorize a connection to a service this agent hosts. */
-  authorize(request: ConnectionFacts, tunnel?: {allow: string[]}): AuthzDecision {
+  authorize(request: ConnectionFacts, tunnel?: {allow: string[]; service?: string}): AuthzDecision {
+    // An app's empty allow list admits nobody (a tunnel's admits any mesh identity).
+    if (tunnel?.service && isAppService(tunnel.service) && tunnel.allow.length === 0) return {allowList: true, allowed: false, reason: `nobody is allowed to use ${tunnel.service} on ${this.self.name} (its allow list is empty)`}
     return authorizeConnection(request, this.snapshot, this.self.trustDomain, tunnel?.allow ?? [])
   }
 
@@ -117,7 +133,8 @@ export class MeshState {
    * The destination agent then decides each connection exactly; this is the same policy, coarser.
    */
   reach(request: {agent: string; sourceAddress: string; sourceSpiffe?: string}): AuthzDecision {
-    const offers: {allow: string[]; ports?: number[]; service: string}[] = Object.values(this.snapshot.outbound)
+    // AGENT's enabled apps are services it hosts too.
+    const offers: {allow: string[]; ports?: number[]; service: string}[] = [...Object.values(this.snapshot.outbound), ...appTunnels(enabledApps(this.snapshot, request.agent))]
       .filter((tunnel) => tunnel.agent === request.agent)
       .map((tunnel) => ({allow: tunnel.allow, ports: [...new Set(tunnel.targets.map((target) => target.port))], service: tunnel.service}))
     const exit = this.snapshot.exit?.[request.agent]
@@ -158,15 +175,28 @@ function checkTarget(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null) return 'a target is not an object'
   const {host, port, weight} = value as Record<string, unknown>
   if (!isString(host) || !parseHostPort(`${host.includes(':') ? `[${host}]` : host}:1`)) return `bad target host ${JSON.stringify(host)}`
+  if (isReservedAppHost(host)) return `target host ${host} is reserved for the agent's apps`
   if (!isPort(port)) return `bad target port ${JSON.stringify(port)}`
   if (weight !== undefined && !(typeof weight === 'number' && weight > 0 && Number.isFinite(weight))) return `bad target weight ${JSON.stringify(weight)}`
   return undefined
 }
 
+const isOptional = (value: unknown, check: (value: unknown) => boolean): boolean => value === undefined || check(value)
+
 const CHECKS: Record<ResourceKind, Check> = {
   // hbone '': an agent that accepts no connection (reached through hubs)
   agent: (value) => (isString(value.name) && isString(value.spiffe) && (value.hbone === '' || parseHostPort(value.hbone)) ? undefined : 'needs name, spiffe and hbone host:port (or "")'),
+  app(value) {
+    if (!isString(value.agent) || !(APP_NAMES as readonly unknown[]).includes(value.app) || typeof value.enabled !== 'boolean' || !isStringArray(value.allow)) {
+      return `needs agent, app (${APP_NAMES.join(', ')}), enabled and allow[]`
+    }
+
+    const ok = isOptional(value.shell, isStringArray) && isOptional(value.commands, isStringArray) && isOptional(value.scriptDir, isString)
+      && isOptional(value.anyCommand, (flag) => typeof flag === 'boolean')
+    return ok ? undefined : 'shell[] and commands[] must be lists of strings, scriptDir a string, anyCommand a boolean'
+  },
   exit: (value) => (isString(value.agent) && isStringArray(value.allow) && isStringArray(value.targets) && isStringArray(value.exclusions) ? undefined : 'needs agent, allow[], targets[] and exclusions[]'),
+  file: (value) => (isString(value.agent) && isString(value.name) && isString(value.path) && value.path.startsWith('/') ? undefined : 'needs agent, name and an absolute path'),
   identity: (value) => (isString(value.name) && isString(value.spiffe) && isStringArray(value.roles) ? undefined : 'needs name, spiffe and roles[]'),
   inbound(value) {
     if (!isString(value.agent) || !isString(value.service) || !parseHostPort(value.listen, '127.0.0.1')) return 'needs agent, service and listen ip:port'
