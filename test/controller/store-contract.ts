@@ -279,6 +279,23 @@ export function storeContract(backend: string, makeBacking: MakeBacking, options
     assert.equal(await store.currentVersion(), v5)
   })
 
+  test(`${backend} store: getResource reads one resource by key, also one another replica just wrote`, async (t) => {
+    const {backing, store} = await openStore(t)
+    const other = options.replicas ? await backing.open() : store
+    if (other !== store) t.after(() => other.close())
+    await store.putResource('policy', 'allow-db', policy('allow-db'))
+    await store.putResource('policy', 'allow-web', policy('allow-web', 80))
+    assert.deepEqual(await other.getResource('policy', 'allow-web'), policy('allow-web', 80))
+    assert.equal(await other.getResource('policy', 'nope'), undefined)
+    assert.equal(await other.getResource('outbound', 'allow-db'), undefined, 'keys are per kind')
+    await store.deleteResource('policy', 'allow-web')
+    assert.equal(await other.getResource('policy', 'allow-web'), undefined)
+    // What it returns is a copy: changing it changes nothing stored.
+    const read = await other.getResource('policy', 'allow-db')
+    read!.ports.push(1)
+    assert.deepEqual(await other.getResource('policy', 'allow-db'), policy('allow-db'))
+  })
+
   test(`${backend} store: changesSince gives the deltas in order, or undefined when it cannot`, async (t) => {
     const {store} = await openStore(t)
     const start = await store.currentVersion()
