@@ -20,6 +20,19 @@
       "sources": ["src/lib/proxy/hbone/native/hbone.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"],
       "defines": ["NAPI_VERSION=8"]
+    },
+    {
+      "target_name": "ztctl-cni",
+      "type": "executable",
+      "sources": ["src/lib/cni/plugin/ztctl-cni.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "ldflags": ["-static"],
+      "conditions": [
+        ["sanitize==1", {
+          "cflags!": ["-fsanitize=address,undefined"],
+          "ldflags!": ["-fsanitize=address,undefined"]
+        }]
+      ]
     }
   ]
 }

@@ -59,7 +59,11 @@ test('manifest generate: deterministic, in dependency order, with the names, lab
   assert.deepEqual(ports.map((port) => `${port.name}:${port.port}`), ['https-control:15012', 'http-health:15014'])
   const agent = container(find(objects, 'DaemonSet', 'ztctl-node'))
   assert.deepEqual(agent.args, ['agent', 'run', '--kubernetes', '--controller', 'https://$(ZTCTL_CONTROLLER_SERVICE_HOST):$(ZTCTL_CONTROLLER_SERVICE_PORT)',
-    '--hbone', '0.0.0.0:15008', '--admin', '127.0.0.1:15000', '--metrics', '0.0.0.0:15020', '--readiness', '0.0.0.0:15021'])
+    '--hbone', '0.0.0.0:15008', '--admin', '127.0.0.1:15000', '--metrics', '0.0.0.0:15020', '--readiness', '0.0.0.0:15021',
+    '--inpod-socket', '/var/run/ztctl/node/inpod.sock', '--inpod-state-dir', '/var/run/ztctl/node/inpod'])
+  const cniAgent = container(find(objects, 'DaemonSet', 'ztctl-cni'))
+  assert.deepEqual(cniAgent.args.slice(cniAgent.args.indexOf('--run-dir')), ['--run-dir', '/var/run/ztctl/node', '--netns-dir', '/var/run/netns', '--exclude-namespace', 'kube-system', '--exclude-namespace', 'ztctl-system'])
+  assert.deepEqual(objects.filter((object) => object.metadata.name === 'ztctl-cni').map((object) => object.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'DaemonSet', 'Role', 'RoleBinding', 'ServiceAccount'])
   const volumes = JSON.stringify((find(objects, 'DaemonSet', 'ztctl-node')!.spec as {template: unknown}).template)
   assert.match(volumes, /"audience":"ztctl","expirationSeconds":3600,"path":"token"/)
   assert.match(volumes, /"name":"ztctl-ca-root","optional":true/)

@@ -23,7 +23,7 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
     admin: Flags.string({default: '127.0.0.1:15000', description: 'admin listener: /config_dump, /logging, /quitquitquit'}),
     advertise: Flags.string({description: 'HOST:PORT other agents dial [default: the HBONE address, 0.0.0.0 → 127.0.0.1; with --kubernetes $POD_IP and the HBONE port]'}),
     config: Flags.string({description: 'static configuration file (a ConfigSnapshot as JSON) instead of the controller; re-read on change'}),
-    controller: Flags.string({dependsOn: ['kubernetes'], description: 'with --kubernetes: the controller\'s URL, https://IP:PORT of its Service', env: 'ZTCTL_CONTROLLER_URL'}),
+    controller: Flags.string({description: 'the controller\'s URL, https://IP:PORT: with --kubernetes that of its Service (required); with -i instead of the identity file\'s', env: 'ZTCTL_CONTROLLER_URL'}),
     'data-path': Flags.string({
       default: 'auto',
       description: 'who moves the bytes: native = TLS + HTTP/2 in C (the bundled addon), node = node:http2; auto = native when the addon loads',
@@ -91,10 +91,12 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
       dataPath: this.flags['data-path'] as DaemonOptions['dataPath'],
       drainTimeoutMs: drainSeconds * 1000,
       hbone: this.flags.hbone,
+      controllerUrl: this.flags.identity ? this.flags.controller : undefined,
       hubs,
       identityFile: this.flags.identity,
       idleTrimMs: Math.round(idleTrimSeconds * 1000),
-      inpod: this.flags['inpod-socket'] ? {socketPath: this.flags['inpod-socket'], stateDir: this.flags['inpod-state-dir']} : undefined,
+      // On Kubernetes the controller publishes the pods as workloads (its informers): the agent only serves them.
+      inpod: this.flags['inpod-socket'] ? {publish: !this.flags.kubernetes, socketPath: this.flags['inpod-socket'], stateDir: this.flags['inpod-state-dir']} : undefined,
       kubernetes: this.flags.kubernetes ? this.kubernetesOptions() : undefined,
       json: this.jsonEnabled(),
       logLevel: this.flags['log-level'],

@@ -1,48 +1,117 @@
-// The CNI agent of a node (DaemonSet ztctl-cni). Today it watches the node's CNI directories and is Ready
-// while the node has a primary CNI configuration to chain to; Kubernetes II gives it its real job (installing
-// ztctl's plugin in the chain and setting up in-pod redirection).
+// The CNI agent of a node (DaemonSet ztctl-cni, host network, privileged). It installs the ztctl plugin
+// (build/Release/ztctl-cni) into the node's plugin directory and chains it into the node's primary
+// .conflist (and chains it again when the primary CNI rewrites its file); it answers the plugin on
+// `<run dir>/cni.sock` (src/lib/cni/pod-redirector.ts decides and redirects); it reconciles the node's pods
+// every few seconds. Ready while the plugin is chained. On stop it tells an uninstall (its DaemonSet gone
+// or being deleted: every pod back to plain networking, the configuration restored byte for byte, the
+// plugin removed) from a restart (pods stay redirected; the plugin passes pods through until it is back).
 import {once} from 'node:events'
 import http from 'node:http'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
 
+import type {EnrollmentOptions} from '../kube/enrollment.js'
 import type {Logger} from '../log/logger.js'
 import type {HostPort} from '../proxy/address.js'
+import type {BackendRequest} from '../redirect/backend.js'
+import {chainPlugin, installPluginBinary, removePluginBinary, unchainPlugin} from './chain.js'
 import {type CniFindings, checkCniNode} from './node-check.js'
+import {type NodePods, nodePods} from './node-pods.js'
+import {CNI_PLUGIN_TYPE} from './plugin-protocol.js'
+import {type PluginServer, servePluginSocket} from './plugin-server.js'
+import {PodRedirector} from './pod-redirector.js'
+
+export const PLUGIN_SOURCE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/Release/ztctl-cni')
+export const CNI_SOCKET_NAME = 'cni.sock'
+export const INPOD_SOCKET_NAME = 'inpod.sock'
+export const INPOD_STATE_NAME = 'inpod'
 
 export interface CniAgentOptions {
   binDir: string
   confDir: string
-  /** how often to look at the directories again */
+  /** the host directory shared with the node agent and the plugin (mounted at the same path) */
+  runDir: string
+  /** where the container runtime keeps pods' network namespaces (mounted at the same path) */
+  netnsDir: string
+  node: string
+  daemonSet: {name: string; namespace: string}
+  enrollment?: EnrollmentOptions
+  backend?: BackendRequest
+  kubeconfig?: string
+  /** how often to look at the configuration again (re-chain), default 5 s */
   intervalMs?: number
+  /** how often to reconcile the node's pods, default 5 s */
+  reconcileMs?: number
   logger: Logger
   readiness: HostPort
+  /** the API side (tests of the agent outside a pod give their own kubeconfig instead) */
+  pods?: NodePods
 }
 
 export interface CniAgent {
   address: HostPort
-  close(): Promise<void>
-  findings(): CniFindings
+  /** stop; an uninstall (or FORCE 'uninstall') undoes everything, a restart keeps pods redirected */
+  close(force?: 'restart' | 'uninstall'): Promise<'restart' | 'uninstall'>
+  findings(): CniFindings & {chained?: string}
+  reconcile(): ReturnType<PodRedirector['reconcile']>
 }
 
 export async function startCniAgent(options: CniAgentOptions): Promise<CniAgent> {
-  let findings = await checkCniNode(options.confDir, options.binDir)
+  const {logger} = options
+  const pods = options.pods ?? (await nodePods({daemonSet: options.daemonSet, kubeconfig: options.kubeconfig, node: options.node}))
+  const chainState = path.join(options.runDir, 'cni')
+  const entry = {socket: path.join(options.runDir, CNI_SOCKET_NAME), type: CNI_PLUGIN_TYPE}
+  let findings: CniFindings & {chained?: string} = await checkCniNode(options.confDir, options.binDir)
   let lastReport = ''
-  const report = () => {
+  const report = (): void => {
     const text = JSON.stringify(findings)
     if (text === lastReport) return
     lastReport = text
-    if (findings.problems.length > 0) options.logger.warn({findings}, `node not ready for the CNI agent: ${findings.problems.join('; ')}`)
-    else options.logger.info({findings}, `node ready: primary CNI configuration ${findings.configs[0]}`)
+    if (findings.problems.length > 0) logger.warn({findings}, `node not ready for the CNI agent: ${findings.problems.join('; ')}`)
+    else logger.info({findings}, `plugin chained into ${findings.chained}`)
   }
 
-  report()
-  const timer = setInterval(async () => {
+  const ensureChained = async (): Promise<void> => {
     findings = await checkCniNode(options.confDir, options.binDir)
-    report()
-  }, options.intervalMs ?? 5000)
-  timer.unref()
+    if (findings.problems.length > 0) return
+    try {
+      const result = await chainPlugin({confDir: options.confDir, entry, stateDir: chainState})
+      findings = {...findings, chained: result.file}
+      if (result.changed) logger.info({file: result.file}, 'chained the ztctl CNI plugin')
+    } catch (error) {
+      findings = {...findings, problems: [(error as Error).message]}
+    }
+  }
+
+  const redirector = new PodRedirector({
+    agentSocket: path.join(options.runDir, INPOD_SOCKET_NAME), backend: options.backend, enrollment: options.enrollment, logger,
+    netnsDir: options.netnsDir, pods, stateDir: path.join(options.runDir, INPOD_STATE_NAME),
+  })
+  await installPluginBinary(PLUGIN_SOURCE, options.binDir)
+  const plugin: PluginServer = await servePluginSocket(entry.socket, (request) => redirector.handle(request), (message, fields) => logger.warn(fields, message))
+  await ensureChained()
+  report()
+  const reconcile = async (): ReturnType<PodRedirector['reconcile']> => {
+    const result = await redirector.reconcile()
+    if (result.added.length + result.removed.length + result.problems.length > 0) logger.info(result, 'reconciled the pods of this node')
+    return result
+  }
+
+  let reconciling: Promise<unknown> | undefined
+  const tick = (): void => {
+    reconciling ??= reconcile().catch((error: unknown) => logger.warn({error: (error as Error).message}, 'reconcile failed')).finally(() => {
+      reconciling = undefined
+    })
+  }
+
+  tick()
+  const chainTimer = setInterval(() => void ensureChained().then(report), options.intervalMs ?? 5000)
+  chainTimer.unref()
+  const reconcileTimer = setInterval(tick, options.reconcileMs ?? 5000)
+  reconcileTimer.unref()
 
   const server = http.createServer((request, response) => {
-    const ready = findings.problems.length === 0
+    const ready = findings.problems.length === 0 && findings.chained !== undefined
     const known = request.url === '/healthz/ready'
     response.writeHead(known ? (ready ? 200 : 503) : 404, {'content-type': 'application/json'})
     response.end(known ? JSON.stringify({ready, ...findings}) : '{"error":"not found"}')
@@ -50,14 +119,30 @@ export async function startCniAgent(options: CniAgentOptions): Promise<CniAgent>
   server.listen(options.readiness.port, options.readiness.host)
   await once(server, 'listening')
   const bound = server.address() as {port: number}
-  options.logger.info({readiness: `${options.readiness.host}:${bound.port}`}, 'CNI agent started')
+  logger.info({node: options.node, readiness: `${options.readiness.host}:${bound.port}`, socket: entry.socket}, 'CNI agent started')
   return {
     address: {host: options.readiness.host, port: bound.port},
-    async close() {
-      clearInterval(timer)
+    async close(force) {
+      clearInterval(chainTimer)
+      clearInterval(reconcileTimer)
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
+      await reconciling
+      const mode = force ?? ((await pods.daemonSetLive().catch(() => true)) ? 'restart' : 'uninstall')
+      await plugin.close()
+      if (mode === 'uninstall') {
+        // The plugin first, so no new pod is redirected while the others are taken out.
+        const unchained = await unchainPlugin({confDir: options.confDir, stateDir: chainState})
+        await removePluginBinary(options.binDir)
+        const removed = await redirector.removeAll()
+        logger.info({conflist: unchained, pods: removed}, 'uninstalled: configuration restored, pods back to plain networking')
+      } else {
+        logger.info({}, 'stopping for a restart: the plugin stays chained, pods stay redirected')
+      }
+
+      return mode
     },
     findings: () => findings,
+    reconcile: () => redirector.reconcile(),
   }
 }

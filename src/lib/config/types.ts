@@ -100,6 +100,21 @@ export interface WorkloadRecord {
   node: string
   serviceAccount: string
   uid: string
+  /**
+   * The Kubernetes Services this pod is a ready endpoint of (from their EndpointSlices): a connection from
+   * a redirected pod to one of `vips` on `port` is carried as HBONE to this pod's `targetPort` (ztunnel's
+   * workload `services`). Absent outside Kubernetes.
+   */
+  services?: WorkloadService[]
+}
+
+export interface WorkloadService {
+  /** `namespace/name` of the Service */
+  name: string
+  /** its ClusterIPs */
+  vips: string[]
+  /** service port → the pod's port */
+  ports: {port: number; targetPort: number}[]
 }
 
 /** The apps an agent can host over the mesh (ZTM's terminal, file sharing and scripts). */

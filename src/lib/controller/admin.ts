@@ -22,6 +22,15 @@ import {identitySpiffe, type ControllerServices} from './routes/types.js'
 
 export const ADMIN_NAME = 'admin'
 
+/** An identity the controller keeps valid in a home of its own: the admin, or (in a cluster) the host pod's. */
+export interface KeptIdentity {
+  admin: boolean
+  name: string
+  roles: string[]
+}
+
+const ADMIN: KeptIdentity = {admin: true, name: ADMIN_NAME, roles: []}
+
 export interface AdminHome {
   /** where it lives, for humans: a path or `secret/NAME` */
   readonly location: string
@@ -37,14 +46,17 @@ type AdminServices = Pick<ControllerServices, 'adminCertTtlSeconds' | 'ca' | 'ce
  * Make sure the admin identity in `home` is valid. `renewAtHalfLife`: re-issue it past half-life (in a
  * cluster nobody else does; a local CLI renews its own on use). Returns what was done.
  */
-export async function ensureAdminIdentity(services: AdminServices, home: AdminHome, options: {renewAtHalfLife?: boolean} = {}): Promise<'created' | 'kept' | 'renewed'> {
+export async function ensureAdminIdentity(
+  services: AdminServices, home: AdminHome, options: {identity?: KeptIdentity; renewAtHalfLife?: boolean} = {},
+): Promise<'created' | 'kept' | 'renewed'> {
+  const spec = options.identity ?? ADMIN
   const existing = await home.read().catch(() => undefined)
   if (existing) {
     const serial = certInfo(existing.cert).serial
     const principal = await services.store.authenticate(serial, new Date())
-    if (principal?.identity.admin) {
+    if (principal && principal.identity.admin === spec.admin && (spec.admin || principal.identity.name === spec.name)) {
       if (options.renewAtHalfLife && msUntilRenewal(existing) <= 0) {
-        await home.write(await issueAdmin(services, existing.name))
+        await home.write(await issueAdmin(services, {...spec, name: existing.name}))
         return 'renewed'
       }
 
@@ -55,14 +67,15 @@ export async function ensureAdminIdentity(services: AdminServices, home: AdminHo
     }
   }
 
-  await home.write(await issueAdmin(services, ADMIN_NAME))
+  await home.write(await issueAdmin(services, spec))
   return 'created'
 }
 
-/** A fresh key and certificate for the live admin identity NAME, or a new admin identity when there is none. */
-async function issueAdmin(services: AdminServices, name: string): Promise<IdentityFile> {
+/** A fresh key and certificate for the live identity SPEC names, or a new one when there is none. */
+async function issueAdmin(services: AdminServices, spec: KeptIdentity): Promise<IdentityFile> {
+  const {name} = spec
   const current = await services.store.getIdentity(name)
-  if (current && current.status === 'active' && current.admin) {
+  if (current && current.status === 'active' && current.admin === spec.admin) {
     const {csrPem, keyPem} = await createKeyAndCsr(name)
     const issued = await issueIdentityCert(services, current, csrPem)
     await services.store.recordCert(issued.record)
@@ -70,7 +83,7 @@ async function issueAdmin(services: AdminServices, name: string): Promise<Identi
   }
 
   if (current && current.status === 'active') {
-    throw new ZtError('ZT_ERR_NOT_ADMIN', `identity "${name}" exists and is not an admin`, {
+    throw new ZtError('ZT_ERR_NOT_ADMIN', `identity "${name}" exists and is ${spec.admin ? 'not an admin' : 'an admin'}`, {
       exit: ExitCode.conflict,
       suggestion: 'pass --name with another name for the admin identity',
     })
@@ -78,14 +91,14 @@ async function issueAdmin(services: AdminServices, name: string): Promise<Identi
 
   // Pending (never enrolled) or absent: a new admin identity, enrolled here (no token leaves the process).
   if (current) await services.store.revokeIdentity(name, new Date())
-  return enrollLocally(services, name)
+  return enrollLocally(services, spec)
 }
 
-/** Create and enroll an identity inside the controller (no token leaves the process): the admin, an embedded hub. */
-export async function enrollLocally(services: AdminServices, name: string, kind: {admin: boolean; roles: string[]} = {admin: true, roles: []}): Promise<IdentityFile> {
+/** Create and enroll an identity inside the controller (no token leaves the process): the admin, the host pod's, an embedded hub. */
+export async function enrollLocally(services: AdminServices, {admin, name, roles}: KeptIdentity): Promise<IdentityFile> {
   const tokenId = randomUUID()
   const identity = await services.store.createIdentity({
-    admin: kind.admin, id: randomUUID(), name, roles: kind.roles, spiffe: identitySpiffe(services.trustDomain, name),
+    admin, id: randomUUID(), name, roles, spiffe: identitySpiffe(services.trustDomain, name),
     tokenExpiresAt: new Date(Date.now() + 60_000).toISOString(), tokenId,
   })
   const {csrPem, keyPem} = await createKeyAndCsr(name)
@@ -146,7 +159,7 @@ export async function recoverAdmin(options: RecoverAdminOptions): Promise<Recove
     const ca = await loadOrCreateCA({dataDir, trustDomain})
     const services: AdminServices = {adminCertTtlSeconds: options.adminCertTtlSeconds, ca, certTtlSeconds: options.adminCertTtlSeconds, signer: await createSigner(ca), store, trustDomain, url}
     const name = options.name ?? ADMIN_NAME
-    const identity = await issueAdmin(services, name)
+    const identity = await issueAdmin(services, {...ADMIN, name})
     const known = (await loadContexts(options.home)).contexts.find((context) => context.name === options.contextName)
     const identityFile = known?.identity ?? path.join(identitiesDir(options.home), `${name}.json`)
     await writeIdentityFile(identityFile, identity)

@@ -118,7 +118,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const hub = new ConfigHub(store, logger)
     const services: ControllerServices = {
       adminCertTtlSeconds: options.adminCertTtlSeconds ?? DEFAULT_ADMIN_CERT_TTL_SECONDS, ca, certTtlSeconds: options.certTtlSeconds ?? 86_400, hub, logger,
-      nodeAgents: site.nodeAgents, nodeAuthority: scopedNodeAuthority(options.kubernetesNodes), signer, store, trustDomain, url: '', version: options.version,
+      nodeAgents: site.nodeAgents, nodeAuthority: scopedNodeAuthority(options.kubernetesNodes ?? site.mesh?.authority), signer, store, trustDomain, url: '', version: options.version,
     }
     const tls = await issueServerTls(services, listen.host, options.advertise)
     const server = await startServer(services, listen, tls)
@@ -196,6 +196,10 @@ function startHousekeeping(site: ControllerSite, services: ControllerServices, i
       if (site.kind === 'kubernetes') {
         const done = await ensureAdminIdentity(services, site.admin, {renewAtHalfLife: true})
         if (done !== 'kept') services.logger.info({admin: site.admin.location, done}, 'admin identity written')
+        for (const kept of site.keptIdentities ?? []) {
+          const result = await ensureAdminIdentity(services, kept.home, {identity: kept.identity, renewAtHalfLife: true})
+          if (result !== 'kept') services.logger.info({done: result, identity: kept.identity.name, where: kept.home.location}, 'identity written')
+        }
       }
     } catch (error) {
       services.logger.warn({err: (error as Error).message}, 'housekeeping failed; retrying at the next round')
@@ -214,10 +218,12 @@ function startHousekeeping(site: ControllerSite, services: ControllerServices, i
 
   const leadership = site.lead({
     onStart() {
+      site.mesh?.startLeading()
       running = round()
       schedule()
     },
     onStop() {
+      site.mesh?.stopLeading()
       clearTimeout(timer)
       timer = undefined
     },

@@ -18,6 +18,6 @@ export async function ensureLocalIdentity(services: ControllerServices, file: st
   }
 
   if (await services.store.getIdentity(wanted.name)) await services.store.revokeIdentity(wanted.name, new Date())
-  await writeIdentityFile(file, await enrollLocally(services, wanted.name, {admin: false, roles: wanted.roles}))
+  await writeIdentityFile(file, await enrollLocally(services, {admin: false, name: wanted.name, roles: wanted.roles}))
   return true
 }

@@ -14,7 +14,9 @@ import {LeaderElector} from '../kube/lease.js'
 import {ADMIN_IDENTITY_KEY, CA_ROOT_KEY, DEFAULT_INSTALL, LABEL, NODE_AGENT_SERVICE_ACCOUNT, RUNTIME_OBJECTS, ztctlLabels} from '../kube/objects.js'
 import {certInfo, fingerprint, splitPem} from '../pki/cert-info.js'
 import {createCA, validateCA} from '../pki/pki.js'
+import type {AdminHome} from './admin.js'
 import type {ControllerCA} from './ca.js'
+import {type KubeMeshOptions, startKubeMesh} from './kube-mesh.js'
 import {kubeNodeAgentAuthority} from './node-enroll.js'
 import type {Logger} from './logger.js'
 import type {ControllerSite} from './site.js'
@@ -29,8 +31,14 @@ export interface KubeSiteOptions extends KubeTarget {
   /** leader election timing (tests shorten it) */
   lease?: {durationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number}
   statusFlushMs?: number
+  /** keep the host pod's identity `host` (role host) valid in this Secret (install renders it with hostPod.enabled) */
+  hostIdentitySecret?: string
+  /** informer timing of the cluster watch (tests shorten it) */
+  meshCache?: KubeMeshOptions['cache']
 }
 
+/** The host pod's identity name and role (policies: `@host`, `#host`). */
+export const HOST_IDENTITY = 'host'
 const CA_CERT_KEY = 'ca.crt'
 const CA_KEY_KEY = 'ca.key'
 const b64 = (text: string): string => Buffer.from(text).toString('base64')
@@ -42,19 +50,25 @@ export async function openKubeSite(options: KubeSiteOptions): Promise<Controller
   const replica = options.podName ?? `${hostname()}-${process.pid}`
   const install = await installName(clients, namespace, options.podName)
   const store = await openKubeStore({clients, install, logger, namespace, replica, statusFlushMs: options.statusFlushMs})
+  const mesh = startKubeMesh({cache: options.meshCache, clients, logger, namespace, store})
   const secrets = secretIo(clients, namespace)
-  const adminWhere = `secret/${RUNTIME_OBJECTS.adminSecret}`
-  return {
-    admin: {
-      location: adminWhere,
-      async read() {
-        const text = unb64((await secrets.read(RUNTIME_OBJECTS.adminSecret))?.data?.[ADMIN_IDENTITY_KEY])
-        return text === undefined ? undefined : parseIdentityFile(text, `${adminWhere} in ${namespace}`)
-      },
-      write: (identity: IdentityFile) => secrets.put(RUNTIME_OBJECTS.adminSecret, install, {[ADMIN_IDENTITY_KEY]: JSON.stringify(identity, null, 2) + '\n'}),
+  /** An identity file in key identity.json of Secret NAME. */
+  const secretHome = (name: string): AdminHome => ({
+    location: `secret/${name}`,
+    async read() {
+      const text = unb64((await secrets.read(name))?.data?.[ADMIN_IDENTITY_KEY])
+      return text === undefined ? undefined : parseIdentityFile(text, `secret/${name} in ${namespace}`)
     },
+    write: (identity: IdentityFile) => secrets.put(name, install, {[ADMIN_IDENTITY_KEY]: JSON.stringify(identity, null, 2) + '\n'}),
+  })
+  return {
+    admin: secretHome(RUNTIME_OBJECTS.adminSecret),
+    keptIdentities: options.hostIdentitySecret ? [{home: secretHome(options.hostIdentitySecret), identity: {admin: false, name: HOST_IDENTITY, roles: [HOST_IDENTITY]}}] : [],
     announce: async () => {},
-    close: () => store.close(),
+    async close() {
+      await mesh.close()
+      await store.close()
+    },
     describe: {namespace, replica},
     kind: 'kubernetes',
     lead(events) {
@@ -72,6 +86,7 @@ export async function openKubeSite(options: KubeSiteOptions): Promise<Controller
         stop: () => elector.stop(),
       }
     },
+    mesh,
     loadCA: (trustDomain) => loadOrCreateClusterCA(clients, namespace, install, trustDomain, logger),
     nodeAgents: kubeNodeAgentAuthority(clients, namespace, NODE_AGENT_SERVICE_ACCOUNT),
     store,

@@ -6,10 +6,11 @@ import path from 'node:path'
 
 import {upsertContext} from '../home/contexts.js'
 import {defaultControllerDataDir, type Home, identitiesDir, makeDir} from '../home/home.js'
-import {adminFile, type AdminHome} from './admin.js'
+import {adminFile, type AdminHome, type KeptIdentity} from './admin.js'
 import {type ControllerCA, loadOrCreateCA} from './ca.js'
 import {lockDataDir} from './lock.js'
 import type {Logger} from './logger.js'
+import type {KubeMesh} from './kube-mesh.js'
 import type {NodeAgentAuthority} from './routes/types.js'
 import {openSqliteStore} from './store/sqlite.js'
 import type {Store} from './store/store.js'
@@ -27,6 +28,10 @@ export interface ControllerSite {
   /** what the banner shows about where the state lives */
   readonly describe: Record<string, string>
   readonly store: Store
+  /** identities the leader keeps valid beside the admin (in a cluster: the host pod's `host` in Secret ztctl-host) */
+  readonly keptIdentities?: {home: AdminHome; identity: KeptIdentity}[]
+  /** the cluster's pods as workloads, and the node-bound authority over them (Kubernetes only) */
+  readonly mesh?: KubeMesh
   /** the node-agent enrollment with ServiceAccount tokens (Kubernetes only) */
   readonly nodeAgents?: NodeAgentAuthority
   loadCA(trustDomain: string): Promise<ControllerCA & {created: boolean}>

@@ -76,7 +76,7 @@ export async function makeDir(dir: string, mode = 0o755): Promise<string[]> {
  * crash or a power loss FILE holds the old content or the new one, never an empty or partial file (keys
  * and identities are written this way).
  */
-export async function writeFileAtomic(file: string, data: string, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   const dir = path.dirname(file)
   const created = await makeDir(dir)
   const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`

@@ -3,6 +3,7 @@
 //     pinned to the destination's SPIFFE ID, presenting the source pod's service-account certificate,
 //     the TCP connection dialled from inside the source pod (skip mark); the destination is served by
 //     this same agent → local fast path (authorized, then straight into the destination pod);
+//     a Kubernetes Service's ClusterIP:port → one of its endpoint pods at its target port, as above (cluster-ips.ts);
 //     a mesh service address (a 100.64.0.0/10 name address or an intercepted CIDR, services.ts) → an
 //     endpoint of that service over HBONE to its hosting agent, as an inbound tunnel does, presenting
 //     the pod's certificate (the hosting agent applies its policies to the pod's identity);
@@ -30,6 +31,7 @@ import {serviceAccountKey, type WorkloadCertificates} from './certs.js'
 import type {Logger} from '../proxy/observe/log.js'
 import type {ConnectionTracker} from '../proxy/paths/connection.js'
 import type {Metrics} from '../proxy/observe/metrics.js'
+import {clusterIpEndpoints, pickEndpoint} from './cluster-ips.js'
 import {meshServices} from './services.js'
 import {dialFromWorkload, joinSockets, passthrough, type Workload, type WorkloadManager, INPOD_HBONE_PORT} from './workloads.js'
 
@@ -83,16 +85,20 @@ export class InpodMesh {
   /** A captured outbound connection (15001). */
   outbound(socket: net.Socket, workload: Workload, destination: OriginalDestination): void {
     const state = this.context.state()
-    const target = workloadByIp(state, destination.address)
-    if (!target) {
+    // A Kubernetes Service's ClusterIP: straight to one of its endpoint pods at the pod's port (this node's first).
+    const endpoint = pickEndpoint(clusterIpEndpoints(state, destination.address, destination.port), (candidate) => this.workloads().byIp(candidate.address) !== undefined)
+    const to = endpoint ? {...destination, address: endpoint.address, port: endpoint.port} : destination
+    // A pod this agent serves is a mesh workload whether or not the mesh has its record yet.
+    const local = this.workloads().byIp(to.address)
+    const target = local ? undefined : endpoint?.workload ?? workloadByIp(state, to.address)
+    if (!local && !target) {
       const service = meshServices(state).serviceAt(destination.address, destination.port)
       if (service) this.toService(socket, workload, service)
       else void passthrough(socket, workload, destination)
       return
     }
 
-    const local = this.workloads().byIp(destination.address)
-    const run = local ? this.localFastPath(socket, workload, local, destination) : this.viaHbone(socket, workload, target, destination)
+    const run = local ? this.localFastPath(socket, workload, local, to) : this.viaHbone(socket, workload, target!, to)
     run.catch((error: unknown) => {
       this.context.logger().warn({component: 'inpod', error: (error as Error).message, uid: workload.uid}, 'outbound connection failed')
       if (!socket.destroyed) socket.resetAndDestroy()

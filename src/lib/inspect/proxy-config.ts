@@ -157,14 +157,18 @@ export function workloadRows(dump: ConfigDump): WorkloadRow[] {
 export function serviceRows(dump: ConfigDump): ServiceRow[] {
   const listeners = new Map(dump.inbound.map((listener) => [listener.service, listener.address]))
   return dump.services
-    .map((s) => ({
-      endpoints: s.endpoints.map((e) => `${e.agent}→${e.target}`).join(', ') || 'none',
-      hostedHere: s.hostedHere,
-      name: s.name,
-      namespace: '-',
-      vip: listeners.get(s.name) ?? 'None',
-      waypoint: 'None',
-    }))
+    .map((s) => {
+      // A Kubernetes Service is `namespace/name` with its ClusterIPs; a mesh service has no namespace.
+      const [namespace, name] = s.vips ? s.name.split('/') : ['-', s.name]
+      return {
+        endpoints: s.endpoints.map((e) => `${e.agent}→${e.target}`).join(', ') || 'none',
+        hostedHere: s.hostedHere,
+        name,
+        namespace,
+        vip: s.vips?.join(',') ?? listeners.get(s.name) ?? 'None',
+        waypoint: 'None',
+      }
+    })
     .sort((a, b) => a.name.localeCompare(b.name))
 }
 

@@ -1,10 +1,9 @@
 // The CLI against a controller that runs in a cluster: a context of kind `kubernetes` names a kubeconfig,
 // a kube context and the install namespace instead of a URL and an identity file. Each command then
-// port-forwards (client-node PortForward, one WebSocket per connection) from 127.0.0.1:0 to a Ready pod
+// port-forwards (port-forward.ts: client-node PortForward, one WebSocket per connection) from 127.0.0.1:0 to a Ready pod
 // behind Service ztctl-controller and authenticates with the admin identity in Secret ztctl-admin
 // (whoever may read that Secret is a mesh admin, as with the kubeconfig itself). `install` writes the
 // context at its end, so `ztctl tunnel list` works against the cluster right after `ztctl install`.
-import net from 'node:net'
 import path from 'node:path'
 
 import type {V1Pod} from '@kubernetes/client-node'
@@ -15,6 +14,7 @@ import {type Context, deleteContext, loadContexts, upsertContext} from '../home/
 import type {Home} from '../home/home.js'
 import {type IdentityFile, parseIdentityFile} from '../identity/file.js'
 import {isNotFound, type KubeClients, kubeClients, kubeError, loadKubeConfig} from './client.js'
+import {forwardPodPort} from './port-forward.js'
 import {ADMIN_IDENTITY_KEY, CONTROLLER_PORT, CONTROLLER_SERVICE, DEFAULT_NAMESPACE, RUNTIME_OBJECTS} from './objects.js'
 
 export interface KubeContextInput {
@@ -86,23 +86,8 @@ export interface KubeControllerConnection {
 export async function connectToClusterController(target: KubeContextTarget, timeoutMs?: number): Promise<KubeControllerConnection> {
   const clients = await kubeClients({context: target.context, kubeconfig: target.kubeconfig})
   const [identity, endpoint] = await Promise.all([readAdminIdentity(clients, target.namespace), readyControllerPod(clients, target.namespace)])
-  const forward = new clients.k8s.PortForward(clients.kc)
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((socket) => {
-    sockets.add(socket)
-    // Each connection is one WebSocket to the API server: it must close with the socket, or it keeps the process alive.
-    forward.portForward(target.namespace, endpoint.pod, [endpoint.port], socket, null, socket).then((ws) => {
-      const close = (): void => (typeof ws === 'function' ? ws() : ws)?.terminate()
-      if (socket.destroyed) close()
-      else socket.once('close', close)
-    }, () => socket.destroy())
-    socket.once('close', () => sockets.delete(socket))
-  })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => resolve())
-  })
-  const {port} = server.address() as net.AddressInfo
+  const forwarded = await forwardPodPort(clients, target.namespace, endpoint.pod, endpoint.port)
+  const {port} = forwarded
   const client = ControllerClient.fromIdentity({...identity, controller: `https://127.0.0.1:${port}`}, timeoutMs)
   // Bound now: a session may make client.close() close the whole connection.
   const closeClient = client.close.bind(client)
@@ -110,8 +95,7 @@ export async function connectToClusterController(target: KubeContextTarget, time
     client,
     close() {
       closeClient()
-      server.close()
-      for (const socket of sockets) socket.destroy()
+      forwarded.close()
     },
     identity,
     pod: endpoint.pod,

@@ -125,7 +125,13 @@ export const CRD_SPECS: Record<CrdKind, CrdSpec> = {
     plural: 'workloads',
     shortNames: ['ztwl'],
     spec: {
-      properties: {hbone: str, ips: strList, name: str, namespace: str, node: str, serviceAccount: str, uid: str},
+      properties: {
+        hbone: str, ips: strList, name: str, namespace: str, node: str, serviceAccount: str, uid: str,
+        services: optionalList({
+          properties: {name: str, ports: optionalList({properties: {port, targetPort: port}, required: ['port', 'targetPort'], type: 'object'}), vips: optionalList(str)},
+          required: ['name'], type: 'object',
+        }),
+      },
       required: ['uid', 'name', 'namespace', 'serviceAccount', 'node', 'hbone', 'ips'],
       type: 'object',
     },

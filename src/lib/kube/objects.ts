@@ -24,6 +24,8 @@ export const RUNTIME_OBJECTS = {
   metaConfigMap: 'ztctl-meta',
   /** ConfigMap: one key per agent, its acknowledged version and when it was last seen */
   agentStatusConfigMap: 'ztctl-agent-status',
+  /** Secret: identity.json of the host pod's identity `host` (written by the leader when install enables the host pod) */
+  hostIdentitySecret: 'ztctl-host',
 } as const
 
 export const CONTROLLER_SERVICE = 'ztctl-controller'

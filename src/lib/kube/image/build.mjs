@@ -24,7 +24,8 @@ const {values: flags} = parseArgs({options: {force: {type: 'boolean'}, json: {ty
 const ref = flags.ref ?? process.env.ZTCTL_IMAGE_REF ?? `ztctl.local/ztctl:${pkg.version}`
 const out = path.resolve(flags.out ?? path.join(repoRoot, 'build/image', `${ref.replaceAll(/[/:]/g, '_')}.tar`))
 const addons = ['ztctl_netns', 'ztctl_hbone'].map((name) => `build/Release/${name}.node`)
-const appFiles = ['bin', 'dist', 'package.json', 'oclif.manifest.json', ...addons]
+// the CNI plugin: a static executable the CNI agent copies onto the node
+const appFiles = ['bin', 'dist', 'package.json', 'oclif.manifest.json', ...addons, 'build/Release/ztctl-cni']
 // what the node agent and the CNI agent run inside pods (the contract's "Image" part)
 const imageTools = {'/usr/sbin/xtables-legacy-multi': 'iptables', '/usr/sbin/xtables-nft-multi': 'iptables', '/usr/sbin/nft': 'nftables',
   '/usr/bin/ip': 'iproute2', '/usr/bin/busybox': 'busybox-static'}
@@ -39,7 +40,7 @@ const xtablesLinks = {
 }
 const xtablesModules = '/usr/lib/x86_64-linux-gnu/xtables'
 const busyboxApplets = ['sh', 'ls', 'cat', 'echo', 'env', 'ps', 'sleep', 'grep', 'sed', 'awk', 'head', 'tail', 'mkdir', 'rm', 'cp', 'mv', 'ln',
-  'chmod', 'id', 'hostname', 'nc', 'netstat', 'test', '[', 'true', 'false', 'wc', 'tee', 'kill', 'date', 'uname', 'vi', 'find', 'xargs']
+  'chmod', 'id', 'hostname', 'nc', 'netstat', 'nsenter', 'test', '[', 'true', 'false', 'wc', 'tee', 'kill', 'date', 'uname', 'vi', 'find', 'xargs']
 
 function fail(message) {
   process.stderr.write(`npm run image: ${message}\n`)

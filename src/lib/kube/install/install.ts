@@ -22,6 +22,7 @@ export const COMPONENT_TITLES: Record<Component, string> = {
   controller: 'Controller',
   core: 'Core',
   demo: 'Demo apps',
+  'host-pod': 'Host pod',
   'node-agent': 'Node agents',
 }
 

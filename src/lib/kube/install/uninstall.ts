@@ -65,7 +65,7 @@ export async function uninstall(options: UninstallOptions): Promise<UninstallRes
   }
 
   // Workloads first (their pods stop), then what they needed: the component order backwards.
-  for (const component of ['demo', 'node-agent', 'cni', 'controller', 'core'] as Component[]) {
+  for (const component of ['demo', 'host-pod', 'node-agent', 'cni', 'controller', 'core'] as Component[]) {
     const objects = byComponent.get(component) ?? []
     if (objects.length === 0) continue
     options.onEvent({component, objects: objects.map((object) => objectRef(object)), type: 'start'})

@@ -2,7 +2,7 @@
 // review node-agent tokens and read the cluster), Service and Deployment (K8S-CONTRACT.md fixes names,
 // ports and args). Its state lives in the API server, so any replica can be deleted or rescheduled.
 import {CRD_GROUP} from '../crds.js'
-import {CONTROLLER_PORT, CONTROLLER_SERVICE} from '../objects.js'
+import {CONTROLLER_PORT, CONTROLLER_SERVICE, RUNTIME_OBJECTS} from '../objects.js'
 import {fieldRef, imageOf, type InstallValues, installLabels, type KubeObject, podLabels, type Rendered, resourcesOf} from './objects.js'
 
 export const CONTROLLER_NAME = CONTROLLER_SERVICE
@@ -80,6 +80,7 @@ function controllerDeployment(values: InstallValues): KubeObject {
             args: [
               'controller', 'run', '--store', 'kubernetes', '--listen', `0.0.0.0:${CONTROL_PORT}`, '--health', `0.0.0.0:${HEALTH_PORT}`,
               '--advertise', `https://${CONTROLLER_NAME}.${ns}.svc:${CONTROL_PORT}`, '--trust-domain', values.trustDomain,
+              ...(values.hostPod.enabled ? ['--host-identity-secret', RUNTIME_OBJECTS.hostIdentitySecret] : []),
             ],
             env: [fieldRef('POD_NAMESPACE', 'metadata.namespace'), fieldRef('POD_NAME', 'metadata.name'), ...commonEnv(values)],
             image: imageOf(values, values.controller.image),

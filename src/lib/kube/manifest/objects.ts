@@ -21,7 +21,7 @@ export const INSTALLATION_SELECTOR = `${INSTALL_LABEL}=${INSTALL_NAME},${MANAGED
 /** The ConfigMap that records what was installed: profile, values, ztctl version. */
 export const INSTALL_STATE_NAME = 'ztctl-install'
 
-export type Component = 'cni' | 'controller' | 'core' | 'demo' | 'node-agent'
+export type Component = 'cni' | 'controller' | 'core' | 'demo' | 'host-pod' | 'node-agent'
 
 export interface KubeObject {
   [field: string]: unknown
@@ -38,9 +38,13 @@ export interface Rendered {
 
 /** The values as the renderers read them (checked by values.ts before this). */
 export interface InstallValues {
-  cni: {binDir: string; confDir: string; enabled: boolean; image: string; nodeSelector: Record<string, string>; readinessPort: number; resources: Resources}
+  cni: {
+    binDir: string; confDir: string; enabled: boolean; excludedNamespaces: string[]; image: string; netnsDir: string; nodeSelector: Record<string, string>
+    readinessPort: number; resources: Resources; runDir: string
+  }
   controller: {image: string; nodeSelector: Record<string, string>; replicas: number; resources: Resources}
   demo: {enabled: boolean; image: string; namespace: string; pullPolicy: string}
+  hostPod: {enabled: boolean; image: string; nodeSelector: Record<string, string>; resources: Resources}
   image: {pullPolicy: string; pullSecrets: string[]; repository: string; tag: string}
   logLevel: string
   namespace: string
@@ -94,7 +98,7 @@ export const APPLY_ORDER = [
   'Secret', 'ConfigMap', 'Service', 'Deployment', 'DaemonSet',
 ] as const
 
-export const COMPONENT_ORDER: readonly Component[] = ['core', 'controller', 'cni', 'node-agent', 'demo']
+export const COMPONENT_ORDER: readonly Component[] = ['core', 'controller', 'cni', 'node-agent', 'host-pod', 'demo']
 
 /** Sort rendered objects: by component, then kind order, then namespace and name. Stable, so YAML is deterministic. */
 export function sortRendered(items: Rendered[]): Rendered[] {

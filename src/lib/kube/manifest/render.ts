@@ -3,6 +3,7 @@ import {crdObjects} from '../crds.js'
 import {renderCni} from './cni.js'
 import {renderController} from './controller.js'
 import {renderDemo} from './demo.js'
+import {renderHostPod} from './host-pod.js'
 import {renderNodeAgent} from './node-agent.js'
 import {INSTALL_STATE_NAME, type InstallValues, installLabels, type KubeObject, type Rendered, sortRendered} from './objects.js'
 import type {ResolvedValues} from './profiles.js'
@@ -30,6 +31,7 @@ export async function renderInstallation(resolved: ResolvedValues, version: stri
     ...renderController(values),
     ...renderCni(values),
     ...renderNodeAgent(values),
+    ...renderHostPod(values),
     ...renderDemo(values),
   ]
   return {...resolved, namespace: ns, objects: sortRendered(objects)}

@@ -44,10 +44,13 @@ export const VALUES_SCHEMA: SchemaNode = {
     binDir: leaf('string', '/opt/cni/bin', "the nodes' CNI plugin directory", {pattern: /^\//, patternText: 'an absolute path'}),
     confDir: leaf('string', '/etc/cni/net.d', "the nodes' CNI configuration directory", {pattern: /^\//, patternText: 'an absolute path'}),
     enabled: leaf('boolean', true, 'install the CNI DaemonSet (ztctl-cni)'),
+    excludedNamespaces: leaf('stringList', ['kube-system'], 'namespaces never enrolled, whatever their labels (the install namespace never is)'),
     image: imageOverride('CNI agent'),
+    netnsDir: leaf('string', '/var/run/netns', "where the nodes' container runtime keeps pods' network namespaces", {pattern: /^\//, patternText: 'an absolute path'}),
     nodeSelector: leaf('stringMap', {}, 'node labels the CNI agent runs on (default: every node)'),
     readinessPort: leaf('integer', 15_029, "the CNI agent's readiness port on each node (it runs in the host network)", {min: 1}),
     resources: resources('50m', '64Mi', '256Mi'),
+    runDir: leaf('string', '/var/run/ztctl/node', 'host directory the CNI agent, its plugin and the node agent share (sockets, pod records)', {pattern: /^\//, patternText: 'an absolute path'}),
   },
   controller: {
     image: imageOverride('controller'),
@@ -60,6 +63,12 @@ export const VALUES_SCHEMA: SchemaNode = {
     image: leaf('string', 'busybox:1.36', 'image of the sample apps (needs sh, httpd, sleep)'),
     namespace: leaf('string', 'ztctl-demo', 'namespace of the sample apps', {pattern: DNS_LABEL, patternText: 'a DNS label'}),
     pullPolicy: leaf('string', 'IfNotPresent', 'pull policy of the sample apps', {choices: PULL_POLICIES}),
+  },
+  hostPod: {
+    enabled: leaf('boolean', false, 'install the host pod (Deployment ztctl-host, identity `host`): it hosts services towards addresses inside the cluster (`tunnel open outbound … --agent host --target web.default.svc.cluster.local:80`)'),
+    image: imageOverride('host pod'),
+    nodeSelector: leaf('stringMap', {}, 'node labels the host pod runs on'),
+    resources: resources('50m', '96Mi', '512Mi'),
   },
   image: {
     pullPolicy: leaf('string', 'IfNotPresent', 'image pull policy of every ztctl container', {choices: PULL_POLICIES}),

@@ -31,8 +31,9 @@ if (!existsSync(path.join(nodeDir, 'include/node/node_api.h'))) {
 
 // Skip when the addon is newer than its sources: several builds may run at once in a shared checkout,
 // and a needless `rebuild` would delete the addon under a running test.
-const addons = ['ztctl_netns', 'ztctl_hbone'].map((name) => path.join(repoRoot, `build/Release/${name}.node`))
-const sources = ['binding.gyp', 'src/lib/netns/native/netns.c', 'src/lib/proxy/hbone/native/hbone.c'].map((source) => path.join(repoRoot, source))
+// the two addons and the CNI plugin executable (src/lib/cni/plugin)
+const addons = [...['ztctl_netns', 'ztctl_hbone'].map((name) => `build/Release/${name}.node`), 'build/Release/ztctl-cni'].map((file) => path.join(repoRoot, file))
+const sources = ['binding.gyp', 'src/lib/netns/native/netns.c', 'src/lib/proxy/hbone/native/hbone.c', 'src/lib/cni/plugin/ztctl-cni.c'].map((source) => path.join(repoRoot, source))
 const flavour = process.env.ZTCTL_SANITIZE === '1' ? 'sanitize' : 'plain'
 const flavourFile = path.join(repoRoot, 'build/flavour')
 const upToDate = (existsSync(flavourFile) ? readFileSync(flavourFile, 'utf8').trim() : 'plain') === flavour

@@ -58,7 +58,11 @@ export interface AgentOptions {
   hubs?: string[]
   identity: IdentityFile
   /** in-pod data path (`--inpod-socket`): serve the CNI socket and the workloads' listeners */
-  inpod?: {socketPath: string; stateDir: string; issueCert?: import('../../inpod/certs.js').IssueWorkloadCert}
+  inpod?: {
+    socketPath: string; stateDir: string; issueCert?: import('../../inpod/certs.js').IssueWorkloadCert
+    /** false: the controller publishes this node's workloads itself (on Kubernetes, from its pod informer); default true */
+    publish?: boolean
+  }
   /** sidecar mode (`--mode proxy|tproxy`): local binds or interception for the services it may dial */
   sidecar?: import('../../sidecar/sidecar.js').SidecarOptions
   /** where a renewed certificate is written back (atomically, 0600) */
@@ -139,7 +143,8 @@ export interface ConfigDump {
   ready: boolean
   pending: string[]
   revocations: Revocation[]
-  services: {allow?: string[]; endpoints: {agent: string; hbone: string; target: string; weight: number}[]; hostedHere: boolean; name: string}[]
+  /** mesh services (endpoints: outbound tunnels) and Kubernetes Services (name `namespace/name`, `vips` = ClusterIP:port, endpoints: their pods) */
+  services: {allow?: string[]; endpoints: {agent: string; hbone: string; target: string; weight: number}[]; hostedHere: boolean; name: string; vips?: string[]}[]
   version: number
   /** agents (node-level entries) and, with namespace/ips/node, the pods node agents publish */
   workloads: {hbone: string; ips?: string[]; name: string; namespace?: string; node?: string; protocol: 'HBONE'; self: boolean; spiffe: string}[]
@@ -518,10 +523,30 @@ async function startAppHost(agent: RunningAgent): Promise<AppHost> {
 
 function servicesDump(state: MeshState): ConfigDump['services'] {
   const serviceNames = [...new Set(Object.values(state.snapshot.outbound).map((tunnel) => tunnel.service))].sort()
-  return serviceNames.map((name) => {
+  const tunnels = serviceNames.map((name) => {
     const hosted = state.hostedTunnels().find((tunnel) => tunnel.service === name)
     return {allow: hosted?.allow, endpoints: state.endpoints(name).map(({agent, hbone, target, weight}) => ({agent, hbone, target, weight})), hostedHere: Boolean(hosted), name}
   })
+  return [...tunnels, ...kubernetesServicesDump(state)]
+}
+
+/** The Kubernetes Services the workloads back, each with its ClusterIP:ports and endpoint pods (pod IP:target port). */
+function kubernetesServicesDump(state: MeshState): ConfigDump['services'] {
+  const services = new Map<string, {endpoints: ConfigDump['services'][number]['endpoints']; vips: Set<string>}>()
+  for (const pod of Object.values(state.snapshot.workload ?? {})) {
+    const ip = pod.ips[0]
+    for (const service of pod.services ?? []) {
+      const entry = services.get(service.name) ?? {endpoints: [], vips: new Set<string>()}
+      for (const {port, targetPort} of service.ports) {
+        for (const vip of service.vips) entry.vips.add(formatHostPort({host: vip, port}))
+        if (ip) entry.endpoints.push({agent: pod.node, hbone: formatHostPort({host: ip, port: 15_008}), target: formatHostPort({host: ip, port: targetPort}), weight: 1})
+      }
+
+      services.set(service.name, entry)
+    }
+  }
+
+  return [...services].sort(([a], [b]) => a.localeCompare(b)).map(([name, {endpoints, vips}]) => ({endpoints, hostedHere: false, name, vips: [...vips].sort()}))
 }
 
 function workloadsDump(state: MeshState, self: SelfInfo): ConfigDump['workloads'] {
@@ -662,7 +687,7 @@ async function startInpodRuntime(agent: RunningAgent, inpodOptions: NonNullable<
   const viaController = agent.options.configSource.kind === 'controller'
   agent.inpod = await startInpod(inpodOptions, {
     advertise: () => agent.addresses.advertise,
-    controller: viaController ? controllerCall(() => credentials.identity) : undefined,
+    controller: viaController && inpodOptions.publish !== false ? controllerCall(() => credentials.identity) : undefined,
     issueCert: inpodOptions.issueCert ?? (viaController ? controllerCertIssuer(() => credentials.identity) : undefined),
     logger: () => agent.logger, metrics: agent.metrics, node: self.name, state: () => agent.state, timing: agent.options.timing ?? {}, tracker: agent.tracker, trustDomain: self.trustDomain,
   })

@@ -25,6 +25,8 @@ export interface LaunchOptions {
   hubs?: string[]
   /** the identity file; without it, `kubernetes` says how to enroll */
   identityFile?: string
+  /** with an identity file: reach the controller here instead of the file's URL (a pod beside the controller's Service) */
+  controllerUrl?: string
   /** trim memory after this long without a connection (idle-trim.ts); undefined or 0: never */
   idleTrimMs?: number
   inpod?: AgentOptions['inpod']
@@ -51,7 +53,8 @@ export async function launchAgent(options: LaunchOptions): Promise<Agent> {
     import('../../identity/file.js'), import('./agent.js'), import('../state/config-source.js'),
   ])
   const kube = options.kubernetes
-  const identity = kube ? await enrollInCluster(kube, options.logLevel) : await readIdentityFile(options.identityFile!)
+  const fromFile = kube ? undefined : await readIdentityFile(options.identityFile!)
+  const identity = kube ? await enrollInCluster(kube, options.logLevel) : {...fromFile!, controller: options.controllerUrl ?? fromFile!.controller}
   const configSource: ConfigSource = options.config
     ? new StaticConfigSource(options.config)
     : await controllerSource(identity)

@@ -165,6 +165,11 @@ type Check = (value: Record<string, unknown>) => string | undefined
 const isString = (value: unknown): value is string => typeof value === 'string'
 const isStringArray = (value: unknown): value is string[] => Array.isArray(value) && value.every(isString)
 const isPort = (value: unknown): value is number => Number.isInteger(value) && (value as number) > 0 && (value as number) <= 65_535
+const isWorkloadService = (value: unknown): boolean => {
+  const service = value as {name?: unknown; ports?: unknown; vips?: unknown} | null
+  return typeof service === 'object' && service !== null && isString(service.name) && isStringArray(service.vips)
+    && Array.isArray(service.ports) && service.ports.every((entry: {port?: unknown; targetPort?: unknown} | null) => entry !== null && isPort(entry.port) && isPort(entry.targetPort))
+}
 
 function checkTarget(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null) return 'a target is not an object'
@@ -223,8 +228,9 @@ const CHECKS: Record<ResourceKind, Check> = {
   revocation: (value) => (isString(value.serial) && isString(value.spiffe) ? undefined : 'needs serial and spiffe'),
   workload: (value) =>
     isString(value.uid) && isString(value.namespace) && isString(value.name) && isString(value.serviceAccount) && isString(value.node) && isStringArray(value.ips)
+    && (value.services === undefined || (Array.isArray(value.services) && value.services.every(isWorkloadService)))
       ? undefined
-      : 'needs uid, namespace, name, serviceAccount, node and ips[]',
+      : 'needs uid, namespace, name, serviceAccount, node, ips[] and, if services, [{name, vips[], ports[{port, targetPort}]}]',
 }
 
 /**
