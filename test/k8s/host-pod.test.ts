@@ -72,4 +72,9 @@ test('host pod: an identity outside the cluster reaches web.default.svc.cluster.
   const metrics = await (await fetch(`http://${agent.ready.addresses.metrics}/metrics`)).text()
   const opened = metrics.split('\n').filter((line) => line.startsWith('istio_tcp_connections_opened_total{'))
   assert.ok(opened.some((line) => line.includes('destination_principal="spiffe://cluster.local/identity/host"')), `the outside agent reached the host identity: ${opened.join('\n') || metrics.slice(0, 2000)}`)
+
+  // Before the cluster goes: the agent would redial its controller through a forward to an API server that is gone.
+  agent.child.kill('SIGKILL')
+  await agent.exited
+  forward.close()
 })

@@ -17,7 +17,9 @@ import {waitUntil} from '../helpers/wait.js'
 import {controllerHostAliases, enrollInCluster, meshCli} from './mesh-fixtures.js'
 
 const NS = 'apps'
-const INTERCEPT = '10.200.0.1'
+// A mesh name: the sidecar's DNS answers it from 100.64.0.0/10, which it routes locally (a pod has no route to
+// an arbitrary address, and connect() fails before nat OUTPUT could capture it).
+const INTERCEPT = 'echo.mesh'
 const SERVER_APP = "require('http').createServer((q, s) => s.end('echo from ' + process.env.HOSTNAME)).listen(8080, '127.0.0.1')"
 const fetchText = (url: string): string[] => ['/usr/local/bin/node', '-e', `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => console.log(t), (e) => {console.error(e.cause?.code ?? e.message); process.exit(1)})`]
 
@@ -82,7 +84,7 @@ test('injected Deployments (proxy and tproxy) reach a mesh service hosted by an 
     }
   }
   assert.equal(await viaMesh(proxyClient, 'http://127.0.0.1:9000/'), `echo from ${server.metadata!.name}`, 'proxy mode: the service on the pod\'s loopback')
-  assert.equal(await viaMesh(tproxyClient, `http://${INTERCEPT}/`), `echo from ${server.metadata!.name}`, 'tproxy mode: the intercepted address captured in the pod')
+  assert.equal(await viaMesh(tproxyClient, `http://${INTERCEPT}/`), `echo from ${server.metadata!.name}`, 'tproxy mode: the intercepted name answered and captured in the pod')
 
   // The server's agent saw both clients by their identities.
   const logs = await cluster.podLogs(NS, server.metadata!.name!, 'ztctl-agent')
