@@ -61,7 +61,23 @@ export interface ClusterNode {
   containerdSocket: string
   ip: string
   name: string
+  /** where this node's containerd mounts pods' network namespaces (a shared mount, as on a systemd node) */
+  netnsDir: string
   podCidr: string
+  /** a host directory of this node's own for the CNI agent and node agent to share (cni.runDir) */
+  runDir: string
+}
+
+/**
+ * The `--set` values that point an installation at a harness node's own CNI and netns directories (the
+ * nodes of one test machine share its filesystem; the defaults /etc/cni/net.d, /opt/cni/bin,
+ * /var/run/netns and /var/run/ztctl/node are the machine's, not the node's).
+ */
+export function nodeValues(node: ClusterNode): string[] {
+  return [
+    '--set', `cni.confDir=${node.cniConfDir}`, '--set', `cni.binDir=${node.cniBinDir}`,
+    '--set', `cni.netnsDir=${node.netnsDir}`, '--set', `cni.runDir=${node.runDir}`,
+  ]
 }
 
 interface ClusterInfo {

@@ -9,9 +9,8 @@
 // plain networking.
 // Each step's time is reported as a diagnostic.
 import assert from 'node:assert/strict'
-import {execFileSync, spawnSync} from 'node:child_process'
 import {existsSync} from 'node:fs'
-import {mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {test} from 'node:test'
@@ -22,7 +21,7 @@ import {ControllerClient} from '../../src/lib/client/controller-client.js'
 import {enrollWithServiceAccount} from '../../src/lib/client/kube-enroll.js'
 import {createKeyAndCsr} from '../../src/lib/pki/pki.js'
 import {runCli} from '../helpers/controller.js'
-import {type Cluster, K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
+import {type Cluster, K8S_TEST_TIMEOUT_MS, nodeValues, startCluster, ztctlImage} from '../helpers/k8s.js'
 import {waitUntil} from '../helpers/wait.js'
 
 const NS = 'ztctl-system'
@@ -64,19 +63,7 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
   const cluster = await startCluster(t, {nodes: 1})
   await cluster.importImage(image.tar)
   const [node] = cluster.nodes
-  const nodeDir = path.resolve(node.cniConfDir, '../..')
-  const runDir = path.join(nodeDir, 'ztctl-run')
-  // containerd of the harness keeps pods' netns under its state dir (netns_mounts_under_state_dir)
-  const netnsDir = path.join(path.dirname(node.containerdSocket), 'state/io.containerd.grpc.v1.cri/netns')
-  // On a real node / is a shared mount (systemd), so the pods' netns the runtime mounts later reach the
-  // agents' HostToContainer mounts; this host's / is private: give the netns dir that property (the
-  // harness's teardown unmounts everything below its state dir, this too).
-  await mkdir(netnsDir, {recursive: true})
-  execFileSync('mount', ['--bind', netnsDir, netnsDir])
-  execFileSync('mount', ['--make-shared', netnsDir])
-  t.after(() => {
-    spawnSync('umount', ['-l', netnsDir])
-  })
+  const {netnsDir, runDir} = node
   const conflist = path.join(node.cniConfDir, (await readdir(node.cniConfDir)).find((name) => name.endsWith('.conflist'))!)
   const original = await readFile(conflist)
   const home = await mkdtemp(path.join(tmpdir(), 'ztctl-k8s2a-'))
@@ -97,9 +84,7 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
     return {...result, out: result.stdout + result.stderr}
   }
 
-  const values = [
-    '--set', `cni.confDir=${node.cniConfDir}`, '--set', `cni.binDir=${node.cniBinDir}`, '--set', `cni.runDir=${runDir}`, '--set', `cni.netnsDir=${netnsDir}`,
-  ]
+  const values = nodeValues(node)
   t.after(() => t.diagnostic(`timings (ms): ${JSON.stringify(timings)}`))
   const records = async (): Promise<string[]> => (await readdir(path.join(runDir, 'inpod')).catch(() => [] as string[])).filter((name) => name.endsWith('.json')).sort()
   const nodeAgentPod = async (): Promise<string> => {

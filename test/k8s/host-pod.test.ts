@@ -11,7 +11,7 @@ import path from 'node:path'
 import {test} from 'node:test'
 
 import {spawnAgentProcess} from '../helpers/agent-process.js'
-import {K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
+import {K8S_TEST_TIMEOUT_MS, nodeValues, startCluster, ztctlImage} from '../helpers/k8s.js'
 import {waitUntil} from '../helpers/wait.js'
 import {enrollInCluster, meshCli} from './mesh-fixtures.js'
 
@@ -30,7 +30,7 @@ test('host pod: an identity outside the cluster reaches web.default.svc.cluster.
   const cluster = await startCluster(t, {nodes: 1})
   await cluster.importImage(image.tar)
   const cli = await meshCli(t, cluster)
-  const installed = await cli.ztctl(['install', '--profile', 'ambient', '-y', '--set', 'cni.enabled=false', '--set', 'hostPod.enabled=true'])
+  const installed = await cli.ztctl(['install', '--profile', 'ambient', '-y', ...nodeValues(cluster.nodes[0]), '--set', 'cni.enabled=false', '--set', 'hostPod.enabled=true'])
   assert.match(installed, /✔ Host pod installed/)
   const {core, apps} = cluster
 

@@ -12,7 +12,7 @@ import {test} from 'node:test'
 import type {KubernetesObject, V1Pod} from '@kubernetes/client-node'
 import {parseAllDocuments} from 'yaml'
 
-import {K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
+import {K8S_TEST_TIMEOUT_MS, nodeValues, startCluster, ztctlImage} from '../helpers/k8s.js'
 import {waitUntil} from '../helpers/wait.js'
 import {controllerHostAliases, enrollInCluster, meshCli} from './mesh-fixtures.js'
 
@@ -29,7 +29,7 @@ test('injected Deployments (proxy and tproxy) reach a mesh service hosted by an 
   await cluster.importImage(image.tar)
   const cli = await meshCli(t, cluster)
   const {home, ztctl} = cli
-  await ztctl(['install', '--profile', 'ambient', '-y', '--set', 'cni.enabled=false'])
+  await ztctl(['install', '--profile', 'ambient', '-y', ...nodeValues(cluster.nodes[0]), '--set', 'cni.enabled=false'])
   const {core} = cluster
   await cluster.createNamespace(NS)
   const hostAliases = await controllerHostAliases(cluster)

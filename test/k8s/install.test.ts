@@ -12,7 +12,7 @@ import {parseAllDocuments} from 'yaml'
 import {CRD_KINDS} from '../../src/lib/kube/crds.js'
 import {connectKube, type KubeClient} from '../../src/lib/kube/rest.js'
 import {runCli} from '../helpers/controller.js'
-import {K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
+import {K8S_TEST_TIMEOUT_MS, nodeValues, startCluster, ztctlImage} from '../helpers/k8s.js'
 import {waitUntil} from '../helpers/wait.js'
 
 const NS = 'ztctl-system'
@@ -77,7 +77,7 @@ test('install --profile ambient, verify-install, upgrade, prune, uninstall and -
   }
 
   // The harness node keeps its CNI directories in its state dir, not in /etc/cni and /opt/cni.
-  const values = ['--set', `cni.confDir=${node.cniConfDir}`, '--set', `cni.binDir=${node.cniBinDir}`]
+  const values = nodeValues(node)
   // Objects of a user, there before install: they must come out untouched.
   await cluster.core.createNamespace({body: {metadata: {name: 'user-app'}}})
   await cluster.core.createNamespacedConfigMap({body: {data: {keep: 'me'}, metadata: {labels: {'app.kubernetes.io/part-of': 'ztctl'}, name: 'settings'}}, namespace: 'user-app'})

@@ -21,7 +21,7 @@ import {fetchConfigDump, workloadRows} from '../../src/lib/inspect/proxy-config.
 import {kubeClients} from '../../src/lib/kube/client.js'
 import {withNodeAgentAdmin} from '../../src/lib/kube/node-agents.js'
 import {runCli} from '../helpers/controller.js'
-import {K8S_TEST_TIMEOUT_MS, startCluster, ztctlImage} from '../helpers/k8s.js'
+import {K8S_TEST_TIMEOUT_MS, nodeValues, startCluster, ztctlImage} from '../helpers/k8s.js'
 import {waitUntil} from '../helpers/wait.js'
 
 const INSTALL_NS = 'ztctl-system'
@@ -38,7 +38,7 @@ test('pods of labelled namespaces are workloads on the node agent (proxy-config 
   const env = {...process.env, HOME: home, KUBECONFIG: cluster.kubeconfigPath, NO_COLOR: '1', ZTCTL_HOME: home}
   const ztctl = (args: string[]) => runCli(args, env, {timeoutMs: 600_000})
   const started = Date.now()
-  const install = await ztctl(['install', '--profile', 'ambient', '-y', '--set', 'cni.enabled=false'])
+  const install = await ztctl(['install', '--profile', 'ambient', '-y', ...nodeValues(node), '--set', 'cni.enabled=false'])
   assert.equal(install.code, 0, install.stdout + install.stderr)
   t.diagnostic(`install (controller + node agent) in ${Date.now() - started} ms`)
 

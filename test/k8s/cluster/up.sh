@@ -178,7 +178,13 @@ if ((NODES)); then
   IMAGES=$("$HERE/base-images.sh")
   for i in $(seq "$NODES"); do
     N=$S/n$i; IP=$(node_ip "$i"); SOCK=$N/containerd/containerd.sock; CG=/ztk8s-$ID-n$i
-    mkdir -p "$N"/{containerd,cni/net.d,cni/ipam,cni/bin,kubelet}
+    mkdir -p "$N"/{containerd,cni/net.d,cni/ipam,cni/bin,kubelet,ztctl-run} "$N/containerd/state/io.containerd.grpc.v1.cri/netns"
+    # On a real node / is a shared mount (systemd), so the pods' netns the runtime mounts later reach a
+    # DaemonSet's HostToContainer mount of the netns dir; this host's / is private: give the node's netns dir
+    # (containerd keeps it under its state dir, netns_mounts_under_state_dir) that property. down.sh
+    # unmounts it with everything below $S.
+    mount --bind "$N/containerd/state/io.containerd.grpc.v1.cri/netns" "$N/containerd/state/io.containerd.grpc.v1.cri/netns"
+    mount --make-shared "$N/containerd/state/io.containerd.grpc.v1.cri/netns"
     # a plugin dir of our own (links to Debian's plugins): a CNI DaemonSet under test can hostPath it and its
     # net.d and chain itself in without touching /etc/cni or /usr/lib/cni
     for f in /usr/lib/cni/*; do ln -sf "$f" "$N/cni/bin/"; done
@@ -292,8 +298,9 @@ fi
 T_END=$(now_ms)
 
 nodes_json=$(for i in $(seq "$NODES"); do
-  printf '{"name":"node-%s","ip":"%s","podCidr":"10.%s.%s.0/24","bridge":"zk%sn%s","cgroupRoot":"/ztk8s-%s-n%s","containerdSocket":"%s","cniConfDir":"%s","cniBinDir":"%s"},' \
-    "$i" "$(node_ip "$i")" "$B" "$i" "$ID" "$i" "$ID" "$i" "$S/n$i/containerd/containerd.sock" "$S/n$i/cni/net.d" "$S/n$i/cni/bin"
+  printf '{"name":"node-%s","ip":"%s","podCidr":"10.%s.%s.0/24","bridge":"zk%sn%s","cgroupRoot":"/ztk8s-%s-n%s","containerdSocket":"%s","cniConfDir":"%s","cniBinDir":"%s","netnsDir":"%s","runDir":"%s"},' \
+    "$i" "$(node_ip "$i")" "$B" "$i" "$ID" "$i" "$ID" "$i" "$S/n$i/containerd/containerd.sock" "$S/n$i/cni/net.d" "$S/n$i/cni/bin" \
+    "$S/n$i/containerd/state/io.containerd.grpc.v1.cri/netns" "$S/n$i/ztctl-run"
 done)
 cat > "$S/cluster.json" <<JSON
 {"id": "$ID", "stateDir": "$S", "kubeconfig": "$KCFG", "server": "$SERVER", "apiAddress": "$API_IP", "apiPort": $API_PORT,
