@@ -23,7 +23,7 @@
 import assert from 'node:assert/strict'
 import {execFile, execFileSync, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, readFileSync, readdirSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -74,10 +74,12 @@ export interface ClusterNode {
  * /var/run/netns and /var/run/ztctl/node are the machine's, not the node's).
  */
 export function nodeValues(node: ClusterNode): string[] {
-  return [
-    '--set', `cni.confDir=${node.cniConfDir}`, '--set', `cni.binDir=${node.cniBinDir}`,
-    '--set', `cni.netnsDir=${node.netnsDir}`, '--set', `cni.runDir=${node.runDir}`,
-  ]
+  return nodeSettings(node).flatMap((setting) => ['--set', setting])
+}
+
+/** The same values as `key=value` settings (for code that renders manifests itself). */
+export function nodeSettings(node: ClusterNode): string[] {
+  return [`cni.confDir=${node.cniConfDir}`, `cni.binDir=${node.cniBinDir}`, `cni.netnsDir=${node.netnsDir}`, `cni.runDir=${node.runDir}`]
 }
 
 interface ClusterInfo {
@@ -362,6 +364,9 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
   const down = (keep?: string): Promise<string[]> => {
     torndown ??= (async () => {
       const footprint = footprintOf(info)
+      // kubelet may finish deleting a pod (its dir under the state dir) before down.sh stops it, but it leaves
+      // that pod's log dir: down.sh removes the log dirs of these UIDs too.
+      writeFileSync(path.join(info.stateDir, 'created/pod-uids'), footprint.podUids.join('\n'))
       try {
         await runScript('down.sh', [info.stateDir], keep ? {ZTK8S_KEEP_LOGS: keep} : {}, DOWN_TIMEOUT_MS)
       } finally {

@@ -57,7 +57,7 @@ test('controller and node agent in real pods: CLI through a kubernetes context, 
   const json = async <T>(...args: string[]): Promise<T> => JSON.parse(await cli(...args, '-o', 'json')) as T
 
   // The controller: Ready once it serves from the API server.
-  const values = await installValues(namespace, image.ref)
+  const values = await installValues(namespace, image.ref, cluster.nodes[0])
   let started = Date.now()
   await createObjects(cluster, controllerObjects(values))
   const controllerPod = await readyPod(cluster, namespace, 'app.kubernetes.io/name=ztctl-controller')

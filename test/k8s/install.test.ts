@@ -158,8 +158,9 @@ test('install --profile ambient, verify-install, upgrade, prune, uninstall and -
     assert.deepEqual(before.policies.map((policy) => policy.name), ['no-guests'])
     assert.equal(before.tunnels.length, 1)
     const online = await waitUntil('the node agent online at the controller', async () => {
-      const status = await cli<{agents: {name: string; online: boolean}[]}>('proxy-status', ['proxy-status'])
-      return status.agents.find((agent) => agent.name === `node-${node.name}` && agent.online)
+      // In a kubernetes context proxy-status lists the node-agent pods, each with its sync state at the controller.
+      const status = await cli<{agents: {agent: string; node: string; sync?: {online: boolean}}[]}>('proxy-status', ['proxy-status'])
+      return status.agents.find((agent) => agent.agent === `node-${node.name}` && agent.node === node.name && agent.sync?.online)
     }, 60_000, 500)
     assert.ok(online)
 
@@ -196,10 +197,17 @@ test('install --profile ambient, verify-install, upgrade, prune, uninstall and -
   await t.test('values that no longer render an object prune it', async () => {
     const result = await ztctl('install pruning the CNI', ['install', '-y', ...values, '--set', 'controller.resources.requests.memory=160Mi', '--set', 'cni.enabled=false'])
     assert.equal(result.code, 0, result.out)
-    assert.match(result.stdout, /Pruned what the new values no longer render: DaemonSet ztctl-system\/ztctl-cni, ServiceAccount ztctl-system\/ztctl-cni/)
+    // The CNI agent's DaemonSet, its ServiceAccount and its RBAC (pods and namespaces to read, its own DaemonSet).
+    const cniObjects = ['ClusterRole ztctl-cni', 'ClusterRoleBinding ztctl-cni', 'DaemonSet ztctl-system/ztctl-cni', 'Role ztctl-system/ztctl-cni', 'RoleBinding ztctl-system/ztctl-cni', 'ServiceAccount ztctl-system/ztctl-cni']
+    const pruned = /Pruned what the new values no longer render: (.*)/.exec(result.stdout)
+    assert.ok(pruned, result.out)
+    assert.deepEqual(pruned[1].split(', ').sort(), cniObjects, result.out)
     const listing = await snapshot(kube)
-    assert.equal(listing.has('DaemonSet/ztctl-system/ztctl-cni'), false)
-    assert.equal(listing.has('ServiceAccount/ztctl-system/ztctl-cni'), false)
+    for (const object of cniObjects) {
+      const [kind, ref] = object.split(' ')
+      const key = `${kind}/${ref.includes('/') ? ref : `/${ref}`}`
+      assert.equal(listing.has(key), false, `${key} is gone`)
+    }
     const pods = await cluster.core.listNamespacedPod({labelSelector: 'app.kubernetes.io/name=ztctl-cni', namespace: NS})
     assert.equal(pods.items.length, 0, 'its pods are gone too')
   })

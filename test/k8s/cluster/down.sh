@@ -55,10 +55,9 @@ if [[ -f $C/cgroups ]]; then
 fi
 [[ -f $C/sysctl.saved ]] && sysctl -q -p "$C/sysctl.saved" >/dev/null
 # kubelet's files outside the state dir: its pods' log dirs (by pod UID), their links, dirs it created
-for uid_dir in "$S"/n*/kubelet/root/pods/*/; do
-  [[ -d $uid_dir ]] || continue
-  uid=$(basename "$uid_dir")
-  rm -rf /var/log/pods/*_"$uid"
+# (and those the harness listed just before calling us: kubelet may have removed a deleted pod's dir since)
+for uid in $(for d in "$S"/n*/kubelet/root/pods/*/; do [[ -d $d ]] && basename "$d"; done; [[ -f $C/pod-uids ]] && cat "$C/pod-uids"); do
+  [[ $uid =~ ^[0-9a-f-]+$ ]] && rm -rf /var/log/pods/*_"$uid"
 done
 if [[ -d /var/log/containers ]]; then find /var/log/containers -maxdepth 1 -xtype l -delete 2>/dev/null; fi
 if [[ -f $C/dirs ]]; then
