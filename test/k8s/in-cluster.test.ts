@@ -109,8 +109,10 @@ test('controller and node agent in real pods: CLI through a kubernetes context, 
   }
 
   t.diagnostic(`Policy CR patch → applied by the node agent: median ${median(samples)} ms (${samples.join(', ')} ms)`)
-  const status = await json<{agents: {ackedVersion?: number; name: string; online: boolean; status: string}[]; version: number}>('proxy-status')
-  const agentStatus = status.agents.find((agent) => agent.name === nodeIdentity)
+  // In a kubernetes context proxy-status lists the node-agent pods, each with its sync state at the controller.
+  interface PodStatus {agent: string; sync?: {ackedVersion?: number; online: boolean}}
+  const status = await json<{agents: PodStatus[]; version: number}>('proxy-status')
+  const agentStatus = status.agents.find((agent) => agent.agent === nodeIdentity)?.sync
   assert.ok(agentStatus?.online, 'the node agent is online')
   assert.ok((agentStatus.ackedVersion ?? 0) >= (await dump()).version - 0, 'its ack is recorded')
 
@@ -136,8 +138,8 @@ test('controller and node agent in real pods: CLI through a kubernetes context, 
   await waitUntil('the agent to apply a change made after the restart', async () => (await dump()).policies.some((policy) => policy.name === 'after-restart'), 60_000, 50)
   t.diagnostic(`agent resumed: a change after the restart applied ${Date.now() - started} ms after the CLI made it`)
   const online = await waitUntil('the agent online again', async () => {
-    const again = await json<{agents: {name: string; online: boolean}[]}>('proxy-status')
-    return again.agents.find((agent) => agent.name === nodeIdentity && agent.online)
+    const again = await json<{agents: PodStatus[]}>('proxy-status')
+    return again.agents.find((agent) => agent.agent === nodeIdentity && agent.sync?.online)
   }, 60_000, 500)
   assert.ok(online)
   assert.equal((await cluster.core.readNamespacedPod({name: agentPod.metadata!.name!, namespace})).status?.containerStatuses?.[0]?.restartCount, 0, 'the agent never restarted')
