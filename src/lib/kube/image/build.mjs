@@ -42,9 +42,11 @@ const xtablesModules = '/usr/lib/x86_64-linux-gnu/xtables'
 const busyboxApplets = ['sh', 'ls', 'cat', 'echo', 'env', 'ps', 'sleep', 'grep', 'sed', 'awk', 'head', 'tail', 'mkdir', 'rm', 'cp', 'mv', 'ln',
   'chmod', 'id', 'hostname', 'nc', 'netstat', 'nsenter', 'test', '[', 'true', 'false', 'wc', 'tee', 'kill', 'date', 'uname', 'vi', 'find', 'xargs']
 
+/** What the user must fix before the image can be built (printed without a stack). */
+class ImageInputError extends Error {}
+
 function fail(message) {
-  process.stderr.write(`npm run image: ${message}\n`)
-  process.exit(1)
+  throw new ImageInputError(message)
 }
 
 /** a digest of every input's content: tsc rewrites dist/ on each build, so mtimes would rebuild the image needlessly */
@@ -149,37 +151,43 @@ function report() {
   process.stdout.write(flags.json ? `${JSON.stringify({ref, tar: out})}\n` : `${out}\n`)
 }
 
-checkTools()
-const stampFile = `${out}.inputs`
-const digest = inputsDigest()
-if (!flags.force && existsSync(out) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === digest) {
-  report()
-  process.exit(0)
+/** Pack the image into `out` unless the one there was built from the same inputs. */
+function buildImage() {
+  checkTools()
+  const stampFile = `${out}.inputs`
+  const digest = inputsDigest()
+  if (!flags.force && existsSync(out) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === digest) return
+  const started = Date.now()
+  const work = mkdtempSync(path.join(tmpdir(), 'ztctl-image-'))
+  try {
+    const layout = path.join(work, 'oci')
+    const bundle = path.join(work, 'bundle')
+    const umoci = (...args) => execFileSync('umoci', args, {stdio: ['ignore', 'ignore', 'inherit']})
+    umoci('init', '--layout', layout)
+    umoci('new', '--image', `${layout}:ztctl`)
+    umoci('unpack', '--image', `${layout}:ztctl`, bundle)
+    stageRootfs(path.join(bundle, 'rootfs'))
+    umoci('repack', '--image', `${layout}:ztctl`, '--history.created_by', 'npm run image', bundle)
+    umoci('config', '--image', `${layout}:ztctl`, '--config.entrypoint', '/app/bin/ztctl', '--config.workingdir', '/app',
+      '--config.env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', '--config.user', '0:0',
+      '--config.label', `org.opencontainers.image.version=${pkg.version}`, '--config.label', 'org.opencontainers.image.title=ztctl',
+      '--history.created_by', 'npm run image: ENTRYPOINT /app/bin/ztctl')
+    mkdirSync(path.dirname(out), {recursive: true})
+    rmSync(`${out}.partial`, {force: true})
+    execFileSync('skopeo', ['copy', '--quiet', `oci:${layout}:ztctl`, `docker-archive:${out}.partial:${ref}`], {stdio: ['ignore', 'ignore', 'inherit']})
+    renameSync(`${out}.partial`, out)
+    writeFileSync(stampFile, digest)
+    process.stderr.write(`npm run image: ${ref} -> ${out} (${Math.round(statSync(out).size / 2 ** 20)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+  } finally {
+    rmSync(work, {force: true, recursive: true})
+  }
 }
 
-const started = Date.now()
-const work = mkdtempSync(path.join(tmpdir(), 'ztctl-image-'))
 try {
-  const layout = path.join(work, 'oci')
-  const bundle = path.join(work, 'bundle')
-  const umoci = (...args) => execFileSync('umoci', args, {stdio: ['ignore', 'ignore', 'inherit']})
-  umoci('init', '--layout', layout)
-  umoci('new', '--image', `${layout}:ztctl`)
-  umoci('unpack', '--image', `${layout}:ztctl`, bundle)
-  stageRootfs(path.join(bundle, 'rootfs'))
-  umoci('repack', '--image', `${layout}:ztctl`, '--history.created_by', 'npm run image', bundle)
-  umoci('config', '--image', `${layout}:ztctl`, '--config.entrypoint', '/app/bin/ztctl', '--config.workingdir', '/app',
-    '--config.env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', '--config.user', '0:0',
-    '--config.label', `org.opencontainers.image.version=${pkg.version}`, '--config.label', 'org.opencontainers.image.title=ztctl',
-    '--history.created_by', 'npm run image: ENTRYPOINT /app/bin/ztctl')
-  mkdirSync(path.dirname(out), {recursive: true})
-  rmSync(`${out}.partial`, {force: true})
-  execFileSync('skopeo', ['copy', '--quiet', `oci:${layout}:ztctl`, `docker-archive:${out}.partial:${ref}`], {stdio: ['ignore', 'ignore', 'inherit']})
-  renameSync(`${out}.partial`, out)
-  writeFileSync(stampFile, digest)
-  process.stderr.write(`npm run image: ${ref} -> ${out} (${Math.round(statSync(out).size / 2 ** 20)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
-} finally {
-  rmSync(work, {force: true, recursive: true})
+  buildImage()
+  report()
+} catch (error) {
+  if (!(error instanceof ImageInputError)) throw error
+  process.stderr.write(`npm run image: ${error.message}\n`)
+  process.exitCode = 1
 }
-
-report()
