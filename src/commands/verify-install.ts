@@ -1,16 +1,26 @@
+import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {kubernetesFlags} from '../lib/cli/flag-groups.js'
 import {valuesFlags, valuesFromFlags} from '../lib/cli/values-flags.js'
+import {ExitCode, ZtError} from '../lib/errors.js'
 import type {Verification} from '../lib/kube/install/verify.js'
+import type {Rendering} from '../lib/kube/manifest/render.js'
+import type {KubeClient} from '../lib/kube/rest.js'
 
 export default class VerifyInstall extends BaseCommand<typeof VerifyInstall> {
   static override description = `Check an installation object by object: custom resources Established, the controller rolled out and answering /ready, every DaemonSet ready on every node, every object as install applies it. One ✔/✘ line per check, counts at the end, exit code 1 on any ✘ with what to look at.
 
+With --traffic it then proves traffic: a temporary namespace labelled ztctl.io/dataplane-mode=ambient gets a server and a client pod, the client connects to the server, and the node agent's access log must show the connection over HBONE with both SPIFFE IDs; the namespace is always deleted.
+
 It checks the profile and values recorded by the last install; --profile, --set and -f check against other values instead.`
-  static override examples = ['<%= config.bin %> verify-install', '<%= config.bin %> verify-install -o json', '<%= config.bin %> verify-install -n ztctl-system --set controller.replicas=2']
-  static override flags = {...kubernetesFlags, ...valuesFlags}
+  static override examples = ['<%= config.bin %> verify-install', '<%= config.bin %> verify-install -o json', '<%= config.bin %> verify-install --traffic --timeout 3m', '<%= config.bin %> verify-install -n ztctl-system --set controller.replicas=2']
+  static override flags = {
+    ...kubernetesFlags, ...valuesFlags,
+    timeout: Flags.string({default: '2m', dependsOn: ['traffic'], description: 'how long the --traffic probe may take (e.g. 90s, 3m); cleanup comes after'}),
+    traffic: Flags.boolean({default: false, description: 'also send a connection between two probe pods through the mesh and prove it went over HBONE'}),
+  }
   static override summary = 'Verify that ztctl is installed and working in a Kubernetes cluster'
 
   async run(): Promise<unknown> {
@@ -23,11 +33,30 @@ It checks the profile and values recorded by the last install; --profile, --set 
       if (!installation) throw noInstallation(this.flags.namespace)
       const overridden = this.flags.profile || this.flags.set || this.flags.filename
       const resolved = overridden ? await valuesFromFlags({...this.flags, namespace: installation.namespace}, this.config.version, installation.profile) : installation
-      const verification = await verifyInstall(kube, await renderInstallation(resolved, installation.version))
+      const rendering = await renderInstallation(resolved, installation.version)
+      const verification = await verifyInstall(kube, rendering)
+      if (this.flags.traffic) await this.addTrafficChecks(kube, rendering, verification)
       if (verification.failed > 0) process.exitCode = 1
       return this.render(verification, () => report(verification))
     } finally {
       kube.close()
+    }
+  }
+
+  private async addTrafficChecks(kube: KubeClient, rendering: Rendering, verification: Verification): Promise<void> {
+    const {parseDuration} = await import('../lib/cli/render.js')
+    const {probeImage, verifyTraffic} = await import('../lib/kube/verify-traffic.js')
+    const seconds = parseDuration(this.flags.timeout)
+    if (seconds === undefined) throw new ZtError('ZT_ERR_USAGE', `--timeout ${this.flags.timeout} is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --timeout 90s or --timeout 3m'})
+    const abort = new AbortController()
+    const interrupt = (): void => abort.abort()
+    process.once('SIGINT', interrupt)
+    try {
+      const checks = await verifyTraffic(kube, {...probeImage(rendering), signal: abort.signal, timeoutMs: seconds * 1000})
+      verification.checks.push(...checks)
+      verification.failed += checks.filter((check) => !check.ok).length
+    } finally {
+      process.off('SIGINT', interrupt)
     }
   }
 }
