@@ -27,6 +27,7 @@ test('verify-install --traffic proves HBONE through the node agent and cleans up
   assert.equal(install.code, 0, install.stdout + install.stderr)
   const traffic = async (): Promise<{checks: Check[]; code: number; out: string}> => {
     const result = await ztctl(['verify-install', '--traffic', '--timeout', '3m', '-o', 'json'])
+    assert.ok(result.stdout.trim().startsWith('{'), result.stdout + result.stderr)
     const parsed = JSON.parse(result.stdout) as {checks: Check[]}
     return {checks: parsed.checks.filter((check) => check.kind === 'Traffic'), code: result.code, out: result.stdout + result.stderr}
   }

@@ -34,8 +34,9 @@ interface PodStatus {
 
 type Pod = KubeObject & {spec?: {nodeName?: string}; status?: PodStatus}
 
+// not unref()ed: between polls this timer is all that keeps the CLI alive, and each wait is bounded by its deadline
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => {
-  setTimeout(resolve, ms).unref()
+  setTimeout(resolve, ms)
 })
 
 const serverScript = `require('net').createServer((s) => s.end('${REPLY}\\n')).listen(${PROBE_PORT})`
