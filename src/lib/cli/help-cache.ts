@@ -8,8 +8,8 @@ import {homedir} from 'node:os'
 import {join} from 'node:path'
 
 const MAX_TEXT_BYTES = 256 * 1024
-/** Variables that change per shell or directory, never the help text. */
-const VOLATILE_ENV = new Set(['PWD', 'OLDPWD', '_', 'SHLVL'])
+/** Variables that change per shell, directory or benchmark run (hyperfine pads the environment), never the help text. */
+const VOLATILE_ENV = new Set(['PWD', 'OLDPWD', '_', 'SHLVL', 'HYPERFINE_RANDOMIZED_ENVIRONMENT_OFFSET'])
 
 export function isRootHelp(argv: string[]): boolean {
   return argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h')
@@ -21,8 +21,13 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 function fileStamp(path: string): string {
-  const stat = statSync(path)
-  return `${stat.size}:${stat.mtimeMs}`
+  const stat = statSync(path, {throwIfNoEntry: false})
+  return stat ? `${stat.size}:${stat.mtimeMs}` : 'none'
+}
+
+/** Plugins a user installed (`plugins install`) live in oclif's data dir and add to the help. */
+function userPluginsFile(env: NodeJS.ProcessEnv): string {
+  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'ztctl', 'package.json')
 }
 
 export function helpKey(root: string, stdout: {columns?: number; isTTY?: boolean}): string {
@@ -32,6 +37,7 @@ export function helpKey(root: string, stdout: {columns?: number; isTTY?: boolean
   const parts = [
     fileStamp(join(root, 'oclif.manifest.json')),
     fileStamp(join(root, 'package.json')),
+    fileStamp(userPluginsFile(process.env)),
     process.version,
     process.platform,
     process.arch,
