@@ -10,8 +10,44 @@ if (major < 22 || (major === 22 && minor < 13)) {
   process.exit(1)
 }
 
-// Compile cache makes every later start cheaper; it is absent on some Node builds.
-const {default: module} = await import('node:module')
-module.enableCompileCache?.()
-const {execute} = await import('@oclif/core')
-await execute({dir: import.meta.url})
+const helpCache = await import('../dist/lib/cli/help-cache.js')
+const root = new URL('..', import.meta.url).pathname
+const argv = process.argv.slice(2)
+const helpKey = helpCache.isRootHelp(argv) ? helpCache.helpKey(root, process.stdout) : undefined
+const cachedHelp = helpKey && helpCache.readHelp(helpCache.cacheDir(), helpKey)
+if (cachedHelp) {
+  process.stdout.write(cachedHelp)
+} else {
+  await runOclif()
+}
+
+async function runOclif() {
+  // Compile cache makes every later start cheaper; it is absent on some Node builds, and a read-only
+  // cache dir only means no cache.
+  const {default: module} = await import('node:module')
+  try {
+    module.enableCompileCache?.(`${helpCache.cacheDir()}/compile`)
+  } catch {}
+  const captured = helpKey ? captureOutput() : undefined
+  const {execute} = await import('@oclif/core')
+  await execute({dir: import.meta.url})
+  const text = captured?.()
+  if (text !== undefined) helpCache.writeHelp(helpCache.cacheDir(), helpKey, text)
+}
+
+/** Tees stdout; the returned function gives the text when the run was clean (exit 0, nothing on stderr). */
+function captureOutput() {
+  const chunks = []
+  let clean = true
+  const write = process.stdout.write.bind(process.stdout)
+  const writeErr = process.stderr.write.bind(process.stderr)
+  process.stdout.write = (chunk, ...rest) => {
+    chunks.push(String(chunk))
+    return write(chunk, ...rest)
+  }
+  process.stderr.write = (chunk, ...rest) => {
+    clean = false
+    return writeErr(chunk, ...rest)
+  }
+  return () => (clean && !process.exitCode ? chunks.join('') : undefined)
+}
