@@ -25,7 +25,7 @@ test('verify-install --traffic proves HBONE through the node agent and cleans up
   const ztctl = (args: string[]) => runCli(args, env, {timeoutMs: 600_000})
   const install = await ztctl(['install', '--profile', 'ambient', '-y', ...nodeValues(cluster.nodes[0])])
   assert.equal(install.code, 0, install.stdout + install.stderr)
-  const traffic = async (): Promise<{checks: Check[]; code: number; out: string}> => {
+  const traffic = async (): Promise<{checks: Check[]; code: number | null; out: string}> => {
     const result = await ztctl(['verify-install', '--traffic', '--timeout', '3m', '-o', 'json'])
     assert.ok(result.stdout.trim().startsWith('{'), result.stdout + result.stderr)
     const parsed = JSON.parse(result.stdout) as {checks: Check[]}
