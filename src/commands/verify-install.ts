@@ -47,7 +47,7 @@ It checks the profile and values recorded by the last install; --profile, --set 
     const {parseDuration} = await import('../lib/cli/render.js')
     const {probeImage, verifyTraffic} = await import('../lib/kube/verify-traffic.js')
     const seconds = parseDuration(this.flags.timeout)
-    if (seconds === undefined) throw new ZtError('ZT_ERR_USAGE', `--timeout ${this.flags.timeout} is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --timeout 90s or --timeout 3m'})
+    if (seconds === undefined || seconds <= 0) throw new ZtError('ZT_ERR_BAD_FLAG', `--timeout "${this.flags.timeout}" is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --timeout 90s or --timeout 3m'})
     const abort = new AbortController()
     const interrupt = (): void => abort.abort()
     process.once('SIGINT', interrupt)

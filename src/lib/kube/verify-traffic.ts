@@ -40,11 +40,11 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => {
 })
 
 const serverScript = `require('net').createServer((s) => s.end('${REPLY}\\n')).listen(${PROBE_PORT})`
-// bounded retries: the pod may start before its redirection is in place
+// bounded retries: the pod may start before its redirection is in place; the process ends when nothing is left to do
 const clientScript = `const net = require('net'); let left = 40;
 const attempt = () => { const s = net.connect(${PROBE_PORT}, process.env.SERVER_IP); let got = '';
   s.setTimeout(3000, () => s.destroy(new Error('timeout')));
-  s.on('data', (d) => { got += d }); s.on('close', () => { if (got.includes('${REPLY}')) process.exit(0); if (--left <= 0) process.exit(1); setTimeout(attempt, 500) });
+  s.on('data', (d) => { got += d }); s.on('close', () => { if (got.includes('${REPLY}')) return; if (--left <= 0) { process.exitCode = 1; return } setTimeout(attempt, 500) });
   s.on('error', (e) => console.error(e.message)) };
 attempt()`
 
