@@ -37,7 +37,7 @@ import type {ConnectionTracker} from '../proxy/paths/connection.js'
 import type {Metrics} from '../proxy/observe/metrics.js'
 import {clusterIpEndpoints, pickEndpoint} from './cluster-ips.js'
 import {admitInpodConnect, type InpodAdmission, workloadService} from './admission.js'
-import {NativeInpod} from './native-mesh.js'
+import {destroyGone, NativeInpod} from './native-mesh.js'
 import {meshServices} from './services.js'
 import {dialFromWorkload, joinSockets, passthrough, type PodListener, type Workload, type WorkloadManager, INPOD_HBONE_PORT, type InpodListenerKind} from './workloads.js'
 
@@ -127,17 +127,8 @@ export class InpodMesh {
   /** Forget pools and servers of workloads that are gone; keep certificates only for served accounts. */
   reconcile(): void {
     const live = new Set(this.workloads().list().map((info) => info.uid))
-    for (const [uid, pool] of this.pools) {
-      if (live.has(uid)) continue
-      pool.destroy()
-      this.pools.delete(uid)
-    }
-
-    for (const [uid, server] of this.servers) {
-      if (live.has(uid)) continue
-      server.destroy()
-      this.servers.delete(uid)
-    }
+    destroyGone(this.pools, live)
+    destroyGone(this.servers, live)
 
     const accounts = new Set(this.workloads().list().map((info) => serviceAccountKey(info.namespace, info.serviceAccount)))
     this.native?.reconcile(live, accounts)

@@ -35,6 +35,15 @@ export interface NativeInpodHooks {
   spiffeOf(workload: Workload): string
 }
 
+/** Destroy and forget the entries of workloads (by uid) that are not LIVE. */
+export function destroyGone(entries: Map<string, {destroy(): void}>, live: ReadonlySet<string>): void {
+  for (const [uid, entry] of entries) {
+    if (live.has(uid)) continue
+    entry.destroy()
+    entries.delete(uid)
+  }
+}
+
 /** An unconnected socket inside WORKLOAD's namespace with the skip mark (the redirect rules let it out). */
 const podSocket = (workload: Workload, host: string): number => tcpSocket(net.isIPv6(host) ? 6 : 4, {mark: INPOD_SKIP_MARK, netns: workload.add.netns})
 
@@ -71,17 +80,8 @@ export class NativeInpod {
   }
 
   reconcile(live: ReadonlySet<string>, accounts: ReadonlySet<string>): void {
-    for (const [uid, pool] of this.pools) {
-      if (live.has(uid)) continue
-      pool.destroy()
-      this.pools.delete(uid)
-    }
-
-    for (const [uid, server] of this.servers) {
-      if (live.has(uid)) continue
-      server.destroy()
-      this.servers.delete(uid)
-    }
+    destroyGone(this.pools, live)
+    destroyGone(this.servers, live)
 
     // After the servers: a listener must never outlive its TLS context.
     for (const [credentials, entry] of this.contexts) {
