@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 // ---- tuning (docs/hbone.md "Native data path") ----------------------------------------------------
@@ -1869,12 +1870,16 @@ static napi_value throw_errno(napi_env env, const char *call, int err) {
 static int get_double(napi_env env, napi_value value, double *out) { return napi_get_value_double(env, value, out) == napi_ok; }
 
 // An adopted socket (made by JS elsewhere, e.g. inside a pod's network namespace by the netns addon):
-// -1 when VALUE is undefined, -2 when it is no open descriptor. The engine owns (and closes) it from here.
+// -1 when VALUE is undefined, -2 when it is not an integer naming an open socket (a file, a pipe
+// are refused untouched). The engine owns (and closes) it from here.
 static int adopted_fd(napi_env env, napi_value value) {
   napi_valuetype type;
   if (napi_typeof(env, value, &type) != napi_ok || type == napi_undefined) return -1;
-  int32_t fd;
-  if (napi_get_value_int32(env, value, &fd) != napi_ok || fd < 0) return -2;
+  double number;
+  if (type != napi_number || napi_get_value_double(env, value, &number) != napi_ok || !(number >= 0 && number <= 1e9) || number != (double)(int)number) return -2;
+  int fd = (int)number;
+  struct stat info;
+  if (fstat(fd, &info) < 0 || !S_ISSOCK(info.st_mode)) return -2;
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -2;
   fcntl(fd, F_SETFD, FD_CLOEXEC);
