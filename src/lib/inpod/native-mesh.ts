@@ -8,7 +8,7 @@
 import {closeSync} from 'node:fs'
 import net from 'node:net'
 
-import {INPOD_SKIP_MARK, originalDst, tcpSocket, type OriginalDestination} from '../netns/native.js'
+import {INPOD_SKIP_MARK, originalDst, tcpSocket, tcpSockets, type OriginalDestination} from '../netns/native.js'
 import {formatHostPort, type HostPort} from '../proxy/address.js'
 import type {HboneEngine} from '../proxy/hbone/hbone-engine.js'
 import {NativeHbonePool} from '../proxy/hbone/native-pool.js'
@@ -27,6 +27,8 @@ import {INPOD_HBONE_PORT, INPOD_OUTBOUND_PORT, type InpodListenerKind, type PodL
 /** How long a pod's 15008 waits before asking for its certificate again (connections wait in the backlog). */
 const CERT_RETRY_MS = 5000
 const DIAL_TIMEOUT_MS = 10_000
+/** Delivery sockets made per switch into a pod's namespace; at most this many wait unused per pod and family. */
+const SOCKET_BATCH = 8
 
 /** What the native side borrows from the mesh router. */
 export interface NativeInpodHooks {
@@ -47,11 +49,34 @@ export function destroyGone(entries: Map<string, {destroy(): void}>, live: Reado
 /** An unconnected socket inside WORKLOAD's namespace with the skip mark (the redirect rules let it out). */
 const podSocket = (workload: Workload, host: string): number => tcpSocket(net.isIPv6(host) ? 6 : 4, {mark: INPOD_SKIP_MARK, netns: workload.add.netns})
 
+/**
+ * A pod's spare delivery sockets (made in its namespace with the skip mark), made SOCKET_BATCH at a time:
+ * entering a namespace costs several times a socket, and each connection delivered to the pod needs one.
+ */
+class PodSockets {
+  private readonly spare: Record<4 | 6, number[]> = {4: [], 6: []}
+
+  constructor(readonly workload: Workload) {}
+
+  take(host: string): number {
+    const family = net.isIPv6(host) ? 6 : 4
+    const spare = this.spare[family]
+    if (spare.length === 0) spare.push(...tcpSockets(family, SOCKET_BATCH, {mark: INPOD_SKIP_MARK, netns: this.workload.add.netns}))
+    return spare.pop()!
+  }
+
+  destroy(): void {
+    for (const spare of Object.values(this.spare)) for (const fd of spare.splice(0)) closeSync(fd)
+  }
+}
+
 export class NativeInpod {
   /** per source workload: its pool (sessions dialled from inside that pod) */
   private readonly pools = new Map<string, NativeHbonePool>()
   /** per destination workload: the server behind its 15008 */
   private readonly servers = new Map<string, NativeHboneServer>()
+  /** per destination workload: its spare delivery sockets */
+  private readonly sockets = new Map<string, PodSockets>()
   /** the TLS contexts of each served service account's credentials */
   private readonly contexts = new Map<Credentials, {account: string; contexts: NativeContexts}>()
 
@@ -82,6 +107,7 @@ export class NativeInpod {
   reconcile(live: ReadonlySet<string>, accounts: ReadonlySet<string>): void {
     destroyGone(this.pools, live)
     destroyGone(this.servers, live)
+    destroyGone(this.sockets, live)
 
     // After the servers: a listener must never outlive its TLS context.
     for (const [credentials, entry] of this.contexts) {
@@ -159,8 +185,21 @@ export class NativeInpod {
         const server = this.servers.get(workload.uid)
         server?.destroy()
         if (server) this.servers.delete(workload.uid)
+        this.sockets.get(workload.uid)?.destroy() // made in this netns: a re-added pod may have another
+        this.sockets.delete(workload.uid)
       },
     }
+  }
+
+  private socketsOf(workload: Workload): PodSockets {
+    let sockets = this.sockets.get(workload.uid)
+    if (sockets?.workload !== workload) {
+      sockets?.destroy()
+      sockets = new PodSockets(workload)
+      this.sockets.set(workload.uid, sockets)
+    }
+
+    return sockets
   }
 
   private async contextsFor(workload: Workload): Promise<NativeContexts> {
@@ -231,7 +270,7 @@ export class NativeInpod {
     const refuseDial = (why: string): void => tracker.refused(record, labels, {flag: 'CONNECT', message: `${why} dialling ${formatHostPort(target)} in workload ${record.service}`})
     let fd: number
     try {
-      fd = podSocket(workload, target.host)
+      fd = this.socketsOf(workload).take(target.host)
     } catch (error) {
       engine.native.refuse(tunnelId, 503)
       refuseDial((error as Error).message)
