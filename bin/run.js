@@ -23,10 +23,11 @@ if (cachedHelp) {
 
 async function runOclif() {
   // Compile cache makes every later start cheaper; it is absent on some Node builds, and a read-only
-  // cache dir only means no cache.
+  // cache dir only means no cache. Its own mkdir never returns under /proc: ensureDir goes first.
   const {default: module} = await import('node:module')
+  const compileDir = `${helpCache.cacheDir()}/compile`
   try {
-    module.enableCompileCache?.(`${helpCache.cacheDir()}/compile`)
+    if (helpCache.ensureDir(compileDir)) module.enableCompileCache?.(compileDir)
   } catch {}
   const captured = helpKey ? captureOutput() : undefined
   const {execute} = await import('@oclif/core')
