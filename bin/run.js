@@ -10,12 +10,16 @@ if (major < 22 || (major === 22 && minor < 13)) {
   process.exit(1)
 }
 
-const helpCache = await import('../dist/lib/cli/help-cache.js')
 const root = new URL('..', import.meta.url).pathname
 const argv = process.argv.slice(2)
-const helpKey = helpCache.isRootHelp(argv) ? helpCache.helpKey(root, process.stdout) : undefined
+// `version` / `--version` without oclif when the answer needs none (src/lib/cli/version-fast-path.ts).
+const versionOutput = argv[0] === 'version' || argv[0] === '--version' ? (await import('../dist/lib/cli/version-fast-path.js')).fastVersionOutput(argv, root) : undefined
+const helpCache = await import('../dist/lib/cli/help-cache.js')
+const helpKey = versionOutput === undefined && helpCache.isRootHelp(argv) ? helpCache.helpKey(root, process.stdout) : undefined
 const cachedHelp = helpKey && helpCache.readHelp(helpCache.cacheDir(), helpKey)
-if (cachedHelp) {
+if (versionOutput !== undefined) {
+  process.stdout.write(versionOutput)
+} else if (cachedHelp) {
   process.stdout.write(cachedHelp)
 } else {
   await runOclif()
