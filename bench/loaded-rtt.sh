@@ -44,13 +44,14 @@ hogs_stop() {
 trap 'hogs_stop; cleanup' EXIT
 
 # Over every thread of the path's processes: context switches (voluntary + not), i.e. wakeups, and
-# nanoseconds on a CPU (schedstat: exact, where /proc's ticks are 10 ms).
+# nanoseconds on a CPU (schedstat: exact, where /proc's ticks are 10 ms); "-1 -1" when the path has no
+# process of its own to read (direct; a daemon that left its parent).
 sched_counts() {
   local pid
   for pid in $(node "$BENCH/lib/procstat.js" --list "${PATH_PIDS[@]}"); do
     cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/{s+=$2} END{printf "ctx %d\n", s}'
     cat /proc/"$pid"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END{printf "ns %.0f\n", s}'
-  done | awk '$1=="ctx"{c+=$2} $1=="ns"{n+=$2} END{printf "%.0f %.0f\n", c, n}'
+  done | awk '$1=="ctx"{c+=$2; p++} $1=="ns"{n+=$2} END{if (p) printf "%.0f %.0f\n", c, n; else print "-1 -1"}'
 }
 
 round_trips() { # METRIC PATH REP : LAT_N round trips, with the path's CPU and context switches per round trip
@@ -59,7 +60,7 @@ round_trips() { # METRIC PATH REP : LAT_N round trips, with the path's CPU and c
   j=$(timeout "$LOAD_MAX_SECS" "$BIN/lat" 127.0.0.1 "$ECHO_PORT" "$LAT_N" "$LAT_SIZE" 1000 2>>"$WORK/lat.err") || j='{"error":true}'
   after=$(sched_counts)
   emit "$2" "$3" "$1" "$(node -e 'const j = JSON.parse(process.argv[1]); const [c0, n0, c1, n1, count] = process.argv.slice(2).map(Number);
-    if (!j.error) { j.proxy_cpu_us_per_rt = (n1 - n0) / 1e3 / count; j.ctxsw_per_rt = (c1 - c0) / count }
+    if (!j.error && n0 >= 0 && n1 >= 0) { j.proxy_cpu_us_per_rt = (n1 - n0) / 1e3 / count; j.ctxsw_per_rt = (c1 - c0) / count }
     console.log(JSON.stringify(j))' "$j" $before $after "$LAT_N")"
 }
 
