@@ -45,7 +45,8 @@ trap 'hogs_stop; cleanup' EXIT
 
 # Over every thread of the path's processes: context switches (voluntary + not), i.e. wakeups, and
 # nanoseconds on a CPU (schedstat: exact, where /proc's ticks are 10 ms); "-1 -1" when the path has no
-# process of its own to read (direct; a daemon that left its parent).
+# process of its own to read (direct). A thread per connection (stunnel) has exited by the second
+# reading, so such a path's figures read near zero.
 sched_counts() {
   local pid
   for pid in $(node "$BENCH/lib/procstat.js" --list "${PATH_PIDS[@]}"); do
