@@ -208,6 +208,7 @@ export class NativeInpod {
     let entry = this.contexts.get(credentials)
     if (!entry) {
       entry = {account: serviceAccountKey(namespace, serviceAccount), contexts: new NativeContexts(this.engine, credentials)}
+      entry.contexts.setMaxListeners(0) // one 15008 server per pod of the account hears its renewals
       this.contexts.set(credentials, entry)
     }
 

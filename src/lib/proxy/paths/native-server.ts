@@ -53,9 +53,12 @@ export class NativeHboneServer {
 
   constructor(options: NativeServerOptions) {
     this.options = {dialTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, keepaliveTimeoutMs: 20_000, ...options}
-    options.contexts.on('update', () => {
-      for (const id of [this.listenerId, this.virtualId]) if (id !== undefined) options.engine.native.listenerSetContext(id, options.contexts.server)
-    })
+    options.contexts.on('update', this.onRenewed)
+  }
+
+  /** New handshakes use the renewed certificate. */
+  private readonly onRenewed = (): void => {
+    for (const id of [this.listenerId, this.virtualId]) if (id !== undefined) this.options.engine.native.listenerSetContext(id, this.options.contexts.server)
   }
 
   /** The listener inner sessions over hub streams belong to (hub-links.ts opens them), made on first use. */
@@ -89,6 +92,7 @@ export class NativeHboneServer {
   }
 
   destroy(): void {
+    this.options.contexts.off('update', this.onRenewed)
     this.closeListener()
     if (this.virtualId !== undefined) this.options.engine.closeListener(this.virtualId)
     this.virtualId = undefined
