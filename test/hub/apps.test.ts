@@ -83,4 +83,12 @@ test('terminal and file get reach a zero-port agent through a hub, end-to-end TL
   }, 20_000)
   assert.match(refused.stderr, /ZT_ERR_APP_DENIED[\s\S]*hub .* refused the relay/, refused.stderr)
   assert.ok(hub.lines().some((line) => line.direction === 'relay' && /relay refused/.test(String(line.error ?? line.message))), 'the hub logs the refusal')
+
+  // No hub left: the directory names none, and the client says so before dialling anything.
+  await stop(hub, 'SIGKILL')
+  const unreachable = await waitUntil('the client finds no route', async () => {
+    const result = await asAlice(['file', 'get', 'report.bin', '--output', path.join(dir, 'again.bin')])
+    return /ZT_ERR_AGENT_UNREACHABLE/.test(result.stderr) ? result : undefined
+  }, 20_000)
+  assert.match(unreachable.stderr, /accepts no direct connection and is attached to no hub now/)
 })
