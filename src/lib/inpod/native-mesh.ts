@@ -20,12 +20,10 @@ import {dialAndRelay, NativeHboneServer, type NativeRequest} from '../proxy/path
 import {nativeClient} from '../proxy/paths/tunnel-inbound.js'
 import type {MeshState} from '../proxy/state/state.js'
 import type {InpodAdmission} from './admission.js'
-import {serviceAccountKey} from './certs.js'
+import {ISSUE_RETRY_MS, serviceAccountKey} from './certs.js'
 import type {Captured, MeshContext} from './mesh.js'
-import {INPOD_HBONE_PORT, INPOD_OUTBOUND_PORT, type InpodListenerKind, type PodListener, type Workload, WorkloadManager} from './workloads.js'
+import {INPOD_HBONE_PORT, INPOD_OUTBOUND_PORT, type InpodListenerKind, listenInPod, type PodListener, type Workload, WorkloadManager} from './workloads.js'
 
-/** How long a pod's 15008 waits before asking for its certificate again (connections wait in the backlog). */
-const CERT_RETRY_MS = 5000
 const DIAL_TIMEOUT_MS = 10_000
 /** Delivery sockets made per switch into a pod's namespace; at most this many wait unused per pod and family. */
 const SOCKET_BATCH = 8
@@ -153,13 +151,31 @@ export class NativeInpod {
   }
 
   /**
-   * 15008 in the addon, once the pod's certificate is there (until then connections wait in the backlog;
-   * a failed issue is retried).
+   * 15008 in the addon, once the pod's certificate is there. While it is being issued (at most
+   * ISSUE_TIMEOUT_MS) connections wait in the backlog; if the issue fails, the listening socket is
+   * closed (the kernel resets what waits) and nothing listens, so new connections are refused, until
+   * a fresh socket asks again ISSUE_RETRY_MS later: the node path refuses alike (certs.ts).
    */
-  private listenHbone(fd: number, workload: Workload): PodListener {
+  private listenHbone(firstFd: number, workload: Workload): PodListener {
+    let fd: number | undefined = firstFd
     let state: 'closed' | 'listening' | 'waiting' = 'waiting'
     let retry: NodeJS.Timeout | undefined
+    const refuseUntilRetry = (error: unknown): void => {
+      if (fd !== undefined) closeSync(fd)
+      fd = undefined
+      this.context.logger().warn({component: 'inpod', error: (error as Error).message, retryInMs: ISSUE_RETRY_MS, uid: workload.uid}, 'no workload certificate: refusing HBONE')
+      retry = setTimeout(attempt, ISSUE_RETRY_MS)
+      retry.unref()
+    }
+
     const attempt = (): void => {
+      try {
+        fd ??= listenInPod(workload, 'hbone')
+      } catch (error) {
+        refuseUntilRetry(error)
+        return
+      }
+
       this.serverFor(workload)
         .then(async (server) => {
           if (state === 'closed') return
@@ -168,10 +184,7 @@ export class NativeInpod {
           if (state !== 'listening') server.destroy() // closed while binding
         })
         .catch((error: unknown) => {
-          if (state === 'closed') return
-          this.context.logger().warn({component: 'inpod', error: (error as Error).message, retryInMs: CERT_RETRY_MS, uid: workload.uid}, 'no workload certificate: refusing HBONE')
-          retry = setTimeout(attempt, CERT_RETRY_MS)
-          retry.unref()
+          if (state === 'waiting') refuseUntilRetry(error)
         })
     }
 
@@ -180,7 +193,7 @@ export class NativeInpod {
       address: () => (state === 'closed' ? 'closed' : `0.0.0.0:${INPOD_HBONE_PORT}`),
       close: () => {
         clearTimeout(retry)
-        if (state === 'waiting') closeSync(fd)
+        if (state === 'waiting' && fd !== undefined) closeSync(fd)
         state = 'closed'
         const server = this.servers.get(workload.uid)
         server?.destroy()
