@@ -68,6 +68,14 @@ class PodSockets {
   }
 }
 
+/** node:net on listening socket FD, resetting every connection (a pod's 15008 while it has no certificate). */
+function resetEvery(fd: number, workload: Workload, context: MeshContext): net.Server {
+  const server = net.createServer((socket) => socket.resetAndDestroy())
+  server.on('error', (error) => context.logger().warn({component: 'inpod', error: error.message, uid: workload.uid}, 'workload connection failed'))
+  server.listen({fd})
+  return server
+}
+
 export class NativeInpod {
   /** per source workload: its pool (sessions dialled from inside that pod) */
   private readonly pools = new Map<string, NativeHbonePool>()
@@ -152,16 +160,17 @@ export class NativeInpod {
 
   /**
    * 15008 in the addon, once the pod's certificate is there. While it is being issued (at most
-   * ISSUE_TIMEOUT_MS) connections wait in the backlog; if the issue fails, the listening socket is
-   * closed (the kernel resets what waits) and nothing listens, so new connections are refused, until
-   * a fresh socket asks again ISSUE_RETRY_MS later: the node path refuses alike (certs.ts).
+   * ISSUE_TIMEOUT_MS) connections wait in the backlog; if the issue fails, node:net takes the socket and
+   * resets every connection (those waiting too) until a fresh socket asks again ISSUE_RETRY_MS later:
+   * as the node path refuses them (certs.ts).
    */
   private listenHbone(firstFd: number, workload: Workload): PodListener {
     let fd: number | undefined = firstFd
+    let refuser: net.Server | undefined
     let state: 'closed' | 'listening' | 'waiting' = 'waiting'
     let retry: NodeJS.Timeout | undefined
     const refuseUntilRetry = (error: unknown): void => {
-      if (fd !== undefined) closeSync(fd)
+      if (fd !== undefined) refuser = resetEvery(fd, workload, this.context)
       fd = undefined
       this.context.logger().warn({component: 'inpod', error: (error as Error).message, retryInMs: ISSUE_RETRY_MS, uid: workload.uid}, 'no workload certificate: refusing HBONE')
       retry = setTimeout(attempt, ISSUE_RETRY_MS)
@@ -170,12 +179,14 @@ export class NativeInpod {
 
     const attempt = (): void => {
       try {
-        fd ??= listenInPod(workload, 'hbone')
+        fd ??= listenInPod(workload, 'hbone') // beside the refuser (SO_REUSEPORT), which goes now
       } catch (error) {
         refuseUntilRetry(error)
         return
       }
 
+      refuser?.close()
+      refuser = undefined
       this.serverFor(workload)
         .then(async (server) => {
           if (state === 'closed') return
@@ -193,6 +204,7 @@ export class NativeInpod {
       address: () => (state === 'closed' ? 'closed' : `0.0.0.0:${INPOD_HBONE_PORT}`),
       close: () => {
         clearTimeout(retry)
+        refuser?.close()
         if (state === 'waiting' && fd !== undefined) closeSync(fd)
         state = 'closed'
         const server = this.servers.get(workload.uid)
