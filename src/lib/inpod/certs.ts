@@ -46,6 +46,7 @@ export class WorkloadCertificates {
   constructor(
     private readonly issue: IssueWorkloadCert,
     private readonly onEvent: (message: string, fields: Record<string, unknown>) => void = () => {},
+    private readonly timing = {issueTimeoutMs: ISSUE_TIMEOUT_MS, retryMs: ISSUE_RETRY_MS},
   ) {}
 
   /** The credentials of NAMESPACE/SERVICE_ACCOUNT, issued on first use; concurrent callers share one request. */
@@ -60,9 +61,10 @@ export class WorkloadCertificates {
     if (entry.credentials) return entry.credentials
     const current = entry
     const {failure} = current
+    const {issueTimeoutMs, retryMs} = this.timing
     const sinceFailure = failure ? Date.now() - failure.at : Infinity
-    if (!current.pending && sinceFailure < ISSUE_RETRY_MS) throw new Error(`no certificate for ${key} yet (${failure!.message}); asking again in ${ISSUE_RETRY_MS - sinceFailure} ms`)
-    current.pending ??= withTimeout(this.request(current), ISSUE_TIMEOUT_MS, `issuing the certificate of ${key} took over ${ISSUE_TIMEOUT_MS} ms`)
+    if (!current.pending && sinceFailure < retryMs) throw new Error(`no certificate for ${key} yet (${failure!.message}); asking again in ${retryMs - sinceFailure} ms`)
+    current.pending ??= withTimeout(this.request(current), issueTimeoutMs, `issuing the certificate of ${key} took over ${issueTimeoutMs} ms`)
       .then((credentials) => {
         current.credentials = credentials
         current.failure = undefined
