@@ -23,14 +23,11 @@ export interface AgentProcessOptions {
   args?: string[]
   env?: NodeJS.ProcessEnv
   identityFile: string
-  /** a command that execs the rest, e.g. unshare (the PID stays the agent's) */
-  prefix?: string[]
   readyFile: string
 }
 
 export async function spawnAgentProcess(t: {after(fn: () => void): void}, options: AgentProcessOptions): Promise<AgentProcess> {
-  const [file, ...prefixArgs] = [...(options.prefix ?? []), process.execPath]
-  const child = spawn(file!, [...prefixArgs, RUN_JS, 'agent', 'run', '-i', options.identityFile, '--hbone', '127.0.0.1:0', '--admin', '127.0.0.1:0',
+  const child = spawn(process.execPath, [RUN_JS, 'agent', 'run', '-i', options.identityFile, '--hbone', '127.0.0.1:0', '--admin', '127.0.0.1:0',
     '--metrics', '127.0.0.1:0', '--readiness', '127.0.0.1:0', '--ready-file', options.readyFile, ...(options.args ?? [])], {env: {...process.env, ...options.env}, stdio: ['ignore', 'pipe', 'pipe']})
   let stdout = ''
   let stderr = ''
