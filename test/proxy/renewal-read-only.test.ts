@@ -82,7 +82,7 @@ async function spawnReadOnly(t: {after(fn: () => void): void}, dir: string, args
 
 const loopback = '127.0.0.1:0'
 const DAEMONS = [
-  // The host pod's command line (src/lib/kube/manifest/host-pod.ts) with loopback addresses.
+  // The host pod's command line (src/lib/kube/manifest/host-pod.ts: -i, --controller, these listeners) on loopback.
   {args: ['agent', 'run', '--hbone', loopback, '--admin', loopback, '--metrics', loopback, '--readiness', loopback], name: 'host', role: 'agent', served: 'hbone'},
   {args: ['hub', 'run', '--listen', loopback, '--admin', loopback], name: 'hub-1', role: 'hub', served: 'listen'},
 ] as const
@@ -104,7 +104,7 @@ for (const daemon of DAEMONS) {
     const bytes = await readFile(identityFile)
     const first = certInfo((await readIdentityFile(identityFile)).cert)
 
-    const running = await spawnReadOnly(t, identityDir, [...daemon.args, '-i', identityFile], path.join(runDir, 'ready.json'))
+    const running = await spawnReadOnly(t, identityDir, [...daemon.args, '-i', identityFile, '--controller', ctl.url], path.join(runDir, 'ready.json'))
     const served = running.addresses[daemon.served]!
     const firstServed = await servedCertificate(served, client)
     assert.equal(firstServed.serial, first.serial.toLowerCase(), 'serves the certificate from the file at first')
