@@ -16,7 +16,9 @@
 //
 // cluster.kc is a client-node KubeConfig (admin), cluster.kubeconfigPath its file; cluster.nodes[i] has the
 // node name, IP (its bridge), pod CIDR, containerd socket and CNI dirs; cluster.kubernetesServiceIp is what
-// pods see as KUBERNETES_SERVICE_HOST. No cluster DNS: pods find Services through <NAME>_SERVICE_HOST/_PORT.
+// pods see as KUBERNETES_SERVICE_HOST; nodeValues(node) points an install at one node's dirs,
+// sharedNodeValues(cluster) at every node's ($(NODE_NAME) in the paths: one install for two nodes).
+// No cluster DNS: pods find Services through <NAME>_SERVICE_HOST/_PORT.
 // Pods reach only this cluster's addresses (they have no default route); nothing leaves the machine.
 // On failure, every component's log tail is printed and the logs are kept in /tmp/ztctl-k8s-logs/<id>.
 // If the test process dies, the 'exit'/signal handlers run down.sh; if it is SIGKILLed, the next start's sweep does.
