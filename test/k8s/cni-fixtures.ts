@@ -47,12 +47,15 @@ export async function createServiceAccounts(cluster: Cluster, namespace: string,
   }
 }
 
-/** The node agent pod's access log entry of a connection from SOURCE (a SPIFFE ID), once it is written. */
+/** The first access log entry of a connection from SOURCE (a SPIFFE ID) in a node agent's log text. */
+export function findAccessEntry(log: string, source: string): Record<string, unknown> | undefined {
+  return log.split('\n').filter((text) => text.includes('"scope":"access"'))
+    .map((text) => JSON.parse(text) as Record<string, unknown>).find((entry) => entry['src.identity'] === source)
+}
+
+/** The node agent pod's access log entry of a connection from SOURCE, once it is written. */
 export async function accessLogEntry(cluster: Cluster, agentPod: string, source: string): Promise<Record<string, unknown>> {
-  return waitUntil(`the access log line from ${source} on ${agentPod}`, async () => {
-    const lines = (await cluster.podLogs(INSTALL_NS, agentPod)).split('\n').filter((text) => text.includes('"scope":"access"'))
-    return lines.map((text) => JSON.parse(text) as Record<string, unknown>).find((entry) => entry['src.identity'] === source)
-  }, 30_000, 500)
+  return waitUntil(`the access log line from ${source} on ${agentPod}`, async () => findAccessEntry(await cluster.podLogs(INSTALL_NS, agentPod), source), 30_000, 500)
 }
 
 /** Each step's wall time by name, for a test's diagnostic line. */
