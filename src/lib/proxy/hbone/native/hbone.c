@@ -38,7 +38,10 @@
 #define STREAM_WINDOW (4 * 1024 * 1024)
 #define CONNECTION_WINDOW (16 * 1024 * 1024)
 #define MAX_FRAME_SIZE (1024 * 1024)
-#define MAX_DATA_FRAME (64 * 1024)             // the largest DATA frame we send (peer's limit permitting)
+#define TLS_RECORD (16 * 1024)                  // the largest TLS record's plaintext
+#define FRAME_HEADER 9                          // an HTTP/2 frame header
+#define MAX_DATA_FRAME (64 * 1024 - FRAME_HEADER) // the largest DATA frame's payload we send (peer's limit permitting):
+                                               // with its 9-byte header, four full TLS records
 #define OUT_HIGH (256 * 1024)                // unsent ciphertext above which we stop producing frames
 #define TX_CAP (128 * 1024)                     // plaintext gathered into one SSL_write (full TLS records)
 #define RBUF_CAP (256 * 1024)
@@ -165,6 +168,7 @@ typedef struct tunnel {
   size_t preface_left;
   int finishing;                // plain client: JS gave up with a last message (write it, FIN, drain, close)
   bytes pending;                // bytes not yet written to the plain side (P_SPLICE: for the peer stream)
+  bytes *offered;               // the queue a no-copy DATA frame's payload is to be taken from (send_queued)
   size_t local_pending;         // of those, the first LOCAL_PENDING came from JS, not from the stream
   bytes early;                  // client: sent on the stream before the plain socket is read (proxy prefix)
   bytes reply;                  // client: written to the plain socket when 200 arrives (proxy success reply)
@@ -202,6 +206,7 @@ typedef struct session {
   SSL *ssl;
   nghttp2_session *h2;
   bytes out;                    // ciphertext not yet written
+  bytes in;                     // a socket session: ciphertext received, not yet taken by OpenSSL
   tunnel *tunnels;
   int goaway;
   int dead;
@@ -354,6 +359,7 @@ static void session_free(session *s) {
   close_handle((uv_handle_t *)s->timer);
   if (s->fd >= 0) close(s->fd);
   free(s->out.data);
+  free(s->in.data);
   id_free(s->id);
   free(s);
 }
@@ -478,9 +484,15 @@ static void tls_error_text(const char *prefix, char *out, size_t size) {
   ERR_clear_error();
 }
 
+static size_t bytes_size(const bytes *buffer) { return buffer->end - buffer->start; }
+
 static int bytes_append(bytes *buffer, const void *data, size_t length, size_t limit) {
   if (buffer->end + length > buffer->cap) {
-    if (buffer->start > 0) {
+    size_t grown_cap = buffer->cap ? buffer->cap : 64 * 1024;
+    while (grown_cap < buffer->end + length) grown_cap *= 2;
+    // The rest moves to the front when it is no longer than what was taken before it (so each byte moves
+    // at most once), or when growing would pass LIMIT; else the buffer grows.
+    if (buffer->start > 0 && (bytes_size(buffer) <= buffer->start || grown_cap > limit)) {
       memmove(buffer->data, buffer->data + buffer->start, buffer->end - buffer->start);
       buffer->end -= buffer->start;
       buffer->start = 0;
@@ -499,8 +511,6 @@ static int bytes_append(bytes *buffer, const void *data, size_t length, size_t l
   buffer->end += length;
   return 0;
 }
-
-static size_t bytes_size(const bytes *buffer) { return buffer->end - buffer->start; }
 
 static void bytes_consumed(bytes *buffer, size_t count, size_t keep_cap) {
   buffer->start += count;
@@ -531,6 +541,49 @@ static long out_bio_ctrl(BIO *bio, int cmd, long num, void *ptr) {
 static int out_bio_create(BIO *bio) {
   BIO_set_init(bio, 1);
   return 1;
+}
+
+// Our read BIO for socket sessions: one large recv() fills the session's `in` buffer and OpenSSL (its
+// read-ahead off) takes each record's header and body from there. OpenSSL's own read-ahead moves the
+// unread rest of its buffer to the front at every record: with large reads that copied each byte ~4 times.
+// The buffer is freed once drained (the socket said EAGAIN), as SSL_MODE_RELEASE_BUFFERS does its own.
+#define IN_READ (128 * 1024)
+static BIO_METHOD *in_method;
+
+static int in_bio_fill(BIO *bio, session *s) {
+  if (!s->in.data && !(s->in.data = malloc(IN_READ))) return 0;
+  s->in.cap = IN_READ;
+  ssize_t n;
+  do n = recv(s->fd, s->in.data, IN_READ, 0);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    s->in.start = 0;
+    s->in.end = (size_t)n;
+    return 1;
+  }
+  free(s->in.data);
+  s->in = (bytes){0};
+  if (n == 0) BIO_set_flags(bio, BIO_FLAGS_IN_EOF);
+  else if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_read(bio);
+  return 0;
+}
+
+static int in_bio_read(BIO *bio, char *data, size_t length, size_t *read) {
+  session *s = BIO_get_data(bio);
+  BIO_clear_retry_flags(bio);
+  if (bytes_size(&s->in) == 0 && !in_bio_fill(bio, s)) return 0;
+  size_t n = bytes_size(&s->in) < length ? bytes_size(&s->in) : length;
+  memcpy(data, s->in.data + s->in.start, n);
+  s->in.start += n;
+  *read = n;
+  return 1;
+}
+
+static long in_bio_ctrl(BIO *bio, int cmd, long num, void *ptr) {
+  (void)num, (void)ptr;
+  if (cmd == BIO_CTRL_EOF) return BIO_test_flags(bio, BIO_FLAGS_IN_EOF) != 0;
+  if (cmd == BIO_CTRL_PENDING) return (long)bytes_size(&((session *)BIO_get_data(bio))->in);
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
 static uv_timer_t *timer_new(void *data) {
@@ -970,6 +1023,49 @@ static size_t take_bytes(bytes *queue, uint8_t *buffer, size_t length) {
   return n;
 }
 
+// DATA that already waits in one of our queues (a splice's peer, a carrier's inner session) is not copied
+// into nghttp2's frame: the read callback names the length (NO_COPY), then send_queued writes the frame
+// header and the payload straight from the queue into TLS.
+static ssize_t offer_queued(tunnel *t, bytes *queue, size_t length, uint32_t *flags) {
+  t->offered = queue;
+  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  return (ssize_t)(bytes_size(queue) < length ? bytes_size(queue) : length);
+}
+
+static int tx_queue(session *s, const uint8_t *data, size_t length);
+
+// What taking LENGTH bytes from T's queue sets off: the splice's source gets its credit back (and ends
+// once drained), the inner session has room to produce again.
+static void queued_taken(tunnel *t, size_t length) {
+  t->from_plain += length;
+  if (t->kind == P_INNER) {
+    if (t->inner && bytes_size(&t->inner->out) < OUT_HIGH) pump_later(t->inner);
+    return;
+  }
+  tunnel *source = t->peer;
+  if (!source) return;
+  credit_stream(source, length);
+  pump_later(source->session); // its WINDOW_UPDATE
+  if (bytes_size(&source->pending) == 0 && source->h2_closed) splice_check(source);
+}
+
+static int send_queued(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *header, size_t length, nghttp2_data_source *source, void *user) {
+  (void)h2;
+  session *s = user;
+  tunnel *t = id_get((double)(uintptr_t)source->ptr, K_TUNNEL);
+  bytes *queue = t ? t->offered : NULL;
+  // Offered and taken in the same nghttp2_session_mem_send: the queue cannot have shrunk meanwhile.
+  if (!queue || bytes_size(queue) < length || frame->data.padlen > 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  t->offered = NULL;
+  if (tx_queue(s, header, FRAME_HEADER) < 0 || tx_queue(s, (const uint8_t *)queue->data + queue->start, length) < 0) {
+    s->ended_because = "TLS write failed";
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
+  bytes_consumed(queue, length, 1024 * 1024);
+  queued_taken(t, length);
+  return 0;
+}
+
 // nghttp2 asks for the next DATA payload: read it straight from the plain socket into the frame.
 ssize_t read_plain(nghttp2_session *h2, int32_t stream_id, uint8_t *buffer, size_t length, uint32_t *flags, nghttp2_data_source *source, void *user) {
   (void)user;
@@ -1048,9 +1144,17 @@ static int tx_commit(session *s) {
   return result;
 }
 
+// Bytes of a record or more (DATA) go to SSL_write straight from where they are, one copy fewer: first
+// they top up what is gathered to a full record, so small frames before them do not make a short one.
 static int tx_queue(session *s, const uint8_t *data, size_t length) {
+  if (length >= TLS_RECORD) {
+    size_t top = (TLS_RECORD - tx_length % TLS_RECORD) % TLS_RECORD;
+    memcpy(tx_buffer + tx_length, data, top);
+    tx_length += top;
+    if (tx_commit(s) < 0) return -1;
+    return tls_write(s, data + top, length - top);
+  }
   if (tx_length + length > TX_CAP && tx_commit(s) < 0) return -1;
-  if (length >= TX_CAP) return tls_write(s, data, length);
   memcpy(tx_buffer + tx_length, data, length);
   tx_length += length;
   return 0;
@@ -1102,7 +1206,7 @@ static void session_pump(session *s) {
       ssize_t n = nghttp2_session_mem_send(s->h2, &data);
       if (n < 0) {
         tx_length = 0;
-        session_fail(s, nghttp2_strerror((int)n));
+        session_fail(s, s->ended_because ? s->ended_because : nghttp2_strerror((int)n));
         return;
       }
       if (n == 0) {
@@ -1396,7 +1500,8 @@ static session *session_new(int fd, int server, SSL_CTX *ctx, const char *remote
   if (fd >= 0) {
     s->poll = poll_new(fd, s);
     if (!s->poll) abort();
-    in = BIO_new_socket(fd, BIO_NOCLOSE);
+    in = BIO_new(in_method);
+    BIO_set_data(in, s);
   } else {
     s->layered = 1;
     in = s->rbio = BIO_new(BIO_s_mem());
@@ -1657,10 +1762,8 @@ static ssize_t read_carrier(tunnel *t, uint8_t *buffer, size_t length, uint32_t 
     t->deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
   }
-  size_t n = take_bytes(queue, buffer, length);
-  t->from_plain += n;
-  if (t->inner && bytes_size(queue) < OUT_HIGH) pump_later(t->inner); // room again: it may produce more
-  return (ssize_t)n;
+  (void)buffer;
+  return offer_queued(t, queue, length, flags);
 }
 
 // The inner session ended (any reason): its unsent bytes become the carrier's last, then END_STREAM.
@@ -1754,15 +1857,9 @@ static void splice_deliver(tunnel *t, const uint8_t *data, size_t length) {
 }
 
 static ssize_t read_splice(tunnel *t, uint8_t *buffer, size_t length, uint32_t *flags) {
+  (void)buffer;
   tunnel *source = t->peer;
-  if (source && bytes_size(&source->pending) > 0) {
-    size_t n = take_bytes(&source->pending, buffer, length);
-    t->from_plain += n;
-    credit_stream(source, n);
-    pump_later(source->session); // its WINDOW_UPDATE
-    if (bytes_size(&source->pending) == 0 && source->h2_closed) splice_check(source);
-    return (ssize_t)n;
-  }
+  if (source && bytes_size(&source->pending) > 0) return offer_queued(t, &source->pending, length, flags);
   if (!source || source->peer_ended || t->plain_eof) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     return 0;
@@ -1965,8 +2062,7 @@ static napi_value js_context_create(napi_env env, napi_callback_info info) {
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 0);
-    SSL_CTX_set_read_ahead(ctx, 1);
-    SSL_CTX_set_default_read_buffer_len(ctx, 128 * 1024);
+    SSL_CTX_set_read_ahead(ctx, 0); // our read BIO reads ahead (in_bio_read); a layered session's is memory
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
@@ -2647,6 +2743,10 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
 }
 
 static napi_value module_init(napi_env env, napi_value exports) {
+  in_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ztctl-in");
+  BIO_meth_set_read_ex(in_method, in_bio_read);
+  BIO_meth_set_ctrl(in_method, in_bio_ctrl);
+  BIO_meth_set_create(in_method, out_bio_create);
   out_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ztctl-out");
   BIO_meth_set_write_ex(out_method, out_bio_write);
   BIO_meth_set_ctrl(out_method, out_bio_ctrl);
@@ -2658,6 +2758,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
   nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, data_length);
+  nghttp2_session_callbacks_set_send_data_callback(callbacks, send_queued);
   nghttp2_option_new(&h2_options);
   nghttp2_option_set_no_auto_window_update(h2_options, 1);
   nghttp2_option_set_peer_max_concurrent_streams(h2_options, 100);
