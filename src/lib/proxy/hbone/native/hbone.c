@@ -168,7 +168,6 @@ typedef struct tunnel {
   size_t preface_left;
   int finishing;                // plain client: JS gave up with a last message (write it, FIN, drain, close)
   bytes pending;                // bytes not yet written to the plain side (P_SPLICE: for the peer stream)
-  bytes *offered;               // the queue a no-copy DATA frame's payload is to be taken from (send_queued)
   size_t local_pending;         // of those, the first LOCAL_PENDING came from JS, not from the stream
   bytes early;                  // client: sent on the stream before the plain socket is read (proxy prefix)
   bytes reply;                  // client: written to the plain socket when 200 arrives (proxy success reply)
@@ -1023,49 +1022,6 @@ static size_t take_bytes(bytes *queue, uint8_t *buffer, size_t length) {
   return n;
 }
 
-// DATA that already waits in one of our queues (a splice's peer, a carrier's inner session) is not copied
-// into nghttp2's frame: the read callback names the length (NO_COPY), then send_queued writes the frame
-// header and the payload straight from the queue into TLS.
-static ssize_t offer_queued(tunnel *t, bytes *queue, size_t length, uint32_t *flags) {
-  t->offered = queue;
-  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-  return (ssize_t)(bytes_size(queue) < length ? bytes_size(queue) : length);
-}
-
-static int tx_queue(session *s, const uint8_t *data, size_t length);
-
-// What taking LENGTH bytes from T's queue sets off: the splice's source gets its credit back (and ends
-// once drained), the inner session has room to produce again.
-static void queued_taken(tunnel *t, size_t length) {
-  t->from_plain += length;
-  if (t->kind == P_INNER) {
-    if (t->inner && bytes_size(&t->inner->out) < OUT_HIGH) pump_later(t->inner);
-    return;
-  }
-  tunnel *source = t->peer;
-  if (!source) return;
-  credit_stream(source, length);
-  pump_later(source->session); // its WINDOW_UPDATE
-  if (bytes_size(&source->pending) == 0 && source->h2_closed) splice_check(source);
-}
-
-static int send_queued(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *header, size_t length, nghttp2_data_source *source, void *user) {
-  (void)h2;
-  session *s = user;
-  tunnel *t = id_get((double)(uintptr_t)source->ptr, K_TUNNEL);
-  bytes *queue = t ? t->offered : NULL;
-  // Offered and taken in the same nghttp2_session_mem_send: the queue cannot have shrunk meanwhile.
-  if (!queue || bytes_size(queue) < length || frame->data.padlen > 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  t->offered = NULL;
-  if (tx_queue(s, header, FRAME_HEADER) < 0 || tx_queue(s, (const uint8_t *)queue->data + queue->start, length) < 0) {
-    s->ended_because = "TLS write failed";
-    return NGHTTP2_ERR_CALLBACK_FAILURE;
-  }
-  bytes_consumed(queue, length, 1024 * 1024);
-  queued_taken(t, length);
-  return 0;
-}
-
 // nghttp2 asks for the next DATA payload: read it straight from the plain socket into the frame.
 ssize_t read_plain(nghttp2_session *h2, int32_t stream_id, uint8_t *buffer, size_t length, uint32_t *flags, nghttp2_data_source *source, void *user) {
   (void)user;
@@ -1144,15 +1100,11 @@ static int tx_commit(session *s) {
   return result;
 }
 
-// Bytes of a record or more (DATA) go to SSL_write straight from where they are, one copy fewer: first
-// they top up what is gathered to a full record, so small frames before them do not make a short one.
+// A frame of a TLS record or more (DATA) goes to SSL_write straight from nghttp2's buffer: one copy fewer.
 static int tx_queue(session *s, const uint8_t *data, size_t length) {
   if (length >= TLS_RECORD) {
-    size_t top = (TLS_RECORD - tx_length % TLS_RECORD) % TLS_RECORD;
-    memcpy(tx_buffer + tx_length, data, top);
-    tx_length += top;
     if (tx_commit(s) < 0) return -1;
-    return tls_write(s, data + top, length - top);
+    return tls_write(s, data, length);
   }
   if (tx_length + length > TX_CAP && tx_commit(s) < 0) return -1;
   memcpy(tx_buffer + tx_length, data, length);
@@ -1206,7 +1158,7 @@ static void session_pump(session *s) {
       ssize_t n = nghttp2_session_mem_send(s->h2, &data);
       if (n < 0) {
         tx_length = 0;
-        session_fail(s, s->ended_because ? s->ended_because : nghttp2_strerror((int)n));
+        session_fail(s, nghttp2_strerror((int)n));
         return;
       }
       if (n == 0) {
@@ -1762,8 +1714,10 @@ static ssize_t read_carrier(tunnel *t, uint8_t *buffer, size_t length, uint32_t 
     t->deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
   }
-  (void)buffer;
-  return offer_queued(t, queue, length, flags);
+  size_t n = take_bytes(queue, buffer, length);
+  t->from_plain += n;
+  if (t->inner && bytes_size(queue) < OUT_HIGH) pump_later(t->inner); // room again: it may produce more
+  return (ssize_t)n;
 }
 
 // The inner session ended (any reason): its unsent bytes become the carrier's last, then END_STREAM.
@@ -1857,9 +1811,15 @@ static void splice_deliver(tunnel *t, const uint8_t *data, size_t length) {
 }
 
 static ssize_t read_splice(tunnel *t, uint8_t *buffer, size_t length, uint32_t *flags) {
-  (void)buffer;
   tunnel *source = t->peer;
-  if (source && bytes_size(&source->pending) > 0) return offer_queued(t, &source->pending, length, flags);
+  if (source && bytes_size(&source->pending) > 0) {
+    size_t n = take_bytes(&source->pending, buffer, length);
+    t->from_plain += n;
+    credit_stream(source, n);
+    pump_later(source->session); // its WINDOW_UPDATE
+    if (bytes_size(&source->pending) == 0 && source->h2_closed) splice_check(source);
+    return (ssize_t)n;
+  }
   if (!source || source->peer_ended || t->plain_eof) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     return 0;
@@ -2758,7 +2718,6 @@ static napi_value module_init(napi_env env, napi_value exports) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
   nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, data_length);
-  nghttp2_session_callbacks_set_send_data_callback(callbacks, send_queued);
   nghttp2_option_new(&h2_options);
   nghttp2_option_set_no_auto_window_update(h2_options, 1);
   nghttp2_option_set_peer_max_concurrent_streams(h2_options, 100);
