@@ -1318,6 +1318,8 @@ static int session_start_h2(session *s) {
   return rv;
 }
 
+static void session_read(session *s);
+
 static void session_handshake(session *s) {
   ERR_clear_error();
   int rv = SSL_do_handshake(s->ssl);
@@ -1342,6 +1344,9 @@ static void session_handshake(session *s) {
     emit(EV_SESSION_READY, s->id, s->listener_id, 0, spiffe[0] ? spiffe : NULL, serial[0] ? serial : NULL, s->remote, NULL);
     stop_timer(s->timer);
     if (s->keepalive_ms > 0) send_ping(s); // the first round-trip time at once
+    // What came with the peer's last handshake flight (a client's preface) waits in our read BIO, where
+    // poll cannot see it: read it now rather than when the peer sends again.
+    if (bytes_size(&s->in) > 0) session_read(s);
     session_pump(s);
     return;
   }
