@@ -537,7 +537,7 @@ static long out_bio_ctrl(BIO *bio, int cmd, long num, void *ptr) {
   return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
-static int out_bio_create(BIO *bio) {
+static int bio_create(BIO *bio) {
   BIO_set_init(bio, 1);
   return 1;
 }
@@ -2711,11 +2711,11 @@ static napi_value module_init(napi_env env, napi_value exports) {
   in_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ztctl-in");
   BIO_meth_set_read_ex(in_method, in_bio_read);
   BIO_meth_set_ctrl(in_method, in_bio_ctrl);
-  BIO_meth_set_create(in_method, out_bio_create);
+  BIO_meth_set_create(in_method, bio_create);
   out_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ztctl-out");
   BIO_meth_set_write_ex(out_method, out_bio_write);
   BIO_meth_set_ctrl(out_method, out_bio_ctrl);
-  BIO_meth_set_create(out_method, out_bio_create);
+  BIO_meth_set_create(out_method, bio_create);
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
