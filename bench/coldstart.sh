@@ -26,6 +26,11 @@ if [[ ! -f $ROOT/oclif.manifest.json || ! -d $ROOT/dist/commands ]]; then
   exit 1
 fi
 
+# `kubectl version --client` asks no server; `ztctl version` asks the current context's controller. An
+# empty ZTCTL_HOME (no context) makes it the same client-only answer on every machine.
+export ZTCTL_HOME=$OUT/coldstart-home
+mkdir -p "$ZTCTL_HOME"
+
 # name|command: names are what ratios.js looks up
 COMMANDS=(
   "ztctl --help|node $ROOT/bin/run.js --help"

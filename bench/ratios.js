@@ -3,6 +3,7 @@
 //
 //   node bench/ratios.js table OUT_DIR                 # markdown: ztctl vs stunnel/haproxy/nghttpx, targets
 //   node bench/ratios.js ambient OUT_DIR/ambient        # markdown: ztctl-ambient vs direct/stunnel/haproxy/ztctl
+//   node bench/ratios.js loaded OUT_DIR/loaded         # markdown: added round trip quiet and under a CPU hog
 //   node bench/ratios.js coldstart TOOL TIMES.json...   # hyperfine-shaped times -> coldstart.json (stdout)
 //   node bench/ratios.js coldstart-table coldstart.json # markdown table of the cold-start figures
 //
@@ -251,6 +252,41 @@ function ratioTable(outDir, {ours = OURS, peers: candidates = PEERS, rows = (raw
   return lines.join('\n')
 }
 
+/**
+ * bench/loaded-rtt.sh: the added round trip of every path quiet (`lat`) and with the CPU hog (`lat_loaded`),
+ * over direct measured the same way in the same rep; ours against haproxy in both states (goal ≤ 1.0×).
+ */
+function loadedTable(outDir) {
+  const raw = loadRaw(outDir)
+  const med = (p, metric, field) => median(((raw.get(p) || new Map()).get(metric) || []).map((d) => d[field]))
+  const all = (p, metric, field) => ((raw.get(p) || new Map()).get(metric) || []).map((d) => d[field])
+  const added = (p, metric, field) => med(p, metric, field) - med('direct', metric, field)
+  const paths = [...raw.keys()].filter((p) => p !== 'direct')
+  const reps = median([...raw.values()].map((m) => (m.get('lat') || []).length))
+  const lines = [`## Added round trip, quiet and under a CPU hog (one run, median of ${fmt(reps, 0)} rep(s); ${outDir})`, '',
+    '| path | p50 quiet µs | p50 loaded µs | loaded / quiet | p99 quiet µs | p99 loaded µs | p50 quiet spread | p50 loaded spread | proxy CPU µs / round trip (quiet, loaded) | context switches / round trip (quiet, loaded) |',
+    '|---|---|---|---|---|---|---|---|---|---|']
+  for (const p of ['direct', ...paths].filter((name) => raw.has(name))) {
+    const [quiet, loaded] = p === 'direct' ? [med(p, 'lat', 'p50_us'), med(p, 'lat_loaded', 'p50_us')] : [added(p, 'lat', 'p50_us'), added(p, 'lat_loaded', 'p50_us')]
+    const [quiet99, loaded99] = p === 'direct' ? [med(p, 'lat', 'p99_us'), med(p, 'lat_loaded', 'p99_us')] : [added(p, 'lat', 'p99_us'), added(p, 'lat_loaded', 'p99_us')]
+    lines.push(`| ${p}${p === 'direct' ? ' (raw, not added)' : ''} | ${fmt(quiet)} | ${fmt(loaded)} | ${fmtRatio(loaded / quiet)} | ${fmt(quiet99)} | ${fmt(loaded99)} | ` +
+      `${fmtPct(spread(all(p, 'lat', 'p50_us')))} | ${fmtPct(spread(all(p, 'lat_loaded', 'p50_us')))} | ` +
+      `${fmt(med(p, 'lat', 'proxy_cpu_us_per_rt'))}, ${fmt(med(p, 'lat_loaded', 'proxy_cpu_us_per_rt'))} | ${fmt(med(p, 'lat', 'ctxsw_per_rt'), 2)}, ${fmt(med(p, 'lat_loaded', 'ctxsw_per_rt'), 2)} |`)
+  }
+
+  if (raw.has(OURS) && raw.has('haproxy')) {
+    lines.push('', `| ${OURS} / haproxy, added p50 | ratio | target | verdict |`, '|---|---|---|---|')
+    for (const [state, metric] of [['quiet', 'lat'], ['loaded', 'lat_loaded']]) {
+      const ratio = added(OURS, metric, 'p50_us') / added('haproxy', metric, 'p50_us')
+      lines.push(`| ${state} | ${fmtRatio(ratio)} | ≤ 1.0× | ${Number.isFinite(ratio) ? (ratio <= 1 ? 'met' : '**MISSED**') : 'n/a'} |`)
+    }
+  }
+
+  const load = existsSync(path.join(outDir, 'load.txt')) ? readFileSync(path.join(outDir, 'load.txt'), 'utf8').trim().split('\n') : []
+  if (load.length > 0) lines.push('', 'Load averages at each measurement (uptime):', '', ...load.map((line) => `    ${line}`))
+  return lines.join('\n')
+}
+
 const [command, ...args] = process.argv.slice(2)
 switch (command) {
   case 'table': {
@@ -260,6 +296,11 @@ switch (command) {
 
   case 'ambient': {
     console.log(ratioTable(args[0], {ours: 'ztctl-ambient', peers: ['direct', 'stunnel', 'haproxy', 'ztctl'], rows: ambientRows, title: 'ambient path (pod → pod through both node agents) vs peers on the same namespaces'}))
+    break
+  }
+
+  case 'loaded': {
+    console.log(loadedTable(args[0]))
     break
   }
 
@@ -274,7 +315,7 @@ switch (command) {
   }
 
   default: {
-    console.error('usage: node bench/ratios.js table OUT_DIR | ambient OUT_DIR | coldstart TOOL TIMES.json... | coldstart-table coldstart.json')
+    console.error('usage: node bench/ratios.js table OUT_DIR | ambient OUT_DIR | loaded OUT_DIR | coldstart TOOL TIMES.json... | coldstart-table coldstart.json')
     process.exitCode = 2
   }
 }

@@ -4,6 +4,8 @@
 #   2. the peers' harness (../shared/bench/run-peers.sh) with our tunnel added as path `ztctl`
 #      (bench/ztctl-path.sh), next to stunnel, haproxy and the native nghttpx chain; and issue 15's paths:
 #      the tunnel through a hub (ztctl-hub), the SOCKS5 proxy (ztctl-socks) next to microsocks and dante;
+#   2b. the added round trip quiet and under a bounded CPU hog pinned one per core, direct, stunnel, haproxy
+#      and our tunnel in one run (bench/loaded-rtt.sh) -> $OUT/loaded;
 #   3. each agent's idle RSS after warm-up (bench/agent-rss.sh);
 #   4. the ambient path (bench/ambient/run.ts, root): pod -> node agent -> HBONE -> node agent -> pod in
 #      network namespaces, beside direct, stunnel, haproxy and our tunnel on the same namespaces;
@@ -15,7 +17,8 @@
 #
 # Knobs (env, passed through to the harness): PATHS REPS TPUT_SECS LAT_N LAT_SIZE CONN_SECS CONN_THREADS
 #   HOLD_N CRYPTO (0 here) OUT (bench/results/<stamp>) PEER_BENCH (../shared/bench) COLD_RUNS IDLE_SECS
-#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN; AMBIENT=0 skips step 4, AMBIENT_PATHS picks its paths;
+#   ZTCTL_BENCH_LOG_LEVEL ZTCTL_BENCH_STANDIN; LOADED=0 skips step 2b, LOADED_PATHS LOADED_REPS LOAD_HOGS
+#   size it; AMBIENT=0 skips step 4, AMBIENT_PATHS picks its paths;
 #   APPS_BENCH=0 skips step 5, APPS_FILE_MB APPS_REPS size it.
 set -uo pipefail
 
@@ -49,6 +52,11 @@ bash "$ROOT/bench/coldstart.sh" >/dev/null || echo "bench: cold-start bench fail
 EXTRA_PATHS=$ROOT/bench/ztctl-path.sh bash "$PEER_BENCH/run-peers.sh" >"$OUT/harness.out" ||
   fail "the peer harness failed (log: $OUT/run.log)"
 
+# ---------- 2b. round trip under load ----------
+if [[ ${LOADED:-1} == 1 ]]; then
+  PEER_BENCH=$PEER_BENCH bash "$ROOT/bench/loaded-rtt.sh" >/dev/null || echo "bench: the loaded round-trip bench failed (logs: $OUT/loaded/work)" >&2
+fi
+
 # ---------- 3. agent idle RSS ----------
 if [[ " $PATHS " == *" ztctl "* ]]; then
   PEER_BENCH=$PEER_BENCH bash "$ROOT/bench/agent-rss.sh" >/dev/null || echo "bench: agent idle RSS failed (logs: $OUT/work/agent-rss)" >&2
@@ -71,6 +79,7 @@ fi
 # ---------- 6. ratios ----------
 {
   node "$ROOT/bench/ratios.js" table "$OUT"
+  [[ -s $OUT/loaded/raw.jsonl ]] && echo && node "$ROOT/bench/ratios.js" loaded "$OUT/loaded"
   [[ -s $OUT/ambient/raw.jsonl ]] && echo && node "$ROOT/bench/ratios.js" ambient "$OUT/ambient"
 } | tee "$OUT/ratios.md"
 echo "bench: full tables in $OUT/summary.md, ratios in $OUT/ratios.md" >&2

@@ -10,23 +10,38 @@ if (major < 22 || (major === 22 && minor < 13)) {
   process.exit(1)
 }
 
-const helpCache = await import('../dist/lib/cli/help-cache.js')
 const root = new URL('..', import.meta.url).pathname
 const argv = process.argv.slice(2)
-const helpKey = helpCache.isRootHelp(argv) ? helpCache.helpKey(root, process.stdout) : undefined
-const cachedHelp = helpKey && helpCache.readHelp(helpCache.cacheDir(), helpKey)
-if (cachedHelp) {
-  process.stdout.write(cachedHelp)
-} else {
+let helpCache, helpKey // set by cachedRootHelp, used by runOclif
+const output = (await fastVersion()) ?? (await cachedRootHelp())
+if (output === undefined) {
   await runOclif()
+} else {
+  process.stdout.write(output.text)
+}
+
+/** `version` / `--version` without oclif when the answer needs none (src/lib/cli/version-fast-path.ts). */
+async function fastVersion() {
+  if (argv[0] !== 'version' && argv[0] !== '--version') return undefined
+  const text = (await import('../dist/lib/cli/version-fast-path.js')).fastVersionOutput(argv, root)
+  return text === undefined ? undefined : {text}
+}
+
+/** The root help from the cache; without one, helpKey says what to store the rendering under. */
+async function cachedRootHelp() {
+  helpCache = await import('../dist/lib/cli/help-cache.js')
+  helpKey = helpCache.isRootHelp(argv) ? helpCache.helpKey(root, process.stdout) : undefined
+  const text = helpKey && helpCache.readHelp(helpCache.cacheDir(), helpKey)
+  return text ? {text} : undefined
 }
 
 async function runOclif() {
   // Compile cache makes every later start cheaper; it is absent on some Node builds, and a read-only
-  // cache dir only means no cache.
+  // cache dir only means no cache. Its own mkdir never returns under /proc: ensureDir goes first.
   const {default: module} = await import('node:module')
+  const compileDir = `${helpCache.cacheDir()}/compile`
   try {
-    module.enableCompileCache?.(`${helpCache.cacheDir()}/compile`)
+    if (helpCache.ensureDir(compileDir)) module.enableCompileCache?.(compileDir)
   } catch {}
   const captured = helpKey ? captureOutput() : undefined
   const {execute} = await import('@oclif/core')

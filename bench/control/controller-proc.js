@@ -36,7 +36,9 @@ export class ControllerProcess {
   /** Start and resolve once the banner names the URL; the port stays the same across restarts. */
   async start() {
     for (let attempt = 0; attempt < 10; attempt++) {
-      const child = spawn(process.execPath, [RUN_JS, 'controller', 'run', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, '--log-level', this.logLevel], {
+      // CONTROL_NODE_ARGS: node options for the controller, e.g. "--cpu-prof --cpu-prof-dir=DIR" (written at each stop)
+      const nodeArgs = (process.env.CONTROL_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+      const child = spawn(process.execPath, [...nodeArgs, RUN_JS, 'controller', 'run', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, '--log-level', this.logLevel], {
         cwd: this.home, env: {...process.env, NO_COLOR: '1', ZTCTL_HOME: this.home}, stdio: ['ignore', 'pipe', 'pipe'],
       })
       this.#child = child

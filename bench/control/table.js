@@ -16,14 +16,14 @@ export function renderTable(results, {changes, out}) {
   const lines = [
     `## Control-plane fan-out (${out ?? 'a run'}; ${changes} changes per cell, ${Math.max(2, changes >> 1)} after the restart)`,
     '',
-    '| W workloads | N agents | snapshot MB | all subscribed s | CPU s | peak RSS MB | RSS MB | change → last ack p50 / p99 ms | spread | recorded p50 / p99 ms | delta bytes | CPU ms per change | restart: start / resume s | after restart: last ack p50 / p99 ms | peak RSS after restart MB |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| W workloads | N agents | snapshot MB | all subscribed s | CPU s | peak RSS MB | RSS MB | change → last ack p50 / p99 ms | spread | recorded p50 / p99 ms | delta bytes | CPU ms per change | bench agents CPU ms per change | restart: start / resume s | after restart: last ack p50 / p99 ms | peak RSS after restart MB |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ]
   for (const row of results) {
     const {afterRestart: again, change, restart, subscribe} = row
     lines.push(`| ${fixed(row.w)} | ${fixed(row.n)} | ${fixed(subscribe.bytesPerSnapshot / MB, 2)} | ${fixed(subscribe.lastAckMs / 1000, 1)} | ${fixed(subscribe.cpuSeconds, 1)} | ` +
       `${mb(subscribe.peakRssKiB)} | ${mb(row.steadyRssKiB)} | ${fixed(change.lastAckP50Ms)} / ${fixed(change.lastAckP99Ms)} | ${pct(change.lastAckSpread)} | ` +
-      `${fixed(change.recordedP50Ms)} / ${fixed(change.recordedP99Ms)} | ${fixed(change.deltaBytes)} | ${fixed(change.cpuMsPerChange, 1)} | ` +
+      `${fixed(change.recordedP50Ms)} / ${fixed(change.recordedP99Ms)} | ${fixed(change.deltaBytes)} | ${fixed(change.cpuMsPerChange, 1)} | ${fixed(change.benchCpuMsPerChange, 1)} | ` +
       `${fixed(restart.startMs / 1000, 1)} / ${fixed(restart.resumeMs / 1000, 1)} | ${fixed(again.lastAckP50Ms)} / ${fixed(again.lastAckP99Ms)} | ${mb(restart.peakRssKiB)} |`)
     if (row.errors?.length) lines.push(`| | | errors: ${row.errors.join('; ').replaceAll('|', '/')} |`)
   }

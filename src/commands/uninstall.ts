@@ -2,11 +2,9 @@ import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
-import {kubernetesFlags} from '../lib/cli/flag-groups.js'
+import {durationFlag, kubernetesFlags} from '../lib/cli/flag-groups.js'
 import {confirmOrRefuse} from '../lib/cli/confirm.js'
 import {createProgress} from '../lib/cli/progress.js'
-import {parseDuration} from '../lib/cli/render.js'
-import {ExitCode, ZtError} from '../lib/errors.js'
 
 export default class Uninstall extends BaseCommand<typeof Uninstall> {
   static override description = `Remove what \`ztctl install\` made from the cluster, and nothing else (objects are found by their ztctl.io/install label).
@@ -17,13 +15,11 @@ Kept unless --purge: the custom resource definitions (with them the mesh's confi
     ...kubernetesFlags,
     purge: Flags.boolean({description: 'also delete the custom resource definitions (and every policy, tunnel … in them) and the controller\'s CA and identities'}),
     'skip-confirmation': Flags.boolean({char: 'y', description: 'do not ask for confirmation (needed without a terminal)'}),
-    timeout: Flags.string({default: '5m', description: 'how long to wait for the deleted objects (and their pods) to go away'}),
+    timeout: durationFlag({default: '5m', description: 'how long to wait for the deleted objects (and their pods) to go away'}),
   }
   static override summary = 'Remove ztctl from a Kubernetes cluster'
 
   async run(): Promise<unknown> {
-    const timeout = parseDuration(this.flags.timeout)
-    if (timeout === undefined || timeout <= 0) throw new ZtError('ZT_ERR_BAD_FLAG', `--timeout "${this.flags.timeout}" is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --timeout 5m'})
     const {findInstallation} = await import('../lib/kube/install/state.js')
     const {COMPONENT_TITLES} = await import('../lib/kube/install/install.js')
     const {uninstall} = await import('../lib/kube/install/uninstall.js')
@@ -37,7 +33,7 @@ Kept unless --purge: the custom resource definitions (with them the mesh's confi
       })
       const progress = await createProgress(this.jsonEnabled() ? process.stderr : process.stdout)
       const result = await uninstall({
-        context: {home: this.home}, deadline: Date.now() + timeout * 1000, kube, namespace, purge: this.flags.purge,
+        context: {home: this.home}, deadline: Date.now() + this.flags.timeout, kube, namespace, purge: this.flags.purge,
         onEvent(event) {
           if (event.type === 'wait') progress.update(event.message)
           else if (event.type === 'start') progress.start(`Removing ${COMPONENT_TITLES[event.component]}`)

@@ -2,9 +2,8 @@ import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
-import {kubernetesFlags} from '../lib/cli/flag-groups.js'
+import {durationFlag, kubernetesFlags} from '../lib/cli/flag-groups.js'
 import {valuesFlags, valuesFromFlags} from '../lib/cli/values-flags.js'
-import {ExitCode, ZtError} from '../lib/errors.js'
 import type {Verification} from '../lib/kube/install/verify.js'
 import type {Rendering} from '../lib/kube/manifest/render.js'
 import type {KubeClient} from '../lib/kube/rest.js'
@@ -18,7 +17,7 @@ It checks the profile and values recorded by the last install; --profile, --set 
   static override examples = ['<%= config.bin %> verify-install', '<%= config.bin %> verify-install -o json', '<%= config.bin %> verify-install --traffic --timeout 3m', '<%= config.bin %> verify-install -n ztctl-system --set controller.replicas=2']
   static override flags = {
     ...kubernetesFlags, ...valuesFlags,
-    timeout: Flags.string({default: '2m', dependsOn: ['traffic'], description: 'how long the --traffic probe may take (e.g. 90s, 3m); cleanup comes after'}),
+    timeout: durationFlag({default: '2m', dependsOn: ['traffic'], description: 'how long the --traffic probe may take (e.g. 90s, 3m); cleanup comes after'}),
     traffic: Flags.boolean({default: false, description: 'also send a connection between two probe pods through the mesh and prove it went over HBONE'}),
   }
   static override summary = 'Verify that ztctl is installed and working in a Kubernetes cluster'
@@ -44,15 +43,12 @@ It checks the profile and values recorded by the last install; --profile, --set 
   }
 
   private async addTrafficChecks(kube: KubeClient, rendering: Rendering, verification: Verification): Promise<void> {
-    const {parseDuration} = await import('../lib/cli/render.js')
     const {probeImage, verifyTraffic} = await import('../lib/kube/verify-traffic.js')
-    const seconds = parseDuration(this.flags.timeout)
-    if (seconds === undefined || seconds <= 0) throw new ZtError('ZT_ERR_BAD_FLAG', `--timeout "${this.flags.timeout}" is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --timeout 90s or --timeout 3m'})
     const abort = new AbortController()
     const interrupt = (): void => abort.abort()
     process.once('SIGINT', interrupt)
     try {
-      const checks = await verifyTraffic(kube, {...probeImage(rendering), signal: abort.signal, timeoutMs: seconds * 1000})
+      const checks = await verifyTraffic(kube, {...probeImage(rendering), signal: abort.signal, timeoutMs: this.flags.timeout})
       verification.checks.push(...checks)
       verification.failed += checks.filter((check) => !check.ok).length
     } finally {

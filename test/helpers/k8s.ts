@@ -487,6 +487,8 @@ async function forwardPort(kc: KubeConfig, namespace: string, pod: string, port:
   const server = net.createServer(async (socket) => {
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
+    // client-node writes what the pod still sends after our side ended (EPIPE): the socket is done, not the test.
+    socket.on('error', () => {})
     try {
       const ws = await forwarder.portForward(namespace, pod, [port], socket, null, socket)
       if (typeof ws === 'function') return

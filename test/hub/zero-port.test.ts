@@ -9,7 +9,6 @@
 // nothing; dig gets an answer from dnsmasq (in a pod, no upstream) through a udp/ tunnel, and a flood
 // stays within the buffer bound; hub status and proxy-status show the attachments.
 import assert from 'node:assert/strict'
-import type {ChildProcess} from 'node:child_process'
 import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {createServer as createHttpServer} from 'node:http'
 import net from 'node:net'
@@ -20,55 +19,16 @@ import {fileURLToPath} from 'node:url'
 
 import {listenTcp} from '../../src/lib/netns/native.js'
 import {startCapture} from '../helpers/capture.js'
-import {RUN_JS, startTestController, type TestController} from '../helpers/controller.js'
+import {RUN_JS, startTestController} from '../helpers/controller.js'
 import {createTopology, type Topology, type TopoNode, type TopoPod} from '../helpers/netns.js'
 import {waitUntil} from '../inpod/fixtures.js'
+import {type Daemon, daemon, dump, enrollAll, lockDown, ok, stop} from './helpers.js'
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures')
 const TRUST_DOMAIN = 'cluster.local'
 const MARKER = 'ZTCTL-PLAINTEXT-MARKER-'
 const HUB_PORTS = [15_009, 15_019]
 const HUB_ADMIN = [15_010, 15_020]
-
-async function ok(ctl: TestController, args: string[]): Promise<string> {
-  const result = await ctl.run(args)
-  assert.equal(result.code, 0, `ztctl ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`)
-  return result.stdout
-}
-
-interface Daemon {
-  child: ChildProcess
-  lines(): Record<string, unknown>[]
-  output(): string
-}
-
-function daemon(topo: Topology, netns: string, args: string[]): Daemon {
-  const child = topo.spawn(netns, process.execPath, [RUN_JS, ...args])
-  let output = ''
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  return {
-    child,
-    lines: () => output.split('\n').flatMap((line) => {
-      try {
-        return line.startsWith('{') ? [JSON.parse(line) as Record<string, unknown>] : []
-      } catch {
-        return []
-      }
-    }),
-    output: () => output,
-  }
-}
-
-async function stop(process_: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  const {child} = process_
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  child.kill(signal)
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
-  await exited
-  clearTimeout(timer)
-}
 
 /** A TCP echo and an HTTP server inside POD (sockets made in its namespace). */
 async function podServers(t: TestContext, pod: TopoPod): Promise<void> {
@@ -86,13 +46,6 @@ async function podServers(t: TestContext, pod: TopoPod): Promise<void> {
   await new Promise<void>((resolve) => web.listen({fd: listenTcp('0.0.0.0', 8080, {netns: pod.netnsPath})}, resolve))
 }
 
-/** Accept nothing in: INPUT drops all but loopback and replies to what the node itself opened. */
-async function lockDown(topo: Topology, node: TopoNode): Promise<void> {
-  for (const rule of [['-A', 'INPUT', '-i', 'lo', '-j', 'ACCEPT'], ['-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'], ['-P', 'INPUT', 'DROP']]) {
-    await topo.execOk(node.netns, 'iptables', rule)
-  }
-}
-
 async function echoThrough(topo: Topology, netns: string, port: number, bytes: number, marker?: string): Promise<{error?: string; ok: boolean; same?: boolean}> {
   const result = await topo.exec(netns, process.execPath, [path.join(FIXTURES, 'echo-client.mjs'), '127.0.0.1', String(port), String(bytes), ...(marker ? [marker] : [])], {timeoutMs: 40_000})
   try {
@@ -100,15 +53,6 @@ async function echoThrough(topo: Topology, netns: string, port: number, bytes: n
   } catch {
     return {error: result.stderr || result.stdout, ok: false}
   }
-}
-
-/** An agent's /config_dump through its admin Unix socket (reachable from the host: it is a file). */
-async function dump(socket: string): Promise<{hubs: {hub?: string; state: string}[]; inbound: {service: string; udp?: {dropped: number; peakBuffered: number}}[]; proxy?: {address?: string}; ready: boolean}> {
-  const {execFile} = await import('node:child_process')
-  const text = await new Promise<string>((resolve, reject) => {
-    execFile('curl', ['-s', '--max-time', '3', '--unix-socket', socket, 'http://agent/config_dump'], (error, stdout) => (error ? reject(error) : resolve(stdout)))
-  })
-  return JSON.parse(text)
 }
 
 test('zero-port agents behind a closed firewall serve and reach services through two hubs; proxy and UDP through them too', async (t: TestContext) => {
@@ -124,10 +68,7 @@ test('zero-port agents behind a closed firewall serve and reach services through
   await writeFile(path.join(hostsDir, 'hosts'), `127.0.0.1 localhost\n${n2p1.ip} web.svc.test\n`)
 
   const ctl = await startTestController(t, {listenHost: node1.bridgeIp, netns: node1.netns})
-  for (const [name, role] of [['hub-1', 'hub'], ['hub-2', 'hub'], ['agent-a', 'agent'], ['agent-b', 'agent']]) {
-    await ok(ctl, ['identity', 'create', name!, '-a', role!, '--out', path.join(dir, `${name}.jwt`)])
-    await ok(ctl, ['enroll', path.join(dir, `${name}.jwt`), '--out', path.join(dir, `${name}.json`)])
-  }
+  await enrollAll(ctl, dir, [['hub-1', 'hub'], ['hub-2', 'hub'], ['agent-a', 'agent'], ['agent-b', 'agent']])
 
   // Two hubs on node 1; the agents dial them over their links.
   const startHub = (index: number): Daemon => daemon(topo, node1.netns, ['hub', 'run', '-i', path.join(dir, `hub-${index + 1}.json`), '--listen', `0.0.0.0:${HUB_PORTS[index]}`,

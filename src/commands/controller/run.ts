@@ -34,6 +34,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
     'context-name': Flags.string({default: 'local', description: 'name of the CLI context to write'}),
     'data-dir': Flags.string({description: 'where the store and CA live (default: <home>/controller)'}),
     'host-identity-secret': Flags.string({description: 'with --store kubernetes: keep the host pod\'s identity `host` (role host) valid in this Secret (key identity.json), as the leader keeps ztctl-admin (install passes ztctl-host with hostPod.enabled)'}),
+    'hub-identity-secret': Flags.string({description: 'with --store kubernetes: keep the installed hub\'s identity `hub` (role hub) valid in this Secret (key identity.json), as the leader keeps ztctl-admin (install passes ztctl-hub with hub.enabled)'}),
     hub: Flags.boolean({description: 'also run a hub in this process (agents attach with `agent run --hub HOST:PORT`); its identity (role hub) is issued and renewed here'}),
     'hub-listen': Flags.string({default: '0.0.0.0:15009', description: 'with --hub: where agents attach'}),
     'hub-name': Flags.string({default: 'hub', description: 'with --hub: the identity name of the embedded hub'}),
@@ -93,6 +94,7 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
       kube: {
         context: this.flags['kube-context'],
         hostIdentitySecret: this.flags['host-identity-secret'],
+        hubIdentitySecret: this.flags['hub-identity-secret'],
         kubeconfig: this.flags.kubeconfig,
         lease: {durationMs: leaseDuration, renewDeadlineMs: renewDeadline, retryPeriodMs: retryPeriod},
         namespace: this.flags.namespace ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,

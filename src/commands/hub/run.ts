@@ -18,6 +18,7 @@ export default class HubRun extends BaseCommand<typeof HubRun> {
     admin: Flags.string({default: '127.0.0.1:15010', description: 'admin listener: /hub_status, /metrics, /healthz/ready, /logging, /quitquitquit (HOST:PORT or unix:PATH)', env: 'ZTCTL_HUB_ADMIN'}),
     advertise: Flags.string({description: 'HOST:PORT agents dial, for logs [default: the bound --listen address]', env: 'ZTCTL_HUB_ADVERTISE'}),
     config: Flags.string({description: 'static configuration file (a ConfigSnapshot as JSON) instead of the controller; re-read on change', env: 'ZTCTL_HUB_CONFIG'}),
+    controller: Flags.string({description: 'the controller\'s URL, https://HOST:PORT, instead of the identity file\'s (in a cluster: its Service by address)', env: 'ZTCTL_HUB_CONTROLLER_URL'}),
     'drain-timeout': Flags.string({default: '5s', description: 'on SIGTERM, how long open relays may finish', env: 'ZTCTL_HUB_DRAIN_TIMEOUT'}),
     identity: Flags.string({char: 'i', description: 'identity file of an identity with role "hub" (written by `ztctl enroll`)', env: 'ZTCTL_HUB_IDENTITY', required: true}),
     listen: Flags.string({default: '0.0.0.0:15009', description: 'where agents attach (mutual TLS, HTTP/2)', env: 'ZTCTL_HUB_LISTEN'}),
@@ -33,7 +34,7 @@ export default class HubRun extends BaseCommand<typeof HubRun> {
 
     const {launchHub} = await import('../../lib/proxy/daemon/hub.js')
     const hub = await launchHub({
-      admin: this.flags.admin, advertise: this.flags.advertise, buildVersion: this.config.version, config: this.flags.config, drainTimeoutMs: drainSeconds * 1000,
+      admin: this.flags.admin, advertise: this.flags.advertise, buildVersion: this.config.version, config: this.flags.config, controllerUrl: this.flags.controller, drainTimeoutMs: drainSeconds * 1000,
       identityFile: this.flags.identity, listen: this.flags.listen, logLevel: this.flags['log-level'], readyFile: this.flags['ready-file'],
     })
     const stop = (signal: string) => () => void hub.shutdown(`received ${signal}`)

@@ -23,7 +23,8 @@ interface GroupFlags {
   'kube-context'?: string
   kubeconfig?: string
   output?: string
-  timeout?: string
+  /** milliseconds (durationFlag) */
+  timeout?: number
   wait?: boolean
   watch?: boolean
 }
@@ -53,12 +54,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const flags = this.flags as GroupFlags
     const dryRun = flags['dry-run'] === true
     if (flags.wait === false || dryRun) return {dryRun}
-    const seconds = parseDuration(flags.timeout ?? '30s')
-    if (seconds === undefined || seconds <= 0) {
-      throw new ZtError('ZT_ERR_USAGE', `--timeout ${JSON.stringify(flags.timeout)} is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --timeout 30s or --timeout 2m'})
-    }
-
-    return {dryRun, waitMs: seconds * 1000}
+    return {dryRun, waitMs: flags.timeout ?? 30_000}
   }
 
   override async catch(error: Error & {code?: string}): Promise<unknown> {
@@ -92,7 +88,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       this.flags = flags as BaseFlags<T>
       this.args = args as BaseArgs<T>
     } catch (error) {
-      throw ZtError.is(error) ? error : usageError(error as Error, this.id ?? '')
+      throw ZtError.is(error) ? withoutParseWrapper(error) : usageError(error as Error, this.id ?? '')
     }
   }
 
@@ -214,4 +210,10 @@ export function requestedOutput(argv: readonly string[]): string | undefined {
   }
 
   return undefined
+}
+
+/** oclif wraps the message of an error thrown by a flag's parse (durationFlag) in its own lines: ours is complete. */
+function withoutParseWrapper(error: ZtError): ZtError {
+  error.message = error.message.replace(/^Parsing --\S+ \n\t/, '').replace(/\nSee more help with --help$/, '')
+  return error
 }

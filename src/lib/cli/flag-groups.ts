@@ -10,6 +10,9 @@
 //   watchFlags       -w/--watch, --interval   views that can refresh until Ctrl-C
 import {Flags} from '@oclif/core'
 
+import {ExitCode, ZtError} from '../errors.js'
+import {parseDuration} from './render.js'
+
 export const outputFlag = Flags.option({
   char: 'o',
   description: 'output format',
@@ -38,8 +41,31 @@ export const logFlags = {
   'log-level': Flags.option({default: 'info', description: 'log level', env: 'ZTCTL_LOG_LEVEL', helpGroup: 'GLOBAL', options: LOG_LEVELS})(),
 }
 
+/** DEFAULT-style text ("30s", "2m", "500ms") in milliseconds; a ZtError naming --FLAG when it is not a duration above zero. */
+function durationMs(flag: string, text: string): number {
+  const seconds = parseDuration(text)
+  if (seconds === undefined || seconds <= 0) {
+    throw new ZtError('ZT_ERR_BAD_FLAG', `--${flag} ${JSON.stringify(text)} is not a duration`, {exit: ExitCode.usage, suggestion: `e.g. --${flag} 90s or --${flag} 3m`})
+  }
+
+  return seconds * 1000
+}
+
+/**
+ * A duration flag (90s, 3m, 500ms) whose value is milliseconds: a bad value fails the parse, before the
+ * command runs, as ZT_ERR_BAD_FLAG (usage). Help shows DEFAULT as written.
+ */
+export function durationFlag(options: {default: string; dependsOn?: string[]; description: string; helpGroup?: string}) {
+  return Flags.custom<number>({
+    ...options,
+    default: durationMs('timeout', options.default),
+    defaultHelp: async () => options.default,
+    parse: async (text, _context, flag) => durationMs(flag.name, text),
+  })()
+}
+
 export const waitFlags = {
-  timeout: Flags.string({default: '30s', description: 'how long to wait for the agents to apply the change (e.g. 30s, 2m)', helpGroup: 'ROLLOUT'}),
+  timeout: durationFlag({default: '30s', description: 'how long to wait for the agents to apply the change (e.g. 30s, 2m)', helpGroup: 'ROLLOUT'}),
   wait: Flags.boolean({
     allowNo: true,
     default: true,

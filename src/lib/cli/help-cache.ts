@@ -5,7 +5,7 @@
 import {createHash} from 'node:crypto'
 import {mkdirSync, readFileSync, renameSync, statSync, writeFileSync} from 'node:fs'
 import {homedir} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join, resolve} from 'node:path'
 
 const MAX_TEXT_BYTES = 256 * 1024
 /** Variables that change per shell, directory or benchmark run (hyperfine pads the environment), never the help text. */
@@ -64,11 +64,32 @@ export function readHelp(dir: string, key: string): string | undefined {
   }
 }
 
+/**
+ * mkdir -p, one level at a time; false when DIR cannot be made. Node's recursive mkdir (and so
+ * module.enableCompileCache) never returns on virtual file systems: under /proc, mkdir answers ENOENT
+ * for ever. One level at a time stops at the first level that fails twice.
+ */
+export function ensureDir(dir: string): boolean {
+  const target = resolve(dir)
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      mkdirSync(target)
+      return true
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'EEXIST') return statSync(target, {throwIfNoEntry: false})?.isDirectory() === true
+      if (code !== 'ENOENT' || dirname(target) === target || !ensureDir(dirname(target))) return false
+    }
+  }
+
+  return false
+}
+
 /** One entry only (the cache stays one small file); a read-only or full disk just means no cache. */
 export function writeHelp(dir: string, key: string, text: string): void {
   if (text.length === 0 || Buffer.byteLength(text) > MAX_TEXT_BYTES) return
   try {
-    mkdirSync(dir, {recursive: true})
+    if (!ensureDir(dir)) return
     const temp = `${cacheFile(dir)}.${process.pid}`
     writeFileSync(temp, JSON.stringify({key, text}))
     renameSync(temp, cacheFile(dir))

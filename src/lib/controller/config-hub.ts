@@ -40,8 +40,8 @@ export interface StreamOutput {
 
 export class ConfigHub {
   private readonly streams = new Set<AgentStream>()
-  /** subscribed streams per agent name */
-  private readonly online = new Map<string, number>()
+  /** subscribed streams per agent name: GET /v1/agents asks about every agent, so no scan of all streams per agent */
+  private readonly online = new Map<string, Set<AgentStream>>()
   private readonly feed: ConfigFeed
   private readonly stopWatching: () => void
   private flushTimer?: NodeJS.Timeout
@@ -61,21 +61,21 @@ export class ConfigHub {
     const stream: AgentStream = new AgentStream({feed: this.feed, logger: this.logger, store: this.store}, input, output, principal, {
       done: () => {
         this.streams.delete(stream)
-        if (stream.agent !== undefined) this.count(stream.agent, -1)
+        if (stream.agent !== undefined) this.unsubscribed(stream.agent, stream)
       },
-      subscribed: (agent) => this.count(agent, 1),
+      subscribed: (agent) => this.online.set(agent, (this.online.get(agent) ?? new Set()).add(stream)),
     })
     this.streams.add(stream)
     stream.run()
   }
 
   isOnline(agent: string): boolean {
-    return (this.online.get(agent) ?? 0) > 0
+    return this.online.has(agent)
   }
 
   /** What a connected agent last reported about its hubs (in memory: attachments are live state). */
   hubsOf(agent: string): HubAttachment[] | undefined {
-    for (const stream of this.streams) if (stream.agent === agent && stream.hubs) return stream.hubs
+    for (const stream of this.online.get(agent) ?? []) if (stream.hubs) return stream.hubs
     return undefined
   }
 
@@ -92,10 +92,10 @@ export class ConfigHub {
     for (const stream of this.streams) stream.close()
   }
 
-  private count(agent: string, delta: number): void {
-    const streams = (this.online.get(agent) ?? 0) + delta
-    if (streams > 0) this.online.set(agent, streams)
-    else this.online.delete(agent)
+  private unsubscribed(agent: string, stream: AgentStream): void {
+    const streams = this.online.get(agent)
+    streams?.delete(stream)
+    if (streams?.size === 0) this.online.delete(agent)
   }
 
   private committed(version: number): void {

@@ -11,7 +11,7 @@ import {ExitCode, ZtError} from '../errors.js'
 import {type IdentityFile, parseIdentityFile} from '../identity/file.js'
 import {isConflict, isNotFound, type KubeClients, kubeClients, kubeError, type KubeTarget} from '../kube/client.js'
 import {LeaderElector} from '../kube/lease.js'
-import {ADMIN_IDENTITY_KEY, CA_ROOT_KEY, DEFAULT_INSTALL, LABEL, NODE_AGENT_SERVICE_ACCOUNT, RUNTIME_OBJECTS, ztctlLabels} from '../kube/objects.js'
+import {ADMIN_IDENTITY_KEY, CA_ROOT_KEY, DEFAULT_INSTALL, HUB_IDENTITY, LABEL, NODE_AGENT_SERVICE_ACCOUNT, RUNTIME_OBJECTS, ztctlLabels} from '../kube/objects.js'
 import {certInfo, fingerprint, splitPem} from '../pki/cert-info.js'
 import {createCA, validateCA} from '../pki/pki.js'
 import type {AdminHome} from './admin.js'
@@ -33,6 +33,8 @@ export interface KubeSiteOptions extends KubeTarget {
   statusFlushMs?: number
   /** keep the host pod's identity `host` (role host) valid in this Secret (install renders it with hostPod.enabled) */
   hostIdentitySecret?: string
+  /** keep the hub's identity `hub` (role hub) valid in this Secret (install renders it with hub.enabled) */
+  hubIdentitySecret?: string
   /** informer timing of the cluster watch (tests shorten it) */
   meshCache?: KubeMeshOptions['cache']
 }
@@ -63,7 +65,10 @@ export async function openKubeSite(options: KubeSiteOptions): Promise<Controller
   })
   return {
     admin: secretHome(RUNTIME_OBJECTS.adminSecret),
-    keptIdentities: options.hostIdentitySecret ? [{home: secretHome(options.hostIdentitySecret), identity: {admin: false, name: HOST_IDENTITY, roles: [HOST_IDENTITY]}}] : [],
+    keptIdentities: [
+      ...(options.hostIdentitySecret ? [{home: secretHome(options.hostIdentitySecret), identity: {admin: false, name: HOST_IDENTITY, roles: [HOST_IDENTITY]}}] : []),
+      ...(options.hubIdentitySecret ? [{home: secretHome(options.hubIdentitySecret), identity: {admin: false, name: HUB_IDENTITY, roles: ['hub']}}] : []),
+    ],
     announce: async () => {},
     async close() {
       await mesh.close()

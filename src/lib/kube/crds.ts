@@ -37,7 +37,8 @@ export const CRD_SPECS: Record<CrdKind, CrdSpec> = {
     kind: 'MeshAgent',
     plural: 'meshagents',
     shortNames: ['ztagent'],
-    spec: {properties: {hbone: str, name: str, spiffe: str}, required: ['name', 'hbone', 'spiffe'], type: 'object'},
+    // hbone "": an agent that opens no port (`agent run --no-listen`); the API server keeps it as null.
+    spec: {properties: {hbone: {nullable: true, type: 'string'}, name: str, spiffe: str}, required: ['name', 'hbone', 'spiffe'], type: 'object'},
   },
   app: {
     columns: [{jsonPath: '.spec.app', name: 'APP', type: 'string'}, {jsonPath: '.spec.agent', name: 'AGENT', type: 'string'}, {jsonPath: '.spec.enabled', name: 'ENABLED', type: 'boolean'}],

@@ -26,7 +26,12 @@ export const RUNTIME_OBJECTS = {
   agentStatusConfigMap: 'ztctl-agent-status',
   /** Secret: identity.json of the host pod's identity `host` (written by the leader when install enables the host pod) */
   hostIdentitySecret: 'ztctl-host',
+  /** Secret: identity.json of the installed hub's identity `hub` (written by the leader when install enables the hub) */
+  hubIdentitySecret: 'ztctl-hub',
 } as const
+
+/** The installed hub's identity name (role `hub`); agents in the cluster pin it. */
+export const HUB_IDENTITY = 'hub'
 
 export const CONTROLLER_SERVICE = 'ztctl-controller'
 export const CONTROLLER_PORT = 15_012

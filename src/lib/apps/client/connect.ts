@@ -2,7 +2,10 @@
 // controller's directory (GET /v1/apps) where the agent is and whether the app is on, then opens an
 // HBONE CONNECT to the agent itself: mutual TLS with the mesh CA, the agent's SPIFFE ID pinned, the
 // reserved app :authority (proxy/state/apps.ts). The agent admits the stream with its own allow list and
-// policies, so the identity that reaches the shell or the file is the user's, end to end.
+// policies, so the identity that reaches the shell or the file is the user's, end to end. An agent that
+// accepts no connection (`agent run --no-listen`) is reached through a hub it is attached to (the
+// directory names them): a `relay` stream to the agent on our own session with the hub, and the same
+// HBONE session inside it, TLS between our certificate and the agent's, that the hub splices unread.
 import type {ClientHttp2Stream} from 'node:http2'
 
 import type {AppName} from '../../config/types.js'
@@ -10,7 +13,8 @@ import type {AppDirectory} from '../../controller/routes/apps.js'
 import {ExitCode, ZtError} from '../../errors.js'
 import type {Home} from '../../home/home.js'
 import {type IdentityFile, readIdentityFile} from '../../identity/file.js'
-import {HboneError, HbonePool} from '../../proxy/hbone/hbone-pool.js'
+import {HboneError, HbonePool, type PoolOptions} from '../../proxy/hbone/hbone-pool.js'
+import {HUB_AUTHORITY_PORT} from '../../proxy/hbone/hub-links.js'
 import {Credentials} from '../../proxy/hbone/tls.js'
 import {appAuthority, appService} from '../../proxy/state/apps.js'
 
@@ -69,27 +73,86 @@ export function appAgent(client: MeshClient, agent: string, app: AppName): Direc
     })
   }
 
-  if (!entry.hbone) {
-    throw new ZtError('ZT_ERR_AGENT_UNREACHABLE', `agent "${agent}" accepts no direct connection (it is reached through hubs)`, {
+  if (!entry.hbone && (entry.hubs ?? []).length === 0) {
+    throw new ZtError('ZT_ERR_AGENT_UNREACHABLE', `agent "${agent}" accepts no direct connection and is attached to no hub now`, {
       exit: ExitCode.unreachable,
-      suggestion: 'run the command where an agent attached to the same hub is, or give the agent an --advertise address',
+      suggestion: `check that agent ${agent} runs with --hub and shows its hubs connected (\`ztctl proxy-config hubs\` on its host), or give it an --advertise address`,
     })
   }
 
   return entry
 }
 
-/** A pool for this identity's app streams (one HTTP/2 session per agent, shared by its streams). */
-export function appPool(client: MeshClient): HbonePool {
-  const revoked = new Set(client.directory.revokedSerials.map((serial) => serial.toUpperCase()))
-  return new HbonePool({connectTimeoutMs: CONNECT_TIMEOUT_MS, credentials: new Credentials(client.identity), isRevoked: (serial) => revoked.has(serial.toUpperCase()), responseTimeoutMs: CONNECT_TIMEOUT_MS})
+/**
+ * This identity's app streams: direct ones share one HTTP/2 session per agent (and hub); one through a
+ * hub gets its own inner session, closed with its stream.
+ */
+export class AppPool {
+  private readonly options: PoolOptions
+  private readonly direct: HbonePool
+  private readonly inner = new Set<HbonePool>()
+
+  constructor(client: MeshClient) {
+    const revoked = new Set(client.directory.revokedSerials.map((serial) => serial.toUpperCase()))
+    this.options = {connectTimeoutMs: CONNECT_TIMEOUT_MS, credentials: new Credentials(client.identity), isRevoked: (serial) => revoked.has(serial.toUpperCase()), responseTimeoutMs: CONNECT_TIMEOUT_MS}
+    this.direct = new HbonePool(this.options)
+  }
+
+  /** APP's CONNECT stream on AGENT, once it answered 200; rejects with HboneError. */
+  async open(agent: DirectoryAgent, app: AppName): Promise<ClientHttp2Stream> {
+    const headers = {forwarded: `host="${appService(app)}"`}
+    if (agent.hbone) return (await this.direct.open({address: agent.hbone, spiffe: agent.spiffe}, appAuthority(app), headers)).stream
+    const relay = await this.relay(agent)
+    const inner = new HbonePool({...this.options, connectSocket: () => relay})
+    this.inner.add(inner)
+    const done = (): void => {
+      this.inner.delete(inner)
+      inner.destroy()
+    }
+
+    try {
+      const {stream} = await inner.open({address: `${agent.name}:${HUB_AUTHORITY_PORT}`, spiffe: agent.spiffe}, appAuthority(app), headers)
+      stream.once('close', done)
+      return stream
+    } catch (error) {
+      done()
+      throw error
+    }
+  }
+
+  destroy(): void {
+    for (const inner of this.inner) inner.destroy()
+    this.inner.clear()
+    this.direct.destroy()
+  }
+
+  /** A relay stream to AGENT through the first of its hubs that has one (they come lowest round trip first). */
+  private async relay(agent: DirectoryAgent): Promise<ClientHttp2Stream> {
+    const failures: string[] = []
+    for (const hub of agent.hubs) {
+      try {
+        return (await this.direct.open({address: hub.address, spiffe: hub.spiffe}, `${agent.name}:${HUB_AUTHORITY_PORT}`, {'ztctl-hub': 'relay'})).stream
+      } catch (error) {
+        const failure = error as HboneError
+        // The hub's policy check: another hub decides alike.
+        if (failure.status === 401) throw new HboneError(failure.code, failure.message, failure.flag, false, 401, `hub ${hub.address} refused the relay: ${failure.reason ?? failure.message}`)
+        failures.push(`hub ${hub.address}: ${failure.message}`)
+      }
+    }
+
+    throw new HboneError('ZT_ERR_HUB_RELAY', `no hub could reach agent ${agent.name} (${failures.join('; ')})`, 'CONNECT', true)
+  }
+}
+
+/** A pool for this identity's app streams. */
+export function appPool(client: MeshClient): AppPool {
+  return new AppPool(client)
 }
 
 /** Open APP's stream on AGENT; refusals become ZtErrors in the agent's words. */
-export async function openAppStream(pool: HbonePool, client: MeshClient, agent: DirectoryAgent, app: AppName): Promise<ClientHttp2Stream> {
+export async function openAppStream(pool: AppPool, client: MeshClient, agent: DirectoryAgent, app: AppName): Promise<ClientHttp2Stream> {
   try {
-    const {stream} = await pool.open({address: agent.hbone, spiffe: agent.spiffe}, appAuthority(app), {forwarded: `host="${appService(app)}"`})
-    return stream
+    return await pool.open(agent, app)
   } catch (error) {
     throw refusalError(error, agent.name, app, client.identity.name)
   }

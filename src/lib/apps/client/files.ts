@@ -11,12 +11,11 @@ import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
-import type {HbonePool} from '../../proxy/hbone/hbone-pool.js'
 import {type FrameChannel, writableDrained} from '../channel.js'
 import type {FileInfo, FileReady} from '../messages.js'
 import {readError, readFileInfo} from '../messages.js'
 import {FrameType} from '../wire.js'
-import {type AppClientOptions, appPool, type MeshClient, meshClient} from './connect.js'
+import {type AppClientOptions, appPool, type AppPool, type MeshClient, meshClient} from './connect.js'
 import {agentError, type AppConnection, asZtError, startAppSession} from './session.js'
 
 /** Attempts of one `file get` (the first and the resumptions after a broken transfer). */
@@ -115,7 +114,7 @@ async function destinationPath(output: string | undefined, name: string): Promis
 
 const partialPath = (destination: string, sha256: string): string => path.join(path.dirname(destination), `.${path.basename(destination)}.${sha256.slice(0, 16)}.part`)
 
-async function statFile(client: MeshClient, pool: HbonePool, agent: string, name: string): Promise<FileInfo> {
+async function statFile(client: MeshClient, pool: AppPool, agent: string, name: string): Promise<FileInfo> {
   const connection = await startAppSession(client, pool, agent, 'file', {name, op: 'stat'}).catch((error: unknown) => {
     throw resumable(error, 0, 0, isConnectionFailure(error))
   })
@@ -124,7 +123,7 @@ async function statFile(client: MeshClient, pool: HbonePool, agent: string, name
 }
 
 /** Append the rest of the file to PARTIAL (from its current length); the SHA-256 of all of it comes along. */
-async function transfer(client: MeshClient, pool: HbonePool, agent: string, info: FileInfo, partial: string, onProgress?: (progress: FileProgress) => void): Promise<{digest: string; offset: number; received: number}> {
+async function transfer(client: MeshClient, pool: AppPool, agent: string, info: FileInfo, partial: string, onProgress?: (progress: FileProgress) => void): Promise<{digest: string; offset: number; received: number}> {
   const {hash, offset} = await preparePartial(partial, info.size)
   onProgress?.({received: offset, size: info.size})
   if (offset === info.size) return {digest: hash.digest('hex'), offset, received: 0}

@@ -2,11 +2,10 @@
 // sends at any point becomes a ZtError in its words (code, message, suggestion).
 import type {AppName} from '../../config/types.js'
 import {ExitCode, type ExitCodeValue, ZtError} from '../../errors.js'
-import type {HbonePool} from '../../proxy/hbone/hbone-pool.js'
 import {FrameChannel} from '../channel.js'
 import {type ErrorMessage, type OpenMessages, openPayload, readError} from '../messages.js'
 import {type Frame, frameName, FrameType, ProtocolError} from '../wire.js'
-import {appAgent, type MeshClient, openAppStream} from './connect.js'
+import {appAgent, type AppPool, type MeshClient, openAppStream} from './connect.js'
 
 /** How long the agent may take to answer OPEN (a file is hashed by then, a shell started). */
 const READY_TIMEOUT_MS = 30_000
@@ -20,7 +19,7 @@ export interface AppConnection {
 }
 
 /** Open APP on AGENT through POOL with OPEN and wait for READY. */
-export async function startAppSession<A extends AppName>(client: MeshClient, pool: HbonePool, agentName: string, app: A, open: OpenMessages[A]): Promise<AppConnection> {
+export async function startAppSession<A extends AppName>(client: MeshClient, pool: AppPool, agentName: string, app: A, open: OpenMessages[A]): Promise<AppConnection> {
   const agent = appAgent(client, agentName, app)
   const stream = await openAppStream(pool, client, agent, app)
   const channel = new FrameChannel(stream, 'toClient')

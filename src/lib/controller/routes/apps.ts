@@ -1,8 +1,8 @@
 // The apps' side of the controller (issue 16): shape checks of the `app` and `file` resources admins
 // write, and the directory every identity may read to use the apps: which agents host which app, where
 // to dial them, which files they publish. The allow lists stay with the agents, which admit each stream.
-import {type AgentApp, APP_NAMES, type PublishedFile} from '../../config/types.js'
-import type {Route} from './types.js'
+import {type AgentApp, APP_NAMES, type HubAttachment, type PublishedFile} from '../../config/types.js'
+import {identitySpiffe, type Route} from './types.js'
 import {asObject, badRequest} from './validate.js'
 
 const isStringList = (value: unknown, max = 256): boolean => Array.isArray(value) && value.length <= max && value.every((item) => typeof item === 'string' && item.length <= 4096)
@@ -32,10 +32,16 @@ export function checkAppResource(kind: 'app' | 'file', body: unknown): AgentApp 
   return value as unknown as AgentApp | PublishedFile
 }
 
+/** A hub an agent is attached to now, as the agent dials it (a client reaches an agent without HBONE address through it). */
+export interface DirectoryHub {
+  address: string
+  spiffe: string
+}
+
 /** GET /v1/apps: what a mesh identity needs to reach the apps. */
 export interface AppDirectory {
   /** agents hosting at least one enabled app */
-  agents: {apps: string[]; hbone: string; name: string; online: boolean; spiffe: string}[]
+  agents: {apps: string[]; hbone: string; hubs: DirectoryHub[]; name: string; online: boolean; spiffe: string}[]
   /** files published on agents whose file app is on */
   files: {agent: string; name: string}[]
   /** serials the client must not accept from an agent */
@@ -53,7 +59,10 @@ export const appRoutes: Route[] = [
       for (const app of apps.items) if (app.enabled) hosting.set(app.agent, [...(hosting.get(app.agent) ?? []), app.app].sort())
       return {
         agents: agents.items.filter((agent) => hosting.has(agent.name))
-          .map((agent) => ({apps: hosting.get(agent.name)!, hbone: agent.hbone, name: agent.name, online: services.hub.isOnline(agent.name), spiffe: agent.spiffe})),
+          .map((agent) => ({
+            apps: hosting.get(agent.name)!, hbone: agent.hbone, hubs: connectedHubs(services.hub.hubsOf(agent.name), services.trustDomain), name: agent.name,
+            online: services.hub.isOnline(agent.name), spiffe: agent.spiffe,
+          })),
         files: files.items.filter((file) => hosting.get(file.agent)?.includes('file')).map(({agent, name}) => ({agent, name})),
         revokedSerials: revocations.items.map((revocation) => revocation.serial),
         version: Math.max(apps.version, files.version, agents.version, revocations.version),
@@ -63,3 +72,10 @@ export const appRoutes: Route[] = [
     path: '/v1/apps',
   },
 ]
+
+/** An agent's connected hubs (it checked each one's role), lowest round trip first. */
+function connectedHubs(attachments: HubAttachment[] | undefined, trustDomain: string): DirectoryHub[] {
+  return (attachments ?? []).filter((hub) => hub.state === 'connected' && hub.hub)
+    .sort((a, b) => (a.rttMs ?? Number.MAX_SAFE_INTEGER) - (b.rttMs ?? Number.MAX_SAFE_INTEGER))
+    .map((hub) => ({address: hub.address, spiffe: identitySpiffe(trustDomain, hub.hub!)}))
+}

@@ -56,6 +56,7 @@ export function canonicalJson(value: unknown): string {
 export function valueOfSpec(kind: CrdKind, spec: Record<string, unknown> | undefined): {problem: string} | {value: ResourceKinds[CrdKind]} {
   if (!spec || typeof spec !== 'object') return {problem: 'it has no spec'}
   const value: Record<string, unknown> = {...spec}
+  if (kind === 'agent') value.hbone ??= ''
   if (kind === 'revocation') {
     if (typeof value.serial === 'string') value.serial = value.serial.toUpperCase()
     value.identity ??= ''

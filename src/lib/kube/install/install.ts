@@ -23,6 +23,7 @@ export const COMPONENT_TITLES: Record<Component, string> = {
   core: 'Core',
   demo: 'Demo apps',
   'host-pod': 'Host pod',
+  hub: 'Hub',
   'node-agent': 'Node agents',
 }
 

@@ -5,7 +5,7 @@
 import type {Home} from '../../home/home.js'
 import {forgetKubeContexts} from '../controller-context.js'
 import type {KubeClient} from '../rest.js'
-import {COMPONENT_LABEL, type Component, type KubeObject, objectRef} from '../manifest/objects.js'
+import {COMPONENT_LABEL, COMPONENT_ORDER, type Component, type KubeObject, objectRef} from '../manifest/objects.js'
 import {deleteObject, deleteOrder, listInstalled, waitGone} from './apply.js'
 import {namespaceContents, runtimeObjects} from './state.js'
 
@@ -65,7 +65,7 @@ export async function uninstall(options: UninstallOptions): Promise<UninstallRes
   }
 
   // Workloads first (their pods stop), then what they needed: the component order backwards.
-  for (const component of ['demo', 'host-pod', 'node-agent', 'cni', 'controller', 'core'] as Component[]) {
+  for (const component of [...COMPONENT_ORDER].reverse()) {
     const objects = byComponent.get(component) ?? []
     if (objects.length === 0) continue
     options.onEvent({component, objects: objects.map((object) => objectRef(object)), type: 'start'})

@@ -4,6 +4,7 @@
 // answering its /ready through the API server's pods/proxy. A failed check says why and where to look.
 import type {KubeClient} from '../rest.js'
 import {CONTROLLER_NAME, HEALTH_PORT} from '../manifest/controller.js'
+import {HUB_NAME} from '../manifest/hub.js'
 import {type KubeObject, objectRef} from '../manifest/objects.js'
 import type {Rendering} from '../manifest/render.js'
 import {planApply, readObject} from './apply.js'
@@ -33,6 +34,9 @@ export async function verifyInstall(kube: KubeClient, rendering: Rendering): Pro
   const nodes = await readyNodes(kube)
   checks.push(...(await Promise.all(rendering.objects.map(({object}) => checkObject(kube, object, nodes)))))
   checks.push(...(await checkControllerAnswers(kube, rendering.namespace)))
+  if (rendering.objects.some(({object}) => object.kind === 'Service' && object.metadata.name === HUB_NAME)) {
+    checks.push(await checkEndpoints(kube, rendering.namespace, HUB_NAME, 'agents cannot attach to the hub'))
+  }
   const counts: Record<string, number> = {}
   for (const {object} of rendering.objects) counts[object.kind] = (counts[object.kind] ?? 0) + 1
   return {checks, counts, failed: checks.filter((check) => !check.ok).length, namespace: rendering.namespace, profile: rendering.profile}
@@ -133,11 +137,16 @@ async function checkControllerAnswers(kube: KubeClient, namespace: string): Prom
     checks.push({hints: [`kubectl -n ${namespace} get pods -l app.kubernetes.io/name=${CONTROLLER_NAME}`], kind: 'Controller', message: 'no running controller pod to ask', name: CONTROLLER_NAME, namespace, ok: false})
   }
 
-  const endpoints = await readObject(kube, {kind: 'Endpoints', metadata: {name: CONTROLLER_NAME, namespace}}).catch(() => undefined)
-  const ready = ((endpoints?.subsets ?? []) as {addresses?: unknown[]}[]).reduce((sum, subset) => sum + (subset.addresses?.length ?? 0), 0)
-  checks.push({
-    hints: ready > 0 ? [] : [`kubectl -n ${namespace} get endpoints ${CONTROLLER_NAME}`], kind: 'Service endpoints', message: ready > 0 ? `${ready} ready address${ready > 1 ? 'es' : ''}` : 'no ready address: agents cannot reach the controller',
-    name: CONTROLLER_NAME, namespace, ok: ready > 0,
-  })
+  checks.push(await checkEndpoints(kube, namespace, CONTROLLER_NAME, 'agents cannot reach the controller'))
   return checks
+}
+
+/** Service NAME has a ready address behind it (else: WITHOUT says what breaks). */
+async function checkEndpoints(kube: KubeClient, namespace: string, name: string, without: string): Promise<Check> {
+  const endpoints = await readObject(kube, {kind: 'Endpoints', metadata: {name, namespace}}).catch(() => undefined)
+  const ready = ((endpoints?.subsets ?? []) as {addresses?: unknown[]}[]).reduce((sum, subset) => sum + (subset.addresses?.length ?? 0), 0)
+  return {
+    hints: ready > 0 ? [] : [`kubectl -n ${namespace} get endpoints ${name}`], kind: 'Service endpoints', message: ready > 0 ? `${ready} ready address${ready > 1 ? 'es' : ''}` : `no ready address: ${without}`,
+    name, namespace, ok: ready > 0,
+  }
 }

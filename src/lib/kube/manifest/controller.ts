@@ -81,6 +81,7 @@ function controllerDeployment(values: InstallValues): KubeObject {
               'controller', 'run', '--store', 'kubernetes', '--listen', `0.0.0.0:${CONTROL_PORT}`, '--health', `0.0.0.0:${HEALTH_PORT}`,
               '--advertise', `https://${CONTROLLER_NAME}.${ns}.svc:${CONTROL_PORT}`, '--trust-domain', values.trustDomain,
               ...(values.hostPod.enabled ? ['--host-identity-secret', RUNTIME_OBJECTS.hostIdentitySecret] : []),
+              ...(values.hub.enabled ? ['--hub-identity-secret', RUNTIME_OBJECTS.hubIdentitySecret] : []),
             ],
             env: [fieldRef('POD_NAMESPACE', 'metadata.namespace'), fieldRef('POD_NAME', 'metadata.name'), ...commonEnv(values)],
             image: imageOf(values, values.controller.image),

@@ -9,6 +9,7 @@ import path from 'node:path'
 import {NODE_AGENT_SERVICE_ACCOUNT, NODE_CA_PATH, NODE_TOKEN_PATH, RUNTIME_OBJECTS, TOKEN_AUDIENCE} from '../objects.js'
 import {commonEnv, nodeSelector, pullSecrets, restrictedContainer, restrictedPod, ZTCTL_HOME} from './controller.js'
 import {sharedHostMounts} from './host-dirs.js'
+import {hubArgs} from './hub.js'
 import {type Component, fieldRef, imageOf, type InstallValues, installLabels, podLabels, type Rendered, resourcesOf} from './objects.js'
 
 export const NODE_AGENT_NAME = NODE_AGENT_SERVICE_ACCOUNT
@@ -23,6 +24,7 @@ export function renderNodeAgent(values: InstallValues): Rendered[] {
         'agent', 'run', '--kubernetes', '--controller', 'https://$(ZTCTL_CONTROLLER_SERVICE_HOST):$(ZTCTL_CONTROLLER_SERVICE_PORT)',
         '--hbone', '0.0.0.0:15008', '--admin', '127.0.0.1:15000', '--metrics', '0.0.0.0:15020', '--readiness', '0.0.0.0:15021',
         '--inpod-socket', path.posix.join(values.cni.runDir, 'inpod.sock'), '--inpod-state-dir', path.posix.join(values.cni.runDir, 'inpod'),
+        ...hubArgs(values),
       ],
       env: [
         fieldRef('NODE_NAME', 'spec.nodeName'), fieldRef('POD_NAME', 'metadata.name'),

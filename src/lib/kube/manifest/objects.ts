@@ -21,7 +21,7 @@ export const INSTALLATION_SELECTOR = `${INSTALL_LABEL}=${INSTALL_NAME},${MANAGED
 /** The ConfigMap that records what was installed: profile, values, ztctl version. */
 export const INSTALL_STATE_NAME = 'ztctl-install'
 
-export type Component = 'cni' | 'controller' | 'core' | 'demo' | 'host-pod' | 'node-agent'
+export type Component = 'cni' | 'controller' | 'core' | 'demo' | 'host-pod' | 'hub' | 'node-agent'
 
 export interface KubeObject {
   [field: string]: unknown
@@ -45,6 +45,7 @@ export interface InstallValues {
   controller: {image: string; nodeSelector: Record<string, string>; replicas: number; resources: Resources}
   demo: {enabled: boolean; image: string; namespace: string; pullPolicy: string}
   hostPod: {enabled: boolean; image: string; nodeSelector: Record<string, string>; resources: Resources}
+  hub: {enabled: boolean; image: string; nodeSelector: Record<string, string>; resources: Resources}
   image: {pullPolicy: string; pullSecrets: string[]; repository: string; tag: string}
   logLevel: string
   namespace: string
@@ -98,7 +99,8 @@ export const APPLY_ORDER = [
   'Secret', 'ConfigMap', 'Service', 'Deployment', 'DaemonSet',
 ] as const
 
-export const COMPONENT_ORDER: readonly Component[] = ['core', 'controller', 'cni', 'node-agent', 'host-pod', 'demo']
+// The hub before the agents: its Service exists when their pods start (they find it in their environment).
+export const COMPONENT_ORDER: readonly Component[] = ['core', 'controller', 'hub', 'cni', 'node-agent', 'host-pod', 'demo']
 
 /** Sort rendered objects: by component, then kind order, then namespace and name. Stable, so YAML is deterministic. */
 export function sortRendered(items: Rendered[]): Rendered[] {

@@ -4,6 +4,7 @@ import {renderCni} from './cni.js'
 import {renderController} from './controller.js'
 import {renderDemo} from './demo.js'
 import {renderHostPod} from './host-pod.js'
+import {renderHub} from './hub.js'
 import {renderNodeAgent} from './node-agent.js'
 import {INSTALL_STATE_NAME, type InstallValues, installLabels, type KubeObject, type Rendered, sortRendered} from './objects.js'
 import type {ResolvedValues} from './profiles.js'
@@ -29,6 +30,7 @@ export async function renderInstallation(resolved: ResolvedValues, version: stri
       metadata: {labels: installLabels('core'), name: INSTALL_STATE_NAME, namespace: ns},
     }),
     ...renderController(values),
+    ...renderHub(values),
     ...renderCni(values),
     ...renderNodeAgent(values),
     ...renderHostPod(values),

@@ -70,6 +70,12 @@ export const VALUES_SCHEMA: SchemaNode = {
     nodeSelector: leaf('stringMap', {}, 'node labels the host pod runs on'),
     resources: resources('50m', '96Mi', '512Mi'),
   },
+  hub: {
+    enabled: leaf('boolean', false, 'install a hub (Deployment + Service ztctl-hub on 15009, identity `hub` in Secret ztctl-hub, kept valid by the controller): the node agents and the host pod attach to it, and so can agents that open no port (`agent run --no-listen --hub hub@HOST:PORT`)'),
+    image: imageOverride('hub'),
+    nodeSelector: leaf('stringMap', {}, 'node labels the hub runs on'),
+    resources: resources('100m', '96Mi', '512Mi'),
+  },
   image: {
     pullPolicy: leaf('string', 'IfNotPresent', 'image pull policy of every ztctl container', {choices: PULL_POLICIES}),
     pullSecrets: leaf('stringList', [], 'names of image pull Secrets in the install namespace'),

@@ -194,6 +194,8 @@ export async function runHub(options: HubOptions): Promise<Hub> {
 export interface LaunchHubOptions extends Omit<HubOptions, 'configSource' | 'identity' | 'renewIdentity'> {
   /** static configuration file; without it the hub follows the controller's stream */
   config?: string
+  /** the controller's URL instead of the identity file's */
+  controllerUrl?: string
   identityFile: string
   /** once ready, write the bound addresses here (JSON) */
   readyFile?: string
@@ -202,12 +204,15 @@ export interface LaunchHubOptions extends Omit<HubOptions, 'configSource' | 'ide
 /** `ztctl hub run` in one call: read the identity, pick the configuration source, start, write the ready file. */
 export async function launchHub(options: LaunchHubOptions): Promise<Hub> {
   const [{readIdentityFile}, {StaticConfigSource}] = await Promise.all([import('../../identity/file.js'), import('../state/config-source.js')])
-  const identity = await readIdentityFile(options.identityFile)
+  const fromFile = await readIdentityFile(options.identityFile)
+  const identity = {...fromFile, controller: options.controllerUrl ?? fromFile.controller}
   const configSource: ConfigSource = options.config
     ? new StaticConfigSource(options.config)
     : new (await import('../state/config-source-controller.js')).ControllerConfigSource(identity)
   const hub = await runHub({
     ...options, configSource, identity,
+    // A read-only file (a Secret the controller keeps fresh) is renewed in memory only.
+    identityFile: await writableFile(options.identityFile) ? options.identityFile : undefined,
     renewIdentity: options.config ? undefined : (await import('../../client/renew.js')).renewIdentity,
   })
   if (options.readyFile) {
@@ -220,4 +225,10 @@ export async function launchHub(options: LaunchHubOptions): Promise<Hub> {
   }
 
   return hub
+}
+
+/** Whether FILE's directory takes a new file (the identity is rewritten atomically, beside it). */
+async function writableFile(file: string): Promise<boolean> {
+  const [{access, constants}, path] = await Promise.all([import('node:fs/promises'), import('node:path')])
+  return access(path.dirname(file), constants.W_OK).then(() => true, () => false)
 }

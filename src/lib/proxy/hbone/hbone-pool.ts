@@ -4,7 +4,7 @@
 // `open()` resolves with a CONNECT stream only once the peer answered 200. (The command imports this
 // domain lazily, so node:http2 is loaded only by `agent run`.)
 import {type ClientHttp2Session, type ClientHttp2Stream, connect, type IncomingHttpHeaders, type OutgoingHttpHeaders} from 'node:http2'
-import type {Socket} from 'node:net'
+import type {Duplex} from 'node:stream'
 import {connect as tlsConnect, type TLSSocket} from 'node:tls'
 
 import {formatHostPort, type HostPort, parseHostPort} from '../address.js'
@@ -15,8 +15,11 @@ import {type Credentials, HBONE_ALPN, peerIdentity, pinServerIdentity} from './t
 
 export interface PoolOptions {
   connectTimeoutMs?: number
-  /** dial the TCP connection under TLS yourself (in-pod: from inside the source pod's netns, with the skip mark) */
-  connectSocket?: (address: HostPort) => Socket
+  /**
+   * the stream under TLS, dialled yourself (in-pod: a TCP connection from inside the source pod's netns,
+   * with the skip mark; an app client: a relay stream through a hub)
+   */
+  connectSocket?: (address: HostPort) => Duplex
   credentials: Credentials
   /** release a session after it carried no stream for this long (ztunnel: 5 min) */
   idleTimeoutMs?: number
