@@ -25,7 +25,7 @@ import {promisify} from 'node:util'
 
 import {RUN_JS, runCli, startTestController, type TestController} from '../../test/helpers/controller.js'
 import {createTopology, type Topology, type TopoNode, type TopoPod} from '../../test/helpers/netns.js'
-import {nodeScopeFlags, startNodeAgent, stopNodeAgent, waitUntil} from '../../test/inpod/fixtures.js'
+import {INPOD_TEST_DATA_PATH, nodeScopeFlags, startNodeAgent, stopNodeAgent, waitUntil} from '../../test/inpod/fixtures.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const SHARED_BENCH = process.env.PEER_BENCH ?? path.join(ROOT, '../shared/bench')
@@ -220,7 +220,7 @@ async function ambient(bench: Bench, mesh: Ambient): Promise<RunningPath> {
   }
 
   return {
-    down, note: 'pod 1 dials pod 2\'s IP; ztctl node agent 1 captures it in pod 1 (15001) → HBONE (mTLS h2) → pod 2\'s 15008 (node agent 2) → pod 2', pids: mesh.agents.map((agent) => agent.child.pid!),
+    down, note: `pod 1 dials pod 2's IP; ztctl node agent 1 captures it in pod 1 (15001) → HBONE (mTLS h2) → pod 2's 15008 (node agent 2) → pod 2, ${INPOD_TEST_DATA_PATH} data path (ZTCTL_TEST_DATA_PATH=node: the node:http2 fallback)`, pids: mesh.agents.map((agent) => agent.child.pid!),
     to: direct(bench).to,
   }
 }

@@ -12,7 +12,7 @@ import type {InpodAdd} from '../../src/lib/inpod/protocol.js'
 import {createTopology, type Topology, type TopoPod} from '../helpers/netns.js'
 import {createMesh, startAgent, tempDir, waitFor} from '../proxy/helpers.js'
 import {RUN_JS} from '../helpers/controller.js'
-import {CniClient, outboundRedirectPackets, podApp, podFetch, redirectPod} from './fixtures.js'
+import {CniClient, INPOD_TEST_DATA_PATH, outboundRedirectPackets, podApp, podFetch, redirectPod} from './fixtures.js'
 
 const EMPTY_SNAPSHOT = {agent: {}, identity: {}, inbound: {}, outbound: {}, policy: {}, revocation: {}}
 
@@ -29,7 +29,7 @@ async function startNodeAgent(t: TestContext, dir: string, name: string) {
   const mesh = await createMesh()
   const socketPath = path.join(dir, `${name}.sock`)
   const stateDir = path.join(dir, 'state')
-  const running = await startAgent(t, dir, await mesh.identity(name), EMPTY_SNAPSHOT as never, {inpod: {socketPath, stateDir}})
+  const running = await startAgent(t, dir, await mesh.identity(name), EMPTY_SNAPSHOT as never, {dataPath: INPOD_TEST_DATA_PATH, inpod: {socketPath, stateDir}})
   return {...running, socketPath, stateDir}
 }
 

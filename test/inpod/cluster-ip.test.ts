@@ -11,7 +11,7 @@ import {test} from 'node:test'
 import {type ConfigSnapshot, emptySnapshot, type WorkloadRecord} from '../../src/lib/config/types.js'
 import {createTopology, type TopoPod} from '../helpers/netns.js'
 import {createMesh, startAgent, tempDir, TRUST_DOMAIN, waitFor} from '../proxy/helpers.js'
-import {CniClient, outboundRedirectPackets, podApp, podFetch, redirectPod} from './fixtures.js'
+import {CniClient, INPOD_TEST_DATA_PATH, outboundRedirectPackets, podApp, podFetch, redirectPod} from './fixtures.js'
 
 const WEB_VIP = '10.96.0.10'
 const API_VIP = '10.96.0.11'
@@ -39,7 +39,7 @@ test('ClusterIP:port from a redirected pod reaches an endpoint pod: HBONE to its
   const config: ConfigSnapshot = {...emptySnapshot(), workload: Object.fromEntries(pods.map((pod) => [`uid-${pod.name}`, record(pod)]))}
   const nodes = await Promise.all([1, 2].map(async (index) => {
     const socketPath = path.join(dir, `node${index}.sock`)
-    const running = await startAgent(t, dir, await mesh.identity(`node${index}`), config, {inpod: {issueCert, socketPath, stateDir: path.join(dir, `state${index}`)}})
+    const running = await startAgent(t, dir, await mesh.identity(`node${index}`), config, {dataPath: INPOD_TEST_DATA_PATH, inpod: {issueCert, socketPath, stateDir: path.join(dir, `state${index}`)}})
     const cni = await CniClient.connect(socketPath)
     t.after(() => cni.close())
     await cni.next()

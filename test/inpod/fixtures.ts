@@ -12,6 +12,12 @@ import {waitUntil} from '../helpers/wait.js'
 
 export {waitUntil}
 
+/**
+ * The in-pod engine the root tests' agents use: native (the default) or, with ZTCTL_TEST_DATA_PATH=node,
+ * the node:http2 fallback (mesh.test.ts runs both itself).
+ */
+export const INPOD_TEST_DATA_PATH: 'native' | 'node' = process.env.ZTCTL_TEST_DATA_PATH === 'node' ? 'node' : 'native'
+
 export interface NodeAgent {
   child: ChildProcess
   output: () => string
@@ -25,7 +31,7 @@ export function nodeScopeFlags(node: TopoNode, namespace = 'default'): string[] 
 /** `ztctl agent run --inpod-socket` inside NODE's netns (a controller-enrolled identity), once its CNI socket is served. */
 export async function startNodeAgent(topo: Topology, node: TopoNode, files: {identity: string; socket: string; stateDir: string}): Promise<NodeAgent> {
   const child = topo.spawn(node.netns, process.execPath, [RUN_JS, 'agent', 'run', '-i', files.identity, '--hbone', `${node.bridgeIp}:15008`,
-    '--admin', '127.0.0.1:15000', '--metrics', '127.0.0.1:0', '--readiness', '127.0.0.1:0', '--inpod-socket', files.socket, '--inpod-state-dir', files.stateDir, '--log-level', 'info'])
+    '--admin', '127.0.0.1:15000', '--metrics', '127.0.0.1:0', '--readiness', '127.0.0.1:0', '--inpod-socket', files.socket, '--inpod-state-dir', files.stateDir, '--log-level', 'info', '--data-path', INPOD_TEST_DATA_PATH])
   let output = ''
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))

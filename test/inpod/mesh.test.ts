@@ -2,7 +2,8 @@
 // of its node; workloads and policies come from a static configuration, workload certificates from a
 // real CA (the controller route is exercised by two-nodes.test.ts). Pod → mesh pod on the other node
 // goes as HBONE to <ip>:15008 with service-account identities; same node → local fast path; non-mesh →
-// passthrough; `sa:` DENY policies refuse; a pod's 15008 is never an open relay.
+// passthrough; `sa:` DENY policies refuse; a pod's 15008 is never an open relay. Each on both in-pod
+// engines: the native one (the addon holds the pods' 15001/15008 and moves the bytes) and node:http2.
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import path from 'node:path'
@@ -19,7 +20,7 @@ import {CniClient, podApp, podFetch, redirectPod} from './fixtures.js'
 
 const SERVICE_ACCOUNT: Record<number, string> = {0: 'web', 1: 'api', 2: 'db', 3: 'other'}
 
-test('pods on two node agents: HBONE between nodes, local fast path, passthrough, sa: DENY, no open relay', async (t) => {
+for (const dataPath of ['native', 'node'] as const) test(`pods on two node agents (${dataPath}): HBONE between nodes, local fast path, passthrough, sa: DENY, no open relay`, async (t) => {
   const topo = await createTopology(t, {nodes: 2, podsPerNode: 2})
   const [n1p1, n1p2, n2p1, n2p2] = topo.pods as [TopoPod, TopoPod, TopoPod, TopoPod]
   const dir = await tempDir(t)
@@ -44,7 +45,8 @@ test('pods on two node agents: HBONE between nodes, local fast path, passthrough
   })
   const nodes = await Promise.all([1, 2].map(async (index) => {
     const socketPath = path.join(dir, `node${index}.sock`)
-    const running = await startAgent(t, dir, await mesh.identity(`node${index}`), config(), {inpod: {issueCert, socketPath, stateDir: path.join(dir, `state${index}`)}})
+    const running = await startAgent(t, dir, await mesh.identity(`node${index}`), config(), {inpod: {dataPath, issueCert, socketPath, stateDir: path.join(dir, `state${index}`)}})
+    assert.equal(running.agent.configDump().config.inpodDataPath, dataPath)
     const cni = await CniClient.connect(socketPath)
     t.after(() => cni.close())
     await cni.next()

@@ -8,7 +8,7 @@ import net from 'node:net'
 import {once} from 'node:events'
 import {test} from 'node:test'
 
-import {INPOD_SKIP_MARK, bindUdp, getMark, listenTcp, originalDst, tcpSocket} from '../../src/lib/netns/native.js'
+import {INPOD_SKIP_MARK, bindUdp, getMark, listenTcp, originalDst, tcpSocket, tcpSockets} from '../../src/lib/netns/native.js'
 import {ZtError} from '../../src/lib/errors.js'
 import {createTopology} from '../helpers/netns.js'
 
@@ -66,6 +66,28 @@ test('listen and connect inside a pod netns, marked, main thread unchanged', asy
   const remote = await roundTrip(pod2.netnsPath, pod1.ip, port, 'over the bridge')
   assert.equal(remote.reply, 'over the bridge')
   assert.equal(readlinkSync('/proc/self/ns/net'), hostNetnsBefore)
+})
+
+test('tcpSockets: a batch of marked sockets made inside the pod netns in one switch; a bad count is refused', async (t) => {
+  const topo = await createTopology(t, {nodes: 1, podsPerNode: 1})
+  const pod = topo.pods[0]!
+  const server = await adoptListener(t, listenTcp('0.0.0.0', 0, {netns: pod.netnsPath}), echo)
+  const {port} = server.address() as net.AddressInfo
+  const fds = tcpSockets(4, 3, {mark: INPOD_SKIP_MARK, netns: pod.netnsPath})
+  assert.equal(new Set(fds).size, 3)
+  for (const [index, fd] of fds.entries()) {
+    assert.equal(getMark(fd), INPOD_SKIP_MARK)
+    // Inside the pod: its loopback answers (ours has no such listener).
+    const socket = new net.Socket({fd}).connect(port, '127.0.0.1')
+    t.after(() => socket.destroy())
+    await once(socket, 'connect')
+    const reply = once(socket, 'data')
+    socket.write(`socket ${index}`)
+    assert.equal(String((await reply)[0]), `socket ${index}`)
+  }
+
+  for (const count of [0, 65, -1, Number.NaN]) assert.throws(() => tcpSockets(4, count, {netns: pod.netnsPath}), /count must be 1\.\.64/, String(count))
+  assert.throws(() => tcpSockets(4, 2, {netns: '/nonexistent/netns'}), (error: unknown) => error instanceof ZtError && /open\(netns\)/.test(error.message))
 })
 
 test('SO_REUSEPORT lets a second listener share the port (restart handoff)', async (t) => {

@@ -1,10 +1,13 @@
 // The native engine's boundary: whatever JS hands the addon (stale ids, forged ids, wrong types, bad
 // PEM, bad addresses) is refused with an error or `false`, never dereferenced; and a session to a peer
-// that is not HBONE fails with words instead of hanging.
+// that is not HBONE fails with words instead of hanging; sockets made elsewhere (a pod's) are adopted.
 import assert from 'node:assert/strict'
-import {createServer} from 'node:net'
+import {once} from 'node:events'
+import {closeSync, openSync} from 'node:fs'
+import {createServer, Socket} from 'node:net'
 import {test} from 'node:test'
 
+import {listenTcp} from '../../src/lib/netns/native.js'
 import {HboneEngine} from '../../src/lib/proxy/hbone/hbone-engine.js'
 import {createMesh} from './helpers.js'
 
@@ -76,4 +79,47 @@ test('a session to something that is not an HBONE server fails with a reason, no
     })
   })
   assert.match(refused, /^ECONNREFUSED/)
+})
+
+test('adopted sockets: a listener made elsewhere, an accepted socket handed back to node:net, bad fds refused', async (t) => {
+  const engine = HboneEngine.get()
+  const {native} = engine
+  // A listening socket made by the netns addon (as for a pod's 15001), served by the engine.
+  const fd = listenTcp('127.0.0.1', 0)
+  const client = new Socket()
+  t.after(() => client.destroy())
+  const accepted = new Promise<number>((resolve) => {
+    const {id, port} = engine.listenPlain('0.0.0.0', 1, (tunnelId) => resolve(tunnelId), fd)
+    t.after(() => engine.closeListener(id))
+    client.connect(port, '127.0.0.1')
+  })
+  const tunnelId = await accepted
+  assert.ok(native.plainFd(tunnelId) >= 0, 'the accepted socket is readable by JS (SO_ORIGINAL_DST)')
+  const taken = native.detach(tunnelId)
+  assert.ok(taken >= 0)
+  assert.equal(native.detach(tunnelId), -1, 'a detached tunnel is gone')
+  assert.equal(native.plainFd(tunnelId), -1)
+  const socket = new Socket({fd: taken, readable: true, writable: true})
+  t.after(() => socket.destroy())
+  const got = once(socket, 'data')
+  client.write('through node:net')
+  assert.equal(String((await got)[0]), 'through node:net')
+
+  for (const id of [0, -1, Number.NaN, 2 ** 60]) {
+    assert.equal(native.plainFd(id), -1)
+    assert.equal(native.detach(id), -1)
+  }
+
+  const mesh = await createMesh()
+  const identity = await mesh.identity('engine-adopt')
+  const context = native.contextCreate(identity.cert, identity.key, identity.ca, false)
+  t.after(() => native.contextFree(context))
+  // Not an integer, not open, or not a socket (a file): refused and left alone.
+  const file = openSync(process.execPath, 'r')
+  t.after(() => closeSync(file))
+  for (const bad of [-5, 1_000_000, 1.5, 'seven', file]) {
+    assert.throws(() => (native.listen as (...args: unknown[]) => unknown)('127.0.0.1', 0, -1, 0, 0, undefined, bad), {code: 'EBADF'}, String(bad))
+    assert.throws(() => (native.connect as (...args: unknown[]) => unknown)(context, '127.0.0.1', 1, 1000, 0, 0, bad), {code: 'EBADF'}, String(bad))
+    assert.throws(() => (native.accept as (...args: unknown[]) => unknown)(1, '127.0.0.1', 80, 1000, bad), {code: 'EINVAL'}, String(bad))
+  }
 })

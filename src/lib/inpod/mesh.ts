@@ -11,6 +11,9 @@
 //   * at a pod's 15008: an HBONE server with the pod's service-account certificate that accepts only
 //     targets that are that pod's own IPs (never an open relay), authorizes the source against the
 //     policies (`ns:`, `sa:`, `spiffe://` sources), and delivers from inside the pod (skip mark).
+// Both on either engine (context.engine): node:http2 + node:net, or the native one, whose addon then
+// owns the pod's 15001 and 15008 listeners (their fds made in the pod's namespace) and its dials (sockets
+// made there with the skip mark) and moves the bytes in C; every decision above stays here, shared.
 import type {IncomingHttpHeaders, ServerHttp2Stream} from 'node:http2'
 import net from 'node:net'
 import type {TLSSocket} from 'node:tls'
@@ -18,25 +21,30 @@ import type {TLSSocket} from 'node:tls'
 import type {WorkloadRecord} from '../config/types.js'
 import {describeSystemError} from '../errors.js'
 import {INPOD_SKIP_MARK, tcpSocket, type OriginalDestination} from '../netns/native.js'
-import {formatHostPort, type HostPort, normalizeIp, parseHostPort} from '../proxy/address.js'
+import {formatHostPort, type HostPort, normalizeIp} from '../proxy/address.js'
+import type {HboneEngine} from '../proxy/hbone/hbone-engine.js'
 import {HboneError, HbonePool} from '../proxy/hbone/hbone-pool.js'
 import {HboneServer} from '../proxy/paths/hbone-server.js'
-import type {ResponseFlag, TrafficLabels} from '../proxy/observe/metrics.js'
+import type {TrafficLabels} from '../proxy/observe/metrics.js'
 import type {ConnectionRecord} from '../proxy/observe/registry.js'
 import type {MeshState} from '../proxy/state/state.js'
 import type {PeerIdentity} from '../proxy/hbone/tls.js'
-import {carryToService} from '../proxy/paths/carry.js'
+import {carryToService, type TunnelClient} from '../proxy/paths/carry.js'
 import {socketClient} from '../proxy/paths/tunnel-inbound.js'
 import {serviceAccountKey, type WorkloadCertificates} from './certs.js'
 import type {Logger} from '../proxy/observe/log.js'
 import type {ConnectionTracker} from '../proxy/paths/connection.js'
 import type {Metrics} from '../proxy/observe/metrics.js'
 import {clusterIpEndpoints, pickEndpoint} from './cluster-ips.js'
+import {admitInpodConnect, type InpodAdmission, workloadService} from './admission.js'
+import {destroyGone, NativeInpod} from './native-mesh.js'
 import {meshServices} from './services.js'
-import {dialFromWorkload, joinSockets, passthrough, type Workload, type WorkloadManager, INPOD_HBONE_PORT} from './workloads.js'
+import {dialFromWorkload, joinSockets, passthrough, type PodListener, type Workload, type WorkloadManager, INPOD_HBONE_PORT, type InpodListenerKind} from './workloads.js'
 
 /** What the agent lends the mesh router (part of the runtime's InpodAgentContext). */
 export interface MeshAgentContext {
+  /** the native engine when the agent's data path is native (and the in-pod path may use it); else node:http2 */
+  engine?: HboneEngine
   logger: () => Logger
   metrics: Metrics
   node: string
@@ -51,10 +59,12 @@ export type MeshContext = MeshAgentContext & {
   certs: WorkloadCertificates
 }
 
-/** The policy "service" of a pod: `<namespace>/<name>` (policies without services apply to every pod). */
-export const workloadService = (namespace: string, name: string): string => `${namespace}/${name}`
+export {workloadService} from './admission.js'
 
-const workloadSpiffe = (trustDomain: string, namespace: string, serviceAccount: string): string => `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`
+export const workloadSpiffe = (trustDomain: string, namespace: string, serviceAccount: string): string => `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`
+
+/** A captured outbound connection: a node:net socket, or one the addon accepted (the native path). */
+export type Captured = {kind: 'socket'; socket: net.Socket} | {kind: 'native'; remote: string; tunnelId: number}
 
 /** IP → workload record, built once per configuration version. */
 const indexes = new WeakMap<MeshState, Map<string, WorkloadRecord>>()
@@ -74,38 +84,33 @@ export class InpodMesh {
   private readonly pools = new Map<string, HbonePool>()
   /** per destination workload: the HBONE server behind its 15008 */
   private readonly servers = new Map<string, HboneServer>()
+  /** the native engine's side: pools, 15001/15008 listeners and servers of the pods */
+  private readonly native: NativeInpod | undefined
 
-  constructor(private readonly context: MeshContext, private readonly workloads: () => WorkloadManager) {}
+  constructor(private readonly context: MeshContext, private readonly workloads: () => WorkloadManager) {
+    this.native = context.engine && new NativeInpod(context.engine, context, {
+      admit: (workload, request, peer) => admitInpodConnect(workload, request, peer, this.admissionContext()),
+      outbound: (captured, workload, destination) => this.outboundCaptured(captured, workload, destination),
+      spiffeOf: (workload) => this.spiffeOf(workload),
+    })
+  }
 
   spiffeOf(workload: Workload): string {
     const {namespace, serviceAccount} = workload.add.workload
     return workloadSpiffe(this.context.trustDomain, namespace, serviceAccount)
   }
 
-  /** A captured outbound connection (15001). */
-  outbound(socket: net.Socket, workload: Workload, destination: OriginalDestination): void {
-    const state = this.context.state()
-    // A Kubernetes Service's ClusterIP: straight to one of its endpoint pods at the pod's port (this node's first).
-    const endpoint = pickEndpoint(clusterIpEndpoints(state, destination.address, destination.port), (candidate) => this.workloads().byIp(candidate.address) !== undefined)
-    const to = endpoint ? {...destination, address: endpoint.address, port: endpoint.port} : destination
-    // A pod this agent serves is a mesh workload whether or not the mesh has its record yet.
-    const local = this.workloads().byIp(to.address)
-    const target = local ? undefined : endpoint?.workload ?? workloadByIp(state, to.address)
-    if (!local && !target) {
-      const service = meshServices(state).serviceAt(destination.address, destination.port)
-      if (service) this.toService(socket, workload, service)
-      else void passthrough(socket, workload, destination)
-      return
-    }
-
-    const run = local ? this.localFastPath(socket, workload, local, to) : this.viaHbone(socket, workload, target!, to)
-    run.catch((error: unknown) => {
-      this.context.logger().warn({component: 'inpod', error: (error as Error).message, uid: workload.uid}, 'outbound connection failed')
-      if (!socket.destroyed) socket.resetAndDestroy()
-    })
+  /** The native engine serves the pod's 15001 and 15008 (the fds made in its namespace); undefined: node:net does. */
+  adoptListener(kind: InpodListenerKind, fd: number, workload: Workload): PodListener | undefined {
+    return this.native?.adoptListener(kind, fd, workload)
   }
 
-  /** A connection to a pod's own 15008: TLS + HTTP/2 with the pod's service-account certificate. */
+  /** A captured outbound connection (15001) accepted by node:net. */
+  outbound(socket: net.Socket, workload: Workload, destination: OriginalDestination): void {
+    this.outboundCaptured({kind: 'socket', socket}, workload, destination)
+  }
+
+  /** A connection to a pod's own 15008 accepted by node:net: TLS + HTTP/2 with the pod's service-account certificate. */
   hbone(socket: net.Socket, workload: Workload): void {
     // TLS bytes that arrive while the certificate is fetched stay buffered in the socket.
     this.serverFor(workload)
@@ -122,25 +127,19 @@ export class InpodMesh {
   /** Forget pools and servers of workloads that are gone; keep certificates only for served accounts. */
   reconcile(): void {
     const live = new Set(this.workloads().list().map((info) => info.uid))
-    for (const [uid, pool] of this.pools) {
-      if (live.has(uid)) continue
-      pool.destroy()
-      this.pools.delete(uid)
-    }
+    destroyGone(this.pools, live)
+    destroyGone(this.servers, live)
 
-    for (const [uid, server] of this.servers) {
-      if (live.has(uid)) continue
-      server.destroy()
-      this.servers.delete(uid)
-    }
-
-    this.context.certs.retain(new Set(this.workloads().list().map((info) => serviceAccountKey(info.namespace, info.serviceAccount))))
+    const accounts = new Set(this.workloads().list().map((info) => serviceAccountKey(info.namespace, info.serviceAccount)))
+    this.native?.reconcile(live, accounts)
+    this.context.certs.retain(accounts)
   }
 
   /** After a configuration change: cut sessions of revoked peers. */
   enforce(state: MeshState): void {
     for (const pool of this.pools.values()) pool.closeWhere((session) => state.isRevoked(session.peerSerial))
     for (const server of this.servers.values()) server.closeSessionsWhere((peer) => state.isRevoked(peer.serial))
+    this.native?.enforce(state)
   }
 
   close(): void {
@@ -148,7 +147,51 @@ export class InpodMesh {
     for (const server of this.servers.values()) server.destroy()
     this.pools.clear()
     this.servers.clear()
+    this.native?.close()
     this.context.certs.close()
+  }
+
+  private admissionContext(): {node: string; spiffeOf: (workload: Workload) => string; state: MeshState; tracker: ConnectionTracker} {
+    return {node: this.context.node, spiffeOf: (workload) => this.spiffeOf(workload), state: this.context.state(), tracker: this.context.tracker}
+  }
+
+  /** Where a captured connection goes: a ClusterIP's endpoint, a pod of this agent, a mesh pod, a mesh service, or out. */
+  private outboundCaptured(captured: Captured, workload: Workload, destination: OriginalDestination): void {
+    const state = this.context.state()
+    // A Kubernetes Service's ClusterIP: straight to one of its endpoint pods at the pod's port (this node's first).
+    const endpoint = pickEndpoint(clusterIpEndpoints(state, destination.address, destination.port), (candidate) => this.workloads().byIp(candidate.address) !== undefined)
+    const to = endpoint ? {...destination, address: endpoint.address, port: endpoint.port} : destination
+    // A pod this agent serves is a mesh workload whether or not the mesh has its record yet.
+    const local = this.workloads().byIp(to.address)
+    const target = local ? undefined : endpoint?.workload ?? workloadByIp(state, to.address)
+    if (!local && !target) {
+      const service = meshServices(state).serviceAt(destination.address, destination.port)
+      if (service) this.toService(captured, workload, service)
+      else void passthrough(this.socketOf(captured, workload), workload, destination)
+      return
+    }
+
+    const run = local ? this.localFastPath(this.socketOf(captured, workload), workload, local, to) : this.viaHbone(captured, workload, target!, to)
+    run.catch((error: unknown) => {
+      this.context.logger().warn({component: 'inpod', error: (error as Error).message, uid: workload.uid}, 'outbound connection failed')
+      this.reset(captured)
+    })
+  }
+
+  /** The captured connection as a node:net socket (the native path hands it back from the addon). */
+  private socketOf(captured: Captured, workload: Workload): net.Socket {
+    return captured.kind === 'socket' ? captured.socket : this.native!.takeSocket(captured.tunnelId, workload)
+  }
+
+  private reset(captured: Captured): void {
+    if (captured.kind === 'native') this.context.engine!.native.abort(captured.tunnelId, 'refused')
+    else if (!captured.socket.destroyed) captured.socket.resetAndDestroy()
+  }
+
+  /** The captured connection as the client of a tunnel through SOURCE's pool, on its engine. */
+  private async clientOf(captured: Captured, source: Workload): Promise<TunnelClient> {
+    if (captured.kind === 'native') return this.native!.client(captured, source)
+    return socketClient(captured.socket, await this.poolFor(source), this.context.tracker)
   }
 
   /**
@@ -204,25 +247,25 @@ export class InpodMesh {
   }
 
   /** To a mesh service address: an endpoint of SERVICE, as an inbound tunnel would, as the pod's identity. */
-  private toService(socket: net.Socket, source: Workload, service: string): void {
+  private toService(captured: Captured, source: Workload, service: string): void {
     const {logger, state, tracker} = this.context
-    this.poolFor(source)
-      .then((pool) => carryToService(socketClient(socket, pool, tracker), service, {logger, sourceSpiffe: () => this.spiffeOf(source), state, tracker}, source.add.workload.name))
+    this.clientOf(captured, source)
+      .then((client) => carryToService(client, service, {logger, sourceSpiffe: () => this.spiffeOf(source), state, tracker}, source.add.workload.name))
       .catch((error: unknown) => {
         logger().warn({component: 'inpod', error: (error as Error).message, service, uid: source.uid}, 'no workload certificate: refusing a mesh service connection')
-        if (!socket.destroyed) socket.resetAndDestroy()
+        this.reset(captured)
       })
   }
 
-  private async viaHbone(socket: net.Socket, source: Workload, target: WorkloadRecord, destination: OriginalDestination): Promise<void> {
+  private async viaHbone(captured: Captured, source: Workload, target: WorkloadRecord, destination: OriginalDestination): Promise<void> {
     const {tracker} = this.context
-    const pool = await this.poolFor(source)
+    const client = await this.clientOf(captured, source)
     const hbone = formatHostPort({host: destination.address, port: INPOD_HBONE_PORT})
     const authority = formatHostPort({host: destination.address, port: destination.port})
     const spiffe = workloadSpiffe(this.context.trustDomain, target.namespace, target.serviceAccount)
     const record: ConnectionRecord = {
       destinationAddress: hbone, destinationAgent: target.node, destinationSpiffe: spiffe, direction: 'outbound', hboneTarget: authority,
-      id: tracker.newId(), service: workloadService(target.namespace, target.name), sourceAddress: `${socket.remoteAddress}:${socket.remotePort}`,
+      id: tracker.newId(), service: workloadService(target.namespace, target.name), sourceAddress: client.source,
       sourceSpiffe: this.spiffeOf(source), startedAt: Date.now(),
     }
     const labels: TrafficLabels = {
@@ -230,18 +273,14 @@ export class InpodMesh {
       reporter: 'source', sourcePrincipal: record.sourceSpiffe, sourceWorkload: source.add.workload.name,
     }
     try {
-      const {peerSerial, stream} = await pool.open({address: hbone, spiffe}, authority, {})
-      record.peerSerial = peerSerial
-      if (socket.destroyed) {
-        stream.close()
-        return
-      }
-
-      tracker.established(record, labels, socket, stream)
+      const opened = await client.open({address: hbone, spiffe}, authority, {})
+      if (!opened) return // the app left meanwhile
+      record.peerSerial = opened.peerSerial
+      opened.track(record, labels)
     } catch (error) {
-      const flag: ResponseFlag = error instanceof HboneError ? error.flag : 'CONNECT'
-      tracker.refused(record, labels, {flag, message: (error as Error).message})
-      socket.resetAndDestroy()
+      const failure = error instanceof HboneError ? error : new HboneError('ZT_ERR_HBONE_DIAL', (error as Error).message, 'CONNECT', false)
+      tracker.refused(record, labels, {flag: failure.flag, message: failure.message})
+      this.reset(captured)
     }
   }
 
@@ -284,43 +323,27 @@ export class InpodMesh {
     return server
   }
 
-  /** One CONNECT to a pod's 15008. */
+  /** One CONNECT to a pod's 15008 (node:http2). */
   private onStream(workload: Workload, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: PeerIdentity): void {
-    const {tracker} = this.context
-    const state = this.context.state()
     const socket = stream.session?.socket as TLSSocket | undefined
-    const authority = headers[':authority']
-    const target = parseHostPort(authority)
-    const {namespace, name} = workload.add.workload
-    const record: ConnectionRecord = {
-      destinationAddress: formatHostPort({host: workload.add.ips[0] ?? '0.0.0.0', port: INPOD_HBONE_PORT}), destinationAgent: this.context.node,
-      destinationSpiffe: this.spiffeOf(workload), direction: 'inbound', hboneTarget: typeof authority === 'string' ? authority.slice(0, 300) : '',
-      id: tracker.newId(), peerSerial: peer.serial, service: workloadService(namespace, name),
-      sourceAddress: `${normalizeIp(socket?.remoteAddress)}:${socket?.remotePort}`, sourceSpiffe: peer.spiffe, startedAt: Date.now(),
-    }
-    const labels: TrafficLabels = {
-      connectionSecurityPolicy: 'mutual_tls', destinationPrincipal: record.destinationSpiffe, destinationService: record.service, destinationWorkload: name,
-      reporter: 'destination', sourcePrincipal: peer.spiffe,
-    }
-    const refuse = (status: number, flag: ResponseFlag, message: string): void => {
-      if (!stream.closed && !stream.headersSent) stream.respond({':status': status}, {endStream: true})
-      tracker.refused(record, labels, {flag, message})
+    const ip = normalizeIp(socket?.remoteAddress)
+    const admission = admitInpodConnect(workload, {authority: headers[':authority'], method: headers[':method']}, {ip, serial: peer.serial, source: `${ip}:${socket?.remotePort}`, spiffe: peer.spiffe}, this.admissionContext())
+    if (!admission.allowed) {
+      this.refuseStream(stream, admission)
+      return
     }
 
-    if (headers[':method'] !== 'CONNECT') return refuse(400, 'CONNECT', `expected method CONNECT, got ${String(headers[':method']).slice(0, 20)}`)
-    if (!target) return refuse(400, 'CONNECT', `bad :authority ${JSON.stringify(record.hboneTarget)}: expected host:port`)
-    if (!workload.add.ips.some((ip) => normalizeIp(ip) === normalizeIp(target.host))) {
-      return refuse(400, 'CONNECT', `${formatHostPort(target)} is not an address of workload ${namespace}/${name} (not an open relay)`)
-    }
+    this.deliver(workload, stream, admission)
+  }
 
-    if (state.isRevoked(peer.serial)) return refuse(401, 'CERT_REVOKED', `connection closed: peer certificate ${peer.serial} revoked`)
-    const decision = state.authorize({destinationPort: target.port, service: record.service, sourceAddress: normalizeIp(socket?.remoteAddress), sourceSpiffe: peer.spiffe})
-    if (!decision.allowed) return refuse(401, 'DENY', `connection closed due to policy rejection: ${decision.reason}`)
-    this.deliver(workload, stream, target, record, labels, refuse)
+  private refuseStream(stream: ServerHttp2Stream, refusal: Pick<InpodAdmission & {allowed: false}, 'flag' | 'labels' | 'message' | 'record' | 'status'>): void {
+    if (!stream.closed && !stream.headersSent) stream.respond({':status': refusal.status}, {endStream: true})
+    this.context.tracker.refused(refusal.record, refusal.labels, {flag: refusal.flag, message: refusal.message})
   }
 
   /** Connect to the app from inside its pod (skip mark), and answer 200 only once connected. */
-  private deliver(workload: Workload, stream: ServerHttp2Stream, target: HostPort, record: ConnectionRecord, labels: TrafficLabels, refuse: (status: number, flag: ResponseFlag, message: string) => void): void {
+  private deliver(workload: Workload, stream: ServerHttp2Stream, admission: InpodAdmission & {allowed: true}): void {
+    const {labels, record, target} = admission
     dialFromWorkload(workload, {address: target.host, port: target.port})
       .then((upstream) => {
         if (stream.closed || stream.destroyed) {
@@ -332,7 +355,7 @@ export class InpodMesh {
         this.context.tracker.established(record, labels, upstream, stream)
       })
       .catch((error: unknown) => {
-        if (!stream.closed) refuse(503, 'CONNECT', `${describeSystemError(error)} dialling ${formatHostPort(target)} in workload ${record.service}`)
+        if (!stream.closed) this.refuseStream(stream, {flag: 'CONNECT', labels, message: `${describeSystemError(error)} dialling ${formatHostPort(target)} in workload ${record.service}`, record, status: 503})
       })
   }
 }

@@ -34,6 +34,8 @@ export interface InpodRuntime {
   applyConfig(state: MeshState): void
   certificates(): WorkloadCertInfo[]
   close(): void
+  /** which engine moves the pods' bytes */
+  readonly dataPath: 'native' | 'node'
   list(): WorkloadInfo[]
   readonly workloads: WorkloadManager
 }
@@ -50,6 +52,7 @@ export async function startInpod(options: InpodOptions, context: InpodAgentConte
   const dns = new WorkloadDnsServers({logger: context.logger, records: () => meshServices(context.state()).records})
   const workloads: WorkloadManager = new WorkloadManager(
     {
+      adoptListener: (kind, fd, workload) => mesh.adoptListener(kind, fd, workload),
       attach: (workload) => dns.attach(workload),
       hbone: (socket, workload) => mesh.hbone(socket, workload),
       inbound: (socket, workload, destination) => void passthrough(socket, workload, destination),
@@ -90,6 +93,7 @@ export async function startInpod(options: InpodOptions, context: InpodAgentConte
       workloads.closeAll()
       mesh.close()
     },
+    dataPath: context.engine ? 'native' : 'node',
     list: () => workloads.list(),
     workloads,
   }

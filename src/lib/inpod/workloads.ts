@@ -37,8 +37,20 @@ export interface WorkloadHandlers {
   inbound(socket: net.Socket, workload: Workload, destination: OriginalDestination): void
   /** A connection to the workload's 15008 (HBONE; TLS starts on it). */
   hbone(socket: net.Socket, workload: Workload): void
+  /**
+   * Serve KIND's listening socket FD on the native engine (the handler owns FD from then on, its connections
+   * are its to end on delete); undefined: node:net serves it and the handlers above get its connections.
+   */
+  adoptListener?(kind: InpodListenerKind, fd: number, workload: Workload): PodListener | undefined
   /** More per-workload services, started after the listeners and stopped on delete (the DNS on 15053). */
   attach?(workload: Workload): Promise<WorkloadAttachment>
+}
+
+/** One of a workload's listeners, whichever engine serves it. */
+export interface PodListener {
+  /** `ip:port`, or 'closed' */
+  address(): string
+  close(): void
 }
 
 export interface WorkloadAttachment {
@@ -60,7 +72,7 @@ export interface WorkloadInfo {
 
 interface ManagedWorkload extends Workload {
   attachments: WorkloadAttachment[]
-  servers: net.Server[]
+  listeners: PodListener[]
 }
 
 const MAX_WORKLOADS = 4096
@@ -80,9 +92,9 @@ export class WorkloadManager {
 
     if (existing) this.delete(message.uid)
     if (this.workloads.size >= MAX_WORKLOADS) throw new ZtError('ZT_ERR_INPOD_LIMIT', `this agent already serves ${MAX_WORKLOADS} workloads`)
-    const workload: ManagedWorkload = {add: message, attachments: [], servers: [], sockets: new Set(), uid: message.uid}
+    const workload: ManagedWorkload = {add: message, attachments: [], listeners: [], sockets: new Set(), uid: message.uid}
     try {
-      for (const kind of Object.keys(LISTENER_PORTS) as InpodListenerKind[]) workload.servers.push(await this.listen(workload, kind))
+      for (const kind of Object.keys(LISTENER_PORTS) as InpodListenerKind[]) workload.listeners.push(await this.listen(workload, kind))
       if (this.handlers.attach) workload.attachments.push(await this.handlers.attach(workload))
     } catch (error) {
       closeWorkload(workload)
@@ -133,10 +145,7 @@ export class WorkloadManager {
       connections: workload.sockets.size,
       ips: workload.add.ips,
       listeners: [
-        ...workload.servers.map((server) => {
-          const address = server.address() as net.AddressInfo | null
-          return address ? `${address.address}:${address.port}` : 'closed'
-        }),
+        ...workload.listeners.map((listener) => listener.address()),
         ...workload.attachments.flatMap((attachment) => attachment.listeners),
       ],
       name: workload.add.workload.name,
@@ -157,8 +166,12 @@ export class WorkloadManager {
     socket.once('close', () => workload.sockets.delete(socket))
   }
 
-  private async listen(workload: ManagedWorkload, kind: InpodListenerKind): Promise<net.Server> {
+  private async listen(workload: ManagedWorkload, kind: InpodListenerKind): Promise<PodListener> {
     const fd = listenTcp('0.0.0.0', LISTENER_PORTS[kind], {mark: INPOD_SKIP_MARK, netns: workload.add.netns, reusePort: true})
+    return this.handlers.adoptListener?.(kind, fd, workload) ?? this.listenNode(workload, kind, fd)
+  }
+
+  private async listenNode(workload: ManagedWorkload, kind: InpodListenerKind, fd: number): Promise<PodListener> {
     const server = net.createServer({allowHalfOpen: true, noDelay: true}, (socket) => this.accept(workload, kind, socket))
     server.on('error', (error) => this.onError(error, workload))
     await new Promise<void>((resolve, reject) => {
@@ -168,7 +181,13 @@ export class WorkloadManager {
         resolve()
       })
     })
-    return server
+    return {
+      address() {
+        const address = server.address() as net.AddressInfo | null
+        return address ? `${address.address}:${address.port}` : 'closed'
+      },
+      close: () => server.close(),
+    }
   }
 
   private accept(workload: ManagedWorkload, kind: InpodListenerKind, socket: net.Socket): void {
@@ -190,7 +209,7 @@ export class WorkloadManager {
 }
 
 function closeWorkload(workload: ManagedWorkload): void {
-  for (const server of workload.servers) server.close()
+  for (const listener of workload.listeners) listener.close()
   for (const attachment of workload.attachments) attachment.close()
   for (const socket of workload.sockets) socket.destroy()
   workload.sockets.clear()

@@ -38,6 +38,7 @@ export interface OriginalDestination {
 interface NativeBinding {
   listenTcp(host: string, port: number, options: ListenOptions): number
   tcpSocket(family: 4 | 6, options: NetnsSocketOptions): number
+  tcpSocket(family: 4 | 6, options: NetnsSocketOptions, count: number): number[]
   bindUdp(host: string, port: number, options: BindUdpOptions): number
   originalDst(fd: number): OriginalDestination
   setMark(fd: number, mark: number): void
@@ -106,6 +107,14 @@ export function listenTcp(host: string, port: number, options: ListenOptions = {
 /** An unconnected TCP socket created inside `netns` (connect it with `new net.Socket({fd}).connect()`). */
 export function tcpSocket(family: 4 | 6, options: NetnsSocketOptions = {}): number {
   return callNative('creating a socket', options.netns, (native) => native.tcpSocket(family, options))
+}
+
+/**
+ * COUNT (1..64) unconnected TCP sockets created inside `netns` in one switch there and back (the switch
+ * costs several times a socket: a pod's delivery sockets are made in batches).
+ */
+export function tcpSockets(family: 4 | 6, count: number, options: NetnsSocketOptions = {}): number[] {
+  return callNative('creating sockets', options.netns, (native) => native.tcpSocket(family, options, count))
 }
 
 /**

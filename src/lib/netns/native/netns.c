@@ -278,38 +278,59 @@ static napi_value bind_udp(napi_env env, napi_callback_info info) {
 }
 
 // tcpSocket(family: 4 | 6, options) → fd of an unconnected non-blocking TCP socket
+#define MAX_SOCKET_BATCH 64
+
+// COUNT unconnected TCP sockets inside the namespace of OPTIONS (one switch there and back for all of
+// them: the switch costs several times a socket). 0, or an errno with FAILED_CALL; none left open then.
+static int make_tcp_sockets(uint32_t family_number, const socket_options *options, uint32_t count, int *fds, const char **failed_call) {
+  netns_guard guard;
+  int err = netns_enter(&guard, options->netns, failed_call);
+  if (err != 0) return err;
+  uint32_t made = 0;
+  for (; made < count && err == 0; made++) {
+    int fd = socket(family_number == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      err = errno;
+      *failed_call = "socket";
+      break;
+    }
+    fds[made] = fd;
+    err = apply_socket_options(fd, options, failed_call);
+  }
+  netns_leave(&guard);
+  if (err != 0) for (uint32_t i = 0; i < made; i++) close(fds[i]);
+  return err;
+}
+
+// tcpSocket(family, options?, count?): an unconnected socket's fd; with COUNT (1..64), an array of that many.
 static napi_value tcp_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  uint32_t family_number = 0;
+  uint32_t family_number = 0, count = 1;
   socket_options options;
   if (argc < 1 || napi_get_value_uint32(env, argv[0], &family_number) != napi_ok || (family_number != 4 && family_number != 6)) {
     napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "tcpSocket(family, options): family must be 4 or 6");
     return NULL;
   }
+  int batch = argc > 2;
+  if (batch && (napi_get_value_uint32(env, argv[2], &count) != napi_ok || count < 1 || count > MAX_SOCKET_BATCH)) {
+    napi_throw_type_error(env, "ZT_ERR_NETNS_ARGS", "tcpSocket(family, options, count): count must be 1..64");
+    return NULL;
+  }
   if (read_options(env, argc > 1 ? argv[1] : NULL, &options) != 0) return NULL;
-  netns_guard guard;
+  int fds[MAX_SOCKET_BATCH];
   const char *failed_call = NULL;
-  int err = netns_enter(&guard, options.netns, &failed_call);
+  int err = make_tcp_sockets(family_number, &options, count, fds, &failed_call);
   if (err != 0) {
     throw_errno(env, failed_call, err);
     return NULL;
   }
-  int fd = socket(family_number == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    err = errno;
-    failed_call = "socket";
-  } else {
-    err = apply_socket_options(fd, &options, &failed_call);
-    if (err != 0) close(fd);
-  }
-  netns_leave(&guard);
-  if (err != 0) {
-    throw_errno(env, failed_call, err);
-    return NULL;
-  }
-  return int_value(env, fd);
+  if (!batch) return int_value(env, fds[0]);
+  napi_value result;
+  napi_create_array_with_length(env, count, &result);
+  for (uint32_t i = 0; i < count; i++) napi_set_element(env, result, i, int_value(env, fds[i]));
+  return result;
 }
 
 // Reads argv[0] as a file descriptor; on failure throws a TypeError naming the call and returns -1.

@@ -62,6 +62,8 @@ export interface AgentOptions {
     socketPath: string; stateDir: string; issueCert?: import('../../inpod/certs.js').IssueWorkloadCert
     /** false: the controller publishes this node's workloads itself (on Kubernetes, from its pod informer); default true */
     publish?: boolean
+    /** node: the pods' bytes on node:http2 + node:net even when the agent's data path is native (default: the agent's) */
+    dataPath?: 'native' | 'node'
   }
   /** sidecar mode (`--mode proxy|tproxy`): local binds or interception for the services it may dial */
   sidecar?: import('../../sidecar/sidecar.js').SidecarOptions
@@ -125,6 +127,8 @@ export interface ConfigDump {
     addresses: AgentAddresses
     /** the data path in use */
     dataPath: 'native' | 'node'
+    /** the in-pod data path's (with --inpod-socket) */
+    inpodDataPath?: 'native' | 'node'
     drainTimeoutMs: number
     h2: {connectionWindow: number; maxStreamsPerSession: number; streamWindow: number}
     source: ConfigSourceStatus & {kind: string}
@@ -484,6 +488,7 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
     config: {
       addresses: structuredClone(agent.addresses),
       dataPath: agent.data.client.kind,
+      inpodDataPath: agent.inpod?.dataPath,
       drainTimeoutMs: agent.drainTimeoutMs,
       h2: {connectionWindow: H2_CONNECTION_WINDOW, maxStreamsPerSession: MAX_STREAMS_PER_SESSION, streamWindow: H2_STREAM_WINDOW},
       source: {...options.configSource.status(), kind: options.configSource.kind},
@@ -685,8 +690,10 @@ async function startInpodRuntime(agent: RunningAgent, inpodOptions: NonNullable<
   const {startInpod} = await import('../../inpod/runtime.js')
   const {controllerCall, controllerCertIssuer} = await import('../../inpod/controller-api.js')
   const viaController = agent.options.configSource.kind === 'controller'
+  const engine = agent.data.client.kind === 'native' && inpodOptions.dataPath !== 'node' ? agent.data.client.engine : undefined
   agent.inpod = await startInpod(inpodOptions, {
     advertise: () => agent.addresses.advertise,
+    engine,
     controller: viaController && inpodOptions.publish !== false ? controllerCall(() => credentials.identity) : undefined,
     issueCert: inpodOptions.issueCert ?? (viaController ? controllerCertIssuer(() => credentials.identity) : undefined),
     logger: () => agent.logger, metrics: agent.metrics, node: self.name, state: () => agent.state, timing: agent.options.timing ?? {}, tracker: agent.tracker, trustDomain: self.trustDomain,

@@ -29,14 +29,17 @@ interface HboneBinding {
   init(onEvent: (type: EventType, id: number, n1: number, n2: number, s1?: string, s2?: string, s3?: string, s4?: string, data?: Buffer) => void): void
   contextCreate(certPem: string, keyPem: string, caPem: string, server: boolean): number
   contextFree(id: number): boolean
-  listen(host: string, port: number, contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number, limits: NativeListenerLimits | undefined): [number, number]
+  /** FD: an already listening socket to adopt (a pod's, made in its namespace) instead of binding HOST:PORT */
+  listen(host: string, port: number, contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number, limits: NativeListenerLimits | undefined, fd?: number): [number, number]
   listenerSetContext(id: number, contextId: number): boolean
   listenerClose(id: number): boolean
-  connect(contextId: number, host: string, port: number, timeoutMs: number, keepaliveMs: number, keepaliveTimeoutMs: number): number
+  /** FD: an unconnected socket to dial from (made in a pod's namespace, with its mark) */
+  connect(contextId: number, host: string, port: number, timeoutMs: number, keepaliveMs: number, keepaliveTimeoutMs: number, fd?: number): number
   sessionClose(id: number, graceful: boolean): boolean
   /** PREFIX goes on the stream before the socket is read, REPLY to the socket when 200 arrives */
   open(tunnelId: number, sessionId: number, authority: string, headers: string[], prefix?: Buffer, reply?: Buffer): boolean
-  accept(tunnelId: number, ip: string, port: number, timeoutMs: number): boolean
+  /** FD: an unconnected socket to dial the target from (a pod's); the engine owns it either way */
+  accept(tunnelId: number, ip: string, port: number, timeoutMs: number, fd?: number): boolean
   /** REASON (words) travels as the ztctl-reason header */
   refuse(tunnelId: number, status: number, reason?: string): boolean
   abort(tunnelId: number, message: string): boolean
@@ -60,6 +63,10 @@ interface HboneBinding {
   listenVirtual(contextId: number, keepaliveMs: number, keepaliveTimeoutMs: number, limits?: NativeListenerLimits): number
   /** [round trip µs (-1: none yet), open streams], null once gone */
   sessionInfo(sessionId: number): [number, number] | null
+  /** an accepted plain socket's fd while JS has not opened, peeked or answered it (-1: not such a tunnel) */
+  plainFd(tunnelId: number): number
+  /** JS takes an accepted plain socket back (its fd; -1: not such a tunnel): the tunnel is gone, no event follows */
+  detach(tunnelId: number): number
 }
 
 /** What the addon bounds per HBONE session (the subset of Http2ServerBounds it enforces itself). */
@@ -143,14 +150,15 @@ export class HboneEngine {
     return HboneEngine.instance
   }
 
-  listenPlain(host: string, port: number, onAccept: AcceptHandler): {id: number; port: number} {
-    const [id, bound] = this.native.listen(host, port, -1, 0, 0, undefined)
+  /** FD: a listening socket to adopt instead of binding HOST:PORT. */
+  listenPlain(host: string, port: number, onAccept: AcceptHandler, fd?: number): {id: number; port: number} {
+    const [id, bound] = this.native.listen(host, port, -1, 0, 0, undefined, fd)
     this.accepting.set(id, onAccept)
     return {id, port: bound}
   }
 
-  listenHbone(host: string, port: number, contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, limits: NativeListenerLimits, handler: HboneListenerHandler): {id: number; port: number} {
-    const [id, bound] = this.native.listen(host, port, contextId, keepalive.intervalMs, keepalive.timeoutMs, limits)
+  listenHbone(host: string, port: number, contextId: number, keepalive: {intervalMs: number; timeoutMs: number}, limits: NativeListenerLimits, handler: HboneListenerHandler, fd?: number): {id: number; port: number} {
+    const [id, bound] = this.native.listen(host, port, contextId, keepalive.intervalMs, keepalive.timeoutMs, limits, fd)
     this.hboneListeners.set(id, handler)
     return {id, port: bound}
   }
@@ -161,8 +169,9 @@ export class HboneEngine {
     this.native.listenerClose(id)
   }
 
-  connect(contextId: number, host: string, port: number, timing: {connectTimeoutMs: number; keepaliveIntervalMs: number; keepaliveTimeoutMs: number}, handler: ClientSessionHandler): number {
-    const id = this.native.connect(contextId, host, port, timing.connectTimeoutMs, timing.keepaliveIntervalMs, timing.keepaliveTimeoutMs)
+  /** FD: an unconnected socket to dial from instead of a new one. */
+  connect(contextId: number, host: string, port: number, timing: {connectTimeoutMs: number; keepaliveIntervalMs: number; keepaliveTimeoutMs: number}, handler: ClientSessionHandler, fd?: number): number {
+    const id = this.native.connect(contextId, host, port, timing.connectTimeoutMs, timing.keepaliveIntervalMs, timing.keepaliveTimeoutMs, fd)
     this.clientSessions.set(id, handler)
     return id
   }

@@ -4,7 +4,7 @@
 // GOAWAY → no new streams. `open()` resolves once the peer answered 200; the bytes then flow in C. A
 // destination reached through a hub gets its session over a hub relay (hub-links.ts): an inner session
 // with the destination's own certificate, pinned the same way, pooled the same way.
-import {parseHostPort, resolveHost} from '../address.js'
+import {type HostPort, parseHostPort, resolveHost} from '../address.js'
 import type {HboneEngine, PeerCertificateInfo} from './hbone-engine.js'
 import {describeHboneFailure, HboneError, type PoolOptions, statusError} from './hbone-pool.js'
 import type {HubLinks} from './hub-links.js'
@@ -18,6 +18,8 @@ export type NativePoolOptions = Omit<PoolOptions, 'connectSocket' | 'credentials
   /** the hubs destinations without an HBONE address are reached through */
   hubs?: HubLinks
   sourceSpiffe: () => string
+  /** an unconnected socket to dial ADDRESS from (a pod's: its namespace, its mark); default: a new one in the agent's */
+  socketFor?: (address: HostPort) => number
 }
 
 interface NativeSession extends PooledEntry {
@@ -34,7 +36,7 @@ export interface NativeOpened {
 }
 
 export class NativeHbonePool {
-  private readonly options: Required<Omit<NativePoolOptions, 'hubs'>> & Pick<NativePoolOptions, 'hubs'>
+  private readonly options: Required<Omit<NativePoolOptions, 'hubs' | 'socketFor'>> & Pick<NativePoolOptions, 'hubs' | 'socketFor'>
   private readonly sessions: PooledSessions<NativeSession>
   private closed = false
 
@@ -167,6 +169,7 @@ export class NativeHbonePool {
     if (!address) throw new HboneError('ZT_ERR_HBONE_ADDRESS', `bad HBONE address ${JSON.stringify(destination.address)}`, 'CONNECT', true)
     const host = await resolveHost(address.host)
     const {contexts, engine, isRevoked} = this.options
+    const fd = this.options.socketFor?.({host, port: address.port})
     return new Promise<number>((resolve, reject) => {
       const id = engine.connect(contexts.client, host, address.port, this.options, {
         closed: () => this.sessions.forget(pooled),
@@ -188,7 +191,7 @@ export class NativeHbonePool {
           pooled.peerSerial = peer.serial
           resolve(id)
         },
-      })
+      }, fd)
       pooled.id = id
     })
   }

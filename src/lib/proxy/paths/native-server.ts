@@ -26,6 +26,8 @@ export interface NativeServerOptions {
   contexts: NativeContexts
   dialTimeoutMs?: number
   engine: HboneEngine
+  /** handle each CONNECT yourself instead of the tunnel admission (in-pod: a workload's own 15008) */
+  handleRequest?: (tunnelId: number, request: NativeRequest, peer: SessionPeer) => void
   keepaliveIntervalMs?: number
   keepaliveTimeoutMs?: number
   logger: () => Logger
@@ -35,18 +37,28 @@ export interface NativeServerOptions {
   tracker: ConnectionTracker
 }
 
+/** A CONNECT as the addon reports it. */
+export interface NativeRequest {
+  authority: string
+  forwarded?: string
+  method: string
+}
+
 export class NativeHboneServer {
   private listenerId: number | undefined
   private virtualId: number | undefined
   private readonly sessions = new Map<number, SessionPeer>()
-  private readonly options: Required<Omit<NativeServerOptions, 'apps'>> & Pick<NativeServerOptions, 'apps'>
+  private readonly options: Required<Omit<NativeServerOptions, 'apps' | 'handleRequest'>> & Pick<NativeServerOptions, 'apps' | 'handleRequest'>
   private draining = false
 
   constructor(options: NativeServerOptions) {
     this.options = {dialTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, keepaliveTimeoutMs: 20_000, ...options}
-    options.contexts.on('update', () => {
-      for (const id of [this.listenerId, this.virtualId]) if (id !== undefined) options.engine.native.listenerSetContext(id, options.contexts.server)
-    })
+    options.contexts.on('update', this.onRenewed)
+  }
+
+  /** New handshakes use the renewed certificate. */
+  private readonly onRenewed = (): void => {
+    for (const id of [this.listenerId, this.virtualId]) if (id !== undefined) this.options.engine.native.listenerSetContext(id, this.options.contexts.server)
   }
 
   /** The listener inner sessions over hub streams belong to (hub-links.ts opens them), made on first use. */
@@ -56,10 +68,11 @@ export class NativeHboneServer {
     return this.virtualId
   }
 
-  async listen(address: HostPort): Promise<{address: string; port: number}> {
+  /** FD: a listening socket to adopt (a pod's 15008, made in its namespace) instead of binding ADDRESS. */
+  async listen(address: HostPort, fd?: number): Promise<{address: string; port: number}> {
     const {engine, keepaliveIntervalMs, keepaliveTimeoutMs} = this.options
     const host = await resolveHost(address.host)
-    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, HBONE_BOUNDS, this.listenerHandler())
+    const {id, port} = engine.listenHbone(host, address.port, this.options.contexts.server, {intervalMs: keepaliveIntervalMs, timeoutMs: keepaliveTimeoutMs}, HBONE_BOUNDS, this.listenerHandler(), fd)
     this.listenerId = id
     return {address: host, port}
   }
@@ -79,6 +92,7 @@ export class NativeHboneServer {
   }
 
   destroy(): void {
+    this.options.contexts.off('update', this.onRenewed)
     this.closeListener()
     if (this.virtualId !== undefined) this.options.engine.closeListener(this.virtualId)
     this.virtualId = undefined
@@ -115,7 +129,11 @@ export class NativeHboneServer {
     if (this.draining) this.options.engine.native.sessionClose(sessionId, true)
     return {
       closed: () => this.sessions.delete(sessionId),
-      request: (tunnelId, method, authority, forwarded) => this.onRequest(sessionId, peer, tunnelId, {authority, forwarded, method}),
+      request: (tunnelId, method, authority, forwarded) => {
+        const request = {authority, forwarded, method}
+        if (this.options.handleRequest) this.options.handleRequest(tunnelId, request, peer)
+        else this.onRequest(sessionId, peer, tunnelId, request)
+      },
     }
   }
 
@@ -127,7 +145,7 @@ export class NativeHboneServer {
     )
   }
 
-  private onRequest(sessionId: number, peer: SessionPeer, tunnelId: number, request: {authority: string; forwarded?: string; method: string}): void {
+  private onRequest(sessionId: number, peer: SessionPeer, tunnelId: number, request: NativeRequest): void {
     const {engine, tracker} = this.options
     const admission = admitConnect(request, peer, {
       advertise: this.options.advertise(),
@@ -208,19 +226,31 @@ export class NativeHboneServer {
       return
     }
 
-    engine.watchTunnel(tunnelId, {
-      dialResult: (code, message) => {
-        if (code === '') {
-          // Connected and answered 200: from here the addon relays; the tracker accounts.
-          const finish = tracker.opened(record, labels, () => engine.native.abort(tunnelId, 'closed by the agent'))
-          engine.watchTunnel(tunnelId, {closed: (fromPlain, toPlain, error) => finish({fromPlain, toPlain}, error)})
-          return
-        }
-
-        engine.forgetTunnel(tunnelId)
-        if (code !== 'ECANCELED') refuseDial(describeSystemError(Object.assign(new Error(`${code}: ${message ?? 'failed'}`), {code})))
-      },
-    })
-    if (!engine.native.accept(tunnelId, ip, target.port, this.options.dialTimeoutMs)) engine.forgetTunnel(tunnelId) // the client went away meanwhile
+    dialAndRelay({engine, refuseDial, tracker}, tunnelId, {host: ip, port: target.port}, {labels, record}, this.options.dialTimeoutMs)
   }
+}
+
+/**
+ * Let the addon dial TARGET (an IP) for the CONNECT TUNNEL_ID, from FD when given (a pod's socket), and
+ * answer 200 once connected (503 if not, then REFUSE_DIAL hears why); from there the addon relays and the
+ * tracker accounts.
+ */
+export function dialAndRelay(
+  context: {engine: HboneEngine; refuseDial: (why: string) => void; tracker: ConnectionTracker},
+  tunnelId: number, target: HostPort, accounting: Pick<Admission & {allowed: true}, 'labels' | 'record'>, timeoutMs: number, fd?: number,
+): void {
+  const {engine, refuseDial, tracker} = context
+  engine.watchTunnel(tunnelId, {
+    dialResult: (code, message) => {
+      if (code === '') {
+        const finish = tracker.opened(accounting.record, accounting.labels, () => engine.native.abort(tunnelId, 'closed by the agent'))
+        engine.watchTunnel(tunnelId, {closed: (fromPlain, toPlain, error) => finish({fromPlain, toPlain}, error)})
+        return
+      }
+
+      engine.forgetTunnel(tunnelId)
+      if (code !== 'ECANCELED') refuseDial(describeSystemError(Object.assign(new Error(`${code}: ${message ?? 'failed'}`), {code})))
+    },
+  })
+  if (!engine.native.accept(tunnelId, target.host, target.port, timeoutMs, fd)) engine.forgetTunnel(tunnelId) // the client went away meanwhile
 }

@@ -169,7 +169,7 @@ export function socketClient(socket: Socket, pool: HbonePool, tracker: Connectio
 }
 
 /** A socket the addon accepted (TUNNEL_ID), carried over the native pool; the addon relays it. */
-function nativeClient(engine: HboneEngine, pool: NativeHbonePool, tracker: ConnectionTracker, tunnelId: number, remote: string): TunnelClient {
+export function nativeClient(engine: HboneEngine, pool: NativeHbonePool, tracker: ConnectionTracker, tunnelId: number, remote: string): TunnelClient {
   return {
     destroy: () => engine.native.abort(tunnelId, 'refused'),
     async open(destination, target, headers) {

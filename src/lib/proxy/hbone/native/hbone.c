@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 // ---- tuning (docs/hbone.md "Native data path") ----------------------------------------------------
@@ -1920,7 +1922,31 @@ static napi_value throw_errno(napi_env env, const char *call, int err) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);              \
   if (argc < count) return throw_error(env, "EINVAL", "missing arguments")
 
+// COUNT arguments of which the last may be absent (read as undefined).
+#define ARGS_OPTIONAL_LAST(count)                                    \
+  size_t argc = count;                                               \
+  napi_value argv[count];                                            \
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);              \
+  if (argc < count - 1) return throw_error(env, "EINVAL", "missing arguments")
+
 static int get_double(napi_env env, napi_value value, double *out) { return napi_get_value_double(env, value, out) == napi_ok; }
+
+// An adopted socket (made by JS elsewhere, e.g. inside a pod's network namespace by the netns addon):
+// -1 when VALUE is undefined, -2 when it is not an integer naming an open socket (a file, a pipe
+// are refused untouched). The engine owns (and closes) it from here.
+static int adopted_fd(napi_env env, napi_value value) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok || type == napi_undefined) return -1;
+  double number;
+  if (type != napi_number || napi_get_value_double(env, value, &number) != napi_ok || !(number >= 0 && number <= 1e9) || number != (double)(int)number) return -2;
+  int fd = (int)number;
+  struct stat info;
+  if (fstat(fd, &info) < 0 || !S_ISSOCK(info.st_mode)) return -2;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -2;
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return fd;
+}
 
 // The object an id argument names, or NULL (not a number, stale, or another kind).
 static void *arg_object(napi_env env, napi_value value, enum kind kind) {
@@ -2071,6 +2097,13 @@ static napi_value js_context_free(napi_env env, napi_callback_info info) {
   return boolean(env, 1);
 }
 
+static int local_port(int fd) {
+  struct sockaddr_storage actual;
+  socklen_t actual_length = sizeof actual;
+  if (getsockname(fd, (struct sockaddr *)&actual, &actual_length) < 0) return 0;
+  return ntohs(actual.ss_family == AF_INET ? ((struct sockaddr_in *)&actual)->sin_port : ((struct sockaddr_in6 *)&actual)->sin6_port);
+}
+
 static int open_listener(const char *host, int port, int *bound_port, int *err) {
   struct sockaddr_storage address;
   socklen_t length;
@@ -2090,10 +2123,7 @@ static int open_listener(const char *host, int port, int *bound_port, int *err) 
     close(fd);
     return -1;
   }
-  struct sockaddr_storage actual;
-  socklen_t actual_length = sizeof actual;
-  getsockname(fd, (struct sockaddr *)&actual, &actual_length);
-  *bound_port = ntohs(actual.ss_family == AF_INET ? ((struct sockaddr_in *)&actual)->sin_port : ((struct sockaddr_in6 *)&actual)->sin6_port);
+  *bound_port = local_port(fd);
   return fd;
 }
 
@@ -2134,10 +2164,11 @@ static int get_limits(napi_env env, napi_value value, limits *out) {
   return ok;
 }
 
-// listen(host, port, contextId | -1, keepaliveMs, keepaliveTimeoutMs, limits | undefined) → [id, port]. With a
+// listen(host, port, contextId | -1, keepaliveMs, keepaliveTimeoutMs, limits | undefined, fd?) → [id, port]. With a
 // context it is an HBONE (TLS) listener bounded by LIMITS, else a plain one whose connections become tunnels (EV_ACCEPT).
+// FD: an already listening socket to adopt instead of binding HOST:PORT (a pod's, made in its namespace).
 static napi_value js_listen(napi_env env, napi_callback_info info) {
-  ARGS(6);
+  ARGS_OPTIONAL_LAST(7);
   char *host = get_string(env, argv[0], 64);
   int port, keepalive_ms, keepalive_timeout_ms;
   double context_id;
@@ -2153,7 +2184,13 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
     return throw_error(env, "EINVAL", "unknown TLS context");
   }
   int err = 0, bound_port = 0;
-  int fd = open_listener(host, port, &bound_port, &err);
+  int fd = adopted_fd(env, argv[6]);
+  if (fd == -2) {
+    free(host);
+    return throw_error(env, "EBADF", "listen: the adopted listener is not an open socket");
+  }
+  if (fd >= 0) bound_port = local_port(fd);
+  else fd = open_listener(host, port, &bound_port, &err);
   free(host);
   if (fd < 0) return throw_errno(env, "listen", err);
   listener *l = calloc(1, sizeof *l);
@@ -2215,10 +2252,11 @@ static napi_value js_listen_virtual(napi_env env, napi_callback_info info) {
   return number(env, l->id);
 }
 
-// connect(contextId, host, port, timeoutMs, keepaliveMs, keepaliveTimeoutMs) → session id. The outcome
+// connect(contextId, host, port, timeoutMs, keepaliveMs, keepaliveTimeoutMs, fd?) → session id. The outcome
 // comes as EV_SESSION_READY (with the peer's SPIFFE ID and serial, for JS to pin) or EV_SESSION_FAILED.
+// FD: an unconnected socket to dial from (made inside a pod's namespace, with its mark) instead of a new one.
 static napi_value js_connect(napi_env env, napi_callback_info info) {
-  ARGS(6);
+  ARGS_OPTIONAL_LAST(7);
   int port, timeout_ms, keepalive_ms, keepalive_timeout_ms;
   char *host = get_string(env, argv[1], 64);
   context *c = arg_object(env, argv[0], K_CONTEXT);
@@ -2233,7 +2271,9 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   snprintf(remote, sizeof remote, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
   free(host);
   if (parsed < 0) return throw_error(env, "EINVAL", "connect: the host must be an IP address");
-  int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = adopted_fd(env, argv[6]);
+  if (fd == -2) return throw_error(env, "EBADF", "connect: the adopted socket is not open");
+  if (fd < 0) fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
   set_nodelay(fd);
   session *s = session_new(fd, 0, c->ssl, remote);
@@ -2448,10 +2488,11 @@ static napi_value js_pair(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// accept(tunnelId, ip, port, timeoutMs): the server side dials the target; 200 once connected, 503 if
-// not (EV_DIAL_RESULT either way).
+// accept(tunnelId, ip, port, timeoutMs, fd?): the server side dials the target; 200 once connected, 503 if
+// not (EV_DIAL_RESULT either way). FD: an unconnected socket to dial from (a pod's) instead of a new one;
+// the engine owns it even when the tunnel is gone.
 static napi_value js_accept(napi_env env, napi_callback_info info) {
-  ARGS(4);
+  ARGS_OPTIONAL_LAST(5);
   int port, timeout_ms;
   tunnel *t = arg_object(env, argv[0], K_TUNNEL);
   char *host = get_string(env, argv[1], 64);
@@ -2463,10 +2504,17 @@ static napi_value js_accept(napi_env env, napi_callback_info info) {
   socklen_t length;
   int parsed = parse_address(host, port, &address, &length);
   free(host);
-  if (parsed < 0) return throw_error(env, "EINVAL", "accept: the target must be an IP address");
-  if (!t || !t->server || t->dead || t->established || t->dialing || t->released || !t->session || t->h2_closed || t->kind != P_FD) return boolean(env, 0);
+  int given = adopted_fd(env, argv[4]);
+  if (parsed < 0 || given == -2) {
+    if (given >= 0) close(given);
+    return throw_error(env, "EINVAL", parsed < 0 ? "accept: the target must be an IP address" : "accept: the adopted socket is not open");
+  }
+  if (!t || !t->server || t->dead || t->established || t->dialing || t->released || !t->session || t->h2_closed || t->kind != P_FD) {
+    if (given >= 0) close(given);
+    return boolean(env, 0);
+  }
   t->awaiting = 0;
-  int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = given >= 0 ? given : socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     dial_finished(t, errno);
     schedule_settle();
@@ -2692,6 +2740,37 @@ static napi_value js_cancel(napi_env env, napi_callback_info info) {
   return boolean(env, 1);
 }
 
+// An accepted plain connection JS has not opened, peeked or answered yet.
+static tunnel *untouched_plain(napi_env env, napi_value id) {
+  tunnel *t = arg_object(env, id, K_TUNNEL);
+  if (!t || t->server || t->dead || t->session || t->established || t->preface || t->finishing || t->kind != P_FD || t->fd < 0) return NULL;
+  return t;
+}
+
+// plainFd(tunnelId) → the accepted plain socket's fd (JS reads SO_ORIGINAL_DST on it), -1 when not such a tunnel.
+static napi_value js_plain_fd(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  tunnel *t = untouched_plain(env, argv[0]);
+  return number(env, t ? t->fd : -1);
+}
+
+// detach(tunnelId) → fd: JS takes an accepted plain socket back (node:net carries it); the tunnel is gone,
+// no event follows. -1 when not such a tunnel.
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  tunnel *t = untouched_plain(env, argv[0]);
+  if (!t) return number(env, -1);
+  int fd = t->fd;
+  close_handle((uv_handle_t *)t->poll); // libuv forgets the fd before node's handle adopts it
+  t->poll = NULL;
+  t->poll_mask = 0;
+  t->fd = -1;
+  t->released = 1;
+  tunnel_kill(t);
+  schedule_settle();
+  return number(env, fd);
+}
+
 // stats() → [sessions, tunnels] alive, for tests and config_dump.
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   (void)info;
@@ -2750,6 +2829,8 @@ static napi_value module_init(napi_env env, napi_value exports) {
     {"carrier", NULL, js_carrier, NULL, NULL, NULL, napi_default, NULL},
     {"listenVirtual", NULL, js_listen_virtual, NULL, NULL, NULL, napi_default, NULL},
     {"sessionInfo", NULL, js_session_info, NULL, NULL, NULL, napi_default, NULL},
+    {"plainFd", NULL, js_plain_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"detach", NULL, js_detach, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;
