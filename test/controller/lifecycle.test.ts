@@ -69,6 +69,7 @@ test('renewal at half-life with a short TTL; the old certificate serves until th
   assert.equal(certInfo(next.cert).spiffe, certInfo(first.cert).spiffe)
   assert.notEqual(next.key, first.key, 'a fresh key each renewal')
   assert.equal((await readIdentityFile(file)).cert, next.cert, 'the identity file was rewritten')
+  assert.equal(renewer.storage, 'file', 'a writable file holds the renewed certificate')
   // Both certificates are accepted until the old one expires.
   for (const identity of [first, next]) {
     const client = ControllerClient.fromIdentity(identity)

@@ -16,14 +16,16 @@
 //
 // cluster.kc is a client-node KubeConfig (admin), cluster.kubeconfigPath its file; cluster.nodes[i] has the
 // node name, IP (its bridge), pod CIDR, containerd socket and CNI dirs; cluster.kubernetesServiceIp is what
-// pods see as KUBERNETES_SERVICE_HOST. No cluster DNS: pods find Services through <NAME>_SERVICE_HOST/_PORT.
+// pods see as KUBERNETES_SERVICE_HOST; nodeValues(node) points an install at one node's dirs,
+// sharedNodeValues(cluster) at every node's ($(NODE_NAME) in the paths: one install for two nodes).
+// No cluster DNS: pods find Services through <NAME>_SERVICE_HOST/_PORT.
 // Pods reach only this cluster's addresses (they have no default route); nothing leaves the machine.
 // On failure, every component's log tail is printed and the logs are kept in /tmp/ztctl-k8s-logs/<id>.
 // If the test process dies, the 'exit'/signal handlers run down.sh; if it is SIGKILLed, the next start's sweep does.
 import assert from 'node:assert/strict'
 import {execFile, execFileSync, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync} from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -75,6 +77,23 @@ export interface ClusterNode {
  */
 export function nodeValues(node: ClusterNode): string[] {
   return nodeSettings(node).flatMap((setting) => ['--set', setting])
+}
+
+/**
+ * One set of values for every node of the cluster: each directory names `$(NODE_NAME)` where up.sh puts the
+ * node's name (<state dir>/node-1/cni/net.d, <state dir>/ztctl-run/node-1, ...), so each agent pod mounts its
+ * own node's directories although one DaemonSet serves both nodes (docs/kubernetes-cni.md).
+ */
+export function sharedNodeValues(cluster: Pick<Cluster, 'nodes'>): string[] {
+  const [node] = cluster.nodes
+  const perNode = (dir: string): string => {
+    const parts = dir.split('/')
+    assert.equal(parts.filter((part) => part === node.name).length, 1, `${dir} names ${node.name} once`)
+    return parts.map((part) => (part === node.name ? '$(NODE_NAME)' : part)).join('/')
+  }
+
+  return nodeSettings({...node, cniBinDir: perNode(node.cniBinDir), cniConfDir: perNode(node.cniConfDir), netnsDir: perNode(node.netnsDir), runDir: perNode(node.runDir)})
+    .flatMap((setting) => ['--set', setting])
 }
 
 /** The same values as `key=value` settings (for code that renders manifests itself). */
@@ -286,8 +305,8 @@ function footprintOf(info: ClusterInfo): Footprint {
     if (started && pid !== process.pid) processes.set(pid, started)
   }
 
-  const podUids = info.nodes.flatMap((node, index) => {
-    const podsDir = path.join(info.stateDir, `n${index + 1}`, 'kubelet/root/pods')
+  const podUids = info.nodes.flatMap((node) => {
+    const podsDir = path.join(info.stateDir, node.name, 'kubelet/root/pods')
     return existsSync(podsDir) ? readdirSync(podsDir) : []
   })
   const saved = path.join(info.stateDir, 'created/sysctl.saved')
@@ -403,7 +422,13 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
     nodes: info.nodes,
     objects: KubernetesObjectApi.makeApiClient(kc),
     async podLogs(namespace, pod, container) {
-      return cluster.core.readNamespacedPodLog({container, name: pod, namespace})
+      try {
+        return await cluster.core.readNamespacedPodLog({container, name: pod, namespace})
+      } catch (error) {
+        const log = runtimeLog(info.stateDir, namespace, pod, container)
+        if (log === undefined) throw error
+        return log
+      }
     },
     podCidr: info.podCidr,
     portForward: (namespace, pod, port) => forwardPort(kc, namespace, pod, port),
@@ -425,6 +450,42 @@ export async function startCluster(t: TestContextLike, options: StartClusterOpti
     assert.deepEqual(left, [], `cluster ${info.id} left things on the host`)
   })
   return cluster
+}
+
+/**
+ * A running container's log read through the descriptor its node's containerd writes it with. On two nodes
+ * each kubelet takes the other's pods for deleted and removes their log directories from the shared
+ * /var/log/pods (kubelet 1.20's container GC, every minute; the path is fixed), so the API answers "no such
+ * file" for a live container whose log containerd still writes. undefined: no such open log.
+ */
+function runtimeLog(stateDir: string, namespace: string, pod: string, container?: string): string | undefined {
+  const pidDir = path.join(stateDir, 'pids')
+  const prefix = `/var/log/pods/${namespace}_${pod}_`
+  const open: {fd: string; target: string}[] = []
+  for (const file of readdirSync(pidDir).filter((name) => name.endsWith('-containerd.pid'))) {
+    const fdDir = `/proc/${readFileSync(path.join(pidDir, file), 'utf8').trim()}/fd`
+    for (const fd of existsSync(fdDir) ? readdirSync(fdDir) : []) {
+      const target = (() => {
+        try {
+          return readlinkSync(path.join(fdDir, fd))
+        } catch {
+          return '' // closed meanwhile
+        }
+      })()
+      if (target.startsWith(prefix) && (!container || target.includes(`/${container}/`))) open.push({fd: path.join(fdDir, fd), target})
+    }
+  }
+
+  const latest = open.sort((a, b) => a.target.localeCompare(b.target, undefined, {numeric: true})).at(-1)
+  return latest && criLogText(readFileSync(latest.fd, 'utf8'))
+}
+
+/** The text of a CRI log file (`<time> <stream> <F|P> <text>` per line), as the API returns it. */
+function criLogText(file: string): string {
+  return file.split('\n').filter(Boolean).map((line) => {
+    const [, , tag = 'F', ...text] = line.split(' ')
+    return text.join(' ') + (tag === 'P' ? '' : '\n')
+  }).join('')
 }
 
 async function waitForPodReady(core: CoreV1Api, namespace: string, name: string, timeoutMs = 120_000): Promise<V1Pod> {

@@ -10,53 +10,21 @@
 // Each step's time is reported as a diagnostic.
 import assert from 'node:assert/strict'
 import {existsSync} from 'node:fs'
-import {mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, readdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {test} from 'node:test'
-
-import type {V1Pod} from '@kubernetes/client-node'
 
 import {ControllerClient} from '../../src/lib/client/controller-client.js'
 import {enrollWithServiceAccount} from '../../src/lib/client/kube-enroll.js'
 import {createKeyAndCsr} from '../../src/lib/pki/pki.js'
 import {runCli} from '../helpers/controller.js'
-import {type Cluster, K8S_TEST_TIMEOUT_MS, nodeValues, startCluster, ztctlImage} from '../helpers/k8s.js'
+import {K8S_TEST_TIMEOUT_MS, nodeValues, startCluster, ztctlImage} from '../helpers/k8s.js'
 import {waitUntil} from '../helpers/wait.js'
+import {accessLogEntry, createServiceAccounts, fetchFrom, fetchWhenServed, PORT, server, sleeper, stepTimer} from './cni-fixtures.js'
 
 const NS = 'ztctl-system'
-const BUSYBOX = 'ztctl.local/busybox:dev'
 const TD = 'cluster.local'
-const PORT = 8080
-
-function pod(namespace: string, name: string, serviceAccount: string, command: string[], annotations: Record<string, string> = {}): V1Pod {
-  return {
-    metadata: {annotations, labels: {app: name}, name, namespace},
-    spec: {
-      containers: [{command, image: BUSYBOX, imagePullPolicy: 'Never', name}],
-      serviceAccountName: serviceAccount, terminationGracePeriodSeconds: 0,
-    },
-  }
-}
-
-const server = (namespace: string): V1Pod =>
-  pod(namespace, 'server', 'server', ['sh', '-c', `mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && exec httpd -f -p ${PORT} -h /www`])
-const sleeper = (namespace: string, name: string, serviceAccount = name, annotations: Record<string, string> = {}): V1Pod => pod(namespace, name, serviceAccount, ['sleep', '3600'], annotations)
-
-/** One HTTP request from the pod with busybox nc (its static wget crashes); code 0 only with the page's body. */
-async function fetchFrom(cluster: Cluster, namespace: string, name: string, ip: string, port = PORT): Promise<{code: number; out: string}> {
-  const result = await cluster.exec(namespace, name, ['sh', '-c', `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${ip} ${port}`], {timeoutMs: 20_000})
-  const body = result.stdout.split('\r\n\r\n')[1] ?? ''
-  return {code: result.code === 0 && result.stdout.startsWith('HTTP/1.') ? 0 : result.code || 1, out: body || result.stdout + result.stderr}
-}
-
-/** Service accounts, each with its token (Kubernetes 1.20 admits no pod of a service account before its token exists). */
-async function createServiceAccounts(cluster: Cluster, namespace: string, names: string[]): Promise<void> {
-  for (const name of names) await cluster.core.createNamespacedServiceAccount({body: {metadata: {name}}, namespace})
-  for (const name of names) {
-    await waitUntil(`the token of ${namespace}/${name}`, () => cluster.core.readNamespacedServiceAccount({name, namespace}).then((sa) => (sa.secrets?.length ? sa : undefined)), 60_000)
-  }
-}
 
 test('the CNI plugin redirects enrolled pods at start; uninstall restores the conflist byte for byte', {timeout: K8S_TEST_TIMEOUT_MS}, async (t) => {
   const image = await ztctlImage()
@@ -69,15 +37,7 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
   const home = await mkdtemp(path.join(tmpdir(), 'ztctl-k8s2a-'))
   t.after(() => rm(home, {force: true, recursive: true}))
   const env = {...process.env, HOME: home, KUBECONFIG: cluster.kubeconfigPath, NO_COLOR: '1', ZTCTL_HOME: home}
-  const timings: Record<string, number> = {}
-  const step = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
-    const started = Date.now()
-    try {
-      return await work()
-    } finally {
-      timings[name] = Date.now() - started
-    }
-  }
+  const {step, timings} = stepTimer()
 
   const ztctl = async (args: string[]) => {
     const result = await runCli(args, env, {timeoutMs: 600_000})
@@ -99,6 +59,19 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
     assert.deepEqual(chained.plugins.map((plugin) => plugin.type), ['bridge', 'ztctl-cni'])
     assert.equal(chained.plugins[1]?.socket, path.join(runDir, 'cni.sock'))
     assert.ok(existsSync(path.join(node.cniBinDir, 'ztctl-cni')), 'the plugin executable is in the node\'s bin dir')
+  })
+
+  await t.test('the primary CNI rewriting its conflist gets the entry back at once: the agent watches the conf dir (its poll is 30 s)', async () => {
+    const rewritten = Date.now()
+    await writeFile(`${conflist}.tmp`, original)
+    await rename(`${conflist}.tmp`, conflist) // as a CNI installer writes: whole file, renamed into place
+    await waitUntil('chained again', async () => {
+      const plugins = (JSON.parse(await readFile(conflist, 'utf8')) as {plugins: {type: string}[]}).plugins.map((plugin) => plugin.type)
+      return plugins.includes('ztctl-cni') || undefined
+    }, 30_000, 20)
+    const after = Date.now() - rewritten
+    t.diagnostic(`chained again ${after} ms after the rewrite`)
+    assert.ok(after < 5000, `chained again after ${after} ms: by the watch, not the 30 s poll`)
   })
 
   const amb = 'amb'
@@ -133,16 +106,10 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
   })
 
   await t.test('a connection between two enrolled pods goes through the node agent: access log and metrics name both SPIFFE IDs', async () => {
-    const reply = await step('first mesh fetch', () => waitUntil<{code: number; out: string}>('client → server through the mesh', async () => {
-      const result = await fetchFrom(cluster, amb, 'client', ips.server)
-      return result.code === 0 ? result : undefined
-    }, 60_000, 500))
+    const reply = await step('first mesh fetch', () => fetchWhenServed('client → server through the mesh', cluster, amb, 'client', ips.server))
     assert.equal(reply.out.trim(), 'hello from server')
     const agentPod = await nodeAgentPod()
-    const line = await waitUntil('the access log line of client → server', async () => {
-      const lines = (await cluster.podLogs(NS, agentPod)).split('\n').filter((text) => text.includes('"scope":"access"'))
-      return lines.map((text) => JSON.parse(text) as Record<string, unknown>).find((entry) => entry['src.identity'] === `spiffe://${TD}/ns/${amb}/sa/client`)
-    }, 30_000, 500)
+    const line = await accessLogEntry(cluster, agentPod, `spiffe://${TD}/ns/${amb}/sa/client`)
     assert.equal(line['dst.identity'], `spiffe://${TD}/ns/${amb}/sa/server`)
     const forward = await cluster.portForward(NS, agentPod, 15_020)
     try {
@@ -157,10 +124,7 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
 
   await t.test('a connection to a Service\'s ClusterIP from an enrolled pod reaches the endpoint pod through the node agent', async () => {
     const clusterIp = service.spec!.clusterIP!
-    const reply = await step('ClusterIP fetch', () => waitUntil<{code: number; out: string}>('client → web ClusterIP:80', async () => {
-      const result = await fetchFrom(cluster, amb, 'client', clusterIp, 80)
-      return result.code === 0 ? result : undefined
-    }, 60_000, 500))
+    const reply = await step('ClusterIP fetch', () => fetchWhenServed('client → web ClusterIP:80', cluster, amb, 'client', clusterIp, 80))
     assert.equal(reply.out.trim(), 'hello from server')
     const agentPod = await nodeAgentPod()
     await waitUntil('the access log line of the endpoint connection', async () => {
@@ -199,10 +163,7 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
     })
     const pods = await cluster.core.readNamespacedPod({name: 'plain', namespace: plain})
     assert.equal(pods.status?.containerStatuses?.[0]?.restartCount, 0, 'no restart')
-    const reply = await waitUntil<{code: number; out: string}>('plain → server through the mesh', async () => {
-      const result = await fetchFrom(cluster, plain, 'plain', ips.server)
-      return result.code === 0 ? result : undefined
-    }, 30_000, 500)
+    const reply = await fetchWhenServed('plain → server through the mesh', cluster, plain, 'plain', ips.server, PORT, {timeoutMs: 30_000})
     assert.equal(reply.out.trim(), 'hello from server')
   })
 
@@ -215,10 +176,7 @@ test('the CNI plugin redirects enrolled pods at start; uninstall restores the co
         return name && name !== before ? name : undefined
       }, 120_000, 500)
       await cluster.waitForPodReady(NS, after)
-      const reply = await waitUntil<{code: number; out: string}>('client → server through the new agent', async () => {
-        const result = await fetchFrom(cluster, amb, 'client', ips.server)
-        return result.code === 0 ? result : undefined
-      }, 60_000, 500)
+      const reply = await fetchWhenServed('client → server through the new agent', cluster, amb, 'client', ips.server)
       assert.equal(reply.out.trim(), 'hello from server')
       await waitUntil('the new agent\'s access log line', async () => (await cluster.podLogs(NS, after)).includes(`"src.identity":"spiffe://${TD}/ns/${amb}/sa/client"`) || undefined, 30_000, 500)
     })

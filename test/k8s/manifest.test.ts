@@ -79,6 +79,32 @@ test('manifest generate: deterministic, in dependency order, with the names, lab
   assert.deepEqual(demo.filter((object) => object.metadata.namespace === 'ztctl-demo').map((object) => `${object.kind}/${object.metadata.name}`), ['Service/web', 'Deployment/client', 'Deployment/web'])
 })
 
+test('manifest generate: a $(NODE_NAME) path component names each node\'s directories: run and netns dirs mount the directory above, conf and bin dirs only the node\'s own (subPathExpr)', async () => {
+  const root = '/srv/nodes'
+  const objects = await generate(['--profile', 'ambient', '--set', `cni.confDir=${root}/$(NODE_NAME)/net.d`, '--set', `cni.binDir=${root}/$(NODE_NAME)/bin`,
+    '--set', 'cni.netnsDir=/srv/cri/$(NODE_NAME)/netns', '--set', 'cni.runDir=/srv/run/$(NODE_NAME)'])
+  type PodSpec = {containers: {args: string[]; volumeMounts: {name: string}[]}[]; volumes: {hostPath?: {path: string}; name: string}[]}
+  const podOf = (name: string) => (find(objects, 'DaemonSet', name)!.spec as {template: {spec: PodSpec}}).template.spec
+  const cni = podOf('ztctl-cni')
+  const node = podOf('ztctl-node')
+  const hostPaths = (spec: PodSpec) => Object.fromEntries(spec.volumes.filter((volume) => volume.hostPath).map((volume) => [volume.name, volume.hostPath!.path]))
+  assert.deepEqual(hostPaths(cni), {'cni-bin': root, 'cni-conf': root, netns: '/srv/cri', 'ztctl-run': '/srv/run'})
+  assert.deepEqual(hostPaths(node), {netns: '/srv/cri', 'ztctl-run': '/srv/run'})
+  const mounts = (spec: PodSpec) => spec.containers[0].volumeMounts.filter((mount) => ['cni-bin', 'cni-conf', 'netns', 'ztctl-run'].includes(mount.name))
+  assert.deepEqual(mounts(cni), [
+    {mountPath: '/host/cni/net.d', name: 'cni-conf', subPathExpr: '$(NODE_NAME)/net.d'},
+    {mountPath: '/host/cni/bin', name: 'cni-bin', subPathExpr: '$(NODE_NAME)/bin'},
+    {mountPath: '/srv/run', name: 'ztctl-run'},
+    {mountPath: '/srv/cri', mountPropagation: 'HostToContainer', name: 'netns', readOnly: true},
+  ])
+  assert.deepEqual(mounts(node), mounts(cni).slice(2))
+  // the kubelet expands $(NODE_NAME) in args from the pods' NODE_NAME
+  const args = cni.containers[0].args
+  assert.deepEqual(args.slice(args.indexOf('--run-dir'), args.indexOf('--exclude-namespace')), ['--run-dir', '/srv/run/$(NODE_NAME)', '--netns-dir', '/srv/cri/$(NODE_NAME)/netns'])
+  assert.deepEqual(node.containers[0].args.slice(-4), ['--inpod-socket', '/srv/run/$(NODE_NAME)/inpod.sock', '--inpod-state-dir', '/srv/run/$(NODE_NAME)/inpod'])
+  for (const spec of [cni, node]) assert.ok(JSON.stringify(spec.containers[0]).includes('"name":"NODE_NAME","valueFrom":{"fieldRef"'), 'NODE_NAME from the downward API')
+})
+
 test('values: typed --set (numbers, booleans, lists, escaped map keys), -f files merged in order, then --set', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'ztctl-values-'))
   t.after(() => rm(dir, {force: true, recursive: true}))

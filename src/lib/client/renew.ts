@@ -31,7 +31,7 @@ export async function renewIdentity(identity: IdentityFile, options: {timeoutMs?
 }
 
 export interface CertificateRenewerOptions {
-  /** rewrite this identity file (atomically, 0600) after each renewal */
+  /** rewrite this identity file (atomically, 0600) after each renewal when it can be written */
   file?: string
   maxBackoffMs?: number
   minBackoffMs?: number
@@ -39,15 +39,23 @@ export interface CertificateRenewerOptions {
   renew?: (identity: IdentityFile) => Promise<IdentityFile>
 }
 
+/** Where the current certificate lives: in the identity file, or only in this process (the file cannot be written). */
+export type CertificateStorage = 'file' | 'memory'
+
 /**
  * Keeps an identity's certificate fresh: renews at half-life, retries failures with bounded
  * exponential backoff and jitter, and keeps `identity` at the old certificate until a new one arrives.
- * Events: 'renewed' (identity: IdentityFile), 'error' (error: unknown, retryInMs: number); an 'error'
- * without listeners is dropped rather than thrown, because a failed renewal is retried anyway.
+ * A renewed certificate the file cannot take (a read-only Secret volume) is kept in memory: the
+ * process serves it and renews from it; the file is tried again at the next renewal.
+ * Events: 'renewed' (identity: IdentityFile), 'error' (error: unknown, retryInMs: number), 'memory'
+ * (file: string, error: unknown) the first time the file cannot be written; an 'error' without
+ * listeners is dropped rather than thrown, because a failed renewal is retried anyway.
  */
 export class CertificateRenewer extends EventEmitter {
   private current: IdentityFile
   private failures = 0
+  private saidMemory = false
+  private where: CertificateStorage
   private stopped = true
   private timer?: NodeJS.Timeout
   private readonly maxBackoffMs: number
@@ -58,6 +66,12 @@ export class CertificateRenewer extends EventEmitter {
     this.current = identity
     this.minBackoffMs = options.minBackoffMs ?? 1000
     this.maxBackoffMs = options.maxBackoffMs ?? 60_000
+    this.where = options.file ? 'file' : 'memory'
+  }
+
+  /** Whether the current certificate is the one in the identity file or one kept in memory only. */
+  get storage(): CertificateStorage {
+    return this.where
   }
 
   /** The identity to use right now. */
@@ -85,6 +99,21 @@ export class CertificateRenewer extends EventEmitter {
     this.timer.unref()
   }
 
+  /** Writes NEXT to the file when there is one and it takes it; else the renewal stays in memory. */
+  private async store(next: IdentityFile): Promise<void> {
+    const {file} = this.options
+    if (!file) return
+    try {
+      await writeIdentityFile(file, next)
+      this.where = 'file'
+    } catch (error) {
+      this.where = 'memory'
+      if (this.saidMemory) return
+      this.saidMemory = true
+      this.emit('memory', file, error)
+    }
+  }
+
   private attempt(): void {
     if (msUntilRenewal(this.current) > 1000) {
       this.schedule(msUntilRenewal(this.current))
@@ -95,7 +124,7 @@ export class CertificateRenewer extends EventEmitter {
     renew(this.current)
       .then(async (next) => {
         if (this.stopped) return
-        if (this.options.file) await writeIdentityFile(this.options.file, next)
+        await this.store(next)
         this.current = next
         this.failures = 0
         this.emit('renewed', next)

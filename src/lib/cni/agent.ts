@@ -6,6 +6,7 @@
 // or being deleted: every pod back to plain networking, the configuration restored byte for byte, the
 // plugin removed) from a restart (pods stay redirected; the plugin passes pods through until it is back).
 import {once} from 'node:events'
+import {type FSWatcher, watch} from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -25,6 +26,9 @@ export const PLUGIN_SOURCE = path.resolve(path.dirname(fileURLToPath(import.meta
 export const CNI_SOCKET_NAME = 'cni.sock'
 export const INPOD_SOCKET_NAME = 'inpod.sock'
 export const INPOD_STATE_NAME = 'inpod'
+const CHAIN_POLL_MS = 30_000
+// a rewrite is a few events (create, write, rename): one look after they settle
+const WATCH_SETTLE_MS = 50
 
 export interface CniAgentOptions {
   binDir: string
@@ -38,7 +42,7 @@ export interface CniAgentOptions {
   enrollment?: EnrollmentOptions
   backend?: BackendRequest
   kubeconfig?: string
-  /** how often to look at the configuration again (re-chain), default 5 s */
+  /** how often to look at the configuration again although no change was seen (re-chain), default 30 s */
   intervalMs?: number
   /** how often to reconcile the node's pods, default 5 s */
   reconcileMs?: number
@@ -105,7 +109,16 @@ export async function startCniAgent(options: CniAgentOptions): Promise<CniAgent>
   }
 
   tick()
-  const chainTimer = setInterval(() => void ensureChained().then(report), options.intervalMs ?? 5000)
+  // a change in the conf dir re-chains at once (a primary CNI rewriting its file); the slow poll is the safety net
+  const rechain = serialized(async () => {
+    await ensureChained()
+    report()
+  })
+  const confWatch = watchDir(options.confDir, rechain, (message) => logger.warn({dir: options.confDir}, message))
+  const chainTimer = setInterval(() => {
+    confWatch.ensure()
+    rechain()
+  }, options.intervalMs ?? CHAIN_POLL_MS)
   chainTimer.unref()
   const reconcileTimer = setInterval(tick, options.reconcileMs ?? 5000)
   reconcileTimer.unref()
@@ -125,6 +138,8 @@ export async function startCniAgent(options: CniAgentOptions): Promise<CniAgent>
     async close(force) {
       clearInterval(chainTimer)
       clearInterval(reconcileTimer)
+      confWatch.close()
+      await rechain.idle()
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
       await reconciling
@@ -144,5 +159,68 @@ export async function startCniAgent(options: CniAgentOptions): Promise<CniAgent>
     },
     findings: () => findings,
     reconcile: () => redirector.reconcile(),
+  }
+}
+
+/** FN, never twice at once: a call while it runs asks for one more run after it (calls in between fold into that one). */
+function serialized(fn: () => Promise<void>): (() => void) & {idle(): Promise<void>} {
+  let running: Promise<void> | undefined
+  let again = false
+  const run = (): void => {
+    if (running) {
+      again = true
+      return
+    }
+
+    running = fn().catch(() => {}).finally(() => {
+      running = undefined
+      if (again) {
+        again = false
+        run()
+      }
+    })
+  }
+
+  return Object.assign(run, {idle: async () => {
+    again = false
+    await running
+  }})
+}
+
+/** Call ONCHANGE (settled) when DIR's entries change; a dir that cannot be watched yet is tried again by ensure(). */
+function watchDir(dir: string, onChange: () => void, warn: (message: string) => void): {close(): void; ensure(): void} {
+  let watcher: FSWatcher | undefined
+  let settle: NodeJS.Timeout | undefined
+  let closed = false
+  let warned = false
+  const changed = (): void => {
+    clearTimeout(settle)
+    settle = setTimeout(onChange, WATCH_SETTLE_MS)
+    settle.unref()
+  }
+
+  const ensure = (): void => {
+    if (watcher || closed) return
+    try {
+      watcher = watch(dir, {persistent: false}, changed)
+      watcher.on('error', (error) => {
+        warn(`watching the CNI configuration stopped (${error.message}); the poll goes on`)
+        watcher?.close()
+        watcher = undefined
+      })
+    } catch (error) {
+      if (!warned) warn(`cannot watch the CNI configuration (${(error as Error).message}); polling until it can`)
+      warned = true
+    }
+  }
+
+  ensure()
+  return {
+    close() {
+      closed = true
+      clearTimeout(settle)
+      watcher?.close()
+    },
+    ensure,
   }
 }

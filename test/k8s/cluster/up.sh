@@ -176,15 +176,19 @@ if ((NODES)); then
   for k in $K8S_SYSCTLS; do echo "$k=$(sysctl -n "$k")"; done > "$S/created/sysctl.saved"
   for d in /var/log/pods /var/log/containers /var/lib/kubelet; do [[ -e $d ]] || echo "$d"; done > "$S/created/dirs"
   IMAGES=$("$HERE/base-images.sh")
+  # On a real node / is a shared mount (systemd), so the pods' netns the runtime mounts later reach a
+  # DaemonSet's HostToContainer mount of the netns dir; this host's / is private: give the directory of the
+  # nodes' containerd states that property. down.sh unmounts it with everything below $S.
+  mkdir -p "$S/cri-state" && mount --bind "$S/cri-state" "$S/cri-state" && mount --make-shared "$S/cri-state"
   for i in $(seq "$NODES"); do
-    N=$S/n$i; IP=$(node_ip "$i"); SOCK=$N/containerd/containerd.sock; CG=/ztk8s-$ID-n$i
-    mkdir -p "$N"/{containerd,cni/net.d,cni/ipam,cni/bin,kubelet,ztctl-run} "$N/containerd/state/io.containerd.grpc.v1.cri/netns"
-    # On a real node / is a shared mount (systemd), so the pods' netns the runtime mounts later reach a
-    # DaemonSet's HostToContainer mount of the netns dir; this host's / is private: give the node's netns dir
-    # (containerd keeps it under its state dir, netns_mounts_under_state_dir) that property. down.sh
-    # unmounts it with everything below $S.
-    mount --bind "$N/containerd/state/io.containerd.grpc.v1.cri/netns" "$N/containerd/state/io.containerd.grpc.v1.cri/netns"
-    mount --make-shared "$N/containerd/state/io.containerd.grpc.v1.cri/netns"
+    # a node's files are under $S/<node name> (test/helpers/k8s.ts sharedNodeValues: the nodes share this
+    # machine's filesystem, one set of values with $(NODE_NAME) in the paths names each node's own dirs)
+    N=$S/node-$i; IP=$(node_ip "$i"); SOCK=$N/containerd/containerd.sock; CG=/ztk8s-$ID-n$i
+    # containerd's state (and in it the pods' netns: netns_mounts_under_state_dir) under $S/cri-state/<node>
+    # and the agents' run dir under $S/ztctl-run/<node>: one path with $(NODE_NAME) names each node's own
+    # directory, below a directory that holds nothing else (an agent mounts it whole, docs/kubernetes-cni.md)
+    CSTATE=$S/cri-state/node-$i
+    mkdir -p "$N"/{containerd,cni/net.d,cni/ipam,cni/bin,kubelet} "$S/ztctl-run/node-$i" "$CSTATE/io.containerd.grpc.v1.cri/netns"
     # a plugin dir of our own (links to Debian's plugins): a CNI DaemonSet under test can hostPath it and its
     # net.d and chain itself in without touching /etc/cni or /usr/lib/cni
     for f in /usr/lib/cni/*; do ln -sf "$f" "$N/cni/bin/"; done
@@ -197,7 +201,7 @@ CNI
     cat > "$N/containerd/config.toml" <<TOML
 version = 2
 root = "$N/containerd/root"
-state = "$N/containerd/state"
+state = "$CSTATE"
 [grpc]
   address = "$SOCK"
 [ttrpc]
@@ -255,7 +259,7 @@ YAML
     kubeconfig "$S/node-$i.kubeconfig" "node-$i"
   done
   for i in $(seq "$NODES"); do
-    N=$S/n$i; SOCK=$N/containerd/containerd.sock
+    N=$S/node-$i; SOCK=$N/containerd/containerd.sock
     wait_for "node-$i containerd" ctr --address "$SOCK" version
     for t in pause busybox; do ctr --address "$SOCK" -n k8s.io images import "$IMAGES/$t.tar" >/dev/null; done
     start "n$i-kubelet" "$K8S_BIN/kubelet" --config="$N/kubelet/config.yaml" \
@@ -299,8 +303,8 @@ T_END=$(now_ms)
 
 nodes_json=$(for i in $(seq "$NODES"); do
   printf '{"name":"node-%s","ip":"%s","podCidr":"10.%s.%s.0/24","bridge":"zk%sn%s","cgroupRoot":"/ztk8s-%s-n%s","containerdSocket":"%s","cniConfDir":"%s","cniBinDir":"%s","netnsDir":"%s","runDir":"%s"},' \
-    "$i" "$(node_ip "$i")" "$B" "$i" "$ID" "$i" "$ID" "$i" "$S/n$i/containerd/containerd.sock" "$S/n$i/cni/net.d" "$S/n$i/cni/bin" \
-    "$S/n$i/containerd/state/io.containerd.grpc.v1.cri/netns" "$S/n$i/ztctl-run"
+    "$i" "$(node_ip "$i")" "$B" "$i" "$ID" "$i" "$ID" "$i" "$S/node-$i/containerd/containerd.sock" "$S/node-$i/cni/net.d" "$S/node-$i/cni/bin" \
+    "$S/cri-state/node-$i/io.containerd.grpc.v1.cri/netns" "$S/ztctl-run/node-$i"
 done)
 cat > "$S/cluster.json" <<JSON
 {"id": "$ID", "stateDir": "$S", "kubeconfig": "$KCFG", "server": "$SERVER", "apiAddress": "$API_IP", "apiPort": $API_PORT,

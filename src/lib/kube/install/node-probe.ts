@@ -3,6 +3,7 @@
 // from the host, in a namespace of its own that it deletes afterwards) and reads the answer from its log.
 import {randomBytes} from 'node:crypto'
 
+import {forNode} from '../manifest/host-dirs.js'
 import {imageOf, type InstallValues, type KubeObject, PART_OF_LABEL} from '../manifest/objects.js'
 import type {KubeClient} from '../rest.js'
 import {sleep, waitGone} from './apply.js'
@@ -52,8 +53,8 @@ async function probeNode(kube: KubeClient, values: InstallValues, namespace: str
       terminationGracePeriodSeconds: 0,
       tolerations: [{operator: 'Exists'}],
       volumes: [
-        {hostPath: {path: values.cni.confDir, type: 'Directory'}, name: 'conf'},
-        {hostPath: {path: values.cni.binDir, type: 'Directory'}, name: 'bin'},
+        {hostPath: {path: forNode(values.cni.confDir, node), type: 'Directory'}, name: 'conf'},
+        {hostPath: {path: forNode(values.cni.binDir, node), type: 'Directory'}, name: 'bin'},
         {emptyDir: {}, name: 'tmp'},
       ],
     },

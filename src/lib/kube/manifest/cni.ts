@@ -3,7 +3,7 @@
 // network namespaces (src/lib/cni/agent.ts). It reads pods and namespaces (enrollment) and its own DaemonSet
 // (a stop with the DaemonSet gone is an uninstall), so it has a ServiceAccount token and RBAC for that.
 import {commonEnv} from './controller.js'
-import {sharedHostMounts} from './host-dirs.js'
+import {nodeSubdirVolume, sharedHostMounts} from './host-dirs.js'
 import {perNodeWorkload} from './node-agent.js'
 import {fieldRef, imageOf, type InstallValues, installLabels, type Rendered, resourcesOf} from './objects.js'
 
@@ -15,6 +15,8 @@ export function renderCni(values: InstallValues): Rendered[] {
   if (!values.cni.enabled) return []
   const port = values.cni.readinessPort
   const shared = sharedHostMounts(values)
+  const conf = nodeSubdirVolume('cni-conf', values.cni.confDir, HOST_CONF_DIR)
+  const bin = nodeSubdirVolume('cni-bin', values.cni.binDir, HOST_BIN_DIR)
   const excluded = [...new Set([...values.cni.excludedNamespaces, values.namespace])]
   const [serviceAccount, daemonSet] = perNodeWorkload(values, 'cni', CNI_NAME, values.cni.nodeSelector, {
     // the agent reads pods and namespaces: the ServiceAccount's own token, nothing projected
@@ -33,8 +35,8 @@ export function renderCni(values: InstallValues): Rendered[] {
       resources: resourcesOf(values.cni.resources),
       securityContext: {privileged: true, readOnlyRootFilesystem: true},
       volumeMounts: [
-        {mountPath: HOST_CONF_DIR, name: 'cni-conf'},
-        {mountPath: HOST_BIN_DIR, name: 'cni-bin'},
+        conf.mount,
+        bin.mount,
         ...shared.mounts,
         {mountPath: '/tmp', name: 'tmp'},
         // iptables-legacy takes its lock in /run (the root filesystem is read-only)
@@ -48,8 +50,8 @@ export function renderCni(values: InstallValues): Rendered[] {
     // type Directory: a node without these directories fails the pod with a clear event
     // instead of getting empty directories created on it.
     volumes: [
-      {hostPath: {path: values.cni.confDir, type: 'Directory'}, name: 'cni-conf'},
-      {hostPath: {path: values.cni.binDir, type: 'Directory'}, name: 'cni-bin'},
+      conf.volume,
+      bin.volume,
       ...shared.volumes,
       {emptyDir: {}, name: 'tmp'},
       {emptyDir: {medium: 'Memory'}, name: 'run'},

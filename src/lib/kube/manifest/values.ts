@@ -38,19 +38,22 @@ const resources = (cpu: string, memory: string, memoryLimit: string): SchemaNode
   requests: {cpu: quantity(cpu, 'CPU request'), memory: quantity(memory, 'memory request')},
 })
 
+// nodes sharing one filesystem (test machines): hostPath + subPathExpr, see manifest/host-dirs.ts
+const PER_NODE_NOTE = '; a $(NODE_NAME) path component stands for each node\'s name'
+
 /** The schema. `image.tag`'s default is the CLI's version, filled in by defaultValues(). */
 export const VALUES_SCHEMA: SchemaNode = {
   cni: {
-    binDir: leaf('string', '/opt/cni/bin', "the nodes' CNI plugin directory", {pattern: /^\//, patternText: 'an absolute path'}),
-    confDir: leaf('string', '/etc/cni/net.d', "the nodes' CNI configuration directory", {pattern: /^\//, patternText: 'an absolute path'}),
+    binDir: leaf('string', '/opt/cni/bin', `the nodes' CNI plugin directory${PER_NODE_NOTE}`, {pattern: /^\//, patternText: 'an absolute path'}),
+    confDir: leaf('string', '/etc/cni/net.d', `the nodes' CNI configuration directory${PER_NODE_NOTE}`, {pattern: /^\//, patternText: 'an absolute path'}),
     enabled: leaf('boolean', true, 'install the CNI DaemonSet (ztctl-cni)'),
     excludedNamespaces: leaf('stringList', ['kube-system'], 'namespaces never enrolled, whatever their labels (the install namespace never is)'),
     image: imageOverride('CNI agent'),
-    netnsDir: leaf('string', '/var/run/netns', "where the nodes' container runtime keeps pods' network namespaces", {pattern: /^\//, patternText: 'an absolute path'}),
+    netnsDir: leaf('string', '/var/run/netns', `where the nodes' container runtime keeps pods' network namespaces${PER_NODE_NOTE}`, {pattern: /^\//, patternText: 'an absolute path'}),
     nodeSelector: leaf('stringMap', {}, 'node labels the CNI agent runs on (default: every node)'),
     readinessPort: leaf('integer', 15_029, "the CNI agent's readiness port on each node (it runs in the host network)", {min: 1}),
     resources: resources('50m', '64Mi', '256Mi'),
-    runDir: leaf('string', '/var/run/ztctl/node', 'host directory the CNI agent, its plugin and the node agent share (sockets, pod records)', {pattern: /^\//, patternText: 'an absolute path'}),
+    runDir: leaf('string', '/var/run/ztctl/node', `host directory the CNI agent, its plugin and the node agent share (sockets, pod records)${PER_NODE_NOTE}`, {pattern: /^\//, patternText: 'an absolute path'}),
   },
   controller: {
     image: imageOverride('controller'),

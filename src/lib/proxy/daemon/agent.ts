@@ -8,7 +8,7 @@ import type {Duplex} from 'node:stream'
 
 import type {AppHost} from '../../apps/host/host.js'
 import type {FileStatus} from '../../apps/host/file-catalog.js'
-import {CertificateRenewer} from '../../client/renew.js'
+import type {CertificateRenewer, CertificateStorage} from '../../client/renew.js'
 import {APP_NAMES, type AppName, type HubAttachment, type IdentitySummary, MAX_STATUS_REASON, type Policy, resourceKey, type ResourceStatus, type Revocation} from '../../config/types.js'
 import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
@@ -37,6 +37,7 @@ import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/conf
 import {MeshState, type SelfInfo} from '../state/state.js'
 import {buildDataPath, type DataPath, type DataPathChoice, type DataPathTiming, MAX_STREAMS_PER_SESSION, type TrafficContext} from './data-path.js'
 import {startIdleTrim} from './idle-trim.js'
+import {startRenewal} from './renewal.js'
 
 export type {DataPathChoice} from './data-path.js'
 
@@ -114,6 +115,8 @@ export interface CertificateDump {
   identity: string
   rootCerts: {expirationTime: string; pem: string; serialNumber: string; validFrom: string}[]
   state: 'Available' | 'Expired'
+  /** where the leaf lives: the identity file, or this process only (a renewal the file could not take) */
+  storage: CertificateStorage
 }
 
 /** GET /config_dump (ztunnel's keys where they apply; see docs/hbone.md "Admin"). */
@@ -245,7 +248,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
   const configDump = (): ConfigDump => dumpConfig(agent)
   const shutdown = shutdownOnce(agent, resolveClosed)
   await startServices(agent, {applyConfig, configDump, shutdown})
-  startRenewal(agent)
+  startAgentRenewal(agent)
   if (options.idleTrimMs) startIdleTrim({closed, idleMs: options.idleTrimMs, logger: agent.logger, source: agent.registry})
   return {
     addresses: agent.addresses,
@@ -485,6 +488,7 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
       identity: identity.spiffe,
       rootCerts: splitPem(identity.ca).map((pem) => certDump(pem)),
       state: leaf.notAfter.getTime() > Date.now() ? 'Available' : 'Expired',
+      storage: agent.renewer?.storage ?? (options.identityFile ? 'file' : 'memory'),
     }],
     config: {
       addresses: structuredClone(agent.addresses),
@@ -702,17 +706,9 @@ async function startInpodRuntime(agent: RunningAgent, inpodOptions: NonNullable<
 }
 
 /** Renew the certificate at half-life (when a renewer is given), hot-swapping it into every TLS context. */
-function startRenewal(agent: RunningAgent): void {
+function startAgentRenewal(agent: RunningAgent): void {
   const {credentials, logger, options} = agent
-  if (!options.renewIdentity) return
-  const renewer = new CertificateRenewer(credentials.identity, {file: options.identityFile, maxBackoffMs: 150_000, minBackoffMs: 500, renew: options.renewIdentity})
-  agent.renewer = renewer
-  renewer.on('renewed', (identity: IdentityFile) => {
-    credentials.update(identity)
-    logger.info({serial: credentials.certificate.serial, notAfter: credentials.certificate.notAfter.toISOString()}, 'certificate renewed')
-  })
-  renewer.on('error', (error: Error, retryInMs: number) => logger.warn({error: error.message, retryInMs}, 'certificate renewal failed; still serving with the current certificate'))
-  renewer.start()
+  if (options.renewIdentity) agent.renewer = startRenewal(credentials, logger, {file: options.identityFile, renew: options.renewIdentity})
 }
 
 function splitHostPort(text: string): [string, number] {

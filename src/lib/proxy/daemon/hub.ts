@@ -4,7 +4,7 @@
 // the certificate at half-life, and on shutdown stop accepting, let relays drain up to a deadline, close.
 import type {Server} from 'node:http'
 
-import {CertificateRenewer} from '../../client/renew.js'
+import type {CertificateRenewer} from '../../client/renew.js'
 import type {ResourceStatus} from '../../config/types.js'
 import {ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
@@ -23,6 +23,7 @@ import {HubServer, type HubStatus} from '../paths/hub-relay.js'
 import {identityNameFromSpiffe} from '../state/authz.js'
 import type {ConfigSource, ConfigUpdate} from '../state/config-source.js'
 import {MeshState} from '../state/state.js'
+import {startRenewal} from './renewal.js'
 
 export const DEFAULT_HUB_LISTEN = '0.0.0.0:15009'
 
@@ -178,15 +179,7 @@ export async function runHub(options: HubOptions): Promise<Hub> {
     throw error
   }
 
-  if (options.renewIdentity) {
-    renewer = new CertificateRenewer(credentials.identity, {file: options.identityFile, maxBackoffMs: 150_000, minBackoffMs: 500, renew: options.renewIdentity})
-    renewer.on('renewed', (renewed: IdentityFile) => {
-      credentials.update(renewed)
-      logger.info({serial: credentials.certificate.serial}, 'certificate renewed')
-    })
-    renewer.on('error', (error: Error, retryInMs: number) => logger.warn({error: error.message, retryInMs}, 'certificate renewal failed; still serving with the current certificate'))
-    renewer.start()
-  }
+  if (options.renewIdentity) renewer = startRenewal(credentials, logger, {file: options.identityFile, renew: options.renewIdentity})
 
   return {addresses, closed, logger, metrics, ready, shutdown, status}
 }
@@ -211,8 +204,6 @@ export async function launchHub(options: LaunchHubOptions): Promise<Hub> {
     : new (await import('../state/config-source-controller.js')).ControllerConfigSource(identity)
   const hub = await runHub({
     ...options, configSource, identity,
-    // A read-only file (a Secret the controller keeps fresh) is renewed in memory only.
-    identityFile: await writableFile(options.identityFile) ? options.identityFile : undefined,
     renewIdentity: options.config ? undefined : (await import('../../client/renew.js')).renewIdentity,
   })
   if (options.readyFile) {
@@ -225,10 +216,4 @@ export async function launchHub(options: LaunchHubOptions): Promise<Hub> {
   }
 
   return hub
-}
-
-/** Whether FILE's directory takes a new file (the identity is rewritten atomically, beside it). */
-async function writableFile(file: string): Promise<boolean> {
-  const [{access, constants}, path] = await Promise.all([import('node:fs/promises'), import('node:path')])
-  return access(path.dirname(file), constants.W_OK).then(() => true, () => false)
 }

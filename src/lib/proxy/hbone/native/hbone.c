@@ -40,7 +40,10 @@
 #define STREAM_WINDOW (4 * 1024 * 1024)
 #define CONNECTION_WINDOW (16 * 1024 * 1024)
 #define MAX_FRAME_SIZE (1024 * 1024)
-#define MAX_DATA_FRAME (64 * 1024)             // the largest DATA frame we send (peer's limit permitting)
+#define TLS_RECORD (16 * 1024)                  // the largest TLS record's plaintext
+#define FRAME_HEADER 9                          // an HTTP/2 frame header
+#define MAX_DATA_FRAME (64 * 1024 - FRAME_HEADER) // the largest DATA frame's payload we send (peer's limit permitting):
+                                               // with its 9-byte header, four full TLS records
 #define OUT_HIGH (256 * 1024)                // unsent ciphertext above which we stop producing frames
 #define TX_CAP (128 * 1024)                     // plaintext gathered into one SSL_write (full TLS records)
 #define RBUF_CAP (256 * 1024)
@@ -204,6 +207,7 @@ typedef struct session {
   SSL *ssl;
   nghttp2_session *h2;
   bytes out;                    // ciphertext not yet written
+  bytes in;                     // a socket session: ciphertext received, not yet taken by OpenSSL
   tunnel *tunnels;
   int goaway;
   int dead;
@@ -356,6 +360,7 @@ static void session_free(session *s) {
   close_handle((uv_handle_t *)s->timer);
   if (s->fd >= 0) close(s->fd);
   free(s->out.data);
+  free(s->in.data);
   id_free(s->id);
   free(s);
 }
@@ -480,9 +485,15 @@ static void tls_error_text(const char *prefix, char *out, size_t size) {
   ERR_clear_error();
 }
 
+static size_t bytes_size(const bytes *buffer) { return buffer->end - buffer->start; }
+
 static int bytes_append(bytes *buffer, const void *data, size_t length, size_t limit) {
   if (buffer->end + length > buffer->cap) {
-    if (buffer->start > 0) {
+    size_t grown_cap = buffer->cap ? buffer->cap : 64 * 1024;
+    while (grown_cap < buffer->end + length) grown_cap *= 2;
+    // The rest moves to the front when it is no longer than what was taken before it (so each byte moves
+    // at most once), or when growing would pass LIMIT; else the buffer grows.
+    if (buffer->start > 0 && (bytes_size(buffer) <= buffer->start || grown_cap > limit)) {
       memmove(buffer->data, buffer->data + buffer->start, buffer->end - buffer->start);
       buffer->end -= buffer->start;
       buffer->start = 0;
@@ -501,8 +512,6 @@ static int bytes_append(bytes *buffer, const void *data, size_t length, size_t l
   buffer->end += length;
   return 0;
 }
-
-static size_t bytes_size(const bytes *buffer) { return buffer->end - buffer->start; }
 
 static void bytes_consumed(bytes *buffer, size_t count, size_t keep_cap) {
   buffer->start += count;
@@ -530,9 +539,52 @@ static long out_bio_ctrl(BIO *bio, int cmd, long num, void *ptr) {
   return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
-static int out_bio_create(BIO *bio) {
+static int bio_create(BIO *bio) {
   BIO_set_init(bio, 1);
   return 1;
+}
+
+// Our read BIO for socket sessions: one large recv() fills the session's `in` buffer and OpenSSL (its
+// read-ahead off) takes each record's header and body from there. OpenSSL's own read-ahead moves the
+// unread rest of its buffer to the front at every record: with large reads that copied each byte ~4 times.
+// The buffer is freed once drained (the socket said EAGAIN), as SSL_MODE_RELEASE_BUFFERS does its own.
+#define IN_READ (128 * 1024)
+static BIO_METHOD *in_method;
+
+static int in_bio_fill(BIO *bio, session *s) {
+  if (!s->in.data && !(s->in.data = malloc(IN_READ))) return 0;
+  s->in.cap = IN_READ;
+  ssize_t n;
+  do n = recv(s->fd, s->in.data, IN_READ, 0);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    s->in.start = 0;
+    s->in.end = (size_t)n;
+    return 1;
+  }
+  free(s->in.data);
+  s->in = (bytes){0};
+  if (n == 0) BIO_set_flags(bio, BIO_FLAGS_IN_EOF);
+  else if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_read(bio);
+  return 0;
+}
+
+static int in_bio_read(BIO *bio, char *data, size_t length, size_t *read) {
+  session *s = BIO_get_data(bio);
+  BIO_clear_retry_flags(bio);
+  if (bytes_size(&s->in) == 0 && !in_bio_fill(bio, s)) return 0;
+  size_t n = bytes_size(&s->in) < length ? bytes_size(&s->in) : length;
+  memcpy(data, s->in.data + s->in.start, n);
+  s->in.start += n;
+  *read = n;
+  return 1;
+}
+
+static long in_bio_ctrl(BIO *bio, int cmd, long num, void *ptr) {
+  (void)num, (void)ptr;
+  if (cmd == BIO_CTRL_EOF) return BIO_test_flags(bio, BIO_FLAGS_IN_EOF) != 0;
+  if (cmd == BIO_CTRL_PENDING) return (long)bytes_size(&((session *)BIO_get_data(bio))->in);
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
 static uv_timer_t *timer_new(void *data) {
@@ -1050,9 +1102,13 @@ static int tx_commit(session *s) {
   return result;
 }
 
+// A frame of a TLS record or more (DATA) goes to SSL_write straight from nghttp2's buffer: one copy fewer.
 static int tx_queue(session *s, const uint8_t *data, size_t length) {
+  if (length >= TLS_RECORD) {
+    if (tx_commit(s) < 0) return -1;
+    return tls_write(s, data, length);
+  }
   if (tx_length + length > TX_CAP && tx_commit(s) < 0) return -1;
-  if (length >= TX_CAP) return tls_write(s, data, length);
   memcpy(tx_buffer + tx_length, data, length);
   tx_length += length;
   return 0;
@@ -1264,6 +1320,8 @@ static int session_start_h2(session *s) {
   return rv;
 }
 
+static void session_read(session *s);
+
 static void session_handshake(session *s) {
   ERR_clear_error();
   int rv = SSL_do_handshake(s->ssl);
@@ -1288,6 +1346,9 @@ static void session_handshake(session *s) {
     emit(EV_SESSION_READY, s->id, s->listener_id, 0, spiffe[0] ? spiffe : NULL, serial[0] ? serial : NULL, s->remote, NULL);
     stop_timer(s->timer);
     if (s->keepalive_ms > 0) send_ping(s); // the first round-trip time at once
+    // What came with the peer's last handshake flight (a client's preface) waits in our read BIO, where
+    // poll cannot see it: read it now rather than when the peer sends again.
+    if (bytes_size(&s->in) > 0) session_read(s);
     session_pump(s);
     return;
   }
@@ -1398,7 +1459,8 @@ static session *session_new(int fd, int server, SSL_CTX *ctx, const char *remote
   if (fd >= 0) {
     s->poll = poll_new(fd, s);
     if (!s->poll) abort();
-    in = BIO_new_socket(fd, BIO_NOCLOSE);
+    in = BIO_new(in_method);
+    BIO_set_data(in, s);
   } else {
     s->layered = 1;
     in = s->rbio = BIO_new(BIO_s_mem());
@@ -1991,8 +2053,7 @@ static napi_value js_context_create(napi_env env, napi_callback_info info) {
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 0);
-    SSL_CTX_set_read_ahead(ctx, 1);
-    SSL_CTX_set_default_read_buffer_len(ctx, 128 * 1024);
+    SSL_CTX_set_read_ahead(ctx, 0); // our read BIO reads ahead (in_bio_read); a layered session's is memory
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
@@ -2726,10 +2787,14 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
 }
 
 static napi_value module_init(napi_env env, napi_value exports) {
+  in_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ztctl-in");
+  BIO_meth_set_read_ex(in_method, in_bio_read);
+  BIO_meth_set_ctrl(in_method, in_bio_ctrl);
+  BIO_meth_set_create(in_method, bio_create);
   out_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ztctl-out");
   BIO_meth_set_write_ex(out_method, out_bio_write);
   BIO_meth_set_ctrl(out_method, out_bio_ctrl);
-  BIO_meth_set_create(out_method, out_bio_create);
+  BIO_meth_set_create(out_method, bio_create);
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
