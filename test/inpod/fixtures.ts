@@ -1,14 +1,20 @@
 // Shared pieces of the in-pod root tests: apps listening inside pod netns, clients dialling from
 // inside a pod (unmarked, like any app), the in-pod rules in miniature, and a CNI-protocol client.
+import assert from 'node:assert/strict'
 import type {ChildProcess} from 'node:child_process'
 import {once} from 'node:events'
 import net from 'node:net'
+import path from 'node:path'
+import type {TestContext} from 'node:test'
+
+import {type ConfigSnapshot, emptySnapshot, type Policy, type WorkloadRecord} from '../../src/lib/config/types.js'
 
 import {listenTcp, tcpSocket} from '../../src/lib/netns/native.js'
 import {type InpodAck, type InpodMessage, InpodLineParser, type InpodRequest, encodeInpodMessage} from '../../src/lib/inpod/protocol.js'
 import {RUN_JS} from '../helpers/controller.js'
 import type {Topology, TopoNode, TopoPod} from '../helpers/netns.js'
 import {waitUntil} from '../helpers/wait.js'
+import {createMesh, type Mesh, type RunningAgent, startAgent, tempDir, TRUST_DOMAIN} from '../proxy/helpers.js'
 
 export {waitUntil}
 
@@ -149,4 +155,63 @@ export class CniClient {
   close(): void {
     this.socket.destroy()
   }
+}
+
+/** The pods' service accounts by index on their node (as mesh.test.ts has them). */
+export const POD_SERVICE_ACCOUNT: Record<number, string> = {0: 'web', 1: 'api', 2: 'db', 3: 'other'}
+
+export type IssueRequest = {csr: string; namespace: string; serviceAccount: string}
+export type Issued = {ca: string; cert: string; spiffe: string}
+
+export interface InpodMeshNodes {
+  config(policies?: Policy[]): ConfigSnapshot
+  /** SPIFFE IDs of the certificates issued, in order */
+  issued: string[]
+  mesh: Mesh
+  nodes: (RunningAgent & {cni: CniClient})[]
+  record(pod: TopoPod): WorkloadRecord
+}
+
+/**
+ * Two in-process node agents on DATA_PATH, the MESH_PODS added over the CNI socket and redirected; workload
+ * certificates from a real CA, through BEFORE_ISSUE (which may delay or fail a request) when given.
+ */
+export async function startInpodMesh(t: TestContext, topo: Topology, options: {beforeIssue?: (request: IssueRequest) => Promise<void>; dataPath: 'native' | 'node'; meshPods: TopoPod[]}): Promise<InpodMeshNodes> {
+  const dir = await tempDir(t)
+  const mesh = await createMesh()
+  const issued: string[] = []
+  const issueCert = async (request: IssueRequest): Promise<Issued> => {
+    await options.beforeIssue?.(request)
+    const spiffe = `spiffe://${TRUST_DOMAIN}/ns/${request.namespace}/sa/${request.serviceAccount}`
+    issued.push(spiffe)
+    const cert = await mesh.signer.signCsr(request.csr, {spiffe, ttlSeconds: 3600})
+    return {ca: mesh.signer.ca.certPem, cert: cert.certPem, spiffe}
+  }
+
+  const record = (pod: TopoPod): WorkloadRecord => ({
+    hbone: '127.0.0.1:1', ips: [pod.ip], name: pod.name, namespace: 'default', node: `node${pod.node + 1}`, serviceAccount: POD_SERVICE_ACCOUNT[pod.index]!, uid: `uid-${pod.name}`,
+  })
+  const config = (policies: Policy[] = []): ConfigSnapshot => ({
+    ...emptySnapshot(),
+    policy: Object.fromEntries(policies.map((policy) => [policy.name, policy])),
+    workload: Object.fromEntries(options.meshPods.map((pod) => [`uid-${pod.name}`, record(pod)])),
+  })
+  const {dataPath} = options
+  const nodes = await Promise.all([1, 2].map(async (index) => {
+    const socketPath = path.join(dir, `node${index}.sock`)
+    const running = await startAgent(t, dir, await mesh.identity(`node${index}`), config(), {inpod: {dataPath, issueCert, socketPath, stateDir: path.join(dir, `state${index}`)}})
+    assert.equal(running.agent.configDump().config.inpodDataPath, dataPath)
+    const cni = await CniClient.connect(socketPath)
+    t.after(() => cni.close())
+    await cni.next()
+    return {...running, cni}
+  }))
+  for (const pod of options.meshPods) {
+    const {uid, name, namespace, serviceAccount} = record(pod)
+    const ack = await nodes[pod.node]!.cni.request({type: 'add', uid, workload: {name, namespace, serviceAccount}, netns: pod.netnsPath, ips: [pod.ip]})
+    assert.equal(ack.error, undefined)
+    await redirectPod(topo, pod)
+  }
+
+  return {config, issued, mesh, nodes, record}
 }

@@ -6,58 +6,22 @@
 // engines: the native one (the addon holds the pods' 15001/15008 and moves the bytes) and node:http2.
 import assert from 'node:assert/strict'
 import net from 'node:net'
-import path from 'node:path'
 import {test} from 'node:test'
 
-import {type ConfigSnapshot, emptySnapshot, type Policy, type WorkloadRecord} from '../../src/lib/config/types.js'
+import type {Policy} from '../../src/lib/config/types.js'
 import {INPOD_SKIP_MARK, tcpSocket} from '../../src/lib/netns/native.js'
 import {HboneError, HbonePool} from '../../src/lib/proxy/hbone/hbone-pool.js'
 import {Credentials} from '../../src/lib/proxy/hbone/tls.js'
 import {createKeyAndCsr} from '../../src/lib/pki/pki.js'
 import {createTopology, type TopoPod} from '../helpers/netns.js'
-import {createMesh, httpGet, startAgent, tempDir, TRUST_DOMAIN, waitFor} from '../proxy/helpers.js'
-import {CniClient, podApp, podFetch, redirectPod} from './fixtures.js'
-
-const SERVICE_ACCOUNT: Record<number, string> = {0: 'web', 1: 'api', 2: 'db', 3: 'other'}
+import {httpGet, TRUST_DOMAIN, waitFor} from '../proxy/helpers.js'
+import {podApp, podFetch, startInpodMesh} from './fixtures.js'
 
 for (const dataPath of ['native', 'node'] as const) test(`pods on two node agents (${dataPath}): HBONE between nodes, local fast path, passthrough, sa: DENY, no open relay`, async (t) => {
   const topo = await createTopology(t, {nodes: 2, podsPerNode: 2})
   const [n1p1, n1p2, n2p1, n2p2] = topo.pods as [TopoPod, TopoPod, TopoPod, TopoPod]
-  const dir = await tempDir(t)
-  const mesh = await createMesh()
-  const issued: string[] = []
-  const issueCert = async ({csr, namespace, serviceAccount}: {csr: string; namespace: string; serviceAccount: string}) => {
-    const spiffe = `spiffe://${TRUST_DOMAIN}/ns/${namespace}/sa/${serviceAccount}`
-    issued.push(spiffe)
-    const cert = await mesh.signer.signCsr(csr, {spiffe, ttlSeconds: 3600})
-    return {ca: mesh.signer.ca.certPem, cert: cert.certPem, spiffe}
-  }
-
   // n2p2 stays outside the mesh: not redirected, not a workload.
-  const meshPods = [n1p1, n1p2, n2p1]
-  const record = (pod: TopoPod): WorkloadRecord => ({
-    hbone: '127.0.0.1:1', ips: [pod.ip], name: pod.name, namespace: 'default', node: `node${pod.node + 1}`, serviceAccount: SERVICE_ACCOUNT[pod.index]!, uid: `uid-${pod.name}`,
-  })
-  const config = (policies: Policy[] = []): ConfigSnapshot => ({
-    ...emptySnapshot(),
-    policy: Object.fromEntries(policies.map((policy) => [policy.name, policy])),
-    workload: Object.fromEntries(meshPods.map((pod) => [`uid-${pod.name}`, record(pod)])),
-  })
-  const nodes = await Promise.all([1, 2].map(async (index) => {
-    const socketPath = path.join(dir, `node${index}.sock`)
-    const running = await startAgent(t, dir, await mesh.identity(`node${index}`), config(), {inpod: {dataPath, issueCert, socketPath, stateDir: path.join(dir, `state${index}`)}})
-    assert.equal(running.agent.configDump().config.inpodDataPath, dataPath)
-    const cni = await CniClient.connect(socketPath)
-    t.after(() => cni.close())
-    await cni.next()
-    return {...running, cni}
-  }))
-  for (const pod of meshPods) {
-    const {uid, name, namespace, serviceAccount} = record(pod)
-    const ack = await nodes[pod.node]!.cni.request({type: 'add', uid, workload: {name, namespace, serviceAccount}, netns: pod.netnsPath, ips: [pod.ip]})
-    assert.equal(ack.error, undefined)
-    await redirectPod(topo, pod)
-  }
+  const {config, issued, mesh, nodes} = await startInpodMesh(t, topo, {dataPath, meshPods: [n1p1, n1p2, n2p1]})
 
   await podApp(t, n2p1, 8080)
   await podApp(t, n1p1, 8081)

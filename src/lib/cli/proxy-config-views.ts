@@ -12,6 +12,8 @@ export const workloadsView: ProxyConfigView<WorkloadRow> = {
     {header: 'NODE', value: (r) => r.node},
     {header: 'WAYPOINT', value: (r) => r.waypoint},
     {header: 'PROTOCOL', value: (r) => r.protocol},
+    // open connections of the pods this agent serves in-pod ('-': not served here)
+    {header: 'CONNECTIONS', value: (r) => r.connections},
   ],
   empty: 'No workloads known to this agent.',
   rows: workloadRows,

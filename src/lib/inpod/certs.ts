@@ -23,12 +23,18 @@ export interface WorkloadCertInfo {
 
 interface Entry {
   credentials?: Credentials
+  /** the last first issue that failed: until ISSUE_RETRY_MS after it, get() refuses at once */
+  failure?: {at: number; message: string}
   namespace: string
   pending?: Promise<Credentials>
   serviceAccount: string
   timer?: NodeJS.Timeout
 }
 
+/** A first issue that takes longer fails: whatever waits for the certificate (a pod's connections) waits at most this long. */
+export const ISSUE_TIMEOUT_MS = 10_000
+/** After a failed first issue, asked again no sooner than this; meanwhile the workload's connections are refused. */
+export const ISSUE_RETRY_MS = 5000
 const MIN_RETRY_MS = 500
 const MAX_RETRY_MS = 60_000
 
@@ -40,6 +46,7 @@ export class WorkloadCertificates {
   constructor(
     private readonly issue: IssueWorkloadCert,
     private readonly onEvent: (message: string, fields: Record<string, unknown>) => void = () => {},
+    private readonly timing = {issueTimeoutMs: ISSUE_TIMEOUT_MS, retryMs: ISSUE_RETRY_MS},
   ) {}
 
   /** The credentials of NAMESPACE/SERVICE_ACCOUNT, issued on first use; concurrent callers share one request. */
@@ -53,11 +60,20 @@ export class WorkloadCertificates {
 
     if (entry.credentials) return entry.credentials
     const current = entry
-    current.pending ??= this.request(current)
+    const {failure} = current
+    const {issueTimeoutMs, retryMs} = this.timing
+    const sinceFailure = failure ? Date.now() - failure.at : Infinity
+    if (!current.pending && sinceFailure < retryMs) throw new Error(`no certificate for ${key} yet (${failure!.message}); asking again in ${retryMs - sinceFailure} ms`)
+    current.pending ??= withTimeout(this.request(current), issueTimeoutMs, `issuing the certificate of ${key} took over ${issueTimeoutMs} ms`)
       .then((credentials) => {
         current.credentials = credentials
+        current.failure = undefined
         this.scheduleRenewal(current, credentials)
         return credentials
+      })
+      .catch((error: unknown) => {
+        current.failure = {at: Date.now(), message: (error as Error).message}
+        throw error
       })
       .finally(() => {
         current.pending = undefined
@@ -119,4 +135,13 @@ export class WorkloadCertificates {
     }, Math.min(delay, 2_147_483_647))
     entry.timer.unref()
   }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms)
+    timer.unref()
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }

@@ -110,9 +110,13 @@ export class InpodMesh {
     this.outboundCaptured({kind: 'socket', socket}, workload, destination)
   }
 
-  /** A connection to a pod's own 15008 accepted by node:net: TLS + HTTP/2 with the pod's service-account certificate. */
+  /**
+   * A connection to a pod's own 15008 accepted by node:net: TLS + HTTP/2 with the pod's service-account
+   * certificate. While it is issued the bytes wait in the socket (at most ISSUE_TIMEOUT_MS); without one
+   * the connection is reset, at once while the last issue failed under ISSUE_RETRY_MS ago (certs.ts),
+   * as the native engine refuses it (native-mesh.ts).
+   */
   hbone(socket: net.Socket, workload: Workload): void {
-    // TLS bytes that arrive while the certificate is fetched stay buffered in the socket.
     this.serverFor(workload)
       .then((server) => {
         if (socket.destroyed) return
@@ -120,8 +124,18 @@ export class InpodMesh {
       })
       .catch((error: unknown) => {
         this.context.logger().warn({component: 'inpod', error: (error as Error).message, uid: workload.uid}, 'no workload certificate: refusing HBONE')
-        socket.destroy()
+        if (!socket.destroyed) socket.resetAndDestroy()
       })
+  }
+
+  /**
+   * WORKLOAD's open connections in the registry, on either engine: those it sent (its address is the
+   * source) and those delivered into it (its address is the target). Hub relays are not its.
+   */
+  connectionsOf(workload: Workload): number {
+    const ips = new Set(workload.add.ips.map((ip) => normalizeIp(ip)))
+    const ours = (address: string): boolean => ips.has(normalizeIp(hostOf(address)))
+    return this.context.tracker.countOpen((record) => record.direction !== 'relay' && (ours(record.sourceAddress) || ours(record.hboneTarget)))
   }
 
   /** Forget pools and servers of workloads that are gone; keep certificates only for served accounts. */
@@ -358,6 +372,13 @@ export class InpodMesh {
         if (!stream.closed) this.refuseStream(stream, {flag: 'CONNECT', labels, message: `${describeSystemError(error)} dialling ${formatHostPort(target)} in workload ${record.service}`, record, status: 503})
       })
   }
+}
+
+/** The host of `host:port`, `[v6]:port` or an unbracketed `v6:port` (as sockets' remote addresses are written). */
+function hostOf(address: string): string {
+  const colon = address.lastIndexOf(':')
+  const host = colon < 0 ? address : address.slice(0, colon)
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host
 }
 
 /** A TCP connection to ADDRESS dialled from inside SOURCE's pod with the skip mark (TLS goes on top). */

@@ -20,12 +20,10 @@ import {dialAndRelay, NativeHboneServer, type NativeRequest} from '../proxy/path
 import {nativeClient} from '../proxy/paths/tunnel-inbound.js'
 import type {MeshState} from '../proxy/state/state.js'
 import type {InpodAdmission} from './admission.js'
-import {serviceAccountKey} from './certs.js'
+import {ISSUE_RETRY_MS, serviceAccountKey} from './certs.js'
 import type {Captured, MeshContext} from './mesh.js'
-import {INPOD_HBONE_PORT, INPOD_OUTBOUND_PORT, type InpodListenerKind, type PodListener, type Workload, WorkloadManager} from './workloads.js'
+import {INPOD_HBONE_PORT, INPOD_OUTBOUND_PORT, type InpodListenerKind, listenInPod, type PodListener, type Workload, WorkloadManager} from './workloads.js'
 
-/** How long a pod's 15008 waits before asking for its certificate again (connections wait in the backlog). */
-const CERT_RETRY_MS = 5000
 const DIAL_TIMEOUT_MS = 10_000
 /** Delivery sockets made per switch into a pod's namespace; at most this many wait unused per pod and family. */
 const SOCKET_BATCH = 8
@@ -68,6 +66,14 @@ class PodSockets {
   destroy(): void {
     for (const spare of Object.values(this.spare)) for (const fd of spare.splice(0)) closeSync(fd)
   }
+}
+
+/** node:net on listening socket FD, resetting every connection (a pod's 15008 while it has no certificate). */
+function resetEvery(fd: number, workload: Workload, context: MeshContext): net.Server {
+  const server = net.createServer((socket) => socket.resetAndDestroy())
+  server.on('error', (error) => context.logger().warn({component: 'inpod', error: error.message, uid: workload.uid}, 'workload connection failed'))
+  server.listen({fd})
+  return server
 }
 
 export class NativeInpod {
@@ -153,13 +159,34 @@ export class NativeInpod {
   }
 
   /**
-   * 15008 in the addon, once the pod's certificate is there (until then connections wait in the backlog;
-   * a failed issue is retried).
+   * 15008 in the addon, once the pod's certificate is there. While it is being issued (at most
+   * ISSUE_TIMEOUT_MS) connections wait in the backlog; if the issue fails, node:net takes the socket and
+   * resets every connection (those waiting too) until a fresh socket asks again ISSUE_RETRY_MS later:
+   * as the node path refuses them (certs.ts).
    */
-  private listenHbone(fd: number, workload: Workload): PodListener {
+  private listenHbone(firstFd: number, workload: Workload): PodListener {
+    let fd: number | undefined = firstFd
+    let refuser: net.Server | undefined
     let state: 'closed' | 'listening' | 'waiting' = 'waiting'
     let retry: NodeJS.Timeout | undefined
+    const refuseUntilRetry = (error: unknown): void => {
+      if (fd !== undefined) refuser = resetEvery(fd, workload, this.context)
+      fd = undefined
+      this.context.logger().warn({component: 'inpod', error: (error as Error).message, retryInMs: ISSUE_RETRY_MS, uid: workload.uid}, 'no workload certificate: refusing HBONE')
+      retry = setTimeout(attempt, ISSUE_RETRY_MS)
+      retry.unref()
+    }
+
     const attempt = (): void => {
+      try {
+        fd ??= listenInPod(workload, 'hbone') // beside the refuser (SO_REUSEPORT), which goes now
+      } catch (error) {
+        refuseUntilRetry(error)
+        return
+      }
+
+      refuser?.close()
+      refuser = undefined
       this.serverFor(workload)
         .then(async (server) => {
           if (state === 'closed') return
@@ -168,10 +195,7 @@ export class NativeInpod {
           if (state !== 'listening') server.destroy() // closed while binding
         })
         .catch((error: unknown) => {
-          if (state === 'closed') return
-          this.context.logger().warn({component: 'inpod', error: (error as Error).message, retryInMs: CERT_RETRY_MS, uid: workload.uid}, 'no workload certificate: refusing HBONE')
-          retry = setTimeout(attempt, CERT_RETRY_MS)
-          retry.unref()
+          if (state === 'waiting') refuseUntilRetry(error)
         })
     }
 
@@ -180,7 +204,8 @@ export class NativeInpod {
       address: () => (state === 'closed' ? 'closed' : `0.0.0.0:${INPOD_HBONE_PORT}`),
       close: () => {
         clearTimeout(retry)
-        if (state === 'waiting') closeSync(fd)
+        refuser?.close()
+        if (state === 'waiting' && fd !== undefined) closeSync(fd)
         state = 'closed'
         const server = this.servers.get(workload.uid)
         server?.destroy()

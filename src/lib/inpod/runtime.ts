@@ -56,6 +56,7 @@ export async function startInpod(options: InpodOptions, context: InpodAgentConte
       attach: (workload) => dns.attach(workload),
       hbone: (socket, workload) => mesh.hbone(socket, workload),
       inbound: (socket, workload, destination) => void passthrough(socket, workload, destination),
+      meshConnections: (workload) => mesh.connectionsOf(workload),
       outbound: (socket, workload, destination) => mesh.outbound(socket, workload, destination),
     },
     (error, workload) => log('warn')('workload connection failed', {error: error.message, uid: workload.uid}),

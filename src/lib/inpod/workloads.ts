@@ -28,6 +28,8 @@ export interface Workload {
   readonly uid: string
   /** every live socket accepted on (or dialled for) this workload: destroyed on delete */
   readonly sockets: Set<net.Socket>
+  /** open plain connections joined through the pod (passthrough out, 15006 in): not in the connection registry */
+  plainConnections: number
 }
 
 export interface WorkloadHandlers {
@@ -42,6 +44,8 @@ export interface WorkloadHandlers {
    * are its to end on delete); undefined: node:net serves it and the handlers above get its connections.
    */
   adoptListener?(kind: InpodListenerKind, fd: number, workload: Workload): PodListener | undefined
+  /** How many open connections of the workload the connection registry holds (HBONE and local fast path, either engine). */
+  meshConnections?(workload: Workload): number
   /** More per-workload services, started after the listeners and stopped on delete (the DNS on 15053). */
   attach?(workload: Workload): Promise<WorkloadAttachment>
 }
@@ -67,6 +71,7 @@ export interface WorkloadInfo {
   ips: string[]
   netns: string
   listeners: string[]
+  /** open connections the pod is an end of, whichever engine carries them (HBONE sessions themselves are not counted) */
   connections: number
 }
 
@@ -92,7 +97,7 @@ export class WorkloadManager {
 
     if (existing) this.delete(message.uid)
     if (this.workloads.size >= MAX_WORKLOADS) throw new ZtError('ZT_ERR_INPOD_LIMIT', `this agent already serves ${MAX_WORKLOADS} workloads`)
-    const workload: ManagedWorkload = {add: message, attachments: [], listeners: [], sockets: new Set(), uid: message.uid}
+    const workload: ManagedWorkload = {add: message, attachments: [], listeners: [], plainConnections: 0, sockets: new Set(), uid: message.uid}
     try {
       for (const kind of Object.keys(LISTENER_PORTS) as InpodListenerKind[]) workload.listeners.push(await this.listen(workload, kind))
       if (this.handlers.attach) workload.attachments.push(await this.handlers.attach(workload))
@@ -142,7 +147,7 @@ export class WorkloadManager {
 
   list(): WorkloadInfo[] {
     return [...this.workloads.values()].map((workload) => ({
-      connections: workload.sockets.size,
+      connections: workload.plainConnections + (this.handlers.meshConnections?.(workload) ?? 0),
       ips: workload.add.ips,
       listeners: [
         ...workload.listeners.map((listener) => listener.address()),
@@ -167,7 +172,7 @@ export class WorkloadManager {
   }
 
   private async listen(workload: ManagedWorkload, kind: InpodListenerKind): Promise<PodListener> {
-    const fd = listenTcp('0.0.0.0', LISTENER_PORTS[kind], {mark: INPOD_SKIP_MARK, netns: workload.add.netns, reusePort: true})
+    const fd = listenInPod(workload, kind)
     return this.handlers.adoptListener?.(kind, fd, workload) ?? this.listenNode(workload, kind, fd)
   }
 
@@ -213,6 +218,11 @@ function closeWorkload(workload: ManagedWorkload): void {
   for (const attachment of workload.attachments) attachment.close()
   for (const socket of workload.sockets) socket.destroy()
   workload.sockets.clear()
+}
+
+/** KIND's listening socket inside WORKLOAD's namespace (skip mark, SO_REUSEPORT): its fd. */
+export function listenInPod(workload: Workload, kind: InpodListenerKind): number {
+  return listenTcp('0.0.0.0', LISTENER_PORTS[kind], {mark: INPOD_SKIP_MARK, netns: workload.add.netns, reusePort: true})
 }
 
 /**
@@ -262,6 +272,8 @@ export async function passthrough(socket: net.Socket, workload: Workload, destin
       return
     }
 
+    workload.plainConnections++
+    socket.once('close', () => workload.plainConnections--)
     joinSockets(socket, upstream)
   } catch {
     // The app sees the same thing it would without the mesh: the connection fails.

@@ -132,7 +132,7 @@ function parseDump(text: string, origin: string): ConfigDump {
 
 export type View = 'connections' | 'hubs' | 'policies' | 'secrets' | 'services' | 'workloads'
 
-export interface WorkloadRow {address: string; name: string; namespace: string; node: string; protocol: string; spiffe: string; waypoint: string}
+export interface WorkloadRow {address: string; connections: string; name: string; namespace: string; node: string; protocol: string; spiffe: string; waypoint: string}
 export interface ServiceRow {endpoints: string; hostedHere: boolean; name: string; namespace: string; vip: string; waypoint: string}
 export interface PolicyRow {action: string; match: string; name: string; namespace: string; scope: string}
 export interface SecretRow {name: string; notAfter: string; notBefore: string; serial: string; status: string; type: string; valid: boolean}
@@ -148,7 +148,7 @@ export function workloadRows(dump: ConfigDump): WorkloadRow[] {
   return dump.workloads
     .map((w) => ({
       // pods published by node agents carry their own namespace, IPs and node; agents are their own node
-      address: w.ips?.join(',') ?? w.hbone, name: w.name, namespace: w.namespace ?? namespaceOf(w.spiffe), node: w.node ?? w.name,
+      address: w.ips?.join(',') ?? w.hbone, connections: w.connections === undefined ? '-' : String(w.connections), name: w.name, namespace: w.namespace ?? namespaceOf(w.spiffe), node: w.node ?? w.name,
       protocol: w.protocol, spiffe: w.spiffe, waypoint: 'None',
     }))
     .sort((a, b) => a.name.localeCompare(b.name))

@@ -154,7 +154,8 @@ export interface ConfigDump {
   services: {allow?: string[]; endpoints: {agent: string; hbone: string; target: string; weight: number}[]; hostedHere: boolean; name: string; vips?: string[]}[]
   version: number
   /** agents (node-level entries) and, with namespace/ips/node, the pods node agents publish */
-  workloads: {hbone: string; ips?: string[]; name: string; namespace?: string; node?: string; protocol: 'HBONE'; self: boolean; spiffe: string}[]
+  /** pods this agent serves in-pod also carry `connections`: the open connections they are an end of */
+  workloads: {connections?: number; hbone: string; ips?: string[]; name: string; namespace?: string; node?: string; protocol: 'HBONE'; self: boolean; spiffe: string}[]
 }
 
 export interface Agent {
@@ -510,7 +511,7 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
     revocations: Object.values(snapshot.revocation),
     services: servicesDump(state),
     version: state.version,
-    workloads: workloadsDump(state, self),
+    workloads: workloadsDump(state, self, new Map(agent.inpod?.list().map((pod) => [pod.uid, pod.connections]))),
   }
 }
 
@@ -558,12 +559,12 @@ function kubernetesServicesDump(state: MeshState): ConfigDump['services'] {
   return [...services].sort(([a], [b]) => a.localeCompare(b)).map(([name, {endpoints, vips}]) => ({endpoints, hostedHere: false, name, vips: [...vips].sort()}))
 }
 
-function workloadsDump(state: MeshState, self: SelfInfo): ConfigDump['workloads'] {
+function workloadsDump(state: MeshState, self: SelfInfo, served: ReadonlyMap<string, number>): ConfigDump['workloads'] {
   const {snapshot} = state
   return [
     ...Object.values(snapshot.agent).map((agent) => ({hbone: agent.hbone, name: agent.name, protocol: 'HBONE' as const, self: agent.name === self.name, spiffe: agent.spiffe})),
     ...Object.values(snapshot.workload ?? {}).map((pod) => ({
-      hbone: pod.hbone, ips: pod.ips, name: pod.name, namespace: pod.namespace, node: pod.node, protocol: 'HBONE' as const, self: pod.node === self.name,
+      connections: served.get(pod.uid), hbone: pod.hbone, ips: pod.ips, name: pod.name, namespace: pod.namespace, node: pod.node, protocol: 'HBONE' as const, self: pod.node === self.name,
       spiffe: `spiffe://${self.trustDomain}/ns/${pod.namespace}/sa/${pod.serviceAccount}`,
     })),
   ]

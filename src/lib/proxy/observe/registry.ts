@@ -75,6 +75,13 @@ export class ConnectionRegistry extends EventEmitter {
     return count
   }
 
+  /** How many live connections the predicate selects. */
+  count(predicate: (record: ConnectionRecord) => boolean): number {
+    let count = 0
+    for (const {record} of this.entries.values()) if (predicate(record)) count++
+    return count
+  }
+
   list(): ConnectionSnapshot[] {
     return [...this.entries.values()].map(({record}) => ({...record, startedAt: new Date(record.startedAt).toISOString()}))
   }

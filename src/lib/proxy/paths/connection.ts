@@ -25,6 +25,11 @@ export class ConnectionTracker {
     return this.registry.newId()
   }
 
+  /** How many open connections (either data path's) the predicate selects. */
+  countOpen(predicate: (record: ConnectionRecord) => boolean): number {
+    return this.registry.count(predicate)
+  }
+
   /**
    * Relay SOCKET (the plain TCP side) and STREAM (the HBONE side) and account for it. Bytes come from
    * the socket's counters at close, never from per-chunk listeners.
