@@ -7,6 +7,10 @@
 //   ztctl          our tunnel between the nodes: inbound listener (node 1) → HBONE → outbound (node 2) → pod 2
 //   ztctl-ambient  in-pod redirection: pod 1 dials pod 2's IP; node 1's agent captures it inside pod 1
 //                  (15001), HBONE to pod 2's 15008 served by node 2's agent, delivered inside pod 2
+//   haproxy-plain  pod 1 → one haproxy on node 2 (tcp mode, no TLS) → pod 2: the plaintext peer of the next
+//   ztctl-inbound-plain  only pod 2 redirected: pod 1 (outside the mesh) dials pod 2's IP in plaintext, pod 2's
+//                  rules send it to 15006, node 2's agent joins it to the app from inside pod 2 (node:net
+//                  on both engines: the addon has no plain ↔ plain relay). Not in the default AMBIENT_PATHS.
 // Every proxy is its own process in its node's namespace; the ambient agents are `agent run --inpod-socket`
 // enrolled with a controller (in node 1's namespace, idle while measuring). Redirection is added before
 // the ambient path and removed after it, so the other paths see plain pods.
@@ -139,6 +143,16 @@ async function haproxy(bench: Bench): Promise<RunningPath> {
   return started(bench, children, 'haproxy client (node 1) → haproxy server (node 2), TLS 1.3 mTLS, one TLS connection per TCP connection, nbthread=nproc', {echo: a.clientEcho, iperf: a.clientIperf})
 }
 
+/** The plaintext peer of 15006: one haproxy (tcp mode, no TLS) on node 2 relaying pod 1's connections to pod 2. */
+async function haproxyPlain(bench: Bench): Promise<RunningPath> {
+  const far = bench.node2.links[0]!.ip
+  const to = {echo: hostPort(far, 7401), iperf: hostPort(far, 7411)}
+  await writeFile(path.join(WORK, 'haproxy-plain.cfg'), 'global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 10m\n  timeout server 10m\n' +
+    `listen echo\n  bind ${to.echo}\n  server t ${hostPort(bench.pod2.ip, ECHO_PORT)}\nlisten iperf\n  bind ${to.iperf}\n  server t ${hostPort(bench.pod2.ip, IPERF_PORT)}\n`)
+  const children = [spawnIn(bench, bench.node2.netns, 'haproxy-plain', 'haproxy', ['-db', '-f', path.join(WORK, 'haproxy-plain.cfg')])]
+  return started(bench, children, 'pod 1 → haproxy (node 2, tcp mode, plaintext, nbthread=nproc) → pod 2: one plain relay, the peer of 15006', to)
+}
+
 /** Our tunnel between the nodes: static config (bench/fixture.js), the agents as shipped (native data path). */
 async function tunnel(bench: Bench): Promise<RunningPath> {
   const a = pairAddresses(bench, 7900)
@@ -201,11 +215,12 @@ async function redirect(bench: Bench, mesh: Ambient, verb: 'add' | 'remove', pod
   if (result.code !== 0) throw new Error(`ztctl ${args.join(' ')}: ${result.stdout}${result.stderr}`)
 }
 
-async function ambient(bench: Bench, mesh: Ambient): Promise<RunningPath> {
-  const {pod1, pod2, topo} = bench
-  for (const pod of [pod1, pod2]) await redirect(bench, mesh, 'add', pod)
+/** In-pod redirection of PODS (pod 2 always among them), up until node 1 knows pod 2 and an echo goes through. */
+async function ambient(bench: Bench, mesh: Ambient, pods: TopoPod[], note: string, pids: number[]): Promise<RunningPath> {
+  const {pod2, topo} = bench
+  for (const pod of pods) await redirect(bench, mesh, 'add', pod)
   const down = async (): Promise<void> => {
-    for (const pod of [pod1, pod2]) await redirect(bench, mesh, 'remove', pod)
+    for (const pod of pods) await redirect(bench, mesh, 'remove', pod)
   }
 
   try {
@@ -219,11 +234,16 @@ async function ambient(bench: Bench, mesh: Ambient): Promise<RunningPath> {
     throw error
   }
 
-  return {
-    down, note: `pod 1 dials pod 2's IP; ztctl node agent 1 captures it in pod 1 (15001) → HBONE (mTLS h2) → pod 2's 15008 (node agent 2) → pod 2, ${INPOD_TEST_DATA_PATH} data path (ZTCTL_TEST_DATA_PATH=node: the node:http2 fallback)`, pids: mesh.agents.map((agent) => agent.child.pid!),
-    to: direct(bench).to,
-  }
+  return {down, note, pids, to: direct(bench).to}
 }
+
+const meshed = (bench: Bench, mesh: Ambient): Promise<RunningPath> => ambient(bench, mesh, [bench.pod1, bench.pod2],
+  `pod 1 dials pod 2's IP; ztctl node agent 1 captures it in pod 1 (15001) → HBONE (mTLS h2) → pod 2's 15008 (node agent 2) → pod 2, ${INPOD_TEST_DATA_PATH} data path (ZTCTL_TEST_DATA_PATH=node: the node:http2 fallback)`,
+  mesh.agents.map((agent) => agent.child.pid!))
+
+const inboundPlain = (bench: Bench, mesh: Ambient): Promise<RunningPath> => ambient(bench, mesh, [bench.pod2],
+  `pod 1 (not redirected) dials pod 2's IP in plaintext; pod 2's rules → 15006 → node agent 2 joins it to the app inside pod 2 (node:net; agent's data path ${INPOD_TEST_DATA_PATH}); CPU: node agent 2`,
+  [mesh.agents[1]!.child.pid!])
 
 // ---------- measurements (the harness's tools and row format) ----------
 
@@ -309,9 +329,9 @@ async function main(): Promise<void> {
     spawnIn(bench, pod2.netns, 'echo', path.join(BIN, 'echo'), [String(ECHO_PORT), '0.0.0.0'])
     spawnIn(bench, pod2.netns, 'iperf3-server', 'iperf3', ['-s', '-p', String(IPERF_PORT)])
     await waitEcho(bench, hostPort(pod2.ip, ECHO_PORT))
-    const mesh = PATHS.includes('ztctl-ambient') ? await ambientMesh(bench) : undefined
+    const mesh = PATHS.some((name) => name.startsWith('ztctl-')) ? await ambientMesh(bench) : undefined
     const up: Record<string, () => Promise<RunningPath>> = {
-      direct: async () => direct(bench), haproxy: () => haproxy(bench), stunnel: () => stunnel(bench), ztctl: () => tunnel(bench), 'ztctl-ambient': () => ambient(bench, mesh!),
+      direct: async () => direct(bench), haproxy: () => haproxy(bench), 'haproxy-plain': () => haproxyPlain(bench), stunnel: () => stunnel(bench), ztctl: () => tunnel(bench), 'ztctl-ambient': () => meshed(bench, mesh!), 'ztctl-inbound-plain': () => inboundPlain(bench, mesh!),
     }
     const notes = new Map<string, string>()
     log(`results -> ${OUT}; paths ${PATHS.join(' ')}; ${REPS} rep(s)`)

@@ -91,7 +91,7 @@ export class NativeInpod {
   adoptListener(kind: InpodListenerKind, fd: number, workload: Workload): PodListener | undefined {
     if (kind === 'outbound') return this.listenOutbound(fd, workload)
     if (kind === 'hbone') return this.listenHbone(fd, workload)
-    return undefined // 15006 (plaintext to the app) stays on node:net
+    return undefined // 15006 (plaintext to the app) stays on node:net: the addon has no plain ↔ plain relay (docs/hbone.md)
   }
 
   /** The captured connection as a tunnel client through SOURCE's pool. */
