@@ -4,7 +4,8 @@
 // backing file is copied at once: the copy is what the disk held at that instant (page-cache data not yet
 // written back is missing from it, as after a power cut). Mounted (journal replay included), the copy must
 // hold a valid CA key pair and admin identity, and a controller started on it must serve that identity.
-// Also: a store in an existing 0755 --data-dir is not readable by other users.
+// Agent statuses are written without fsync (soft state): a configuration commit right after them is on
+// disk all the same. Also: a store in an existing 0755 --data-dir is not readable by other users.
 import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
 import {createPrivateKey, createPublicKey, X509Certificate} from 'node:crypto'
@@ -14,6 +15,7 @@ import path from 'node:path'
 import {test} from 'node:test'
 import {promisify} from 'node:util'
 
+import {openSqliteStore} from '../../src/lib/controller/store/sqlite.js'
 import {readIdentityFile} from '../../src/lib/identity/file.js'
 import {startTestController} from '../helpers/controller.js'
 import {hasRoot} from '../helpers/netns.js'
@@ -96,6 +98,20 @@ test('durability: keys and identities survive a power cut right after they are w
     const again = await readIdentityFile(path.join(crashed, 'home', 'identities', 'admin.json'))
     assert.equal(again.cert, admin.cert, 'the same admin certificate (not a new one)')
     await after.stop()
+  })
+
+  await t.test('a configuration commit after unsynced agent statuses survives a power cut', async (tt) => {
+    const fs = await loopFs(tt)
+    const store = await openSqliteStore(path.join(fs.mount, 'store'))
+    tt.after(() => store.close())
+    await Promise.all(Array.from({length: 50}, (_, index) => store.recordAgentStatus({ackedVersion: 0, connected: true, name: `agent-${index}`})))
+    const agent = {hbone: '10.0.0.1:15008', name: 'after-statuses', spiffe: 'spiffe://cluster.local/agent/after-statuses'}
+    const version = await store.putResource('agent', 'after-statuses', agent)
+    await store.recordAgentStatus({ackedVersion: version, connected: true, name: 'agent-0'})
+    const crashed = await openSqliteStore(path.join(await fs.crashImage(), 'store'))
+    tt.after(() => crashed.close())
+    assert.deepEqual(await crashed.getResource('agent', 'after-statuses'), agent, 'the commit is on disk')
+    assert.equal(await crashed.currentVersion(), version)
   })
 
   await t.test('a store in an existing 0755 --data-dir is not readable by other users', async (tt) => {

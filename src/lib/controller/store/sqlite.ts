@@ -1,6 +1,7 @@
 // The default Store backend: one SQLite file through node:sqlite (no native build). WAL with
 // synchronous=FULL, so a committed transaction survives kill -9 and power loss, and every mutation is
-// one transaction that also bumps the revision and appends to the change log.
+// one transaction that also bumps the revision and appends to the change log. Agent statuses (soft
+// state, re-reported on every resubscribe) are written without the fsync.
 import {EventEmitter} from 'node:events'
 import {chmod, mkdir, open} from 'node:fs/promises'
 import path from 'node:path'
@@ -99,11 +100,12 @@ export async function openSqliteStore(dir: string, options: SqliteStoreOptions =
   const {DatabaseSync} = await importSqlite()
   await mkdir(dir, {recursive: true, mode: 0o700})
   const file = path.join(dir, 'store.db')
+  const synchronous = options.synchronous === 'OFF' ? 'OFF' : 'FULL'
   let db: DatabaseSync
   try {
     await makePrivate(file)
     db = new DatabaseSync(file, {timeout: 5000})
-    db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous === 'OFF' ? 'OFF' : 'FULL'}; PRAGMA foreign_keys = ON;`)
+    db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA foreign_keys = ON;`)
     migrate(db)
   } catch (error) {
     throw new ZtError('ZT_ERR_STORE', `cannot open the controller store ${file}: ${(error as Error).message}`, {
@@ -112,7 +114,7 @@ export async function openSqliteStore(dir: string, options: SqliteStoreOptions =
     })
   }
 
-  return new SqliteStore(db, options.changeLogRevisions ?? CHANGE_LOG_REVISIONS)
+  return new SqliteStore(db, options.changeLogRevisions ?? CHANGE_LOG_REVISIONS, synchronous)
 }
 
 /**
@@ -195,6 +197,7 @@ class SqliteStore implements Store {
   constructor(
     private readonly db: DatabaseSync,
     private readonly changeLogRevisions: number,
+    private readonly synchronous: 'FULL' | 'OFF',
   ) {
     // One listener per connected agent; the count is bounded by the server's stream limit instead.
     this.commits.setMaxListeners(0)
@@ -332,10 +335,12 @@ class SqliteStore implements Store {
 
   async putResource<K extends ResourceKind>(kind: K, key: string, value: ResourceKinds[K]): Promise<number> {
     const json = JSON.stringify(value)
+    // Unchanged (every agent re-puts its own resource on each resubscribe): no write transaction at all.
+    const unchanged = (): boolean => (this.db.prepare('SELECT value FROM resources WHERE kind = ? AND key = ?').get(kind, key) as undefined | {value: string})?.value === json
+    if (unchanged()) return this.revision()
     let changed = false
     const version = this.transaction(() => {
-      const existing = this.db.prepare('SELECT value FROM resources WHERE kind = ? AND key = ?').get(kind, key) as undefined | {value: string}
-      if (existing?.value === json) return this.revision()
+      if (unchanged()) return this.revision()
       changed = true
       return this.commitChanges([{key, kind, op: 'put', value} as Change])
     })
@@ -429,7 +434,7 @@ class SqliteStore implements Store {
                                                 last_seen = coalesce(excluded.last_seen, last_seen),
                                                 resources = coalesce(excluded.resources, resources),
                                                 software = coalesce(excluded.software, software)`)
-      this.transaction(() => {
+      this.softTransaction(() => {
         for (const {status} of batch) {
           upsert.run(status.name, status.ackedVersion ?? null, status.lastSeen ?? null, status.resources ? JSON.stringify(status.resources) : null, status.software ?? null)
         }
@@ -505,6 +510,21 @@ class SqliteStore implements Store {
     } catch (error) {
       if (this.db.isTransaction) this.db.exec('ROLLBACK')
       throw error
+    }
+  }
+
+  /**
+   * A transaction of soft state (agent statuses: every agent reports again when it resubscribes) that
+   * skips the fsync: WAL with synchronous=NORMAL keeps the file consistent, and the next FULL commit's
+   * fsync of the WAL takes these frames along. Configuration commits keep synchronous=FULL.
+   */
+  private softTransaction<T>(work: () => T): T {
+    if (this.synchronous === 'OFF') return this.transaction(work)
+    this.db.exec('PRAGMA synchronous = NORMAL')
+    try {
+      return this.transaction(work)
+    } finally {
+      this.db.exec(`PRAGMA synchronous = ${this.synchronous}`)
     }
   }
 
