@@ -22,7 +22,6 @@ import type {WorkloadRecord} from '../config/types.js'
 import {describeSystemError} from '../errors.js'
 import {INPOD_SKIP_MARK, tcpSocket, type OriginalDestination} from '../netns/native.js'
 import {formatHostPort, type HostPort, normalizeIp} from '../proxy/address.js'
-import type {HboneEngine} from '../proxy/hbone/hbone-engine.js'
 import {HboneError, HbonePool} from '../proxy/hbone/hbone-pool.js'
 import {HboneServer} from '../proxy/paths/hbone-server.js'
 import type {TrafficLabels} from '../proxy/observe/metrics.js'
@@ -31,40 +30,20 @@ import type {MeshState} from '../proxy/state/state.js'
 import type {PeerIdentity} from '../proxy/hbone/tls.js'
 import {carryToService, type TunnelClient} from '../proxy/paths/carry.js'
 import {socketClient} from '../proxy/paths/tunnel-inbound.js'
-import {serviceAccountKey, type WorkloadCertificates} from './certs.js'
-import type {Logger} from '../proxy/observe/log.js'
+import {serviceAccountKey} from './certs.js'
 import type {ConnectionTracker} from '../proxy/paths/connection.js'
-import type {Metrics} from '../proxy/observe/metrics.js'
 import {clusterIpEndpoints, pickEndpoint} from './cluster-ips.js'
 import {admitInpodConnect, type InpodAdmission, workloadService} from './admission.js'
 import {destroyGone, NativeInpod} from './native-mesh.js'
 import {meshServices} from './services.js'
 import {dialFromWorkload, joinSockets, passthrough, type PodListener, type Workload, type WorkloadManager, INPOD_HBONE_PORT, type InpodListenerKind} from './workloads.js'
 
-/** What the agent lends the mesh router (part of the runtime's InpodAgentContext). */
-export interface MeshAgentContext {
-  /** the native engine when the agent's data path is native (and the in-pod path may use it); else node:http2 */
-  engine?: HboneEngine
-  logger: () => Logger
-  metrics: Metrics
-  node: string
-  state: () => MeshState
-  timing?: {idleTimeoutMs?: number; keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number}
-  tracker: ConnectionTracker
-  trustDomain: string
-}
-
-/** What the mesh router needs: the agent's context plus the pods' certificates. */
-export type MeshContext = MeshAgentContext & {
-  certs: WorkloadCertificates
-}
+export type {Captured, MeshAgentContext, MeshContext} from './mesh-context.js'
+import type {Captured, MeshContext} from './mesh-context.js'
 
 export {workloadService} from './admission.js'
 
 export const workloadSpiffe = (trustDomain: string, namespace: string, serviceAccount: string): string => `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`
-
-/** A captured outbound connection: a node:net socket, or one the addon accepted (the native path). */
-export type Captured = {kind: 'socket'; socket: net.Socket} | {kind: 'native'; remote: string; tunnelId: number}
 
 /** IP → workload record, built once per configuration version. */
 const indexes = new WeakMap<MeshState, Map<string, WorkloadRecord>>()

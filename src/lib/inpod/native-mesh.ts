@@ -21,7 +21,7 @@ import {nativeClient} from '../proxy/paths/tunnel-inbound.js'
 import type {MeshState} from '../proxy/state/state.js'
 import type {InpodAdmission} from './admission.js'
 import {ISSUE_RETRY_MS, serviceAccountKey} from './certs.js'
-import type {Captured, MeshContext} from './mesh.js'
+import type {Captured, MeshContext} from './mesh-context.js'
 import {INPOD_HBONE_PORT, INPOD_OUTBOUND_PORT, type InpodListenerKind, listenInPod, type PodListener, type Workload, WorkloadManager} from './workloads.js'
 
 const DIAL_TIMEOUT_MS = 10_000
