@@ -5,7 +5,8 @@
 // attaches through a port-forward to the hub pod, and the admin's `ztctl script run` on this host reaches it
 // through the in-cluster hub, end-to-end TLS between the admin's certificate and the agent's. When the hub's
 // Secret gets a newly issued certificate (written through the API), the kubelet updates the volume and the
-// hub presents that certificate to new handshakes, no restart, its attachments kept. verify-install counts
+// hub presents that certificate to new handshakes, no restart, its attachments kept; deleted, the identity is
+// re-created by the controller and the hub ends up serving the Secret's new certificate. verify-install counts
 // the attached agents, and says why when the hub is scaled to 0. uninstall removes the hub's objects.
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
@@ -114,6 +115,23 @@ test('hub.enabled: the in-cluster hub takes the node agents and a zero-port agen
   assert.ok((await dump(socket)).hubs.some((hub) => hub.hub === 'hub' && hub.state === 'connected'), 'the outside agent stayed attached')
   const again = await runCli(['script', 'run', 'outside', '--no-stdin', '--', 'sh', '-c', 'echo still-$((6 * 7))'], env, {cwd: cli.home, timeoutMs: 60_000})
   assert.equal(again.stdout.trim(), 'still-42', `through the hub after the swap: ${again.stderr}`)
+
+  // Deleted, the identity is re-created by the controller's leader (housekeeping, every 60 s), which writes
+  // the Secret again: the hub ends up serving that certificate, and the node agent attaches to it again.
+  await cli.ztctl(['identity', 'delete', 'hub', '-y'])
+  const identityIn = (from: typeof secret): IdentityFile => JSON.parse(Buffer.from(from.data!['identity.json']!, 'base64').toString('utf8')) as IdentityFile
+  const recreated = await waitUntil('the controller wrote a new hub identity into the Secret', async () => {
+    const serial = certInfo(identityIn(await core.readNamespacedSecret(secretName)).cert).serial.toLowerCase()
+    return serial === renewedSerial ? undefined : serial
+  }, 150_000, 2000)
+  const deleted = Date.now()
+  await waitUntil('the hub serves the re-created certificate', async () => (await servedCertificate(hubAddress, client)).serial === recreated, 150_000, 1000)
+    .catch(async (error: Error) => assert.fail(`${error.message}\n--- hub ---\n${(await podLogs('ztctl-hub')).slice(-3000)}`))
+  t.diagnostic(`the hub served the re-created identity's certificate ${Math.round((Date.now() - deleted) / 1000)} s after the controller wrote it`)
+  await waitUntil('the node agent attached to the re-created hub', async () => {
+    const agents = await status()
+    return agents.some((each) => each.name === nodeAgents[0]!.name && each.sync?.hubs?.some((hub) => hub.hub === 'hub' && hub.state === 'connected'))
+  }, 60_000, 1000).catch(async (error: Error) => assert.fail(`${error.message}: ${JSON.stringify(await status())}\n--- node agent ---\n${(await podLogs('ztctl-node')).slice(-3000)}`))
 
   // verify-install -o json names the attached agents.
   const json = JSON.parse(await cli.ztctl(['verify-install', '-o', 'json'])) as {checks: Check[]}
