@@ -7,7 +7,7 @@
 // is logged once per content and ignored: the daemon keeps serving what it has.
 import {createPrivateKey, X509Certificate} from 'node:crypto'
 import {type FSWatcher, watch} from 'node:fs'
-import {readFile} from 'node:fs/promises'
+import {open} from 'node:fs/promises'
 import path from 'node:path'
 
 import {type IdentityFile, parseIdentityFile} from '../../identity/file.js'
@@ -127,9 +127,16 @@ function watchDirectory(file: string, changed: () => void, lost: () => void): FS
 }
 
 async function readBounded(file: string): Promise<string> {
-  const bytes = await readFile(file)
-  if (bytes.length > MAX_IDENTITY_BYTES) throw new Error(`${bytes.length} bytes: too large for an identity file`)
-  return bytes.toString('utf8')
+  // read at most one byte past the bound, so a huge file is never loaded whole
+  const handle = await open(file, 'r')
+  try {
+    const buffer = Buffer.alloc(MAX_IDENTITY_BYTES + 1)
+    const {bytesRead} = await handle.read(buffer, 0, buffer.length, 0)
+    if (bytesRead > MAX_IDENTITY_BYTES) throw new Error(`over ${MAX_IDENTITY_BYTES} bytes: too large for an identity file`)
+    return buffer.toString('utf8', 0, bytesRead)
+  } finally {
+    await handle.close()
+  }
 }
 
 /**
