@@ -2782,12 +2782,10 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
 // relay ends once both FINs crossed (no linger: there is no stream whose end we would wait for), or on a
 // reset, with one EV_CLOSED (bytes read from / written to the accepted end). A failed dial resets the
 // accepted end and reports EV_DIAL_RESULT only. Freed at the end of the call or callback that ended it.
+// recv/send beat splice(2) through a pipe pair per direction in bench/ambient/relay-micro.ts (the pipes cost
+// every connection four fds and two syscalls, and bought no throughput on loopback; docs/hbone.md).
 #define RELAY_CHUNK (128 * 1024)   // bytes per recv(): also the most one direction holds in user space
 #define RELAY_READS 8              // reads per direction per readiness, so one busy relay cannot starve the loop
-
-// How the bytes move: recv()/send() through one shared buffer, or splice(2) through a pipe per direction
-// (ZTCTL_HBONE_RELAY=splice, read once at load: the micro bench compares both, docs/hbone.md).
-static int relay_splice;
 
 struct relay;
 
@@ -2800,8 +2798,6 @@ typedef struct relay_end {
   int eof;                      // this end sent its FIN
   int shut_wr;                  // we sent ours to it
   bytes pending;                // read from the other end, not yet written to this one
-  int pipe[2];                  // splice mode: the other end's bytes on their way to this one
-  size_t piped;                 // of which this many are in the pipe
   uint64_t read, written;
 } relay_end;
 
@@ -2820,7 +2816,6 @@ static void relay_free(relay *r) {
     relay_end *e = &r->end[i];
     close_handle((uv_handle_t *)e->poll);
     if (e->fd >= 0) close(e->fd);
-    for (int k = 0; k < 2; k++) if (e->pipe[k] >= 0) close(e->pipe[k]);
     free(e->pending.data);
   }
   close_handle((uv_handle_t *)r->timer);
@@ -2868,7 +2863,7 @@ static void relay_fail(relay *r, int i, int err, const char *doing) {
 }
 
 // Bytes read from the other end that end E has not taken yet.
-static size_t relay_queued(const relay_end *e) { return bytes_size(&e->pending) + e->piped; }
+static size_t relay_queued(const relay_end *e) { return bytes_size(&e->pending); }
 
 // End I gets its FIN once the other end sent one and everything before it was written.
 static void relay_forward_fin(relay *r, int i) {
@@ -2902,27 +2897,9 @@ static int relay_send(relay *r, int i, const uint8_t *data, size_t length) {
   return 0;
 }
 
-// Splice mode: move what waits in end I's pipe to its socket. 0, or -1 once the relay ended.
-static int relay_drain_pipe(relay *r, int i) {
-  relay_end *e = &r->end[i];
-  while (e->piped > 0) {
-    ssize_t sent = splice(e->pipe[0], NULL, e->fd, NULL, e->piped, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (sent < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) return 0;
-      relay_fail(r, i, errno, "writing to");
-      return -1;
-    }
-    e->piped -= (size_t)sent;
-    e->written += (size_t)sent;
-  }
-  return 0;
-}
-
 // Write end I's pending queue; once drained, a FIN that waited behind it follows.
 static int relay_flush(relay *r, int i) {
   relay_end *e = &r->end[i];
-  if (relay_drain_pipe(r, i) < 0) return -1;
   while (bytes_size(&e->pending) > 0) {
     ssize_t sent = send(e->fd, e->pending.data + e->pending.start, bytes_size(&e->pending), MSG_NOSIGNAL);
     if (sent < 0) {
@@ -2943,8 +2920,7 @@ static int relay_move(relay *r, int i) {
   relay_end *from = &r->end[i], *to = &r->end[1 - i];
   for (int reads = 0; reads < RELAY_READS; reads++) {
     if (from->eof || relay_queued(to) > 0) return 0;
-    ssize_t got = relay_splice ? splice(from->fd, NULL, to->pipe[1], NULL, RELAY_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
-                               : recv(from->fd, relay_buffer, sizeof relay_buffer, 0);
+    ssize_t got = recv(from->fd, relay_buffer, sizeof relay_buffer, 0);
     if (got < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return 0;
@@ -2957,13 +2933,8 @@ static int relay_move(relay *r, int i) {
       return 0;
     }
     from->read += (uint64_t)got;
-    if (relay_splice) {
-      to->piped = (size_t)got;
-      if (relay_drain_pipe(r, 1 - i) < 0) return -1;
-    } else if (relay_send(r, 1 - i, relay_buffer, (size_t)got) < 0) {
-      return -1;
-    }
-    if ((size_t)got < (size_t)RELAY_CHUNK) return 0; // drained: the next readiness brings more
+    if (relay_send(r, 1 - i, relay_buffer, (size_t)got) < 0) return -1;
+    if ((size_t)got < sizeof relay_buffer) return 0; // drained: the next readiness brings more
   }
   return 0;
 }
@@ -2999,23 +2970,9 @@ static void relay_check(relay *r) {
   relay_end_all(r, 0);
 }
 
-// Splice mode: a pipe per direction (each end's, for the bytes coming to it). 0, or the errno.
-static int relay_make_pipes(relay *r) {
-  for (int i = 0; relay_splice && i < 2; i++) {
-    relay_end *e = &r->end[i];
-    if (pipe2(e->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
-      e->pipe[0] = e->pipe[1] = -1;
-      return errno;
-    }
-    fcntl(e->pipe[1], F_SETPIPE_SZ, RELAY_CHUNK); // one read's worth; the default 64 KiB if refused
-  }
-  return 0;
-}
-
 static void relay_dial_finished(relay *r, int err) {
   r->dialing = 0;
   stop_timer(r->timer);
-  if (!err) err = relay_make_pipes(r);
   if (err) {
     emit(EV_DIAL_RESULT, r->id, 0, 0, errno_name(err), strerror(err), NULL, NULL);
     r->released = 1;
@@ -3093,7 +3050,7 @@ static napi_value js_relay(napi_env env, napi_callback_info info) {
   relay *r = calloc(1, sizeof *r);
   if (!r) abort();
   r->id = id_new(K_RELAY, r);
-  for (int i = 0; i < 2; i++) r->end[i] = (relay_end){.owner = r, .index = i, .fd = -1, .pipe = {-1, -1}};
+  for (int i = 0; i < 2; i++) r->end[i] = (relay_end){.owner = r, .index = i, .fd = -1};
   // The accepted socket leaves its tunnel as detach() hands it to JS.
   r->end[0].fd = t->fd;
   close_handle((uv_handle_t *)t->poll);
@@ -3154,8 +3111,6 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
 }
 
 static napi_value module_init(napi_env env, napi_value exports) {
-  const char *relay_mode = getenv("ZTCTL_HBONE_RELAY");
-  relay_splice = relay_mode && strcmp(relay_mode, "splice") == 0;
   in_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ztctl-in");
   BIO_meth_set_read_ex(in_method, in_bio_read);
   BIO_meth_set_ctrl(in_method, in_bio_ctrl);
