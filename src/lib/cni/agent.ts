@@ -15,6 +15,7 @@ import type {EnrollmentOptions} from '../kube/enrollment.js'
 import type {Logger} from '../log/logger.js'
 import type {HostPort} from '../proxy/address.js'
 import type {BackendRequest} from '../redirect/backend.js'
+import {serialized} from '../util/serialized.js'
 import {chainPlugin, installPluginBinary, removePluginBinary, unchainPlugin} from './chain.js'
 import {type CniFindings, checkCniNode} from './node-check.js'
 import {type NodePods, nodePods} from './node-pods.js'
@@ -114,10 +115,10 @@ export async function startCniAgent(options: CniAgentOptions): Promise<CniAgent>
     await ensureChained()
     report()
   })
-  const confWatch = watchDir(options.confDir, rechain, (message) => logger.warn({dir: options.confDir}, message))
+  const confWatch = watchDir(options.confDir, () => void rechain(), (message) => logger.warn({dir: options.confDir}, message))
   const chainTimer = setInterval(() => {
     confWatch.ensure()
-    rechain()
+    void rechain()
   }, options.intervalMs ?? CHAIN_POLL_MS)
   chainTimer.unref()
   const reconcileTimer = setInterval(tick, options.reconcileMs ?? 5000)
@@ -160,31 +161,6 @@ export async function startCniAgent(options: CniAgentOptions): Promise<CniAgent>
     findings: () => findings,
     reconcile: () => redirector.reconcile(),
   }
-}
-
-/** FN, never twice at once: a call while it runs asks for one more run after it (calls in between fold into that one). */
-function serialized(fn: () => Promise<void>): (() => void) & {idle(): Promise<void>} {
-  let running: Promise<void> | undefined
-  let again = false
-  const run = (): void => {
-    if (running) {
-      again = true
-      return
-    }
-
-    running = fn().catch(() => {}).finally(() => {
-      running = undefined
-      if (again) {
-        again = false
-        run()
-      }
-    })
-  }
-
-  return Object.assign(run, {idle: async () => {
-    again = false
-    await running
-  }})
 }
 
 /** Call ONCHANGE (settled) when DIR's entries change; a dir that cannot be watched yet is tried again by ensure(). */
