@@ -15,7 +15,7 @@ Kept unless --purge: the custom resource definitions (with them the mesh's confi
     ...kubernetesFlags,
     purge: Flags.boolean({description: 'also delete the custom resource definitions (and every policy, tunnel … in them) and the controller\'s CA and identities'}),
     'skip-confirmation': Flags.boolean({char: 'y', description: 'do not ask for confirmation (needed without a terminal)'}),
-    timeout: durationFlag({default: '5m', description: 'how long to wait for the deleted objects (and their pods) to go away'}),
+    timeout: durationFlag('timeout', {default: '5m', description: 'how long to wait for the deleted objects (and their pods) to go away'}),
   }
   static override summary = 'Remove ztctl from a Kubernetes cluster'
 
