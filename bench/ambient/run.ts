@@ -9,8 +9,12 @@
 //                  (15001), HBONE to pod 2's 15008 served by node 2's agent, delivered inside pod 2
 //   haproxy-plain  pod 1 → one haproxy on node 2 (tcp mode, no TLS) → pod 2: the plaintext peer of the next
 //   ztctl-inbound-plain  only pod 2 redirected: pod 1 (outside the mesh) dials pod 2's IP in plaintext, pod 2's
-//                  rules send it to 15006, node 2's agent joins it to the app from inside pod 2 (node:net
-//                  on both engines: the addon has no plain ↔ plain relay). Not in the default AMBIENT_PATHS.
+//                  rules send it to 15006, node 2's agent joins it to the app from inside pod 2 (native: a
+//                  plain ↔ plain relay in the addon; ZTCTL_TEST_DATA_PATH=node: node:net)
+//   direct-local   pod 3 (node 2's second pod) → pod 2 across node 2's bridge, no proxy
+//   ztctl-local    the local fast path: pod 3 and pod 2 redirected on node 2; pod 3's connection is captured
+//                  (15001), authorized and joined to pod 2 by node 2's agent (a relay on native), no TLS
+// The last four are not in the default AMBIENT_PATHS.
 // Every proxy is its own process in its node's namespace; the ambient agents are `agent run --inpod-socket`
 // enrolled with a controller (in node 1's namespace, idle while measuring). Redirection is added before
 // the ambient path and removed after it, so the other paths see plain pods.
@@ -61,6 +65,8 @@ interface Endpoint {
 
 /** A path between pod 1 and pod 2: where pod 1's clients connect, and the processes that carry it. */
 interface RunningPath {
+  /** where the clients run (pod 1 unless said) */
+  from?: TopoPod
   note: string
   pids: number[]
   to: Endpoint
@@ -74,6 +80,8 @@ interface Bench {
   node2: TopoNode
   pod1: TopoPod
   pod2: TopoPod
+  /** node 2's second pod: the local fast path's client */
+  pod3: TopoPod
   topo: Topology
 }
 
@@ -92,10 +100,10 @@ function spawnIn(bench: Bench, netns: string, name: string, cmd: string, args: s
 /** SIGTERM each (SIGKILL after 15 s, as for the node agents) and wait until all are gone. */
 const stopChildren = (children: ChildProcess[]): Promise<unknown> => Promise.all(children.map((child) => stopNodeAgent({child, output: () => ''})))
 
-/** Bounded wait until pod 1 gets an echo back from ENDPOINT. */
-async function waitEcho(bench: Bench, endpoint: string): Promise<void> {
+/** Bounded wait until FROM (pod 1) gets an echo back from ENDPOINT. */
+async function waitEcho(bench: Bench, endpoint: string, from = bench.pod1): Promise<void> {
   const [host, port] = splitHostPort(endpoint)
-  await waitUntil(`an echo through ${endpoint}`, async () => (await bench.topo.exec(bench.pod1.netns, path.join(BIN, 'lat'), [host, port, '20', '16', '0'], {timeoutMs: 5000})).code === 0, 30_000)
+  await waitUntil(`an echo through ${endpoint}`, async () => (await bench.topo.exec(from.netns, path.join(BIN, 'lat'), [host, port, '20', '16', '0'], {timeoutMs: 5000})).code === 0, 30_000)
 }
 
 // ---------- paths ----------
@@ -215,8 +223,8 @@ async function redirect(bench: Bench, mesh: Ambient, verb: 'add' | 'remove', pod
   if (result.code !== 0) throw new Error(`ztctl ${args.join(' ')}: ${result.stdout}${result.stderr}`)
 }
 
-/** In-pod redirection of PODS (pod 2 always among them), up until node 1 knows pod 2 and an echo goes through. */
-async function ambient(bench: Bench, mesh: Ambient, pods: TopoPod[], note: string, pids: number[]): Promise<RunningPath> {
+/** In-pod redirection of PODS (pod 2 always among them), up until node 1 knows pod 2 and an echo from FROM goes through. */
+async function ambient(bench: Bench, mesh: Ambient, pods: TopoPod[], note: string, pids: number[], from = bench.pod1): Promise<RunningPath> {
   const {pod2, topo} = bench
   for (const pod of pods) await redirect(bench, mesh, 'add', pod)
   const down = async (): Promise<void> => {
@@ -228,13 +236,13 @@ async function ambient(bench: Bench, mesh: Ambient, pods: TopoPod[], note: strin
       const dump = await topo.exec(bench.node1.netns, 'curl', ['-s', '--max-time', '3', 'http://127.0.0.1:15000/config_dump'])
       return dump.code === 0 && dump.stdout.includes(`"${pod2.ip}"`)
     }, 30_000)
-    await waitEcho(bench, hostPort(pod2.ip, ECHO_PORT))
+    await waitEcho(bench, hostPort(pod2.ip, ECHO_PORT), from)
   } catch (error) {
     await down()
     throw error
   }
 
-  return {down, note, pids, to: direct(bench).to}
+  return {down, from, note, pids, to: direct(bench).to}
 }
 
 const meshed = (bench: Bench, mesh: Ambient): Promise<RunningPath> => ambient(bench, mesh, [bench.pod1, bench.pod2],
@@ -242,8 +250,14 @@ const meshed = (bench: Bench, mesh: Ambient): Promise<RunningPath> => ambient(be
   mesh.agents.map((agent) => agent.child.pid!))
 
 const inboundPlain = (bench: Bench, mesh: Ambient): Promise<RunningPath> => ambient(bench, mesh, [bench.pod2],
-  `pod 1 (not redirected) dials pod 2's IP in plaintext; pod 2's rules → 15006 → node agent 2 joins it to the app inside pod 2 (node:net; agent's data path ${INPOD_TEST_DATA_PATH}); CPU: node agent 2`,
+  `pod 1 (not redirected) dials pod 2's IP in plaintext; pod 2's rules → 15006 → node agent 2 joins it to the app inside pod 2 (${INPOD_TEST_DATA_PATH === 'native' ? 'a relay in the addon' : 'node:net'}); CPU: node agent 2`,
   [mesh.agents[1]!.child.pid!])
+
+const directLocal = (bench: Bench): RunningPath => ({...direct(bench), from: bench.pod3, note: 'pod 3 → pod 2 across node 2\'s bridge (no proxy)'})
+
+const localFastPath = (bench: Bench, mesh: Ambient): Promise<RunningPath> => ambient(bench, mesh, [bench.pod3, bench.pod2],
+  `pod 3 dials pod 2's IP, both on node 2: node agent 2 captures it in pod 3 (15001), authorizes and joins it to pod 2 (${INPOD_TEST_DATA_PATH === 'native' ? 'a relay in the addon' : 'node:net'}), no TLS; CPU: node agent 2`,
+  [mesh.agents[1]!.child.pid!], bench.pod3)
 
 // ---------- measurements (the harness's tools and row format) ----------
 
@@ -257,8 +271,8 @@ async function cpuTicks(pids: number[]): Promise<number> {
   return (JSON.parse(stdout) as {cpu_ticks: number}).cpu_ticks
 }
 
-async function fromPod1(bench: Bench, tool: string, args: string[], timeoutMs: number): Promise<unknown> {
-  const result = await bench.topo.exec(bench.pod1.netns, tool, args, {timeoutMs})
+async function fromPod(bench: Bench, pod: TopoPod, tool: string, args: string[], timeoutMs: number): Promise<unknown> {
+  const result = await bench.topo.exec(pod.netns, tool, args, {timeoutMs})
   if (result.code !== 0) throw new Error(`${path.basename(tool)} ${args.join(' ')}: exit ${result.code}: ${result.stderr.trim().slice(0, 300)}`)
   return JSON.parse(result.stdout)
 }
@@ -275,20 +289,21 @@ async function measure(bench: Bench, name: string, rep: number, running: Running
     }
   }
 
+  const from = running.from ?? bench.pod1
   // warm-up: pools, JITs and TLS sessions exist before the figures
-  await bench.topo.exec(bench.pod1.netns, path.join(BIN, 'lat'), [echoHost, echoPort, '2000', String(LAT_SIZE), '100'], {timeoutMs: 60_000})
-  await bench.topo.exec(bench.pod1.netns, 'iperf3', ['-c', iperfHost, '-p', iperfPort, '-t', '1', '-J'], {timeoutMs: 30_000})
+  await bench.topo.exec(from.netns, path.join(BIN, 'lat'), [echoHost, echoPort, '2000', String(LAT_SIZE), '100'], {timeoutMs: 60_000})
+  await bench.topo.exec(from.netns, 'iperf3', ['-c', iperfHost, '-p', iperfPort, '-t', '1', '-J'], {timeoutMs: 30_000})
   await attempt('tput_p1', async () => {
     const before = await cpuTicks(running.pids)
-    const report = await fromPod1(bench, 'iperf3', ['-c', iperfHost, '-p', iperfPort, '-t', String(TPUT_SECS), '-J'], (TPUT_SECS + 30) * 1000) as {end: {sum_received: {bits_per_second: number; bytes: number}}}
+    const report = await fromPod(bench, from, 'iperf3', ['-c', iperfHost, '-p', iperfPort, '-t', String(TPUT_SECS), '-J'], (TPUT_SECS + 30) * 1000) as {end: {sum_received: {bits_per_second: number; bytes: number}}}
     const cpuSeconds = (await cpuTicks(running.pids) - before) / 100
     const {bits_per_second: bps, bytes} = report.end.sum_received
     return {bytes, gbps: bps / 1e9, proxy_cpu_s: cpuSeconds, proxy_cpu_s_per_gib: cpuSeconds / (bytes / 2 ** 30)}
   })
-  await attempt('lat', () => fromPod1(bench, path.join(BIN, 'lat'), [echoHost, echoPort, String(LAT_N), String(LAT_SIZE), '1000'], 120_000))
+  await attempt('lat', () => fromPod(bench, from, path.join(BIN, 'lat'), [echoHost, echoPort, String(LAT_N), String(LAT_SIZE), '1000'], 120_000))
   await attempt('connrate', async () => {
     const before = await cpuTicks(running.pids)
-    const report = await fromPod1(bench, path.join(BIN, 'connrate'), [echoHost, echoPort, String(CONN_THREADS), String(CONN_SECS), '64'], (CONN_SECS + 60) * 1000) as {conns?: number}
+    const report = await fromPod(bench, from, path.join(BIN, 'connrate'), [echoHost, echoPort, String(CONN_THREADS), String(CONN_SECS), '64'], (CONN_SECS + 60) * 1000) as {conns?: number}
     const cpuSeconds = (await cpuTicks(running.pids) - before) / 100
     return {...report, proxy_cpu_s: cpuSeconds, ...(report.conns ? {proxy_cpu_us_per_conn: (cpuSeconds * 1e6) / report.conns} : {})}
   })
@@ -322,16 +337,16 @@ async function main(): Promise<void> {
   const cleanups: Bench['cleanups'] = []
   const ctx = {after: (fn: () => Promise<void> | void) => void cleanups.push(fn)}
   try {
-    const topo = await createTopology(ctx, {nodes: 2, podsPerNode: 1})
+    const topo = await createTopology(ctx, {nodes: 2, podsPerNode: 2})
     const [node1, node2] = topo.nodes as [TopoNode, TopoNode]
-    const [pod1, pod2] = topo.pods as [TopoPod, TopoPod]
-    const bench: Bench = {cleanups, ctx, node1, node2, pod1, pod2, topo}
+    const [pod1, pod2, pod3] = [node1.pods[0]!, node2.pods[0]!, node2.pods[1]!]
+    const bench: Bench = {cleanups, ctx, node1, node2, pod1, pod2, pod3, topo}
     spawnIn(bench, pod2.netns, 'echo', path.join(BIN, 'echo'), [String(ECHO_PORT), '0.0.0.0'])
     spawnIn(bench, pod2.netns, 'iperf3-server', 'iperf3', ['-s', '-p', String(IPERF_PORT)])
     await waitEcho(bench, hostPort(pod2.ip, ECHO_PORT))
     const mesh = PATHS.some((name) => name.startsWith('ztctl-')) ? await ambientMesh(bench) : undefined
     const up: Record<string, () => Promise<RunningPath>> = {
-      direct: async () => direct(bench), haproxy: () => haproxy(bench), 'haproxy-plain': () => haproxyPlain(bench), stunnel: () => stunnel(bench), ztctl: () => tunnel(bench), 'ztctl-ambient': () => meshed(bench, mesh!), 'ztctl-inbound-plain': () => inboundPlain(bench, mesh!),
+      direct: async () => direct(bench), 'direct-local': async () => directLocal(bench), haproxy: () => haproxy(bench), 'haproxy-plain': () => haproxyPlain(bench), stunnel: () => stunnel(bench), ztctl: () => tunnel(bench), 'ztctl-ambient': () => meshed(bench, mesh!), 'ztctl-inbound-plain': () => inboundPlain(bench, mesh!), 'ztctl-local': () => localFastPath(bench, mesh!),
     }
     const notes = new Map<string, string>()
     log(`results -> ${OUT}; paths ${PATHS.join(' ')}; ${REPS} rep(s)`)

@@ -9,7 +9,7 @@ import type {Rendering} from '../lib/kube/manifest/render.js'
 import type {KubeClient} from '../lib/kube/rest.js'
 
 export default class VerifyInstall extends BaseCommand<typeof VerifyInstall> {
-  static override description = `Check an installation object by object: custom resources Established, the controller rolled out and answering /ready, every DaemonSet ready on every node, every object as install applies it. One ✔/✘ line per check, counts at the end, exit code 1 on any ✘ with what to look at.
+  static override description = `Check an installation object by object: custom resources Established, the controller rolled out and answering /ready, every DaemonSet ready on every node, every object as install applies it; with hub.enabled, every node agent (and the host pod) attached to the hub, as the hub reports it, and why not from the agent's side. One ✔/✘ line per check, counts at the end, exit code 1 on any ✘ with what to look at.
 
 With --traffic it then proves traffic: a temporary namespace labelled ztctl.io/dataplane-mode=ambient gets a server and a client pod, the client connects to the server, and the node agent's access log must show the connection over HBONE with both SPIFFE IDs; the namespace is always deleted.
 

@@ -2,7 +2,8 @@
 // --no-listen and --hub behind a firewall that accepts nothing in; on node 3 a user runs `ztctl terminal
 // open` and `ztctl file get`. They reach agent-b through the hub: the CLI asks the hub for a relay to it,
 // and the inner HBONE session is TLS between the user's certificate and agent-b's (agent-b's log names
-// alice as the app's identity, the hub's names her as the relay's source). A policy denying alice is
+// alice as the app's identity, the hub's names her as the relay's source); one command's streams share one
+// relay (one inner session). A policy denying alice is
 // enforced at the hub already; node 2 listens on nothing.
 import assert from 'node:assert/strict'
 import {createHash, randomBytes} from 'node:crypto'
@@ -56,9 +57,38 @@ test('terminal and file get reach a zero-port agent through a hub, end-to-end TL
     return /report\.bin\s+agent-b\s+.*\sok/.test(listed.stdout) ? listed : undefined
   }, 30_000)
 
+  // One command, one inner session: file get's streams (stat, then the transfer) share one relay through the hub.
+  const hubRelays = () => hub.lines().filter((line) => line.message === 'connection complete' && line.direction === 'relay').length
+  const settled = async (): Promise<number> => {
+    let seen = -1
+    const stable = await waitUntil('the hub logged every relay so far', async () => {
+      const now = hubRelays()
+      if (now === seen) return {count: now}
+      seen = now
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+      return undefined
+    }, 20_000)
+    return stable.count
+  }
+
+  const relaysBefore = await settled()
+  // agent-b's own count of file streams served (a stat is one, quiet in its log).
+  const fileStreams = async (): Promise<number> => {
+    const {execFile} = await import('node:child_process')
+    const metrics = await new Promise<string>((resolve, reject) => {
+      execFile('curl', ['-s', '--max-time', '3', '--unix-socket', socket, 'http://agent/metrics'], (error, stdout) => (error ? reject(error) : resolve(stdout)))
+    })
+    return Number(/^ztctl_app_sessions_total\{app="file",outcome="ok"\} (\d+)$/m.exec(metrics)?.[1] ?? 0)
+  }
+
+  const streamsBefore = await fileStreams()
   const got = await asAlice(['file', 'get', 'report.bin', '--output', path.join(dir, 'got.bin'), '--json'])
   assert.equal(got.code, 0, got.stderr)
   assert.equal(sha256(await readFile(path.join(dir, 'got.bin'))), sha256(content), 'the file arrived intact')
+  await waitUntil('the hub logs the relay of file get', () => hubRelays() > relaysBefore, 10_000)
+  assert.equal(await settled() - relaysBefore, 1, 'file get went through one relay')
+  const streams = (await fileStreams()) - streamsBefore
+  assert.ok(streams >= 2, `file get opened ${streams} streams on agent-b`)
 
   const terminal = await asAlice(['terminal', 'open', 'agent-b'], 'echo "MARK-$((6 * 7))-$(hostname)"\nexit 3\n')
   assert.equal(terminal.code, 3, `the shell's exit status: ${terminal.stdout}\n${terminal.stderr}`)

@@ -14,7 +14,7 @@ import {type InpodAck, type InpodMessage, InpodLineParser, type InpodRequest, en
 import {RUN_JS} from '../helpers/controller.js'
 import type {Topology, TopoNode, TopoPod} from '../helpers/netns.js'
 import {waitUntil} from '../helpers/wait.js'
-import {createMesh, type Mesh, type RunningAgent, startAgent, tempDir, TRUST_DOMAIN} from '../proxy/helpers.js'
+import {createMesh, type Mesh, type RunningAgent, startAgent, tempDir, TRUST_DOMAIN, waitFor} from '../proxy/helpers.js'
 
 export {waitUntil}
 
@@ -215,3 +215,15 @@ export async function startInpodMesh(t: TestContext, topo: Topology, options: {b
 
   return {config, issued, mesh, nodes, record}
 }
+
+/** POD's open connections as its own agent's admin dump counts them (undefined: not served there). */
+export const connectionsOf = (setup: InpodMeshNodes, pod: TopoPod): number | undefined =>
+  setup.nodes[pod.node]!.agent.configDump().workloads.find((workload) => workload.name === pod.name)?.connections
+
+/** Wait until each POD's count (on its own agent) is COUNT. */
+export async function expectCounts(setup: InpodMeshNodes, what: string, counts: [TopoPod, number][]): Promise<void> {
+  await waitFor(what, () => counts.every(([pod, count]) => connectionsOf(setup, pod) === count)).catch(() => {
+    assert.fail(`${what}: ${counts.map(([pod, count]) => `${pod.name} ${connectionsOf(setup, pod)} (want ${count})`).join(', ')}`)
+  })
+}
+

@@ -15,7 +15,7 @@ import {listenTcp, tcpSocket} from '../../src/lib/netns/native.js'
 import {RUN_JS} from '../helpers/controller.js'
 import {createTopology, type TopoPod} from '../helpers/netns.js'
 import {waitFor} from '../proxy/helpers.js'
-import {type InpodMeshNodes, podApp, podFetch, startInpodMesh} from './fixtures.js'
+import {expectCounts, type InpodMeshNodes, podApp, podFetch, startInpodMesh} from './fixtures.js'
 
 /** An app inside POD on PORT that greets each connection and keeps it open until the client ends it. */
 async function holdingApp(t: {after(fn: () => void): void}, pod: TopoPod, port: number): Promise<void> {
@@ -36,16 +36,6 @@ async function openFrom(t: {after(fn: () => void): void}, pod: TopoPod, host: st
   const [greeting] = (await once(socket, 'data')) as [Buffer]
   assert.equal(greeting.toString(), 'hello')
   return socket
-}
-
-const connectionsOf = (setup: InpodMeshNodes, pod: TopoPod): number | undefined =>
-  setup.nodes[pod.node]!.agent.configDump().workloads.find((workload) => workload.name === pod.name)?.connections
-
-/** Wait until each POD's count (on its own agent) is COUNT. */
-async function expectCounts(setup: InpodMeshNodes, what: string, counts: [TopoPod, number][]): Promise<void> {
-  await waitFor(what, () => counts.every(([pod, count]) => connectionsOf(setup, pod) === count)).catch(() => {
-    assert.fail(`${what}: ${counts.map(([pod, count]) => `${pod.name} ${connectionsOf(setup, pod)} (want ${count})`).join(', ')}`)
-  })
 }
 
 async function closeAndExpectZero(setup: InpodMeshNodes, socket: net.Socket, pods: TopoPod[]): Promise<void> {

@@ -9,11 +9,11 @@ import {chmod, copyFile, mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {test} from 'node:test'
-import tls from 'node:tls'
 
 import {type IdentityFile, readIdentityFile} from '../../src/lib/identity/file.js'
 import {certInfo} from '../../src/lib/pki/cert-info.js'
 import {RUN_JS, startTestController, type TestController} from '../helpers/controller.js'
+import {servedCertificate} from '../helpers/tls-probe.js'
 
 const CERT_TTL = '10s'
 
@@ -24,22 +24,6 @@ async function enroll(ctl: TestController, name: string, role: string): Promise<
   }
 
   return path.join(ctl.home, `${name}.json`)
-}
-
-/** The serial and expiry of the certificate ADDRESS serves over TLS (mutual, as an HBONE peer dials it). */
-function servedCertificate(address: string, client: IdentityFile): Promise<{notAfter: number; serial: string}> {
-  const colon = address.lastIndexOf(':')
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      ALPNProtocols: ['h2'], ca: client.ca, cert: client.cert, checkServerIdentity: () => undefined, host: address.slice(0, colon), key: client.key, port: Number(address.slice(colon + 1)),
-    }, () => {
-      const peer = socket.getPeerCertificate()
-      socket.destroy()
-      resolve({notAfter: Date.parse(peer.valid_to), serial: peer.serialNumber.toLowerCase()})
-    })
-    socket.setTimeout(5000, () => socket.destroy(new Error(`no TLS handshake with ${address} in 5 s`)))
-    socket.once('error', reject)
-  })
 }
 
 /** Polls the served certificate until its serial is not SERIAL; fails once DEADLINE passes. */

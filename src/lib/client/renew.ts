@@ -54,6 +54,8 @@ export type CertificateStorage = 'file' | 'memory'
 export class CertificateRenewer extends EventEmitter {
   private current: IdentityFile
   private failures = 0
+  /** bumped by adopt(): a renewal started from an earlier certificate is dropped when it lands */
+  private generation = 0
   private saidMemory = false
   private where: CertificateStorage
   private stopped = true
@@ -91,6 +93,19 @@ export class CertificateRenewer extends EventEmitter {
     clearTimeout(this.timer)
   }
 
+  /**
+   * Take IDENTITY, read from the identity file by someone else's hand (the kubelet updating a Secret
+   * volume), as the current certificate: the next renewal is due at its half-life, and a renewal in
+   * flight from the previous certificate is dropped when it lands.
+   */
+  adopt(identity: IdentityFile): void {
+    this.current = identity
+    this.generation++
+    this.failures = 0
+    this.where = 'file'
+    this.schedule(Math.max(0, msUntilRenewal(identity)))
+  }
+
   private schedule(delayMs: number): void {
     if (this.stopped) return
     clearTimeout(this.timer)
@@ -121,17 +136,20 @@ export class CertificateRenewer extends EventEmitter {
     }
 
     const renew = this.options.renew ?? renewIdentity
+    const {generation} = this
+    const superseded = (): boolean => this.stopped || generation !== this.generation
     renew(this.current)
       .then(async (next) => {
-        if (this.stopped) return
+        if (superseded()) return
         await this.store(next)
+        if (superseded()) return
         this.current = next
         this.failures = 0
         this.emit('renewed', next)
         this.schedule(Math.max(0, msUntilRenewal(next)))
       })
       .catch((error: unknown) => {
-        if (this.stopped) return
+        if (superseded()) return
         this.failures++
         const base = Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** Math.min(this.failures - 1, 20))
         const retryInMs = Math.round(base / 2 + Math.random() * (base / 2))

@@ -11,7 +11,7 @@ import {ExitCode, ZtError} from '../errors.js'
 import {type IdentityFile, parseIdentityFile} from '../identity/file.js'
 import {isConflict, isNotFound, type KubeClients, kubeClients, kubeError, type KubeTarget} from '../kube/client.js'
 import {LeaderElector} from '../kube/lease.js'
-import {ADMIN_IDENTITY_KEY, CA_ROOT_KEY, DEFAULT_INSTALL, HUB_IDENTITY, LABEL, NODE_AGENT_SERVICE_ACCOUNT, RUNTIME_OBJECTS, ztctlLabels} from '../kube/objects.js'
+import {ADMIN_IDENTITY_KEY, CA_ROOT_KEY, DEFAULT_INSTALL, HOST_IDENTITY, HUB_IDENTITY, LABEL, NODE_AGENT_SERVICE_ACCOUNT, RUNTIME_OBJECTS, ztctlLabels} from '../kube/objects.js'
 import {certInfo, fingerprint, splitPem} from '../pki/cert-info.js'
 import {createCA, validateCA} from '../pki/pki.js'
 import type {AdminHome} from './admin.js'
@@ -39,8 +39,6 @@ export interface KubeSiteOptions extends KubeTarget {
   meshCache?: KubeMeshOptions['cache']
 }
 
-/** The host pod's identity name and role (policies: `@host`, `#host`). */
-export const HOST_IDENTITY = 'host'
 const CA_CERT_KEY = 'ca.crt'
 const CA_KEY_KEY = 'ca.key'
 const b64 = (text: string): string => Buffer.from(text).toString('base64')

@@ -12,8 +12,9 @@
 //     targets that are that pod's own IPs (never an open relay), authorizes the source against the
 //     policies (`ns:`, `sa:`, `spiffe://` sources), and delivers from inside the pod (skip mark).
 // Both on either engine (context.engine): node:http2 + node:net, or the native one, whose addon then
-// owns the pod's 15001 and 15008 listeners (their fds made in the pod's namespace) and its dials (sockets
-// made there with the skip mark) and moves the bytes in C; every decision above stays here, shared.
+// owns the pod's 15001, 15006 and 15008 listeners (their fds made in the pod's namespace) and its dials
+// (sockets made there with the skip mark) and moves the bytes in C (plain ones as relays: 15006, the local
+// fast path, passthrough); every decision above stays here, shared, only the byte mover differs.
 import type {IncomingHttpHeaders, ServerHttp2Stream} from 'node:http2'
 import net from 'node:net'
 import type {TLSSocket} from 'node:tls'
@@ -36,7 +37,7 @@ import {clusterIpEndpoints, pickEndpoint} from './cluster-ips.js'
 import {admitInpodConnect, type InpodAdmission, workloadService} from './admission.js'
 import {destroyGone, NativeInpod} from './native-mesh.js'
 import {meshServices} from './services.js'
-import {dialFromWorkload, joinSockets, passthrough, type PodListener, type Workload, type WorkloadManager, INPOD_HBONE_PORT, type InpodListenerKind} from './workloads.js'
+import {dialFromWorkload, joinFromWorkload, passthrough, type PlainJoin, type PodListener, type Workload, type WorkloadManager, INPOD_HBONE_PORT, type InpodListenerKind} from './workloads.js'
 
 export type {Captured, MeshAgentContext, MeshContext} from './mesh-context.js'
 import type {Captured, MeshContext} from './mesh-context.js'
@@ -69,6 +70,7 @@ export class InpodMesh {
   constructor(private readonly context: MeshContext, private readonly workloads: () => WorkloadManager) {
     this.native = context.engine && new NativeInpod(context.engine, context, {
       admit: (workload, request, peer) => admitInpodConnect(workload, request, peer, this.admissionContext()),
+      inbound: (captured, workload, destination) => this.inboundCaptured(captured, workload, destination),
       outbound: (captured, workload, destination) => this.outboundCaptured(captured, workload, destination),
       spiffeOf: (workload) => this.spiffeOf(workload),
     })
@@ -87,6 +89,11 @@ export class InpodMesh {
   /** A captured outbound connection (15001) accepted by node:net. */
   outbound(socket: net.Socket, workload: Workload, destination: OriginalDestination): void {
     this.outboundCaptured({kind: 'socket', socket}, workload, destination)
+  }
+
+  /** A plaintext connection into a pod (15006) accepted by node:net. */
+  inbound(socket: net.Socket, workload: Workload, destination: OriginalDestination): void {
+    this.inboundCaptured({kind: 'socket', socket}, workload, destination)
   }
 
   /**
@@ -160,20 +167,35 @@ export class InpodMesh {
     if (!local && !target) {
       const service = meshServices(state).serviceAt(destination.address, destination.port)
       if (service) this.toService(captured, workload, service)
-      else void passthrough(this.socketOf(captured, workload), workload, destination)
+      else void passthrough(this.join(captured, workload, workload, destination), workload)
       return
     }
 
-    const run = local ? this.localFastPath(this.socketOf(captured, workload), workload, local, to) : this.viaHbone(captured, workload, target!, to)
+    const run = local ? this.localFastPath(captured, workload, local, to) : this.viaHbone(captured, workload, target!, to)
     run.catch((error: unknown) => {
       this.context.logger().warn({component: 'inpod', error: (error as Error).message, uid: workload.uid}, 'outbound connection failed')
       this.reset(captured)
     })
   }
 
-  /** The captured connection as a node:net socket (the native path hands it back from the addon). */
-  private socketOf(captured: Captured, workload: Workload): net.Socket {
-    return captured.kind === 'socket' ? captured.socket : this.native!.takeSocket(captured.tunnelId, workload)
+  /** Plaintext into a pod (15006): to the app, dialled from inside the pod (it sees its own address as the source). */
+  private inboundCaptured(captured: Captured, workload: Workload, destination: OriginalDestination): void {
+    void passthrough(this.join(captured, workload, workload, destination), workload)
+  }
+
+  /**
+   * The captured connection (of SOURCE) joined to DESTINATION dialled from inside DIAL_FROM, by its engine's
+   * byte mover (node:net, or a relay in the addon); held by both pods, so that deleting either ends it.
+   */
+  private async join(captured: Captured, source: Workload, dialFrom: Workload, destination: {address: string; port: number}): Promise<PlainJoin | undefined> {
+    const joined = captured.kind === 'socket' ? await joinFromWorkload(captured.socket, dialFrom, destination) : await this.native!.join(captured.tunnelId, dialFrom, destination)
+    if (!joined) return undefined
+    const owners = [source, dialFrom]
+    for (const owner of owners) owner.joins.add(joined)
+    void joined.closed.then(() => {
+      for (const owner of owners) owner.joins.delete(joined)
+    })
+    return joined
   }
 
   private reset(captured: Captured): void {
@@ -192,13 +214,13 @@ export class InpodMesh {
    * the two pods (no TLS), and accounted like every other path: one connection in the registry, the
    * metrics and the access log, reported by the source with the destination's identity.
    */
-  private async localFastPath(socket: net.Socket, source: Workload, destinationWorkload: Workload, destination: OriginalDestination): Promise<void> {
+  private async localFastPath(captured: Captured, source: Workload, destinationWorkload: Workload, destination: OriginalDestination): Promise<void> {
     const {tracker} = this.context
     const {namespace, name} = destinationWorkload.add.workload
     const target = formatHostPort({host: destination.address, port: destination.port})
     const record: ConnectionRecord = {
       destinationAddress: target, destinationAgent: this.context.node, destinationSpiffe: this.spiffeOf(destinationWorkload), direction: 'outbound', hboneTarget: target,
-      id: tracker.newId(), service: workloadService(namespace, name), sourceAddress: `${socket.remoteAddress}:${socket.remotePort}`, sourceSpiffe: this.spiffeOf(source), startedAt: Date.now(),
+      id: tracker.newId(), service: workloadService(namespace, name), sourceAddress: remoteOf(captured), sourceSpiffe: this.spiffeOf(source), startedAt: Date.now(),
     }
     const labels: TrafficLabels = {
       connectionSecurityPolicy: 'unknown', destinationPrincipal: record.destinationSpiffe, destinationService: record.service, destinationWorkload: name,
@@ -207,36 +229,22 @@ export class InpodMesh {
     const decision = this.context.state().authorize({destinationPort: destination.port, service: record.service, sourceAddress: source.add.ips[0] ?? '', sourceSpiffe: record.sourceSpiffe!})
     if (!decision.allowed) {
       tracker.refused(record, labels, {flag: 'DENY', message: `connection closed due to policy rejection: ${decision.reason}`})
-      socket.resetAndDestroy()
+      this.reset(captured)
       return
     }
 
-    let upstream: net.Socket
+    let joined: PlainJoin | undefined
     try {
-      upstream = await dialFromWorkload(destinationWorkload, destination)
+      joined = await this.join(captured, source, destinationWorkload, destination)
     } catch (error) {
       tracker.refused(record, labels, {flag: 'CONNECT', message: `${describeSystemError(error)} dialling ${target} in workload ${record.service}`})
-      socket.resetAndDestroy()
       return
     }
 
-    if (socket.destroyed) {
-      upstream.destroy()
-      return
-    }
-
-    const finish = tracker.opened(record, labels, () => {
-      socket.destroy()
-      upstream.destroy()
-    })
-    let open = 2
-    const closed = (): void => {
-      if (--open === 0) finish({fromPlain: socket.bytesRead, toPlain: socket.bytesWritten})
-    }
-
-    socket.once('close', closed)
-    upstream.once('close', closed)
-    joinSockets(socket, upstream)
+    if (!joined) return // the app left meanwhile
+    const finish = tracker.opened(record, labels, () => joined.abort())
+    const {error, ...bytes} = await joined.closed
+    finish(bytes, error)
   }
 
   /** To a mesh service address: an endpoint of SERVICE, as an inbound tunnel would, as the pod's identity. */
@@ -351,6 +359,11 @@ export class InpodMesh {
         if (!stream.closed) this.refuseStream(stream, {flag: 'CONNECT', labels, message: `${describeSystemError(error)} dialling ${formatHostPort(target)} in workload ${record.service}`, record, status: 503})
       })
   }
+}
+
+/** The captured connection's client as `ip:port`. */
+function remoteOf(captured: Captured): string {
+  return captured.kind === 'socket' ? `${captured.socket.remoteAddress}:${captured.socket.remotePort}` : captured.remote
 }
 
 /** The host of `host:port`, `[v6]:port` or an unbracketed `v6:port` (as sockets' remote addresses are written). */

@@ -1,10 +1,10 @@
-// The in-pod data path on the native engine: the addon adopts a pod's 15001 and 15008 listening sockets
-// (made inside its namespace by the netns addon) and dials from sockets made there with the skip mark, so
-// the bytes of pod → HBONE → pod move in C. Decisions stay in TypeScript and are the node path's own: the
-// mesh router picks where a captured connection goes (mesh.ts), a pod's CONNECTs pass the shared in-pod
-// admission (admission.ts), pooling is the native pool's (native-pool.ts, as for tunnels), accounting the
-// tracker's. A captured connection that is not carried over HBONE (local fast path, passthrough) is
-// handed back to node:net.
+// The in-pod data path on the native engine: the addon adopts a pod's 15001, 15006 and 15008 listening
+// sockets (made inside its namespace by the netns addon) and dials from sockets made there with the skip
+// mark, so the bytes of pod → HBONE → pod, of plaintext into a pod (15006), of the local fast path and of
+// passthrough move in C (the last three as plain ↔ plain relays). Decisions stay in TypeScript and are the
+// node path's own: the mesh router picks where a captured connection goes and accounts for it (mesh.ts),
+// a pod's CONNECTs pass the shared in-pod admission (admission.ts), pooling is the native pool's
+// (native-pool.ts, as for tunnels), accounting the tracker's.
 import {closeSync} from 'node:fs'
 import net from 'node:net'
 
@@ -22,7 +22,7 @@ import type {MeshState} from '../proxy/state/state.js'
 import type {InpodAdmission} from './admission.js'
 import {ISSUE_RETRY_MS, serviceAccountKey} from './certs.js'
 import type {Captured, MeshContext} from './mesh-context.js'
-import {INPOD_HBONE_PORT, INPOD_OUTBOUND_PORT, type InpodListenerKind, listenInPod, type PodListener, type Workload, WorkloadManager} from './workloads.js'
+import {INPOD_HBONE_PORT, INPOD_INBOUND_PLAINTEXT_PORT, INPOD_OUTBOUND_PORT, type InpodListenerKind, listenInPod, type PlainJoin, type PodListener, type Workload} from './workloads.js'
 
 const DIAL_TIMEOUT_MS = 10_000
 /** Delivery sockets made per switch into a pod's namespace; at most this many wait unused per pod and family. */
@@ -31,6 +31,8 @@ const SOCKET_BATCH = 8
 /** What the native side borrows from the mesh router. */
 export interface NativeInpodHooks {
   admit(workload: Workload, request: NativeRequest, peer: SessionPeer): InpodAdmission
+  /** a plaintext connection into the pod (15006), redirected from DESTINATION */
+  inbound(captured: Captured, workload: Workload, destination: OriginalDestination): void
   outbound(captured: Captured, workload: Workload, destination: OriginalDestination): void
   spiffeOf(workload: Workload): string
 }
@@ -89,9 +91,11 @@ export class NativeInpod {
   constructor(private readonly engine: HboneEngine, private readonly context: MeshContext, private readonly hooks: NativeInpodHooks) {}
 
   adoptListener(kind: InpodListenerKind, fd: number, workload: Workload): PodListener | undefined {
-    if (kind === 'outbound') return this.listenOutbound(fd, workload)
     if (kind === 'hbone') return this.listenHbone(fd, workload)
-    return undefined // 15006 (plaintext to the app) stays on node:net: the addon has no plain ↔ plain relay (docs/hbone.md)
+    const {hooks} = this
+    return kind === 'outbound'
+      ? this.listenCaptured(fd, INPOD_OUTBOUND_PORT, workload, (captured, destination) => hooks.outbound(captured, workload, destination))
+      : this.listenCaptured(fd, INPOD_INBOUND_PLAINTEXT_PORT, workload, (captured, destination) => hooks.inbound(captured, workload, destination))
   }
 
   /** The captured connection as a tunnel client through SOURCE's pool. */
@@ -99,15 +103,38 @@ export class NativeInpod {
     return nativeClient(this.engine, await this.poolFor(source), this.context.tracker, captured.tunnelId, captured.remote)
   }
 
-  /** Take an accepted connection back from the addon as a node:net socket (tracked with WORKLOAD). */
-  takeSocket(tunnelId: number, workload: Workload): net.Socket {
-    const fd = this.engine.native.detach(tunnelId)
-    if (fd < 0) throw new Error('the captured connection is gone')
-    const socket = new net.Socket({allowHalfOpen: true, fd, readable: true, writable: true})
-    socket.setNoDelay(true)
-    socket.on('error', () => socket.destroy())
-    WorkloadManager.track(workload, socket)
-    return socket
+  /**
+   * The accepted connection TUNNEL_ID joined in the addon to DESTINATION, dialled from inside DIAL_FROM
+   * (a socket made there with the skip mark): node:net's joinFromWorkload, in C. Undefined when the client
+   * left meanwhile; a failed dial resets the client and rejects with the errno.
+   */
+  join(tunnelId: number, dialFrom: Workload, destination: {address: string; port: number}): Promise<PlainJoin | undefined> {
+    const {engine} = this
+    let fd: number
+    try {
+      fd = this.socketsOf(dialFrom).take(destination.address)
+    } catch (error) {
+      engine.native.abort(tunnelId, 'no socket in the pod')
+      return Promise.reject(error)
+    }
+
+    return new Promise((resolve, reject) => {
+      let ended!: (end: Awaited<PlainJoin['closed']>) => void
+      const closed = new Promise<Awaited<PlainJoin['closed']>>((resolveClosed) => (ended = resolveClosed))
+      const id = engine.relay(tunnelId, {host: destination.address, port: destination.port}, DIAL_TIMEOUT_MS, {
+        closed: (fromPlain, toPlain, error) => ended({error, fromPlain, toPlain}),
+        dialResult(code, message) {
+          if (code === '') {
+            resolve({abort: () => engine.native.relayAbort(id!, 'closed by the agent'), closed})
+            return
+          }
+
+          engine.forgetTunnel(id!)
+          reject(Object.assign(new Error(`${code}: ${message ?? 'failed'}`), {code}))
+        },
+      }, fd)
+      if (id === undefined) resolve(undefined)
+    })
   }
 
   reconcile(live: ReadonlySet<string>, accounts: ReadonlySet<string>): void {
@@ -132,9 +159,9 @@ export class NativeInpod {
     this.reconcile(new Set(), new Set())
   }
 
-  /** 15001 in the addon: each captured connection's SO_ORIGINAL_DST, then the mesh router decides. */
-  private listenOutbound(fd: number, workload: Workload): PodListener {
-    const {id, port} = this.engine.listenPlain('0.0.0.0', INPOD_OUTBOUND_PORT, (tunnelId, remote) => this.onCaptured(tunnelId, remote, workload), fd)
+  /** 15001 or 15006 in the addon: each captured connection's SO_ORIGINAL_DST, then the mesh router decides. */
+  private listenCaptured(fd: number, listenPort: number, workload: Workload, decide: (captured: Captured, destination: OriginalDestination) => void): PodListener {
+    const {id, port} = this.engine.listenPlain('0.0.0.0', listenPort, (tunnelId, remote) => this.onCaptured(tunnelId, remote, workload, decide), fd)
     let open = true
     return {
       address: () => (open ? `0.0.0.0:${port}` : 'closed'),
@@ -145,7 +172,7 @@ export class NativeInpod {
     }
   }
 
-  private onCaptured(tunnelId: number, remote: string, workload: Workload): void {
+  private onCaptured(tunnelId: number, remote: string, workload: Workload, decide: (captured: Captured, destination: OriginalDestination) => void): void {
     let destination: OriginalDestination
     try {
       destination = originalDst(this.engine.native.plainFd(tunnelId))
@@ -155,7 +182,7 @@ export class NativeInpod {
       return
     }
 
-    this.hooks.outbound({kind: 'native', remote, tunnelId}, workload, destination)
+    decide({kind: 'native', remote, tunnelId}, destination)
   }
 
   /**

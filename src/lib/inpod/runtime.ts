@@ -12,7 +12,7 @@ import {InpodMesh, type MeshAgentContext} from './mesh.js'
 import {type ControllerCall, WorkloadPublisher} from './publisher.js'
 import {InpodServer, loadStateDir} from './server.js'
 import {meshServices} from './services.js'
-import {type WorkloadInfo, WorkloadManager, passthrough} from './workloads.js'
+import {type WorkloadInfo, WorkloadManager} from './workloads.js'
 
 export interface InpodOptions {
   socketPath: string
@@ -55,7 +55,7 @@ export async function startInpod(options: InpodOptions, context: InpodAgentConte
       adoptListener: (kind, fd, workload) => mesh.adoptListener(kind, fd, workload),
       attach: (workload) => dns.attach(workload),
       hbone: (socket, workload) => mesh.hbone(socket, workload),
-      inbound: (socket, workload, destination) => void passthrough(socket, workload, destination),
+      inbound: (socket, workload, destination) => mesh.inbound(socket, workload, destination),
       meshConnections: (workload) => mesh.connectionsOf(workload),
       outbound: (socket, workload, destination) => mesh.outbound(socket, workload, destination),
     },

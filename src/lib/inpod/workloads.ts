@@ -8,6 +8,7 @@ import net from 'node:net'
 
 import {ZtError} from '../errors.js'
 import {INPOD_SKIP_MARK, listenTcp, originalDst, tcpSocket, type OriginalDestination} from '../netns/native.js'
+import type {PlainBytes} from '../proxy/paths/connection.js'
 import type {InpodAdd} from './protocol.js'
 
 export const INPOD_OUTBOUND_PORT = 15001
@@ -30,6 +31,16 @@ export interface Workload {
   readonly sockets: Set<net.Socket>
   /** open plain connections joined through the pod (passthrough out, 15006 in): not in the connection registry */
   plainConnections: number
+  /** every open joined connection the pod is an end of, whichever engine moves it: aborted on delete */
+  readonly joins: Set<PlainJoin>
+}
+
+/** A plain connection joined through a pod (15006, passthrough, the local fast path), whichever engine moves its bytes. */
+export interface PlainJoin {
+  /** reset both ends (a policy, a revocation, the workload's delete) */
+  abort(): void
+  /** once both ends closed: bytes read from and written to the accepted end, and why when it failed */
+  readonly closed: Promise<PlainBytes & {error?: string}>
 }
 
 export interface WorkloadHandlers {
@@ -97,7 +108,7 @@ export class WorkloadManager {
 
     if (existing) this.delete(message.uid)
     if (this.workloads.size >= MAX_WORKLOADS) throw new ZtError('ZT_ERR_INPOD_LIMIT', `this agent already serves ${MAX_WORKLOADS} workloads`)
-    const workload: ManagedWorkload = {add: message, attachments: [], listeners: [], plainConnections: 0, sockets: new Set(), uid: message.uid}
+    const workload: ManagedWorkload = {add: message, attachments: [], joins: new Set(), listeners: [], plainConnections: 0, sockets: new Set(), uid: message.uid}
     try {
       for (const kind of Object.keys(LISTENER_PORTS) as InpodListenerKind[]) workload.listeners.push(await this.listen(workload, kind))
       if (this.handlers.attach) workload.attachments.push(await this.handlers.attach(workload))
@@ -218,6 +229,8 @@ function closeWorkload(workload: ManagedWorkload): void {
   for (const attachment of workload.attachments) attachment.close()
   for (const socket of workload.sockets) socket.destroy()
   workload.sockets.clear()
+  for (const join of workload.joins) join.abort()
+  workload.joins.clear()
 }
 
 /** KIND's listening socket inside WORKLOAD's namespace (skip mark, SO_REUSEPORT): its fd. */
@@ -263,20 +276,52 @@ export function joinSockets(a: net.Socket, b: net.Socket): void {
   b.pipe(a)
 }
 
-/** Plain TCP both ways from inside the pod: outbound passthrough and 15006 → the app. */
-export async function passthrough(socket: net.Socket, workload: Workload, destination: OriginalDestination): Promise<void> {
+/**
+ * node:net's byte mover: SOCKET joined to DESTINATION dialled from inside WORKLOAD (the native engine's is
+ * NativeInpod.join). Undefined when the client left meanwhile; a failed dial resets SOCKET and rejects.
+ */
+export async function joinFromWorkload(socket: net.Socket, workload: Workload, destination: {address: string; port: number}): Promise<PlainJoin | undefined> {
+  let upstream: net.Socket
   try {
-    const upstream = await dialFromWorkload(workload, destination)
-    if (socket.destroyed) {
-      upstream.destroy()
-      return
+    upstream = await dialFromWorkload(workload, destination)
+  } catch (error) {
+    socket.resetAndDestroy()
+    throw error
+  }
+
+  if (socket.destroyed) {
+    upstream.destroy()
+    return undefined
+  }
+
+  const closed = new Promise<PlainBytes>((resolve) => {
+    let open = 2
+    const one = (): void => {
+      if (--open === 0) resolve({fromPlain: socket.bytesRead, toPlain: socket.bytesWritten})
     }
 
-    workload.plainConnections++
-    socket.once('close', () => workload.plainConnections--)
-    joinSockets(socket, upstream)
-  } catch {
-    // The app sees the same thing it would without the mesh: the connection fails.
-    socket.resetAndDestroy()
+    socket.once('close', one)
+    upstream.once('close', one)
+  })
+  joinSockets(socket, upstream)
+  return {
+    abort() {
+      socket.destroy()
+      upstream.destroy()
+    },
+    closed,
   }
+}
+
+/**
+ * Plain TCP both ways from inside the pod (outbound passthrough, 15006 → the app), JOINING on either engine:
+ * the pod's plain connection while open. A failed dial was answered by the mover (the client is reset:
+ * it sees what it would without the mesh).
+ */
+export async function passthrough(joining: Promise<PlainJoin | undefined>, workload: Workload): Promise<void> {
+  const joined = await joining.catch(() => undefined)
+  if (!joined) return
+  workload.plainConnections++
+  await joined.closed
+  workload.plainConnections--
 }

@@ -32,6 +32,8 @@ export const RUNTIME_OBJECTS = {
 
 /** The installed hub's identity name (role `hub`); agents in the cluster pin it. */
 export const HUB_IDENTITY = 'hub'
+/** The host pod's identity name and role (policies: `@host`, `#host`). */
+export const HOST_IDENTITY = 'host'
 
 export const CONTROLLER_SERVICE = 'ztctl-controller'
 export const CONTROLLER_PORT = 15_012

@@ -5,7 +5,8 @@
 // policies, so the identity that reaches the shell or the file is the user's, end to end. An agent that
 // accepts no connection (`agent run --no-listen`) is reached through a hub it is attached to (the
 // directory names them): a `relay` stream to the agent on our own session with the hub, and the same
-// HBONE session inside it, TLS between our certificate and the agent's, that the hub splices unread.
+// HBONE session inside it, TLS between our certificate and the agent's, that the hub splices unread; the
+// command's streams to that agent share that one inner session.
 import type {ClientHttp2Stream} from 'node:http2'
 
 import type {AppName} from '../../config/types.js'
@@ -14,6 +15,7 @@ import {ExitCode, ZtError} from '../../errors.js'
 import type {Home} from '../../home/home.js'
 import {type IdentityFile, readIdentityFile} from '../../identity/file.js'
 import {HboneError, HbonePool, type PoolOptions} from '../../proxy/hbone/hbone-pool.js'
+import {POOL_DEFAULTS} from '../../proxy/hbone/pool-sessions.js'
 import {HUB_AUTHORITY_PORT} from '../../proxy/hbone/hub-links.js'
 import {Credentials} from '../../proxy/hbone/tls.js'
 import {appAuthority, appService} from '../../proxy/state/apps.js'
@@ -83,14 +85,26 @@ export function appAgent(client: MeshClient, agent: string, app: AppName): Direc
   return entry
 }
 
+/** An HBONE session to an agent inside one relay stream through a hub, and the app streams it carries now. */
+interface InnerSession {
+  closed: boolean
+  /** a session opened because the shared one was full: destroyed with its last stream */
+  oneOff: boolean
+  pool: HbonePool
+  relay: ClientHttp2Stream
+  streams: number
+}
+
 /**
- * This identity's app streams: direct ones share one HTTP/2 session per agent (and hub); one through a
- * hub gets its own inner session, closed with its stream.
+ * This identity's app streams: direct ones share one HTTP/2 session per agent (and hub); the ones to an
+ * agent reached through a hub share one inner session per agent, in one relay stream through the hub that
+ * relay() picked, for as long as the command runs (a session that ended is replaced by the next stream).
  */
 export class AppPool {
   private readonly options: PoolOptions
   private readonly direct: HbonePool
-  private readonly inner = new Set<HbonePool>()
+  private readonly shared = new Map<string, Promise<InnerSession>>()
+  private readonly oneOffs = new Set<InnerSession>()
 
   constructor(client: MeshClient) {
     const revoked = new Set(client.directory.revokedSerials.map((serial) => serial.toUpperCase()))
@@ -102,28 +116,70 @@ export class AppPool {
   async open(agent: DirectoryAgent, app: AppName): Promise<ClientHttp2Stream> {
     const headers = {forwarded: `host="${appService(app)}"`}
     if (agent.hbone) return (await this.direct.open({address: agent.hbone, spiffe: agent.spiffe}, appAuthority(app), headers)).stream
-    const relay = await this.relay(agent)
-    const inner = new HbonePool({...this.options, connectSocket: () => relay})
-    this.inner.add(inner)
-    const done = (): void => {
-      this.inner.delete(inner)
-      inner.destroy()
-    }
-
+    const inner = await this.claimInner(agent)
     try {
-      const {stream} = await inner.open({address: `${agent.name}:${HUB_AUTHORITY_PORT}`, spiffe: agent.spiffe}, appAuthority(app), headers)
-      stream.once('close', done)
+      const {stream} = await inner.pool.open({address: `${agent.name}:${HUB_AUTHORITY_PORT}`, spiffe: agent.spiffe}, appAuthority(app), headers)
+      stream.once('close', () => this.release(inner))
       return stream
     } catch (error) {
-      done()
+      this.release(inner)
       throw error
     }
   }
 
   destroy(): void {
-    for (const inner of this.inner) inner.destroy()
-    this.inner.clear()
+    for (const opening of this.shared.values()) void opening.then((inner) => close(inner), () => {})
+    for (const inner of this.oneOffs) close(inner)
+    this.shared.clear()
+    this.oneOffs.clear()
     this.direct.destroy()
+  }
+
+  /**
+   * A stream's place on the shared inner session to AGENT (opened on first use, again when it ended), or on
+   * a one-off session when the shared one is full; counted at once, so the shared one never overflows.
+   */
+  private async claimInner(agent: DirectoryAgent): Promise<InnerSession> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let opening = this.shared.get(agent.name)
+      if (!opening) {
+        opening = this.openInner(agent, false)
+        this.shared.set(agent.name, opening)
+      }
+
+      const current = opening
+      const forget = (): void => {
+        if (this.shared.get(agent.name) === current) this.shared.delete(agent.name)
+      }
+
+      const inner = await current.catch((error: unknown) => {
+        forget()
+        throw error
+      })
+      if (!inner.closed) return inner.streams < POOL_DEFAULTS.maxStreamsPerSession ? claim(inner) : claim(await this.openInner(agent, true))
+      forget() // it ended since: the next attempt opens another
+    }
+
+    return claim(await this.openInner(agent, true))
+  }
+
+  private async openInner(agent: DirectoryAgent, oneOff: boolean): Promise<InnerSession> {
+    const relay = await this.relay(agent)
+    // The relay carries exactly one TLS session: the pool never needs a second one (streams are counted).
+    const inner: InnerSession = {closed: false, oneOff, pool: new HbonePool({...this.options, connectSocket: () => relay}), relay, streams: 0}
+    relay.once('close', () => {
+      inner.closed = true
+      inner.pool.destroy()
+    })
+    if (oneOff) this.oneOffs.add(inner)
+    return inner
+  }
+
+  private release(inner: InnerSession): void {
+    inner.streams--
+    if (!inner.oneOff || inner.streams > 0) return
+    this.oneOffs.delete(inner)
+    close(inner)
   }
 
   /** A relay stream to AGENT through the first of its hubs that has one (they come lowest round trip first). */
@@ -142,6 +198,16 @@ export class AppPool {
 
     throw new HboneError('ZT_ERR_HUB_RELAY', `no hub could reach agent ${agent.name} (${failures.join('; ')})`, 'CONNECT', true)
   }
+}
+
+function claim(inner: InnerSession): InnerSession {
+  inner.streams++
+  return inner
+}
+
+function close(inner: InnerSession): void {
+  inner.pool.destroy()
+  inner.relay.destroy()
 }
 
 /** A pool for this identity's app streams. */

@@ -1,18 +1,23 @@
 // `ztctl verify-install`: every object of the installed rendering is checked against the live cluster
 // (istioctl's removed verify-install, and more): custom resources Established, Deployments and DaemonSets
 // rolled out, every DaemonSet ready on every node, every object as install would apply it, and the controller
-// answering its /ready through the API server's pods/proxy. A failed check says why and where to look.
+// answering its /ready through the API server's pods/proxy, and with the hub every agent attached to it
+// (verify-hub.ts). A failed check says why and where to look.
 import type {KubeClient} from '../rest.js'
 import {CONTROLLER_NAME, HEALTH_PORT} from '../manifest/controller.js'
+import {HOST_POD_NAME} from '../manifest/host-pod.js'
 import {HUB_NAME} from '../manifest/hub.js'
 import {type KubeObject, objectRef} from '../manifest/objects.js'
 import type {Rendering} from '../manifest/render.js'
 import {planApply, readObject} from './apply.js'
 import {podProblems, rolloutStatus} from './rollout.js'
+import type {HubAttachmentReport} from './verify-hub.js'
 
 export interface Check {
   /** what to run to see more */
   hints: string[]
+  /** the hub check's details: which agents are expected, attached, missing and why */
+  hub?: HubAttachmentReport
   kind: string
   logTail?: string[]
   message: string
@@ -34,13 +39,19 @@ export async function verifyInstall(kube: KubeClient, rendering: Rendering): Pro
   const nodes = await readyNodes(kube)
   checks.push(...(await Promise.all(rendering.objects.map(({object}) => checkObject(kube, object, nodes)))))
   checks.push(...(await checkControllerAnswers(kube, rendering.namespace)))
-  if (rendering.objects.some(({object}) => object.kind === 'Service' && object.metadata.name === HUB_NAME)) {
+  if (renders(rendering, 'Service', HUB_NAME)) {
     checks.push(await checkEndpoints(kube, rendering.namespace, HUB_NAME, 'agents cannot attach to the hub'))
+    const {checkHubAttachments} = await import('./verify-hub.js')
+    const attachments = await checkHubAttachments(kube, rendering.namespace, {hostPod: renders(rendering, 'Deployment', HOST_POD_NAME)})
+    checks.push({kind: 'Hub attachments', name: HUB_NAME, namespace: rendering.namespace, ...attachments})
   }
+
   const counts: Record<string, number> = {}
   for (const {object} of rendering.objects) counts[object.kind] = (counts[object.kind] ?? 0) + 1
   return {checks, counts, failed: checks.filter((check) => !check.ok).length, namespace: rendering.namespace, profile: rendering.profile}
 }
+
+const renders = (rendering: Rendering, kind: string, name: string): boolean => rendering.objects.some(({object}) => object.kind === kind && object.metadata.name === name)
 
 interface NodeInfo {
   labels: Record<string, string>

@@ -8,7 +8,7 @@ import type {Duplex} from 'node:stream'
 
 import type {AppHost} from '../../apps/host/host.js'
 import type {FileStatus} from '../../apps/host/file-catalog.js'
-import type {CertificateRenewer, CertificateStorage} from '../../client/renew.js'
+import type {CertificateStorage} from '../../client/renew.js'
 import {APP_NAMES, type AppName, type HubAttachment, type IdentitySummary, MAX_STATUS_REASON, type Policy, resourceKey, type ResourceStatus, type Revocation} from '../../config/types.js'
 import {describeSystemError, ExitCode, ZtError} from '../../errors.js'
 import type {IdentityFile} from '../../identity/file.js'
@@ -37,7 +37,7 @@ import type {ConfigSource, ConfigSourceStatus, ConfigUpdate} from '../state/conf
 import {MeshState, type SelfInfo} from '../state/state.js'
 import {buildDataPath, type DataPath, type DataPathChoice, type DataPathTiming, MAX_STREAMS_PER_SESSION, type TrafficContext} from './data-path.js'
 import {startIdleTrim} from './idle-trim.js'
-import {startRenewal} from './renewal.js'
+import {type IdentityUpkeep, keepIdentity} from './renewal.js'
 
 export type {DataPathChoice} from './data-path.js'
 
@@ -68,7 +68,7 @@ export interface AgentOptions {
   }
   /** sidecar mode (`--mode proxy|tproxy`): local binds or interception for the services it may dial */
   sidecar?: import('../../sidecar/sidecar.js').SidecarOptions
-  /** where a renewed certificate is written back (atomically, 0600) */
+  /** the file IDENTITY came from: watched for a new certificate put there (a Secret volume's update), rewritten after each renewal when writable */
   identityFile?: string
   /** after this long without a connection, trim memory once (src/lib/proxy/daemon/idle-trim.ts); undefined: never */
   idleTrimMs?: number
@@ -190,7 +190,8 @@ interface AgentCore {
   readonly metrics: Metrics
   readonly options: AgentOptions
   readonly registry: ConnectionRegistry
-  renewer?: CertificateRenewer
+  /** renewal and identity-file reloads */
+  upkeep?: IdentityUpkeep
   readonly self: SelfInfo
   sidecar?: SidecarHooks
   state: MeshState
@@ -248,7 +249,7 @@ export async function runAgent(options: AgentOptions): Promise<Agent> {
   const configDump = (): ConfigDump => dumpConfig(agent)
   const shutdown = shutdownOnce(agent, resolveClosed)
   await startServices(agent, {applyConfig, configDump, shutdown})
-  startAgentRenewal(agent)
+  agent.upkeep = await keepIdentity(agent.credentials, agent.logger, {file: options.identityFile, renew: options.renewIdentity})
   if (options.idleTrimMs) startIdleTrim({closed, idleMs: options.idleTrimMs, logger: agent.logger, source: agent.registry})
   return {
     addresses: agent.addresses,
@@ -488,7 +489,7 @@ function dumpConfig(agent: RunningAgent): ConfigDump {
       identity: identity.spiffe,
       rootCerts: splitPem(identity.ca).map((pem) => certDump(pem)),
       state: leaf.notAfter.getTime() > Date.now() ? 'Available' : 'Expired',
-      storage: agent.renewer?.storage ?? (options.identityFile ? 'file' : 'memory'),
+      storage: agent.upkeep?.storage ?? (options.identityFile ? 'file' : 'memory'),
     }],
     config: {
       addresses: structuredClone(agent.addresses),
@@ -607,7 +608,7 @@ async function drainAndClose(agent: RunningAgent, reason: string): Promise<void>
 async function stopAccepting(agent: RunningAgent, reason: string): Promise<void> {
   const {logger} = agent
   agent.draining = true
-  agent.renewer?.stop()
+  agent.upkeep?.stop()
   logger.info({reason, connections: agent.registry.size, deadlineMs: agent.drainTimeoutMs}, 'draining')
   agent.data.server.drain()
   agent.inbound.close()
@@ -703,12 +704,6 @@ async function startInpodRuntime(agent: RunningAgent, inpodOptions: NonNullable<
     issueCert: inpodOptions.issueCert ?? (viaController ? controllerCertIssuer(() => credentials.identity) : undefined),
     logger: () => agent.logger, metrics: agent.metrics, node: self.name, state: () => agent.state, timing: agent.options.timing ?? {}, tracker: agent.tracker, trustDomain: self.trustDomain,
   })
-}
-
-/** Renew the certificate at half-life (when a renewer is given), hot-swapping it into every TLS context. */
-function startAgentRenewal(agent: RunningAgent): void {
-  const {credentials, logger, options} = agent
-  if (options.renewIdentity) agent.renewer = startRenewal(credentials, logger, {file: options.identityFile, renew: options.renewIdentity})
 }
 
 function splitHostPort(text: string): [string, number] {

@@ -44,7 +44,6 @@ interface HboneBinding {
   refuse(tunnelId: number, status: number, reason?: string): boolean
   abort(tunnelId: number, message: string): boolean
   cancel(tunnelId: number): boolean
-  stats(): [number, number]
   /** hand the plain socket's first MAX bytes to JS (Data events) */
   peek(tunnelId: number, maxBytes: number): boolean
   /** a reply to a waiting plain socket (≤ 64 KiB queued) */
@@ -67,6 +66,14 @@ interface HboneBinding {
   plainFd(tunnelId: number): number
   /** JS takes an accepted plain socket back (its fd; -1: not such a tunnel): the tunnel is gone, no event follows */
   detach(tunnelId: number): number
+  /**
+   * join an accepted plain socket JS left untouched to IP:PORT, dialled from FD when given (a pod's; the engine
+   * owns it either way): the relay's id, -1 when TUNNEL_ID is not such a socket (the tunnel is gone, no event)
+   */
+  relay(tunnelId: number, ip: string, port: number, timeoutMs: number, fd?: number): number
+  /** reset both ends of a relay (EV_CLOSED with MESSAGE; while dialling, EV_DIAL_RESULT ECANCELED) */
+  relayAbort(relayId: number, message: string): boolean
+  stats(): [number, number, number]
 }
 
 /** What the addon bounds per HBONE session (the subset of Http2ServerBounds it enforces itself). */
@@ -214,10 +221,22 @@ export class HboneEngine {
     this.tunnels.delete(id)
   }
 
-  /** Sessions and tunnels alive in the addon (tests check nothing leaks). */
-  stats(): {sessions: number; tunnels: number} {
-    const [sessions, tunnels] = this.native.stats()
-    return {sessions, tunnels}
+  /**
+   * The accepted plain connection TUNNEL_ID joined to TARGET (an IP), dialled from FD when given, the bytes
+   * moved in C both ways: HANDLER hears dialResult, then (connected) closed. Undefined when TUNNEL_ID is
+   * not an accepted connection JS left untouched.
+   */
+  relay(tunnelId: number, target: {host: string; port: number}, timeoutMs: number, handler: TunnelHandler, fd?: number): number | undefined {
+    const id = this.native.relay(tunnelId, target.host, target.port, timeoutMs, fd)
+    if (id < 0) return undefined
+    this.tunnels.set(id, handler)
+    return id
+  }
+
+  /** Sessions, tunnels and relays alive in the addon (tests check nothing leaks). */
+  stats(): {relays: number; sessions: number; tunnels: number} {
+    const [sessions, tunnels, relays] = this.native.stats()
+    return {relays, sessions, tunnels}
   }
 
   /** Each event to the owner of its id: a listener (N1 for accepts, server sessions and requests), a session, a tunnel. */

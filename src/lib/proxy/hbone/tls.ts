@@ -46,20 +46,22 @@ export class Credentials extends EventEmitter {
     return {...this.contextOptions(), ALPNProtocols: HBONE_ALPN, rejectUnauthorized: true, requestCert: true}
   }
 
+  /** Swap to IDENTITY; throws (and keeps the current one) when its certificate or key cannot be loaded. */
   update(identity: IdentityFile): void {
     const leaf = certInfo(identity.cert)
+    const context = createSecureContext(this.contextOptions(identity))
     this.current = identity
     this.leaf = leaf
-    this.context = createSecureContext(this.contextOptions())
+    this.context = context
     this.emit('update', identity)
   }
 
-  private contextOptions(): SecureContextOptions {
+  private contextOptions(identity = this.current): SecureContextOptions {
     return {
-      ca: splitPem(this.current.ca),
-      cert: this.current.cert,
+      ca: splitPem(identity.ca),
+      cert: identity.cert,
       ciphers: HBONE_CIPHERS,
-      key: this.current.key,
+      key: identity.key,
       maxVersion: 'TLSv1.3',
       minVersion: 'TLSv1.3',
       // No stateless session tickets: every HBONE connection authenticates fully, as ztunnel's does.

@@ -10,8 +10,9 @@
 // and tunnels (one CONNECT stream joined to its "plain side"). A tunnel's plain side is a socket (a TCP
 // connection, or one end of a socketpair whose other end JS holds), a layered session (the stream carries
 // another TLS + HTTP/2 session end to end: the inner HBONE of a hub relay), or another stream (a hub
-// splices two). Events are queued while nghttp2 is on the stack and handed to JS only at the end of
-// each libuv callback; objects are freed at that point too, never inside a callback that may still
+// splices two). Relays join an accepted plain connection to one the engine dials (plain ↔ plain, no
+// stream). Events are queued while nghttp2 is on the stack and handed to JS only at the end of each
+// libuv callback; objects are freed at that point too, never inside a callback that may still
 // hold them. Work for another session (a layered session's bytes for its carrier, a splice's bytes for
 // the other stream) is queued too and pumped at the end of the callback, never from inside nghttp2.
 #define _GNU_SOURCE
@@ -56,7 +57,7 @@
 #define LAYERED_MAX_INPUT (4 * 1024 * 1024)   // ciphertext a layered session may hold unread (one TLS record)
 #define FINISH_LINGER_MS 1000                 // after a refusal reply: how long the client may take to close
 
-enum kind { K_FREE = 0, K_CONTEXT, K_LISTENER, K_SESSION, K_TUNNEL };
+enum kind { K_FREE = 0, K_CONTEXT, K_LISTENER, K_SESSION, K_TUNNEL, K_RELAY };
 enum event_type {
   EV_ACCEPT = 1, EV_SESSION_READY, EV_SESSION_FAILED, EV_SESSION_CLOSED, EV_RESPONSE, EV_REQUEST,
   EV_DIAL_RESULT, EV_CLOSED, EV_TLS_ERROR, EV_GOAWAY, EV_DATA,
@@ -2771,18 +2772,341 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return number(env, fd);
 }
 
-// stats() → [sessions, tunnels] alive, for tests and config_dump.
+// ---- relays: plain ↔ plain ------------------------------------------------------------------------------
+// An accepted plain connection joined to one the engine dials (from a socket JS made, e.g. inside a pod's
+// namespace): the in-pod path's 15006, local fast path and passthrough. No stream, no TLS: each direction
+// recv()s into one shared buffer and send()s it on at once; what the receiver does not take waits in that
+// direction's pending queue (at most one read) and the sender is not read again until it drained, so a
+// slow reader pushes back through the kernel's buffers to the writer. FIN crosses as shutdown(SHUT_WR)
+// once what came before it is written; a reset or an error on either end resets both (SO_LINGER 0). The
+// relay ends once both FINs crossed (no linger: there is no stream whose end we would wait for), or on a
+// reset, with one EV_CLOSED (bytes read from / written to the accepted end). A failed dial resets the
+// accepted end and reports EV_DIAL_RESULT only. Freed at the end of the call or callback that ended it.
+// recv/send beat splice(2) through a pipe pair per direction in bench/ambient/relay-micro.ts (the pipes cost
+// every connection four fds and two syscalls, and bought no throughput on loopback; docs/hbone.md).
+#define RELAY_CHUNK (128 * 1024)   // bytes per recv(): also the most one direction holds in user space
+#define RELAY_READS 8              // reads per direction per readiness, so one busy relay cannot starve the loop
+
+struct relay;
+
+typedef struct relay_end {
+  struct relay *owner;
+  int index;                    // 0: the accepted connection, 1: the dialled one
+  int fd;
+  uv_poll_t *poll;
+  int poll_mask;
+  int eof;                      // this end sent its FIN
+  int shut_wr;                  // we sent ours to it
+  bytes pending;                // read from the other end, not yet written to this one
+  uint64_t read, written;
+} relay_end;
+
+typedef struct relay {
+  double id;
+  relay_end end[2];
+  int dialing, established, released, dead;
+  uv_timer_t *timer;            // the dial's deadline
+  char error[200];
+} relay;
+
+static uint8_t relay_buffer[RELAY_CHUNK];
+
+static void relay_free(relay *r) {
+  for (int i = 0; i < 2; i++) {
+    relay_end *e = &r->end[i];
+    close_handle((uv_handle_t *)e->poll);
+    if (e->fd >= 0) close(e->fd);
+    free(e->pending.data);
+  }
+  close_handle((uv_handle_t *)r->timer);
+  id_free(r->id);
+  free(r);
+}
+
+// The end of every call or callback that touched R: free it once it ended (events name it by id only).
+static void relay_done(relay *r) {
+  if (r->dead) relay_free(r);
+}
+
+static void relay_set_error(relay *r, const char *message) {
+  if (!r->error[0]) snprintf(r->error, sizeof r->error, "%s", message);
+}
+
+// Close both ends (RESET: with SO_LINGER 0, the peers see RST) and report, once.
+static void relay_end_all(relay *r, int reset) {
+  if (r->dead) return;
+  for (int i = 0; i < 2; i++) {
+    relay_end *e = &r->end[i];
+    close_handle((uv_handle_t *)e->poll); // before close(fd): libuv forgets the fd number first
+    e->poll = NULL;
+    if (e->fd < 0) continue;
+    if (reset) {
+      struct linger abort_linger = {1, 0};
+      setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &abort_linger, sizeof abort_linger);
+    }
+    close(e->fd);
+    e->fd = -1;
+  }
+  stop_timer(r->timer);
+  r->dead = 1;
+  if (!r->released) emit(EV_CLOSED, r->id, (double)r->end[0].read, (double)r->end[0].written, r->error[0] ? r->error : NULL, NULL, NULL, NULL);
+}
+
+// An error on end I while DOING: resets are the peer's to give (no message), anything else is named.
+static void relay_fail(relay *r, int i, int err, const char *doing) {
+  if (err != ECONNRESET && err != EPIPE) {
+    char message[160];
+    snprintf(message, sizeof message, "%s %s the %s side: %s", errno_name(err), doing, i == 0 ? "accepted" : "dialled", strerror(err));
+    relay_set_error(r, message);
+  }
+  relay_end_all(r, 1);
+}
+
+// Bytes read from the other end that end E has not taken yet.
+static size_t relay_queued(const relay_end *e) { return bytes_size(&e->pending); }
+
+// End I gets its FIN once the other end sent one and everything before it was written.
+static void relay_forward_fin(relay *r, int i) {
+  relay_end *e = &r->end[i];
+  if (e->shut_wr || e->fd < 0 || !r->end[1 - i].eof || relay_queued(e) > 0) return;
+  shutdown(e->fd, SHUT_WR);
+  e->shut_wr = 1;
+}
+
+// Send DATA to end I; what it does not take now goes to its pending queue. 0, or -1 once the relay ended.
+static int relay_send(relay *r, int i, const uint8_t *data, size_t length) {
+  relay_end *e = &r->end[i];
+  size_t offset = 0;
+  while (offset < length) {
+    ssize_t sent = send(e->fd, data + offset, length - offset, MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      relay_fail(r, i, errno, "writing to");
+      return -1;
+    }
+    offset += (size_t)sent;
+  }
+  e->written += offset;
+  // The queue is empty whenever the other end is read, so this holds at most one read.
+  if (offset < length && bytes_append(&e->pending, data + offset, length - offset, 2 * RELAY_CHUNK) < 0) {
+    relay_set_error(r, "out of memory relaying");
+    relay_end_all(r, 1);
+    return -1;
+  }
+  return 0;
+}
+
+// Write end I's pending queue; once drained, a FIN that waited behind it follows.
+static int relay_flush(relay *r, int i) {
+  relay_end *e = &r->end[i];
+  while (bytes_size(&e->pending) > 0) {
+    ssize_t sent = send(e->fd, e->pending.data + e->pending.start, bytes_size(&e->pending), MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return 0;
+      relay_fail(r, i, errno, "writing to");
+      return -1;
+    }
+    e->written += (size_t)sent;
+    bytes_consumed(&e->pending, (size_t)sent, 0); // an idle relay holds no buffer
+  }
+  relay_forward_fin(r, i);
+  return 0;
+}
+
+// Move what end I sent to the other end, while the other end takes it.
+static int relay_move(relay *r, int i) {
+  relay_end *from = &r->end[i], *to = &r->end[1 - i];
+  for (int reads = 0; reads < RELAY_READS; reads++) {
+    if (from->eof || relay_queued(to) > 0) return 0;
+    ssize_t got = recv(from->fd, relay_buffer, sizeof relay_buffer, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return 0;
+      relay_fail(r, i, errno, "reading from");
+      return -1;
+    }
+    if (got == 0) {
+      from->eof = 1;
+      relay_forward_fin(r, 1 - i);
+      return 0;
+    }
+    from->read += (uint64_t)got;
+    if (relay_send(r, 1 - i, relay_buffer, (size_t)got) < 0) return -1;
+    if ((size_t)got < sizeof relay_buffer) return 0; // drained: the next readiness brings more
+  }
+  return 0;
+}
+
+static void on_relay_poll(uv_poll_t *handle, int status, int events);
+
+// Each end is read while it has not sent FIN and the other end keeps up, written while it has a queue.
+static void relay_update_polls(relay *r) {
+  for (int i = 0; i < 2 && !r->dead; i++) {
+    relay_end *e = &r->end[i];
+    int mask = 0;
+    if (r->dialing && i == 1) mask = UV_WRITABLE;
+    else if (r->established) {
+      if (!e->eof && relay_queued(&r->end[1 - i]) == 0) mask |= UV_READABLE;
+      if (relay_queued(e) > 0) mask |= UV_WRITABLE;
+    }
+    if (mask == e->poll_mask) continue;
+    if (!e->poll && !(e->poll = poll_new(e->fd, e))) {
+      relay_set_error(r, "cannot poll the socket");
+      relay_end_all(r, 1);
+      return;
+    }
+    e->poll_mask = mask;
+    if (mask) uv_poll_start(e->poll, mask, on_relay_poll);
+    else uv_poll_stop(e->poll);
+  }
+}
+
+// Both FINs crossed and nothing waits: done.
+static void relay_check(relay *r) {
+  if (r->dead || !r->established) return;
+  for (int i = 0; i < 2; i++) if (!r->end[i].eof || !r->end[i].shut_wr) return;
+  relay_end_all(r, 0);
+}
+
+static void relay_dial_finished(relay *r, int err) {
+  r->dialing = 0;
+  stop_timer(r->timer);
+  if (err) {
+    emit(EV_DIAL_RESULT, r->id, 0, 0, errno_name(err), strerror(err), NULL, NULL);
+    r->released = 1;
+    relay_end_all(r, 1); // the client sees what it would without us: the connection fails
+    return;
+  }
+  set_nodelay(r->end[1].fd);
+  r->established = 1;
+  emit(EV_DIAL_RESULT, r->id, 0, 0, "", NULL, NULL, NULL);
+  relay_update_polls(r);
+}
+
+static void on_relay_dial_timeout(uv_timer_t *handle) {
+  relay *r = handle->data;
+  if (!r->dead && r->dialing) relay_dial_finished(r, ETIMEDOUT);
+  relay_done(r);
+  settle();
+}
+
+static void on_relay_poll(uv_poll_t *handle, int status, int events) {
+  relay_end *e = handle->data;
+  relay *r = e->owner;
+  int i = e->index;
+  if (r->dead) return;
+  if (r->dialing) {
+    int err = 0;
+    socklen_t length = sizeof err;
+    if (getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &err, &length) < 0) err = errno;
+    if (!err && status < 0) err = -status;
+    relay_dial_finished(r, err);
+  } else {
+    if (status < 0) events |= UV_READABLE | UV_WRITABLE;
+    if ((events & UV_WRITABLE) && relay_queued(e) > 0) relay_flush(r, i);
+    if (!r->dead && (events & (UV_READABLE | UV_DISCONNECT))) relay_move(r, i);
+    if (!r->dead) {
+      // What end I just took may let the other end be read again: move it now rather than a turn later.
+      if (relay_queued(e) == 0 && (events & UV_WRITABLE)) relay_move(r, 1 - i);
+    }
+    if (!r->dead) relay_check(r);
+    if (!r->dead) relay_update_polls(r);
+  }
+  relay_done(r);
+  settle();
+}
+
+// relay(tunnelId, ip, port, timeoutMs, fd?) → relay id, or -1 when TUNNEL_ID is not an accepted plain
+// connection JS left untouched. Takes that connection's socket from the tunnel (which is gone, no event) and
+// dials IP:PORT from FD (an unconnected socket, e.g. a pod's with its mark; the engine owns it either way)
+// or a new socket; EV_DIAL_RESULT ('' = connected, else an errno name) then, once connected, EV_CLOSED.
+static napi_value js_relay(napi_env env, napi_callback_info info) {
+  ARGS_OPTIONAL_LAST(5);
+  int port, timeout_ms;
+  char *host = get_string(env, argv[1], 64);
+  if (!host || !get_int(env, argv[2], &port) || !get_int(env, argv[3], &timeout_ms)) {
+    free(host);
+    return throw_error(env, "EINVAL", "relay(tunnel, ip, port, timeoutMs, fd?): bad arguments");
+  }
+  struct sockaddr_storage address;
+  socklen_t length;
+  int parsed = parse_address(host, port, &address, &length);
+  free(host);
+  int given = adopted_fd(env, argv[4]);
+  if (given == -2) return throw_error(env, "EBADF", "relay: the adopted socket is not an open socket");
+  if (parsed < 0) {
+    if (given >= 0) close(given);
+    return throw_error(env, "EINVAL", "relay: the target must be an IP address");
+  }
+  tunnel *t = untouched_plain(env, argv[0]);
+  if (!t) {
+    if (given >= 0) close(given);
+    return number(env, -1);
+  }
+  int fd = given >= 0 ? given : socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  relay *r = calloc(1, sizeof *r);
+  if (!r) abort();
+  r->id = id_new(K_RELAY, r);
+  for (int i = 0; i < 2; i++) r->end[i] = (relay_end){.owner = r, .index = i, .fd = -1};
+  // The accepted socket leaves its tunnel as detach() hands it to JS.
+  r->end[0].fd = t->fd;
+  close_handle((uv_handle_t *)t->poll);
+  t->poll = NULL;
+  t->poll_mask = 0;
+  t->fd = -1;
+  t->released = 1;
+  tunnel_kill(t);
+  r->end[1].fd = fd;
+  r->dialing = 1;
+  r->timer = timer_new(r);
+  if (connect(fd, (struct sockaddr *)&address, length) < 0 && errno != EINPROGRESS) {
+    relay_dial_finished(r, errno);
+  } else {
+    uv_timer_start(r->timer, on_relay_dial_timeout, (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000), 0);
+    relay_update_polls(r);
+  }
+  double id = r->id;
+  relay_done(r);
+  schedule_settle();
+  return number(env, id);
+}
+
+// relayAbort(relayId, message): reset both ends; EV_CLOSED carries MESSAGE (while dialling: EV_DIAL_RESULT
+// ECANCELED, no EV_CLOSED). false: no such relay.
+static napi_value js_relay_abort(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  relay *r = arg_object(env, argv[0], K_RELAY);
+  if (!r || r->dead) return boolean(env, 0);
+  if (r->dialing) {
+    relay_dial_finished(r, ECANCELED);
+  } else {
+    char *message = get_string(env, argv[1], 150);
+    relay_set_error(r, message ? message : "aborted");
+    free(message);
+    relay_end_all(r, 1);
+  }
+  relay_done(r);
+  schedule_settle();
+  return boolean(env, 1);
+}
+
+// stats() → [sessions, tunnels, relays] alive, for tests and config_dump.
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   (void)info;
-  double sessions = 0, tunnels = 0;
+  double sessions = 0, tunnels = 0, relays = 0;
   for (uint32_t i = 0; i < slot_count; i++) {
     if (slots[i].kind == K_SESSION) sessions++;
     if (slots[i].kind == K_TUNNEL) tunnels++;
+    if (slots[i].kind == K_RELAY) relays++;
   }
   napi_value result;
-  napi_create_array_with_length(env, 2, &result);
+  napi_create_array_with_length(env, 3, &result);
   napi_set_element(env, result, 0, number(env, sessions));
   napi_set_element(env, result, 1, number(env, tunnels));
+  napi_set_element(env, result, 2, number(env, relays));
   return result;
 }
 
@@ -2831,6 +3155,8 @@ static napi_value module_init(napi_env env, napi_value exports) {
     {"sessionInfo", NULL, js_session_info, NULL, NULL, NULL, napi_default, NULL},
     {"plainFd", NULL, js_plain_fd, NULL, NULL, NULL, napi_default, NULL},
     {"detach", NULL, js_detach, NULL, NULL, NULL, napi_default, NULL},
+    {"relay", NULL, js_relay, NULL, NULL, NULL, napi_default, NULL},
+    {"relayAbort", NULL, js_relay_abort, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;
