@@ -5,11 +5,13 @@ import {BaseCommand} from '../lib/cli/base-command.js'
 import {kubernetesFlags} from '../lib/cli/flag-groups.js'
 import {confirmOrRefuse} from '../lib/cli/confirm.js'
 import {colorDiff} from '../lib/cli/diff-text.js'
-import {createProgress} from '../lib/cli/progress.js'
+import {createProgress, type Progress} from '../lib/cli/progress.js'
 import {parseDuration} from '../lib/cli/render.js'
 import {valuesFlags, valuesFromFlags} from '../lib/cli/values-flags.js'
 import {ExitCode, ZtError} from '../lib/errors.js'
 import type {Change} from '../lib/kube/install/apply.js'
+import type {InstallEvent, InstallResult} from '../lib/kube/install/install.js'
+import type {Component} from '../lib/kube/manifest/objects.js'
 
 export default class Install extends BaseCommand<typeof Install> {
   static override description = `Install ztctl into a Kubernetes cluster, as \`istioctl install\` does: custom resources, namespace, RBAC, the controller, the CNI agents and the node agents, each applied (server-side, field manager ztctl) and waited for before the next.
@@ -30,11 +32,7 @@ At the end it writes a ztctl context of kind kubernetes (k8s-<kube context>) and
   static override summary = 'Install or upgrade ztctl in a Kubernetes cluster'
 
   async run(): Promise<unknown> {
-    const timeout = parseDuration(this.flags['readiness-timeout'])
-    if (timeout === undefined || timeout <= 0) {
-      throw new ZtError('ZT_ERR_BAD_FLAG', `--readiness-timeout "${this.flags['readiness-timeout']}" is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --readiness-timeout 5m'})
-    }
-
+    const readinessTimeoutMs = readinessTimeout(this.flags['readiness-timeout'])
     const {renderInstallation} = await import('../lib/kube/manifest/render.js')
     const rendering = await renderInstallation(await valuesFromFlags(this.flags, this.config.version), this.config.version)
     const kube = await this.kube()
@@ -46,67 +44,15 @@ At the end it writes a ztctl context of kind kubernetes (k8s-<kube context>) and
         })
       }
 
-      const {COMPONENT_TITLES, install} = await import('../lib/kube/install/install.js')
-      let failed: string | undefined
+      const {COMPONENT_TITLES, install, installSummary} = await import('../lib/kube/install/install.js')
       const progress = await createProgress(this.jsonEnabled() ? process.stderr : process.stdout)
       const result = await install({
-        context: {home: this.home, kubeconfig: this.flags.kubeconfig}, dryRun, kube, readinessTimeoutMs: timeout * 1000, rendering,
-        onEvent(event) {
-          switch (event.type) {
-            case 'start': {
-              progress.start(`Processing resources for ${COMPONENT_TITLES[event.component]}${dryRun ? ' (dry run)' : ''}`)
-              break
-            }
-
-            case 'wait': {
-              progress.update(`${COMPONENT_TITLES[event.component]}: ${event.message}`)
-              break
-            }
-
-            case 'done': {
-              const title = COMPONENT_TITLES[event.component]
-              progress.succeed(`${title} ${dryRun ? 'checked' : 'installed'} ${chalk.dim(`(${summarize(event.changes)})`)}`)
-              break
-            }
-
-            case 'failed': {
-              failed = COMPONENT_TITLES[event.component]
-              progress.fail(`${failed} encountered an error: ${event.error.message}`)
-              for (const line of problemLines(event.error)) progress.note(line)
-              break
-            }
-
-            case 'pruned': {
-              progress.succeed(`${dryRun ? 'Would prune' : 'Pruned'} what the new values no longer render: ${event.pruned.map((change) => change.ref).join(', ')}`)
-              break
-            }
-
-            case 'note': {
-              progress.note(chalk.dim(`  ${event.message}`))
-              break
-            }
-          }
-        },
-      }).catch((error: unknown) => {
-        if (!failed || !ZtError.is(error)) throw error
-        // The ✘ line said what and why; the error says what it means and where to look.
-        throw new ZtError('ZT_ERR_INSTALL_INCOMPLETE', `installation incomplete: ${failed} is not ready (what follows it in the dependency order was not installed)`, {
-          cause: error, details: error.details, exit: ExitCode.failure, suggestion: `${error.suggestion ?? 'ztctl verify-install'}; fix the values and run install again`,
-        })
+        context: {home: this.home, kubeconfig: this.flags.kubeconfig}, dryRun, kube, onEvent: progressLines(progress, COMPONENT_TITLES, dryRun), readinessTimeoutMs, rendering,
       })
-      const summary = {
-        changes: [...result.changes, ...result.pruned].map((change) => ({action: change.action, object: change.ref, ...(change.unchecked ? {unchecked: true} : {})})),
-        context: result.context, dryRun, namespace: result.namespace, profile: result.profile, unchanged: result.unchanged,
-      }
+      const summary = installSummary(result, dryRun)
       if (dryRun && this.format === 'table') return this.printDryRun([...result.changes, ...result.pruned], summary)
       if (dryRun) return this.render(summary, () => undefined)
-      return this.render(summary, () => [
-        `${chalk.green('✔')} Installation complete`,
-        result.unchanged
-          ? `No changes: the cluster already runs profile ${result.profile} with these values (${result.changes.length} objects unchanged).`
-          : `The ${result.profile} profile is installed in namespace ${result.namespace}. Check it with \`ztctl verify-install\`.`,
-        `ztctl context ${result.context} (now current) reaches its controller: try \`ztctl identity list\`.`,
-      ].join('\n'))
+      return this.render(summary, () => doneText(result))
     } finally {
       kube.close()
     }
@@ -123,6 +69,64 @@ At the end it writes a ztctl context of kind kubernetes (k8s-<kube context>) and
     this.log(changed.length === 0 ? 'Dry run: nothing would change.' : `Dry run: ${summarize(changes)}; nothing was changed.`)
     return data
   }
+}
+
+/** --readiness-timeout in milliseconds. */
+function readinessTimeout(text: string): number {
+  const seconds = parseDuration(text)
+  if (seconds === undefined || seconds <= 0) {
+    throw new ZtError('ZT_ERR_BAD_FLAG', `--readiness-timeout "${text}" is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --readiness-timeout 5m'})
+  }
+
+  return seconds * 1000
+}
+
+/** istioctl's lines for install's events: a spinner per component, ✔ when it is ready, ✘ with the pods' problems. */
+function progressLines(progress: Progress, titles: Record<Component, string>, dryRun: boolean): (event: InstallEvent) => void {
+  return (event) => {
+    switch (event.type) {
+      case 'start': {
+        progress.start(`Processing resources for ${titles[event.component]}${dryRun ? ' (dry run)' : ''}`)
+        break
+      }
+
+      case 'wait': {
+        progress.update(`${titles[event.component]}: ${event.message}`)
+        break
+      }
+
+      case 'done': {
+        progress.succeed(`${titles[event.component]} ${dryRun ? 'checked' : 'installed'} ${chalk.dim(`(${summarize(event.changes)})`)}`)
+        break
+      }
+
+      case 'failed': {
+        progress.fail(`${titles[event.component]} encountered an error: ${event.error.message}`)
+        for (const line of problemLines(event.error)) progress.note(line)
+        break
+      }
+
+      case 'pruned': {
+        progress.succeed(`${dryRun ? 'Would prune' : 'Pruned'} what the new values no longer render: ${event.pruned.map((change) => change.ref).join(', ')}`)
+        break
+      }
+
+      case 'note': {
+        progress.note(chalk.dim(`  ${event.message}`))
+        break
+      }
+    }
+  }
+}
+
+function doneText(result: InstallResult): string {
+  return [
+    `${chalk.green('✔')} Installation complete`,
+    result.unchanged
+      ? `No changes: the cluster already runs profile ${result.profile} with these values (${result.changes.length} objects unchanged).`
+      : `The ${result.profile} profile is installed in namespace ${result.namespace}. Check it with \`ztctl verify-install\`.`,
+    `ztctl context ${result.context} (now current) reaches its controller: try \`ztctl identity list\`.`,
+  ].join('\n')
 }
 
 function summarize(changes: readonly Change[]): string {

@@ -5,6 +5,7 @@ import chalk from 'chalk'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {untilStopped} from '../lib/cli/signals.js'
+import type {Quickstart as RunningQuickstart} from '../lib/quickstart/quickstart.js'
 
 export default class Quickstart extends BaseCommand<typeof Quickstart> {
   static override description = `Starts a controller and two agents on free loopback ports in a temporary home (or --dir), enrolls the agents, puts a small demo HTTP service behind an outbound tunnel on agent-b, opens an inbound tunnel to it on agent-a, checks it end to end, prints what to curl and what to try next, and runs until Ctrl-C (exit 130). Needs no privileges.`
@@ -28,33 +29,36 @@ export default class Quickstart extends BaseCommand<typeof Quickstart> {
       version: this.config.version,
     })
     const summary = {agents: mesh.agents, controller: mesh.controller, dashboard: mesh.dashboard, demo: mesh.demo, home: mesh.home}
-    const [a] = mesh.agents
     // Printed now, not on return: the command runs until Ctrl-C.
     if (this.jsonEnabled()) this.logJson(summary)
-    else await this.render(summary, () =>
-      [
-        `${chalk.green('✔')} ztctl quickstart is running (controller ${mesh.controller.url}, agents ${mesh.agents.map((x) => x.name).join(' and ')})`,
-        '',
-        `  Try it:   curl ${mesh.demo.url}`,
-        `            (agent-a listens there and carries the connection as HBONE to agent-b, which hosts ${mesh.demo.service} → ${mesh.demo.target})`,
-        ...(mesh.dashboard ? [`  See it:   ${mesh.dashboard.url}`, '            (the mesh as a live graph: traffic, refusals, identities, policies; this URL holds a one-run token)'] : []),
-        '',
-        '  In another terminal:',
-        `    export ZTCTL_HOME=${mesh.home}`,
-        '    ztctl tunnel list',
-        '    ztctl proxy-status',
-        '    ztctl proxy-config all agent-a',
-        '    ztctl dashboard --open                                          # the same page, from another terminal',
-        '    ztctl policy create deny-demo --action DENY --service tcp/demo   # the curl is now refused',
-        '    ztctl policy explain --from @agent-a --to tcp/demo               # and why',
-        `    curl -s http://${a.addresses.metrics}/metrics | grep istio_tcp`,
-        '',
-        `  Home: ${mesh.home}${mesh.keep ? '' : ' (removed on exit)'}   Logs: ${path.join(mesh.home, 'logs')}`,
-        '  Press Ctrl-C to stop.',
-      ].join('\n'),
-    )
+    else await this.render(summary, () => runningText(mesh))
     await untilStopped()
     process.stderr.write(chalk.dim('- stopping') + '\n')
     await mesh.stop()
   }
+}
+
+/** What runs, what to curl and what to try next. */
+function runningText(mesh: RunningQuickstart): string {
+  const [a] = mesh.agents
+  return [
+    `${chalk.green('✔')} ztctl quickstart is running (controller ${mesh.controller.url}, agents ${mesh.agents.map((x) => x.name).join(' and ')})`,
+    '',
+    `  Try it:   curl ${mesh.demo.url}`,
+    `            (agent-a listens there and carries the connection as HBONE to agent-b, which hosts ${mesh.demo.service} → ${mesh.demo.target})`,
+    ...(mesh.dashboard ? [`  See it:   ${mesh.dashboard.url}`, '            (the mesh as a live graph: traffic, refusals, identities, policies; this URL holds a one-run token)'] : []),
+    '',
+    '  In another terminal:',
+    `    export ZTCTL_HOME=${mesh.home}`,
+    '    ztctl tunnel list',
+    '    ztctl proxy-status',
+    '    ztctl proxy-config all agent-a',
+    '    ztctl dashboard --open                                          # the same page, from another terminal',
+    '    ztctl policy create deny-demo --action DENY --service tcp/demo   # the curl is now refused',
+    '    ztctl policy explain --from @agent-a --to tcp/demo               # and why',
+    `    curl -s http://${a.addresses.metrics}/metrics | grep istio_tcp`,
+    '',
+    `  Home: ${mesh.home}${mesh.keep ? '' : ' (removed on exit)'}   Logs: ${path.join(mesh.home, 'logs')}`,
+    '  Press Ctrl-C to stop.',
+  ].join('\n')
 }

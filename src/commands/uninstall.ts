@@ -5,6 +5,7 @@ import {BaseCommand} from '../lib/cli/base-command.js'
 import {durationFlag, kubernetesFlags} from '../lib/cli/flag-groups.js'
 import {confirmOrRefuse} from '../lib/cli/confirm.js'
 import {createProgress} from '../lib/cli/progress.js'
+import type {UninstallResult} from '../lib/kube/install/uninstall.js'
 
 export default class Uninstall extends BaseCommand<typeof Uninstall> {
   static override description = `Remove what \`ztctl install\` made from the cluster, and nothing else (objects are found by their ztctl.io/install label).
@@ -15,7 +16,7 @@ Kept unless --purge: the custom resource definitions (with them the mesh's confi
     ...kubernetesFlags,
     purge: Flags.boolean({description: 'also delete the custom resource definitions (and every policy, tunnel … in them) and the controller\'s CA and identities'}),
     'skip-confirmation': Flags.boolean({char: 'y', description: 'do not ask for confirmation (needed without a terminal)'}),
-    timeout: durationFlag({default: '5m', description: 'how long to wait for the deleted objects (and their pods) to go away'}),
+    timeout: durationFlag('timeout', {default: '5m', description: 'how long to wait for the deleted objects (and their pods) to go away'}),
   }
   static override summary = 'Remove ztctl from a Kubernetes cluster'
 
@@ -41,17 +42,23 @@ Kept unless --purge: the custom resource definitions (with them the mesh's confi
         },
       })
       progress.succeed(result.deleted.length === 0 ? 'Nothing to remove: no object made by ztctl install was found' : 'Uninstall complete')
-      const byReason = new Map<string, string[]>()
-      for (const entry of result.kept) byReason.set(entry.reason, [...(byReason.get(entry.reason) ?? []), entry.object])
-      const contextLine = result.contexts.length === 0 ? [] : [`Context${result.contexts.length === 1 ? '' : 's'} ${result.contexts.join(', ')} deleted (it reached this controller)`]
-      return this.render(result, () => (result.kept.length === 0 && contextLine.length === 0) ? undefined : [
-        ...contextLine,
-        ...(result.kept.length === 0 ? [] : ['Kept:']),
-        ...[...byReason].map(([reason, objects]) => `  ${objects.join(', ')}: ${reason}`),
-        ...(result.kept.length === 0 ? [] : [chalk.dim('`ztctl uninstall --purge` removes them too.')]),
-      ].join('\n'))
+      return this.render(result, () => keptText(result))
     } finally {
       kube.close()
     }
   }
+}
+
+/** What uninstall kept, by reason, and the contexts it deleted; nothing when it kept nothing. */
+function keptText(result: UninstallResult): string | undefined {
+  const byReason = new Map<string, string[]>()
+  for (const entry of result.kept) byReason.set(entry.reason, [...(byReason.get(entry.reason) ?? []), entry.object])
+  const contextLine = result.contexts.length === 0 ? [] : [`Context${result.contexts.length === 1 ? '' : 's'} ${result.contexts.join(', ')} deleted (it reached this controller)`]
+  if (result.kept.length === 0 && contextLine.length === 0) return undefined
+  return [
+    ...contextLine,
+    ...(result.kept.length === 0 ? [] : ['Kept:']),
+    ...[...byReason].map(([reason, objects]) => `  ${objects.join(', ')}: ${reason}`),
+    ...(result.kept.length === 0 ? [] : [chalk.dim('`ztctl uninstall --purge` removes them too.')]),
+  ].join('\n')
 }

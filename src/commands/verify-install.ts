@@ -17,7 +17,7 @@ It checks the profile and values recorded by the last install; --profile, --set 
   static override examples = ['<%= config.bin %> verify-install', '<%= config.bin %> verify-install -o json', '<%= config.bin %> verify-install --traffic --timeout 3m', '<%= config.bin %> verify-install -n ztctl-system --set controller.replicas=2']
   static override flags = {
     ...kubernetesFlags, ...valuesFlags,
-    timeout: durationFlag({default: '2m', dependsOn: ['traffic'], description: 'how long the --traffic probe may take (e.g. 90s, 3m); cleanup comes after'}),
+    timeout: durationFlag('timeout', {default: '2m', dependsOn: ['traffic'], description: 'how long the --traffic probe may take (e.g. 90s, 3m); cleanup comes after'}),
     traffic: Flags.boolean({default: false, description: 'also send a connection between two probe pods through the mesh and prove it went over HBONE'}),
   }
   static override summary = 'Verify that ztctl is installed and working in a Kubernetes cluster'

@@ -7,6 +7,8 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {test} from 'node:test'
 
+import {durationFlag} from '../../src/lib/cli/flag-groups.js'
+import {ZtError} from '../../src/lib/errors.js'
 import {runCli} from '../helpers/controller.js'
 
 const COMMANDS: [string, string[]][] = [
@@ -40,4 +42,20 @@ test('a bad --timeout is ZT_ERR_BAD_FLAG on every command, before anything is as
     assert.doesNotMatch(good.stderr, /ZT_ERR_BAD_FLAG|--timeout/, `${what}: a good value passes the parse`)
     assert.match(good.stderr, /^Error \(ZT_ERR_[A-Z_]+\): /, `${what}: fails for the missing context or cluster instead`)
   }
+})
+
+test('durationFlag names its own flag: in a bad default and in a bad value', async () => {
+  const badFlag = (name: string, text: string) => (error: unknown): boolean => {
+    assert.ok(ZtError.is(error))
+    assert.deepEqual([error.code, error.exit, error.message, error.suggestion], ['ZT_ERR_BAD_FLAG', 2, `--${name} ${JSON.stringify(text)} is not a duration`, `e.g. --${name} 90s or --${name} 3m`])
+    return true
+  }
+
+  assert.throws(() => durationFlag('grace', {default: 'soon', description: 'a bad default'}), badFlag('grace', 'soon'))
+  assert.throws(() => durationFlag('interval', {default: '0s', description: 'a zero default'}), badFlag('interval', '0s'))
+  const flag = durationFlag('grace', {default: '500ms', description: 'a good default'})
+  assert.equal(flag.default, 500)
+  assert.equal(typeof flag.defaultHelp === 'function' ? await flag.defaultHelp({flags: {}, options: flag}) : flag.defaultHelp, '500ms', 'help shows the default as written')
+  assert.equal(await flag.parse('1.5m', {} as never, flag), 90_000)
+  await assert.rejects(flag.parse('-1s', {} as never, flag), badFlag('grace', '-1s'))
 })

@@ -1,13 +1,10 @@
 import {Flags} from '@oclif/core'
-import path from 'node:path'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {logFlags} from '../../lib/cli/flag-groups.js'
-import {parseDuration} from '../../lib/cli/render.js'
 import {MAX_HUBS} from '../../lib/config/types.js'
-import {ExitCode, ZtError} from '../../lib/errors.js'
+import {ExitCode} from '../../lib/errors.js'
 import {NODE_CA_PATH, NODE_TOKEN_PATH} from '../../lib/kube/objects.js'
-import type {DaemonOptions} from '../../lib/proxy/daemon/launch.js'
 
 export default class AgentRun extends BaseCommand<typeof AgentRun> {
   static override description = `Runs the HBONE proxy for one identity: hosts the outbound tunnels assigned to it, opens its inbound tunnel listeners, and enforces policies. Configuration comes from the controller's stream (or a static --config file); JSON log lines go to stdout. SIGTERM drains open connections up to --drain-timeout, then exits.`
@@ -64,84 +61,12 @@ export default class AgentRun extends BaseCommand<typeof AgentRun> {
   static override summary = 'Run the data-plane agent'
 
   async run(): Promise<void> {
-    const drainSeconds = parseDuration(this.flags['drain-timeout'])
-    if (drainSeconds === undefined) {
-      throw new ZtError('ZT_ERR_USAGE', `--drain-timeout ${JSON.stringify(this.flags['drain-timeout'])} is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --drain-timeout 5s'})
-    }
-
-    // Undocumented knob (tests, debugging): ZTCTL_AGENT_IDLE_TRIM=DURATION, or 0 to turn the idle trim off.
-    const idleTrim = process.env.ZTCTL_AGENT_IDLE_TRIM ?? '10s'
-    const idleTrimSeconds = idleTrim === '0' ? 0 : parseDuration(idleTrim)
-    if (idleTrimSeconds === undefined) {
-      throw new ZtError('ZT_ERR_USAGE', `ZTCTL_AGENT_IDLE_TRIM=${JSON.stringify(idleTrim)} is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. ZTCTL_AGENT_IDLE_TRIM=10s, or 0 to turn the idle trim off'})
-    }
-
-    const sidecar = this.flags.mode ? await this.sidecarOptions(this.flags.mode as 'proxy' | 'tproxy') : undefined
-    const hubs = this.flags.hub ?? []
-    if (hubs.length > MAX_HUBS) throw new ZtError('ZT_ERR_USAGE', `${hubs.length} hubs given; at most ${MAX_HUBS}`, {exit: ExitCode.usage, suggestion: `pass --hub at most ${MAX_HUBS} times`})
-    const noListen = this.flags['no-listen']
-    // --no-listen: the admin door is a socket by the agent's name unless another one is named.
-    const admin = noListen && this.flags.admin === '127.0.0.1:15000' ? undefined : this.flags.admin
-    const options: DaemonOptions = {
-      admin,
-      adminSocketDir: noListen && !admin ? path.join(this.home.dataDir, 'agents') : undefined,
-      advertise: this.flags.advertise ?? (this.flags.kubernetes ? podAdvertise(this.flags.hbone) : undefined),
-      buildVersion: this.config.version,
-      config: this.flags.config,
-      dataPath: this.flags['data-path'] as DaemonOptions['dataPath'],
-      drainTimeoutMs: drainSeconds * 1000,
-      hbone: this.flags.hbone,
-      controllerUrl: this.flags.identity ? this.flags.controller : undefined,
-      hubs,
-      identityFile: this.flags.identity,
-      idleTrimMs: Math.round(idleTrimSeconds * 1000),
-      // On Kubernetes the controller publishes the pods as workloads (its informers): the agent only serves them.
-      inpod: this.flags['inpod-socket'] ? {publish: !this.flags.kubernetes, socketPath: this.flags['inpod-socket'], stateDir: this.flags['inpod-state-dir']} : undefined,
-      kubernetes: this.flags.kubernetes ? this.kubernetesOptions() : undefined,
-      json: this.jsonEnabled(),
-      logLevel: this.flags['log-level'],
-      metrics: this.flags.metrics,
-      noListen,
-      readiness: this.flags.readiness,
-      readyFile: this.flags['ready-file'],
-      sidecar,
-      stopWithStdin: this.flags['stop-with-stdin'],
-    }
+    const {agentRunOptions} = await import('../../lib/proxy/daemon/run-options.js')
+    const options = await agentRunOptions(this.flags, {buildVersion: this.config.version, dataDir: () => this.home.dataDir, env: process.env, json: this.jsonEnabled()})
     const {execDaemon, runDaemon} = await import('../../lib/proxy/daemon/launch.js')
     // The lean daemon replaces this process (same PID and stdio) and never returns here; without
     // process.execve, or with ZTCTL_AGENT_IN_PROCESS=1, the agent runs inside this process.
     execDaemon(options)
     if ((await runDaemon(options)) === 'SIGINT') process.exitCode = ExitCode.interrupted
   }
-
-  private kubernetesOptions(): NonNullable<DaemonOptions['kubernetes']> {
-    const {controller} = this.flags
-    if (!controller || !/^https:\/\/\S+$/.test(controller)) {
-      throw new ZtError('ZT_ERR_USAGE', `--kubernetes needs --controller https://HOST:PORT${controller ? ` (got ${JSON.stringify(controller)})` : ''}`, {
-        exit: ExitCode.usage,
-        suggestion: 'pass --controller https://$(ZTCTL_CONTROLLER_SERVICE_HOST):$(ZTCTL_CONTROLLER_SERVICE_PORT), as the DaemonSet ztctl install renders does',
-      })
-    }
-
-    return {caFile: this.flags['kube-ca-file'], controller, node: this.flags.node, tokenFile: this.flags['kube-token-file']}
-  }
-
-  private async sidecarOptions(mode: 'proxy' | 'tproxy') {
-    const {parseProxyPort} = await import('../../lib/sidecar/sidecar.js')
-    return {
-      dnsListen: this.flags['dns-listen'],
-      dnsUpstream: this.flags['dns-upstream'],
-      mode,
-      proxyPorts: Object.fromEntries((this.flags['proxy-port'] ?? []).map((text) => parseProxyPort(text))),
-      resolvConf: this.flags['dns-resolv-conf'],
-    }
-  }
-}
-
-/** In a pod, other agents dial the pod's IP (POD_IP, from the downward API) on the HBONE port. */
-function podAdvertise(hbone: string): string | undefined {
-  const ip = process.env.POD_IP
-  const port = /:(\d+)$/.exec(hbone)?.[1]
-  if (!ip || !port) return undefined
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
 }

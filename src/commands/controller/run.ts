@@ -2,10 +2,8 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {kubernetesFlags, logFlags} from '../../lib/cli/flag-groups.js'
-import {parseDuration} from '../../lib/cli/render.js'
 import {untilStopped} from '../../lib/cli/signals.js'
-import {ExitCode, ZtError} from '../../lib/errors.js'
-import {DEFAULT_NAMESPACE} from '../../lib/kube/objects.js'
+import type {RunningController} from '../../lib/controller/controller.js'
 
 export default class ControllerRun extends BaseCommand<typeof ControllerRun> {
   static override description = `Run the controller in the foreground: CA, enrollment, certificate signing, management API and config stream on one TLS port.
@@ -55,90 +53,44 @@ The first start creates the CA (or imports --ca-cert/--ca-key as an intermediate
   }
 
   async run(): Promise<void> {
-    const ttl = parseDuration(this.flags['cert-ttl'])
-    if (ttl === undefined || ttl < 2) {
-      throw new ZtError('ZT_ERR_BAD_FLAG', `--cert-ttl "${this.flags['cert-ttl']}" is not a duration of at least 2s`, {
-        exit: ExitCode.usage,
-        suggestion: 'e.g. --cert-ttl 24h or --cert-ttl 30s',
-      })
-    }
-
-    const adminTtl = parseDuration(this.flags['admin-cert-ttl'])
-    if (adminTtl === undefined || adminTtl < 2) {
-      throw new ZtError('ZT_ERR_BAD_FLAG', `--admin-cert-ttl "${this.flags['admin-cert-ttl']}" is not a duration of at least 2s`, {exit: ExitCode.usage, suggestion: 'e.g. --admin-cert-ttl 720h'})
-    }
-
-    const housekeeping = this.duration('housekeeping-interval', this.flags['housekeeping-interval'])
-    const [leaseDuration, renewDeadline, retryPeriod] = this.flags['leader-election'].split(',').map((text) => this.duration('leader-election', text))
-    if (retryPeriod === undefined || !(retryPeriod < renewDeadline && renewDeadline < leaseDuration)) {
-      throw new ZtError('ZT_ERR_BAD_FLAG', `--leader-election "${this.flags['leader-election']}" is not DURATION,RENEW-DEADLINE,RETRY-PERIOD, each shorter than the one before`, {
-        exit: ExitCode.usage, suggestion: 'e.g. --leader-election 15s,10s,2s',
-      })
-    }
-
+    const {controllerRunOptions} = await import('../../lib/controller/run-options.js')
+    const options = controllerRunOptions(this.flags)
     const {createLogger} = await import('../../lib/log/logger.js')
     // Logs go to stderr: stdout carries the banner (or its JSON form).
     const logger = await createLogger({destination: 2, level: this.flags['log-level']})
     const {startController} = await import('../../lib/controller/controller.js')
-    const controller = await startController({
-      adminCertTtlSeconds: adminTtl,
-      advertise: this.flags.advertise,
-      caImport: this.flags['ca-cert'] ? {certFile: this.flags['ca-cert'], keyFile: this.flags['ca-key']!} : undefined,
-      certTtlSeconds: ttl,
-      contextName: this.flags['context-name'],
-      dataDir: this.flags['data-dir'],
-      health: this.flags.health,
-      home: this.home,
-      hub: this.flags.hub ? {listen: this.flags['hub-listen'], logLevel: this.flags['log-level'], name: this.flags['hub-name']} : undefined,
-      housekeepingMs: housekeeping,
-      kube: {
-        context: this.flags['kube-context'],
-        hostIdentitySecret: this.flags['host-identity-secret'],
-        hubIdentitySecret: this.flags['hub-identity-secret'],
-        kubeconfig: this.flags.kubeconfig,
-        lease: {durationMs: leaseDuration, renewDeadlineMs: renewDeadline, retryPeriodMs: retryPeriod},
-        namespace: this.flags.namespace ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
-        podName: process.env.POD_NAME,
-      },
-      listen: this.flags.listen,
-      logger,
-      store: this.flags.store as 'kubernetes' | 'sqlite',
-      trustDomain: this.flags['trust-domain'],
-      version: this.config.version,
-    })
-
-    const banner = {
-      adminIdentity: controller.adminIdentityPath, caFingerprint: controller.caFingerprint, context: controller.contextName, ...controller.describe,
-      health: controller.health && `http://${controller.health.host}:${controller.health.port}`, hub: controller.hub, pid: process.pid, store: controller.store,
-      trustDomain: controller.trustDomain, url: controller.url,
-    }
-    const line = (label: string, value: string | undefined): string[] => (value === undefined ? [] : [`  ${label.padEnd(21)}: ${value}`])
-    await this.render(banner, () => [
-      `controller listening at: ${controller.url}`,
-      ...line('store', controller.store),
-      ...Object.entries(controller.describe).map(([label, value]) => line(label, value)).flat(),
-      ...line('trust domain', controller.trustDomain),
-      ...line('CA fingerprint', `${controller.caFingerprint}${controller.caCreated ? ' (new)' : ''}`),
-      ...line('admin identity', `${controller.adminIdentityPath}${controller.adminCreated ? ' (new)' : ''}`),
-      ...line('context', controller.contextName),
-      ...line('health', banner.health),
-      ...line('hub', controller.hub && `${controller.hub} (agents: --hub ${controller.hub})`),
-      ...line('pid', String(process.pid)),
-    ].join('\n'))
-
+    const controller = await startController({...options, home: this.home, logger, version: this.config.version})
+    await this.render(banner(controller), () => bannerText(controller))
     const signal = await untilStopped()
     await controller.close()
     logger.info({signal}, 'controller stopped')
     logger.flush()
   }
+}
 
-  /** A duration flag in milliseconds (at least 1 ms). */
-  private duration(flag: string, text: string): number {
-    const seconds = parseDuration(text)
-    if (seconds === undefined || seconds < 0.001) {
-      throw new ZtError('ZT_ERR_BAD_FLAG', `--${flag}: "${text}" is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. 500ms, 10s, 1m'})
-    }
-
-    return Math.round(seconds * 1000)
+/** What the banner says, for machines (-o json). */
+function banner(controller: RunningController) {
+  return {
+    adminIdentity: controller.adminIdentityPath, caFingerprint: controller.caFingerprint, context: controller.contextName, ...controller.describe,
+    health: healthUrl(controller), hub: controller.hub, pid: process.pid, store: controller.store,
+    trustDomain: controller.trustDomain, url: controller.url,
   }
+}
+
+const healthUrl = (controller: RunningController): string | undefined => controller.health && `http://${controller.health.host}:${controller.health.port}`
+
+function bannerText(controller: RunningController): string {
+  const line = (label: string, value: string | undefined): string[] => (value === undefined ? [] : [`  ${label.padEnd(21)}: ${value}`])
+  return [
+    `controller listening at: ${controller.url}`,
+    ...line('store', controller.store),
+    ...Object.entries(controller.describe).map(([label, value]) => line(label, value)).flat(),
+    ...line('trust domain', controller.trustDomain),
+    ...line('CA fingerprint', `${controller.caFingerprint}${controller.caCreated ? ' (new)' : ''}`),
+    ...line('admin identity', `${controller.adminIdentityPath}${controller.adminCreated ? ' (new)' : ''}`),
+    ...line('context', controller.contextName),
+    ...line('health', healthUrl(controller)),
+    ...line('hub', controller.hub && `${controller.hub} (agents: --hub ${controller.hub})`),
+    ...line('pid', String(process.pid)),
+  ].join('\n')
 }

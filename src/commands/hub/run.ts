@@ -2,8 +2,6 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {logFlags} from '../../lib/cli/flag-groups.js'
-import {parseDuration} from '../../lib/cli/render.js'
-import {ExitCode, ZtError} from '../../lib/errors.js'
 
 export default class HubRun extends BaseCommand<typeof HubRun> {
   static override description = `Runs a hub: agents attach to it with one outbound mutual-TLS HTTP/2 connection each (\`agent run --hub HOST:PORT\`), so an agent that accepts no connection (\`--no-listen\`, behind NAT or a firewall) is still reachable. A source reaches a destination through the hub with an inner HBONE session between the two agents' own certificates: the hub relays ciphertext, sees identities and byte counts, and refuses relays the mesh's policies allow to no service of the destination. The identity needs the role "hub" (\`ztctl identity create hub-1 -a hub\`). Configuration comes from the controller's stream (or a static --config file); JSON log lines go to stdout; SIGTERM drains relays up to --drain-timeout. Every flag has an environment variable, for containers.`
@@ -27,14 +25,11 @@ export default class HubRun extends BaseCommand<typeof HubRun> {
   static override summary = 'Run a hub that relays between agents (end-to-end mutual TLS)'
 
   async run(): Promise<void> {
-    const drainSeconds = parseDuration(this.flags['drain-timeout'])
-    if (drainSeconds === undefined) {
-      throw new ZtError('ZT_ERR_USAGE', `--drain-timeout ${JSON.stringify(this.flags['drain-timeout'])} is not a duration`, {exit: ExitCode.usage, suggestion: 'e.g. --drain-timeout 5s'})
-    }
-
+    const {parseDrainTimeout} = await import('../../lib/proxy/daemon/run-options.js')
+    const drainTimeoutMs = parseDrainTimeout(this.flags['drain-timeout'])
     const {launchHub} = await import('../../lib/proxy/daemon/hub.js')
     const hub = await launchHub({
-      admin: this.flags.admin, advertise: this.flags.advertise, buildVersion: this.config.version, config: this.flags.config, controllerUrl: this.flags.controller, drainTimeoutMs: drainSeconds * 1000,
+      admin: this.flags.admin, advertise: this.flags.advertise, buildVersion: this.config.version, config: this.flags.config, controllerUrl: this.flags.controller, drainTimeoutMs,
       identityFile: this.flags.identity, listen: this.flags.listen, logLevel: this.flags['log-level'], readyFile: this.flags['ready-file'],
     })
     const stop = (signal: string) => () => void hub.shutdown(`received ${signal}`)

@@ -52,20 +52,20 @@ function durationMs(flag: string, text: string): number {
 }
 
 /**
- * A duration flag (90s, 3m, 500ms) whose value is milliseconds: a bad value fails the parse, before the
- * command runs, as ZT_ERR_BAD_FLAG (usage). Help shows DEFAULT as written.
+ * The duration flag --NAME (90s, 3m, 500ms) whose value is milliseconds: a bad value fails the parse, before
+ * the command runs, as ZT_ERR_BAD_FLAG (usage). Help shows DEFAULT as written; a bad DEFAULT throws at once.
  */
-export function durationFlag(options: {default: string; dependsOn?: string[]; description: string; helpGroup?: string}) {
+export function durationFlag(name: string, options: {default: string; dependsOn?: string[]; description: string; helpGroup?: string}) {
   return Flags.custom<number>({
     ...options,
-    default: durationMs('timeout', options.default),
+    default: durationMs(name, options.default),
     defaultHelp: async () => options.default,
-    parse: async (text, _context, flag) => durationMs(flag.name, text),
+    parse: async (text) => durationMs(name, text),
   })()
 }
 
 export const waitFlags = {
-  timeout: durationFlag({default: '30s', description: 'how long to wait for the agents to apply the change (e.g. 30s, 2m)', helpGroup: 'ROLLOUT'}),
+  timeout: durationFlag('timeout', {default: '30s', description: 'how long to wait for the agents to apply the change (e.g. 30s, 2m)', helpGroup: 'ROLLOUT'}),
   wait: Flags.boolean({
     allowNo: true,
     default: true,

@@ -2,6 +2,9 @@
 // no borders, two spaces between columns, so that `awk`/`grep` work on them.
 import Table from 'cli-table3'
 
+// parseDuration lives with the other helpers that need no CLI; commands keep importing it from here.
+export {parseDuration} from '../util/duration.js'
+
 export type OutputFormat = 'json' | 'table' | 'yaml'
 
 export interface Column<Row> {
@@ -39,14 +42,6 @@ export async function renderData(data: unknown, format: Exclude<OutputFormat, 't
   if (format === 'json') return JSON.stringify(data, null, 2)
   const {stringify} = await import('yaml')
   return stringify(data).trimEnd()
-}
-
-/** "3h", "90m", "45s", "2d" → seconds. Returns undefined when the text is not a duration. */
-export function parseDuration(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim())
-  if (!match) return undefined
-  const unit = {d: 86_400, h: 3600, m: 60, ms: 0.001, s: 1}[match[2] as 'd' | 'h' | 'm' | 'ms' | 's']
-  return Number(match[1]) * unit
 }
 
 export function formatAge(fromMs: number, nowMs = Date.now()): string {

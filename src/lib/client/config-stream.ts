@@ -45,105 +45,134 @@ export interface ConfigSubscription {
 }
 
 export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscription {
-  const minBackoffMs = options.minBackoffMs ?? 500
-  const maxBackoffMs = options.maxBackoffMs ?? 30_000
-  let snapshot: ConfigSnapshot | undefined
-  let version = options.since
-  let closed = false
-  let failures = 0
-  let timer: NodeJS.Timeout | undefined
-  let client: ControllerClient | undefined
-  let stream: ClientHttp2Stream | undefined
-  let sendCurrent: ((message: object) => void) | undefined
-  // the parts of a snapshot received so far (the controller sends nothing else until its last part)
-  let assembling: {parts: number; resources: ConfigSnapshot; version: number} | undefined
-  const ack = (next: number, resources: ResourceStatus[] | void): object => ({
-    // Errors first: when an agent acts on more than an ack carries, its failures are what must get through.
-    resources: [...(resources ?? [])].sort((a, b) => Number(b.state === 'error') - Number(a.state === 'error')).slice(0, MAX_ACK_STATUSES),
-    type: 'ack',
-    version: next,
-  })
-  /** the last report, sent again on every (re)connect */
-  let lastReport: AgentMessage | undefined
+  const subscription = new ConfigStream(options)
+  subscription.connectAndRetry()
+  return subscription
+}
 
-  const state = (next: StreamState, error?: unknown): void => {
-    try {
-      options.onState?.(next, error)
-    } catch {
-      // a listener's bug must not stop the stream
-    }
+type Send = (message: object) => void
+type SnapshotMessage = Extract<ControllerMessage, {type: 'snapshot'}>
+type DeltaMessage = Extract<ControllerMessage, {type: 'delta'}>
+
+/** One subscription across its reconnects: the local copy, the version applied, the stream of the moment. */
+class ConfigStream implements ConfigSubscription {
+  private snapshot: ConfigSnapshot | undefined
+  private applied: number | undefined
+  private closed = false
+  private failures = 0
+  private timer: NodeJS.Timeout | undefined
+  private client: ControllerClient | undefined
+  private stream: ClientHttp2Stream | undefined
+  private sendCurrent: Send | undefined
+  // the parts of a snapshot received so far (the controller sends nothing else until its last part)
+  private assembling: {parts: number; resources: ConfigSnapshot; version: number} | undefined
+  /** the last report, sent again on every (re)connect */
+  private lastReport: AgentMessage | undefined
+
+  constructor(private readonly options: SubscribeConfigOptions) {
+    this.applied = options.since
   }
 
-  const connect = async (): Promise<void> => {
-    state('connecting')
-    const identity = typeof options.identity === 'function' ? options.identity() : options.identity
-    client = ControllerClient.fromIdentity(identity)
-    stream = await client.openStream('/v1/config/stream')
-    const current = stream
-    // Without a snapshot we cannot apply deltas: ask for everything.
-    const since = snapshot ? version : undefined
-    assembling = undefined
-    stream.write(JSON.stringify({agent: options.agent, hbone: options.hbone, since, type: 'subscribe', version: options.software}) + '\n')
-    if (lastReport) stream.write(JSON.stringify(lastReport) + '\n')
-    const send = (message: object): void => {
-      if (!current.destroyed) current.write(JSON.stringify(message) + '\n')
+  get version(): number | undefined {
+    return this.applied
+  }
+
+  report(resources: ResourceStatus[]): void {
+    if (this.applied !== undefined && !this.closed) this.sendCurrent?.(ack(this.applied, resources))
+  }
+
+  close(): void {
+    this.closed = true
+    clearTimeout(this.timer)
+    this.stream?.destroy()
+    this.client?.close()
+    this.state('closed')
+  }
+
+  send(message: AgentMessage): void {
+    this.lastReport = message
+    if (this.stream && !this.stream.destroyed) this.stream.write(JSON.stringify(message) + '\n')
+  }
+
+  /** Connect; when the stream ends, connect again after a backoff (until close). */
+  connectAndRetry(): void {
+    if (this.closed) return
+    this.connect()
+      .then(() => this.state('disconnected'), (error: unknown) => this.state('disconnected', error))
+      .finally(() => {
+        this.stream?.destroy()
+        this.client?.close()
+        if (this.closed) return
+        this.failures++
+        this.timer = setTimeout(() => this.connectAndRetry(), this.backoffMs())
+        this.timer.unref()
+      })
+  }
+
+  /** Bounded exponential backoff with jitter: half the base plus up to half again. */
+  private backoffMs(): number {
+    const minBackoffMs = this.options.minBackoffMs ?? 500
+    const maxBackoffMs = this.options.maxBackoffMs ?? 30_000
+    const base = Math.min(maxBackoffMs, minBackoffMs * 2 ** Math.min(this.failures - 1, 20))
+    return Math.round(base / 2 + Math.random() * (base / 2))
+  }
+
+  private async connect(): Promise<void> {
+    this.state('connecting')
+    const identity = typeof this.options.identity === 'function' ? this.options.identity() : this.options.identity
+    this.client = ControllerClient.fromIdentity(identity)
+    const stream = await this.client.openStream('/v1/config/stream')
+    this.stream = stream
+    this.subscribe(stream)
+    const send: Send = (message) => {
+      if (!stream.destroyed) stream.write(JSON.stringify(message) + '\n')
     }
 
-    sendCurrent = send
+    this.sendCurrent = send
+    await this.read(stream, send)
+  }
 
+  /** The subscribe line (and the last report) on a new stream. */
+  private subscribe(stream: ClientHttp2Stream): void {
+    // Without a snapshot we cannot apply deltas: ask for everything.
+    const since = this.snapshot ? this.applied : undefined
+    this.assembling = undefined
+    stream.write(JSON.stringify({agent: this.options.agent, hbone: this.options.hbone, since, type: 'subscribe', version: this.options.software}) + '\n')
+    if (this.lastReport) stream.write(JSON.stringify(this.lastReport) + '\n')
+  }
+
+  /** Handle the stream's messages until it ends; a refusal or garbage throws. */
+  private async read(stream: ClientHttp2Stream, send: Send): Promise<void> {
     const splitter = new LineSplitter(MAX_STREAM_LINE_BYTES)
     let status = 0
     stream.on('response', (headers) => {
       status = Number(headers[':status'])
       if (status === 200) {
-        failures = 0
-        state('connected')
+        this.failures = 0
+        this.state('connected')
       }
     })
     for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (closed) break
+      if (this.closed) break
       if (status !== 200) throw new Error(`the controller refused the config stream (status ${status}): ${chunk.toString('utf8').slice(0, 512)}`)
       for (const line of splitter.push(chunk)) {
         const message = parseJsonObject(line) as ControllerMessage | undefined
         if (!message) throw new Error('the controller sent a line that is not a JSON message')
-        await handle(message, send)
+        await this.handle(message, send)
       }
     }
 
-    if (status !== 200 && !closed) throw new Error(`the controller refused the config stream (status ${status})`)
+    if (status !== 200 && !this.closed) throw new Error(`the controller refused the config stream (status ${status})`)
   }
 
-  const handle = async (message: ControllerMessage, send: (message: object) => void): Promise<void> => {
+  private async handle(message: ControllerMessage, send: Send): Promise<void> {
     switch (message.type) {
       case 'snapshot': {
-        if (assembling && assembling.version !== message.version) throw new Error(`a snapshot part of version ${message.version} while version ${assembling.version} was incomplete`)
-        let next = message.resources as ConfigSnapshot // one part: checked as a whole by onConfig
-        if (assembling || message.more === true) {
-          assembling ??= {parts: 0, resources: emptySnapshot(), version: message.version}
-          if (++assembling.parts > MAX_SNAPSHOT_PARTS) throw new Error(`a snapshot in more than ${MAX_SNAPSHOT_PARTS} parts`)
-          mergeSnapshotPart(assembling.resources, message.resources)
-          if (message.more === true) return
-          next = assembling.resources
-          assembling = undefined
-        }
-
-        await apply(send, message.version, () => options.onConfig(next, message.version), () => {
-          snapshot = next
-        })
-        return
+        return this.takeSnapshot(message, send)
       }
 
       case 'delta': {
-        if (assembling) throw new Error(`a delta while snapshot version ${assembling.version} was incomplete`)
-        if (!snapshot || message.from !== version) throw new Error(`a delta from ${message.from} does not follow version ${version}`)
-        // Copy on write: only the tables the delta touches are copied (a workload change does not copy the policies).
-        const next: ConfigSnapshot = {...snapshot}
-        for (const kind of new Set(message.changes.map((change) => change.kind))) (next as Record<string, unknown>)[kind] = {...snapshot[kind]}
-        applyChanges(next, message.changes)
-        await apply(send, message.version, () => options.onConfig(next, message.version, message.changes), () => {
-          snapshot = next
-        })
-        return
+        return this.takeDelta(message, send)
       }
 
       case 'error': {
@@ -156,7 +185,42 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
     }
   }
 
-  const apply = async (send: (message: object) => void, next: number, run: () => Promise<ResourceStatus[] | void> | ResourceStatus[] | void, commit: () => void): Promise<void> => {
+  private async takeSnapshot(message: SnapshotMessage, send: Send): Promise<void> {
+    const next = this.assemble(message)
+    if (!next) return
+    await this.apply(send, message.version, () => this.options.onConfig(next, message.version), () => {
+      this.snapshot = next
+    })
+  }
+
+  /** The whole snapshot once MESSAGE is its last part, else undefined (the part is kept). */
+  private assemble(message: SnapshotMessage): ConfigSnapshot | undefined {
+    if (this.assembling && this.assembling.version !== message.version) throw new Error(`a snapshot part of version ${message.version} while version ${this.assembling.version} was incomplete`)
+    if (!this.assembling && message.more !== true) return message.resources as ConfigSnapshot // one part: checked as a whole by onConfig
+    this.assembling ??= {parts: 0, resources: emptySnapshot(), version: message.version}
+    if (++this.assembling.parts > MAX_SNAPSHOT_PARTS) throw new Error(`a snapshot in more than ${MAX_SNAPSHOT_PARTS} parts`)
+    mergeSnapshotPart(this.assembling.resources, message.resources)
+    if (message.more === true) return undefined
+    const whole = this.assembling.resources
+    this.assembling = undefined
+    return whole
+  }
+
+  private async takeDelta(message: DeltaMessage, send: Send): Promise<void> {
+    if (this.assembling) throw new Error(`a delta while snapshot version ${this.assembling.version} was incomplete`)
+    const {snapshot} = this
+    if (!snapshot || message.from !== this.applied) throw new Error(`a delta from ${message.from} does not follow version ${this.applied}`)
+    // Copy on write: only the tables the delta touches are copied (a workload change does not copy the policies).
+    const next: ConfigSnapshot = {...snapshot}
+    for (const kind of new Set(message.changes.map((change) => change.kind))) (next as Record<string, unknown>)[kind] = {...snapshot[kind]}
+    applyChanges(next, message.changes)
+    await this.apply(send, message.version, () => this.options.onConfig(next, message.version, message.changes), () => {
+      this.snapshot = next
+    })
+  }
+
+  /** RUN (onConfig) for version NEXT: ack with its statuses and COMMIT, or nack when it throws. */
+  private async apply(send: Send, next: number, run: () => Promise<ResourceStatus[] | void> | ResourceStatus[] | void, commit: () => void): Promise<void> {
     let resources: ResourceStatus[] | void
     try {
       resources = await run()
@@ -166,44 +230,25 @@ export function subscribeConfig(options: SubscribeConfigOptions): ConfigSubscrip
     }
 
     commit()
-    version = next
+    this.applied = next
     send(ack(next, resources))
   }
 
-  const loop = (): void => {
-    if (closed) return
-    connect()
-      .then(() => state('disconnected'), (error: unknown) => state('disconnected', error))
-      .finally(() => {
-        stream?.destroy()
-        client?.close()
-        if (closed) return
-        failures++
-        const base = Math.min(maxBackoffMs, minBackoffMs * 2 ** Math.min(failures - 1, 20))
-        timer = setTimeout(loop, Math.round(base / 2 + Math.random() * (base / 2)))
-        timer.unref()
-      })
+  private state(next: StreamState, error?: unknown): void {
+    try {
+      this.options.onState?.(next, error)
+    } catch {
+      // a listener's bug must not stop the stream
+    }
   }
+}
 
-  loop()
+function ack(next: number, resources: ResourceStatus[] | void): object {
   return {
-    report(resources) {
-      if (version !== undefined && !closed) sendCurrent?.(ack(version, resources))
-    },
-    close() {
-      closed = true
-      clearTimeout(timer)
-      stream?.destroy()
-      client?.close()
-      state('closed')
-    },
-    send(message) {
-      lastReport = message
-      if (stream && !stream.destroyed) stream.write(JSON.stringify(message) + '\n')
-    },
-    get version() {
-      return version
-    },
+    // Errors first: when an agent acts on more than an ack carries, its failures are what must get through.
+    resources: [...(resources ?? [])].sort((a, b) => Number(b.state === 'error') - Number(a.state === 'error')).slice(0, MAX_ACK_STATUSES),
+    type: 'ack',
+    version: next,
   }
 }
 

@@ -6,6 +6,7 @@ import net from 'node:net'
 import path from 'node:path'
 
 import {describeSystemError, ExitCode, ZtError} from '../errors.js'
+import {listening} from '../util/listening.js'
 import {CniErrorCode, CniRequestError, encodePluginReply, MAX_PLUGIN_REQUEST_BYTES, parsePluginRequest, type CniPluginRequest} from './plugin-protocol.js'
 
 const MAX_CLIENTS = 32
@@ -60,13 +61,7 @@ export async function servePluginSocket(socketPath: string, handle: PluginHandle
   await mkdir(path.dirname(socketPath), {recursive: true})
   // A previous agent's socket file (the pod restarted): nobody listens there, or we would not run twice.
   await rm(socketPath, {force: true})
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(socketPath, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  }).catch((error: unknown) => {
+  await listening(server, (done) => server.listen(socketPath, done)).catch((error: unknown) => {
     throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${socketPath}: ${describeSystemError(error)}`, {cause: error, exit: ExitCode.conflict})
   })
   // The container runtime runs the plugin as root; nobody else on the node has business on this socket.

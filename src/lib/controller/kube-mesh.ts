@@ -11,6 +11,7 @@ import {ClusterCache} from '../kube/cluster-cache.js'
 import type {KubeClients} from '../kube/client.js'
 import {kubeError} from '../kube/client.js'
 import {desiredWorkloads, podIps, podsOn, sameWorkload} from '../kube/workloads.js'
+import {serialized} from '../util/serialized.js'
 import type {Logger} from './logger.js'
 import type {NodeAuthority, WorkloadClaim} from './node-authority.js'
 import type {IdentityRecord, Store} from './store/store.js'
@@ -44,27 +45,9 @@ export function startKubeMesh(options: KubeMeshOptions): KubeMesh {
     onError: (kind, message, retryInMs) => logger.warn({kind, message, retryInMs}, 'cluster watch failed; retrying'),
   })
   let leading = false
-  let running: Promise<void> | undefined
-  let again = false
-  const reconcile = (): Promise<void> => {
-    if (running) {
-      again = true
-      return running
-    }
-
-    running = (async () => {
-      do {
-        again = false
-        await publishWorkloads(cache, store, namespace, logger).catch((error: unknown) => {
-          logger.warn({err: (error as Error).message}, 'publishing workloads failed; retrying at the next change or resync')
-        })
-      } while (again && leading)
-    })().finally(() => {
-      running = undefined
-    })
-    return running
-  }
-
+  const reconcile = serialized(() => publishWorkloads(cache, store, namespace, logger), (error) => {
+    logger.warn({err: (error as Error).message}, 'publishing workloads failed; retrying at the next change or resync')
+  })
   cache.onChange(() => {
     if (leading) void reconcile()
   })
@@ -74,7 +57,7 @@ export function startKubeMesh(options: KubeMeshOptions): KubeMesh {
     cache,
     async close() {
       leading = false
-      await running
+      await reconcile.idle()
       await cache.stop()
     },
     reconcile: async () => {
@@ -89,6 +72,7 @@ export function startKubeMesh(options: KubeMeshOptions): KubeMesh {
     },
     stopLeading() {
       leading = false
+      reconcile.cancel()
     },
   }
 }

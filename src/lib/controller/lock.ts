@@ -5,6 +5,7 @@ import path from 'node:path'
 
 import {ExitCode, ZtError} from '../errors.js'
 import {fileSystemError} from '../home/home.js'
+import {processAlive} from '../util/process-alive.js'
 
 export interface DataDirLock {
   release(): Promise<void>
@@ -24,7 +25,7 @@ export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
     }
 
     const owner = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10)
-    if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
+    if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
       throw new ZtError('ZT_ERR_STORE_LOCKED', `another controller (PID ${owner}) is running on ${dataDir}`, {
         exit: ExitCode.conflict,
         suggestion: `stop it first, or pass another --data-dir (lock file: ${file})`,
@@ -35,13 +36,4 @@ export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
   }
 
   throw new ZtError('ZT_ERR_STORE_LOCKED', `cannot lock ${dataDir}: another process keeps taking the lock`, {exit: ExitCode.conflict})
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }

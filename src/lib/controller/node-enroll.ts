@@ -5,6 +5,8 @@
 // identity `node-<node>` (role node, scope {node}) — the same on every renewal.
 import {randomUUID} from 'node:crypto'
 
+import type {V1Pod, V1TokenReviewStatus, V1UserInfo} from '@kubernetes/client-node'
+
 import {ExitCode, ZtError} from '../errors.js'
 import {type KubeClients, isNotFound, kubeError} from '../kube/client.js'
 import {TOKEN_AUDIENCE} from '../kube/objects.js'
@@ -27,68 +29,7 @@ const refused = (code: string, message: string, suggestion: string): ZtError => 
 
 export function kubeNodeAgentAuthority(clients: Pick<KubeClients, 'authn' | 'core'>, namespace: string, serviceAccount: string): NodeAgentAuthority {
   let inFlight = 0
-  const expected = `system:serviceaccount:${namespace}:${serviceAccount}`
-  const review = async (token: string, claimedNode?: string): Promise<NodeAgentReview> => {
-    let status
-    try {
-      status = (await clients.authn.createTokenReview({body: {spec: {audiences: [TOKEN_AUDIENCE], token}}})).status
-    } catch (error) {
-      throw kubeError(error, 'review the ServiceAccount token (TokenReview)')
-    }
-
-    if (!status?.authenticated) {
-      throw refused('ZT_ERR_KUBE_TOKEN_REJECTED', `the API server rejected the ServiceAccount token: ${status?.error ?? 'not authenticated'}`,
-        `present the projected token (audience ${TOKEN_AUDIENCE}) the node agent's pod mounts; the kubelet refreshes it before it expires`)
-    }
-
-    if (!(status.audiences ?? []).includes(TOKEN_AUDIENCE)) {
-      throw refused('ZT_ERR_KUBE_TOKEN_AUDIENCE', `the ServiceAccount token is not meant for ${TOKEN_AUDIENCE} (audiences: ${(status.audiences ?? []).join(', ') || 'none'})`,
-        `project a token with audience ${TOKEN_AUDIENCE} (serviceAccountToken.audience in the pod's volumes)`)
-    }
-
-    const username = status.user?.username ?? ''
-    if (username !== expected) {
-      throw refused('ZT_ERR_KUBE_WRONG_ACCOUNT', `the token belongs to ${username || 'an unknown user'}; only ${expected} may enroll node agents`,
-        `run the node agent as ServiceAccount ${serviceAccount} in namespace ${namespace} (the DaemonSet ztctl install renders)`)
-    }
-
-    const podName = status.user?.extra?.[POD_NAME_EXTRA]?.[0]
-    const podUid = status.user?.extra?.[POD_UID_EXTRA]?.[0]
-    if (!podName || !podUid) {
-      throw refused('ZT_ERR_KUBE_TOKEN_UNBOUND', 'the ServiceAccount token is not bound to a pod, so it does not say which node it runs on',
-        'use the projected token of the pod (a serviceAccountToken volume), not a Secret-based or TokenRequest token without a pod')
-    }
-
-    let pod
-    try {
-      pod = await clients.core.readNamespacedPod({name: podName, namespace})
-    } catch (error) {
-      if (isNotFound(error)) {
-        throw refused('ZT_ERR_KUBE_POD_GONE', `the token's pod ${namespace}/${podName} does not exist (any more)`, 'a new pod brings a new token; restart the node agent')
-      }
-
-      throw kubeError(error, `read pod ${namespace}/${podName}`)
-    }
-
-    if (pod.metadata?.uid !== podUid) {
-      throw refused('ZT_ERR_KUBE_POD_GONE', `the token was issued to an earlier pod named ${namespace}/${podName}`, 'a new pod brings a new token; restart the node agent')
-    }
-
-    if (pod.spec?.serviceAccountName !== serviceAccount) {
-      throw refused('ZT_ERR_KUBE_WRONG_ACCOUNT', `pod ${namespace}/${podName} runs as ServiceAccount ${pod.spec?.serviceAccountName ?? '?'}, not ${serviceAccount}`,
-        `run the node agent as ServiceAccount ${serviceAccount}`)
-    }
-
-    const node = pod.spec?.nodeName
-    if (!node) throw refused('ZT_ERR_KUBE_WRONG_NODE', `pod ${namespace}/${podName} is not scheduled on a node yet`, 'retry once the pod runs')
-    if (claimedNode !== undefined && claimedNode !== node) {
-      throw refused('ZT_ERR_KUBE_WRONG_NODE', `the token's pod ${namespace}/${podName} runs on node ${node}, not on ${claimedNode}, the node this agent says it runs on`,
-        'NODE_NAME must come from the downward API (spec.nodeName) of the pod whose token is presented')
-    }
-
-    return {namespace, node, pod: podName, podUid, serviceAccount}
-  }
-
+  const account = {namespace, serviceAccount}
   return {
     async review(token, claimedNode) {
       const text = token.trim()
@@ -102,12 +43,110 @@ export function kubeNodeAgentAuthority(clients: Pick<KubeClients, 'authn' | 'cor
 
       inFlight++
       try {
-        return await review(text, claimedNode)
+        return await reviewNodeAgent(clients, account, text, claimedNode)
       } finally {
         inFlight--
       }
     },
   }
+}
+
+/** The node agents' ServiceAccount. */
+interface NodeAgentAccount {
+  namespace: string
+  serviceAccount: string
+}
+
+/** The pod a ServiceAccount token is bound to (from the review's extra fields). */
+interface BoundPod {
+  podName: string
+  podUid: string
+}
+
+/** TOKEN's review: it is ACCOUNT's, bound to a pod that still runs as ACCOUNT, on CLAIMEDNODE when given. */
+async function reviewNodeAgent(clients: Pick<KubeClients, 'authn' | 'core'>, account: NodeAgentAccount, token: string, claimedNode?: string): Promise<NodeAgentReview> {
+  const bound = boundPod(await tokenUser(clients, token), account)
+  const pod = await readBoundPod(clients, account.namespace, bound)
+  const node = podNode(pod, account, bound.podName, claimedNode)
+  return {namespace: account.namespace, node, pod: bound.podName, podUid: bound.podUid, serviceAccount: account.serviceAccount}
+}
+
+/** Who the API server says TOKEN belongs to (TokenReview), when it is authenticated for our audience. */
+async function tokenUser(clients: Pick<KubeClients, 'authn'>, token: string): Promise<undefined | V1UserInfo> {
+  let status: undefined | V1TokenReviewStatus
+  try {
+    status = (await clients.authn.createTokenReview({body: {spec: {audiences: [TOKEN_AUDIENCE], token}}})).status
+  } catch (error) {
+    throw kubeError(error, 'review the ServiceAccount token (TokenReview)')
+  }
+
+  if (!status?.authenticated) {
+    throw refused('ZT_ERR_KUBE_TOKEN_REJECTED', `the API server rejected the ServiceAccount token: ${status?.error ?? 'not authenticated'}`,
+      `present the projected token (audience ${TOKEN_AUDIENCE}) the node agent's pod mounts; the kubelet refreshes it before it expires`)
+  }
+
+  if (!(status.audiences ?? []).includes(TOKEN_AUDIENCE)) {
+    throw refused('ZT_ERR_KUBE_TOKEN_AUDIENCE', `the ServiceAccount token is not meant for ${TOKEN_AUDIENCE} (audiences: ${(status.audiences ?? []).join(', ') || 'none'})`,
+      `project a token with audience ${TOKEN_AUDIENCE} (serviceAccountToken.audience in the pod's volumes)`)
+  }
+
+  return status.user
+}
+
+/** The pod USER's token is bound to, when USER is ACCOUNT. */
+function boundPod(user: undefined | V1UserInfo, {namespace, serviceAccount}: NodeAgentAccount): BoundPod {
+  const expected = `system:serviceaccount:${namespace}:${serviceAccount}`
+  const username = user?.username ?? ''
+  if (username !== expected) {
+    throw refused('ZT_ERR_KUBE_WRONG_ACCOUNT', `the token belongs to ${username || 'an unknown user'}; only ${expected} may enroll node agents`,
+      `run the node agent as ServiceAccount ${serviceAccount} in namespace ${namespace} (the DaemonSet ztctl install renders)`)
+  }
+
+  const podName = user?.extra?.[POD_NAME_EXTRA]?.[0]
+  const podUid = user?.extra?.[POD_UID_EXTRA]?.[0]
+  if (!podName || !podUid) {
+    throw refused('ZT_ERR_KUBE_TOKEN_UNBOUND', 'the ServiceAccount token is not bound to a pod, so it does not say which node it runs on',
+      'use the projected token of the pod (a serviceAccountToken volume), not a Secret-based or TokenRequest token without a pod')
+  }
+
+  return {podName, podUid}
+}
+
+/** The token's pod as it is now: the very pod (same uid), not a later one of the same name. */
+async function readBoundPod(clients: Pick<KubeClients, 'core'>, namespace: string, {podName, podUid}: BoundPod): Promise<V1Pod> {
+  let pod: V1Pod
+  try {
+    pod = await clients.core.readNamespacedPod({name: podName, namespace})
+  } catch (error) {
+    if (isNotFound(error)) {
+      throw refused('ZT_ERR_KUBE_POD_GONE', `the token's pod ${namespace}/${podName} does not exist (any more)`, 'a new pod brings a new token; restart the node agent')
+    }
+
+    throw kubeError(error, `read pod ${namespace}/${podName}`)
+  }
+
+  if (pod.metadata?.uid !== podUid) {
+    throw refused('ZT_ERR_KUBE_POD_GONE', `the token was issued to an earlier pod named ${namespace}/${podName}`, 'a new pod brings a new token; restart the node agent')
+  }
+
+  return pod
+}
+
+/** The node POD runs on, when it runs as ACCOUNT and (given CLAIMEDNODE) on the node the agent says. */
+function podNode(pod: V1Pod, {namespace, serviceAccount}: NodeAgentAccount, podName: string, claimedNode?: string): string {
+  if (pod.spec?.serviceAccountName !== serviceAccount) {
+    throw refused('ZT_ERR_KUBE_WRONG_ACCOUNT', `pod ${namespace}/${podName} runs as ServiceAccount ${pod.spec?.serviceAccountName ?? '?'}, not ${serviceAccount}`,
+      `run the node agent as ServiceAccount ${serviceAccount}`)
+  }
+
+  const node = pod.spec?.nodeName
+  if (!node) throw refused('ZT_ERR_KUBE_WRONG_NODE', `pod ${namespace}/${podName} is not scheduled on a node yet`, 'retry once the pod runs')
+  if (claimedNode !== undefined && claimedNode !== node) {
+    throw refused('ZT_ERR_KUBE_WRONG_NODE', `the token's pod ${namespace}/${podName} runs on node ${node}, not on ${claimedNode}, the node this agent says it runs on`,
+      'NODE_NAME must come from the downward API (spec.nodeName) of the pod whose token is presented')
+  }
+
+  return node
 }
 
 /** The identity name of a node's agent. */

@@ -7,6 +7,7 @@ import type {TLSSocket} from 'node:tls'
 
 import {ExitCode, ZtError} from '../errors.js'
 import {boundedServerOptions, CONTROLLER_BOUNDS, guardHttp2Server} from '../http2/server-bounds.js'
+import {listening} from '../util/listening.js'
 import {appRoutes} from './routes/apps.js'
 import {configRoutes} from './routes/config.js'
 import {enrollmentRoutes} from './routes/enrollment.js'
@@ -107,13 +108,7 @@ export async function startServer(services: ControllerServices, listen: {host: s
 
 /** Listen, or explain in words why not (a taken port says so and what to do). */
 export async function listenOn(server: net.Server, listen: {host: string; port: number}, flag: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  }).catch((error: NodeJS.ErrnoException) => {
+  await listening(server, (done) => server.listen(listen.port, listen.host, done)).catch((error: NodeJS.ErrnoException) => {
     throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${listen.host}:${listen.port} (${flag}): ${error.code ?? error.message}`, {
       cause: error,
       exit: error.code === 'EADDRINUSE' ? ExitCode.conflict : ExitCode.failure,

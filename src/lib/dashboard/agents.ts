@@ -8,6 +8,7 @@ import path from 'node:path'
 
 import type {Home} from '../home/home.js'
 import type {ConfigDump} from '../proxy/daemon/agent.js'
+import {processAlive} from '../util/process-alive.js'
 import {parsePrometheusText, type Sample} from './prom-text.js'
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -50,15 +51,8 @@ export function dialable(address: string): string {
   return address
 }
 
-const isAlive = (pid: unknown): boolean => {
-  if (typeof pid !== 'number') return true
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
+/** A ready file without a pid is trusted; one whose process is gone is stale. */
+const isAlive = (pid: unknown): boolean => typeof pid !== 'number' || processAlive(pid)
 
 /** name → admin address: ready files of running agents under HOME/agents/, then EXPLICIT (which wins). */
 export async function discoverAgents(home: Home, explicit: Record<string, string> = {}): Promise<Map<string, string>> {

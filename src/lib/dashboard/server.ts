@@ -9,6 +9,7 @@ import {fileURLToPath} from 'node:url'
 
 import {ExitCode, type ExitCodeValue, ZtError} from '../errors.js'
 import {parseHostPort, parseListen} from '../mesh/parse.js'
+import {listening} from '../util/listening.js'
 import {createPolicyAction, deletePolicyAction, explainAction, revokeIdentityAction} from './actions.js'
 import {type CollectorOptions, MeshCollector} from './collect.js'
 import {AccessGuard, type Session} from './guard.js'
@@ -120,13 +121,7 @@ function hostNames(host: string, port: number): Set<string> {
 }
 
 async function listen(server: http.Server, host: string, port: number): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  }).catch((error: NodeJS.ErrnoException) => {
+  await listening(server, (done) => server.listen(port, host, done)).catch((error: NodeJS.ErrnoException) => {
     const exit = error.code === 'EADDRINUSE' ? ExitCode.conflict : ExitCode.failure
     throw new ZtError('ZT_ERR_LISTEN', `cannot listen on ${host}:${port}: ${error.code ?? error.message}`, {
       cause: error, exit, suggestion: 'pass another --listen, e.g. --listen 127.0.0.1:0 for any free port',

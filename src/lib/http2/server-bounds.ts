@@ -142,50 +142,110 @@ interface Guarded {
 
 /** Apply BOUNDS' session-level rules to every session SERVER accepts; returns counters for tests and dumps. */
 export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerBounds, hooks: GuardHooks = {}): Http2Guard {
-  const sessions = new Map<Http2Session, Guarded>()
+  const guard = new SessionGuard(bounds, hooks)
+  server.on('session', (session: Http2Session) => guard.admit(session))
+  // HTTP/1.1 connections (the controller allows them for curl) get the same deadline for idleness.
+  server.on('secureConnection', (socket: Socket & {alpnProtocol?: false | string}) => {
+    if (socket.alpnProtocol === 'h2') return
+    socket.setTimeout(bounds.idleSessionMs, () => socket.destroy())
+  })
+  return guard
+}
+
+/** The sessions of one server and the rules they live by. */
+class SessionGuard implements Http2Guard {
+  private readonly sessions = new Map<Http2Session, Guarded>()
   // Insertion order = idle order: a session is (re)inserted when it becomes idle. Anonymous and
   // authenticated peers are capped apart.
-  const idle = new Map<Http2Session, Guarded>()
-  const idleAuthenticated = new Map<Http2Session, Guarded>()
-  const idleOf = (state: Guarded): Map<Http2Session, Guarded> => (state.authenticated ? idleAuthenticated : idle)
-  const rulesOf = (state: Guarded): Http2ServerBounds['authenticated'] => (state.authenticated ? bounds.authenticated : bounds)
-  const end = (session: Http2Session, reason: SessionEndReason): void => {
-    const state = sessions.get(session)
-    hooks.ended?.(reason, state?.remote ?? '?')
+  private readonly idle = new Map<Http2Session, Guarded>()
+  private readonly idleAuthenticated = new Map<Http2Session, Guarded>()
+
+  constructor(private readonly bounds: Http2ServerBounds, private readonly hooks: GuardHooks) {}
+
+  get idleCount(): number {
+    return this.idle.size + this.idleAuthenticated.size
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size
+  }
+
+  close(): void {
+    for (const state of this.sessions.values()) clearTimeout(state.idleTimer)
+  }
+
+  /** Watch a new SESSION: idle until its first stream, probed when silent. */
+  admit(session: Http2Session): void {
+    const socket = session.socket as (Socket & {authorized?: boolean}) | undefined
+    const state: Guarded = {
+      authenticated: socket?.authorized === true,
+      fresh: true,
+      idleSince: Date.now(), openStreams: 0, probing: false, remote: `${socket?.remoteAddress ?? '?'}:${socket?.remotePort ?? '?'}`,
+      resetRefilledAt: Date.now(), resetTokens: this.bounds.resetBurst,
+    }
+    this.sessions.set(session, state)
+    session.on('timeout', () => this.probe(session, state))
+    session.setTimeout(this.rulesOf(state).firstStreamSilenceMs)
+    session.on('stream', (stream: ServerHttp2Stream) => this.onStream(session, state, stream))
+    // A session error (protocol error Node did notice, socket error) ends the session, never the server.
+    session.on('error', () => session.destroy())
+    session.once('close', () => {
+      clearTimeout(state.idleTimer)
+      this.sessions.delete(session)
+      this.idleOf(state).delete(session)
+    })
+    this.becomeIdle(session, state)
+  }
+
+  private idleOf(state: Guarded): Map<Http2Session, Guarded> {
+    return state.authenticated ? this.idleAuthenticated : this.idle
+  }
+
+  private rulesOf(state: Guarded): Http2ServerBounds['authenticated'] {
+    return state.authenticated ? this.bounds.authenticated : this.bounds
+  }
+
+  private silence(state: Guarded): number {
+    return state.fresh ? this.rulesOf(state).firstStreamSilenceMs : this.rulesOf(state).silenceMs
+  }
+
+  private end(session: Http2Session, reason: SessionEndReason): void {
+    const state = this.sessions.get(session)
+    this.hooks.ended?.(reason, state?.remote ?? '?')
     // destroy() sends GOAWAY(NO_ERROR); a code needs an error to go with it.
     if (reason === 'rapid-reset') session.destroy(new Error('the peer reset too many streams'), ENHANCE_YOUR_CALM)
     else session.destroy()
   }
 
-  const becomeIdle = (session: Http2Session, state: Guarded): void => {
+  private becomeIdle(session: Http2Session, state: Guarded): void {
     state.idleSince = Date.now()
-    const pool = idleOf(state)
+    const pool = this.idleOf(state)
     pool.delete(session)
     pool.set(session, state)
     clearTimeout(state.idleTimer)
-    state.idleTimer = setTimeout(() => end(session, 'idle'), bounds.idleSessionMs)
+    state.idleTimer = setTimeout(() => this.end(session, 'idle'), this.bounds.idleSessionMs)
     state.idleTimer.unref()
-    while (pool.size > rulesOf(state).maxIdleSessions) {
+    while (pool.size > this.rulesOf(state).maxIdleSessions) {
       const [oldest] = pool.keys()
       pool.delete(oldest!)
-      end(oldest!, 'idle-evicted')
+      this.end(oldest!, 'idle-evicted')
     }
   }
 
-  const silence = (state: Guarded): number => (state.fresh ? rulesOf(state).firstStreamSilenceMs : rulesOf(state).silenceMs)
-  const probe = (session: Http2Session, state: Guarded): void => {
+  /** A silent session gets a PING; no answer in time ends it. */
+  private probe(session: Http2Session, state: Guarded): void {
     if (state.probing || session.destroyed) return
     state.probing = true
     // Timers run before the loop reads sockets: after a busy stretch (a subscribe storm) the answer may be
     // waiting unread. Judge once this turn's reads are done.
     const deadline = setTimeout(() => setImmediate(() => {
-      if (state.probing) end(session, 'no-ping-answer')
-    }), state.fresh ? 2 * rulesOf(state).firstStreamSilenceMs : rulesOf(state).pingTimeoutMs)
+      if (state.probing) this.end(session, 'no-ping-answer')
+    }), state.fresh ? 2 * this.rulesOf(state).firstStreamSilenceMs : this.rulesOf(state).pingTimeoutMs)
     deadline.unref()
     const answered = (): void => {
       clearTimeout(deadline)
       state.probing = false
-      if (!session.destroyed) session.setTimeout(silence(state)) // the timeout fires once per silence: re-arm
+      if (!session.destroyed) session.setTimeout(this.silence(state)) // the timeout fires once per silence: re-arm
     }
 
     try {
@@ -196,67 +256,32 @@ export function guardHttp2Server(server: Http2SecureServer, bounds: Http2ServerB
     }
   }
 
-  const onStream = (session: Http2Session, state: Guarded, stream: ServerHttp2Stream): void => {
+  private onStream(session: Http2Session, state: Guarded, stream: ServerHttp2Stream): void {
     if (state.fresh) {
       state.fresh = false
-      session.setTimeout(rulesOf(state).silenceMs)
+      session.setTimeout(this.rulesOf(state).silenceMs)
     }
 
     if (state.openStreams++ === 0) {
-      idleOf(state).delete(session)
+      this.idleOf(state).delete(session)
       clearTimeout(state.idleTimer)
     }
 
     // 'aborted' also follows our own resets; a peer's reset before any answer is what a flood is made of
     // (our own resets come after the answer: a tunnel's relay, a handler cut short).
     stream.once('aborted', () => {
-      if (stream.headersSent) return
-      const now = Date.now()
-      state.resetTokens = Math.min(bounds.resetBurst, state.resetTokens + ((now - state.resetRefilledAt) / 1000) * bounds.resetRatePerSecond)
-      state.resetRefilledAt = now
-      if (--state.resetTokens < 0) end(session, 'rapid-reset')
+      if (!stream.headersSent) this.onPeerReset(session, state)
     })
     stream.once('close', () => {
-      if (--state.openStreams === 0 && !session.destroyed) becomeIdle(session, state)
+      if (--state.openStreams === 0 && !session.destroyed) this.becomeIdle(session, state)
     })
   }
 
-  server.on('session', (session: Http2Session) => {
-    const socket = session.socket as (Socket & {authorized?: boolean}) | undefined
-    const state: Guarded = {
-      authenticated: socket?.authorized === true,
-      fresh: true,
-      idleSince: Date.now(), openStreams: 0, probing: false, remote: `${socket?.remoteAddress ?? '?'}:${socket?.remotePort ?? '?'}`,
-      resetRefilledAt: Date.now(), resetTokens: bounds.resetBurst,
-    }
-    sessions.set(session, state)
-    session.on('timeout', () => probe(session, state))
-    session.setTimeout(rulesOf(state).firstStreamSilenceMs)
-    session.on('stream', (stream: ServerHttp2Stream) => onStream(session, state, stream))
-    // A session error (protocol error Node did notice, socket error) ends the session, never the server.
-    session.on('error', () => session.destroy())
-    session.once('close', () => {
-      clearTimeout(state.idleTimer)
-      sessions.delete(session)
-      idleOf(state).delete(session)
-    })
-    becomeIdle(session, state)
-  })
-  // HTTP/1.1 connections (the controller allows them for curl) get the same deadline for idleness.
-  server.on('secureConnection', (socket: Socket & {alpnProtocol?: false | string}) => {
-    if (socket.alpnProtocol === 'h2') return
-    socket.setTimeout(bounds.idleSessionMs, () => socket.destroy())
-  })
-
-  return {
-    get idleCount() {
-      return idle.size + idleAuthenticated.size
-    },
-    get sessionCount() {
-      return sessions.size
-    },
-    close() {
-      for (const state of sessions.values()) clearTimeout(state.idleTimer)
-    },
+  /** Rapid reset: each peer reset takes a token from the session's bucket; an empty bucket ends the session. */
+  private onPeerReset(session: Http2Session, state: Guarded): void {
+    const now = Date.now()
+    state.resetTokens = Math.min(this.bounds.resetBurst, state.resetTokens + ((now - state.resetRefilledAt) / 1000) * this.bounds.resetRatePerSecond)
+    state.resetRefilledAt = now
+    if (--state.resetTokens < 0) this.end(session, 'rapid-reset')
   }
 }

@@ -11,6 +11,7 @@ import {connect, createServer, isIP, type Server, type Socket} from 'node:net'
 import {ExitCode, ZtError, describeSystemError} from '../errors.js'
 import {formatHostPort, type HostPort, parseHostPort} from '../proxy/address.js'
 import type {Logger} from '../proxy/observe/log.js'
+import {listening} from '../util/listening.js'
 import {canonicalName} from './addresses.js'
 import {buildHeaderOnlyError, buildResponse, type DnsQuery, parseQuery, QCLASS_IN, QTYPE, RCODE, withId} from './dns-wire.js'
 
@@ -132,31 +133,13 @@ export class DnsServer {
     this.udp = udp
     udp.on('message', (message, remote) => this.onDatagram(message, remote))
     const fds = this.options.listenFds
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject)
-      const bound = (): void => {
-        udp.off('error', reject)
-        resolve()
-      }
-
-      if (fds) udp.bind({fd: fds.udp}, bound)
-      else udp.bind(port, host, bound)
-    })
+    await listening(udp, (done) => (fds ? udp.bind({fd: fds.udp}, done) : udp.bind(port, host, done)))
     udp.on('error', (error) => this.options.logger?.warn({component: 'dns', error: error.message}, 'DNS UDP socket error'))
     const boundPort = udp.address().port
     const tcp = createServer({noDelay: true}, (socket) => this.onTcpClient(socket))
     this.tcp = tcp
     tcp.maxConnections = MAX_TCP_CONNECTIONS
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject)
-      const listening = (): void => {
-        tcp.off('error', reject)
-        resolve()
-      }
-
-      if (fds) tcp.listen({fd: fds.tcp}, listening)
-      else tcp.listen(boundPort, host, listening)
-    })
+    await listening(tcp, (done) => (fds ? tcp.listen({fd: fds.tcp}, done) : tcp.listen(boundPort, host, done)))
     return {host, port: boundPort}
   }
 

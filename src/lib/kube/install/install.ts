@@ -82,7 +82,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     } catch (error) {
       const failure = ZtError.is(error) ? error : new ZtError('ZT_ERR_INSTALL', (error as Error).message, {cause: error})
       onEvent({component, error: failure, type: 'failed'})
-      throw failure
+      throw incomplete(component, failure)
     }
 
     changes.push(...componentChanges)
@@ -97,6 +97,21 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
   return {
     changes, context: context?.name, namespace: rendering.namespace, profile: rendering.profile, pruned,
     unchanged: pruned.length === 0 && changes.every((change) => change.action === 'unchanged'),
+  }
+}
+
+/** The 'failed' event said what and why; this error says what it means and where to look. */
+function incomplete(component: Component, failure: ZtError): ZtError {
+  return new ZtError('ZT_ERR_INSTALL_INCOMPLETE', `installation incomplete: ${COMPONENT_TITLES[component]} is not ready (what follows it in the dependency order was not installed)`, {
+    cause: failure, details: failure.details, exit: ExitCode.failure, suggestion: `${failure.suggestion ?? 'ztctl verify-install'}; fix the values and run install again`,
+  })
+}
+
+/** What install reports to machines (-o json/yaml): each object's action, and where the context points. */
+export function installSummary(result: InstallResult, dryRun: boolean) {
+  return {
+    changes: [...result.changes, ...result.pruned].map((change) => ({action: change.action, object: change.ref, ...(change.unchecked ? {unchecked: true} : {})})),
+    context: result.context, dryRun, namespace: result.namespace, profile: result.profile, unchanged: result.unchanged,
   }
 }
 

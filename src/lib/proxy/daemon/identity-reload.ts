@@ -12,6 +12,7 @@ import path from 'node:path'
 
 import {type IdentityFile, parseIdentityFile} from '../../identity/file.js'
 import {certInfo, splitPem} from '../../pki/cert-info.js'
+import {type Serialized, serialized} from '../../util/serialized.js'
 import type {Credentials} from '../hbone/tls.js'
 import type {Logger} from '../observe/log.js'
 
@@ -42,9 +43,7 @@ export async function watchIdentityFile(options: IdentityReloadOptions): Promise
 }
 
 class IdentityFileWatch implements IdentityReload {
-  private again = false
   private readonly poll: NodeJS.Timeout
-  private running?: Promise<void>
   private settle?: NodeJS.Timeout
   private stopped = false
   private watcher?: FSWatcher
@@ -59,25 +58,13 @@ class IdentityFileWatch implements IdentityReload {
   }
 
   /** One read at a time; an event during a read makes one more after it. */
-  async check(): Promise<void> {
-    if (this.running) {
-      this.again = true
-      return this.running
-    }
-
-    this.running = (async () => {
-      do {
-        this.again = false
-        await this.readOnce()
-      } while (this.again && !this.stopped)
-    })().finally(() => {
-      this.running = undefined
-    })
-    return this.running
-  }
+  readonly check: Serialized = serialized(() => this.readOnce(), (error) => {
+    this.options.logger.warn({error: (error as Error).message, file: this.options.file}, 'identity file check failed; keeping the current certificate')
+  })
 
   stop(): void {
     this.stopped = true
+    this.check.cancel()
     clearInterval(this.poll)
     clearTimeout(this.settle)
     this.watcher?.close()

@@ -239,82 +239,71 @@ export class HboneEngine {
     return {relays, sessions, tunnels}
   }
 
+  /** Each event to the owner of its id: a listener (N1 for accepts, server sessions and requests), a session, a tunnel. */
   private route(type: EventType, id: number, n1: number, n2: number, [s1, s2, s3, s4]: (string | undefined)[], data: Buffer | undefined): void {
     switch (type) {
-      case EventType.Accept: {
-        const onAccept = this.accepting.get(n1)
-        if (onAccept) onAccept(id, s1 ?? '')
-        else this.native.abort(id, 'listener closed')
-        break
-      }
-
-      case EventType.SessionReady: {
-        const peer = {serial: s2, spiffe: s1}
-        if (n1 >= 0) {
-          const listener = this.hboneListeners.get(n1)
-          if (listener) this.serverSessions.set(id, listener.sessionReady(id, peer, s3 ?? ''))
-          else this.native.sessionClose(id, false)
-        } else {
-          this.clientSessions.get(id)?.ready(peer)
-        }
-
-        break
-      }
-
-      case EventType.SessionFailed: {
-        this.clientSessions.get(id)?.failed(s1 ?? 'failed')
-        this.clientSessions.delete(id)
-        break
-      }
-
-      case EventType.SessionClosed: {
-        this.clientSessions.get(id)?.closed(s1 ?? 'closed')
-        this.clientSessions.delete(id)
-        this.serverSessions.get(id)?.closed(s1 ?? 'closed')
-        this.serverSessions.delete(id)
-        break
-      }
-
-      case EventType.Goaway: {
-        this.clientSessions.get(id)?.goaway()
-        break
-      }
-
-      case EventType.Request: {
-        const session = this.serverSessions.get(n1)
-        if (session) session.request(id, s1 ?? '', s2 ?? '', s3, s4)
-        else this.native.refuse(id, 503)
-        break
-      }
-
-      case EventType.Response: {
-        this.tunnels.get(id)?.response?.(n1, s1, s2)
-        break
-      }
-
-      case EventType.Data: {
-        const handler = this.tunnels.get(id)?.data
-        if (handler) handler(n1, data)
-        else if (n1 >= 0) this.native.abort(id, 'nobody reads this connection')
-        break
-      }
-
-      case EventType.DialResult: {
-        this.tunnels.get(id)?.dialResult?.(s1 ?? '', s2)
-        break
-      }
-
-      case EventType.Closed: {
-        const handler = this.tunnels.get(id)
-        this.tunnels.delete(id)
-        handler?.closed?.(n1, n2, s1)
-        break
-      }
-
-      case EventType.TlsError: {
-        this.hboneListeners.get(id)?.tlsError(s1 ?? '', s2 ?? 'TLS handshake failed')
-        break
-      }
+      case EventType.Accept: return this.accepted(id, n1, s1 ?? '')
+      case EventType.SessionReady: return this.sessionReady(id, n1, {serial: s2, spiffe: s1}, s3 ?? '')
+      case EventType.SessionFailed: return this.sessionFailed(id, s1 ?? 'failed')
+      case EventType.SessionClosed: return this.sessionClosed(id, s1 ?? 'closed')
+      case EventType.Goaway: return this.clientSessions.get(id)?.goaway()
+      case EventType.Request: return this.requested(id, n1, s1 ?? '', s2 ?? '', s3, s4)
+      case EventType.Response: return this.tunnels.get(id)?.response?.(n1, s1, s2)
+      case EventType.Data: return this.dataArrived(id, n1, data)
+      case EventType.DialResult: return this.tunnels.get(id)?.dialResult?.(s1 ?? '', s2)
+      case EventType.Closed: return this.tunnelClosed(id, n1, n2, s1)
+      case EventType.TlsError: return this.hboneListeners.get(id)?.tlsError(s1 ?? '', s2 ?? 'TLS handshake failed')
     }
+  }
+
+  /** A plain listener's new connection; one whose listener closed meanwhile is aborted. */
+  private accepted(tunnelId: number, listenerId: number, remote: string): void {
+    const onAccept = this.accepting.get(listenerId)
+    if (onAccept) onAccept(tunnelId, remote)
+    else this.native.abort(tunnelId, 'listener closed')
+  }
+
+  /** LISTENERID >= 0: a server session of that listener (closed when the listener is gone); else a client session. */
+  private sessionReady(sessionId: number, listenerId: number, peer: PeerCertificateInfo, remote: string): void {
+    if (listenerId < 0) {
+      this.clientSessions.get(sessionId)?.ready(peer)
+      return
+    }
+
+    const listener = this.hboneListeners.get(listenerId)
+    if (listener) this.serverSessions.set(sessionId, listener.sessionReady(sessionId, peer, remote))
+    else this.native.sessionClose(sessionId, false)
+  }
+
+  private sessionFailed(sessionId: number, reason: string): void {
+    this.clientSessions.get(sessionId)?.failed(reason)
+    this.clientSessions.delete(sessionId)
+  }
+
+  private sessionClosed(sessionId: number, reason: string): void {
+    this.clientSessions.get(sessionId)?.closed(reason)
+    this.clientSessions.delete(sessionId)
+    this.serverSessions.get(sessionId)?.closed(reason)
+    this.serverSessions.delete(sessionId)
+  }
+
+  /** A CONNECT on a server session; one whose session is gone is refused. */
+  private requested(tunnelId: number, sessionId: number, method: string, authority: string, forwarded: string | undefined, hub: string | undefined): void {
+    const session = this.serverSessions.get(sessionId)
+    if (session) session.request(tunnelId, method, authority, forwarded, hub)
+    else this.native.refuse(tunnelId, 503)
+  }
+
+  /** Bytes of a peeked plain socket (COUNT < 0: it closed or failed); nobody reading aborts it. */
+  private dataArrived(tunnelId: number, count: number, data: Buffer | undefined): void {
+    const handler = this.tunnels.get(tunnelId)?.data
+    if (handler) handler(count, data)
+    else if (count >= 0) this.native.abort(tunnelId, 'nobody reads this connection')
+  }
+
+  private tunnelClosed(tunnelId: number, fromPlain: number, toPlain: number, error: string | undefined): void {
+    const handler = this.tunnels.get(tunnelId)
+    this.tunnels.delete(tunnelId)
+    handler?.closed?.(fromPlain, toPlain, error)
   }
 }

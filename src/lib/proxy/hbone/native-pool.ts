@@ -28,11 +28,21 @@ interface NativeSession extends PooledEntry {
   ready: Promise<number>
 }
 
+type ClosedCallback = (fromPlain: number, toPlain: number, error: string | undefined) => void
+
 /** An opened tunnel: who answered, and where its end is reported. */
 export interface NativeOpened {
   peerSerial?: string
   /** called once when the established tunnel has closed (bytes, and why when it failed) */
-  onClosed(callback: (fromPlain: number, toPlain: number, error: string | undefined) => void): void
+  onClosed(callback: ClosedCallback): void
+}
+
+/** A session taken from the pool for one tunnel. */
+interface Checkout {
+  destination: HboneDestination
+  pooled: NativeSession
+  /** give the session back (once; later calls do nothing) */
+  release(): void
 }
 
 export class NativeHbonePool {
@@ -60,77 +70,23 @@ export class NativeHbonePool {
    */
   async open(tunnelId: number, destination: HboneDestination, target: string, headers: string[], proxy?: {prefix?: Buffer; reply?: Buffer}): Promise<NativeOpened> {
     if (this.closed) throw new HboneError('ZT_ERR_POOL_DRAINING', 'pool draining', 'CONNECT', false)
-    const pooled = this.sessions.checkout(this.options.sourceSpiffe(), destination)
-    let released = false
-    const release = (): void => {
-      if (released) return
-      released = true
-      this.sessions.release(pooled)
-    }
-
-    let sessionId: number
-    try {
-      sessionId = await pooled.ready
-    } catch (error) {
-      release()
-      throw describeHboneFailure(destination, error, this.options.responseTimeoutMs)
-    }
-
+    const checkout = this.checkout(destination)
+    const sessionId = await this.readySession(checkout)
+    this.sendConnect(tunnelId, sessionId, checkout, {headers, proxy, target})
+    const tunnel = this.watchAnswer(tunnelId, checkout.release)
     const {engine} = this.options
-    let opened: boolean
-    try {
-      opened = engine.native.open(tunnelId, sessionId, target, headers, proxy?.prefix, proxy?.reply)
-    } catch (error) {
-      release() // the client tunnel is gone (aborted meanwhile): nothing was sent
-      throw new HboneError('ZT_ERR_HBONE_DIAL', `cannot open a CONNECT stream: ${(error as Error).message}`, 'CONNECT', false)
-    }
-
-    if (!opened) {
-      // The session stopped taking streams (GOAWAY) between checkout and now.
-      pooled.draining = true
-      release()
-      throw new HboneError('ZT_ERR_HBONE_DIAL', `HBONE connection to ${destination.address} (${destination.spiffe}) is closing`, 'CONNECT', true)
-    }
-
-    let onClosed: ((fromPlain: number, toPlain: number, error: string | undefined) => void) | undefined
-    let refusal: string | undefined
-    const status = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        engine.native.cancel(tunnelId)
-        reject(Object.assign(new Error('no CONNECT response'), {code: 'ZT_ERR_RESPONSE_TIMEOUT'}))
-      }, this.options.responseTimeoutMs)
-      timer.unref()
-      engine.watchTunnel(tunnelId, {
-        closed(fromPlain, toPlain, error) {
-          release()
-          onClosed?.(fromPlain, toPlain, error)
-        },
-        response(code, reason) {
-          clearTimeout(timer)
-          if (code === 0) reject(new Error(reason ?? 'the stream failed before a response'))
-          else {
-            refusal = reason
-            resolve(code)
-          }
-        },
-      })
-    }).catch((error: unknown) => {
+    const {refusal, status} = await tunnel.answer.catch((error: unknown) => {
       engine.forgetTunnel(tunnelId)
-      release()
+      checkout.release()
       throw describeHboneFailure(destination, error, this.options.responseTimeoutMs)
     })
     if (status !== 200) {
       engine.forgetTunnel(tunnelId)
-      release()
+      checkout.release()
       throw statusError(status, destination, refusal)
     }
 
-    return {
-      onClosed(callback) {
-        onClosed = callback
-      },
-      peerSerial: pooled.peerSerial,
-    }
+    return {onClosed: tunnel.onClosed, peerSerial: checkout.pooled.peerSerial}
   }
 
   /** Close every session whose peer matches (revoked certificate, removed agent). */
@@ -219,6 +175,82 @@ export class NativeHbonePool {
       const err = error as Error & {code?: string; status?: number}
       if (err.code === 'ZT_ERR_PEER_IDENTITY' || err.code === 'ZT_ERR_PEER_REVOKED') throw err
       throw new HboneError(err.code ?? 'ZT_ERR_HUB_RELAY', `no hub could reach ${destination.agent} (${destination.spiffe}): ${err.message}`, err.status === 401 ? 'DENY' : 'CONNECT', err.status !== 401, err.status)
+    }
+  }
+
+  /** A pooled session for DESTINATION, given back to the pool once (release), whatever happens to the tunnel. */
+  private checkout(destination: HboneDestination): Checkout {
+    const pooled = this.sessions.checkout(this.options.sourceSpiffe(), destination)
+    let released = false
+    return {
+      destination,
+      pooled,
+      release: () => {
+        if (released) return
+        released = true
+        this.sessions.release(pooled)
+      },
+    }
+  }
+
+  /** The addon's id of the checked-out session once it is connected (and its peer pinned). */
+  private async readySession({destination, pooled, release}: Checkout): Promise<number> {
+    try {
+      return await pooled.ready
+    } catch (error) {
+      release()
+      throw describeHboneFailure(destination, error, this.options.responseTimeoutMs)
+    }
+  }
+
+  /** The CONNECT on SESSIONID; throws (the session given back) when it could not be sent. */
+  private sendConnect(tunnelId: number, sessionId: number, {destination, pooled, release}: Checkout, request: {headers: string[]; proxy?: {prefix?: Buffer; reply?: Buffer}; target: string}): void {
+    let opened: boolean
+    try {
+      opened = this.options.engine.native.open(tunnelId, sessionId, request.target, request.headers, request.proxy?.prefix, request.proxy?.reply)
+    } catch (error) {
+      release() // the client tunnel is gone (aborted meanwhile): nothing was sent
+      throw new HboneError('ZT_ERR_HBONE_DIAL', `cannot open a CONNECT stream: ${(error as Error).message}`, 'CONNECT', false)
+    }
+
+    if (!opened) {
+      // The session stopped taking streams (GOAWAY) between checkout and now.
+      pooled.draining = true
+      release()
+      throw new HboneError('ZT_ERR_HBONE_DIAL', `HBONE connection to ${destination.address} (${destination.spiffe}) is closing`, 'CONNECT', true)
+    }
+  }
+
+  /**
+   * The CONNECT's answer on TUNNELID (no answer in responseTimeoutMs cancels it); when the established
+   * tunnel ends, the session is given back and the callback set with onClosed told.
+   */
+  private watchAnswer(tunnelId: number, release: () => void): {answer: Promise<{refusal?: string; status: number}>; onClosed: NativeOpened['onClosed']} {
+    const {engine, responseTimeoutMs} = this.options
+    let onClosed: ClosedCallback | undefined
+    const answer = new Promise<{refusal?: string; status: number}>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        engine.native.cancel(tunnelId)
+        reject(Object.assign(new Error('no CONNECT response'), {code: 'ZT_ERR_RESPONSE_TIMEOUT'}))
+      }, responseTimeoutMs)
+      timer.unref()
+      engine.watchTunnel(tunnelId, {
+        closed(fromPlain, toPlain, error) {
+          release()
+          onClosed?.(fromPlain, toPlain, error)
+        },
+        response(code, reason) {
+          clearTimeout(timer)
+          if (code === 0) reject(new Error(reason ?? 'the stream failed before a response'))
+          else resolve({refusal: reason, status: code})
+        },
+      })
+    })
+    return {
+      answer,
+      onClosed(callback) {
+        onClosed = callback
+      },
     }
   }
 }

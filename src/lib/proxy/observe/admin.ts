@@ -12,6 +12,7 @@ import {type AddressInfo, createConnection, isIP} from 'node:net'
 import {cidrContains, formatHostPort, type HostPort, normalizeIp} from '../address.js'
 import {isLogLevel, LOG_LEVELS, type LogLevel} from './log.js'
 import type {LogRing} from './log-ring.js'
+import {listening} from '../../util/listening.js'
 
 export interface AdminHandlers {
   configDump: () => unknown
@@ -160,16 +161,7 @@ export async function serveRoutes(address: HostPort | {path: string}, routes: Re
   server.headersTimeout = 10_000
   server.requestTimeout = 30_000
   if ('path' in address) await removeStaleSocket(address.path)
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    const listening = (): void => {
-      server.off('error', reject)
-      resolve()
-    }
-
-    if ('path' in address) server.listen(address.path, listening)
-    else server.listen(address.port, address.host, listening)
-  })
+  await listening(server, (done) => ('path' in address ? server.listen(address.path, done) : server.listen(address.port, address.host, done)))
   if ('path' in address) {
     await chmod(address.path, 0o600)
     return {address: `unix:${address.path}`, server}

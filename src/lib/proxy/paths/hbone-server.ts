@@ -8,6 +8,7 @@ import type {TLSSocket} from 'node:tls'
 
 import {describeSystemError} from '../../errors.js'
 import {boundedServerOptions, guardHttp2Server, HBONE_BOUNDS, type Http2Guard} from '../../http2/server-bounds.js'
+import {listening} from '../../util/listening.js'
 import {formatHostPort, type HostPort, normalizeIp, resolveHost} from '../address.js'
 import {admittedApp, type AppStreamHandler, logAppRefusal, serveNodeAppStream} from './app-streams.js'
 import {type Admission, admitConnect, checkResolved, refusalLabels, type SessionPeer} from './hbone-admission.js'
@@ -67,13 +68,7 @@ export class HboneServer {
   }
 
   async listen(address: HostPort): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(address.port, address.host, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
+    await listening(this.server, (done) => this.server.listen(address.port, address.host, done))
     return this.server.address() as AddressInfo
   }
 

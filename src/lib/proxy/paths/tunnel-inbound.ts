@@ -9,6 +9,7 @@ import {createServer, type AddressInfo, type Socket} from 'node:net'
 import type {InboundTunnel} from '../../config/types.js'
 import {resourceKey} from '../../config/types.js'
 import {describeSystemError} from '../../errors.js'
+import {listening} from '../../util/listening.js'
 import {formatHostPort, type HostPort, normalizeIp, parseHostPort, resolveHost} from '../address.js'
 import type {HboneEngine} from '../hbone/hbone-engine.js'
 import type {HbonePool} from '../hbone/hbone-pool.js'
@@ -129,13 +130,7 @@ export class InboundTunnels {
 
 async function listenNode(address: HostPort, onSocket: (socket: Socket) => void, onError: (error: Error) => void): Promise<BoundListener> {
   const server = createServer({allowHalfOpen: true, noDelay: true, pauseOnConnect: true}, onSocket)
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(address.port, address.host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
+  await listening(server, (done) => server.listen(address.port, address.host, done))
   server.on('error', onError)
   const bound = server.address() as AddressInfo
   return {address: formatHostPort({host: bound.address, port: bound.port}), close: () => server.close()}

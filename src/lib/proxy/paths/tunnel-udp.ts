@@ -10,6 +10,7 @@ import {createSocket, type RemoteInfo, type Socket as UdpSocket} from 'node:dgra
 import {isIP, Socket} from 'node:net'
 
 import type {InboundTunnel} from '../../config/types.js'
+import {listening} from '../../util/listening.js'
 import {formatHostPort, type HostPort, normalizeIp} from '../address.js'
 import type {HboneEngine} from '../hbone/hbone-engine.js'
 import type {NativeHbonePool} from '../hbone/native-pool.js'
@@ -132,13 +133,7 @@ export class UdpInbound {
 
   static async listen(address: HostPort, tunnel: InboundTunnel, options: UdpInboundOptions, onError: (error: Error) => void): Promise<{address: string; close(): void; inbound: UdpInbound}> {
     const socket = createSocket({reuseAddr: false, type: isIP(address.host) === 6 ? 'udp6' : 'udp4'})
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject)
-      socket.bind(address.port, address.host, () => {
-        socket.off('error', reject)
-        resolve()
-      })
-    })
+    await listening(socket, (done) => socket.bind(address.port, address.host, done))
     socket.on('error', onError)
     const inbound = new UdpInbound(socket, tunnel, options)
     const bound = socket.address()
