@@ -14,7 +14,10 @@
 //   direct-local   pod 3 (node 2's second pod) → pod 2 across node 2's bridge, no proxy
 //   ztctl-local    the local fast path: pod 3 and pod 2 redirected on node 2; pod 3's connection is captured
 //                  (15001), authorized and joined to pod 2 by node 2's agent (a relay on native), no TLS
-// The last four are not in the default AMBIENT_PATHS.
+//   direct-rules, ztctl-rules  direct and our tunnel with both pods redirected (`redirect add`: rules, routes,
+//                  conntrack) but every TCP connection exempted first in nat, so nothing is captured: what
+//                  the in-pod rules cost a path without the agents in it.
+// The last six are not in the default AMBIENT_PATHS.
 // Every proxy is its own process in its node's namespace; the ambient agents are `agent run --inpod-socket`
 // enrolled with a controller (in node 1's namespace, idle while measuring). Redirection is added before
 // the ambient path and removed after it, so the other paths see plain pods.
@@ -22,11 +25,18 @@
 //   node --import tsx bench/ambient/run.ts OUT_DIR      # root; bench/run.sh runs it after the harness
 //
 // Knobs (env, as the harness): REPS TPUT_SECS LAT_N LAT_SIZE CONN_SECS CONN_THREADS AMBIENT_PATHS
-// BENCH_BIN (the harness's compiled tools) BENCH_CERTS. Writes OUT_DIR/raw.jsonl (the harness's row format)
+// BENCH_BIN (the harness's compiled tools) BENCH_CERTS; AMBIENT_METRICS (default "tput lat connrate": a
+// subset measures only those); AMBIENT_LOG_LEVEL (the node agents' --log-level, default warn as the
+// tunnel's agents: info adds two access-log lines per connection, which the peers do not write);
+// AMBIENT_PROBE: a shell command run beside each `lat` measurement (bounded by it, SIGINT after it) with
+// PROBE_PIDS (the path's processes and the echo server, comma-separated) and PROBE_OUT (a file prefix in
+// work/), e.g. 'perf stat -e raw_syscalls:sys_enter -p $PROBE_PIDS -o $PROBE_OUT.stat'; AMBIENT_POD_IPTABLES:
+// what-if rules, `;`-separated iptables argument lists (each with -A or -I) added in every pod the
+// ambient paths redirect, after `redirect add`, deleted before `redirect remove` (e.g. raw-table notrack). Writes OUT_DIR/raw.jsonl (the harness's row format)
 // and OUT_DIR/path-notes.txt; `node bench/ratios.js ambient OUT_DIR` prints the table. Not a test.
 import type {ChildProcess} from 'node:child_process'
-import {execFile} from 'node:child_process'
-import {appendFile, mkdir, rm, stat, writeFile} from 'node:fs/promises'
+import {execFile, spawn} from 'node:child_process'
+import {appendFile, mkdir, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
@@ -47,6 +57,10 @@ const LAT_SIZE = int('LAT_SIZE', 64, 65_536)
 const CONN_SECS = int('CONN_SECS', 5, 60)
 const CONN_THREADS = int('CONN_THREADS', 4, 16)
 const PATHS = (process.env.AMBIENT_PATHS ?? 'direct stunnel haproxy ztctl ztctl-ambient').split(/\s+/).filter(Boolean)
+const METRICS = new Set((process.env.AMBIENT_METRICS ?? 'tput lat connrate').split(/\s+/).filter(Boolean))
+const AGENT_LOG_LEVEL = process.env.AMBIENT_LOG_LEVEL === 'info' ? 'info' : 'warn'
+const PROBE = process.env.AMBIENT_PROBE
+const POD_IPTABLES = (process.env.AMBIENT_POD_IPTABLES ?? '').split(';').map((rule) => rule.trim().split(/\s+/).filter(Boolean)).filter((rule) => rule.length > 0)
 const ECHO_PORT = 7000
 const IPERF_PORT = 5201
 const TLS13_SUITE = 'TLS_AES_128_GCM_SHA256'
@@ -76,6 +90,7 @@ interface RunningPath {
 interface Bench {
   cleanups: (() => Promise<void> | void)[]
   ctx: {after(fn: () => Promise<void> | void): void}
+  echoPid: number
   node1: TopoNode
   node2: TopoNode
   pod1: TopoPod
@@ -209,7 +224,7 @@ async function ambientMesh(bench: Bench): Promise<Ambient> {
     }
   }
 
-  const agents = [await startNodeAgent(topo, bench.node1, files(bench.node1)), await startNodeAgent(topo, bench.node2, files(bench.node2))]
+  const agents = [await startNodeAgent(topo, bench.node1, files(bench.node1), AGENT_LOG_LEVEL), await startNodeAgent(topo, bench.node2, files(bench.node2), AGENT_LOG_LEVEL)]
   bench.cleanups.push(async () => {
     for (const agent of agents) await stopNodeAgent(agent)
   })
@@ -226,12 +241,26 @@ async function redirect(bench: Bench, mesh: Ambient, verb: 'add' | 'remove', pod
 /** In-pod redirection of PODS (pod 2 always among them), up until node 1 knows pod 2 and an echo from FROM goes through. */
 async function ambient(bench: Bench, mesh: Ambient, pods: TopoPod[], note: string, pids: number[], from = bench.pod1): Promise<RunningPath> {
   const {pod2, topo} = bench
-  for (const pod of pods) await redirect(bench, mesh, 'add', pod)
+  const whatIf = async (pod: TopoPod, remove: boolean): Promise<void> => {
+    for (const rule of POD_IPTABLES) {
+      const args = remove ? rule.filter((arg, i) => !(rule[i - 2] === '-I' && /^\d+$/.test(arg))).map((arg) => (arg === '-A' || arg === '-I' ? '-D' : arg)) : rule
+      await (remove ? topo.exec(pod.netns, 'iptables', args) : topo.execOk(pod.netns, 'iptables', args))
+    }
+  }
+
   const down = async (): Promise<void> => {
-    for (const pod of pods) await redirect(bench, mesh, 'remove', pod)
+    for (const pod of pods) {
+      await whatIf(pod, true)
+      await redirect(bench, mesh, 'remove', pod)
+    }
   }
 
   try {
+    for (const pod of pods) {
+      await redirect(bench, mesh, 'add', pod)
+      await whatIf(pod, false)
+    }
+
     await waitUntil('node 1 knows pod 2', async () => {
       const dump = await topo.exec(bench.node1.netns, 'curl', ['-s', '--max-time', '3', 'http://127.0.0.1:15000/config_dump'])
       return dump.code === 0 && dump.stdout.includes(`"${pod2.ip}"`)
@@ -242,7 +271,36 @@ async function ambient(bench: Bench, mesh: Ambient, pods: TopoPod[], note: strin
     throw error
   }
 
-  return {down, from, note, pids, to: direct(bench).to}
+  return {down, from, note: POD_IPTABLES.length > 0 ? `${note}; what-if rules in the pods: ${POD_IPTABLES.map((rule) => rule.join(' ')).join('; ')}` : note, pids, to: direct(bench).to}
+}
+
+/** RUNNING with both pods redirected but every TCP connection exempted (nat ACCEPT before our rules). */
+async function rulesOnly(bench: Bench, mesh: Ambient, running: RunningPath): Promise<RunningPath> {
+  const pods = [bench.pod1, bench.pod2]
+  const exempt = (pod: TopoPod, verb: '-D' | '-I'): Promise<unknown> => Promise.all(['ZTCTL_OUTPUT', 'ZTCTL_PRERT'].map((chain) =>
+    bench.topo.execOk(pod.netns, 'iptables', ['-t', 'nat', verb, chain, ...(verb === '-I' ? ['1'] : []), '-p', 'tcp', '-j', 'ACCEPT'])))
+  const down = async (): Promise<void> => {
+    for (const pod of pods) {
+      await exempt(pod, '-D').catch(() => {})
+      await redirect(bench, mesh, 'remove', pod)
+    }
+
+    await running.down()
+  }
+
+  try {
+    for (const pod of pods) {
+      await redirect(bench, mesh, 'add', pod)
+      await exempt(pod, '-I')
+    }
+
+    await waitEcho(bench, running.to.echo)
+  } catch (error) {
+    await down()
+    throw error
+  }
+
+  return {...running, down, note: `${running.note}; both pods redirected (rules, routes, conntrack), every TCP connection exempted first in nat (no capture)`}
 }
 
 const meshed = (bench: Bench, mesh: Ambient): Promise<RunningPath> => ambient(bench, mesh, [bench.pod1, bench.pod2],
@@ -271,16 +329,45 @@ async function cpuTicks(pids: number[]): Promise<number> {
   return (JSON.parse(stdout) as {cpu_ticks: number}).cpu_ticks
 }
 
+/** Nanoseconds on a CPU over every thread of PIDS (schedstat: exact, where /proc's ticks are 10 ms). */
+async function cpuNanos(pids: number[]): Promise<number> {
+  let total = 0
+  for (const pid of pids) {
+    const tasks = await readdir(`/proc/${pid}/task`).catch(() => [])
+    for (const task of tasks) total += Number((await readFile(`/proc/${pid}/task/${task}/schedstat`, 'utf8').catch(() => '0')).split(' ')[0]) || 0
+  }
+
+  return total
+}
+
 async function fromPod(bench: Bench, pod: TopoPod, tool: string, args: string[], timeoutMs: number): Promise<unknown> {
   const result = await bench.topo.exec(pod.netns, tool, args, {timeoutMs})
   if (result.code !== 0) throw new Error(`${path.basename(tool)} ${args.join(' ')}: exit ${result.code}: ${result.stderr.trim().slice(0, 300)}`)
   return JSON.parse(result.stdout)
 }
 
+/** RUN with AMBIENT_PROBE beside it (when set): the probe is interrupted once RUN is done, at most 30 s later gone. */
+async function probed<T>(bench: Bench, name: string, rep: number, running: RunningPath, run: () => Promise<T>): Promise<T> {
+  if (!PROBE) return run()
+  const env = {...process.env, PROBE_OUT: path.join(WORK, `probe-${name}-${rep}`), PROBE_PIDS: [...running.pids, bench.echoPid].join(',')}
+  const probe = spawn('bash', ['-c', PROBE], {detached: true, env, stdio: ['ignore', 'inherit', 'inherit']})
+  const exited = new Promise((resolve) => probe.once('exit', resolve))
+  await new Promise((resolve) => setTimeout(resolve, 1000)) // perf and strace attach
+  try {
+    return await run()
+  } finally {
+    process.kill(-probe.pid!, 'SIGINT')
+    const timer = setTimeout(() => process.kill(-probe.pid!, 'SIGKILL'), 30_000)
+    await exited
+    clearTimeout(timer)
+  }
+}
+
 async function measure(bench: Bench, name: string, rep: number, running: RunningPath): Promise<void> {
   const [echoHost, echoPort] = splitHostPort(running.to.echo)
   const [iperfHost, iperfPort] = splitHostPort(running.to.iperf)
   const attempt = async (metric: string, run: () => Promise<unknown>): Promise<void> => {
+    if (!METRICS.has(metric === 'tput_p1' ? 'tput' : metric)) return
     try {
       await emit(name, rep, metric, await run())
     } catch (error) {
@@ -300,7 +387,12 @@ async function measure(bench: Bench, name: string, rep: number, running: Running
     const {bits_per_second: bps, bytes} = report.end.sum_received
     return {bytes, gbps: bps / 1e9, proxy_cpu_s: cpuSeconds, proxy_cpu_s_per_gib: cpuSeconds / (bytes / 2 ** 30)}
   })
-  await attempt('lat', () => fromPod(bench, from, path.join(BIN, 'lat'), [echoHost, echoPort, String(LAT_N), String(LAT_SIZE), '1000'], 120_000))
+  await attempt('lat', async () => {
+    const before = await cpuNanos(running.pids)
+    const report = await probed(bench, name, rep, running, () => fromPod(bench, from, path.join(BIN, 'lat'), [echoHost, echoPort, String(LAT_N), String(LAT_SIZE), '1000'], 120_000)) as object
+    const nanos = await cpuNanos(running.pids) - before
+    return {...report, ...(running.pids.length > 0 ? {proxy_cpu_us_per_rt: nanos / 1e3 / (LAT_N + 1000)} : {})}
+  })
   await attempt('connrate', async () => {
     const before = await cpuTicks(running.pids)
     const report = await fromPod(bench, from, path.join(BIN, 'connrate'), [echoHost, echoPort, String(CONN_THREADS), String(CONN_SECS), '64'], (CONN_SECS + 60) * 1000) as {conns?: number}
@@ -340,13 +432,14 @@ async function main(): Promise<void> {
     const topo = await createTopology(ctx, {nodes: 2, podsPerNode: 2})
     const [node1, node2] = topo.nodes as [TopoNode, TopoNode]
     const [pod1, pod2, pod3] = [node1.pods[0]!, node2.pods[0]!, node2.pods[1]!]
-    const bench: Bench = {cleanups, ctx, node1, node2, pod1, pod2, pod3, topo}
-    spawnIn(bench, pod2.netns, 'echo', path.join(BIN, 'echo'), [String(ECHO_PORT), '0.0.0.0'])
+    const bench: Bench = {cleanups, ctx, echoPid: 0, node1, node2, pod1, pod2, pod3, topo}
+    bench.echoPid = spawnIn(bench, pod2.netns, 'echo', path.join(BIN, 'echo'), [String(ECHO_PORT), '0.0.0.0']).pid!
     spawnIn(bench, pod2.netns, 'iperf3-server', 'iperf3', ['-s', '-p', String(IPERF_PORT)])
     await waitEcho(bench, hostPort(pod2.ip, ECHO_PORT))
-    const mesh = PATHS.some((name) => name.startsWith('ztctl-')) ? await ambientMesh(bench) : undefined
+    const mesh = PATHS.some((name) => name.startsWith('ztctl-') || name.endsWith('-rules')) ? await ambientMesh(bench) : undefined
     const up: Record<string, () => Promise<RunningPath>> = {
       direct: async () => direct(bench), 'direct-local': async () => directLocal(bench), haproxy: () => haproxy(bench), 'haproxy-plain': () => haproxyPlain(bench), stunnel: () => stunnel(bench), ztctl: () => tunnel(bench), 'ztctl-ambient': () => meshed(bench, mesh!), 'ztctl-inbound-plain': () => inboundPlain(bench, mesh!), 'ztctl-local': () => localFastPath(bench, mesh!),
+      'direct-rules': () => rulesOnly(bench, mesh!, direct(bench)), 'ztctl-rules': async () => rulesOnly(bench, mesh!, await tunnel(bench)),
     }
     const notes = new Map<string, string>()
     log(`results -> ${OUT}; paths ${PATHS.join(' ')}; ${REPS} rep(s)`)

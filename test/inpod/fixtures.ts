@@ -34,14 +34,29 @@ export function nodeScopeFlags(node: TopoNode, namespace = 'default'): string[] 
   return ['--serves', `${namespace}/*`, '--pod-cidr', node.cidr, ...(node.cidr6 ? ['--pod-cidr', node.cidr6] : [])]
 }
 
-/** `ztctl agent run --inpod-socket` inside NODE's netns (a controller-enrolled identity), once its CNI socket is served. */
-export async function startNodeAgent(topo: Topology, node: TopoNode, files: {identity: string; socket: string; stateDir: string}): Promise<NodeAgent> {
+/** Whether something accepts connections on the unix socket at PATH. */
+function unixSocketServed(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(socketPath, () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.on('error', () => resolve(false))
+  })
+}
+
+/**
+ * `ztctl agent run --inpod-socket` inside NODE's netns (a controller-enrolled identity), once its CNI socket is
+ * served. LOG_LEVEL 'info' (the tests') keeps its output, access logs included; a bench passes 'warn'.
+ */
+export async function startNodeAgent(topo: Topology, node: TopoNode, files: {identity: string; socket: string; stateDir: string}, logLevel: 'info' | 'warn' = 'info'): Promise<NodeAgent> {
   const child = topo.spawn(node.netns, process.execPath, [RUN_JS, 'agent', 'run', '-i', files.identity, '--hbone', `${node.bridgeIp}:15008`,
-    '--admin', '127.0.0.1:15000', '--metrics', '127.0.0.1:0', '--readiness', '127.0.0.1:0', '--inpod-socket', files.socket, '--inpod-state-dir', files.stateDir, '--log-level', 'info', '--data-path', INPOD_TEST_DATA_PATH])
+    '--admin', '127.0.0.1:15000', '--metrics', '127.0.0.1:0', '--readiness', '127.0.0.1:0', '--inpod-socket', files.socket, '--inpod-state-dir', files.stateDir, '--log-level', logLevel, '--data-path', INPOD_TEST_DATA_PATH])
   let output = ''
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  await waitUntil(`node agent in ${node.name} serving the CNI socket`, () => output.includes('"component":"inpod"') && output.includes('listener established'), 30_000)
+  const serving = logLevel === 'info' ? async () => output.includes('"component":"inpod"') && output.includes('listener established') : () => unixSocketServed(files.socket)
+  await waitUntil(`node agent in ${node.name} serving the CNI socket`, serving, 30_000)
   return {child, output: () => output}
 }
 
