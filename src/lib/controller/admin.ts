@@ -35,10 +35,24 @@ export interface AdminHome {
   /** where it lives, for humans: a path or `secret/NAME` */
   readonly location: string
   read(): Promise<IdentityFile | undefined>
+  /**
+   * Write IDENTITY in place of READ (what read() returned) only if the home still holds it: false when it
+   * changed or was deleted meanwhile, so an update never brings back what somebody removed.
+   */
+  replace(identity: IdentityFile, read: IdentityFile): Promise<boolean>
   write(identity: IdentityFile): Promise<void>
 }
 
-export const adminFile = (file: string): AdminHome => ({location: file, read: () => readIdentityFile(file), write: (identity) => writeIdentityFile(file, identity)})
+export const adminFile = (file: string): AdminHome => ({
+  location: file,
+  read: () => readIdentityFile(file),
+  // one process owns a local controller's file: nobody else changes it between the read and the write
+  replace: async (identity) => {
+    await writeIdentityFile(file, identity)
+    return true
+  },
+  write: (identity) => writeIdentityFile(file, identity),
+})
 
 type AdminServices = Pick<ControllerServices, 'adminCertTtlSeconds' | 'ca' | 'certTtlSeconds' | 'signer' | 'store' | 'trustDomain' | 'url'>
 
@@ -55,14 +69,14 @@ export async function ensureAdminIdentity(
     const serial = certInfo(existing.cert).serial
     const principal = await services.store.authenticate(serial, new Date())
     if (principal && principal.identity.admin === spec.admin && (spec.admin || principal.identity.name === spec.name)) {
+      // A home changed or deleted since the read is left to the next round (which re-creates a deleted one).
       if (options.renewAtHalfLife && msUntilRenewal(existing) <= 0) {
-        await home.write(await issueAdmin(services, {...spec, name: existing.name}))
-        return 'renewed'
+        return (await home.replace(await issueAdmin(services, {...spec, name: existing.name}), existing)) ? 'renewed' : 'kept'
       }
 
       if (existing.controller === services.url) return 'kept'
       // Same identity, new address (port 0 or --advertise changed): only the URL needs updating.
-      await home.write({...existing, controller: services.url})
+      await home.replace({...existing, controller: services.url}, existing)
       return 'kept'
     }
   }

@@ -53,14 +53,24 @@ export async function openKubeSite(options: KubeSiteOptions): Promise<Controller
   const mesh = startKubeMesh({cache: options.meshCache, clients, logger, namespace, store})
   const secrets = secretIo(clients, namespace)
   /** An identity file in key identity.json of Secret NAME. */
-  const secretHome = (name: string): AdminHome => ({
-    location: `secret/${name}`,
-    async read() {
-      const text = unb64((await secrets.read(name))?.data?.[ADMIN_IDENTITY_KEY])
-      return text === undefined ? undefined : parseIdentityFile(text, `secret/${name} in ${namespace}`)
-    },
-    write: (identity: IdentityFile) => secrets.put(name, install, {[ADMIN_IDENTITY_KEY]: JSON.stringify(identity, null, 2) + '\n'}),
-  })
+  const secretHome = (name: string): AdminHome => {
+    const data = (identity: IdentityFile): Record<string, string> => ({[ADMIN_IDENTITY_KEY]: JSON.stringify(identity, null, 2) + '\n'})
+    /** the Secret's resourceVersion each read identity came from (what replace() updates conditionally) */
+    const versions = new WeakMap<IdentityFile, string>()
+    return {
+      location: `secret/${name}`,
+      async read() {
+        const secret = await secrets.read(name)
+        const text = unb64(secret?.data?.[ADMIN_IDENTITY_KEY])
+        if (text === undefined) return undefined
+        const identity = parseIdentityFile(text, `secret/${name} in ${namespace}`)
+        if (secret?.metadata?.resourceVersion) versions.set(identity, secret.metadata.resourceVersion)
+        return identity
+      },
+      replace: (identity, read) => secrets.update(name, install, data(identity), versions.get(read)),
+      write: (identity) => secrets.put(name, install, data(identity)),
+    }
+  }
   return {
     admin: secretHome(RUNTIME_OBJECTS.adminSecret),
     keptIdentities: [
@@ -117,13 +127,20 @@ function secretIo(clients: KubeClients, namespace: string) {
         throw kubeError(error, `read Secret ${name} in ${namespace}`)
       }
     },
+    /** Replace the Secret if it is still at RESOURCE_VERSION: false when it changed or is gone. */
+    async update(name: string, install: string, data: Record<string, string>, resourceVersion: string | undefined): Promise<boolean> {
+      if (!resourceVersion) return false
+      try {
+        await clients.core.replaceNamespacedSecret({body: secretBody(name, namespace, install, data, resourceVersion), name, namespace})
+        return true
+      } catch (error) {
+        if (isNotFound(error) || isConflict(error)) return false
+        throw kubeError(error, `write Secret ${name} in ${namespace}`)
+      }
+    },
     /** Create, or replace whatever is there (only the leader writes these). */
     async put(name: string, install: string, data: Record<string, string>): Promise<void> {
-      const body: V1Secret = {
-        data: Object.fromEntries(Object.entries(data).map(([key, value]) => [key, b64(value)])),
-        metadata: {labels: ztctlLabels(install, 'controller'), name, namespace},
-        type: 'Opaque',
-      }
+      const body = secretBody(name, namespace, install, data)
       try {
         await clients.core.replaceNamespacedSecret({body, name, namespace})
       } catch (error) {
@@ -203,5 +220,13 @@ async function publishRoot(clients: KubeClients, namespace: string, install: str
     await clients.core.createNamespacedConfigMap({body, namespace}).catch((created: unknown) => {
       if (!isConflict(created)) throw kubeError(created, `create ConfigMap ${name} in ${namespace}`)
     })
+  }
+}
+
+function secretBody(name: string, namespace: string, install: string, data: Record<string, string>, resourceVersion?: string): V1Secret {
+  return {
+    data: Object.fromEntries(Object.entries(data).map(([key, value]) => [key, b64(value)])),
+    metadata: {labels: ztctlLabels(install, 'controller'), name, namespace, resourceVersion},
+    type: 'Opaque',
   }
 }
