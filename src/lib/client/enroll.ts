@@ -14,7 +14,7 @@ import {ExitCode, ZtError} from '../errors.js'
 import {checkContextName, upsertContext} from '../home/contexts.js'
 import type {Home} from '../home/home.js'
 import {type IdentityFile, writeIdentityFile} from '../identity/file.js'
-import {certInfo, fingerprint, trustDomainOf} from '../pki/cert-info.js'
+import {certInfo, fingerprint, issuedByBundle, trustDomainOf} from '../pki/cert-info.js'
 import {createKeyAndCsr} from '../pki/pki.js'
 import {ControllerClient} from './controller-client.js'
 
@@ -96,7 +96,7 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
     const {csrPem, keyPem} = await createKeyAndCsr(claims.sub)
     const response = await client.request<EnrollResponse>('POST', '/v1/enroll', {csr: csrPem, token})
     const leaf = new X509Certificate(response.cert)
-    if (!leaf.checkPrivateKey(createPrivateKey(keyPem)) || !issuedBy(response.cert, ca)) {
+    if (!leaf.checkPrivateKey(createPrivateKey(keyPem)) || !issuedByBundle(response.cert, ca)) {
       throw new ZtError('ZT_ERR_BAD_RESPONSE', 'the controller returned a certificate that does not match the request')
     }
 
@@ -151,16 +151,6 @@ function expectedControllerSpiffe(claims: EnrollmentClaims, caPem: string): stri
   }
 
   return controllerSpiffe(trustDomain)
-}
-
-function issuedBy(certPem: string, caPem: string): boolean {
-  try {
-    const cert = new X509Certificate(certPem)
-    const ca = new X509Certificate(caPem)
-    return cert.checkIssued(ca) && cert.verify(ca.publicKey)
-  } catch {
-    return false
-  }
 }
 
 async function readToken(file: string): Promise<string> {

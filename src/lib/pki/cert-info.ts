@@ -18,6 +18,19 @@ export function splitPem(bundle: string): string[] {
   return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((pem) => pem + '\n') ?? []
 }
 
+/** Whether the first certificate of CERT_PEM is issued and signed by one of BUNDLE's certificates (false for what does not parse). */
+export function issuedByBundle(certPem: string, bundle: string): boolean {
+  try {
+    const leaf = new X509Certificate(splitPem(certPem)[0] ?? certPem)
+    return splitPem(bundle).some((pem) => {
+      const issuer = new X509Certificate(pem)
+      return leaf.checkIssued(issuer) && leaf.verify(issuer.publicKey)
+    })
+  } catch {
+    return false
+  }
+}
+
 export function certInfo(pem: string): CertInfo {
   const cert = new X509Certificate(pem)
   const spiffe = cert.subjectAltName

@@ -11,7 +11,7 @@ import {open} from 'node:fs/promises'
 import path from 'node:path'
 
 import {type IdentityFile, parseIdentityFile} from '../../identity/file.js'
-import {certInfo, splitPem} from '../../pki/cert-info.js'
+import {certInfo, issuedByBundle, splitPem} from '../../pki/cert-info.js'
 import {type Serialized, serialized} from '../../util/serialized.js'
 import type {Credentials} from '../hbone/tls.js'
 import type {Logger} from '../observe/log.js'
@@ -146,8 +146,7 @@ function usableIdentity(text: string, where: string, current: IdentityFile, now 
     if (info.notBefore.getTime() > now || info.notAfter.getTime() <= now) return `certificate ${info.serial} is not valid now (${info.notBefore.toISOString()} to ${info.notAfter.toISOString()})`
     if (!leaf.checkPrivateKey(createPrivateKey(next.key))) return `the key does not belong to certificate ${info.serial}`
     // The mesh CA the daemon trusts now: a file signed by another CA is not this mesh's (a new CA needs a restart).
-    const issuers = splitPem(current.ca).map((pem) => new X509Certificate(pem))
-    if (!issuers.some((issuer) => leaf.checkIssued(issuer) && leaf.verify(issuer.publicKey))) return `certificate ${info.serial} is not signed by the mesh CA this process trusts (a new CA needs a restart)`
+    if (!issuedByBundle(next.cert, current.ca)) return `certificate ${info.serial} is not signed by the mesh CA this process trusts (a new CA needs a restart)`
   } catch (error) {
     return `not a usable certificate and key: ${(error as Error).message}`
   }
